@@ -1,0 +1,16 @@
+//! memory-core: the performance-critical core of memory-server, in plain Rust (no napi).
+//!
+//! - [`store`]: the durable `TensorStore` (append-only log, group commit, recovery, compaction)
+//! - [`search`]: SIMD similarity kernels (scalar oracle, AVX2+FMA, AVX-512, NEON) and top-k
+//! - [`filter`]: the metadata filter language of SPEC §3
+//! - [`significance`]: novelty / surprise / importance scoring
+//! - [`embed`]: the deterministic `hash` embedder and text windowing for `process`
+
+pub mod embed;
+pub mod error;
+pub mod filter;
+pub mod search;
+pub mod significance;
+pub mod store;
+
+pub use error::{Error, Result};
