@@ -1,1 +1,1365 @@
-//! placeholder
+//! `TensorStore`: the durable memory store.
+//!
+//! One writer thread owns the log. Writers hand it operations through a channel and get a
+//! completion callback; the writer takes every operation waiting at that moment as one
+//! group, computes significance and associations for all new memories of the group in one
+//! multi-query pass, appends the group's records with one `write`, makes them durable with
+//! one fsync (policy `always`), applies them to the in-memory state and only then completes
+//! the callbacks — group commit. Reads take a shared lock on the state and never see a
+//! memory before it is durable.
+//!
+//! Concurrent searches can share a pass too: [`TensorStore::search_batched`] queues a query
+//! and a searcher thread runs every query waiting with the same parameters in one pass.
+
+pub mod log;
+pub mod scan;
+pub mod state;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::search::{check_vector, normalize};
+use crate::significance::{importance_of, significance, ASSOCIATION_MIN_COS, MAX_ASSOCIATIONS, RECENT_WINDOW};
+use log::{DeleteRecord, Header, LogWriter, Record, ScanEnd, UpdateRecord, NO_EXPIRY};
+use scan::ScanParams;
+use state::{parse_metadata, State};
+
+pub use scan::Hit;
+
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+pub const MAX_ID_CHARS: usize = 256;
+pub const MAX_NAMESPACE_CHARS: usize = 256;
+pub const META_FILE: &str = "store.json";
+pub const LOCK_FILE: &str = "LOCK";
+/// Most operations the writer takes into one group.
+const MAX_GROUP_ITEMS: usize = 4096;
+/// Most queries the searcher runs in one pass.
+const MAX_SEARCH_BATCH: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Acknowledge a write only after its fsync (group commit).
+    Always,
+    /// fsync every `interval` (SPEC: 1 s).
+    Interval(Duration),
+    /// Never fsync (except on close and compaction).
+    Off,
+}
+
+impl FsyncPolicy {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "interval" => Ok(FsyncPolicy::Interval(Duration::from_secs(1))),
+            "off" => Ok(FsyncPolicy::Off),
+            other => Err(Error::invalid(format!("fsync must be one of always, interval, off; got {other:?}"))),
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            FsyncPolicy::Always => "always",
+            FsyncPolicy::Interval(_) => "interval",
+            FsyncPolicy::Off => "off",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbedderInfo {
+    pub name: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub dims: usize,
+    pub fsync: FsyncPolicy,
+    /// The embedder this store's vectors come from; checked against the data directory.
+    pub embedder: Option<EmbedderInfo>,
+    /// Accept a different embedder of the same dims (and record the new one).
+    pub reembed: bool,
+}
+
+impl StoreOptions {
+    pub fn new(dims: usize) -> Self {
+        StoreOptions { dims, fsync: FsyncPolicy::Always, embedder: None, reembed: false }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MetaFile {
+    format: u32,
+    dims: usize,
+    embedder: Option<EmbedderInfo>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PutInput {
+    pub namespace: String,
+    pub id: Option<String>,
+    pub text: String,
+    /// JSON object text; `None` or empty means `{}`.
+    pub metadata: Option<String>,
+    pub significance: Option<f32>,
+    pub vector: Vec<f32>,
+    pub ttl_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutOutcome {
+    pub id: String,
+    pub seq: u64,
+    pub significance: f32,
+    pub timestamp: i64,
+    pub associations: Vec<String>,
+    pub existing: bool,
+}
+
+/// A memory as reads return it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Memory {
+    pub id: String,
+    pub namespace: String,
+    pub text: String,
+    /// JSON object text.
+    pub metadata: String,
+    pub significance: f32,
+    pub timestamp: i64,
+    pub associations: Vec<String>,
+    pub seq: u64,
+    pub expires_at: Option<i64>,
+    pub embedding: Option<Vec<f32>>,
+    pub score: Option<f32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteOutcome {
+    /// (id, seq of the delete record)
+    pub deleted: Vec<(String, u64)>,
+    pub not_found: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StoreStats {
+    pub total_memories: usize,
+    pub dims: usize,
+    pub storage_bytes: u64,
+    pub storage_path: String,
+    pub fsync: &'static str,
+    pub namespaces: usize,
+    pub rows: usize,
+    pub dead_rows: usize,
+    pub total_associations: usize,
+    pub last_seq: u64,
+    pub fsyncs: u64,
+    pub groups: u64,
+    pub records: u64,
+    pub isa: &'static str,
+    pub embedder: Option<EmbedderInfo>,
+}
+
+/// Owned search parameters (for the batched path).
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    pub namespace: String,
+    pub k: usize,
+    pub min_score: Option<f32>,
+    pub min_significance: f32,
+    pub filter: Option<Arc<Filter>>,
+    /// Canonical text of the filter, used to group compatible queries.
+    pub filter_key: String,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub recency_half_life_s: Option<f64>,
+    pub include_embeddings: bool,
+}
+
+impl SearchRequest {
+    fn group_key(&self) -> String {
+        format!(
+            "{}\u{0}{}\u{0}{:?}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{}",
+            self.namespace,
+            self.k,
+            self.min_score,
+            self.min_significance,
+            self.filter_key,
+            self.since_ms,
+            self.until_ms,
+            self.recency_half_life_s,
+            self.include_embeddings
+        )
+    }
+    fn params(&self, now_ms: i64) -> ScanParams<'_> {
+        ScanParams {
+            namespace: &self.namespace,
+            k: self.k,
+            min_score: self.min_score,
+            min_significance: self.min_significance,
+            filter: self.filter.as_deref(),
+            since_ms: self.since_ms,
+            until_ms: self.until_ms,
+            recency_half_life_s: self.recency_half_life_s,
+            now_ms,
+        }
+    }
+}
+
+pub type Done<T> = Box<dyn FnOnce(Result<T>) + Send>;
+
+enum Op {
+    Put(Vec<PutInput>, Done<Vec<PutOutcome>>),
+    Update { namespace: String, id: String, metadata: Option<String>, significance: Option<f32>, done: Done<Memory> },
+    Delete { namespace: String, ids: Vec<String>, done: Done<DeleteOutcome> },
+    DeleteWhere { namespace: String, filter: Option<Filter>, done: Done<DeleteOutcome> },
+    BulkLoad(Vec<PutRecord>, Done<usize>),
+    Compact(Done<CompactReport>),
+    Flush(Done<()>),
+    Close(Done<()>),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CompactReport {
+    pub rows_before: usize,
+    pub rows_after: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+struct SearchJob {
+    query: Vec<f32>,
+    req: SearchRequest,
+    done: Done<Vec<Memory>>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    dims: usize,
+    fsync: FsyncPolicy,
+    embedder: Option<EmbedderInfo>,
+    state: RwLock<State>,
+    storage_bytes: AtomicU64,
+    fsyncs: AtomicU64,
+    groups: AtomicU64,
+    records: AtomicU64,
+    closed: AtomicBool,
+}
+
+pub struct TensorStore {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<Sender<Op>>>,
+    search_tx: Mutex<Option<Sender<SearchJob>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    _lock: File,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn random_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let s = std::collections::hash_map::RandomState::new();
+    let mut h1 = s.build_hasher();
+    h1.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h1.write_i64(now_ms());
+    let a = h1.finish();
+    let mut h2 = s.build_hasher();
+    h2.write_u64(a ^ 0x9e37_79b9_7f4a_7c15);
+    let b = h2.finish();
+    format!("{a:016x}{b:016x}")
+}
+
+fn check_name(what: &str, s: &str, max: usize) -> Result<()> {
+    if s.is_empty() {
+        return Err(Error::invalid(format!("{what} must not be empty")));
+    }
+    let n = s.chars().count();
+    if n > max {
+        return Err(Error::PayloadTooLarge(format!("{what} is {n} characters, over the {max}-character limit")));
+    }
+    Ok(())
+}
+
+/// Validate and parse a metadata JSON text; returns (canonical text, parsed).
+fn check_metadata(field: &str, raw: Option<&str>) -> Result<(String, Option<Box<Map<String, Value>>>)> {
+    let raw = match raw {
+        None => return Ok(("{}".to_string(), None)),
+        Some(r) if r.trim().is_empty() => return Ok(("{}".to_string(), None)),
+        Some(r) => r,
+    };
+    if raw.len() > MAX_METADATA_BYTES {
+        return Err(Error::PayloadTooLarge(format!(
+            "{field} is {} bytes as JSON, over the {MAX_METADATA_BYTES}-byte (16 KiB) limit",
+            raw.len()
+        )));
+    }
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(m)) => {
+            importance_of(Some(&m)).map_err(|e| Error::invalid(format!("{field}: {e}")))?;
+            let parsed = if m.is_empty() { None } else { Some(Box::new(m)) };
+            Ok((raw.to_string(), parsed))
+        }
+        Ok(_) => Err(Error::invalid(format!("{field} must be a JSON object"))),
+        Err(e) => Err(Error::invalid(format!("{field} is not valid JSON: {e}"))),
+    }
+}
+
+fn check_significance(field: &str, s: f32) -> Result<()> {
+    if !(0.0..=1.0).contains(&s) {
+        return Err(Error::invalid(format!("{field} must be between 0 and 1, got {s}")));
+    }
+    Ok(())
+}
+
+struct Prepared {
+    input: PutInput,
+    id: String,
+    metadata: String,
+}
+
+fn prepare(items: Vec<PutInput>, dims: usize) -> Result<Vec<Prepared>> {
+    let batch = items.len() > 1;
+    let mut out = Vec::with_capacity(items.len());
+    for (i, mut it) in items.into_iter().enumerate() {
+        let f = |name: &str| if batch { format!("items[{i}].{name}") } else { name.to_string() };
+        check_name(&f("namespace"), &it.namespace, MAX_NAMESPACE_CHARS)?;
+        if it.text.trim().is_empty() {
+            return Err(Error::invalid(format!("{} must be a non-empty string", f("text"))));
+        }
+        if it.text.len() > MAX_TEXT_BYTES {
+            return Err(Error::PayloadTooLarge(format!(
+                "{} is {} bytes, over the {MAX_TEXT_BYTES}-byte (64 KiB) limit",
+                f("text"),
+                it.text.len()
+            )));
+        }
+        let id = match it.id.take() {
+            Some(id) => {
+                check_name(&f("id"), &id, MAX_ID_CHARS)?;
+                id
+            }
+            None => random_id(),
+        };
+        let (metadata, parsed) = check_metadata(&f("metadata"), it.metadata.as_deref())?;
+        if let Some(s) = it.significance {
+            check_significance(&f("significance"), s)?;
+        }
+        check_vector(&it.vector, dims).map_err(|m| Error::invalid(format!("{}: {m}", f("embedding"))))?;
+        if normalize(&mut it.vector) == 0.0 {
+            return Err(Error::invalid(format!("{} must not be the zero vector", f("embedding"))));
+        }
+        drop(parsed);
+        out.push(Prepared { input: it, id, metadata });
+    }
+    Ok(out)
+}
+
+impl TensorStore {
+    /// Open (or create) the store in `dir`, replaying its log.
+    pub fn open(dir: impl AsRef<Path>, opts: StoreOptions) -> Result<TensorStore> {
+        let dir = dir.as_ref().to_path_buf();
+        if opts.dims == 0 || opts.dims > 16384 {
+            return Err(Error::invalid(format!("dims must be between 1 and 16384, got {}", opts.dims)));
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        match fs4::fs_std::FileExt::try_lock_exclusive(&lock) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                return Err(Error::Locked(format!(
+                    "data directory {} is in use by another memory server (lock {} is held)",
+                    dir.display(),
+                    lock_path.display()
+                )))
+            }
+        }
+
+        // The directory's identity: dims and embedder.
+        let meta_path = dir.join(META_FILE);
+        let mut meta = if meta_path.exists() {
+            let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+            let m: MetaFile = serde_json::from_str(&text)
+                .map_err(|e| Error::Corrupt { file: meta_path.display().to_string(), offset: 0, reason: e.to_string() })?;
+            if m.dims != opts.dims {
+                return Err(Error::invalid(format!(
+                    "data directory {} holds {}-dimensional vectors but the embedder produces {} dimensions; use another --data-dir or the matching model",
+                    dir.display(),
+                    m.dims,
+                    opts.dims
+                )));
+            }
+            m
+        } else {
+            MetaFile { format: 1, dims: opts.dims, embedder: opts.embedder.clone() }
+        };
+        if let (Some(have), Some(want)) = (&meta.embedder, &opts.embedder) {
+            if have != want {
+                if !opts.reembed {
+                    return Err(Error::invalid(format!(
+                        "data directory {} was written by embedder {} (model hash {}), not {} (model hash {}); start with --reembed to accept it",
+                        dir.display(),
+                        have.name,
+                        have.hash,
+                        want.name,
+                        want.hash
+                    )));
+                }
+                meta.embedder = Some(want.clone());
+            }
+        } else if meta.embedder.is_none() {
+            meta.embedder = opts.embedder.clone();
+        }
+        write_meta(&dir, &meta)?;
+
+        // Leftovers of an interrupted compaction.
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for ent in rd.flatten() {
+                if ent.file_name().to_string_lossy().ends_with(".log.tmp") {
+                    let _ = std::fs::remove_file(ent.path());
+                }
+            }
+        }
+
+        let mut st = State::new(opts.dims);
+        let writer = match log::find_current(&dir)? {
+            None => {
+                let path = dir.join(log::log_name(1));
+                let header = Header { dims: opts.dims as u32, gen: 1, high_water: 0 };
+                drop(log::create(&path, header)?);
+                log::sync_dir(&dir)?;
+                LogWriter::open_append(path, 1, log::HEADER_LEN as u64)?
+            }
+            Some((gen, path)) => {
+                let bytes = log::read_all(&path)?;
+                let file = path.display().to_string();
+                let sc = replay(&bytes, &file, &mut st)?;
+                if sc.header.dims as usize != opts.dims {
+                    return Err(Error::invalid(format!(
+                        "log {file} holds {}-dimensional vectors, expected {}",
+                        sc.header.dims, opts.dims
+                    )));
+                }
+                if let ScanEnd::Corrupt { offset, reason } = sc.end {
+                    return Err(Error::Corrupt {
+                        file: format!("{file} (run `memory-server repair` to keep the records before it)"),
+                        offset,
+                        reason,
+                    });
+                }
+                st.last_seq = st.last_seq.max(sc.last_seq);
+                drop(bytes);
+                // Remove older generations left behind by a crash after a compaction rename.
+                if let Ok(rd) = std::fs::read_dir(&dir) {
+                    for ent in rd.flatten() {
+                        let name = ent.file_name().to_string_lossy().to_string();
+                        if let Some(g) = name.strip_prefix("wal-").and_then(|s| s.strip_suffix(".log")).and_then(|g| g.parse::<u64>().ok()) {
+                            if g < gen {
+                                let _ = std::fs::remove_file(ent.path());
+                            }
+                        }
+                    }
+                }
+                LogWriter::open_append(path, gen, sc.valid_len)?
+            }
+        };
+
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            dims: opts.dims,
+            fsync: opts.fsync,
+            embedder: meta.embedder.clone(),
+            storage_bytes: AtomicU64::new(writer.len),
+            state: RwLock::new(st),
+            fsyncs: AtomicU64::new(0),
+            groups: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::channel::<Op>();
+        let (stx, srx) = mpsc::channel::<SearchJob>();
+        let w = Writer { shared: shared.clone(), log: writer, rx, stash: None, dirty: false, last_sync: Instant::now() };
+        let t1 = std::thread::Builder::new().name("memory-writer".into()).spawn(move || w.run()).map_err(|e| Error::Internal(e.to_string()))?;
+        let sh2 = shared.clone();
+        let t2 = std::thread::Builder::new().name("memory-searcher".into()).spawn(move || searcher(sh2, srx)).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(TensorStore {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            search_tx: Mutex::new(Some(stx)),
+            threads: Mutex::new(vec![t1, t2]),
+            _lock: lock,
+        })
+    }
+
+    pub fn dims(&self) -> usize {
+        self.shared.dims
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    fn send(&self, op: Op) {
+        let guard = self.tx.lock();
+        match guard.as_ref() {
+            Some(tx) => {
+                if let Err(mpsc::SendError(op)) = tx.send(op) {
+                    fail_op(op, Error::Unavailable("the store is closed".into()));
+                }
+            }
+            None => fail_op(op, Error::Unavailable("the store is closed".into())),
+        }
+    }
+
+    /// Store memories (all-or-nothing); `done` runs once they are durable.
+    pub fn put(&self, items: Vec<PutInput>, done: Done<Vec<PutOutcome>>) {
+        if items.is_empty() {
+            return done(Err(Error::invalid("items must not be empty")));
+        }
+        match prepare_check(items, self.shared.dims) {
+            Ok(items) => self.send(Op::Put(items, done)),
+            Err(e) => done(Err(e)),
+        }
+    }
+
+    pub fn update(&self, namespace: String, id: String, metadata: Option<String>, significance: Option<f32>, done: Done<Memory>) {
+        if let Err(e) = check_name("namespace", &namespace, MAX_NAMESPACE_CHARS).and_then(|_| check_name("id", &id, MAX_ID_CHARS)) {
+            return done(Err(e));
+        }
+        if let Some(m) = &metadata {
+            if let Err(e) = check_metadata("metadata", Some(m)) {
+                return done(Err(e));
+            }
+        }
+        if let Some(s) = significance {
+            if let Err(e) = check_significance("significance", s) {
+                return done(Err(e));
+            }
+        }
+        self.send(Op::Update { namespace, id, metadata, significance, done })
+    }
+
+    pub fn delete(&self, namespace: String, ids: Vec<String>, done: Done<DeleteOutcome>) {
+        self.send(Op::Delete { namespace, ids, done })
+    }
+
+    /// Delete every visible memory of the namespace matching `filter` (all when `None`).
+    pub fn delete_where(&self, namespace: String, filter: Option<Filter>, done: Done<DeleteOutcome>) {
+        self.send(Op::DeleteWhere { namespace, filter, done })
+    }
+
+    /// Bulk-load records as recorded (significance and associations kept, no scan); one
+    /// fsync at the end. Records keep their id/namespace/timestamps; `seq` is reassigned.
+    /// Records whose (namespace, id) already exists are skipped. Returns how many were added.
+    pub fn bulk_load(&self, records: Vec<PutRecord>, done: Done<usize>) {
+        for (i, r) in records.iter().enumerate() {
+            if let Err(m) = check_vector(&r.vector, self.shared.dims) {
+                return done(Err(Error::invalid(format!("records[{i}].embedding: {m}"))));
+            }
+            if r.text.len() > MAX_TEXT_BYTES || r.metadata.len() > MAX_METADATA_BYTES || r.associations.len() > 255 {
+                return done(Err(Error::PayloadTooLarge(format!("records[{i}] is over a size limit"))));
+            }
+            if r.namespace.is_empty() || r.id.is_empty() || r.namespace.len() > 65535 || r.id.len() > 65535 {
+                return done(Err(Error::invalid(format!("records[{i}] needs a namespace and an id"))));
+            }
+        }
+        self.send(Op::BulkLoad(records, done))
+    }
+
+    pub fn compact(&self, done: Done<CompactReport>) {
+        self.send(Op::Compact(done))
+    }
+
+    /// fsync whatever is written (a no-op under `always`).
+    pub fn flush(&self, done: Done<()>) {
+        self.send(Op::Flush(done))
+    }
+
+    /// Flush and stop the writer; further writes fail with `unavailable`.
+    pub fn close(&self) -> Result<()> {
+        let tx = self.tx.lock().take();
+        let stx = self.search_tx.lock().take();
+        drop(stx);
+        let mut res = Ok(());
+        if let Some(tx) = tx {
+            let (dtx, drx) = mpsc::channel();
+            if tx.send(Op::Close(Box::new(move |r| drop(dtx.send(r))))).is_ok() {
+                res = drx.recv().unwrap_or(Ok(()));
+            }
+        }
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+        self.shared.closed.store(true, Ordering::SeqCst);
+        res
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+
+    // ----- blocking conveniences (tests, CLI, Rust users) -----
+
+    pub fn put_blocking(&self, items: Vec<PutInput>) -> Result<Vec<PutOutcome>> {
+        blocking(|d| self.put(items, d))
+    }
+    pub fn update_blocking(&self, namespace: &str, id: &str, metadata: Option<String>, significance: Option<f32>) -> Result<Memory> {
+        blocking(|d| self.update(namespace.into(), id.into(), metadata, significance, d))
+    }
+    pub fn delete_blocking(&self, namespace: &str, ids: Vec<String>) -> Result<DeleteOutcome> {
+        blocking(|d| self.delete(namespace.into(), ids, d))
+    }
+    pub fn delete_where_blocking(&self, namespace: &str, filter: Option<Filter>) -> Result<DeleteOutcome> {
+        blocking(|d| self.delete_where(namespace.into(), filter, d))
+    }
+    pub fn bulk_load_blocking(&self, records: Vec<PutRecord>) -> Result<usize> {
+        blocking(|d| self.bulk_load(records, d))
+    }
+    pub fn compact_blocking(&self) -> Result<CompactReport> {
+        blocking(|d| self.compact(d))
+    }
+    pub fn flush_blocking(&self) -> Result<()> {
+        blocking(|d| self.flush(d))
+    }
+
+    // ----- reads -----
+
+    pub fn get(&self, namespace: &str, id: &str, with_embedding: bool) -> Option<Memory> {
+        let st = self.shared.state.read();
+        let row = st.find(namespace, id, now_ms())?;
+        Some(memory_of(&st, row, with_embedding, None))
+    }
+
+    /// Exact top-k search for `nq` queries at once (queries are normalized here).
+    pub fn search(&self, queries: &[f32], nq: usize, req: &SearchRequest) -> Result<Vec<Vec<Memory>>> {
+        let dims = self.shared.dims;
+        if queries.len() != nq * dims {
+            return Err(Error::invalid(format!("queries hold {} floats, expected {nq} × {dims}", queries.len())));
+        }
+        let mut q = queries.to_vec();
+        for (i, v) in q.chunks_mut(dims.max(1)).enumerate() {
+            check_vector(v, dims).map_err(|m| Error::invalid(format!("query {i}: {m}")))?;
+            normalize(v);
+        }
+        let st = self.shared.state.read();
+        let now = now_ms();
+        let hits = scan::search(&st, &q, nq, &req.params(now));
+        Ok(hits.into_iter().map(|h| h.into_iter().map(|x| memory_of(&st, x.row, req.include_embeddings, Some(x.score))).collect()).collect())
+    }
+
+    /// Queue one query; concurrent queries with equal parameters share one pass.
+    pub fn search_batched(&self, mut query: Vec<f32>, req: SearchRequest, done: Done<Vec<Memory>>) {
+        if let Err(m) = check_vector(&query, self.shared.dims) {
+            return done(Err(Error::invalid(format!("embedding: {m}"))));
+        }
+        normalize(&mut query);
+        let guard = self.search_tx.lock();
+        match guard.as_ref() {
+            Some(tx) => {
+                if let Err(mpsc::SendError(job)) = tx.send(SearchJob { query, req, done }) {
+                    (job.done)(Err(Error::Unavailable("the store is closed".into())));
+                }
+            }
+            None => done(Err(Error::Unavailable("the store is closed".into()))),
+        }
+    }
+
+    /// Highest significance first (newest first on ties), from the ordered index.
+    pub fn top(&self, req: &SearchRequest, count: usize) -> Vec<Memory> {
+        let st = self.shared.state.read();
+        let rows = scan::top_by_significance(&st, &req.params(now_ms()), count);
+        rows.into_iter().map(|r| memory_of(&st, r, req.include_embeddings, None)).collect()
+    }
+
+    /// Memories of a namespace in store order, after the cursor (a `seq`). Returns the page
+    /// and the cursor of the next page, if any.
+    pub fn list(&self, namespace: &str, after_seq: u64, limit: usize, filter: Option<&Filter>) -> (Vec<Memory>, Option<u64>) {
+        let st = self.shared.state.read();
+        let Some(ns) = st.ns_id(namespace) else { return (Vec::new(), None) };
+        let now = now_ms();
+        let nsd = &st.namespaces[ns as usize];
+        let start = nsd.rows.partition_point(|&r| st.rows[r as usize].seq <= after_seq);
+        let mut out = Vec::new();
+        let mut more = false;
+        for &r in &nsd.rows[start..] {
+            if !st.visible(r as usize, now) {
+                continue;
+            }
+            if let Some(f) = filter {
+                let empty = Map::new();
+                if !f.matches(st.rows[r as usize].metadata.as_deref().unwrap_or(&empty)) {
+                    continue;
+                }
+            }
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            out.push(memory_of(&st, r, false, None));
+        }
+        // The cursor is the seq of the last memory returned.
+        let next = if more { out.last().map(|m| m.seq) } else { None };
+        (out, next)
+    }
+
+    /// Every visible memory in seq order after `after_seq` (all namespaces), with
+    /// embeddings: the export path.
+    pub fn export(&self, after_seq: u64, limit: usize) -> Vec<Memory> {
+        let st = self.shared.state.read();
+        let now = now_ms();
+        let start = st.rows.partition_point(|r| r.seq <= after_seq);
+        (start..st.len()).filter(|&r| st.visible(r, now)).take(limit).map(|r| memory_of(&st, r as u32, true, None)).collect()
+    }
+
+    /// (name, visible memories) per namespace that has any.
+    pub fn namespaces(&self) -> Vec<(String, usize)> {
+        let st = self.shared.state.read();
+        let now = now_ms();
+        let mut out: Vec<(String, usize)> = st
+            .namespaces
+            .iter()
+            .map(|n| (n.name.clone(), n.rows.iter().filter(|&&r| st.visible(r as usize, now)).count()))
+            .filter(|(_, c)| *c > 0)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Visible memories in one namespace.
+    pub fn count(&self, namespace: &str) -> usize {
+        let st = self.shared.state.read();
+        let now = now_ms();
+        st.ns_id(namespace)
+            .map(|n| st.namespaces[n as usize].rows.iter().filter(|&&r| st.visible(r as usize, now)).count())
+            .unwrap_or(0)
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let st = self.shared.state.read();
+        let now = now_ms();
+        let expired = (0..st.len()).filter(|&r| st.live_col[r] && st.expired(r, now)).count();
+        StoreStats {
+            total_memories: st.live_count - expired,
+            dims: st.dims,
+            storage_bytes: self.shared.storage_bytes.load(Ordering::Relaxed),
+            storage_path: self.shared.dir.display().to_string(),
+            fsync: self.shared.fsync.name(),
+            namespaces: st.namespaces.iter().filter(|n| n.live > 0).count(),
+            rows: st.len(),
+            dead_rows: st.len() - st.live_count,
+            total_associations: st.associations_total,
+            last_seq: st.last_seq,
+            fsyncs: self.shared.fsyncs.load(Ordering::Relaxed),
+            groups: self.shared.groups.load(Ordering::Relaxed),
+            records: self.shared.records.load(Ordering::Relaxed),
+            isa: crate::search::kernels().isa.name(),
+            embedder: self.shared.embedder.clone(),
+        }
+    }
+}
+
+impl Drop for TensorStore {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// Run validation on the caller's thread (spreads the cost and fails fast) but hand the
+/// raw inputs on; the writer re-derives the parsed parts cheaply.
+fn prepare_check(items: Vec<PutInput>, dims: usize) -> Result<Vec<PutInput>> {
+    Ok(prepare(items, dims)?
+        .into_iter()
+        .map(|p| {
+            let mut i = p.input;
+            i.id = Some(p.id);
+            i.metadata = Some(p.metadata);
+            i
+        })
+        .collect())
+}
+
+fn blocking<T: Send + 'static>(f: impl FnOnce(Done<T>)) -> Result<T> {
+    let (tx, rx) = mpsc::channel();
+    f(Box::new(move |r| drop(tx.send(r))));
+    rx.recv().unwrap_or_else(|_| Err(Error::Unavailable("the store is closed".into())))
+}
+
+fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {
+    let path = dir.join(META_FILE);
+    let tmp = dir.join(format!("{META_FILE}.tmp"));
+    let text = serde_json::to_string_pretty(meta).map_err(|e| Error::Internal(e.to_string()))?;
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+        return Ok(());
+    }
+    std::fs::write(&tmp, &text).map_err(|e| Error::io(&tmp, e))?;
+    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    log::sync_dir(dir)
+}
+
+/// Replay a log image into `st`.
+fn replay(bytes: &[u8], file: &str, st: &mut State) -> Result<log::Scan> {
+    log::scan(bytes, file, |rec, _| match rec {
+        Record::Put(r) => {
+            st.apply_put(r, None);
+        }
+        Record::Update(u) => {
+            if let Some(n) = st.ns_id(&u.namespace) {
+                if let Some(&row) = st.namespaces[n as usize].ids.get(u.id.as_str()) {
+                    st.apply_update(row, u.metadata, u.significance, u.seq);
+                }
+            }
+            st.last_seq = st.last_seq.max(u.seq);
+        }
+        Record::Delete(d) => {
+            if let Some(n) = st.ns_id(&d.namespace) {
+                if let Some(&row) = st.namespaces[n as usize].ids.get(d.id.as_str()) {
+                    st.kill(row);
+                }
+            }
+            st.last_seq = st.last_seq.max(d.seq);
+        }
+    })
+}
+
+fn memory_of(st: &State, row: u32, with_embedding: bool, score: Option<f32>) -> Memory {
+    let r = row as usize;
+    let x = &st.rows[r];
+    Memory {
+        id: x.id.to_string(),
+        namespace: st.namespaces[st.ns_col[r] as usize].name.clone(),
+        text: x.text.to_string(),
+        metadata: x.metadata_raw.to_string(),
+        significance: st.sig_col[r],
+        timestamp: x.ts,
+        associations: x.associations.iter().map(|a| a.to_string()).collect(),
+        seq: x.seq,
+        expires_at: (st.exp_col[r] != NO_EXPIRY).then_some(st.exp_col[r]),
+        embedding: with_embedding.then(|| st.vectors.row(r).to_vec()),
+        score,
+    }
+}
+
+fn fail_op(op: Op, e: Error) {
+    let msg = e.to_string();
+    let mk = || Error::Unavailable(msg.clone());
+    match op {
+        Op::Put(_, d) => d(Err(e)),
+        Op::Update { done, .. } => done(Err(e)),
+        Op::Delete { done, .. } => done(Err(e)),
+        Op::DeleteWhere { done, .. } => done(Err(e)),
+        Op::BulkLoad(_, d) => d(Err(e)),
+        Op::Compact(d) => d(Err(e)),
+        Op::Flush(d) => d(Err(e)),
+        Op::Close(d) => d(Err(mk())),
+    }
+}
+
+fn clone_err(e: &Error) -> Error {
+    match e {
+        Error::StorageFull(m) => Error::StorageFull(m.clone()),
+        Error::Io { path, source } => Error::Io { path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) },
+        other => Error::Unavailable(other.to_string()),
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    log: LogWriter,
+    rx: Receiver<Op>,
+    stash: Option<Op>,
+    dirty: bool,
+    last_sync: Instant,
+}
+
+/// A put being assembled in a group.
+struct NewMemory {
+    op: usize,
+    item: usize,
+    record: PutRecord,
+    parsed: Option<Box<Map<String, Value>>>,
+    importance: f32,
+    given_significance: Option<f32>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let op = if let Some(op) = self.stash.take() {
+                op
+            } else {
+                let wait = match self.shared.fsync {
+                    FsyncPolicy::Interval(iv) if self.dirty => iv.saturating_sub(self.last_sync.elapsed()),
+                    _ => Duration::from_secs(3600),
+                };
+                match self.rx.recv_timeout(wait) {
+                    Ok(op) => op,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.interval_sync();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => {
+                        let _ = self.sync_now();
+                        return;
+                    }
+                }
+            };
+            match op {
+                Op::Put(items, done) => {
+                    let mut group = vec![(items, done)];
+                    let mut n: usize = group[0].0.len();
+                    while n < MAX_GROUP_ITEMS {
+                        match self.rx.try_recv() {
+                            Ok(Op::Put(items, done)) => {
+                                n += items.len();
+                                group.push((items, done));
+                            }
+                            Ok(other) => {
+                                self.stash = Some(other);
+                                break;
+                            }
+                            Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+                        }
+                    }
+                    self.put_group(group);
+                }
+                Op::Update { namespace, id, metadata, significance, done } => done(self.update(namespace, id, metadata, significance)),
+                Op::Delete { namespace, ids, done } => done(self.delete(&namespace, ids)),
+                Op::DeleteWhere { namespace, filter, done } => {
+                    let rows = {
+                        let st = self.shared.state.read();
+                        let p = ScanParams { namespace: &namespace, filter: filter.as_ref(), now_ms: now_ms(), ..Default::default() };
+                        scan::matching_rows(&st, &p).into_iter().map(|r| st.rows[r as usize].id.to_string()).collect::<Vec<_>>()
+                    };
+                    done(self.delete(&namespace, rows))
+                }
+                Op::BulkLoad(records, done) => done(self.bulk_load(records)),
+                Op::Compact(done) => done(self.compact()),
+                Op::Flush(done) => done(self.sync_now()),
+                Op::Close(done) => {
+                    done(self.sync_now());
+                    // Fail anything still queued.
+                    while let Ok(op) = self.rx.try_recv() {
+                        fail_op(op, Error::Unavailable("the store is closed".into()));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn interval_sync(&mut self) {
+        if self.dirty {
+            let _ = self.sync_now();
+        }
+    }
+
+    fn sync_now(&mut self) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.log.sync()?;
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Append `buf` and make it durable per policy; on failure nothing stays in the file.
+    fn commit(&mut self, buf: &[u8], records: usize) -> Result<()> {
+        let before = self.log.len;
+        self.log.append(buf)?;
+        self.dirty = true;
+        if self.shared.fsync == FsyncPolicy::Always {
+            if let Err(e) = self.sync_now() {
+                let _ = self.log.file.set_len(before);
+                self.log.len = before;
+                let _ = std::io::Seek::seek(&mut self.log.file, std::io::SeekFrom::Start(before));
+                return Err(e);
+            }
+        } else if let FsyncPolicy::Interval(iv) = self.shared.fsync {
+            if self.last_sync.elapsed() >= iv {
+                let _ = self.sync_now();
+            }
+        }
+        self.shared.storage_bytes.store(self.log.len, Ordering::Relaxed);
+        self.shared.groups.fetch_add(1, Ordering::Relaxed);
+        self.shared.records.fetch_add(records as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn put_group(&mut self, group: Vec<(Vec<PutInput>, Done<Vec<PutOutcome>>)>) {
+        let now = now_ms();
+        let dims = self.shared.dims;
+        // Per op: outcome slots; None until filled.
+        let mut outcomes: Vec<Vec<Option<PutOutcome>>> = group.iter().map(|(items, _)| vec![None; items.len()]).collect();
+        let mut news: Vec<NewMemory> = Vec::new();
+        let mut buf = Vec::new();
+        {
+            let st = self.shared.state.read();
+            let mut seq = st.last_seq;
+            // (namespace, id) → index into `news`, for duplicates inside the group.
+            let mut pending: HashMap<(String, String), usize> = HashMap::new();
+            for (oi, (items, _)) in group.iter().enumerate() {
+                for (ii, it) in items.iter().enumerate() {
+                    let id = it.id.clone().unwrap_or_default();
+                    if let Some(row) = st.find(&it.namespace, &id, now) {
+                        let m = memory_of(&st, row, false, None);
+                        outcomes[oi][ii] = Some(PutOutcome {
+                            id,
+                            seq: m.seq,
+                            significance: m.significance,
+                            timestamp: m.timestamp,
+                            associations: m.associations,
+                            existing: true,
+                        });
+                        continue;
+                    }
+                    let key = (it.namespace.clone(), id.clone());
+                    if let Some(&j) = pending.get(&key) {
+                        // Filled in after significance is known.
+                        outcomes[oi][ii] = Some(PutOutcome { id, seq: news[j].record.seq, significance: f32::NAN, timestamp: now, associations: vec![], existing: true });
+                        continue;
+                    }
+                    let parsed = parse_metadata(it.metadata.as_deref().unwrap_or("{}"));
+                    let importance = importance_of(parsed.as_deref()).unwrap_or(0.5);
+                    seq += 1;
+                    pending.insert(key, news.len());
+                    news.push(NewMemory {
+                        op: oi,
+                        item: ii,
+                        record: PutRecord {
+                            seq,
+                            ts: now,
+                            namespace: it.namespace.clone(),
+                            id,
+                            text: it.text.clone(),
+                            metadata: it.metadata.clone().unwrap_or_else(|| "{}".into()),
+                            significance: 0.0,
+                            expires_at: it.ttl_ms.map(|t| now.saturating_add(t.min(i64::MAX as u64) as i64)).unwrap_or(NO_EXPIRY),
+                            associations: Vec::new(),
+                            vector: it.vector.clone(),
+                        },
+                        parsed,
+                        importance,
+                        given_significance: it.significance,
+                    });
+                }
+            }
+            score_new(&st, &mut news, dims, now);
+            for n in &news {
+                log::encode_record(&mut buf, &Record::Put(n.record.clone()));
+            }
+        }
+        let result = if news.is_empty() { Ok(()) } else { self.commit(&buf, news.len()) };
+        if let Err(e) = result {
+            for (_, done) in group {
+                done(Err(clone_err(&e)));
+            }
+            return;
+        }
+        // Visible only now that it is durable.
+        {
+            let mut st = self.shared.state.write();
+            for n in &news {
+                outcomes[n.op][n.item] = Some(PutOutcome {
+                    id: n.record.id.clone(),
+                    seq: n.record.seq,
+                    significance: n.record.significance,
+                    timestamp: n.record.ts,
+                    associations: n.record.associations.clone(),
+                    existing: false,
+                });
+            }
+            for n in news {
+                st.apply_put(n.record, Some(n.parsed));
+            }
+            // In-group duplicates take the stored memory's values.
+            for slots in outcomes.iter_mut() {
+                for o in slots.iter_mut().flatten() {
+                    if o.existing && o.significance.is_nan() {
+                        if let Some(row) = st.find_any(&o.id, o.seq) {
+                            o.significance = st.sig_col[row as usize];
+                            o.associations = st.rows[row as usize].associations.iter().map(|a| a.to_string()).collect();
+                            o.timestamp = st.ts_col[row as usize];
+                        }
+                    }
+                }
+            }
+        }
+        for ((_, done), slots) in group.into_iter().zip(outcomes) {
+            done(Ok(slots.into_iter().map(|o| o.expect("every item has an outcome")).collect()));
+        }
+    }
+
+    fn update(&mut self, namespace: String, id: String, metadata: Option<String>, significance: Option<f32>) -> Result<Memory> {
+        let now = now_ms();
+        let (row, seq) = {
+            let st = self.shared.state.read();
+            let row = st.find(&namespace, &id, now).ok_or_else(|| Error::NotFound(format!("memory {id:?} not found in namespace {namespace:?}")))?;
+            (row, st.last_seq + 1)
+        };
+        let metadata = match metadata {
+            Some(m) => Some(check_metadata("metadata", Some(&m))?.0),
+            None => None,
+        };
+        let rec = Record::Update(UpdateRecord { seq, ts: now, namespace, id, metadata: metadata.clone(), significance });
+        let mut buf = Vec::new();
+        log::encode_record(&mut buf, &rec);
+        self.commit(&buf, 1)?;
+        let mut st = self.shared.state.write();
+        st.apply_update(row, metadata, significance, seq);
+        let mut m = memory_of(&st, row, false, None);
+        m.seq = seq;
+        Ok(m)
+    }
+
+    fn delete(&mut self, namespace: &str, ids: Vec<String>) -> Result<DeleteOutcome> {
+        let now = now_ms();
+        let mut out = DeleteOutcome::default();
+        let mut rows = Vec::new();
+        let mut buf = Vec::new();
+        {
+            let st = self.shared.state.read();
+            let mut seq = st.last_seq;
+            let mut seen = std::collections::HashSet::new();
+            for id in ids {
+                match st.find(namespace, &id, now) {
+                    Some(row) if seen.insert(row) => {
+                        seq += 1;
+                        log::encode_record(&mut buf, &Record::Delete(DeleteRecord { seq, ts: now, namespace: namespace.to_string(), id: id.clone() }));
+                        rows.push(row);
+                        out.deleted.push((id, seq));
+                    }
+                    Some(_) => {}
+                    None => out.not_found.push(id),
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        self.commit(&buf, rows.len())?;
+        let mut st = self.shared.state.write();
+        for r in rows {
+            st.kill(r);
+        }
+        if let Some(&(_, s)) = out.deleted.last() {
+            st.last_seq = st.last_seq.max(s);
+        }
+        Ok(out)
+    }
+
+    fn bulk_load(&mut self, records: Vec<PutRecord>) -> Result<usize> {
+        let now = now_ms();
+        let dims = self.shared.dims;
+        let mut added = 0;
+        // In slices so memory for the encoded batch stays bounded.
+        for part in records.chunks(8192) {
+            let mut keep = Vec::with_capacity(part.len());
+            let mut buf = Vec::new();
+            {
+                let st = self.shared.state.read();
+                let mut seq = st.last_seq;
+                let mut seen = std::collections::HashSet::new();
+                for r in part {
+                    if st.find(&r.namespace, &r.id, now).is_some() || !seen.insert((r.namespace.clone(), r.id.clone())) {
+                        continue;
+                    }
+                    seq += 1;
+                    let mut r = r.clone();
+                    r.seq = seq;
+                    normalize(&mut r.vector[..dims]);
+                    log::encode_record(&mut buf, &Record::Put(r.clone()));
+                    keep.push(r);
+                }
+            }
+            if keep.is_empty() {
+                continue;
+            }
+            // One fsync for the whole load (below); write now.
+            self.log.append(&buf)?;
+            self.dirty = true;
+            self.shared.storage_bytes.store(self.log.len, Ordering::Relaxed);
+            let mut st = self.shared.state.write();
+            added += keep.len();
+            for r in keep {
+                st.apply_put(r, None);
+            }
+        }
+        if self.shared.fsync != FsyncPolicy::Off {
+            self.sync_now()?;
+        }
+        Ok(added)
+    }
+
+    /// Rewrite the log with only the visible memories (updates merged), as generation
+    /// gen+1, then switch to it. Sequence numbers are kept, so list cursors stay valid.
+    fn compact(&mut self) -> Result<CompactReport> {
+        let dir = self.shared.dir.clone();
+        let gen = self.log.gen + 1;
+        let tmp = dir.join(format!("{}.tmp", log::log_name(gen)));
+        let final_path = dir.join(log::log_name(gen));
+        let now = now_ms();
+        let bytes_before = self.log.len;
+        let (new_state, rows_before) = {
+            let st = self.shared.state.read();
+            let header = Header { dims: self.shared.dims as u32, gen, high_water: 0 };
+            let mut f = log::create(&tmp, header)?;
+            let mut new_state = State::new(self.shared.dims);
+            let mut buf = Vec::with_capacity(1 << 20);
+            for r in 0..st.len() {
+                if !st.visible(r, now) {
+                    continue;
+                }
+                let rec = st.record_of(r as u32);
+                log::encode_record(&mut buf, &Record::Put(rec.clone()));
+                new_state.apply_put(rec, None);
+                if buf.len() >= 1 << 20 {
+                    std::io::Write::write_all(&mut f, &buf).map_err(|e| Error::io(&tmp, e))?;
+                    buf.clear();
+                }
+            }
+            std::io::Write::write_all(&mut f, &buf).map_err(|e| Error::io(&tmp, e))?;
+            f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+            new_state.last_seq = st.last_seq;
+            (new_state, st.len())
+        };
+        // Record the high-water mark so sequence numbers never go back after a restart,
+        // even when the newest records were deletes that compaction dropped.
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::OpenOptions::new().write(true).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            f.seek(SeekFrom::Start(0)).map_err(|e| Error::io(&tmp, e))?;
+            f.write_all(&Header { dims: self.shared.dims as u32, gen, high_water: new_state.last_seq }.encode()).map_err(|e| Error::io(&tmp, e))?;
+            f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        }
+        std::fs::rename(&tmp, &final_path).map_err(|e| Error::io(&final_path, e))?;
+        log::sync_dir(&dir)?;
+        let old = std::mem::replace(&mut self.log.path, final_path.clone());
+        let len = std::fs::metadata(&final_path).map_err(|e| Error::io(&final_path, e))?.len();
+        self.log = LogWriter::open_append(final_path, gen, len)?;
+        let _ = std::fs::remove_file(&old);
+        let rows_after = new_state.len();
+        let last_seq = new_state.last_seq;
+        {
+            let mut st = self.shared.state.write();
+            *st = new_state;
+            st.last_seq = last_seq;
+        }
+        self.shared.storage_bytes.store(len, Ordering::Relaxed);
+        Ok(CompactReport { rows_before, rows_after, bytes_before, bytes_after: len })
+    }
+}
+
+impl State {
+    /// Find a live row by id and seq in any namespace (used to resolve in-group duplicates).
+    fn find_any(&self, id: &str, seq: u64) -> Option<u32> {
+        let i = self.rows.partition_point(|r| r.seq < seq);
+        (i < self.rows.len() && self.rows[i].seq == seq && &*self.rows[i].id == id).then_some(i as u32)
+    }
+}
+
+/// Significance and associations for the new memories of a group, against the stored
+/// memories (one multi-query pass per namespace) and the earlier members of the group.
+fn score_new(st: &State, news: &mut [NewMemory], dims: usize, now: i64) {
+    let mut by_ns: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in news.iter().enumerate() {
+        by_ns.entry(n.record.namespace.as_str()).or_default().push(i);
+    }
+    let by_ns: Vec<(String, Vec<usize>)> = by_ns.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    for (ns, idx) in by_ns {
+        let mut queries = Vec::with_capacity(idx.len() * dims);
+        for &i in &idx {
+            queries.extend_from_slice(&news[i].record.vector);
+        }
+        let p = ScanParams { namespace: &ns, k: MAX_ASSOCIATIONS, now_ms: now, ..Default::default() };
+        // Stored neighbours, in passes of at most 64 queries.
+        let mut stored: Vec<Vec<Hit>> = Vec::with_capacity(idx.len());
+        for part in queries.chunks(64 * dims) {
+            stored.extend(scan::search(st, part, part.len() / dims, &p));
+        }
+        let recent: Vec<u32> = st.ns_id(&ns).map(|n| st.recent_rows(n, RECENT_WINDOW, now)).unwrap_or_default();
+        let k = crate::search::kernels();
+        for (qi, &i) in idx.iter().enumerate() {
+            // Candidates: stored hits + earlier group members of this namespace.
+            let mut cands: Vec<(f32, String, i64)> = stored[qi]
+                .iter()
+                .map(|h| (h.score, st.rows[h.row as usize].id.to_string(), st.rows[h.row as usize].seq as i64))
+                .collect();
+            let mut recent_cos: Vec<f32> = recent.iter().map(|&r| (k.dot)(&news[i].record.vector, st.vectors.row(r as usize))).collect();
+            for &j in &idx[..qi] {
+                let c = (k.dot)(&news[i].record.vector, &news[j].record.vector);
+                cands.push((c, news[j].record.id.clone(), news[j].record.seq as i64));
+                recent_cos.push(c);
+            }
+            if recent_cos.len() > RECENT_WINDOW {
+                recent_cos.drain(..recent_cos.len() - RECENT_WINDOW);
+            }
+            // Best first; ties → newer first.
+            cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.2.cmp(&a.2)));
+            let max_cos = cands.first().map(|c| c.0);
+            let assoc: Vec<String> = cands.iter().filter(|c| c.0 >= ASSOCIATION_MIN_COS).take(MAX_ASSOCIATIONS).map(|c| c.1.clone()).collect();
+            let n = &mut news[i];
+            n.record.significance = n.given_significance.unwrap_or_else(|| significance(max_cos, &recent_cos, n.importance));
+            n.record.associations = assoc;
+        }
+    }
+}
+
+fn searcher(shared: Arc<Shared>, rx: Receiver<SearchJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < 4 * MAX_SEARCH_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        // Group compatible queries; each group is one pass (≤ 64 queries).
+        let mut groups: Vec<(String, Vec<SearchJob>)> = Vec::new();
+        for j in jobs {
+            let key = j.req.group_key();
+            match groups.iter_mut().find(|(k, g)| *k == key && g.len() < MAX_SEARCH_BATCH) {
+                Some((_, g)) => g.push(j),
+                None => groups.push((key, vec![j])),
+            }
+        }
+        for (_, g) in groups {
+            let dims = shared.dims;
+            let mut q = Vec::with_capacity(g.len() * dims);
+            for j in &g {
+                q.extend_from_slice(&j.query);
+            }
+            let st = shared.state.read();
+            let now = now_ms();
+            let hits = scan::search(&st, &q, g.len(), &g[0].req.params(now));
+            let results: Vec<Vec<Memory>> = hits
+                .into_iter()
+                .map(|h| h.into_iter().map(|x| memory_of(&st, x.row, g[0].req.include_embeddings, Some(x.score))).collect())
+                .collect();
+            drop(st);
+            for (j, r) in g.into_iter().zip(results) {
+                (j.done)(Ok(r));
+            }
+        }
+    }
+}
+
+pub use log::{repair, RepairReport};
+pub use state::CHUNK_ROWS as VECTOR_CHUNK_ROWS;
+pub use log::PutRecord;

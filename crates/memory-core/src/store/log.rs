@@ -1,0 +1,523 @@
+//! The append-only log: the only file a `TensorStore` writes memories to.
+//!
+//! # On-disk format (version 1)
+//!
+//! A data directory holds one current log file, `wal-<gen>.log` (`<gen>` is a zero-padded
+//! decimal generation number). Compaction writes generation `gen + 1` beside it (first as
+//! `wal-<gen+1>.log.tmp`, fsynced, then renamed) and removes the old one, so at any moment
+//! the highest complete generation is the truth.
+//!
+//! All integers are little-endian.
+//!
+//! ```text
+//! file header (40 bytes)
+//!   0  magic      [u8; 8]  b"MEMLOG\0\x01"
+//!   8  version    u32      1
+//!  12  dims       u32      vector dimensions of every put in this file
+//!  16  gen        u64      generation number (matches the file name)
+//!  24  high_water u64      the store's last sequence number when the file was started
+//!                           (records may be older, from compaction; the next record
+//!                           written is after max(high_water, every record's seq))
+//!  32  crc        u32      crc32c of bytes 0..32
+//!  36  reserved   u32      0
+//!
+//! record (repeated until end of file)
+//!   0  len        u32      length of body in bytes (1 ..= MAX_RECORD)
+//!   4  crc        u32      crc32c of body
+//!   8  body       [u8; len]
+//!
+//! body
+//!   kind  u8    1 = put, 2 = update, 3 = delete
+//!   seq   u64   strictly increasing within the file
+//!   ts    i64   milliseconds since the Unix epoch when the record was made
+//!   put:    ns str16, id str16, text str32, metadata str32 (JSON object text),
+//!           significance f32, expires_at i64 (i64::MIN = never),
+//!           n_assoc u8, n_assoc × str16, vector [f32; dims]
+//!   update: ns str16, id str16, flags u8 (bit 0 metadata, bit 1 significance),
+//!           [metadata str32], [significance f32]
+//!   delete: ns str16, id str16
+//! str16 = u16 byte length + UTF-8 bytes; str32 = u32 byte length + UTF-8 bytes.
+//! ```
+//!
+//! # Recovery
+//!
+//! Opening replays every record. A tail that is incomplete (a header or body running past
+//! the end of the file, a zero-filled tail, or a bad checksum on the very last record) is a
+//! torn write and is truncated. Any other bad record is corruption: open refuses with an
+//! error naming the file and byte offset; [`repair`] keeps every record before it and moves
+//! the rest aside into a file it names.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+pub const MAGIC: [u8; 8] = *b"MEMLOG\0\x01";
+pub const VERSION: u32 = 1;
+pub const HEADER_LEN: usize = 40;
+/// Largest body accepted; anything larger is corruption (text ≤ 64 KiB, metadata ≤ 16 KiB,
+/// vectors ≤ 16k dims leave plenty of room).
+pub const MAX_RECORD: usize = 16 << 20;
+
+pub const KIND_PUT: u8 = 1;
+pub const KIND_UPDATE: u8 = 2;
+pub const KIND_DELETE: u8 = 3;
+
+pub const NO_EXPIRY: i64 = i64::MIN;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutRecord {
+    pub seq: u64,
+    pub ts: i64,
+    pub namespace: String,
+    pub id: String,
+    pub text: String,
+    pub metadata: String,
+    pub significance: f32,
+    pub expires_at: i64,
+    pub associations: Vec<String>,
+    pub vector: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateRecord {
+    pub seq: u64,
+    pub ts: i64,
+    pub namespace: String,
+    pub id: String,
+    pub metadata: Option<String>,
+    pub significance: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteRecord {
+    pub seq: u64,
+    pub ts: i64,
+    pub namespace: String,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Put(PutRecord),
+    Update(UpdateRecord),
+    Delete(DeleteRecord),
+}
+
+impl Record {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Record::Put(r) => r.seq,
+            Record::Update(r) => r.seq,
+            Record::Delete(r) => r.seq,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub dims: u32,
+    pub gen: u64,
+    pub high_water: u64,
+}
+
+impl Header {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..8].copy_from_slice(&MAGIC);
+        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&self.dims.to_le_bytes());
+        b[16..24].copy_from_slice(&self.gen.to_le_bytes());
+        b[24..32].copy_from_slice(&self.high_water.to_le_bytes());
+        let crc = crc32c::crc32c(&b[0..32]);
+        b[32..36].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8], file: &str) -> Result<Header> {
+        let corrupt = |reason: &str| Error::Corrupt { file: file.to_string(), offset: 0, reason: reason.to_string() };
+        if b.len() < HEADER_LEN {
+            return Err(corrupt("file shorter than its 40-byte header"));
+        }
+        if b[0..8] != MAGIC {
+            return Err(corrupt("bad magic (not a memory-server log)"));
+        }
+        let crc = u32::from_le_bytes(b[32..36].try_into().unwrap());
+        if crc != crc32c::crc32c(&b[0..32]) {
+            return Err(corrupt("header checksum mismatch"));
+        }
+        let version = u32::from_le_bytes(b[8..12].try_into().unwrap());
+        if version != VERSION {
+            return Err(corrupt(&format!("unsupported log version {version} (this build reads {VERSION})")));
+        }
+        Ok(Header {
+            dims: u32::from_le_bytes(b[12..16].try_into().unwrap()),
+            gen: u64::from_le_bytes(b[16..24].try_into().unwrap()),
+            high_water: u64::from_le_bytes(b[24..32].try_into().unwrap()),
+        })
+    }
+}
+
+// ---------- encoding ----------
+
+fn put_str16(buf: &mut Vec<u8>, s: &str) {
+    debug_assert!(s.len() <= u16::MAX as usize);
+    buf.extend_from_slice(&(s.len() as u16).to_le_bytes());
+    buf.extend_from_slice(s.as_bytes());
+}
+
+fn put_str32(buf: &mut Vec<u8>, s: &str) {
+    buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// Append one framed record (len, crc, body) to `buf`.
+pub fn encode_record(buf: &mut Vec<u8>, rec: &Record) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; 8]);
+    let body_start = buf.len();
+    match rec {
+        Record::Put(r) => {
+            buf.push(KIND_PUT);
+            buf.extend_from_slice(&r.seq.to_le_bytes());
+            buf.extend_from_slice(&r.ts.to_le_bytes());
+            put_str16(buf, &r.namespace);
+            put_str16(buf, &r.id);
+            put_str32(buf, &r.text);
+            put_str32(buf, &r.metadata);
+            buf.extend_from_slice(&r.significance.to_le_bytes());
+            buf.extend_from_slice(&r.expires_at.to_le_bytes());
+            buf.push(r.associations.len() as u8);
+            for a in &r.associations {
+                put_str16(buf, a);
+            }
+            buf.reserve(r.vector.len() * 4);
+            for x in &r.vector {
+                buf.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        Record::Update(r) => {
+            buf.push(KIND_UPDATE);
+            buf.extend_from_slice(&r.seq.to_le_bytes());
+            buf.extend_from_slice(&r.ts.to_le_bytes());
+            put_str16(buf, &r.namespace);
+            put_str16(buf, &r.id);
+            let flags = (r.metadata.is_some() as u8) | ((r.significance.is_some() as u8) << 1);
+            buf.push(flags);
+            if let Some(m) = &r.metadata {
+                put_str32(buf, m);
+            }
+            if let Some(s) = r.significance {
+                buf.extend_from_slice(&s.to_le_bytes());
+            }
+        }
+        Record::Delete(r) => {
+            buf.push(KIND_DELETE);
+            buf.extend_from_slice(&r.seq.to_le_bytes());
+            buf.extend_from_slice(&r.ts.to_le_bytes());
+            put_str16(buf, &r.namespace);
+            put_str16(buf, &r.id);
+        }
+    }
+    let len = (buf.len() - body_start) as u32;
+    let crc = crc32c::crc32c(&buf[body_start..]);
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+// ---------- decoding ----------
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    p: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.p + n > self.b.len() {
+            return None;
+        }
+        let s = &self.b[self.p..self.p + n];
+        self.p += n;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|s| s[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|s| u16::from_le_bytes(s.try_into().unwrap()))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).map(|s| u64::from_le_bytes(s.try_into().unwrap()))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.u64().map(|v| v as i64)
+    }
+    fn f32(&mut self) -> Option<f32> {
+        self.u32().map(f32::from_bits)
+    }
+    fn str16(&mut self) -> Option<String> {
+        let n = self.u16()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+    fn str32(&mut self) -> Option<String> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+}
+
+/// Decode a record body (already checksum-verified). `None` means malformed.
+pub fn decode_body(body: &[u8], dims: usize) -> Option<Record> {
+    let mut c = Cursor { b: body, p: 0 };
+    let kind = c.u8()?;
+    let seq = c.u64()?;
+    let ts = c.i64()?;
+    let rec = match kind {
+        KIND_PUT => {
+            let namespace = c.str16()?;
+            let id = c.str16()?;
+            let text = c.str32()?;
+            let metadata = c.str32()?;
+            let significance = c.f32()?;
+            let expires_at = c.i64()?;
+            let n = c.u8()? as usize;
+            let mut associations = Vec::with_capacity(n);
+            for _ in 0..n {
+                associations.push(c.str16()?);
+            }
+            let raw = c.take(dims * 4)?;
+            let vector = raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            Record::Put(PutRecord { seq, ts, namespace, id, text, metadata, significance, expires_at, associations, vector })
+        }
+        KIND_UPDATE => {
+            let namespace = c.str16()?;
+            let id = c.str16()?;
+            let flags = c.u8()?;
+            let metadata = if flags & 1 != 0 { Some(c.str32()?) } else { None };
+            let significance = if flags & 2 != 0 { Some(c.f32()?) } else { None };
+            Record::Update(UpdateRecord { seq, ts, namespace, id, metadata, significance })
+        }
+        KIND_DELETE => {
+            let namespace = c.str16()?;
+            let id = c.str16()?;
+            Record::Delete(DeleteRecord { seq, ts, namespace, id })
+        }
+        _ => return None,
+    };
+    if c.p != body.len() {
+        return None;
+    }
+    Some(rec)
+}
+
+/// What a scan of a log file found.
+#[derive(Debug)]
+pub enum ScanEnd {
+    /// Every byte was a valid record.
+    Clean,
+    /// A torn tail starting at this offset (safe to truncate).
+    Torn { offset: u64, reason: String },
+    /// Corruption before the tail.
+    Corrupt { offset: u64, reason: String },
+}
+
+pub struct Scan {
+    pub header: Header,
+    /// Offset just past the last valid record.
+    pub valid_len: u64,
+    pub end: ScanEnd,
+    pub last_seq: u64,
+}
+
+/// Scan a whole log image, calling `on_record` for each valid record in order.
+pub fn scan(bytes: &[u8], file: &str, mut on_record: impl FnMut(Record, u64)) -> Result<Scan> {
+    let header = Header::decode(bytes, file)?;
+    let dims = header.dims as usize;
+    let mut off = HEADER_LEN;
+    let mut last_seq = 0u64;
+    let total = bytes.len();
+    let end = loop {
+        if off == total {
+            break ScanEnd::Clean;
+        }
+        let o = off as u64;
+        if total - off < 8 {
+            break ScanEnd::Torn { offset: o, reason: "partial record header at end of file".into() };
+        }
+        let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(bytes[off + 4..off + 8].try_into().unwrap());
+        if len == 0 {
+            if bytes[off..].iter().all(|&b| b == 0) {
+                break ScanEnd::Torn { offset: o, reason: "zero-filled tail".into() };
+            }
+            break ScanEnd::Corrupt { offset: o, reason: "record of length 0".into() };
+        }
+        if len > MAX_RECORD {
+            if off + 8 + len > total {
+                break ScanEnd::Torn { offset: o, reason: format!("record length {len} runs past end of file") };
+            }
+            break ScanEnd::Corrupt { offset: o, reason: format!("record length {len} over the {MAX_RECORD}-byte limit") };
+        }
+        if off + 8 + len > total {
+            break ScanEnd::Torn { offset: o, reason: "record runs past end of file".into() };
+        }
+        let body = &bytes[off + 8..off + 8 + len];
+        if crc32c::crc32c(body) != crc {
+            if off + 8 + len == total {
+                break ScanEnd::Torn { offset: o, reason: "checksum mismatch on the last record".into() };
+            }
+            break ScanEnd::Corrupt { offset: o, reason: "checksum mismatch".into() };
+        }
+        let Some(rec) = decode_body(body, dims) else {
+            break ScanEnd::Corrupt { offset: o, reason: "malformed record body".into() };
+        };
+        if rec.seq() <= last_seq {
+            break ScanEnd::Corrupt {
+                offset: o,
+                reason: format!("sequence number {} not after {}", rec.seq(), last_seq),
+            };
+        }
+        last_seq = rec.seq();
+        on_record(rec, o);
+        off += 8 + len;
+    };
+    let valid_len = match &end {
+        ScanEnd::Clean => total as u64,
+        ScanEnd::Torn { offset, .. } | ScanEnd::Corrupt { offset, .. } => *offset,
+    };
+    let last_seq = last_seq.max(header.high_water);
+    Ok(Scan { header, valid_len, end, last_seq })
+}
+
+pub fn log_name(gen: u64) -> String {
+    format!("wal-{gen:06}.log")
+}
+
+/// The current (highest generation) log file in `dir`, if any.
+pub fn find_current(dir: &Path) -> Result<Option<(u64, PathBuf)>> {
+    let mut best: Option<(u64, PathBuf)> = None;
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::io(dir, e))?;
+        let name = ent.file_name();
+        let name = name.to_string_lossy();
+        if let Some(g) = name.strip_prefix("wal-").and_then(|s| s.strip_suffix(".log")) {
+            if let Ok(gen) = g.parse::<u64>() {
+                if best.as_ref().map_or(true, |(b, _)| gen > *b) {
+                    best = Some((gen, ent.path()));
+                }
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// Create a new log file with just a header, fsynced, at `path`.
+pub fn create(path: &Path, header: Header) -> Result<File> {
+    let mut f = OpenOptions::new().create_new(true).read(true).write(true).open(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(&header.encode()).map_err(|e| Error::io(path, e))?;
+    f.sync_all().map_err(|e| Error::io(path, e))?;
+    Ok(f)
+}
+
+pub fn read_all(path: &Path) -> Result<Vec<u8>> {
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len() as usize;
+    let mut buf = Vec::with_capacity(len);
+    f.read_to_end(&mut buf).map_err(|e| Error::io(path, e))?;
+    Ok(buf)
+}
+
+/// fsync a directory so a rename or create inside it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).map_err(|e| Error::io(dir, e))?;
+    d.sync_all().map_err(|e| Error::io(dir, e))
+}
+
+/// What [`repair`] did.
+#[derive(Debug, Clone)]
+pub struct RepairReport {
+    pub file: PathBuf,
+    /// Records kept (before the first bad one).
+    pub kept_records: u64,
+    /// Byte offset where the kept prefix ends.
+    pub kept_bytes: u64,
+    /// Where the rest was moved, if anything was cut.
+    pub moved_to: Option<PathBuf>,
+    pub moved_bytes: u64,
+    pub reason: Option<String>,
+}
+
+/// Keep every valid record before the first bad one; move the rest of the file aside into
+/// `<log>.corrupt-<offset>` and truncate the log there.
+pub fn repair(dir: &Path) -> Result<RepairReport> {
+    let Some((_, path)) = find_current(dir)? else {
+        return Err(Error::NotFound(format!("no log file (wal-*.log) in {}", dir.display())));
+    };
+    let bytes = read_all(&path)?;
+    let file = path.display().to_string();
+    let mut kept = 0u64;
+    let sc = scan(&bytes, &file, |_, _| kept += 1)?;
+    let (cut, reason) = match sc.end {
+        ScanEnd::Clean => {
+            return Ok(RepairReport { file: path, kept_records: kept, kept_bytes: sc.valid_len, moved_to: None, moved_bytes: 0, reason: None })
+        }
+        ScanEnd::Torn { offset, reason } | ScanEnd::Corrupt { offset, reason } => (offset, reason),
+    };
+    let aside = PathBuf::from(format!("{}.corrupt-{}", path.display(), cut));
+    std::fs::write(&aside, &bytes[cut as usize..]).map_err(|e| Error::io(&aside, e))?;
+    File::open(&aside).and_then(|f| f.sync_all()).map_err(|e| Error::io(&aside, e))?;
+    let f = OpenOptions::new().write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    f.set_len(cut).map_err(|e| Error::io(&path, e))?;
+    f.sync_all().map_err(|e| Error::io(&path, e))?;
+    sync_dir(dir)?;
+    Ok(RepairReport {
+        file: path,
+        kept_records: kept,
+        kept_bytes: cut,
+        moved_to: Some(aside),
+        moved_bytes: bytes.len() as u64 - cut,
+        reason: Some(reason),
+    })
+}
+
+/// An open log being appended to.
+pub struct LogWriter {
+    pub path: PathBuf,
+    pub file: File,
+    pub len: u64,
+    pub gen: u64,
+}
+
+impl LogWriter {
+    pub fn open_append(path: PathBuf, gen: u64, valid_len: u64) -> Result<LogWriter> {
+        let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        let actual = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        if actual != valid_len {
+            file.set_len(valid_len).map_err(|e| Error::io(&path, e))?;
+            file.sync_all().map_err(|e| Error::io(&path, e))?;
+        }
+        file.seek(SeekFrom::Start(valid_len)).map_err(|e| Error::io(&path, e))?;
+        Ok(LogWriter { path, file, len: valid_len, gen })
+    }
+
+    /// Append bytes; on failure the file is cut back to its previous length so a failed
+    /// write leaves no partial record behind.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Err(e) = self.file.write_all(bytes) {
+            let _ = self.file.set_len(self.len);
+            let _ = self.file.seek(SeekFrom::Start(self.len));
+            return Err(Error::io(&self.path, e));
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub fn sync(&mut self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+}

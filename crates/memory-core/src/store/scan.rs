@@ -1,0 +1,283 @@
+//! Exact top-k search over a [`State`]: filters applied inside the scan, many queries per
+//! pass, both cores for large stores.
+//!
+//! Candidate rows come from the cheapest source available:
+//! - a metadata filter with equality / `$in` terms → intersected posting lists (roaring);
+//! - a namespace holding a small share of the store → that namespace's row list;
+//! - otherwise a dense scan over all rows, checking the namespace column per row.
+//! Rows failing a filter are never read from the vector arena, so a selective filter makes
+//! the scan faster. Each query keeps a bounded top-k heap.
+
+use rayon::prelude::*;
+use roaring::RoaringBitmap;
+
+use crate::filter::Filter;
+use crate::search::{kernels, Kernels, TopK};
+use crate::store::state::{State, CHUNK_ROWS};
+
+/// Rows per inner block: small enough that a block of rows stays in L1/L2 while every
+/// query of a multi-query pass is scored against it.
+const BLOCK: usize = 128;
+/// Rows per parallel task.
+const TASK_ROWS: usize = 32768;
+const _: () = assert!(CHUNK_ROWS % TASK_ROWS == 0 || TASK_ROWS % CHUNK_ROWS == 0);
+const _: () = assert!(CHUNK_ROWS % BLOCK == 0 && TASK_ROWS % BLOCK == 0);
+
+#[derive(Debug, Clone, Default)]
+pub struct ScanParams<'a> {
+    pub namespace: &'a str,
+    pub k: usize,
+    pub min_score: Option<f32>,
+    pub min_significance: f32,
+    pub filter: Option<&'a Filter>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub recency_half_life_s: Option<f64>,
+    pub now_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub row: u32,
+    pub score: f32,
+}
+
+struct Ctx<'a> {
+    st: &'a State,
+    p: &'a ScanParams<'a>,
+    ns: u32,
+    k: &'static Kernels,
+    queries: &'a [f32],
+    nq: usize,
+    check_filter: bool,
+}
+
+impl<'a> Ctx<'a> {
+    #[inline]
+    fn pass(&self, r: usize) -> bool {
+        let st = self.st;
+        if !st.live_col[r] || st.ns_col[r] != self.ns || st.expired(r, self.p.now_ms) {
+            return false;
+        }
+        if st.sig_col[r] < self.p.min_significance {
+            return false;
+        }
+        let ts = st.ts_col[r];
+        if self.p.since_ms.is_some_and(|s| ts < s) || self.p.until_ms.is_some_and(|u| ts > u) {
+            return false;
+        }
+        if self.check_filter {
+            let f = self.p.filter.unwrap();
+            return match &st.rows[r].metadata {
+                Some(m) => f.matches(m),
+                None => f.matches(&serde_json::Map::new()),
+            };
+        }
+        true
+    }
+
+    #[inline]
+    fn push(&self, heaps: &mut [TopK], q: usize, row: usize, cos: f32) {
+        let score = match self.p.recency_half_life_s {
+            Some(h) => {
+                let age_s = ((self.p.now_ms - self.st.ts_col[row]).max(0) as f64) / 1000.0;
+                (cos as f64 * (-age_s / h).exp2()) as f32
+            }
+            None => cos,
+        };
+        if self.p.min_score.is_some_and(|m| score < m) {
+            return;
+        }
+        heaps[q].push(score, row as u32);
+    }
+
+    /// Score a contiguous run of rows that all pass.
+    fn score_contiguous(&self, heaps: &mut [TopK], start: usize, end: usize, buf: &mut Vec<f32>) {
+        let rows = self.st.vectors.rows(start, end);
+        let n = end - start;
+        let dims = self.st.dims;
+        if self.nq == 1 {
+            buf.resize(n, 0.0);
+            (self.k.dot_rows)(self.queries, rows, dims, &mut buf[..n]);
+            let thr_free = self.p.recency_half_life_s.is_none() && self.p.min_score.is_none();
+            for (i, &s) in buf[..n].iter().enumerate() {
+                if thr_free && s <= heaps[0].threshold() {
+                    continue;
+                }
+                self.push(heaps, 0, start + i, s);
+            }
+        } else {
+            buf.resize(n * self.nq, 0.0);
+            (self.k.dot_block)(self.queries, self.nq, rows, n, dims, &mut buf[..n * self.nq]);
+            for q in 0..self.nq {
+                for i in 0..n {
+                    self.push(heaps, q, start + i, buf[q * n + i]);
+                }
+            }
+        }
+    }
+
+    /// Score an arbitrary list of passing rows (gathered into a contiguous buffer for the
+    /// multi-query kernel).
+    fn score_list(&self, heaps: &mut [TopK], rows: &[u32], buf: &mut Vec<f32>, gather: &mut Vec<f32>) {
+        let dims = self.st.dims;
+        if self.nq == 1 {
+            for &r in rows {
+                let s = (self.k.dot)(self.queries, self.st.vectors.row(r as usize));
+                self.push(heaps, 0, r as usize, s);
+            }
+            return;
+        }
+        for part in rows.chunks(BLOCK) {
+            gather.clear();
+            for &r in part {
+                gather.extend_from_slice(self.st.vectors.row(r as usize));
+            }
+            let n = part.len();
+            buf.resize(n * self.nq, 0.0);
+            (self.k.dot_block)(self.queries, self.nq, gather, n, dims, &mut buf[..n * self.nq]);
+            for q in 0..self.nq {
+                for (i, &r) in part.iter().enumerate() {
+                    self.push(heaps, q, r as usize, buf[q * n + i]);
+                }
+            }
+        }
+    }
+
+    /// Dense scan of rows `start..end` (within one chunk-aligned task range).
+    fn scan_range(&self, start: usize, end: usize) -> Vec<TopK> {
+        let mut heaps: Vec<TopK> = (0..self.nq).map(|_| TopK::new(self.p.k)).collect();
+        let (mut buf, mut gather, mut pass) = (Vec::new(), Vec::new(), Vec::with_capacity(BLOCK));
+        let mut b = start;
+        while b < end {
+            let e = (b + BLOCK).min(end).min((b / CHUNK_ROWS + 1) * CHUNK_ROWS);
+            pass.clear();
+            pass.extend((b..e).filter(|&r| self.pass(r)).map(|r| r as u32));
+            if pass.len() == e - b {
+                self.score_contiguous(&mut heaps, b, e, &mut buf);
+            } else if !pass.is_empty() {
+                self.score_list(&mut heaps, &pass, &mut buf, &mut gather);
+            }
+            b = e;
+        }
+        heaps
+    }
+
+    /// Scan a sorted candidate list.
+    fn scan_list(&self, cand: &[u32]) -> Vec<TopK> {
+        let mut heaps: Vec<TopK> = (0..self.nq).map(|_| TopK::new(self.p.k)).collect();
+        let (mut buf, mut gather) = (Vec::new(), Vec::new());
+        let mut pass = Vec::with_capacity(BLOCK);
+        for part in cand.chunks(BLOCK) {
+            pass.clear();
+            pass.extend(part.iter().copied().filter(|&r| self.pass(r as usize)));
+            // A run of consecutive rows in one chunk can use the contiguous kernel.
+            let contiguous = pass.len() > 1
+                && (pass[pass.len() - 1] - pass[0]) as usize == pass.len() - 1
+                && pass[0] as usize / CHUNK_ROWS == pass[pass.len() - 1] as usize / CHUNK_ROWS;
+            if contiguous {
+                self.score_contiguous(&mut heaps, pass[0] as usize, pass[pass.len() - 1] as usize + 1, &mut buf);
+            } else if !pass.is_empty() {
+                self.score_list(&mut heaps, &pass, &mut buf, &mut gather);
+            }
+        }
+        heaps
+    }
+}
+
+fn merge(mut a: Vec<TopK>, b: Vec<TopK>) -> Vec<TopK> {
+    for (x, y) in a.iter_mut().zip(b) {
+        x.merge(y);
+    }
+    a
+}
+
+/// Top-k rows for each of `nq` queries (`queries` is nq × dims, L2-normalized), best first.
+pub fn search(st: &State, queries: &[f32], nq: usize, p: &ScanParams) -> Vec<Vec<Hit>> {
+    let empty = || (0..nq).map(|_| Vec::new()).collect::<Vec<_>>();
+    let Some(ns) = st.ns_id(p.namespace) else { return empty() };
+    if p.k == 0 || nq == 0 {
+        return empty();
+    }
+    debug_assert_eq!(queries.len(), nq * st.dims);
+    let filter = p.filter.filter(|f| !f.is_empty());
+    let ctx = Ctx { st, p, ns, k: kernels(), queries, nq, check_filter: filter.is_some() };
+    let nsd = &st.namespaces[ns as usize];
+
+    // Candidate list from the inverted index, when the filter has indexable terms.
+    let mut cand: Option<RoaringBitmap> = None;
+    if let Some(f) = filter {
+        for (path, keys) in f.index_terms() {
+            let mut u = RoaringBitmap::new();
+            if let Some(vals) = nsd.index.get(&path) {
+                for key in &keys {
+                    if let Some(bm) = vals.get(key) {
+                        u |= bm;
+                    }
+                }
+            }
+            cand = Some(match cand {
+                Some(c) => c & u,
+                None => u,
+            });
+        }
+    }
+
+    let heaps = if let Some(c) = cand {
+        let list: Vec<u32> = c.iter().collect();
+        run_list(&ctx, &list)
+    } else if nsd.live * 2 < st.len() {
+        run_list(&ctx, &nsd.rows)
+    } else {
+        let n = st.len();
+        if n <= TASK_ROWS {
+            ctx.scan_range(0, n)
+        } else {
+            let tasks: Vec<usize> = (0..n).step_by(TASK_ROWS).collect();
+            tasks
+                .into_par_iter()
+                .map(|s| ctx.scan_range(s, (s + TASK_ROWS).min(n)))
+                .reduce_with(merge)
+                .unwrap_or_default()
+        }
+    };
+    heaps
+        .into_iter()
+        .map(|h| h.into_sorted_vec().into_iter().map(|(score, row)| Hit { row, score }).collect())
+        .collect()
+}
+
+fn run_list(ctx: &Ctx, list: &[u32]) -> Vec<TopK> {
+    if list.len() <= TASK_ROWS {
+        return ctx.scan_list(list);
+    }
+    list.par_chunks(TASK_ROWS).map(|c| ctx.scan_list(c)).reduce_with(merge).unwrap_or_default()
+}
+
+/// "Retrieve without query": highest significance first, newest first on ties, from the
+/// ordered index (no sort per call).
+pub fn top_by_significance(st: &State, p: &ScanParams, count: usize) -> Vec<u32> {
+    let Some(ns) = st.ns_id(p.namespace) else { return Vec::new() };
+    let ctx = Ctx { st, p, ns, k: kernels(), queries: &[], nq: 0, check_filter: p.filter.is_some_and(|f| !f.is_empty()) };
+    let mut out = Vec::with_capacity(count.min(1024));
+    for &(_, _, std::cmp::Reverse(row)) in &st.namespaces[ns as usize].by_sig {
+        if out.len() >= count {
+            break;
+        }
+        if st.sig_col[row as usize] < p.min_significance {
+            break;
+        }
+        if ctx.pass(row as usize) {
+            out.push(row);
+        }
+    }
+    out
+}
+
+/// Visible rows of a namespace matching the filters, in log order (for `list`, delete by
+/// filter and export).
+pub fn matching_rows(st: &State, p: &ScanParams) -> Vec<u32> {
+    let Some(ns) = st.ns_id(p.namespace) else { return Vec::new() };
+    let ctx = Ctx { st, p, ns, k: kernels(), queries: &[], nq: 0, check_filter: p.filter.is_some_and(|f| !f.is_empty()) };
+    st.namespaces[ns as usize].rows.iter().copied().filter(|&r| ctx.pass(r as usize)).collect()
+}

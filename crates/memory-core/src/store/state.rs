@@ -1,0 +1,358 @@
+//! The in-memory image of a store: rows in log order, flat f32 vectors in 64-byte aligned
+//! chunks that the search scans directly, per-namespace id maps, an ordered significance
+//! index and a metadata inverted index.
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::ptr::NonNull;
+
+use roaring::RoaringBitmap;
+use serde_json::{Map, Value};
+
+use crate::filter::{index_entries, IndexKey};
+use crate::store::log::{PutRecord, NO_EXPIRY};
+
+/// Rows per vector chunk. A multiple of every scan block size.
+pub const CHUNK_ROWS: usize = 16384;
+
+/// One fixed-capacity, 64-byte aligned, zero-initialised block of `CHUNK_ROWS × dims` f32.
+struct Chunk {
+    ptr: NonNull<f32>,
+    floats: usize,
+}
+
+// SAFETY: a Chunk owns its allocation exclusively; shared access is read-only through &self
+// and writes need &mut self, so the usual aliasing rules carry over.
+unsafe impl Send for Chunk {}
+unsafe impl Sync for Chunk {}
+
+impl Chunk {
+    fn layout(floats: usize) -> Layout {
+        Layout::from_size_align(floats.max(16) * 4, 64).expect("chunk layout")
+    }
+    fn new(floats: usize) -> Chunk {
+        // SAFETY: the layout has non-zero size; alloc_zeroed returns memory valid for
+        // `floats` f32 (all-zero bytes are a valid f32) or null, which we check.
+        let raw = unsafe { alloc_zeroed(Self::layout(floats)) } as *mut f32;
+        let ptr = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(Self::layout(floats)));
+        Chunk { ptr, floats }
+    }
+    fn as_slice(&self) -> &[f32] {
+        // SAFETY: ptr is valid for `floats` initialised f32 for the life of self.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.floats) }
+    }
+    fn as_mut_slice(&mut self) -> &mut [f32] {
+        // SAFETY: as above, and &mut self guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.floats) }
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this exact layout.
+        unsafe { dealloc(self.ptr.as_ptr() as *mut u8, Self::layout(self.floats)) }
+    }
+}
+
+/// Flat vector storage: row r lives at chunk r / CHUNK_ROWS, offset (r % CHUNK_ROWS) × dims.
+pub struct Vectors {
+    dims: usize,
+    len: usize,
+    chunks: Vec<Chunk>,
+}
+
+impl Vectors {
+    pub fn new(dims: usize) -> Self {
+        Vectors { dims, len: 0, chunks: Vec::new() }
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn push(&mut self, v: &[f32]) {
+        debug_assert_eq!(v.len(), self.dims);
+        let (c, o) = (self.len / CHUNK_ROWS, self.len % CHUNK_ROWS);
+        if c == self.chunks.len() {
+            self.chunks.push(Chunk::new(CHUNK_ROWS * self.dims));
+        }
+        self.chunks[c].as_mut_slice()[o * self.dims..(o + 1) * self.dims].copy_from_slice(v);
+        self.len += 1;
+    }
+    #[inline]
+    pub fn row(&self, r: usize) -> &[f32] {
+        let (c, o) = (r / CHUNK_ROWS, r % CHUNK_ROWS);
+        &self.chunks[c].as_slice()[o * self.dims..(o + 1) * self.dims]
+    }
+    /// Rows `start..end` as one contiguous slice; the range must not cross a chunk boundary.
+    #[inline]
+    pub fn rows(&self, start: usize, end: usize) -> &[f32] {
+        let c = start / CHUNK_ROWS;
+        debug_assert!(end <= self.len && (end - 1) / CHUNK_ROWS == c);
+        let o = start % CHUNK_ROWS;
+        &self.chunks[c].as_slice()[o * self.dims..(o + end - start) * self.dims]
+    }
+    pub fn bytes(&self) -> usize {
+        self.len * self.dims * 4
+    }
+}
+
+pub type SigKey = (Reverse<u32>, Reverse<i64>, Reverse<u32>);
+
+pub fn sig_key(significance: f32, ts: i64, row: u32) -> SigKey {
+    // Significance is in 0…1, where f32 bit patterns order like the values.
+    (Reverse(significance.max(0.0).to_bits()), Reverse(ts), Reverse(row))
+}
+
+pub struct Row {
+    pub seq: u64,
+    pub ts: i64,
+    pub id: Box<str>,
+    pub text: Box<str>,
+    pub metadata_raw: Box<str>,
+    /// Parsed metadata; `None` for `{}`.
+    pub metadata: Option<Box<Map<String, Value>>>,
+    pub associations: Box<[Box<str>]>,
+}
+
+pub struct Namespace {
+    pub name: String,
+    pub ids: HashMap<Box<str>, u32>,
+    /// Rows of this namespace in log order (dead rows included; check `live`).
+    pub rows: Vec<u32>,
+    pub live: usize,
+    pub by_sig: BTreeSet<SigKey>,
+    /// path → value → rows having it.
+    pub index: HashMap<String, HashMap<IndexKey, RoaringBitmap>>,
+}
+
+impl Namespace {
+    fn new(name: String) -> Self {
+        Namespace { name, ids: HashMap::new(), rows: Vec::new(), live: 0, by_sig: BTreeSet::new(), index: HashMap::new() }
+    }
+}
+
+pub struct State {
+    pub dims: usize,
+    pub rows: Vec<Row>,
+    pub vectors: Vectors,
+    // Columns the scan reads without touching `rows`.
+    pub ns_col: Vec<u32>,
+    pub sig_col: Vec<f32>,
+    pub ts_col: Vec<i64>,
+    pub exp_col: Vec<i64>,
+    pub live_col: Vec<bool>,
+    pub namespaces: Vec<Namespace>,
+    pub ns_by_name: HashMap<String, u32>,
+    pub last_seq: u64,
+    pub live_count: usize,
+    pub associations_total: usize,
+}
+
+pub fn parse_metadata(raw: &str) -> Option<Box<Map<String, Value>>> {
+    if raw.is_empty() || raw == "{}" {
+        return None;
+    }
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(m)) if !m.is_empty() => Some(Box::new(m)),
+        _ => None,
+    }
+}
+
+impl State {
+    pub fn new(dims: usize) -> Self {
+        State {
+            dims,
+            rows: Vec::new(),
+            vectors: Vectors::new(dims),
+            ns_col: Vec::new(),
+            sig_col: Vec::new(),
+            ts_col: Vec::new(),
+            exp_col: Vec::new(),
+            live_col: Vec::new(),
+            namespaces: Vec::new(),
+            ns_by_name: HashMap::new(),
+            last_seq: 0,
+            live_count: 0,
+            associations_total: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn ns_id(&self, name: &str) -> Option<u32> {
+        self.ns_by_name.get(name).copied()
+    }
+
+    fn ns_id_or_create(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ns_by_name.get(name) {
+            return id;
+        }
+        let id = self.namespaces.len() as u32;
+        self.namespaces.push(Namespace::new(name.to_string()));
+        self.ns_by_name.insert(name.to_string(), id);
+        id
+    }
+
+    #[inline]
+    pub fn expired(&self, row: usize, now_ms: i64) -> bool {
+        let e = self.exp_col[row];
+        e != NO_EXPIRY && e <= now_ms
+    }
+
+    /// A row that reads see: not deleted, not expired.
+    #[inline]
+    pub fn visible(&self, row: usize, now_ms: i64) -> bool {
+        self.live_col[row] && !self.expired(row, now_ms)
+    }
+
+    /// Look up a visible memory.
+    pub fn find(&self, ns: &str, id: &str, now_ms: i64) -> Option<u32> {
+        let n = self.ns_id(ns)?;
+        let &row = self.namespaces[n as usize].ids.get(id)?;
+        self.visible(row as usize, now_ms).then_some(row)
+    }
+
+    /// Append a put. A live row with the same (namespace, id) is retired first (the writer
+    /// only writes such a put when the old one had expired; replay does the same).
+    /// `metadata` may be passed pre-parsed to save a parse.
+    pub fn apply_put(&mut self, r: PutRecord, metadata: Option<Option<Box<Map<String, Value>>>>) -> u32 {
+        let n = self.ns_id_or_create(&r.namespace);
+        if let Some(&old) = self.namespaces[n as usize].ids.get(r.id.as_str()) {
+            self.kill(old);
+        }
+        let row = self.rows.len() as u32;
+        let metadata = metadata.unwrap_or_else(|| parse_metadata(&r.metadata));
+        let ns = &mut self.namespaces[n as usize];
+        if let Some(m) = &metadata {
+            for (path, key) in index_entries(m) {
+                ns.index.entry(path).or_default().entry(key).or_default().insert(row);
+            }
+        }
+        ns.ids.insert(r.id.clone().into_boxed_str(), row);
+        ns.rows.push(row);
+        ns.live += 1;
+        ns.by_sig.insert(sig_key(r.significance, r.ts, row));
+        self.vectors.push(&r.vector);
+        self.ns_col.push(n);
+        self.sig_col.push(r.significance);
+        self.ts_col.push(r.ts);
+        self.exp_col.push(r.expires_at);
+        self.live_col.push(true);
+        self.associations_total += r.associations.len();
+        self.rows.push(Row {
+            seq: r.seq,
+            ts: r.ts,
+            id: r.id.into_boxed_str(),
+            text: r.text.into_boxed_str(),
+            metadata_raw: r.metadata.into_boxed_str(),
+            metadata,
+            associations: r.associations.into_iter().map(String::into_boxed_str).collect(),
+        });
+        self.live_count += 1;
+        self.last_seq = self.last_seq.max(r.seq);
+        row
+    }
+
+    /// Mark a row dead and drop it from every index.
+    pub fn kill(&mut self, row: u32) {
+        let r = row as usize;
+        if !self.live_col[r] {
+            return;
+        }
+        self.live_col[r] = false;
+        let n = self.ns_col[r] as usize;
+        let key = sig_key(self.sig_col[r], self.ts_col[r], row);
+        let ns = &mut self.namespaces[n];
+        ns.by_sig.remove(&key);
+        if ns.ids.get(&*self.rows[r].id) == Some(&row) {
+            ns.ids.remove(&*self.rows[r].id);
+        }
+        ns.live -= 1;
+        if let Some(m) = &self.rows[r].metadata {
+            for (path, key) in index_entries(m) {
+                if let Some(vals) = ns.index.get_mut(&path) {
+                    if let Some(bm) = vals.get_mut(&key) {
+                        bm.remove(row);
+                        if bm.is_empty() {
+                            vals.remove(&key);
+                        }
+                    }
+                    if vals.is_empty() {
+                        ns.index.remove(&path);
+                    }
+                }
+            }
+        }
+        self.associations_total -= self.rows[r].associations.len();
+        self.live_count -= 1;
+    }
+
+    pub fn apply_update(&mut self, row: u32, metadata: Option<String>, significance: Option<f32>, seq: u64) {
+        let r = row as usize;
+        let n = self.ns_col[r] as usize;
+        if let Some(s) = significance {
+            let ns = &mut self.namespaces[n];
+            ns.by_sig.remove(&sig_key(self.sig_col[r], self.ts_col[r], row));
+            self.sig_col[r] = s;
+            ns.by_sig.insert(sig_key(s, self.ts_col[r], row));
+        }
+        if let Some(raw) = metadata {
+            let ns = &mut self.namespaces[n];
+            if let Some(m) = &self.rows[r].metadata {
+                for (path, key) in index_entries(m) {
+                    if let Some(vals) = ns.index.get_mut(&path) {
+                        if let Some(bm) = vals.get_mut(&key) {
+                            bm.remove(row);
+                        }
+                    }
+                }
+            }
+            let parsed = parse_metadata(&raw);
+            if let Some(m) = &parsed {
+                for (path, key) in index_entries(m) {
+                    ns.index.entry(path).or_default().entry(key).or_default().insert(row);
+                }
+            }
+            self.rows[r].metadata = parsed;
+            self.rows[r].metadata_raw = raw.into_boxed_str();
+        }
+        self.last_seq = self.last_seq.max(seq);
+    }
+
+    /// The last `n` visible rows of a namespace (newest last).
+    pub fn recent_rows(&self, ns: u32, n: usize, now_ms: i64) -> Vec<u32> {
+        let mut out: Vec<u32> = self.namespaces[ns as usize]
+            .rows
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&r| self.visible(r as usize, now_ms))
+            .take(n)
+            .collect();
+        out.reverse();
+        out
+    }
+
+    /// Rebuild the put record of a row as it stands now (updates merged in).
+    pub fn record_of(&self, row: u32) -> PutRecord {
+        let r = row as usize;
+        let x = &self.rows[r];
+        PutRecord {
+            seq: x.seq,
+            ts: x.ts,
+            namespace: self.namespaces[self.ns_col[r] as usize].name.clone(),
+            id: x.id.to_string(),
+            text: x.text.to_string(),
+            metadata: x.metadata_raw.to_string(),
+            significance: self.sig_col[r],
+            expires_at: self.exp_col[r],
+            associations: x.associations.iter().map(|a| a.to_string()).collect(),
+            vector: self.vectors.row(r).to_vec(),
+        }
+    }
+}
