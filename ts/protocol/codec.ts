@@ -1,0 +1,199 @@
+/**
+ * Frame codec shared by servers, client and tests. Browser-safe: uses only
+ * msgpackr, TextEncoder/TextDecoder and typed arrays.
+ *
+ * - Text frames carry JSON; binary frames carry the same envelope as MessagePack.
+ * - Float32Array values encode as a plain number array in JSON and as a raw
+ *   MessagePack `bin` of little-endian float32 bytes in MessagePack (msgpackr's
+ *   own typed-array extension does not round-trip reliably and is unknown to
+ *   other MessagePack implementations). On decode, a `bin` found under one of
+ *   the VECTOR_KEYS (`embedding`, `embeddings`, `vector`, `vectors`, `query_embedding`)
+ *   becomes a Float32Array again (a list of bins becomes Float32Array[]).
+ * - Decode decisions: a frame that does not parse is `invalid_json`; a frame that
+ *   parses but is not a map/object (array, string, number, null) is
+ *   `invalid_request` ("request: must be an object"); a missing or non-string
+ *   `type` is `unknown_type`; an `id` that is neither string nor finite number,
+ *   a non-object `data` or a non-string `timestamp` is `invalid_request`.
+ */
+import { Packr } from 'msgpackr';
+import { ProtocolError, invalidJson, invalidRequest, unknownType } from './errors.js';
+import { isRequestId, type Request, type RequestId } from './envelope.js';
+
+export const VECTOR_KEYS: ReadonlySet<string> = new Set([
+  'embedding',
+  'embeddings',
+  'vector',
+  'vectors',
+  'query_embedding',
+]);
+
+const packr = new Packr({
+  useRecords: false,
+  mapsAsObjects: true,
+  copyBuffers: true,
+  moreTypes: false,
+  int64AsType: 'number',
+  encodeUndefinedAsNil: false,
+});
+
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+
+export type Frame = ArrayBuffer | Uint8Array | string;
+
+function toBytes(frame: ArrayBuffer | Uint8Array): Uint8Array {
+  return frame instanceof Uint8Array ? frame : new Uint8Array(frame);
+}
+
+/** Parses a frame into a plain value; throws ProtocolError('invalid_json'). */
+export function decodeValue(frame: Frame, isBinary: boolean): unknown {
+  try {
+    if (typeof frame === 'string') {
+      return isBinary ? reviveVectors(packr.unpack(new TextEncoder().encode(frame))) : JSON.parse(frame);
+    }
+    if (isBinary) {
+      const value: unknown = packr.unpack(toBytes(frame));
+      // 0xC1 is the one byte MessagePack never uses; msgpackr returns a marker object for it.
+      if (typeof value === 'object' && value !== null && value.constructor?.name === 'C1Type') throw invalidJson();
+      return reviveVectors(value);
+    }
+    return JSON.parse(utf8Decoder.decode(toBytes(frame)));
+  } catch (err) {
+    if (err instanceof ProtocolError) throw err;
+    throw invalidJson();
+  }
+}
+
+export type DecodeResult =
+  | { ok: true; request: Request }
+  | { ok: false; error: ProtocolError; type?: string; id?: RequestId };
+
+/** Decodes and validates the envelope of a client request. Never throws. */
+export function decodeRequest(frame: Frame, isBinary: boolean): DecodeResult {
+  let value: unknown;
+  try {
+    value = decodeValue(frame, isBinary);
+  } catch (err) {
+    return { ok: false, error: err as ProtocolError };
+  }
+  const proto: unknown = typeof value === 'object' && value !== null ? Object.getPrototypeOf(value) : undefined;
+  if (proto !== Object.prototype && proto !== null) {
+    return { ok: false, error: invalidRequest('request: must be an object') };
+  }
+  const raw = value as Record<string, unknown>;
+  const type = typeof raw.type === 'string' ? raw.type : undefined;
+  const id = isRequestId(raw.id) ? raw.id : undefined;
+  const fail = (error: ProtocolError): DecodeResult => {
+    const r: DecodeResult = { ok: false, error };
+    if (type !== undefined) r.type = type;
+    if (id !== undefined) r.id = id;
+    return r;
+  };
+  if (raw.id !== undefined && raw.id !== null && id === undefined) {
+    return fail(invalidRequest('id: must be a string or a finite number'));
+  }
+  if (type === undefined || type.length === 0) return fail(unknownType(raw.type));
+  if (raw.timestamp !== undefined && raw.timestamp !== null && typeof raw.timestamp !== 'string') {
+    return fail(invalidRequest('timestamp: must be an ISO-8601 string'));
+  }
+  const data = raw.data;
+  if (data !== undefined && data !== null && (typeof data !== 'object' || Array.isArray(data) || ArrayBuffer.isView(data))) {
+    return fail(invalidRequest('data: must be an object'));
+  }
+  const request: Request = { type };
+  if (id !== undefined) request.id = id;
+  if (typeof raw.timestamp === 'string') request.timestamp = raw.timestamp;
+  if (data !== undefined && data !== null) request.data = data as Record<string, unknown>;
+  return { ok: true, request };
+}
+
+function jsonReplacer(_key: string, value: unknown): unknown {
+  if (value instanceof Float32Array || value instanceof Float64Array) return Array.from(value);
+  return value;
+}
+
+/** Replaces Float32Array values by Uint8Array views of their (little-endian) bytes, copying containers lazily. */
+function vectorsToBytes(value: unknown, depth = 0): unknown {
+  if (value instanceof Float32Array) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (depth > 32 || typeof value !== 'object' || value === null || ArrayBuffer.isView(value)) return value;
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const v = value[i];
+      const c = vectorsToBytes(v, depth + 1);
+      if (c !== v) {
+        out ??= value.slice();
+        out[i] = c;
+      }
+    }
+    return out ?? value;
+  }
+  if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) return value;
+  let out: Record<string, unknown> | undefined;
+  for (const k in value as Record<string, unknown>) {
+    const v = (value as Record<string, unknown>)[k];
+    const c = vectorsToBytes(v, depth + 1);
+    if (c !== v) {
+      out ??= { ...(value as Record<string, unknown>) };
+      out[k] = c;
+    }
+  }
+  return out ?? value;
+}
+
+/** Turns a little-endian float32 byte string into a (copied, aligned) Float32Array. */
+export function bytesToFloat32(bytes: Uint8Array, field = 'embedding'): Float32Array {
+  if (bytes.byteLength % 4 !== 0) {
+    throw invalidRequest(`${field}: binary vector length must be a multiple of 4 bytes (float32)`);
+  }
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return new Float32Array(copy.buffer);
+}
+
+function reviveVectors(value: unknown, depth = 0): unknown {
+  if (depth > 32 || typeof value !== 'object' || value === null || ArrayBuffer.isView(value)) return value;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = reviveVectors(value[i], depth + 1);
+    return value;
+  }
+  const obj = value as Record<string, unknown>;
+  for (const k in obj) {
+    const v = obj[k];
+    if (VECTOR_KEYS.has(k)) {
+      if (v instanceof Uint8Array) {
+        obj[k] = bytesToFloat32(v, k);
+        continue;
+      }
+      if (Array.isArray(v) && v.length > 0 && v.every((x) => x instanceof Uint8Array)) {
+        obj[k] = v.map((x: Uint8Array) => bytesToFloat32(x, k));
+        continue;
+      }
+    }
+    obj[k] = reviveVectors(v, depth + 1);
+  }
+  return obj;
+}
+
+/**
+ * Encodes a message as the same kind as the frame it answers: JSON text, or
+ * MessagePack bytes (a fresh Uint8Array, safe to hold while a socket flushes).
+ */
+export function encodeMessage(message: unknown, binary: boolean): string | Uint8Array {
+  if (!binary) return JSON.stringify(message, jsonReplacer);
+  return new Uint8Array(packr.pack(vectorsToBytes(message)));
+}
+
+/** Decodes any message (server replies, events or requests) without envelope validation. */
+export function decodeMessage<T = unknown>(frame: Frame, isBinary: boolean): T {
+  return decodeValue(frame, isBinary) as T;
+}
+
+/** Accepts a vector given as Float32Array, number[] or float32 bytes; null if it is none of these. */
+export function toFloat32Array(value: unknown): Float32Array | null {
+  if (value instanceof Float32Array) return value;
+  if (value instanceof Uint8Array) return value.byteLength % 4 === 0 ? bytesToFloat32(value) : null;
+  if (Array.isArray(value) && value.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+    return Float32Array.from(value as number[]);
+  }
+  return null;
+}

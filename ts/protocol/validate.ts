@@ -1,0 +1,45 @@
+/**
+ * Turns zod validation failures into protocol errors whose message names the
+ * field and the rule (SPEC §2 `invalid_request` / `payload_too_large`).
+ */
+import type { ZodIssue, ZodType, ZodTypeDef } from 'zod';
+import { ProtocolError } from './errors.js';
+
+function issuePath(issue: ZodIssue): string {
+  return issue.path.length === 0 ? 'data' : issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : p)).join('.').replace(/\.\[/g, '[');
+}
+
+/** The ProtocolError for one zod issue: `<field path>: <rule>`. */
+export function issueToProtocolError(issue: ZodIssue): ProtocolError {
+  const path = issuePath(issue);
+  if (issue.code === 'too_big' && (issue.type === 'string' || issue.type === 'array' || issue.type === 'set')) {
+    const unit = issue.type === 'string' ? 'characters' : 'items';
+    return new ProtocolError('payload_too_large', `${path}: exceeds the limit of ${String(issue.maximum)} ${unit}`, {
+      field: path,
+      limit: Number(issue.maximum),
+    });
+  }
+  if (issue.code === 'invalid_type' && issue.received === 'undefined') {
+    return new ProtocolError('invalid_request', `${path}: is required`, { field: path });
+  }
+  return new ProtocolError('invalid_request', `${path}: ${issue.message}`, { field: path });
+}
+
+/**
+ * Validates a request's `data` against a schema; returns the parsed value or
+ * throws ProtocolError. `type` is only used to name the command in the message
+ * when `data` itself is missing.
+ */
+export function parseData<Out, Def extends ZodTypeDef, In>(
+  schema: ZodType<Out, Def, In>,
+  data: unknown,
+  type?: string,
+): Out {
+  const result = schema.safeParse(data ?? {});
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  if (!issue) {
+    throw new ProtocolError('invalid_request', `data: invalid${type ? ` for ${type}` : ''}`);
+  }
+  throw issueToProtocolError(issue);
+}

@@ -1,0 +1,104 @@
+/** Counters the servers expose (stats command, control center, Prometheus). */
+export interface TypeMetrics {
+  count: number;
+  errors: number;
+  latencyMsSum: number;
+}
+
+export interface MetricsSnapshot {
+  startedAt: number;
+  uptimeS: number;
+  connections: number;
+  connectionsOpened: number;
+  connectionsRejected: number;
+  messages: number;
+  bytesIn: number;
+  errors: number;
+  internalErrors: number;
+  rateLimited: number;
+  droppedEvents: number;
+  /** Replies completed over the last ~10 s, per second. */
+  queriesPerSecond: number;
+  /** Mean reply latency (receipt → reply queued), ms, over all replies. */
+  avgLatencyMs: number;
+  byType: Record<string, TypeMetrics>;
+}
+
+const WINDOW_S = 10;
+
+export class ServerMetrics {
+  readonly startedAt = Date.now();
+  connections = 0;
+  connectionsOpened = 0;
+  connectionsRejected = 0;
+  messages = 0;
+  bytesIn = 0;
+  errors = 0;
+  internalErrors = 0;
+  rateLimited = 0;
+  droppedEvents = 0;
+  replies = 0;
+  latencyMsSum = 0;
+  readonly byType = new Map<string, TypeMetrics>();
+  // Per-second ring of completed replies for a cheap QPS figure.
+  private readonly ring = new Uint32Array(WINDOW_S);
+  private ringSecond = Math.floor(Date.now() / 1000);
+
+  private advance(nowS: number): void {
+    if (nowS === this.ringSecond) return;
+    const steps = Math.min(WINDOW_S, nowS - this.ringSecond);
+    for (let i = 1; i <= steps; i++) this.ring[(this.ringSecond + i) % WINDOW_S] = 0;
+    this.ringSecond = nowS;
+  }
+
+  /** Records one answered request. `type` is undefined for undecodable frames. */
+  recordReply(type: string | undefined, latencyMs: number, isError: boolean): void {
+    this.replies++;
+    this.latencyMsSum += latencyMs;
+    if (isError) this.errors++;
+    const nowS = Math.floor(Date.now() / 1000);
+    this.advance(nowS);
+    this.ring[nowS % WINDOW_S]!++;
+    if (type === undefined) return;
+    let t = this.byType.get(type);
+    if (!t) {
+      // Bound the table: unknown types are not keyed (clients could invent any number).
+      if (this.byType.size >= 256) return;
+      t = { count: 0, errors: 0, latencyMsSum: 0 };
+      this.byType.set(type, t);
+    }
+    t.count++;
+    t.latencyMsSum += latencyMs;
+    if (isError) t.errors++;
+  }
+
+  queriesPerSecond(): number {
+    const nowS = Math.floor(Date.now() / 1000);
+    this.advance(nowS);
+    let sum = 0;
+    // Exclude the current, partial second.
+    for (let i = 1; i < WINDOW_S; i++) sum += this.ring[(nowS - i + WINDOW_S * 2) % WINDOW_S]!;
+    return sum / (WINDOW_S - 1);
+  }
+
+  snapshot(): MetricsSnapshot {
+    const byType: Record<string, TypeMetrics> = {};
+    for (const [k, v] of this.byType) byType[k] = { ...v };
+    return {
+      startedAt: this.startedAt,
+      uptimeS: (Date.now() - this.startedAt) / 1000,
+      connections: this.connections,
+      connectionsOpened: this.connectionsOpened,
+      connectionsRejected: this.connectionsRejected,
+      messages: this.messages,
+      bytesIn: this.bytesIn,
+      errors: this.errors,
+      internalErrors: this.internalErrors,
+      rateLimited: this.rateLimited,
+      droppedEvents: this.droppedEvents,
+      queriesPerSecond: this.queriesPerSecond(),
+      avgLatencyMs: this.replies === 0 ? 0 : this.latencyMsSum / this.replies,
+      byType,
+    };
+  }
+}
