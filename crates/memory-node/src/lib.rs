@@ -1,3 +1,625 @@
+//! Thin napi-rs binding over `memory-core`: conversions, promises and `AsyncTask`s only.
+//!
+//! Errors reach JavaScript as `Error`s whose message starts with `[code] ` (a stable machine
+//! code such as `invalid_request`, `not_found`, `storage_full`, `corrupt`, `locked`);
+//! `ts/native.ts` turns that prefix into the error's `code` property.
+
+#![deny(clippy::all)]
+
+use std::sync::Arc;
+
+use memory_core::embed::{chunk, HashEmbedder};
+use memory_core::filter::Filter;
+use memory_core::store::{self as core_store, FsyncPolicy, StoreOptions, TensorStore};
+use napi::bindgen_prelude::*;
 use napi_derive::napi;
+
+fn to_napi(e: memory_core::Error) -> napi::Error {
+    napi::Error::new(Status::GenericFailure, format!("[{}] {}", e.code().as_str(), e))
+}
+
+fn invalid(msg: impl Into<String>) -> napi::Error {
+    napi::Error::new(Status::InvalidArg, format!("[invalid_request] {}", msg.into()))
+}
+
+fn parse_filter(json: Option<&str>) -> napi::Result<Option<Filter>> {
+    match json {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => {
+            let v: serde_json::Value = serde_json::from_str(s).map_err(|e| invalid(format!("filter is not valid JSON: {e}")))?;
+            Filter::compile(&v).map(Some).map_err(to_napi)
+        }
+    }
+}
+
+/// Await a core completion callback as a future.
+async fn completion<T: Send + 'static>(start: impl FnOnce(core_store::Done<T>)) -> napi::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    start(Box::new(move |r| {
+        let _ = tx.send(r);
+    }));
+    match rx.await {
+        Ok(r) => r.map_err(to_napi),
+        Err(_) => Err(to_napi(memory_core::Error::Unavailable("the store is closed".into()))),
+    }
+}
+
+#[napi(object)]
+pub struct OpenOptions {
+    /// Vector dimensions (fixed per data directory).
+    pub dims: u32,
+    /// `always` (default) | `interval` | `off`.
+    pub fsync: Option<String>,
+    pub embedder_name: Option<String>,
+    pub embedder_hash: Option<String>,
+    /// Accept a different embedder of the same dims.
+    pub reembed: Option<bool>,
+}
+
+#[napi(object)]
+pub struct PutItem {
+    pub namespace: String,
+    pub id: Option<String>,
+    pub text: String,
+    /// JSON object text.
+    pub metadata: Option<String>,
+    pub significance: Option<f64>,
+    pub embedding: Float32Array,
+    pub ttl_ms: Option<f64>,
+}
+
+#[napi(object)]
+pub struct PutResult {
+    pub id: String,
+    pub seq: i64,
+    pub significance: f64,
+    pub timestamp: i64,
+    pub associations: Vec<String>,
+    pub existing: bool,
+}
+
+#[napi(object)]
+pub struct Memory {
+    pub id: String,
+    pub namespace: String,
+    pub text: String,
+    /// JSON object text.
+    pub metadata: String,
+    pub significance: f64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub associations: Vec<String>,
+    pub seq: i64,
+    pub expires_at: Option<i64>,
+    pub embedding: Option<Float32Array>,
+    pub score: Option<f64>,
+}
+
+impl From<core_store::Memory> for Memory {
+    fn from(m: core_store::Memory) -> Self {
+        Memory {
+            id: m.id,
+            namespace: m.namespace,
+            text: m.text,
+            metadata: m.metadata,
+            significance: m.significance as f64,
+            timestamp: m.timestamp,
+            associations: m.associations,
+            seq: m.seq as i64,
+            expires_at: m.expires_at,
+            embedding: m.embedding.map(Float32Array::new),
+            score: m.score.map(|s| s as f64),
+        }
+    }
+}
+
+#[napi(object)]
+pub struct SearchOptions {
+    pub namespace: String,
+    /// How many results (top-k).
+    pub k: u32,
+    pub min_score: Option<f64>,
+    pub min_significance: Option<f64>,
+    /// Metadata filter as JSON text.
+    pub filter: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub recency_half_life_s: Option<f64>,
+    pub include_embeddings: Option<bool>,
+}
+
+fn search_request(o: &SearchOptions) -> napi::Result<core_store::SearchRequest> {
+    let filter = parse_filter(o.filter.as_deref())?;
+    Ok(core_store::SearchRequest {
+        namespace: o.namespace.clone(),
+        k: o.k as usize,
+        min_score: o.min_score.map(|x| x as f32),
+        min_significance: o.min_significance.unwrap_or(0.0) as f32,
+        filter_key: o.filter.clone().unwrap_or_default(),
+        filter: filter.map(Arc::new),
+        since_ms: o.since_ms,
+        until_ms: o.until_ms,
+        recency_half_life_s: o.recency_half_life_s,
+        include_embeddings: o.include_embeddings.unwrap_or(false),
+    })
+}
+
+#[napi(object)]
+pub struct DeletedId {
+    pub id: String,
+    pub seq: i64,
+}
+
+#[napi(object)]
+pub struct DeleteResult {
+    pub deleted: Vec<DeletedId>,
+    pub not_found: Vec<String>,
+}
+
+impl From<core_store::DeleteOutcome> for DeleteResult {
+    fn from(d: core_store::DeleteOutcome) -> Self {
+        DeleteResult {
+            deleted: d.deleted.into_iter().map(|(id, seq)| DeletedId { id, seq: seq as i64 }).collect(),
+            not_found: d.not_found,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct ListPage {
+    pub memories: Vec<Memory>,
+    pub next_cursor: Option<i64>,
+}
+
+#[napi(object)]
+pub struct NamespaceCount {
+    pub name: String,
+    pub total_memories: u32,
+}
+
+#[napi(object)]
+pub struct StoreStats {
+    pub total_memories: u32,
+    pub dims: u32,
+    pub storage_bytes: i64,
+    pub storage_path: String,
+    pub fsync: String,
+    pub namespaces: u32,
+    pub rows: u32,
+    pub dead_rows: u32,
+    pub total_associations: u32,
+    pub last_seq: i64,
+    pub fsyncs: i64,
+    pub groups: i64,
+    pub records: i64,
+    pub isa: String,
+    pub embedder_name: Option<String>,
+    pub embedder_hash: Option<String>,
+}
+
+#[napi(object)]
+pub struct CompactResult {
+    pub rows_before: u32,
+    pub rows_after: u32,
+    pub bytes_before: i64,
+    pub bytes_after: i64,
+}
+
+#[napi(object)]
+pub struct BulkRecord {
+    pub namespace: String,
+    pub id: String,
+    pub text: String,
+    pub metadata: Option<String>,
+    pub significance: f64,
+    pub timestamp: i64,
+    pub associations: Option<Vec<String>>,
+    pub expires_at: Option<i64>,
+    pub embedding: Float32Array,
+}
+
+#[napi(object)]
+pub struct RepairResult {
+    pub file: String,
+    pub kept_records: i64,
+    pub kept_bytes: i64,
+    pub moved_to: Option<String>,
+    pub moved_bytes: i64,
+    pub reason: Option<String>,
+}
+
+/// A durable memory store (one data directory). Writes resolve once durable under the
+/// fsync policy; reads never see an unacknowledged write.
 #[napi]
-pub fn hello() -> u32 { memory_core::hello() }
+pub struct MemoryStore {
+    inner: Arc<TensorStore>,
+}
+
+pub struct OpenTask {
+    dir: String,
+    opts: Option<StoreOptions>,
+}
+
+impl Task for OpenTask {
+    type Output = TensorStore;
+    type JsValue = MemoryStore;
+    fn compute(&mut self) -> napi::Result<TensorStore> {
+        TensorStore::open(&self.dir, self.opts.take().expect("opened once")).map_err(to_napi)
+    }
+    fn resolve(&mut self, _env: Env, s: TensorStore) -> napi::Result<MemoryStore> {
+        Ok(MemoryStore { inner: Arc::new(s) })
+    }
+}
+
+fn store_options(o: OpenOptions) -> napi::Result<StoreOptions> {
+    let mut so = StoreOptions::new(o.dims as usize);
+    if let Some(f) = o.fsync.as_deref() {
+        so.fsync = FsyncPolicy::parse(f).map_err(to_napi)?;
+    }
+    so.embedder = match (o.embedder_name, o.embedder_hash) {
+        (Some(name), hash) => Some(core_store::EmbedderInfo { name, hash: hash.unwrap_or_default() }),
+        _ => None,
+    };
+    so.reembed = o.reembed.unwrap_or(false);
+    Ok(so)
+}
+
+pub struct SearchTask {
+    store: Arc<TensorStore>,
+    queries: Vec<f32>,
+    nq: usize,
+    req: core_store::SearchRequest,
+}
+
+impl Task for SearchTask {
+    type Output = Vec<Vec<core_store::Memory>>;
+    type JsValue = Vec<Vec<Memory>>;
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        self.store.search(&self.queries, self.nq, &self.req).map_err(to_napi)
+    }
+    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(out.into_iter().map(|v| v.into_iter().map(Memory::from).collect()).collect())
+    }
+}
+
+#[napi]
+impl MemoryStore {
+    /// Open (or create) a store synchronously (replays the log: seconds for millions of memories).
+    #[napi(factory)]
+    pub fn open(dir: String, options: OpenOptions) -> napi::Result<MemoryStore> {
+        let s = TensorStore::open(&dir, store_options(options)?).map_err(to_napi)?;
+        Ok(MemoryStore { inner: Arc::new(s) })
+    }
+
+    /// Open (or create) a store on the thread pool.
+    #[napi(ts_return_type = "Promise<MemoryStore>")]
+    pub fn open_async(dir: String, options: OpenOptions) -> napi::Result<AsyncTask<OpenTask>> {
+        Ok(AsyncTask::new(OpenTask { dir, opts: Some(store_options(options)?) }))
+    }
+
+    #[napi(getter)]
+    pub fn dims(&self) -> u32 {
+        self.inner.dims() as u32
+    }
+
+    /// Store memories, all-or-nothing; resolves once durable.
+    #[napi(ts_return_type = "Promise<PutResult[]>")]
+    pub fn put<'env>(&self, env: &'env Env, items: Vec<PutItem>) -> napi::Result<PromiseRaw<'env, Vec<PutResult>>> {
+        let inputs: Vec<core_store::PutInput> = items
+            .into_iter()
+            .map(|it| core_store::PutInput {
+                namespace: it.namespace,
+                id: it.id,
+                text: it.text,
+                metadata: it.metadata,
+                significance: it.significance.map(|s| s as f32),
+                vector: it.embedding.to_vec(),
+                ttl_ms: it.ttl_ms.map(|t| t.max(0.0) as u64),
+            })
+            .collect();
+        let store = self.inner.clone();
+        env.spawn_future(async move {
+            let out = completion(|d| store.put(inputs, d)).await?;
+            Ok(out
+                .into_iter()
+                .map(|o| PutResult {
+                    id: o.id,
+                    seq: o.seq as i64,
+                    significance: o.significance as f64,
+                    timestamp: o.timestamp,
+                    associations: o.associations,
+                    existing: o.existing,
+                })
+                .collect::<Vec<_>>())
+        })
+    }
+
+    /// Replace metadata (whole) and/or set significance.
+    #[napi(ts_return_type = "Promise<Memory>")]
+    pub fn update<'env>(&self, env: &'env Env, namespace: String, id: String, metadata: Option<String>, significance: Option<f64>) -> napi::Result<PromiseRaw<'env, Memory>> {
+        let store = self.inner.clone();
+        env.spawn_future(async move {
+            let m = completion(|d| store.update(namespace, id, metadata, significance.map(|s| s as f32), d)).await?;
+            Ok(Memory::from(m))
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<DeleteResult>")]
+    pub fn delete<'env>(&self, env: &'env Env, namespace: String, ids: Vec<String>) -> napi::Result<PromiseRaw<'env, DeleteResult>> {
+        let store = self.inner.clone();
+        env.spawn_future(async move { Ok(DeleteResult::from(completion(|d| store.delete(namespace, ids, d)).await?)) })
+    }
+
+    /// Delete every memory of the namespace matching the filter (JSON); no filter = all.
+    #[napi(ts_return_type = "Promise<DeleteResult>")]
+    pub fn delete_where<'env>(&self, env: &'env Env, namespace: String, filter: Option<String>) -> napi::Result<PromiseRaw<'env, DeleteResult>> {
+        let f = parse_filter(filter.as_deref())?;
+        let store = self.inner.clone();
+        env.spawn_future(async move { Ok(DeleteResult::from(completion(|d| store.delete_where(namespace, f, d)).await?)) })
+    }
+
+    /// Load memories as recorded (significance, associations, timestamps kept; no scan).
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn bulk_load<'env>(&self, env: &'env Env, records: Vec<BulkRecord>) -> napi::Result<PromiseRaw<'env, u32>> {
+        let recs: Vec<core_store::PutRecord> = records
+            .into_iter()
+            .map(|r| core_store::PutRecord {
+                seq: 0,
+                ts: r.timestamp,
+                namespace: r.namespace,
+                id: r.id,
+                text: r.text,
+                metadata: r.metadata.unwrap_or_else(|| "{}".into()),
+                significance: r.significance as f32,
+                expires_at: r.expires_at.unwrap_or(core_store::log::NO_EXPIRY),
+                associations: r.associations.unwrap_or_default(),
+                vector: r.embedding.to_vec(),
+            })
+            .collect();
+        let store = self.inner.clone();
+        env.spawn_future(async move { Ok(completion(|d| store.bulk_load(recs, d)).await? as u32) })
+    }
+
+    /// Rewrite the log without deleted/expired memories.
+    #[napi(ts_return_type = "Promise<CompactResult>")]
+    pub fn compact<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, CompactResult>> {
+        let store = self.inner.clone();
+        env.spawn_future(async move {
+            let r = completion(|d| store.compact(d)).await?;
+            Ok(CompactResult { rows_before: r.rows_before as u32, rows_after: r.rows_after as u32, bytes_before: r.bytes_before as i64, bytes_after: r.bytes_after as i64 })
+        })
+    }
+
+    /// fsync anything written but not yet synced.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
+        let store = self.inner.clone();
+        env.spawn_future(async move { completion(|d| store.flush(d)).await })
+    }
+
+    /// Flush and close; later calls fail with `unavailable`.
+    #[napi]
+    pub fn close(&self) -> napi::Result<()> {
+        self.inner.close().map_err(to_napi)
+    }
+
+    #[napi]
+    pub fn get(&self, namespace: String, id: String, with_embedding: Option<bool>) -> Option<Memory> {
+        self.inner.get(&namespace, &id, with_embedding.unwrap_or(false)).map(Memory::from)
+    }
+
+    /// Exact top-k for `nq` queries (row-major `nq × dims`) in one pass, on the thread pool.
+    #[napi(ts_return_type = "Promise<Memory[][]>")]
+    pub fn search(&self, queries: Float32Array, nq: u32, options: SearchOptions) -> napi::Result<AsyncTask<SearchTask>> {
+        Ok(AsyncTask::new(SearchTask { store: self.inner.clone(), queries: queries.to_vec(), nq: nq as usize, req: search_request(&options)? }))
+    }
+
+    /// Synchronous form of `search` (blocks the event loop: for tools and benchmarks).
+    #[napi]
+    pub fn search_sync(&self, queries: Float32Array, nq: u32, options: SearchOptions) -> napi::Result<Vec<Vec<Memory>>> {
+        let out = self.inner.search(&queries, nq as usize, &search_request(&options)?).map_err(to_napi)?;
+        Ok(out.into_iter().map(|v| v.into_iter().map(Memory::from).collect()).collect())
+    }
+
+    /// One query; concurrent calls with equal options share one pass over memory.
+    #[napi(ts_return_type = "Promise<Memory[]>")]
+    pub fn search_batched<'env>(&self, env: &'env Env, query: Float32Array, options: SearchOptions) -> napi::Result<PromiseRaw<'env, Vec<Memory>>> {
+        let req = search_request(&options)?;
+        let q = query.to_vec();
+        let store = self.inner.clone();
+        env.spawn_future(async move {
+            let r = completion(|d| store.search_batched(q, req, d)).await?;
+            Ok(r.into_iter().map(Memory::from).collect::<Vec<_>>())
+        })
+    }
+
+    /// Highest significance first (newest first on ties), from the ordered index.
+    #[napi]
+    pub fn top(&self, options: SearchOptions) -> napi::Result<Vec<Memory>> {
+        let req = search_request(&options)?;
+        Ok(self.inner.top(&req, options.k as usize).into_iter().map(Memory::from).collect())
+    }
+
+    /// A page of a namespace in store order after `afterSeq` (0 = from the start).
+    #[napi]
+    pub fn list(&self, namespace: String, after_seq: i64, limit: u32, filter: Option<String>) -> napi::Result<ListPage> {
+        let f = parse_filter(filter.as_deref())?;
+        let (m, next) = self.inner.list(&namespace, after_seq.max(0) as u64, limit as usize, f.as_ref());
+        Ok(ListPage { memories: m.into_iter().map(Memory::from).collect(), next_cursor: next.map(|s| s as i64) })
+    }
+
+    /// Every memory (all namespaces, with embeddings) after `afterSeq`, up to `limit`.
+    #[napi]
+    pub fn export(&self, after_seq: i64, limit: u32) -> Vec<Memory> {
+        self.inner.export(after_seq.max(0) as u64, limit as usize).into_iter().map(Memory::from).collect()
+    }
+
+    #[napi]
+    pub fn namespaces(&self) -> Vec<NamespaceCount> {
+        self.inner.namespaces().into_iter().map(|(name, n)| NamespaceCount { name, total_memories: n as u32 }).collect()
+    }
+
+    #[napi]
+    pub fn count(&self, namespace: String) -> u32 {
+        self.inner.count(&namespace) as u32
+    }
+
+    #[napi]
+    pub fn stats(&self) -> StoreStats {
+        let s = self.inner.stats();
+        StoreStats {
+            total_memories: s.total_memories as u32,
+            dims: s.dims as u32,
+            storage_bytes: s.storage_bytes as i64,
+            storage_path: s.storage_path,
+            fsync: s.fsync.to_string(),
+            namespaces: s.namespaces as u32,
+            rows: s.rows as u32,
+            dead_rows: s.dead_rows as u32,
+            total_associations: s.total_associations as u32,
+            last_seq: s.last_seq as i64,
+            fsyncs: s.fsyncs as i64,
+            groups: s.groups as i64,
+            records: s.records as i64,
+            isa: s.isa.to_string(),
+            embedder_name: s.embedder.as_ref().map(|e| e.name.clone()),
+            embedder_hash: s.embedder.map(|e| e.hash),
+        }
+    }
+}
+
+/// Keep every record before the first corrupt one; move the rest aside (stopped store only).
+#[napi]
+pub fn repair(dir: String) -> napi::Result<RepairResult> {
+    let r = core_store::repair(std::path::Path::new(&dir)).map_err(to_napi)?;
+    Ok(RepairResult {
+        file: r.file.display().to_string(),
+        kept_records: r.kept_records as i64,
+        kept_bytes: r.kept_bytes as i64,
+        moved_to: r.moved_to.map(|p| p.display().to_string()),
+        moved_bytes: r.moved_bytes as i64,
+        reason: r.reason,
+    })
+}
+
+// ---------- the `hash` embedder ----------
+
+pub struct EmbedTask {
+    texts: Vec<String>,
+    dims: usize,
+}
+
+impl Task for EmbedTask {
+    type Output = Vec<f32>;
+    type JsValue = Float32Array;
+    fn compute(&mut self) -> napi::Result<Vec<f32>> {
+        let e = HashEmbedder::new(self.dims);
+        let refs: Vec<&str> = self.texts.iter().map(|s| s.as_str()).collect();
+        Ok(e.embed_batch(&refs))
+    }
+    fn resolve(&mut self, _env: Env, v: Vec<f32>) -> napi::Result<Float32Array> {
+        Ok(Float32Array::new(v))
+    }
+}
+
+fn check_dims(dims: Option<u32>) -> napi::Result<usize> {
+    let d = dims.unwrap_or(memory_core::embed::HASH_DIMS as u32) as usize;
+    if !(8..=16384).contains(&d) {
+        return Err(invalid(format!("dims must be between 8 and 16384, got {d}")));
+    }
+    Ok(d)
+}
+
+/// Embed texts with the deterministic `hash` embedder: a flat `texts.length × dims` array.
+#[napi]
+pub fn hash_embed(texts: Vec<String>, dims: Option<u32>) -> napi::Result<Float32Array> {
+    let e = HashEmbedder::new(check_dims(dims)?);
+    let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    Ok(Float32Array::new(e.embed_batch(&refs)))
+}
+
+/// `hashEmbed` on the thread pool.
+#[napi(ts_return_type = "Promise<Float32Array>")]
+pub fn hash_embed_async(texts: Vec<String>, dims: Option<u32>) -> napi::Result<AsyncTask<EmbedTask>> {
+    Ok(AsyncTask::new(EmbedTask { texts, dims: check_dims(dims)? }))
+}
+
+#[napi(object)]
+pub struct TextWindow {
+    /// UTF-16 offsets (JavaScript string indices).
+    pub start: u32,
+    pub end: u32,
+    pub text: String,
+}
+
+/// Cut text into windows of `maxTokens` word tokens overlapping by `stride` tokens.
+#[napi]
+pub fn word_windows(text: String, max_tokens: u32, stride: u32) -> napi::Result<Vec<TextWindow>> {
+    let tokens = HashEmbedder::tokenize(&text);
+    let w = chunk::windows(&text, &tokens, max_tokens as usize, stride as usize).map_err(to_napi)?;
+    Ok(w.into_iter().map(|c| TextWindow { start: c.start as u32, end: c.end as u32, text: text[c.start_byte..c.end_byte].to_string() }).collect())
+}
+
+/// Cut text into windows over caller-supplied token byte ranges (UTF-8 offsets, flat
+/// `[start0, end0, start1, end1, …]`), e.g. from a model tokenizer.
+#[napi]
+pub fn token_windows(text: String, token_byte_ranges: Vec<u32>, max_tokens: u32, stride: u32) -> napi::Result<Vec<TextWindow>> {
+    if token_byte_ranges.len() % 2 != 0 {
+        return Err(invalid("tokenByteRanges must hold start/end pairs"));
+    }
+    let tokens: Vec<(usize, usize)> = token_byte_ranges.chunks(2).map(|p| (p[0] as usize, p[1] as usize)).collect();
+    if tokens.iter().any(|&(s, e)| s > e || e > text.len() || !text.is_char_boundary(s) || !text.is_char_boundary(e)) {
+        return Err(invalid("tokenByteRanges must be ordered UTF-8 boundaries inside the text"));
+    }
+    let w = chunk::windows(&text, &tokens, max_tokens as usize, stride as usize).map_err(to_napi)?;
+    Ok(w.into_iter().map(|c| TextWindow { start: c.start as u32, end: c.end as u32, text: text[c.start_byte..c.end_byte].to_string() }).collect())
+}
+
+// ---------- kernels (introspection and benchmark baselines) ----------
+
+#[napi(object)]
+pub struct KernelInfo {
+    pub isa: String,
+    pub available: Vec<String>,
+}
+
+/// Which SIMD kernels are in use and which this CPU supports.
+#[napi]
+pub fn kernel_info() -> KernelInfo {
+    KernelInfo {
+        isa: memory_core::search::kernels().isa.name().to_string(),
+        available: memory_core::search::available_isas().into_iter().map(|i| i.name().to_string()).collect(),
+    }
+}
+
+/// Sum of a large array with the bandwidth kernel on both cores: the read-bandwidth
+/// baseline for search benchmarks. Returns seconds taken (best of `repeat`).
+#[napi]
+pub fn bench_read_bandwidth(floats: u32, repeat: u32) -> f64 {
+    use rayon::prelude::*;
+    let data = vec![1.0f32; floats as usize];
+    let k = memory_core::search::kernels();
+    let mut best = f64::INFINITY;
+    let mut acc = 0.0f32;
+    for _ in 0..repeat.max(1) {
+        let t = std::time::Instant::now();
+        acc += data.par_chunks(1 << 18).map(|c| (k.sum)(c)).sum::<f32>();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(acc);
+    best
+}
+
+/// The machine's measured peak FP32 rate with the FMA kernel on both cores (FLOP/s).
+#[napi]
+pub fn bench_peak_flops(iters: u32) -> f64 {
+    use rayon::prelude::*;
+    let k = memory_core::search::kernels();
+    let threads = rayon::current_num_threads().max(1);
+    let t = std::time::Instant::now();
+    let r: f32 = (0..threads).into_par_iter().map(|_| (k.fma_peak)(iters as u64)).sum();
+    std::hint::black_box(r);
+    let secs = t.elapsed().as_secs_f64();
+    (threads as f64 * iters as f64 * k.fma_flops_per_iter as f64) / secs
+}

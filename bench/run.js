@@ -1,0 +1,23 @@
+// `pnpm bench`: runs every benchmark in its own process and keeps results in bench/results/*.json.
+// BENCH_ONLY=search,ingest to pick; BENCH_ROWS to change the store size (default 1,000,000).
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const only = process.env.BENCH_ONLY?.split(',').filter(Boolean);
+const files = readdirSync(here)
+  .filter((f) => f.startsWith('bench-') && f.endsWith('.js'))
+  .filter((f) => !only || only.includes(f.slice(6, -3)))
+  .sort();
+let failed = 0;
+for (const f of files) {
+  console.log(`\n=== ${f}`);
+  const r = spawnSync(process.execPath, ['--expose-gc', join(here, f)], { stdio: 'inherit', env: process.env });
+  if (r.status !== 0) {
+    failed++;
+    console.error(`${f} failed with ${r.status ?? r.signal}`);
+  }
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,202 @@
+// The napi binding against real files: persistence, concurrency, bad input.
+import { mkdtempSync, rmSync, statSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryStore, NativeError, hashEmbed, hashEmbedAsync, kernelInfo, repair, wordWindows } from '../ts/native.js';
+
+const dirs: string[] = [];
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'ms-native-'));
+  dirs.push(d);
+  return d;
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const DIMS = 384;
+const vec = (text: string) => hashEmbed([text], DIMS);
+const item = (text: string, extra: Record<string, unknown> = {}) => ({ namespace: 'default', text, embedding: vec(text), ...extra });
+
+async function expectCode(p: Promise<unknown> | (() => unknown), code: string, msg?: RegExp) {
+  let err: unknown;
+  try {
+    if (typeof p === 'function') p();
+    else await p;
+  } catch (e) {
+    err = e;
+  }
+  expect(err, 'expected an error').toBeInstanceOf(NativeError);
+  expect((err as NativeError).code).toBe(code);
+  if (msg) expect((err as NativeError).message).toMatch(msg);
+}
+
+describe('native MemoryStore', () => {
+  it('persists memories across close and reopen', async () => {
+    const dir = tmp();
+    const s = MemoryStore.open(dir, { dims: DIMS });
+    const [a] = await s.put([item('the cat sat on the mat', { id: 'a', metadata: JSON.stringify({ type: 'note' }) })]);
+    expect(a.existing).toBe(false);
+    expect(a.significance).toBeCloseTo(0.9, 5); // empty namespace: 0.5 + 0.3 + 0.2 * 0.5
+    await s.put([item('the cat sat on a mat', { id: 'b' })]);
+    const b = s.get('default', 'b')!;
+    expect(b.associations).toEqual(['a']);
+    s.close();
+
+    const s2 = MemoryStore.open(dir, { dims: DIMS });
+    expect(s2.count('default')).toBe(2);
+    const got = s2.get('default', 'a', true)!;
+    expect(got.text).toBe('the cat sat on the mat');
+    expect(JSON.parse(got.metadata)).toEqual({ type: 'note' });
+    expect(got.embedding).toBeInstanceOf(Float32Array);
+    expect(got.embedding!.length).toBe(DIMS);
+    expect(s2.get('default', 'b')!.associations).toEqual(['a']);
+    s2.close();
+  });
+
+  it('acknowledges many concurrent async puts with shared fsyncs', async () => {
+    const s = MemoryStore.open(tmp(), { dims: DIMS, fsync: 'always' });
+    const n = 200;
+    const results = await Promise.all(
+      Array.from({ length: n }, (_, i) => s.put([item(`memory number ${i} about topic ${i % 7}`, { id: `m${i}` })])),
+    );
+    expect(results.map((r) => r[0].id).sort()).toEqual(Array.from({ length: n }, (_, i) => `m${i}`).sort());
+    const st = s.stats();
+    expect(st.totalMemories).toBe(n);
+    expect(st.fsyncs).toBeGreaterThan(0);
+    expect(st.fsyncs).toBeLessThan(n); // group commit: writers shared fsyncs
+    s.close();
+  });
+
+  it('searches by cosine, in one pass for many queries, and batched', async () => {
+    const s = MemoryStore.open(tmp(), { dims: DIMS });
+    const texts = ['apples and oranges', 'rust programming language', 'ocean waves at night', 'fresh apples in autumn'];
+    await s.put(texts.map((t, i) => item(t, { id: `t${i}` })));
+    const q = vec('apples');
+    const [hits] = await s.search(q, 1, { namespace: 'default', k: 2 });
+    expect(hits.map((h) => h.id).sort()).toEqual(['t0', 't3']);
+    expect(hits[0].score!).toBeGreaterThanOrEqual(hits[1].score!);
+    const qs = new Float32Array(DIMS * 2);
+    qs.set(vec('apples'), 0);
+    qs.set(vec('ocean waves'), DIMS);
+    const both = s.searchSync(qs, 2, { namespace: 'default', k: 1 });
+    expect(both[1][0].id).toBe('t2');
+    const batched = await Promise.all(Array.from({ length: 32 }, () => s.searchBatched(q, { namespace: 'default', k: 2 })));
+    for (const r of batched) expect(r.map((h) => h.id)).toEqual(hits.map((h) => h.id));
+    const filtered = s.searchSync(q, 1, { namespace: 'default', k: 5, filter: JSON.stringify({ missing: 'x' }) });
+    expect(filtered[0]).toEqual([]);
+    s.close();
+  });
+
+  it('rejects bad input with typed errors and writes nothing', async () => {
+    const dir = tmp();
+    const s = MemoryStore.open(dir, { dims: DIMS });
+    await s.put([item('keep me', { id: 'keep' })]);
+    const before = s.stats();
+    const nan = vec('x');
+    nan[3] = NaN;
+    await expectCode(s.put([{ namespace: 'default', text: 'x', embedding: new Float32Array(5) }]), 'invalid_request', /5 dimensions/);
+    await expectCode(s.put([{ namespace: 'default', text: 'x', embedding: nan }]), 'invalid_request', /NaN/);
+    const inf = vec('y');
+    inf[0] = Infinity;
+    await expectCode(s.put([{ namespace: 'default', text: 'y', embedding: inf }]), 'invalid_request');
+    await expectCode(s.put([item('   ')]), 'invalid_request', /text/);
+    await expectCode(s.put([item('x', { metadata: JSON.stringify({ big: 'x'.repeat(17000) }) })]), 'payload_too_large', /16 KiB/);
+    await expectCode(s.put([item('x', { metadata: '[1,2]' })]), 'invalid_request', /object/);
+    await expectCode(s.put([item('x', { significance: 2 })]), 'invalid_request', /significance/);
+    await expectCode(s.put([item('ok one'), item('')]), 'invalid_request', /items\[1\]\.text/);
+    await expectCode(s.update('default', 'nope', '{}'), 'not_found');
+    const del = await s.delete('default', ['nope']);
+    expect(del.notFound).toEqual(['nope']);
+    expect(del.deleted).toEqual([]);
+    await expectCode(() => s.searchSync(new Float32Array(3), 1, { namespace: 'default', k: 1 }), 'invalid_request');
+    await expectCode(() => s.searchSync(vec('q'), 1, { namespace: 'default', k: 1, filter: '{"a":{"$regex":"x"}}' }), 'invalid_request', /\$regex/);
+    const after = s.stats();
+    expect(after.totalMemories).toBe(before.totalMemories);
+    expect(after.storageBytes).toBe(before.storageBytes);
+    s.close();
+  });
+
+  it('refuses a second open of a locked directory and other dims', async () => {
+    const dir = tmp();
+    const s = MemoryStore.open(dir, { dims: DIMS });
+    await expectCode(() => MemoryStore.open(dir, { dims: DIMS }), 'locked', /in use/);
+    s.close();
+    await expectCode(() => MemoryStore.open(dir, { dims: 128 }), 'invalid_request', /384-dimensional/);
+    const again = await MemoryStore.openAsync(dir, { dims: DIMS });
+    again.close();
+  });
+
+  it('stores, updates, deletes, lists and orders by significance', async () => {
+    const s = MemoryStore.open(tmp(), { dims: DIMS });
+    await s.put([
+      item('low', { id: 'l', significance: 0.1 }),
+      item('high', { id: 'h', significance: 0.9 }),
+      item('mid', { id: 'm', significance: 0.5 }),
+    ]);
+    expect(s.top({ namespace: 'default', k: 10 }).map((m) => m.id)).toEqual(['h', 'm', 'l']);
+    expect(s.top({ namespace: 'default', k: 10, minSignificance: 0.4 }).map((m) => m.id)).toEqual(['h', 'm']);
+    const u = await s.update('default', 'l', JSON.stringify({ tag: 'x' }), 0.95);
+    expect(u.significance).toBeCloseTo(0.95, 5);
+    expect(s.top({ namespace: 'default', k: 1 })[0].id).toBe('l');
+    const p1 = s.list('default', 0, 2);
+    expect(p1.memories.map((m) => m.id)).toEqual(['l', 'h']);
+    const p2 = s.list('default', p1.nextCursor!, 2);
+    expect(p2.memories.map((m) => m.id)).toEqual(['m']);
+    expect(p2.nextCursor ?? null).toBeNull();
+    const d = await s.delete('default', ['h']);
+    expect(d.deleted.map((x) => x.id)).toEqual(['h']);
+    expect(s.get('default', 'h')).toBeNull();
+    const dup = await s.put([item('low', { id: 'l' })]);
+    expect(dup[0].existing).toBe(true);
+    expect(s.namespaces()).toEqual([{ name: 'default', totalMemories: 2 }]);
+    s.close();
+  });
+
+  it('repairs a log with corruption before its tail', async () => {
+    const dir = tmp();
+    const s = MemoryStore.open(dir, { dims: DIMS });
+    for (let i = 0; i < 5; i++) await s.put([item(`record ${i}`, { id: `r${i}` })]);
+    s.close();
+    const log = readdirSync(dir).find((f) => f.startsWith('wal-'))!;
+    const path = join(dir, log);
+    const { openSync, writeSync, closeSync } = await import('node:fs');
+    const size = statSync(path).size;
+    const fd = openSync(path, 'r+');
+    writeSync(fd, Buffer.from([0xff, 0xee]), 0, 2, Math.floor(size / 2));
+    closeSync(fd);
+    await expectCode(() => MemoryStore.open(dir, { dims: DIMS }), 'corrupt', /wal-000001\.log.*offset \d+/);
+    const r = repair(dir);
+    expect(r.movedTo).toMatch(/corrupt-/);
+    expect(r.keptRecords).toBeGreaterThan(0);
+    const s2 = MemoryStore.open(dir, { dims: DIMS });
+    expect(s2.count('default')).toBe(r.keptRecords);
+    s2.close();
+  });
+});
+
+describe('native helpers', () => {
+  it('hash embedder is deterministic, normalized, sync and async alike', async () => {
+    const a = hashEmbed(['hello world', 'another text']);
+    const b = await hashEmbedAsync(['hello world', 'another text']);
+    expect(a.length).toBe(2 * 384);
+    expect(Array.from(a)).toEqual(Array.from(b));
+    let norm = 0;
+    for (let i = 0; i < 384; i++) norm += a[i] * a[i];
+    expect(norm).toBeCloseTo(1, 5);
+  });
+
+  it('word windows report JavaScript string offsets', () => {
+    const text = '😀 one two three four five';
+    const w = wordWindows(text, 2, 1);
+    expect(w.length).toBeGreaterThan(1);
+    for (const c of w) expect(text.slice(c.start, c.end)).toBe(c.text);
+  });
+
+  it('reports the SIMD kernel in use', () => {
+    const k = kernelInfo();
+    expect(k.available).toContain('scalar');
+    expect(k.available).toContain(k.isa);
+  });
+});

@@ -1,0 +1,170 @@
+/**
+ * The only import of the Rust addon (crates/memory-node, built by `napi build` into
+ * native/). Everything else in ts/ goes through this module.
+ *
+ * Native errors carry a `[code] ` prefix in their message; `nativeError()` turns that into a
+ * `NativeError` with a stable `code` (invalid_request, payload_too_large, not_found,
+ * unavailable, storage_full, corrupt, locked, io, internal).
+ */
+import { createRequire } from 'node:module';
+import type * as Addon from '../native/index.cjs';
+
+const require = createRequire(import.meta.url);
+const addon: typeof Addon = require('../native/index.cjs');
+
+export type {
+  BulkRecord,
+  CompactResult,
+  DeleteResult,
+  KernelInfo,
+  ListPage,
+  Memory as NativeMemory,
+  NamespaceCount,
+  OpenOptions,
+  PutItem,
+  PutResult,
+  RepairResult,
+  SearchOptions,
+  StoreStats,
+  TextWindow,
+} from '../native/index.cjs';
+
+export type NativeErrorCode =
+  | 'invalid_request'
+  | 'payload_too_large'
+  | 'not_found'
+  | 'unavailable'
+  | 'storage_full'
+  | 'corrupt'
+  | 'locked'
+  | 'io'
+  | 'internal';
+
+export class NativeError extends Error {
+  readonly code: NativeErrorCode;
+  constructor(code: NativeErrorCode, message: string) {
+    super(message);
+    this.name = 'NativeError';
+    this.code = code;
+  }
+}
+
+const PREFIX = /^\[([a-z_]+)\] ([\s\S]*)$/;
+
+/** Turn an error thrown or rejected by the addon into a NativeError with a code. */
+export function nativeError(e: unknown): Error {
+  if (e instanceof NativeError) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  const m = PREFIX.exec(msg);
+  if (m) return new NativeError(m[1] as NativeErrorCode, m[2]);
+  // napi argument conversion errors (wrong JS types) are caller bugs or bad input.
+  return new NativeError('invalid_request', msg);
+}
+
+function wrapSync<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw nativeError(e);
+  }
+}
+
+async function wrapAsync<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw nativeError(e);
+  }
+}
+
+type Store = Addon.MemoryStore;
+
+/**
+ * A durable memory store over one data directory. Thin wrapper that maps errors; see the
+ * addon's generated index.d.cts for field docs.
+ */
+export class MemoryStore {
+  private constructor(private readonly s: Store) {}
+
+  static open(dir: string, options: Addon.OpenOptions): MemoryStore {
+    return new MemoryStore(wrapSync(() => addon.MemoryStore.open(dir, options)));
+  }
+
+  static async openAsync(dir: string, options: Addon.OpenOptions): Promise<MemoryStore> {
+    return new MemoryStore(await wrapAsync(() => addon.MemoryStore.openAsync(dir, options)));
+  }
+
+  get dims(): number {
+    return this.s.dims;
+  }
+
+  put(items: Addon.PutItem[]): Promise<Addon.PutResult[]> {
+    return wrapAsync(() => this.s.put(items));
+  }
+  update(namespace: string, id: string, metadata?: string | null, significance?: number | null): Promise<Addon.Memory> {
+    return wrapAsync(() => this.s.update(namespace, id, metadata ?? undefined, significance ?? undefined));
+  }
+  delete(namespace: string, ids: string[]): Promise<Addon.DeleteResult> {
+    return wrapAsync(() => this.s.delete(namespace, ids));
+  }
+  deleteWhere(namespace: string, filter?: string | null): Promise<Addon.DeleteResult> {
+    return wrapAsync(() => this.s.deleteWhere(namespace, filter ?? undefined));
+  }
+  bulkLoad(records: Addon.BulkRecord[]): Promise<number> {
+    return wrapAsync(() => this.s.bulkLoad(records));
+  }
+  compact(): Promise<Addon.CompactResult> {
+    return wrapAsync(() => this.s.compact());
+  }
+  flush(): Promise<void> {
+    return wrapAsync(() => this.s.flush());
+  }
+  close(): void {
+    wrapSync(() => this.s.close());
+  }
+  get(namespace: string, id: string, withEmbedding = false): Addon.Memory | null {
+    return wrapSync(() => this.s.get(namespace, id, withEmbedding)) ?? null;
+  }
+  search(queries: Float32Array, nq: number, options: Addon.SearchOptions): Promise<Addon.Memory[][]> {
+    return wrapAsync(() => this.s.search(queries, nq, options));
+  }
+  searchSync(queries: Float32Array, nq: number, options: Addon.SearchOptions): Addon.Memory[][] {
+    return wrapSync(() => this.s.searchSync(queries, nq, options));
+  }
+  searchBatched(query: Float32Array, options: Addon.SearchOptions): Promise<Addon.Memory[]> {
+    return wrapAsync(() => this.s.searchBatched(query, options));
+  }
+  top(options: Addon.SearchOptions): Addon.Memory[] {
+    return wrapSync(() => this.s.top(options));
+  }
+  list(namespace: string, afterSeq: number, limit: number, filter?: string | null): Addon.ListPage {
+    return wrapSync(() => this.s.list(namespace, afterSeq, limit, filter ?? undefined));
+  }
+  export(afterSeq: number, limit: number): Addon.Memory[] {
+    return wrapSync(() => this.s.export(afterSeq, limit));
+  }
+  namespaces(): Addon.NamespaceCount[] {
+    return this.s.namespaces();
+  }
+  count(namespace: string): number {
+    return this.s.count(namespace);
+  }
+  stats(): Addon.StoreStats {
+    return this.s.stats();
+  }
+}
+
+export const repair = (dir: string): Addon.RepairResult => wrapSync(() => addon.repair(dir));
+export const hashEmbed = (texts: string[], dims?: number): Float32Array => wrapSync(() => addon.hashEmbed(texts, dims));
+export const hashEmbedAsync = (texts: string[], dims?: number): Promise<Float32Array> =>
+  wrapAsync(() => addon.hashEmbedAsync(texts, dims));
+export const wordWindows = (text: string, maxTokens: number, stride: number): Addon.TextWindow[] =>
+  wrapSync(() => addon.wordWindows(text, maxTokens, stride));
+export const tokenWindows = (text: string, ranges: number[], maxTokens: number, stride: number): Addon.TextWindow[] =>
+  wrapSync(() => addon.tokenWindows(text, ranges, maxTokens, stride));
+export const kernelInfo = (): Addon.KernelInfo => addon.kernelInfo();
+export const benchReadBandwidth = (floats: number, repeat: number): number => addon.benchReadBandwidth(floats, repeat);
+export const benchPeakFlops = (iters: number): number => addon.benchPeakFlops(iters);
+/** Dimensions of the built-in `hash` embedder. */
+export const HASH_DIMS = 384;
+export const HASH_EMBEDDER_NAME = 'hash-v1';
