@@ -835,4 +835,12 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.hello = nativeBinding.hello
+module.exports.MemoryStore = nativeBinding.MemoryStore
+module.exports.benchPeakFlops = nativeBinding.benchPeakFlops
+module.exports.benchReadBandwidth = nativeBinding.benchReadBandwidth
+module.exports.hashEmbed = nativeBinding.hashEmbed
+module.exports.hashEmbedAsync = nativeBinding.hashEmbedAsync
+module.exports.kernelInfo = nativeBinding.kernelInfo
+module.exports.repair = nativeBinding.repair
+module.exports.tokenWindows = nativeBinding.tokenWindows
+module.exports.wordWindows = nativeBinding.wordWindows

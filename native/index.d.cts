@@ -9,4 +9,215 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-export declare function hello(): number
+/**
+ * A durable memory store (one data directory). Writes resolve once durable under the
+ * fsync policy; reads never see an unacknowledged write.
+ */
+export declare class MemoryStore {
+  /** Open (or create) a store synchronously (replays the log: seconds for millions of memories). */
+  static open(dir: string, options: OpenOptions): MemoryStore
+  /** Open (or create) a store on the thread pool. */
+  static openAsync(dir: string, options: OpenOptions): Promise<MemoryStore>
+  get dims(): number
+  /** Store memories, all-or-nothing; resolves once durable. */
+  put(items: Array<PutItem>): Promise<PutResult[]>
+  /** Replace metadata (whole) and/or set significance. */
+  update(namespace: string, id: string, metadata?: string | undefined | null, significance?: number | undefined | null): Promise<Memory>
+  delete(namespace: string, ids: Array<string>): Promise<DeleteResult>
+  /** Delete every memory of the namespace matching the filter (JSON); no filter = all. */
+  deleteWhere(namespace: string, filter?: string | undefined | null): Promise<DeleteResult>
+  /** Load memories as recorded (significance, associations, timestamps kept; no scan). */
+  bulkLoad(records: Array<BulkRecord>): Promise<number>
+  /** Rewrite the log without deleted/expired memories. */
+  compact(): Promise<CompactResult>
+  /** fsync anything written but not yet synced. */
+  flush(): Promise<void>
+  /** Flush and close; later calls fail with `unavailable`. */
+  close(): void
+  get(namespace: string, id: string, withEmbedding?: boolean | undefined | null): Memory | null
+  /** Exact top-k for `nq` queries (row-major `nq × dims`) in one pass, on the thread pool. */
+  search(queries: Float32Array, nq: number, options: SearchOptions): Promise<Memory[][]>
+  /** Synchronous form of `search` (blocks the event loop: for tools and benchmarks). */
+  searchSync(queries: Float32Array, nq: number, options: SearchOptions): Array<Array<Memory>>
+  /** One query; concurrent calls with equal options share one pass over memory. */
+  searchBatched(query: Float32Array, options: SearchOptions): Promise<Memory[]>
+  /** Highest significance first (newest first on ties), from the ordered index. */
+  top(options: SearchOptions): Array<Memory>
+  /** A page of a namespace in store order after `afterSeq` (0 = from the start). */
+  list(namespace: string, afterSeq: number, limit: number, filter?: string | undefined | null): ListPage
+  /** Every memory (all namespaces, with embeddings) after `afterSeq`, up to `limit`. */
+  export(afterSeq: number, limit: number): Array<Memory>
+  namespaces(): Array<NamespaceCount>
+  count(namespace: string): number
+  stats(): StoreStats
+}
+
+/** The machine's measured peak FP32 rate with the FMA kernel on both cores (FLOP/s). */
+export declare function benchPeakFlops(iters: number): number
+
+/**
+ * Sum of a large array with the bandwidth kernel on both cores: the read-bandwidth
+ * baseline for search benchmarks. Returns seconds taken (best of `repeat`).
+ */
+export declare function benchReadBandwidth(floats: number, repeat: number): number
+
+export interface BulkRecord {
+  namespace: string
+  id: string
+  text: string
+  metadata?: string
+  significance: number
+  timestamp: number
+  associations?: Array<string>
+  expiresAt?: number
+  embedding: Float32Array
+}
+
+export interface CompactResult {
+  rowsBefore: number
+  rowsAfter: number
+  bytesBefore: number
+  bytesAfter: number
+}
+
+export interface DeletedId {
+  id: string
+  seq: number
+}
+
+export interface DeleteResult {
+  deleted: Array<DeletedId>
+  notFound: Array<string>
+}
+
+/** Embed texts with the deterministic `hash` embedder: a flat `texts.length × dims` array. */
+export declare function hashEmbed(texts: Array<string>, dims?: number | undefined | null): Float32Array
+
+/** `hashEmbed` on the thread pool. */
+export declare function hashEmbedAsync(texts: Array<string>, dims?: number | undefined | null): Promise<Float32Array>
+
+/** Which SIMD kernels are in use and which this CPU supports. */
+export declare function kernelInfo(): KernelInfo
+
+export interface KernelInfo {
+  isa: string
+  available: Array<string>
+}
+
+export interface ListPage {
+  memories: Array<Memory>
+  nextCursor?: number
+}
+
+export interface Memory {
+  id: string
+  namespace: string
+  text: string
+  /** JSON object text. */
+  metadata: string
+  significance: number
+  /** Milliseconds since the Unix epoch. */
+  timestamp: number
+  associations: Array<string>
+  seq: number
+  expiresAt?: number
+  embedding?: Float32Array
+  score?: number
+}
+
+export interface NamespaceCount {
+  name: string
+  totalMemories: number
+}
+
+export interface OpenOptions {
+  /** Vector dimensions (fixed per data directory). */
+  dims: number
+  /** `always` (default) | `interval` | `off`. */
+  fsync?: string
+  embedderName?: string
+  embedderHash?: string
+  /** Accept a different embedder of the same dims. */
+  reembed?: boolean
+}
+
+export interface PutItem {
+  namespace: string
+  id?: string
+  text: string
+  /** JSON object text. */
+  metadata?: string
+  significance?: number
+  embedding: Float32Array
+  ttlMs?: number
+}
+
+export interface PutResult {
+  id: string
+  seq: number
+  significance: number
+  timestamp: number
+  associations: Array<string>
+  existing: boolean
+}
+
+/** Keep every record before the first corrupt one; move the rest aside (stopped store only). */
+export declare function repair(dir: string): RepairResult
+
+export interface RepairResult {
+  file: string
+  keptRecords: number
+  keptBytes: number
+  movedTo?: string
+  movedBytes: number
+  reason?: string
+}
+
+export interface SearchOptions {
+  namespace: string
+  /** How many results (top-k). */
+  k: number
+  minScore?: number
+  minSignificance?: number
+  /** Metadata filter as JSON text. */
+  filter?: string
+  sinceMs?: number
+  untilMs?: number
+  recencyHalfLifeS?: number
+  includeEmbeddings?: boolean
+}
+
+export interface StoreStats {
+  totalMemories: number
+  dims: number
+  storageBytes: number
+  storagePath: string
+  fsync: string
+  namespaces: number
+  rows: number
+  deadRows: number
+  totalAssociations: number
+  lastSeq: number
+  fsyncs: number
+  groups: number
+  records: number
+  isa: string
+  embedderName?: string
+  embedderHash?: string
+}
+
+export interface TextWindow {
+  /** UTF-16 offsets (JavaScript string indices). */
+  start: number
+  end: number
+  text: string
+}
+
+/**
+ * Cut text into windows over caller-supplied token byte ranges (UTF-8 offsets, flat
+ * `[start0, end0, start1, end1, …]`), e.g. from a model tokenizer.
+ */
+export declare function tokenWindows(text: string, tokenByteRanges: Array<number>, maxTokens: number, stride: number): Array<TextWindow>
+
+/** Cut text into windows of `maxTokens` word tokens overlapping by `stride` tokens. */
+export declare function wordWindows(text: string, maxTokens: number, stride: number): Array<TextWindow>

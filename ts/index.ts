@@ -1,1 +1,11 @@
-export const VERSION = "0.1.0";
+export { VERSION } from './version.js';
+export { createServers, type CreateServersOptions, type Servers, type SharedServerOptions } from './servers.js';
+export { MemoryServer, createMemoryServer, toWireMemory, type MemoryServerOptions, type FsyncPolicy } from './server/memory.js';
+export { InferenceServer, createInferenceServer, type InferenceServerOptions } from './server/inference.js';
+export { EmbeddingBatcher, type BatcherOptions } from './server/inference-batcher.js';
+export { WsServer, Connection, type WsServerOptions, type ListenInfo } from './server/ws-server.js';
+export { HashEmbedder, createEmbedder, type Embedder, type EmbedderOptions } from './embedder.js';
+export { MemoryStore, NativeError, hashEmbed, wordWindows, HASH_DIMS, HASH_EMBEDDER_NAME } from './native.js';
+export * from './protocol/index.js';
+export * as memoryProtocol from './protocol/memory.js';
+export * as inferenceProtocol from './protocol/inference.js';

@@ -1,0 +1,297 @@
+/**
+ * CLI configuration: every option as a flag, a `MEMORY_SERVER_*` env var and a
+ * JSON config-file key; precedence flags > env > config file > defaults;
+ * validated with zod into clear errors (exit code 2).
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { DEFAULTS } from '../protocol/constants.js';
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+type Kind = 'string' | 'int' | 'bool' | 'list';
+
+interface OptionDef {
+  /** camelCase key in the resolved config (and accepted in the config file, as is the kebab form). */
+  key: string;
+  flag: string;
+  kind: Kind;
+  description: string;
+  /** Extra env names (the default one is MEMORY_SERVER_<FLAG_IN_SNAKE_CASE>). */
+  env?: string[];
+  /** Shown in --help. */
+  defaultText?: string;
+  /** A one-letter alias. */
+  short?: string;
+}
+
+export const OPTIONS: OptionDef[] = [
+  { key: 'host', flag: 'host', kind: 'string', description: 'bind address of both servers', defaultText: 'localhost' },
+  { key: 'port', flag: 'port', kind: 'int', description: 'memory server port (0 = any free port)', defaultText: '5000', short: 'p' },
+  { key: 'inferencePort', flag: 'inference-port', kind: 'int', description: 'inference server port; tries the next 9 when taken', defaultText: '5005' },
+  { key: 'inference', flag: 'inference', kind: 'bool', description: 'run the inference server (--no-inference to skip)', defaultText: 'true' },
+  { key: 'dataDir', flag: 'data-dir', kind: 'string', description: 'data directory', env: ['MEMORY_SERVER_DATA'], defaultText: './memory-data', short: 'd' },
+  { key: 'fsync', flag: 'fsync', kind: 'string', description: 'always | interval | off', defaultText: 'always' },
+  { key: 'embedder', flag: 'embedder', kind: 'string', description: 'hash (built in) | onnx', defaultText: 'hash' },
+  { key: 'model', flag: 'model', kind: 'string', description: 'model directory for the onnx embedder (model.onnx + tokenizer.json)' },
+  { key: 'reembed', flag: 'reembed', kind: 'bool', description: 'accept a data directory written by another embedder of the same dims' },
+  { key: 'origins', flag: 'origins', kind: 'list', description: 'allowed browser origins, comma separated (* = any)', defaultText: 'http(s)://localhost:*, http(s)://127.0.0.1:*' },
+  { key: 'token', flag: 'token', kind: 'string', description: 'shared-secret auth (Authorization: Bearer … or ?token=)' },
+  { key: 'jwtSecret', flag: 'jwt-secret', kind: 'string', description: 'HS256 JWT auth key (ns claim limits namespaces)' },
+  { key: 'tlsCert', flag: 'tls-cert', kind: 'string', description: 'PEM certificate: serve wss://' },
+  { key: 'tlsKey', flag: 'tls-key', kind: 'string', description: 'PEM private key' },
+  { key: 'compression', flag: 'compression', kind: 'bool', description: 'permessage-deflate', defaultText: 'false' },
+  { key: 'logLevel', flag: 'log-level', kind: 'string', description: 'trace | debug | info | warn | error | fatal | silent', defaultText: 'info' },
+  { key: 'maxConnections', flag: 'max-connections', kind: 'int', description: 'connections per server', defaultText: String(DEFAULTS.maxConnections) },
+  { key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', kind: 'int', description: 'connections per client address', defaultText: String(DEFAULTS.maxConnectionsPerIp) },
+  { key: 'rateLimit', flag: 'rate-limit', kind: 'int', description: 'messages/s per connection (burst 2×; 0 = off)', defaultText: String(DEFAULTS.rateLimit.messagesPerSecond) },
+  { key: 'maxFrameBytes', flag: 'max-frame-bytes', kind: 'int', description: 'largest accepted frame', defaultText: String(DEFAULTS.maxFrameBytes) },
+  { key: 'maxBatch', flag: 'max-batch', kind: 'int', description: 'inference: texts per embedding batch', defaultText: '256' },
+  { key: 'maxQueue', flag: 'max-queue', kind: 'int', description: 'inference: queued texts before `overloaded`', defaultText: '4096' },
+  { key: 'batchWaitMs', flag: 'batch-wait-ms', kind: 'int', description: 'inference: max wait to fill a batch', defaultText: '2' },
+  { key: 'url', flag: 'url', kind: 'string', description: 'export: read from a running server (ws://…) instead of the data directory' },
+  { key: 'batchSize', flag: 'batch-size', kind: 'int', description: 'import: records per bulk-load batch', defaultText: '1000' },
+  { key: 'config', flag: 'config', kind: 'string', description: 'JSON config file (keys as flags, kebab-case or camelCase)', short: 'c' },
+];
+
+export const envName = (o: OptionDef): string => `MEMORY_SERVER_${o.flag.toUpperCase().replace(/-/g, '_')}`;
+
+const port = z.number().int().min(0).max(65535);
+const positive = z.number().int().min(1);
+
+export const configSchema = z
+  .object({
+    host: z.string().min(1).default(DEFAULTS.host),
+    port: port.default(DEFAULTS.ports.memory),
+    inferencePort: port.default(DEFAULTS.ports.inference),
+    inference: z.boolean().default(true),
+    dataDir: z.string().min(1).default('./memory-data'),
+    fsync: z.enum(['always', 'interval', 'off']).default('always'),
+    embedder: z.enum(['hash', 'onnx']).default('hash'),
+    model: z.string().min(1).optional(),
+    reembed: z.boolean().default(false),
+    origins: z.array(z.string().min(1)).min(1).optional(),
+    token: z.string().min(1).optional(),
+    jwtSecret: z.string().min(1).optional(),
+    tlsCert: z.string().min(1).optional(),
+    tlsKey: z.string().min(1).optional(),
+    compression: z.boolean().default(false),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    maxConnections: positive.optional(),
+    maxConnectionsPerIp: positive.optional(),
+    rateLimit: z.number().int().min(0).optional(),
+    maxFrameBytes: positive.optional(),
+    maxBatch: positive.optional(),
+    maxQueue: positive.optional(),
+    batchWaitMs: z.number().int().min(0).max(1000).optional(),
+    url: z.string().regex(/^wss?:\/\//, 'must be a ws:// or wss:// URL').optional(),
+    batchSize: positive.max(100_000).default(1000),
+    config: z.string().optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['tlsKey'], message: '--tls-cert and --tls-key go together' });
+    }
+    if (c.embedder === 'onnx' && c.model === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['model'], message: 'the onnx embedder needs --model DIR' });
+    }
+  });
+export type CliConfig = z.infer<typeof configSchema>;
+
+export const COMMANDS = ['start', 'export', 'import', 'repair'] as const;
+export type CliCommand = (typeof COMMANDS)[number];
+
+export interface ParsedArgs {
+  command: CliCommand;
+  positionals: string[];
+  help: boolean;
+  version: boolean;
+  /** Raw values from flags, by key. */
+  flags: Record<string, unknown>;
+}
+
+const byFlag = new Map(OPTIONS.map((o) => [o.flag, o]));
+const byShort = new Map(OPTIONS.filter((o) => o.short).map((o) => [o.short!, o]));
+const byKey = new Map(OPTIONS.map((o) => [o.key, o]));
+
+function convert(o: OptionDef, raw: string, source: string): unknown {
+  switch (o.kind) {
+    case 'string':
+      return raw;
+    case 'list':
+      return raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0);
+    case 'bool': {
+      const v = raw.toLowerCase();
+      if (['1', 'true', 'yes', 'on', ''].includes(v)) return true;
+      if (['0', 'false', 'no', 'off'].includes(v)) return false;
+      throw new UsageError(`${source}: expected true or false, got "${raw}"`);
+    }
+    case 'int': {
+      if (!/^-?\d+$/.test(raw.trim())) throw new UsageError(`${source}: expected an integer, got "${raw}"`);
+      return Number(raw.trim());
+    }
+  }
+}
+
+/** Parses argv (without node and script). Throws UsageError. */
+export function parseArgs(argv: string[]): ParsedArgs {
+  const out: ParsedArgs = { command: 'start', positionals: [], help: false, version: false, flags: {} };
+  let commandSeen = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--help' || a === '-h') {
+      out.help = true;
+      continue;
+    }
+    if (a === '--version' || a === '-v' || a === '-V') {
+      out.version = true;
+      continue;
+    }
+    if (a === '--') {
+      out.positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (a.startsWith('-') && a !== '-') {
+      let name: string;
+      let value: string | undefined;
+      let o: OptionDef | undefined;
+      if (a.startsWith('--')) {
+        const eq = a.indexOf('=');
+        name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+        value = eq >= 0 ? a.slice(eq + 1) : undefined;
+        o = byFlag.get(name);
+        if (!o && name.startsWith('no-')) {
+          const neg = byFlag.get(name.slice(3));
+          if (neg && neg.kind === 'bool' && value === undefined) {
+            out.flags[neg.key] = false;
+            continue;
+          }
+        }
+      } else {
+        name = a.slice(1);
+        o = byShort.get(name);
+      }
+      if (!o) throw new UsageError(`unknown option ${a}`);
+      if (value === undefined) {
+        if (o.kind === 'bool') {
+          const next = argv[i + 1];
+          if (next !== undefined && /^(true|false)$/i.test(next)) {
+            value = next;
+            i++;
+          } else value = 'true';
+        } else {
+          const next = argv[i + 1];
+          if (next === undefined || (next.startsWith('-') && next.length > 1 && !/^-\d/.test(next))) {
+            throw new UsageError(`option --${o.flag} needs a value`);
+          }
+          value = next;
+          i++;
+        }
+      }
+      out.flags[o.key] = convert(o, value, `--${o.flag}`);
+      continue;
+    }
+    if (!commandSeen && out.positionals.length === 0 && (COMMANDS as readonly string[]).includes(a)) {
+      out.command = a as CliCommand;
+      commandSeen = true;
+      continue;
+    }
+    if (!commandSeen && out.positionals.length === 0 && a === 'bench') {
+      throw new UsageError('`memory-server bench` is run from the repository as `pnpm bench`');
+    }
+    if (!commandSeen && out.positionals.length === 0 && !a.includes('.') && !a.includes('/')) {
+      throw new UsageError(`unknown command "${a}" (commands: ${COMMANDS.join(', ')})`);
+    }
+    out.positionals.push(a);
+  }
+  return out;
+}
+
+function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const o of OPTIONS) {
+    for (const name of [envName(o), ...(o.env ?? [])]) {
+      const raw = env[name];
+      if (raw !== undefined && raw !== '') {
+        out[o.key] = convert(o, raw, name);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+function fromFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new UsageError(`config file ${file} must hold a JSON object`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(json as Record<string, unknown>)) {
+    const o = byFlag.get(k) ?? byKey.get(k);
+    if (!o) throw new UsageError(`config file ${file}: unknown key "${k}"`);
+    out[o.key] = o.kind === 'list' && typeof v === 'string' ? convert(o, v, `${file}: ${k}`) : v;
+  }
+  return out;
+}
+
+/** Resolves flags > env > config file > defaults and validates. Throws UsageError. */
+export function resolveConfig(args: ParsedArgs, env: NodeJS.ProcessEnv = process.env): CliConfig {
+  const envValues = fromEnv(env);
+  const configFile = (args.flags.config as string | undefined) ?? (envValues.config as string | undefined);
+  const fileValues = configFile ? fromFile(configFile) : {};
+  const merged = { ...fileValues, ...envValues, ...args.flags };
+  const r = configSchema.safeParse(merged);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const key = String(issue.path[0] ?? '');
+    const o = byKey.get(key);
+    const where = o ? `--${o.flag} (${envName(o)})` : key || 'config';
+    throw new UsageError(`invalid ${where}: ${issue.message}`);
+  }
+  return r.data;
+}
+
+export function helpText(version: string): string {
+  const lines = [
+    `memory-server ${version} — semantic memory service over WebSocket`,
+    '',
+    'Usage:',
+    '  memory-server [start] [options]        run the memory and inference servers',
+    '  memory-server export [options] > f.jsonl   every memory as JSON lines (stopped data dir, or --url)',
+    '  memory-server import f.jsonl [options]  bulk-load JSON lines into the data directory',
+    '  memory-server repair [options]          keep records before the first corrupt one, move the rest aside',
+    '  memory-server --help | --version',
+    '',
+    'Options (each also as the env var shown, and as a key in --config file.json;',
+    'precedence: flags > env > config file > defaults):',
+  ];
+  for (const o of OPTIONS) {
+    const flag = `${o.short ? `-${o.short}, ` : '    '}--${o.flag}${o.kind === 'bool' ? '' : o.kind === 'int' ? ' N' : ' VALUE'}`;
+    const env = [envName(o), ...(o.env ?? [])].join(', ');
+    lines.push(`  ${flag.padEnd(32)} ${o.description}${o.defaultText ? ` (default ${o.defaultText})` : ''}`);
+    lines.push(`  ${''.padEnd(32)} env ${env}`);
+  }
+  lines.push('', 'Exit codes: 0 ok, 1 runtime error, 2 usage error.');
+  return lines.join('\n');
+}

@@ -1,0 +1,96 @@
+/**
+ * Text embedders. The memory server and the inference server both take an
+ * `Embedder`; `hash` (built into the core, no model) is the default. An ONNX
+ * embedder plugs in by implementing the same interface (and `tokenWindows` so
+ * `process` cuts windows in model tokens instead of words).
+ */
+import { HASH_DIMS, HASH_EMBEDDER_NAME, hashEmbed, hashEmbedAsync, wordWindows, type TextWindow } from './native.js';
+
+export type { TextWindow };
+
+export interface Embedder {
+  /** Model name recorded in the data directory and reported by `stats` (`model`). */
+  readonly name: string;
+  /** Hash of the model file ('builtin' for the hash embedder); recorded in the data directory. */
+  readonly hash: string;
+  readonly dims: number;
+  /** 'cpu' or 'cuda'. */
+  readonly device: string;
+  /** Largest batch `embed` should be given at once. */
+  readonly maxBatch: number;
+  /** Embeds texts in one run; returns `texts.length × dims` row-major, L2-normalized. */
+  embed(texts: string[]): Promise<Float32Array>;
+  /** Windows of `maxTokens` tokens overlapping by `stride`, offsets in JS string indices. Default: words. */
+  tokenWindows?(text: string, maxTokens: number, stride: number): TextWindow[];
+  close?(): void | Promise<void>;
+}
+
+/** Below this many UTF-16 units in total, embed on the main thread (cheaper than a thread-pool hop). */
+const SYNC_CHARS = 8 * 1024;
+
+/** The built-in feature-hashing embedder (384 dims, L2-normalized, deterministic). */
+export class HashEmbedder implements Embedder {
+  readonly name = HASH_EMBEDDER_NAME;
+  readonly hash = 'builtin';
+  readonly dims = HASH_DIMS;
+  readonly device = 'cpu';
+  readonly maxBatch = 256;
+
+  async embed(texts: string[]): Promise<Float32Array> {
+    if (texts.length === 0) return new Float32Array(0);
+    let chars = 0;
+    for (const t of texts) chars += t.length;
+    if (chars <= SYNC_CHARS) return hashEmbed(texts, this.dims);
+    return hashEmbedAsync(texts, this.dims);
+  }
+
+  tokenWindows(text: string, maxTokens: number, stride: number): TextWindow[] {
+    return wordWindows(text, maxTokens, stride);
+  }
+}
+
+export type EmbedderKind = 'hash' | 'onnx';
+
+export interface EmbedderOptions {
+  kind?: EmbedderKind;
+  /** Directory with model.onnx and tokenizer.json (onnx). */
+  model?: string;
+}
+
+/** Creates an embedder by kind. `onnx` is not built yet: a clear start-up error. */
+export async function createEmbedder(options: EmbedderOptions = {}): Promise<Embedder> {
+  const kind = options.kind ?? (options.model ? 'onnx' : 'hash');
+  if (kind === 'hash') return new HashEmbedder();
+  throw new Error(`The onnx embedder is not available in this build (model: ${options.model ?? 'none'}); use --embedder hash`);
+}
+
+/** Row `i` of a row-major matrix (a view, no copy). */
+export function row(matrix: Float32Array, dims: number, i: number): Float32Array {
+  return matrix.subarray(i * dims, (i + 1) * dims);
+}
+
+export function dot(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+  return s;
+}
+
+export function normalize(v: Float32Array): Float32Array {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
+  const n = Math.sqrt(s);
+  if (n > 0) for (let i = 0; i < v.length; i++) v[i]! /= n;
+  return v;
+}
+
+export function cosine(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    d += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return na === 0 || nb === 0 ? 0 : d / Math.sqrt(na * nb);
+}

@@ -1,0 +1,291 @@
+/**
+ * Memory server commands (SPEC §3): zod schemas for every command's `data`,
+ * the reply types, limits and the command/event name lists. Browser-safe.
+ *
+ * Validate with `parseRequestData(schema, req.data, req.type)`: error messages
+ * name the wire field (`data.text: is required`, `data.items[3].text: …`).
+ */
+import { z, type ZodType, type ZodTypeDef } from 'zod';
+import { ProtocolError } from './errors.js';
+import { parseData } from './validate.js';
+
+export const MEMORY_LIMITS = {
+  /** UTF-8 bytes of `text`. */
+  maxTextBytes: 64 * 1024,
+  /** UTF-8 bytes of `metadata` serialized as JSON. */
+  maxMetadataBytes: 16 * 1024,
+  maxIdChars: 256,
+  maxNamespaceChars: 256,
+  maxBatchItems: 1000,
+  maxCount: 1000,
+  defaultCount: 5,
+  maxListLimit: 1000,
+  defaultListLimit: 100,
+  maxDeleteIds: 1000,
+  /** Largest accepted `ttl_s` (100 years). */
+  maxTtlS: 100 * 365 * 24 * 3600,
+  /** Events kept for `since_seq` replay. */
+  eventLogSize: 10_000,
+} as const;
+
+export const DEFAULT_NAMESPACE = 'default';
+
+export const MEMORY_COMMANDS = [
+  'store',
+  'retrieve',
+  'list',
+  'get',
+  'update',
+  'delete',
+  'namespaces',
+  'subscribe',
+  'unsubscribe',
+  'stats',
+] as const;
+export type MemoryCommand = (typeof MEMORY_COMMANDS)[number];
+
+export const MEMORY_EVENTS = ['memory_added', 'memory_updated', 'memory_removed'] as const;
+export type MemoryEventName = (typeof MEMORY_EVENTS)[number];
+
+/**
+ * Validates `data` against a schema whose field paths are reported under `data.`
+ * (`data.text: is required`). Throws ProtocolError (invalid_request / payload_too_large).
+ */
+export function parseRequestData<Out, Def extends ZodTypeDef, In>(
+  schema: ZodType<Out, Def, In>,
+  data: unknown,
+  type?: string,
+): Out {
+  const wrapped = z.object({ data: schema as ZodType<Out, ZodTypeDef, unknown> });
+  return (parseData(wrapped, { data: data ?? {} }, type) as { data: Out }).data;
+}
+
+// ---------------------------------------------------------------- field schemas
+
+/** A vector: number[] (JSON) or Float32Array (MessagePack float32 bin, revived by the codec). */
+export const vectorSchema = z.union([
+  z.instanceof(Float32Array),
+  z.array(z.number().finite({ message: 'must contain only finite numbers' })).min(1),
+], { errorMap: () => ({ message: 'must be an array of numbers (or float32 binary in MessagePack)' }) });
+export type Vector = z.infer<typeof vectorSchema>;
+
+export const namespaceSchema = z
+  .string()
+  .min(1, { message: 'must be a non-empty string' })
+  .max(MEMORY_LIMITS.maxNamespaceChars);
+
+export const memoryIdSchema = z.string().min(1, { message: 'must be a non-empty string' }).max(MEMORY_LIMITS.maxIdChars);
+
+const metadataSchema = z.record(z.unknown(), {
+  invalid_type_error: 'must be an object',
+}).refine((v) => v !== null && !Array.isArray(v), { message: 'must be an object' });
+
+const significanceSchema = z.number().min(0).max(1);
+
+/** The filter language (SPEC §3); operators are checked in detail by the core. */
+export const filterSchema = z.record(z.unknown(), { invalid_type_error: 'must be an object' });
+export type Filter = Record<string, unknown>;
+
+const isoSchema = z
+  .string()
+  .refine((s) => !Number.isNaN(Date.parse(s)), { message: 'must be an ISO-8601 timestamp' });
+
+const base = { namespace: namespaceSchema.optional() };
+
+export const storeItemSchema = z.object({
+  text: z.string({ invalid_type_error: 'must be a string' }).min(1, { message: 'must be a non-empty string' }),
+  metadata: metadataSchema.optional(),
+  significance: significanceSchema.optional(),
+  embedding: vectorSchema.optional(),
+  id: memoryIdSchema.optional(),
+  ttl_s: z.number().positive().max(MEMORY_LIMITS.maxTtlS).optional(),
+});
+export type StoreItem = z.infer<typeof storeItemSchema>;
+
+/** Parsed with a branch chosen by the presence of `items` (clearer errors than a zod union). */
+export const storeSingleSchema = storeItemSchema.extend(base);
+export const storeBatchSchema = z.object({
+  ...base,
+  items: z.array(storeItemSchema, { invalid_type_error: 'must be an array' }).min(1).max(MEMORY_LIMITS.maxBatchItems),
+});
+export type StoreData = z.infer<typeof storeSingleSchema> | z.infer<typeof storeBatchSchema>;
+
+export const retrieveSchema = z.object({
+  ...base,
+  count: z.number().int().min(1).max(MEMORY_LIMITS.maxCount).default(MEMORY_LIMITS.defaultCount),
+  min_significance: z.number().min(0).max(1).default(0),
+  query: z.string().min(1, { message: 'must be a non-empty string' }).max(MEMORY_LIMITS.maxTextBytes).optional(),
+  embedding: vectorSchema.optional(),
+  min_score: z.number().min(-1).max(1).optional(),
+  type: z.string().optional(),
+  filter: filterSchema.optional(),
+  since: isoSchema.optional(),
+  until: isoSchema.optional(),
+  recency_half_life_s: z.number().positive().optional(),
+  include_embeddings: z.boolean().optional(),
+});
+export type RetrieveData = z.infer<typeof retrieveSchema>;
+
+export const listSchema = z.object({
+  ...base,
+  cursor: z.union([z.string(), z.number().int().nonnegative(), z.null()]).optional(),
+  limit: z.number().int().min(1).max(MEMORY_LIMITS.maxListLimit).default(MEMORY_LIMITS.defaultListLimit),
+  filter: filterSchema.optional(),
+  include_embeddings: z.boolean().optional(),
+});
+export type ListData = z.infer<typeof listSchema>;
+
+export const getSchema = z.object({
+  ...base,
+  id: memoryIdSchema,
+  include_embeddings: z.boolean().optional(),
+});
+export type GetData = z.infer<typeof getSchema>;
+
+export const updateSchema = z.object({
+  ...base,
+  id: memoryIdSchema,
+  metadata: metadataSchema.optional(),
+  significance: significanceSchema.optional(),
+});
+export type UpdateData = z.infer<typeof updateSchema>;
+/** Fields an update may not carry (delete and store instead). */
+export const IMMUTABLE_FIELDS = ['text', 'embedding'] as const;
+
+export const deleteSchema = z.object({
+  ...base,
+  id: memoryIdSchema.optional(),
+  ids: z.array(memoryIdSchema).min(1).max(MEMORY_LIMITS.maxDeleteIds).optional(),
+  filter: filterSchema.optional(),
+  all: z.boolean().optional(),
+});
+export type DeleteData = z.infer<typeof deleteSchema>;
+
+export const namespacesSchema = z.object({});
+
+export const subscribeSchema = z.object({
+  ...base,
+  events: z.array(z.enum(MEMORY_EVENTS)).optional(),
+  since_seq: z.number().int().nonnegative().optional(),
+});
+export type SubscribeData = z.infer<typeof subscribeSchema>;
+
+export const unsubscribeSchema = z.object({ ...base });
+
+export const statsSchema = z.object({ ...base });
+
+// ---------------------------------------------------------------- replies
+
+/** A memory on the wire. */
+export interface WireMemory {
+  id: string;
+  namespace: string;
+  text: string;
+  metadata: Record<string, unknown>;
+  significance: number;
+  /** ISO-8601. */
+  timestamp: string;
+  associations: string[];
+  /** ISO-8601, present when the memory has a TTL. */
+  expires_at?: string;
+  /** Only with `include_embeddings`. */
+  embedding?: Float32Array;
+  /** Only for retrieve with a query. */
+  score?: number;
+}
+
+export interface StoreResult {
+  id: string;
+  significance: number;
+  timestamp: string;
+  associations: string[];
+  existing: boolean;
+}
+export interface StoreReply extends StoreResult {
+  stats: { total_memories: number };
+}
+export interface StoreBatchReply {
+  items: StoreResult[];
+  stats: { total_memories: number };
+}
+export interface RetrieveReply {
+  memories: WireMemory[];
+}
+export interface ListReply {
+  memories: WireMemory[];
+  next_cursor: string | null;
+}
+export interface DeleteReply {
+  deleted: number;
+  not_found: string[];
+}
+export interface NamespacesReply {
+  namespaces: Array<{ name: string; total_memories: number }>;
+}
+export interface SubscribeReply {
+  events: MemoryEventName[];
+  seq: number;
+  namespace: string;
+  /** How many missed events were replayed before this reply. */
+  replayed?: number;
+  /** True when `since_seq` is older than the event log: some events were lost (resync with list). */
+  gap?: boolean;
+}
+export interface MemoryEventData {
+  memory: WireMemory | { id: string; namespace: string };
+  seq: number;
+}
+export interface MemoryStatsCounts {
+  total_memories: number;
+  memory_count: number;
+  namespaces: number;
+}
+export interface MemoryStatsReply extends MemoryStatsCounts {
+  namespace?: string;
+  dims: number;
+  model: string;
+  device: string;
+  storage_bytes: number;
+  storage_path: string;
+  connections: number;
+  uptime_s: number;
+  queries_per_second: number;
+  avg_latency_ms: number;
+  fsync: string;
+  totals?: MemoryStatsCounts;
+}
+
+// ---------------------------------------------------------------- size checks
+
+/** UTF-8 byte length of a string (no allocation). */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
+/** payload_too_large when `text` exceeds 64 KiB of UTF-8. */
+export function checkTextSize(text: string, field: string, limit: number = MEMORY_LIMITS.maxTextBytes): void {
+  if (text.length > limit || (text.length * 3 > limit && utf8Length(text) > limit)) {
+    throw new ProtocolError('payload_too_large', `${field}: exceeds the limit of ${limit} bytes`, { field, limit });
+  }
+}
+
+/** Serializes metadata; payload_too_large when over 16 KiB as JSON. */
+export function metadataJson(metadata: Record<string, unknown> | undefined, field: string): string | undefined {
+  if (metadata === undefined) return undefined;
+  const json = JSON.stringify(metadata);
+  const limit = MEMORY_LIMITS.maxMetadataBytes;
+  if (utf8Length(json) > limit) {
+    throw new ProtocolError('payload_too_large', `${field}: exceeds the limit of ${limit} bytes as JSON`, { field, limit });
+  }
+  return json;
+}

@@ -1,0 +1,158 @@
+/**
+ * The inference server (SPEC §4): `embeddings`, `process` and `stats`, with
+ * dynamic batching across all connections (EmbeddingBatcher).
+ */
+import { DEFAULTS, type Request } from '../protocol/index.js';
+import {
+  embeddingsSchema,
+  inferenceStatsSchema,
+  processSchema,
+  type InferenceStatsReply,
+  type ProcessChunk,
+} from '../protocol/inference.js';
+import { parseRequestData } from '../protocol/memory.js';
+import { HashEmbedder, dot, normalize, type Embedder, type TextWindow } from '../embedder.js';
+import { wordWindows } from '../native.js';
+import { EmbeddingBatcher, type BatcherOptions } from './inference-batcher.js';
+import { WsServer, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
+import { VERSION } from '../version.js';
+
+export interface InferenceServerOptions extends Omit<WsServerOptions, 'commands' | 'onMessage'>, BatcherOptions {
+  /** Default: the built-in hash embedder. */
+  embedder?: Embedder;
+}
+
+export class InferenceServer {
+  readonly ws: WsServer;
+  readonly embedder: Embedder;
+  readonly batcher: EmbeddingBatcher;
+  private info: ListenInfo | null = null;
+  private closing: Promise<void> | null = null;
+
+  constructor(options: InferenceServerOptions = {}) {
+    const { embedder, maxBatch, maxQueue, maxWaitMs, maxBatchTokens, ...wsOptions } = options;
+    this.embedder = embedder ?? new HashEmbedder();
+    const b: BatcherOptions = {};
+    if (maxBatch !== undefined) b.maxBatch = maxBatch;
+    if (maxQueue !== undefined) b.maxQueue = maxQueue;
+    if (maxWaitMs !== undefined) b.maxWaitMs = maxWaitMs;
+    if (maxBatchTokens !== undefined) b.maxBatchTokens = maxBatchTokens;
+    this.batcher = new EmbeddingBatcher(this.embedder, b);
+    const userBeforeClose = wsOptions.beforeClose;
+    this.ws = new WsServer({
+      name: 'inference-server',
+      port: DEFAULTS.ports.inference,
+      portRange: DEFAULTS.ports.inferencePortRange,
+      serviceInfo: { service: 'inference-server', version: VERSION, model: this.embedder.name, dims: this.embedder.dims },
+      ...wsOptions,
+      pipelining: 'concurrent',
+      commands: {
+        embeddings: (c, r) => this.embeddings(c, r),
+        process: (c, r) => this.process(c, r),
+        stats: (c, r) => this.stats(c, r),
+      },
+      beforeClose: async () => {
+        await userBeforeClose?.();
+      },
+    });
+  }
+
+  get port(): number {
+    return this.ws.port;
+  }
+  get url(): string {
+    return this.info?.url ?? `ws://${this.ws.options.host}:${this.ws.port}`;
+  }
+  get logger() {
+    return this.ws.logger;
+  }
+
+  async listen(): Promise<ListenInfo> {
+    this.info = await this.ws.listen();
+    return this.info;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.ws.shutdown();
+      this.batcher.close();
+      await this.embedder.close?.();
+    })();
+    return this.closing;
+  }
+
+  private async embeddings(_conn: Connection, req: Request): Promise<unknown> {
+    const d = parseRequestData(embeddingsSchema, req.data, req.type);
+    const texts = d.texts ?? [d.text!];
+    const dims = this.embedder.dims;
+    const rows = await this.batcher.embed(texts);
+    const vecs: Float32Array[] = [];
+    for (let i = 0; i < texts.length; i++) {
+      const v = rows.slice(i * dims, (i + 1) * dims);
+      // Embedders return L2-normalized rows; `normalize: false` keeps the raw output.
+      vecs.push(d.config.normalize ? normalize(v) : v);
+    }
+    const base = { dims, model: this.embedder.name };
+    return d.texts ? { embeddings: vecs, ...base } : { embedding: vecs[0]!, ...base };
+  }
+
+  private windows(text: string, maxTokens: number, stride: number): TextWindow[] {
+    const w = this.embedder.tokenWindows
+      ? this.embedder.tokenWindows(text, maxTokens, stride)
+      : wordWindows(text, maxTokens, stride);
+    return w.length > 0 ? w : [{ start: 0, end: text.length, text }];
+  }
+
+  private async process(_conn: Connection, req: Request): Promise<unknown> {
+    const d = parseRequestData(processSchema, req.data, req.type);
+    const windows = this.windows(d.text, d.config.max_tokens, d.config.stride);
+    const dims = this.embedder.dims;
+    const rows = await this.batcher.embed([...windows.map((w) => w.text), ...d.context]);
+    const chunkRows = windows.map((_, i) => normalize(rows.slice(i * dims, (i + 1) * dims)));
+    const ctxRows = d.context.map((_, j) => normalize(rows.slice((windows.length + j) * dims, (windows.length + j + 1) * dims)));
+    const novelty = (v: Float32Array): number => {
+      if (ctxRows.length === 0) return 0.5;
+      let best = 0;
+      for (const c of ctxRows) best = Math.max(best, dot(v, c));
+      return Math.min(1, Math.max(0, 1 - best));
+    };
+    const mean = new Float32Array(dims);
+    for (const r of chunkRows) for (let k = 0; k < dims; k++) mean[k]! += r[k]!;
+    const embedding = normalize(mean);
+    const chunks: ProcessChunk[] = windows.map((w, i) => ({
+      text: w.text,
+      start: w.start,
+      end: w.end,
+      significance: novelty(chunkRows[i]!),
+    }));
+    return { embedding, significance: novelty(embedding), chunks, dims, model: this.embedder.name };
+  }
+
+  private stats(_conn: Connection, req: Request): InferenceStatsReply {
+    parseRequestData(inferenceStatsSchema, req.data, req.type);
+    const b = this.batcher;
+    const m = this.ws.metricsSnapshot();
+    return {
+      model: this.embedder.name,
+      device: this.embedder.device,
+      dims: this.embedder.dims,
+      max_batch: b.maxBatch,
+      queue_depth: b.queueDepth,
+      requests: b.requests,
+      batches: b.batches,
+      avg_batch_size: b.batches === 0 ? 0 : b.embedded / b.batches,
+      embeddings_per_second: b.embeddingsPerSecond(),
+      p50_ms: b.percentile(50),
+      p99_ms: b.percentile(99),
+      connections: m.connections,
+      uptime_s: Math.round(m.uptimeS * 1000) / 1000,
+    };
+  }
+}
+
+/** Creates an inference server and starts listening (5005…5014 by default). */
+export async function createInferenceServer(options: InferenceServerOptions = {}): Promise<InferenceServer> {
+  const server = new InferenceServer(options);
+  await server.listen();
+  return server;
+}

@@ -1,0 +1,565 @@
+/**
+ * The memory server (SPEC §3): the command table over the native MemoryStore,
+ * on the shared connection layer (WsServer). See docs/protocol.md.
+ */
+import path from 'node:path';
+import { DEFAULTS, ProtocolError, event, type Request, type SuccessReply } from '../protocol/index.js';
+import {
+  DEFAULT_NAMESPACE,
+  IMMUTABLE_FIELDS,
+  MEMORY_EVENTS,
+  MEMORY_LIMITS,
+  checkTextSize,
+  deleteSchema,
+  getSchema,
+  listSchema,
+  metadataJson,
+  namespacesSchema,
+  parseRequestData,
+  retrieveSchema,
+  statsSchema,
+  storeBatchSchema,
+  storeSingleSchema,
+  subscribeSchema,
+  unsubscribeSchema,
+  updateSchema,
+  type MemoryEventName,
+  type MemoryStatsCounts,
+  type MemoryStatsReply,
+  type StoreItem,
+  type StoreResult,
+  type WireMemory,
+} from '../protocol/memory.js';
+import { MemoryStore, NativeError, type NativeMemory, type PutItem, type SearchOptions } from '../native.js';
+import { HashEmbedder, type Embedder } from '../embedder.js';
+import { WsServer, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
+import { VERSION } from '../version.js';
+
+export type FsyncPolicy = 'always' | 'interval' | 'off';
+
+export interface MemoryServerOptions extends Omit<WsServerOptions, 'commands' | 'beforeClose' | 'onMessage'> {
+  /** Data directory. Default `./memory-data`. */
+  dataDir?: string;
+  /** Default `always`. */
+  fsync?: FsyncPolicy;
+  /** Default: the built-in hash embedder. */
+  embedder?: Embedder;
+  /** Accept a data directory recorded with another embedder of the same dims. */
+  reembed?: boolean;
+  /** Events kept for `since_seq` replay. Default 10,000. */
+  eventLogSize?: number;
+}
+
+interface LoggedEvent {
+  seq: number;
+  namespace: string;
+  name: MemoryEventName;
+  message: SuccessReply;
+}
+
+const topicOf = (namespace: string, name: MemoryEventName): string => `mem\u0000${namespace}\u0000${name}`;
+
+/** Converts a native memory (metadata JSON text, ms timestamps) to the wire form. */
+export function toWireMemory(m: NativeMemory, includeEmbedding = false): WireMemory {
+  const out: WireMemory = {
+    id: m.id,
+    namespace: m.namespace,
+    text: m.text,
+    metadata: parseMetadata(m.metadata),
+    significance: f32(m.significance),
+    timestamp: new Date(m.timestamp).toISOString(),
+    associations: m.associations,
+  };
+  if (m.expiresAt !== undefined && m.expiresAt !== null) out.expires_at = new Date(m.expiresAt).toISOString();
+  if (m.score !== undefined && m.score !== null) out.score = f32(m.score);
+  if (includeEmbedding && m.embedding) out.embedding = m.embedding;
+  return out;
+}
+
+/** Float32 values from the core as the shortest decimal that round-trips in float32 (0.4, not 0.4000000059604645). */
+export const f32 = (x: number): number => (Number.isFinite(x) ? Number(x.toPrecision(7)) : x);
+
+function parseMetadata(json: string): Record<string, unknown> {
+  if (!json) return {};
+  try {
+    const v: unknown = JSON.parse(json);
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Maps a NativeError to the protocol error a client should see. */
+export function toProtocolError(err: unknown): unknown {
+  if (!(err instanceof NativeError)) return err;
+  switch (err.code) {
+    case 'invalid_request':
+    case 'payload_too_large':
+      return new ProtocolError(err.code, /^filter\b/.test(err.message) ? `data.${err.message}` : err.message);
+    case 'not_found':
+      return new ProtocolError('not_found', err.message);
+    case 'storage_full':
+      return new ProtocolError('unavailable', `Storage is full: ${err.message}`, { reason: 'storage_full' });
+    case 'unavailable':
+      return new ProtocolError('unavailable', err.message);
+    default:
+      return err; // corrupt, io, locked, internal → `internal` with a correlation id
+  }
+}
+
+async function mapped<T>(p: Promise<T> | (() => T)): Promise<T> {
+  try {
+    return typeof p === 'function' ? p() : await p;
+  } catch (err) {
+    throw toProtocolError(err);
+  }
+}
+
+function isoToMs(iso: string | undefined): number | undefined {
+  return iso === undefined ? undefined : Date.parse(iso);
+}
+
+/** The memory server. `listen()` opens the store and starts serving; `close()` shuts down gracefully and closes the store. */
+export class MemoryServer {
+  readonly ws: WsServer;
+  readonly embedder: Embedder;
+  readonly dataDir: string;
+  readonly fsync: FsyncPolicy;
+  private _store: MemoryStore | null = null;
+  private readonly events: LoggedEvent[] = [];
+  private eventHead = 0;
+  /** Events with seq ≤ floor are not in the log (before start, or evicted). */
+  private eventFloor = 0;
+  private readonly eventLogSize: number;
+  private readonly reembed: boolean;
+  private closing: Promise<void> | null = null;
+  private info: ListenInfo | null = null;
+
+  constructor(options: MemoryServerOptions = {}) {
+    const { dataDir, fsync, embedder, reembed, eventLogSize, ...wsOptions } = options;
+    this.dataDir = path.resolve(dataDir ?? './memory-data');
+    this.fsync = fsync ?? 'always';
+    this.embedder = embedder ?? new HashEmbedder();
+    this.reembed = reembed ?? false;
+    this.eventLogSize = Math.max(1, eventLogSize ?? MEMORY_LIMITS.eventLogSize);
+    this.ws = new WsServer({
+      name: 'memory-server',
+      port: DEFAULTS.ports.memory,
+      serviceInfo: () => ({
+        service: 'memory-server',
+        version: VERSION,
+        model: this.embedder.name,
+        dims: this.embedder.dims,
+        total_memories: this._store?.stats().totalMemories ?? 0,
+      }),
+      ...wsOptions,
+      pipelining: 'serial',
+      commands: {
+        store: (c, r) => this.store_(c, r),
+        retrieve: (c, r) => this.retrieve(c, r),
+        list: (c, r) => this.list(c, r),
+        get: (c, r) => this.get(c, r),
+        update: (c, r) => this.update(c, r),
+        delete: (c, r) => this.delete_(c, r),
+        namespaces: (c, r) => this.namespaces(c, r),
+        subscribe: (c, r) => this.subscribe(c, r),
+        unsubscribe: (c, r) => this.unsubscribe(c, r),
+        stats: (c, r) => this.stats(c, r),
+      },
+      beforeClose: async () => {
+        if (this._store) await this._store.flush().catch((err: unknown) => this.ws.logger.error({ err }, 'store flush failed'));
+      },
+    });
+  }
+
+  get store(): MemoryStore {
+    if (!this._store) throw new ProtocolError('unavailable', 'The memory store is not open');
+    return this._store;
+  }
+  get port(): number {
+    return this.ws.port;
+  }
+  get url(): string {
+    return this.info?.url ?? `ws://${this.ws.options.host}:${this.ws.port}`;
+  }
+  get logger() {
+    return this.ws.logger;
+  }
+
+  /** Opens the data directory (refusing a locked or foreign one with a clear error), then listens. */
+  async listen(): Promise<ListenInfo> {
+    if (!this._store) {
+      try {
+        this._store = await MemoryStore.openAsync(this.dataDir, {
+          dims: this.embedder.dims,
+          fsync: this.fsync,
+          embedderName: this.embedder.name,
+          embedderHash: this.embedder.hash,
+          reembed: this.reembed,
+        });
+      } catch (err) {
+        throw startupError(err, this.dataDir);
+      }
+      this.eventFloor = this._store.stats().lastSeq;
+    }
+    try {
+      this.info = await this.ws.listen();
+    } catch (err) {
+      this._store.close();
+      this._store = null;
+      throw err;
+    }
+    return this.info;
+  }
+
+  /** Graceful shutdown: finish in-flight replies, flush, close clients with 1001, close the store. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.ws.shutdown();
+      if (this._store) {
+        try {
+          this._store.close();
+        } catch (err) {
+          this.ws.logger.error({ err }, 'store close failed');
+        }
+        this._store = null;
+      }
+    })();
+    return this.closing;
+  }
+
+  // ------------------------------------------------------------ helpers
+
+  private namespaceOf(conn: Connection, ns: string | undefined): string {
+    const namespace = ns ?? DEFAULT_NAMESPACE;
+    if (!conn.allowsNamespace(namespace)) {
+      throw new ProtocolError('invalid_request', `data.namespace: namespace "${namespace}" is not allowed for this token`, {
+        field: 'data.namespace',
+      });
+    }
+    return namespace;
+  }
+
+  private vector(v: Float32Array | number[] | undefined, field: string): Float32Array | undefined {
+    if (v === undefined) return undefined;
+    const f = v instanceof Float32Array ? v : Float32Array.from(v);
+    if (f.length !== this.embedder.dims) {
+      throw new ProtocolError('invalid_request', `${field}: must have ${this.embedder.dims} dimensions, got ${f.length}`, {
+        field,
+      });
+    }
+    return f;
+  }
+
+  private publishEvent(namespace: string, name: MemoryEventName, memory: WireMemory | { id: string; namespace: string }, seq: number): void {
+    const message = event(name, { memory, seq });
+    const entry: LoggedEvent = { seq, namespace, name, message };
+    if (this.events.length < this.eventLogSize) {
+      this.events.push(entry);
+    } else {
+      const old = this.events[this.eventHead]!;
+      this.eventFloor = Math.max(this.eventFloor, old.seq);
+      this.events[this.eventHead] = entry;
+      this.eventHead = (this.eventHead + 1) % this.eventLogSize;
+    }
+    const topic = topicOf(namespace, name);
+    if (this.ws.subscriberCount(topic) > 0) this.ws.publish(topic, message);
+  }
+
+  /** Logged events in order (oldest first). */
+  private *loggedEvents(): Generator<LoggedEvent> {
+    const n = this.events.length;
+    for (let i = 0; i < n; i++) yield this.events[(this.eventHead + i) % n]!;
+  }
+
+  // ------------------------------------------------------------ commands
+
+  private async store_(conn: Connection, req: Request): Promise<unknown> {
+    const raw = req.data ?? {};
+    const batch = raw.items !== undefined;
+    if (batch && raw.text !== undefined) {
+      throw new ProtocolError('invalid_request', 'data.items: give either text or items, not both', { field: 'data.items' });
+    }
+    let namespace: string;
+    let items: StoreItem[];
+    if (batch) {
+      const d = parseRequestData(storeBatchSchema, raw, req.type);
+      namespace = this.namespaceOf(conn, d.namespace);
+      items = d.items;
+    } else {
+      const d = parseRequestData(storeSingleSchema, raw, req.type);
+      namespace = this.namespaceOf(conn, d.namespace);
+      items = [d];
+    }
+    const store = this.store;
+    const puts: PutItem[] = new Array(items.length);
+    const metas: Array<Record<string, unknown>> = new Array(items.length);
+    const toEmbed: number[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      const p = batch ? `data.items[${i}].` : 'data.';
+      checkTextSize(it.text, `${p}text`);
+      const metadata = metadataJson(it.metadata, `${p}metadata`);
+      const embedding = this.vector(it.embedding, `${p}embedding`);
+      if (!embedding) toEmbed.push(i);
+      metas[i] = it.metadata ?? {};
+      const put: PutItem = { namespace, text: it.text, embedding: embedding ?? new Float32Array(0) };
+      if (it.id !== undefined) put.id = it.id;
+      if (metadata !== undefined) put.metadata = metadata;
+      if (it.significance !== undefined) put.significance = it.significance;
+      if (it.ttl_s !== undefined) put.ttlMs = it.ttl_s * 1000;
+      puts[i] = put;
+    }
+    if (toEmbed.length > 0) {
+      const dims = this.embedder.dims;
+      const rows = await this.embedder.embed(toEmbed.map((i) => items[i]!.text));
+      toEmbed.forEach((i, j) => {
+        puts[i]!.embedding = rows.slice(j * dims, (j + 1) * dims);
+      });
+    }
+    const results = await mapped(store.put(puts));
+    const out: StoreResult[] = new Array(results.length);
+    for (let i = 0; i < results.length; i++) {
+      const r = results[i]!;
+      const timestamp = new Date(r.timestamp).toISOString();
+      out[i] = { id: r.id, significance: f32(r.significance), timestamp, associations: r.associations, existing: r.existing };
+      if (!r.existing) {
+        const it = items[i]!;
+        const memory: WireMemory = {
+          id: r.id,
+          namespace,
+          text: it.text,
+          metadata: metas[i]!,
+          significance: f32(r.significance),
+          timestamp,
+          associations: r.associations,
+        };
+        if (it.ttl_s !== undefined) memory.expires_at = new Date(r.timestamp + it.ttl_s * 1000).toISOString();
+        this.publishEvent(namespace, 'memory_added', memory, r.seq);
+      }
+    }
+    const stats = { total_memories: store.count(namespace) };
+    for (const r of out) {
+      if (!r.existing) continue;
+      // An existing memory: report what is stored.
+      const m = store.get(namespace, r.id, false);
+      if (m) Object.assign(r, { significance: f32(m.significance), timestamp: new Date(m.timestamp).toISOString(), associations: m.associations });
+    }
+    if (batch) return { items: out, stats };
+    return { ...out[0]!, stats };
+  }
+
+  private async retrieve(conn: Connection, req: Request): Promise<unknown> {
+    const d = parseRequestData(retrieveSchema, req.data, req.type);
+    const namespace = this.namespaceOf(conn, d.namespace);
+    if (d.query !== undefined && d.embedding !== undefined) {
+      throw new ProtocolError('invalid_request', 'data.embedding: give either query or embedding, not both', { field: 'data.embedding' });
+    }
+    let filter = d.filter;
+    if (d.type !== undefined) filter = { ...(filter ?? {}), type: d.type };
+    const since = isoToMs(d.since);
+    const until = isoToMs(d.until);
+    if (since !== undefined && until !== undefined && since > until) {
+      throw new ProtocolError('invalid_request', 'data.until: must not be before data.since', { field: 'data.until' });
+    }
+    const opts: SearchOptions = { namespace, k: d.count, minSignificance: d.min_significance };
+    if (filter !== undefined) opts.filter = JSON.stringify(filter);
+    if (since !== undefined) opts.sinceMs = since;
+    if (until !== undefined) opts.untilMs = until;
+    if (d.include_embeddings) opts.includeEmbeddings = true;
+    const include = d.include_embeddings ?? false;
+    let query = this.vector(d.embedding, 'data.embedding');
+    if (query === undefined && d.query !== undefined) {
+      checkTextSize(d.query, 'data.query');
+      query = (await this.embedder.embed([d.query])).slice(0, this.embedder.dims);
+    }
+    if (query === undefined) {
+      const rows = await mapped(() => this.store.top(opts));
+      return { memories: rows.map((m) => toWireMemory(m, include)) };
+    }
+    if (d.min_score !== undefined) opts.minScore = d.min_score;
+    if (d.recency_half_life_s !== undefined) opts.recencyHalfLifeS = d.recency_half_life_s;
+    const rows = await mapped(this.store.searchBatched(query, opts));
+    return { memories: rows.map((m) => toWireMemory(m, include)) };
+  }
+
+  private async list(conn: Connection, req: Request): Promise<unknown> {
+    const d = parseRequestData(listSchema, req.data, req.type);
+    const namespace = this.namespaceOf(conn, d.namespace);
+    let after = 0;
+    if (d.cursor !== undefined && d.cursor !== null && d.cursor !== '') {
+      after = typeof d.cursor === 'number' ? d.cursor : Number(d.cursor);
+      if (!Number.isSafeInteger(after) || after < 0) {
+        throw new ProtocolError('invalid_request', 'data.cursor: not a valid cursor (use next_cursor from a previous list)', {
+          field: 'data.cursor',
+        });
+      }
+    }
+    const filter = d.filter !== undefined ? JSON.stringify(d.filter) : undefined;
+    const page = await mapped(() => this.store.list(namespace, after, d.limit, filter));
+    const include = d.include_embeddings ?? false;
+    let memories = page.memories;
+    if (include) memories = memories.map((m) => this.store.get(namespace, m.id, true) ?? m);
+    return {
+      memories: memories.map((m) => toWireMemory(m, include)),
+      next_cursor: page.nextCursor === undefined || page.nextCursor === null ? null : String(page.nextCursor),
+    };
+  }
+
+  private get(conn: Connection, req: Request): unknown {
+    const d = parseRequestData(getSchema, req.data, req.type);
+    const namespace = this.namespaceOf(conn, d.namespace);
+    const m = this.store.get(namespace, d.id, d.include_embeddings ?? false);
+    if (!m) throw new ProtocolError('not_found', `Memory not found: ${d.id}`, { id: d.id, namespace });
+    return toWireMemory(m, d.include_embeddings ?? false);
+  }
+
+  private async update(conn: Connection, req: Request): Promise<unknown> {
+    const raw = req.data ?? {};
+    for (const f of IMMUTABLE_FIELDS) {
+      if (raw[f] !== undefined) {
+        throw new ProtocolError('invalid_request', `data.${f}: cannot change (delete the memory and store it again)`, {
+          field: `data.${f}`,
+        });
+      }
+    }
+    const d = parseRequestData(updateSchema, raw, req.type);
+    const namespace = this.namespaceOf(conn, d.namespace);
+    if (d.metadata === undefined && d.significance === undefined) {
+      throw new ProtocolError('invalid_request', 'data: nothing to update (give metadata and/or significance)', { field: 'data' });
+    }
+    const metadata = metadataJson(d.metadata, 'data.metadata');
+    if (!this.store.get(namespace, d.id, false)) {
+      throw new ProtocolError('not_found', `Memory not found: ${d.id}`, { id: d.id, namespace });
+    }
+    const m = await mapped(this.store.update(namespace, d.id, metadata, d.significance));
+    const wire = toWireMemory(m);
+    this.publishEvent(namespace, 'memory_updated', wire, m.seq);
+    return wire;
+  }
+
+  private async delete_(conn: Connection, req: Request): Promise<unknown> {
+    const d = parseRequestData(deleteSchema, req.data, req.type);
+    const namespace = this.namespaceOf(conn, d.namespace);
+    const modes = [d.id !== undefined, d.ids !== undefined, d.filter !== undefined || d.all === true].filter(Boolean).length;
+    if (modes === 0) {
+      throw new ProtocolError('invalid_request', 'data.id: is required (or ids, or filter, or all: true)', { field: 'data.id' });
+    }
+    if (modes > 1) {
+      throw new ProtocolError('invalid_request', 'data: give only one of id, ids, filter / all', { field: 'data' });
+    }
+    let result;
+    if (d.id !== undefined) {
+      result = await mapped(this.store.delete(namespace, [d.id]));
+      if (result.deleted.length === 0) throw new ProtocolError('not_found', `Memory not found: ${d.id}`, { id: d.id, namespace });
+    } else if (d.ids !== undefined) {
+      result = await mapped(this.store.delete(namespace, d.ids));
+    } else {
+      const empty = d.filter === undefined || Object.keys(d.filter).length === 0;
+      if (empty && d.all !== true) {
+        throw new ProtocolError('invalid_request', 'data.filter: an empty filter deletes everything; pass all: true to empty the namespace', {
+          field: 'data.filter',
+        });
+      }
+      result = await mapped(this.store.deleteWhere(namespace, empty ? undefined : JSON.stringify(d.filter)));
+    }
+    for (const x of result.deleted) this.publishEvent(namespace, 'memory_removed', { id: x.id, namespace }, x.seq);
+    return { deleted: result.deleted.length, not_found: result.notFound };
+  }
+
+  private namespaces(conn: Connection, req: Request): unknown {
+    parseRequestData(namespacesSchema.passthrough(), req.data, req.type);
+    const list = this.store
+      .namespaces()
+      .filter((n) => conn.allowsNamespace(n.name))
+      .map((n) => ({ name: n.name, total_memories: n.totalMemories }));
+    return { namespaces: list };
+  }
+
+  private subscribe(conn: Connection, req: Request): unknown {
+    const d = parseRequestData(subscribeSchema, req.data, req.type);
+    const namespace = this.namespaceOf(conn, d.namespace);
+    const events = d.events && d.events.length > 0 ? [...new Set(d.events)] : [...MEMORY_EVENTS];
+    let replayed = 0;
+    let gap = false;
+    if (d.since_seq !== undefined) {
+      gap = d.since_seq < this.eventFloor;
+      const wanted = new Set(events);
+      for (const e of this.loggedEvents()) {
+        if (e.seq > d.since_seq && e.namespace === namespace && wanted.has(e.name)) {
+          conn.send(e.message);
+          replayed++;
+        }
+      }
+    }
+    // Subscribing after the replay, in the same tick: no event can fall between the two.
+    for (const name of events) conn.subscribe(topicOf(namespace, name));
+    const subscribed = MEMORY_EVENTS.filter((n) => conn.isSubscribed(topicOf(namespace, n)));
+    const reply: Record<string, unknown> = { events: subscribed, seq: this.store.stats().lastSeq, namespace };
+    if (d.since_seq !== undefined) {
+      reply.replayed = replayed;
+      reply.gap = gap;
+    }
+    return reply;
+  }
+
+  private unsubscribe(conn: Connection, req: Request): unknown {
+    const d = parseRequestData(unsubscribeSchema.extend({ events: subscribeSchema.shape.events }), req.data, req.type);
+    const namespace = this.namespaceOf(conn, d.namespace);
+    const events = d.events && d.events.length > 0 ? d.events : [...MEMORY_EVENTS];
+    for (const name of events) conn.unsubscribe(topicOf(namespace, name));
+    const remaining = MEMORY_EVENTS.filter((n) => conn.isSubscribed(topicOf(namespace, n)));
+    return { events: remaining, seq: this.store.stats().lastSeq, namespace };
+  }
+
+  private stats(conn: Connection, req: Request): unknown {
+    const d = parseRequestData(statsSchema, req.data, req.type);
+    const st = this.store.stats();
+    const m = this.ws.metricsSnapshot();
+    const totals: MemoryStatsCounts = { total_memories: st.totalMemories, memory_count: st.totalMemories, namespaces: st.namespaces };
+    const reply: MemoryStatsReply = {
+      ...totals,
+      dims: st.dims,
+      model: this.embedder.name,
+      device: this.embedder.device,
+      storage_bytes: st.storageBytes,
+      storage_path: st.storagePath,
+      connections: m.connections,
+      uptime_s: Math.round(m.uptimeS * 1000) / 1000,
+      queries_per_second: m.queriesPerSecond,
+      avg_latency_ms: m.avgLatencyMs,
+      fsync: st.fsync,
+    };
+    if (d.namespace !== undefined) {
+      const namespace = this.namespaceOf(conn, d.namespace);
+      const n = this.store.count(namespace);
+      reply.namespace = namespace;
+      reply.total_memories = n;
+      reply.memory_count = n;
+      reply.namespaces = n > 0 ? 1 : 0;
+      reply.totals = totals;
+    }
+    return { ...reply, total_associations: st.totalAssociations, fsyncs: st.fsyncs, last_seq: st.lastSeq, isa: st.isa };
+  }
+}
+
+function startupError(err: unknown, dir: string): Error {
+  if (err instanceof NativeError) {
+    switch (err.code) {
+      case 'locked':
+        return new Error(`Data directory ${dir} is locked: another memory server is using it (${err.message})`);
+      case 'corrupt':
+        return new Error(`Data directory ${dir} is corrupt: ${err.message}. Run \`memory-server repair --data-dir ${dir}\``);
+      default:
+        return new Error(`Cannot open data directory ${dir}: ${err.message}`);
+    }
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/** Creates a memory server, opens its store and starts listening. */
+export async function createMemoryServer(options: MemoryServerOptions = {}): Promise<MemoryServer> {
+  const server = new MemoryServer(options);
+  await server.listen();
+  return server;
+}
