@@ -356,19 +356,29 @@ pub fn scan(bytes: &[u8], file: &str, mut on_record: impl FnMut(Record, u64)) ->
             }
             break ScanEnd::Corrupt { offset: o, reason: "record of length 0".into() };
         }
-        if len > MAX_RECORD {
-            if off + 8 + len > total {
-                break ScanEnd::Torn { offset: o, reason: format!("record length {len} runs past end of file") };
-            }
-            break ScanEnd::Corrupt { offset: o, reason: format!("record length {len} over the {MAX_RECORD}-byte limit") };
-        }
         if off + 8 + len > total {
-            break ScanEnd::Torn { offset: o, reason: "record runs past end of file".into() };
+            // Looks like a torn write — unless a valid later record follows, which means the
+            // length field itself is damaged (truncating here would drop acknowledged records).
+            if let Some(p) = find_valid_record(bytes, off + 8, dims, last_seq) {
+                break ScanEnd::Corrupt {
+                    offset: o,
+                    reason: format!("record length {len} runs past end of file, but a valid record follows at offset {p}"),
+                };
+            }
+            break ScanEnd::Torn { offset: o, reason: format!("record length {len} runs past end of file") };
+        }
+        if len > MAX_RECORD {
+            break ScanEnd::Corrupt { offset: o, reason: format!("record length {len} over the {MAX_RECORD}-byte limit") };
         }
         let body = &bytes[off + 8..off + 8 + len];
         if crc32c::crc32c(body) != crc {
             if off + 8 + len == total {
                 break ScanEnd::Torn { offset: o, reason: "checksum mismatch on the last record".into() };
+            }
+            // A partly written last record followed by a zero-filled tail (the file grew but
+            // the data never reached the disk) is a torn write too.
+            if bytes[off + 8 + len..].iter().all(|&b| b == 0) {
+                break ScanEnd::Torn { offset: o, reason: "checksum mismatch on the last record before a zero-filled tail".into() };
             }
             break ScanEnd::Corrupt { offset: o, reason: "checksum mismatch".into() };
         }
@@ -391,6 +401,26 @@ pub fn scan(bytes: &[u8], file: &str, mut on_record: impl FnMut(Record, u64)) ->
     };
     let last_seq = last_seq.max(header.high_water);
     Ok(Scan { header, valid_len, end, last_seq })
+}
+
+/// The first offset at or after `from` holding a complete, checksum-valid, decodable record
+/// with a sequence number after `after_seq` (used to tell a damaged length field from a torn
+/// tail).
+fn find_valid_record(bytes: &[u8], from: usize, dims: usize, after_seq: u64) -> Option<usize> {
+    let total = bytes.len();
+    let mut p = from;
+    while p + 8 + 17 <= total {
+        let len = u32::from_le_bytes(bytes[p..p + 4].try_into().unwrap()) as usize;
+        if (17..=MAX_RECORD).contains(&len) && p + 8 + len <= total && matches!(bytes[p + 8], KIND_PUT | KIND_UPDATE | KIND_DELETE) {
+            let crc = u32::from_le_bytes(bytes[p + 4..p + 8].try_into().unwrap());
+            let body = &bytes[p + 8..p + 8 + len];
+            if crc32c::crc32c(body) == crc && decode_body(body, dims).is_some_and(|r| r.seq() > after_seq) {
+                return Some(p);
+            }
+        }
+        p += 1;
+    }
+    None
 }
 
 pub fn log_name(gen: u64) -> String {
@@ -455,6 +485,24 @@ pub struct RepairReport {
 /// Keep every valid record before the first bad one; move the rest of the file aside into
 /// `<log>.corrupt-<offset>` and truncate the log there.
 pub fn repair(dir: &Path) -> Result<RepairReport> {
+    // Never cut a log under a running store.
+    let lock_path = dir.join(super::LOCK_FILE);
+    let _lock = if dir.is_dir() {
+        let f = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        match fs4::fs_std::FileExt::try_lock_exclusive(&f) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                return Err(Error::Locked(format!(
+                    "data directory {} is in use by a running memory server (lock {} is held); stop it before repair",
+                    dir.display(),
+                    lock_path.display()
+                )))
+            }
+        }
+        Some(f)
+    } else {
+        None
+    };
     let Some((_, path)) = find_current(dir)? else {
         return Err(Error::NotFound(format!("no log file (wal-*.log) in {}", dir.display())));
     };

@@ -47,6 +47,8 @@ pub const META_FILE: &str = "store.json";
 pub const LOCK_FILE: &str = "LOCK";
 /// Most operations the writer takes into one group.
 const MAX_GROUP_ITEMS: usize = 4096;
+/// Extra stored neighbours fetched when scoring a new memory (see `score_new`).
+const ASSOC_TIE_SLACK: usize = 8;
 /// Most queries the searcher runs in one pass.
 const MAX_SEARCH_BATCH: usize = 64;
 
@@ -190,13 +192,20 @@ pub struct SearchRequest {
 
 impl SearchRequest {
     fn group_key(&self) -> String {
+        // Queries with a filter but no canonical key must not share a pass with a different
+        // filter: fall back to the filter's identity.
+        let filter_key = match (&self.filter, self.filter_key.is_empty()) {
+            (Some(f), true) if !f.is_empty() => format!("\u{1}ptr:{:p}", Arc::as_ptr(f)),
+            (None, _) => String::new(),
+            _ => self.filter_key.clone(),
+        };
         format!(
             "{}\u{0}{}\u{0}{:?}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{}",
             self.namespace,
             self.k,
             self.min_score,
             self.min_significance,
-            self.filter_key,
+            filter_key,
             self.since_ms,
             self.until_ms,
             self.recency_half_life_s,
@@ -263,7 +272,8 @@ pub struct TensorStore {
     tx: Mutex<Option<Sender<Op>>>,
     search_tx: Mutex<Option<Sender<SearchJob>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    _lock: File,
+    /// Held (flock) until close.
+    lock: Mutex<Option<File>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -424,7 +434,6 @@ impl TensorStore {
         } else if meta.embedder.is_none() {
             meta.embedder = opts.embedder.clone();
         }
-        write_meta(&dir, &meta)?;
 
         // Leftovers of an interrupted compaction.
         if let Ok(rd) = std::fs::read_dir(&dir) {
@@ -445,15 +454,25 @@ impl TensorStore {
                 LogWriter::open_append(path, 1, log::HEADER_LEN as u64)?
             }
             Some((gen, path)) => {
-                let bytes = log::read_all(&path)?;
+                let mut bytes = log::read_all(&path)?;
+                if gen == 1 && bytes.len() < log::HEADER_LEN {
+                    // A crash while the very first log was being created: it holds no records
+                    // (the header is written and synced before any), so start it again.
+                    let header = Header { dims: opts.dims as u32, gen: 1, high_water: 0 }.encode();
+                    std::fs::write(&path, header).map_err(|e| Error::io(&path, e))?;
+                    File::open(&path).and_then(|f| f.sync_all()).map_err(|e| Error::io(&path, e))?;
+                    bytes = header.to_vec();
+                }
                 let file = path.display().to_string();
-                let sc = replay(&bytes, &file, &mut st)?;
-                if sc.header.dims as usize != opts.dims {
+                // Check the dims before replaying: vectors are decoded with the header's dims.
+                let header = Header::decode(&bytes, &file)?;
+                if header.dims as usize != opts.dims {
                     return Err(Error::invalid(format!(
                         "log {file} holds {}-dimensional vectors, expected {}",
-                        sc.header.dims, opts.dims
+                        header.dims, opts.dims
                     )));
                 }
+                let sc = replay(&bytes, &file, &mut st)?;
                 if let ScanEnd::Corrupt { offset, reason } = sc.end {
                     return Err(Error::Corrupt {
                         file: format!("{file} (run `memory-server repair` to keep the records before it)"),
@@ -478,6 +497,10 @@ impl TensorStore {
             }
         };
 
+        // Record the directory's identity only once the log has been accepted, so a refused
+        // open (wrong dims, corruption) does not rewrite it.
+        write_meta(&dir, &meta)?;
+
         let shared = Arc::new(Shared {
             dir: dir.clone(),
             dims: opts.dims,
@@ -501,7 +524,7 @@ impl TensorStore {
             tx: Mutex::new(Some(tx)),
             search_tx: Mutex::new(Some(stx)),
             threads: Mutex::new(vec![t1, t2]),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -576,6 +599,20 @@ impl TensorStore {
             if r.namespace.is_empty() || r.id.is_empty() || r.namespace.len() > 65535 || r.id.len() > 65535 {
                 return done(Err(Error::invalid(format!("records[{i}] needs a namespace and an id"))));
             }
+            if r.associations.iter().any(|a| a.len() > 65535) {
+                return done(Err(Error::PayloadTooLarge(format!("records[{i}].associations has an id over 65535 bytes"))));
+            }
+            // NaN or out-of-range significance would corrupt the ordered significance index.
+            if let Err(e) = check_significance(&format!("records[{i}].significance"), r.significance) {
+                return done(Err(e));
+            }
+            // Reads hand metadata out as JSON object text: it must be one.
+            if let Err(e) = check_metadata(&format!("records[{i}].metadata"), Some(&r.metadata)) {
+                return done(Err(e));
+            }
+            if r.vector.iter().all(|&x| x == 0.0) {
+                return done(Err(Error::invalid(format!("records[{i}].embedding must not be the zero vector"))));
+            }
         }
         self.send(Op::BulkLoad(records, done))
     }
@@ -594,6 +631,25 @@ impl TensorStore {
         let tx = self.tx.lock().take();
         let stx = self.search_tx.lock().take();
         drop(stx);
+        // Called from one of the store's own threads (e.g. a completion callback dropped the
+        // last handle): waiting for the writer or joining would deadlock. Hang up instead;
+        // the writer drains what is queued, syncs and exits on its own.
+        let me = std::thread::current().id();
+        if self.threads.lock().iter().any(|t| t.thread().id() == me) {
+            drop(tx);
+            let threads: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
+            let lock = self.lock.lock().take();
+            let shared = self.shared.clone();
+            // Keep the directory locked until the writer has really finished.
+            let _ = std::thread::Builder::new().name("memory-close".into()).spawn(move || {
+                for t in threads {
+                    let _ = t.join();
+                }
+                shared.closed.store(true, Ordering::SeqCst);
+                drop(lock);
+            });
+            return Ok(());
+        }
         let mut res = Ok(());
         if let Some(tx) = tx {
             let (dtx, drx) = mpsc::channel();
@@ -605,6 +661,8 @@ impl TensorStore {
             let _ = t.join();
         }
         self.shared.closed.store(true, Ordering::SeqCst);
+        // Release the directory lock now, not when the last reference goes away.
+        drop(self.lock.lock().take());
         res
     }
 
@@ -1183,6 +1241,9 @@ impl Writer {
                     seq += 1;
                     let mut r = r.clone();
                     r.seq = seq;
+                    if r.metadata.trim().is_empty() {
+                        r.metadata = "{}".into();
+                    }
                     normalize(&mut r.vector[..dims]);
                     log::encode_record(&mut buf, &Record::Put(r.clone()));
                     keep.push(r);
@@ -1210,6 +1271,17 @@ impl Writer {
     /// Rewrite the log with only the visible memories (updates merged), as generation
     /// gen+1, then switch to it. Sequence numbers are kept, so list cursors stay valid.
     fn compact(&mut self) -> Result<CompactReport> {
+        let tmp = self.shared.dir.join(format!("{}.tmp", log::log_name(self.log.gen + 1)));
+        // A leftover from a failed attempt would make `create_new` fail forever.
+        let _ = std::fs::remove_file(&tmp);
+        let r = self.compact_inner();
+        if r.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        r
+    }
+
+    fn compact_inner(&mut self) -> Result<CompactReport> {
         let dir = self.shared.dir.clone();
         let gen = self.log.gen + 1;
         let tmp = dir.join(format!("{}.tmp", log::log_name(gen)));
@@ -1249,10 +1321,21 @@ impl Writer {
             f.sync_all().map_err(|e| Error::io(&tmp, e))?;
         }
         std::fs::rename(&tmp, &final_path).map_err(|e| Error::io(&final_path, e))?;
-        log::sync_dir(&dir)?;
-        let old = std::mem::replace(&mut self.log.path, final_path.clone());
-        let len = std::fs::metadata(&final_path).map_err(|e| Error::io(&final_path, e))?.len();
-        self.log = LogWriter::open_append(final_path, gen, len)?;
+        // Open the new log before switching to it. If that fails, take the new generation
+        // back out so the old log (which later writes keep going to) stays the truth.
+        let opened = log::sync_dir(&dir)
+            .and_then(|_| std::fs::metadata(&final_path).map_err(|e| Error::io(&final_path, e)))
+            .and_then(|m| LogWriter::open_append(final_path.clone(), gen, m.len()));
+        let new_log = match opened {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_file(&final_path);
+                let _ = log::sync_dir(&dir);
+                return Err(e);
+            }
+        };
+        let len = new_log.len;
+        let old = std::mem::replace(&mut self.log, new_log).path;
         let _ = std::fs::remove_file(&old);
         let rows_after = new_state.len();
         let last_seq = new_state.last_seq;
@@ -1287,7 +1370,10 @@ fn score_new(st: &State, news: &mut [NewMemory], dims: usize, now: i64) {
         for &i in &idx {
             queries.extend_from_slice(&news[i].record.vector);
         }
-        let p = ScanParams { namespace: &ns, k: MAX_ASSOCIATIONS, now_ms: now, ..Default::default() };
+        // A few more than needed, then every cosine is recomputed with one kernel below, so
+        // that ties (e.g. the same text stored twice) break the same way (newest first)
+        // whether the memories were stored in one batch or one by one.
+        let p = ScanParams { namespace: &ns, k: MAX_ASSOCIATIONS + ASSOC_TIE_SLACK, now_ms: now, ..Default::default() };
         // Stored neighbours, in passes of at most 64 queries.
         let mut stored: Vec<Vec<Hit>> = Vec::with_capacity(idx.len());
         for part in queries.chunks(64 * dims) {
@@ -1299,7 +1385,10 @@ fn score_new(st: &State, news: &mut [NewMemory], dims: usize, now: i64) {
             // Candidates: stored hits + earlier group members of this namespace.
             let mut cands: Vec<(f32, String, i64)> = stored[qi]
                 .iter()
-                .map(|h| (h.score, st.rows[h.row as usize].id.to_string(), st.rows[h.row as usize].seq as i64))
+                .map(|h| {
+                    let r = h.row as usize;
+                    ((k.dot)(&news[i].record.vector, st.vectors.row(r)), st.rows[r].id.to_string(), st.rows[r].seq as i64)
+                })
                 .collect();
             let mut recent_cos: Vec<f32> = recent.iter().map(|&r| (k.dot)(&news[i].record.vector, st.vectors.row(r as usize))).collect();
             for &j in &idx[..qi] {

@@ -101,7 +101,9 @@ impl<'a> Ctx<'a> {
             (self.k.dot_rows)(self.queries, rows, dims, &mut buf[..n]);
             let thr_free = self.p.recency_half_life_s.is_none() && self.p.min_score.is_none();
             for (i, &s) in buf[..n].iter().enumerate() {
-                if thr_free && s <= heaps[0].threshold() {
+                // `<`, not `<=`: an equal score still wins against an older row (TopK keeps
+                // the newer row on ties), as in every other path.
+                if thr_free && s < heaps[0].threshold() {
                     continue;
                 }
                 self.push(heaps, 0, start + i, s);

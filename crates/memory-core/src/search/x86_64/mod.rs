@@ -1,0 +1,40 @@
+//! x86-64 kernels: AVX2+FMA (`avx2`) and AVX-512F (`avx512`).
+//!
+//! The safe wrappers in the tables below are only handed out (via `super::kernels_for`) after
+//! `has_avx2()` / `has_avx512()` returned true, which is what makes calling the
+//! `#[target_feature]` implementations inside them sound.
+
+use super::{Isa, Kernels};
+
+mod avx2;
+mod avx512;
+
+/// AVX2 and FMA are both required by the `avx2` kernels.
+pub(super) fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// The `avx512` kernels only use AVX-512F instructions.
+pub(super) fn has_avx512() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+pub(super) static AVX2: Kernels = Kernels {
+    isa: Isa::Avx2,
+    dot: avx2::dot,
+    dot_rows: avx2::dot_rows,
+    dot_block: avx2::dot_block,
+    sum: avx2::sum,
+    fma_peak: avx2::fma_peak,
+    fma_flops_per_iter: avx2::FMA_FLOPS_PER_ITER,
+};
+
+pub(super) static AVX512: Kernels = Kernels {
+    isa: Isa::Avx512,
+    dot: avx512::dot,
+    dot_rows: avx512::dot_rows,
+    dot_block: avx512::dot_block,
+    sum: avx512::sum,
+    fma_peak: avx512::fma_peak,
+    fma_flops_per_iter: avx512::FMA_FLOPS_PER_ITER,
+};
