@@ -55,6 +55,8 @@ pub struct OpenOptions {
     pub embedder_hash: Option<String>,
     /// Accept a different embedder of the same dims.
     pub reembed: Option<bool>,
+    /// Let concurrent writes share one fsync (default true; false = one fsync per write).
+    pub group_commit: Option<bool>,
 }
 
 #[napi(object)]
@@ -262,6 +264,7 @@ fn store_options(o: OpenOptions) -> napi::Result<StoreOptions> {
         _ => None,
     };
     so.reembed = o.reembed.unwrap_or(false);
+    so.group_commit = o.group_commit.unwrap_or(true);
     Ok(so)
 }
 

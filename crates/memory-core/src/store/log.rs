@@ -260,51 +260,109 @@ impl<'a> Cursor<'a> {
     fn f32(&mut self) -> Option<f32> {
         self.u32().map(f32::from_bits)
     }
-    fn str16(&mut self) -> Option<String> {
-        let n = self.u16()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
+}
+
+/// A record decoded without copying: strings and the vector bytes borrow the log image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordRef<'a> {
+    Put {
+        seq: u64,
+        ts: i64,
+        namespace: &'a str,
+        id: &'a str,
+        text: &'a str,
+        metadata: &'a str,
+        significance: f32,
+        expires_at: i64,
+        associations: Vec<&'a str>,
+        /// `dims` little-endian f32.
+        vector: &'a [u8],
+    },
+    Update { seq: u64, ts: i64, namespace: &'a str, id: &'a str, metadata: Option<&'a str>, significance: Option<f32> },
+    Delete { seq: u64, ts: i64, namespace: &'a str, id: &'a str },
+}
+
+impl RecordRef<'_> {
+    pub fn seq(&self) -> u64 {
+        match self {
+            RecordRef::Put { seq, .. } | RecordRef::Update { seq, .. } | RecordRef::Delete { seq, .. } => *seq,
+        }
     }
-    fn str32(&mut self) -> Option<String> {
-        let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
+
+    pub fn to_owned(&self) -> Record {
+        match self {
+            RecordRef::Put { seq, ts, namespace, id, text, metadata, significance, expires_at, associations, vector } => Record::Put(PutRecord {
+                seq: *seq,
+                ts: *ts,
+                namespace: namespace.to_string(),
+                id: id.to_string(),
+                text: text.to_string(),
+                metadata: metadata.to_string(),
+                significance: *significance,
+                expires_at: *expires_at,
+                associations: associations.iter().map(|a| a.to_string()).collect(),
+                vector: vector.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+            }),
+            RecordRef::Update { seq, ts, namespace, id, metadata, significance } => Record::Update(UpdateRecord {
+                seq: *seq,
+                ts: *ts,
+                namespace: namespace.to_string(),
+                id: id.to_string(),
+                metadata: metadata.map(str::to_string),
+                significance: *significance,
+            }),
+            RecordRef::Delete { seq, ts, namespace, id } => {
+                Record::Delete(DeleteRecord { seq: *seq, ts: *ts, namespace: namespace.to_string(), id: id.to_string() })
+            }
+        }
     }
 }
 
-/// Decode a record body (already checksum-verified). `None` means malformed.
-pub fn decode_body(body: &[u8], dims: usize) -> Option<Record> {
+impl<'a> Cursor<'a> {
+    fn str16_ref(&mut self) -> Option<&'a str> {
+        let n = self.u16()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+    fn str32_ref(&mut self) -> Option<&'a str> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+}
+
+/// Decode a record body (already checksum-verified) without copying. `None` means malformed.
+pub fn decode_body_ref(body: &[u8], dims: usize) -> Option<RecordRef<'_>> {
     let mut c = Cursor { b: body, p: 0 };
     let kind = c.u8()?;
     let seq = c.u64()?;
     let ts = c.i64()?;
     let rec = match kind {
         KIND_PUT => {
-            let namespace = c.str16()?;
-            let id = c.str16()?;
-            let text = c.str32()?;
-            let metadata = c.str32()?;
+            let namespace = c.str16_ref()?;
+            let id = c.str16_ref()?;
+            let text = c.str32_ref()?;
+            let metadata = c.str32_ref()?;
             let significance = c.f32()?;
             let expires_at = c.i64()?;
             let n = c.u8()? as usize;
             let mut associations = Vec::with_capacity(n);
             for _ in 0..n {
-                associations.push(c.str16()?);
+                associations.push(c.str16_ref()?);
             }
-            let raw = c.take(dims * 4)?;
-            let vector = raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-            Record::Put(PutRecord { seq, ts, namespace, id, text, metadata, significance, expires_at, associations, vector })
+            let vector = c.take(dims * 4)?;
+            RecordRef::Put { seq, ts, namespace, id, text, metadata, significance, expires_at, associations, vector }
         }
         KIND_UPDATE => {
-            let namespace = c.str16()?;
-            let id = c.str16()?;
+            let namespace = c.str16_ref()?;
+            let id = c.str16_ref()?;
             let flags = c.u8()?;
-            let metadata = if flags & 1 != 0 { Some(c.str32()?) } else { None };
+            let metadata = if flags & 1 != 0 { Some(c.str32_ref()?) } else { None };
             let significance = if flags & 2 != 0 { Some(c.f32()?) } else { None };
-            Record::Update(UpdateRecord { seq, ts, namespace, id, metadata, significance })
+            RecordRef::Update { seq, ts, namespace, id, metadata, significance }
         }
         KIND_DELETE => {
-            let namespace = c.str16()?;
-            let id = c.str16()?;
-            Record::Delete(DeleteRecord { seq, ts, namespace, id })
+            let namespace = c.str16_ref()?;
+            let id = c.str16_ref()?;
+            RecordRef::Delete { seq, ts, namespace, id }
         }
         _ => return None,
     };
@@ -312,6 +370,42 @@ pub fn decode_body(body: &[u8], dims: usize) -> Option<Record> {
         return None;
     }
     Some(rec)
+}
+
+/// Decode a record body (already checksum-verified). `None` means malformed.
+pub fn decode_body(body: &[u8], dims: usize) -> Option<Record> {
+    decode_body_ref(body, dims).map(|r| r.to_owned())
+}
+
+/// Record frames `(offset, body length)` found by following length prefixes only (no
+/// checksums). `true` when they cover the file exactly; `false` when something at the tail
+/// does not frame (the caller falls back to [`scan`] to classify it).
+pub fn frames(bytes: &[u8]) -> (Vec<(usize, usize)>, bool) {
+    let total = bytes.len();
+    let mut off = HEADER_LEN.min(total);
+    let mut out = Vec::with_capacity(total / 512 + 1);
+    while off < total {
+        if total - off < 8 {
+            return (out, false);
+        }
+        let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+        if len == 0 || len > MAX_RECORD || off + 8 + len > total {
+            return (out, false);
+        }
+        out.push((off, len));
+        off += 8 + len;
+    }
+    (out, true)
+}
+
+/// Checksum and decode one frame found by [`frames`].
+pub fn check_frame(bytes: &[u8], off: usize, len: usize, dims: usize) -> Option<RecordRef<'_>> {
+    let crc = u32::from_le_bytes(bytes[off + 4..off + 8].try_into().unwrap());
+    let body = &bytes[off + 8..off + 8 + len];
+    if crc32c::crc32c(body) != crc {
+        return None;
+    }
+    decode_body_ref(body, dims)
 }
 
 /// What a scan of a log file found.

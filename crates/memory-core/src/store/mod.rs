@@ -94,11 +94,14 @@ pub struct StoreOptions {
     pub embedder: Option<EmbedderInfo>,
     /// Accept a different embedder of the same dims (and record the new one).
     pub reembed: bool,
+    /// Let concurrent writes share one fsync (default). `false` commits every operation on
+    /// its own — the one-fsync-per-put baseline the benchmarks compare against.
+    pub group_commit: bool,
 }
 
 impl StoreOptions {
     pub fn new(dims: usize) -> Self {
-        StoreOptions { dims, fsync: FsyncPolicy::Always, embedder: None, reembed: false }
+        StoreOptions { dims, fsync: FsyncPolicy::Always, embedder: None, reembed: false, group_commit: true }
     }
 }
 
@@ -258,6 +261,7 @@ struct Shared {
     dir: PathBuf,
     dims: usize,
     fsync: FsyncPolicy,
+    group_commit: bool,
     embedder: Option<EmbedderInfo>,
     state: RwLock<State>,
     storage_bytes: AtomicU64,
@@ -505,6 +509,7 @@ impl TensorStore {
             dir: dir.clone(),
             dims: opts.dims,
             fsync: opts.fsync,
+            group_commit: opts.group_commit,
             embedder: meta.embedder.clone(),
             storage_bytes: AtomicU64::new(writer.len),
             state: RwLock::new(st),
@@ -870,28 +875,108 @@ fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {
 }
 
 /// Replay a log image into `st`.
+///
+/// Fast path: frame the records by their length prefixes, verify checksums and decode them
+/// on all cores without copying (metadata parsed there too), then apply them in order with
+/// the ordered significance index built once at the end. If anything does not verify, the
+/// sequential [`log::scan`] classifies the damage (torn tail or corruption) and only the
+/// valid prefix is applied.
 fn replay(bytes: &[u8], file: &str, st: &mut State) -> Result<log::Scan> {
-    log::scan(bytes, file, |rec, _| match rec {
-        Record::Put(r) => {
-            st.apply_put(r, None);
-        }
-        Record::Update(u) => {
-            if let Some(n) = st.ns_id(&u.namespace) {
-                if let Some(&row) = st.namespaces[n as usize].ids.get(u.id.as_str()) {
-                    st.apply_update(row, u.metadata, u.significance, u.seq);
-                }
+    use rayon::prelude::*;
+    let header = Header::decode(bytes, file)?;
+    let dims = header.dims as usize;
+    let trace = std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some();
+    let t0 = Instant::now();
+    let (frames, framed) = log::frames(bytes);
+    type Decoded<'a> = Option<(log::RecordRef<'a>, Option<Box<Map<String, Value>>>)>;
+    let decoded: Vec<Decoded> = frames
+        .par_iter()
+        .with_min_len(256)
+        .map(|&(off, len)| {
+            let rec = log::check_frame(bytes, off, len, dims)?;
+            let meta = match &rec {
+                log::RecordRef::Put { metadata, .. } => parse_metadata(metadata),
+                _ => None,
+            };
+            Some((rec, meta))
+        })
+        .collect();
+    if trace {
+        eprintln!("replay: framed+decoded {} records in {:?}", frames.len(), t0.elapsed());
+    }
+    let mut ok = framed && decoded.iter().all(|d| d.is_some());
+    if ok {
+        let mut last = 0u64;
+        for d in decoded.iter().flatten() {
+            if d.0.seq() <= last {
+                ok = false;
+                break;
             }
-            st.last_seq = st.last_seq.max(u.seq);
+            last = d.0.seq();
         }
-        Record::Delete(d) => {
-            if let Some(n) = st.ns_id(&d.namespace) {
-                if let Some(&row) = st.namespaces[n as usize].ids.get(d.id.as_str()) {
-                    st.kill(row);
-                }
+    }
+    let (sc, limit) = if ok {
+        let last_seq = decoded.last().and_then(|d| d.as_ref()).map(|d| d.0.seq()).unwrap_or(0).max(header.high_water);
+        (log::Scan { header, valid_len: bytes.len() as u64, end: ScanEnd::Clean, last_seq }, decoded.len())
+    } else {
+        let sc = log::scan(bytes, file, |_, _| {})?;
+        let n = frames.iter().take_while(|&&(o, l)| (o + 8 + l) as u64 <= sc.valid_len).count();
+        (sc, n)
+    };
+    st.defer_sig_index(limit);
+    let mut vectors: Vec<(u32, &[u8])> = Vec::with_capacity(limit);
+    for (i, d) in decoded.into_iter().take(limit).enumerate() {
+        let Some((rec, meta)) = d else {
+            return Err(Error::Corrupt { file: file.to_string(), offset: frames[i].0 as u64, reason: "record failed verification".into() });
+        };
+        match rec {
+            log::RecordRef::Put { seq, ts, namespace, id, text, metadata, significance, expires_at, associations, vector } => {
+                let row = st.insert_row(state::NewRow {
+                    seq,
+                    ts,
+                    namespace,
+                    id,
+                    text,
+                    metadata_raw: metadata,
+                    metadata: meta,
+                    significance,
+                    expires_at,
+                    associations: associations.into_iter().map(Box::from).collect(),
+                    vector: state::VectorSrc::Deferred,
+                });
+                vectors.push((row, vector));
             }
-            st.last_seq = st.last_seq.max(d.seq);
+            log::RecordRef::Update { seq, namespace, id, metadata, significance, .. } => {
+                if let Some(n) = st.ns_id(namespace) {
+                    if let Some(&row) = st.namespaces[n as usize].ids.get(id) {
+                        st.apply_update(row, metadata.map(str::to_string), significance, seq);
+                    }
+                }
+                st.last_seq = st.last_seq.max(seq);
+            }
+            log::RecordRef::Delete { seq, namespace, id, .. } => {
+                if let Some(n) = st.ns_id(namespace) {
+                    if let Some(&row) = st.namespaces[n as usize].ids.get(id) {
+                        st.kill(row);
+                    }
+                }
+                st.last_seq = st.last_seq.max(seq);
+            }
         }
-    })
+    }
+    if trace {
+        eprintln!("replay: applied in {:?}", t0.elapsed());
+    }
+    st.vectors.fill_le_bytes(&vectors);
+    drop(vectors);
+    if trace {
+        eprintln!("replay: vectors in {:?}", t0.elapsed());
+    }
+    st.rebuild_sig_index();
+    if trace {
+        eprintln!("replay: sig index in {:?}", t0.elapsed());
+    }
+    Ok(sc)
 }
 
 fn memory_of(st: &State, row: u32, with_embedding: bool, score: Option<f32>) -> Memory {
@@ -980,7 +1065,8 @@ impl Writer {
                 Op::Put(items, done) => {
                     let mut group = vec![(items, done)];
                     let mut n: usize = group[0].0.len();
-                    while n < MAX_GROUP_ITEMS {
+                    let max_items = if self.shared.group_commit { MAX_GROUP_ITEMS } else { 0 };
+                    while n < max_items {
                         match self.rx.try_recv() {
                             Ok(Op::Put(items, done)) => {
                                 n += items.len();

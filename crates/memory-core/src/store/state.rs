@@ -2,7 +2,9 @@
 //! chunks that the search scans directly, per-namespace id maps, an ordered significance
 //! index and a metadata inverted index.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
+#[cfg(not(unix))]
+use std::alloc::{alloc_zeroed, dealloc};
+use std::alloc::Layout;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::ptr::NonNull;
@@ -16,7 +18,11 @@ use crate::store::log::{PutRecord, NO_EXPIRY};
 /// Rows per vector chunk. A multiple of every scan block size.
 pub const CHUNK_ROWS: usize = 16384;
 
-/// One fixed-capacity, 64-byte aligned, zero-initialised block of `CHUNK_ROWS × dims` f32.
+/// One fixed-capacity, zero-initialised block of `CHUNK_ROWS × dims` f32, page aligned.
+///
+/// On Unix it is an anonymous mapping: pages are zero-filled lazily by the kernel (a small
+/// store does not pay for a whole chunk) and, on Linux, transparent huge pages are requested
+/// so filling a large store takes far fewer page faults.
 struct Chunk {
     ptr: NonNull<f32>,
     floats: usize,
@@ -28,18 +34,40 @@ unsafe impl Send for Chunk {}
 unsafe impl Sync for Chunk {}
 
 impl Chunk {
-    fn layout(floats: usize) -> Layout {
-        Layout::from_size_align(floats.max(16) * 4, 64).expect("chunk layout")
+    fn bytes(floats: usize) -> usize {
+        floats.max(16) * 4
     }
+
+    #[cfg(unix)]
     fn new(floats: usize) -> Chunk {
+        let len = Self::bytes(floats);
+        // SAFETY: an anonymous private mapping with no address hint; the result is checked.
+        let p = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        };
+        if p == libc::MAP_FAILED {
+            std::alloc::handle_alloc_error(Layout::from_size_align(len, 4096).expect("chunk layout"));
+        }
+        #[cfg(target_os = "linux")]
+        // SAFETY: advisory only, on the mapping just created; failure is harmless.
+        unsafe {
+            libc::madvise(p, len, libc::MADV_HUGEPAGE);
+        }
+        Chunk { ptr: NonNull::new(p as *mut f32).expect("mmap returned null"), floats }
+    }
+
+    #[cfg(not(unix))]
+    fn new(floats: usize) -> Chunk {
+        let layout = Layout::from_size_align(Self::bytes(floats), 64).expect("chunk layout");
         // SAFETY: the layout has non-zero size; alloc_zeroed returns memory valid for
         // `floats` f32 (all-zero bytes are a valid f32) or null, which we check.
-        let raw = unsafe { alloc_zeroed(Self::layout(floats)) } as *mut f32;
-        let ptr = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(Self::layout(floats)));
+        let raw = unsafe { alloc_zeroed(layout) } as *mut f32;
+        let ptr = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
         Chunk { ptr, floats }
     }
+
     fn as_slice(&self) -> &[f32] {
-        // SAFETY: ptr is valid for `floats` initialised f32 for the life of self.
+        // SAFETY: ptr is valid for `floats` initialised (zeroed) f32 for the life of self.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.floats) }
     }
     fn as_mut_slice(&mut self) -> &mut [f32] {
@@ -49,9 +77,18 @@ impl Chunk {
 }
 
 impl Drop for Chunk {
+    #[cfg(unix)]
     fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `new`.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, Self::bytes(self.floats));
+        }
+    }
+    #[cfg(not(unix))]
+    fn drop(&mut self) {
+        let layout = Layout::from_size_align(Self::bytes(self.floats), 64).expect("chunk layout");
         // SAFETY: allocated in `new` with this exact layout.
-        unsafe { dealloc(self.ptr.as_ptr() as *mut u8, Self::layout(self.floats)) }
+        unsafe { dealloc(self.ptr.as_ptr() as *mut u8, layout) }
     }
 }
 
@@ -81,6 +118,46 @@ impl Vectors {
         self.chunks[c].as_mut_slice()[o * self.dims..(o + 1) * self.dims].copy_from_slice(v);
         self.len += 1;
     }
+    /// Add a row whose values are written later by [`Vectors::fill_le_bytes`] (zero until then).
+    pub fn push_deferred(&mut self) {
+        if self.len / CHUNK_ROWS == self.chunks.len() {
+            self.chunks.push(Chunk::new(CHUNK_ROWS * self.dims));
+        }
+        self.len += 1;
+    }
+
+    /// Write rows from little-endian bytes, on all cores (one task per chunk). `rows` must be
+    /// sorted by row.
+    pub fn fill_le_bytes(&mut self, rows: &[(u32, &[u8])]) {
+        use rayon::prelude::*;
+        let dims = self.dims;
+        self.chunks.par_iter_mut().enumerate().for_each(|(c, chunk)| {
+            let lo = rows.partition_point(|&(r, _)| (r as usize) < c * CHUNK_ROWS);
+            let hi = rows.partition_point(|&(r, _)| (r as usize) < (c + 1) * CHUNK_ROWS);
+            let dst = chunk.as_mut_slice();
+            for &(r, b) in &rows[lo..hi] {
+                let o = (r as usize % CHUNK_ROWS) * dims;
+                for (d, s) in dst[o..o + dims].iter_mut().zip(b.chunks_exact(4)) {
+                    *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+                }
+            }
+        });
+    }
+
+    /// Push a row given as little-endian f32 bytes (`dims × 4` of them).
+    pub fn push_le_bytes(&mut self, b: &[u8]) {
+        debug_assert_eq!(b.len(), self.dims * 4);
+        let (c, o) = (self.len / CHUNK_ROWS, self.len % CHUNK_ROWS);
+        if c == self.chunks.len() {
+            self.chunks.push(Chunk::new(CHUNK_ROWS * self.dims));
+        }
+        let dst = &mut self.chunks[c].as_mut_slice()[o * self.dims..(o + 1) * self.dims];
+        for (d, s) in dst.iter_mut().zip(b.chunks_exact(4)) {
+            *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+        }
+        self.len += 1;
+    }
+
     #[inline]
     pub fn row(&self, r: usize) -> &[f32] {
         let (c, o) = (r / CHUNK_ROWS, r % CHUNK_ROWS);
@@ -149,6 +226,32 @@ pub struct State {
     pub last_seq: u64,
     pub live_count: usize,
     pub associations_total: usize,
+    /// Set during bulk replay; see [`State::rebuild_sig_index`].
+    pub defer_sig_index: bool,
+}
+
+/// Where a new row's vector comes from.
+pub enum VectorSrc<'a> {
+    F32(&'a [f32]),
+    /// Little-endian f32 bytes straight from the log image.
+    LeBytes(&'a [u8]),
+    /// Written afterwards with [`Vectors::fill_le_bytes`] (bulk replay).
+    Deferred,
+}
+
+/// A row to insert, borrowing its strings (from a record or the log image).
+pub struct NewRow<'a> {
+    pub seq: u64,
+    pub ts: i64,
+    pub namespace: &'a str,
+    pub id: &'a str,
+    pub text: &'a str,
+    pub metadata_raw: &'a str,
+    pub metadata: Option<Box<Map<String, Value>>>,
+    pub significance: f32,
+    pub expires_at: i64,
+    pub associations: Box<[Box<str>]>,
+    pub vector: VectorSrc<'a>,
 }
 
 pub fn parse_metadata(raw: &str) -> Option<Box<Map<String, Value>>> {
@@ -177,6 +280,7 @@ impl State {
             last_seq: 0,
             live_count: 0,
             associations_total: 0,
+            defer_sig_index: false,
         }
     }
 
@@ -221,23 +325,48 @@ impl State {
     /// only writes such a put when the old one had expired; replay does the same).
     /// `metadata` may be passed pre-parsed to save a parse.
     pub fn apply_put(&mut self, r: PutRecord, metadata: Option<Option<Box<Map<String, Value>>>>) -> u32 {
-        let n = self.ns_id_or_create(&r.namespace);
-        if let Some(&old) = self.namespaces[n as usize].ids.get(r.id.as_str()) {
+        let metadata = metadata.unwrap_or_else(|| parse_metadata(&r.metadata));
+        self.insert_row(NewRow {
+            seq: r.seq,
+            ts: r.ts,
+            namespace: &r.namespace,
+            id: &r.id,
+            text: &r.text,
+            metadata_raw: &r.metadata,
+            metadata,
+            significance: r.significance,
+            expires_at: r.expires_at,
+            associations: r.associations.iter().map(|a| Box::from(a.as_str())).collect(),
+            vector: VectorSrc::F32(&r.vector),
+        })
+    }
+
+    /// Append a row. A live row with the same (namespace, id) is retired first (the writer
+    /// only writes such a put when the old one had expired; replay does the same).
+    pub fn insert_row(&mut self, r: NewRow<'_>) -> u32 {
+        let n = self.ns_id_or_create(r.namespace);
+        if let Some(&old) = self.namespaces[n as usize].ids.get(r.id) {
             self.kill(old);
         }
         let row = self.rows.len() as u32;
-        let metadata = metadata.unwrap_or_else(|| parse_metadata(&r.metadata));
+        let defer = self.defer_sig_index;
         let ns = &mut self.namespaces[n as usize];
-        if let Some(m) = &metadata {
+        if let Some(m) = &r.metadata {
             for (path, key) in index_entries(m) {
                 ns.index.entry(path).or_default().entry(key).or_default().insert(row);
             }
         }
-        ns.ids.insert(r.id.clone().into_boxed_str(), row);
+        ns.ids.insert(Box::from(r.id), row);
         ns.rows.push(row);
         ns.live += 1;
-        ns.by_sig.insert(sig_key(r.significance, r.ts, row));
-        self.vectors.push(&r.vector);
+        if !defer {
+            ns.by_sig.insert(sig_key(r.significance, r.ts, row));
+        }
+        match r.vector {
+            VectorSrc::F32(v) => self.vectors.push(v),
+            VectorSrc::LeBytes(b) => self.vectors.push_le_bytes(b),
+            VectorSrc::Deferred => self.vectors.push_deferred(),
+        }
         self.ns_col.push(n);
         self.sig_col.push(r.significance);
         self.ts_col.push(r.ts);
@@ -247,15 +376,41 @@ impl State {
         self.rows.push(Row {
             seq: r.seq,
             ts: r.ts,
-            id: r.id.into_boxed_str(),
-            text: r.text.into_boxed_str(),
-            metadata_raw: r.metadata.into_boxed_str(),
-            metadata,
-            associations: r.associations.into_iter().map(String::into_boxed_str).collect(),
+            id: Box::from(r.id),
+            text: Box::from(r.text),
+            metadata_raw: Box::from(r.metadata_raw),
+            metadata: r.metadata,
+            associations: r.associations,
         });
         self.live_count += 1;
         self.last_seq = self.last_seq.max(r.seq);
         row
+    }
+
+    /// Bulk replay: stop maintaining the ordered significance index row by row…
+    pub fn defer_sig_index(&mut self, rows_hint: usize) {
+        self.defer_sig_index = true;
+        self.rows.reserve(rows_hint);
+        self.ns_col.reserve(rows_hint);
+        self.sig_col.reserve(rows_hint);
+        self.ts_col.reserve(rows_hint);
+        self.exp_col.reserve(rows_hint);
+        self.live_col.reserve(rows_hint);
+    }
+
+    /// …and build it once at the end (a sort and a bulk build instead of n inserts).
+    pub fn rebuild_sig_index(&mut self) {
+        self.defer_sig_index = false;
+        for ns in &mut self.namespaces {
+            let mut keys: Vec<SigKey> = ns
+                .rows
+                .iter()
+                .filter(|&&r| self.live_col[r as usize])
+                .map(|&r| sig_key(self.sig_col[r as usize], self.ts_col[r as usize], r))
+                .collect();
+            keys.sort_unstable();
+            ns.by_sig = keys.into_iter().collect();
+        }
     }
 
     /// Mark a row dead and drop it from every index.
@@ -268,7 +423,9 @@ impl State {
         let n = self.ns_col[r] as usize;
         let key = sig_key(self.sig_col[r], self.ts_col[r], row);
         let ns = &mut self.namespaces[n];
-        ns.by_sig.remove(&key);
+        if !self.defer_sig_index {
+            ns.by_sig.remove(&key);
+        }
         if ns.ids.get(&*self.rows[r].id) == Some(&row) {
             ns.ids.remove(&*self.rows[r].id);
         }
@@ -296,10 +453,14 @@ impl State {
         let r = row as usize;
         let n = self.ns_col[r] as usize;
         if let Some(s) = significance {
-            let ns = &mut self.namespaces[n];
-            ns.by_sig.remove(&sig_key(self.sig_col[r], self.ts_col[r], row));
-            self.sig_col[r] = s;
-            ns.by_sig.insert(sig_key(s, self.ts_col[r], row));
+            if self.defer_sig_index {
+                self.sig_col[r] = s;
+            } else {
+                let ns = &mut self.namespaces[n];
+                ns.by_sig.remove(&sig_key(self.sig_col[r], self.ts_col[r], row));
+                self.sig_col[r] = s;
+                ns.by_sig.insert(sig_key(s, self.ts_col[r], row));
+            }
         }
         if let Some(raw) = metadata {
             let ns = &mut self.namespaces[n];

@@ -25,6 +25,9 @@ const PREFETCH_GROUPS: usize = 2;
 /// Prefetch the next row tile into L1 during the last query tile of a group in `dot_block`.
 const PREFETCH_TILES: bool = true;
 
+/// Speculatively prefetch the following block of rows into L2 during `dot_block`.
+const PREFETCH_NEXT_BLOCK: bool = true;
+
 /// Queries kept hot in L1 while a 4-row tile is reused across them in `dot_block`.
 const QUERY_GROUP: usize = 8;
 
@@ -297,11 +300,32 @@ unsafe fn dot_block_ptr(
 ) {
     let nq4 = nq / 4 * 4;
     let nr4 = nr / 4 * 4;
+    // Speculative L2 prefetch of the *next* block of rows (`rows[nr*dims .. 2*nr*dims]`),
+    // spread over the query groups after the first: callers scan contiguous rows block by
+    // block, and the first query group over a block is otherwise DRAM-bound. Prefetches never
+    // fault, so running past the end of the caller's data is harmless.
+    let groups = nq4.div_ceil(QUERY_GROUP);
+    let block_lines = (nr * dims * 4).div_ceil(64);
+    let pf_steps = (groups.saturating_sub(1) * (nr4 / 4)).max(1);
+    let pf_per_step = if PREFETCH_NEXT_BLOCK && groups > 1 {
+        block_lines.div_ceil(pf_steps)
+    } else {
+        0
+    };
+    let mut pf_line = 0usize;
+    let next_block = rows.wrapping_add(nr * dims) as *const i8;
     let mut qg = 0;
     while qg < nq4 {
         let qg_end = (qg + QUERY_GROUP).min(nq4);
         let mut r = 0;
         while r < nr4 {
+            if qg > 0 {
+                let end = (pf_line + pf_per_step).min(block_lines);
+                while pf_line < end {
+                    _mm_prefetch::<_MM_HINT_T1>(next_block.wrapping_add(pf_line * 64));
+                    pf_line += 1;
+                }
+            }
             let mut q = qg;
             while q < qg_end {
                 // SAFETY: q + 4 <= nq and r + 4 <= nr, so the tile's inputs are in bounds and
