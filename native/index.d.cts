@@ -139,6 +139,8 @@ export interface OpenOptions {
   embedderHash?: string
   /** Accept a different embedder of the same dims. */
   reembed?: boolean
+  /** Let concurrent writes share one fsync (default true; false = one fsync per write). */
+  groupCommit?: boolean
 }
 
 export interface PutItem {
