@@ -832,7 +832,7 @@ export class WsServer {
     }
     const request = decoded.request;
     if (this._state !== 'running') {
-      this.enqueueReady(ws, st, errorReply('unavailable', ERROR_MESSAGES.shuttingDown, idType(request)), isBinary, received, request.type);
+      this.enqueueReady(ws, st, errorReply('unavailable', ERROR_MESSAGES.shuttingDown, { ...idType(request), data: { reason: 'shutting_down' } }), isBinary, received, request.type);
       return;
     }
     const handler = this.commands.get(request.type) ?? this.opts.onMessage;

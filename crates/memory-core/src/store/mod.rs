@@ -795,7 +795,8 @@ impl TensorStore {
         let mut out: Vec<(String, usize)> = st
             .namespaces
             .iter()
-            .map(|n| (n.name.clone(), n.rows.iter().filter(|&&r| st.visible(r as usize, now)).count()))
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), st.visible_count(i as u32, now)))
             .filter(|(_, c)| *c > 0)
             .collect();
         out.sort();
@@ -807,16 +808,16 @@ impl TensorStore {
         let st = self.shared.state.read();
         let now = now_ms();
         st.ns_id(namespace)
-            .map(|n| st.namespaces[n as usize].rows.iter().filter(|&&r| st.visible(r as usize, now)).count())
+            .map(|n| st.visible_count(n, now))
             .unwrap_or(0)
     }
 
     pub fn stats(&self) -> StoreStats {
         let st = self.shared.state.read();
         let now = now_ms();
-        let expired = (0..st.len()).filter(|&r| st.live_col[r] && st.expired(r, now)).count();
+        let total: usize = (0..st.namespaces.len()).map(|n| st.visible_count(n as u32, now)).sum();
         StoreStats {
-            total_memories: st.live_count - expired,
+            total_memories: total,
             dims: st.dims,
             storage_bytes: self.shared.storage_bytes.load(Ordering::Relaxed),
             storage_path: self.shared.dir.display().to_string(),

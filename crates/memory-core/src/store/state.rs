@@ -203,11 +203,13 @@ pub struct Namespace {
     pub by_sig: BTreeSet<SigKey>,
     /// path → value → rows having it.
     pub index: HashMap<String, HashMap<IndexKey, RoaringBitmap>>,
+    /// Rows given a TTL (usually none), so counting visible memories stays O(1) otherwise.
+    pub expiring: Vec<u32>,
 }
 
 impl Namespace {
     fn new(name: String) -> Self {
-        Namespace { name, ids: HashMap::new(), rows: Vec::new(), live: 0, by_sig: BTreeSet::new(), index: HashMap::new() }
+        Namespace { name, ids: HashMap::new(), rows: Vec::new(), live: 0, by_sig: BTreeSet::new(), index: HashMap::new(), expiring: Vec::new() }
     }
 }
 
@@ -358,6 +360,9 @@ impl State {
         }
         ns.ids.insert(Box::from(r.id), row);
         ns.rows.push(row);
+        if r.expires_at != NO_EXPIRY {
+            ns.expiring.push(row);
+        }
         ns.live += 1;
         if !defer {
             ns.by_sig.insert(sig_key(r.significance, r.ts, row));
@@ -483,6 +488,13 @@ impl State {
             self.rows[r].metadata_raw = raw.into_boxed_str();
         }
         self.last_seq = self.last_seq.max(seq);
+    }
+
+    /// Visible memories of a namespace: O(1) unless some memories have a TTL.
+    pub fn visible_count(&self, ns: u32, now_ms: i64) -> usize {
+        let n = &self.namespaces[ns as usize];
+        let expired = n.expiring.iter().filter(|&&r| self.live_col[r as usize] && self.expired(r as usize, now_ms)).count();
+        n.live - expired
     }
 
     /// The last `n` visible rows of a namespace (newest last).
