@@ -9,3 +9,13 @@ export { MemoryStore, NativeError, hashEmbed, wordWindows, HASH_DIMS, HASH_EMBED
 export * from './protocol/index.js';
 export * as memoryProtocol from './protocol/memory.js';
 export * as inferenceProtocol from './protocol/inference.js';
+export {
+  startControlCenter,
+  createControlCenter,
+  inProcessComponents,
+  ChildComponent,
+  InProcessComponent,
+  type StartControlCenterOptions,
+  type RunningControlCenter,
+  type ControlCenter,
+} from './control/index.js';

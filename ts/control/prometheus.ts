@@ -1,0 +1,101 @@
+/**
+ * `GET /metrics`: Prometheus text format via prom-client, fed by the servers'
+ * snapshots (IPC for children). Counters mirror the servers' cumulative counts,
+ * so they reset when a component restarts (which Prometheus treats as a counter reset).
+ */
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import type { StatusCollector } from './status.js';
+import { LATENCY_BUCKETS_MS, type ComponentHandle } from './types.js';
+
+type Labels = Record<string, string | number>;
+interface Value {
+  value: number;
+  labels: Labels;
+  metricName?: string;
+}
+
+/** A metric computed at scrape time (what prom-client calls `get()`). */
+function computed(name: string, help: string, type: 'counter' | 'gauge' | 'histogram', values: () => Value[]) {
+  return {
+    name,
+    help,
+    type,
+    aggregator: 'sum' as const,
+    get: async () => ({ name, help, type, aggregator: 'sum', values: values() }),
+    reset: () => undefined,
+  };
+}
+
+export function createPrometheusRegistry(components: ReadonlyMap<string, ComponentHandle>, collector: StatusCollector): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'memory_server_control_' });
+  const each = (fn: (name: string, c: ComponentHandle) => Value[]): (() => Value[]) => () =>
+    [...components].flatMap(([name, c]) => fn(name, c));
+  const reg = (m: ReturnType<typeof computed>): void => registry.registerMetric(m as never);
+
+  reg(computed('memory_server_component_up', 'Whether the component is running (1) or not (0).', 'gauge', each((name, c) => [
+    { value: c.status().state === 'running' ? 1 : 0, labels: { component: name } },
+  ])));
+  reg(computed('memory_server_component_restarts', 'Times the component has been restarted (crash or request).', 'gauge', each((name, c) => [
+    { value: c.status().restarts, labels: { component: name } },
+  ])));
+  reg(computed('memory_server_component_cpu_percent', 'Component CPU use, percent of one core.', 'gauge', each((name, c) => {
+    const v = c.status().cpu_percent;
+    return v === null ? [] : [{ value: v, labels: { component: name } }];
+  })));
+  reg(computed('memory_server_component_resident_memory_bytes', 'Component resident set size.', 'gauge', each((name, c) => {
+    const s = c.snapshot();
+    return s ? [{ value: s.rssBytes, labels: { component: name } }] : [];
+  })));
+  reg(computed('memory_server_connections', 'Open WebSocket connections.', 'gauge', each((name, c) => {
+    const s = c.snapshot();
+    return s ? [{ value: s.connections, labels: { component: name } }] : [];
+  })));
+  reg(computed('memory_server_queries_per_second', 'Replies per second over the last ~10 s.', 'gauge', each((name, c) => {
+    const s = c.snapshot();
+    return s ? [{ value: s.queriesPerSecond, labels: { component: name } }] : [];
+  })));
+  reg(computed('memory_server_commands', 'Commands answered, per component and command type.', 'counter', each((name, c) => {
+    const s = c.snapshot();
+    if (!s) return [];
+    return Object.entries(s.commands).map(([type, t]) => ({ value: t.count, labels: { component: name, command: type } }));
+  })));
+  reg(computed('memory_server_command_errors', 'Commands answered with an error, per component and command type.', 'counter', each((name, c) => {
+    const s = c.snapshot();
+    if (!s) return [];
+    return Object.entries(s.commands).map(([type, t]) => ({ value: t.errors, labels: { component: name, command: type } }));
+  })));
+  const hname = 'memory_server_command_latency_seconds';
+  reg(computed(hname, 'Reply latency (frame received → reply queued), per component and command type.', 'histogram', each((name, c) => {
+    const s = c.snapshot();
+    if (!s) return [];
+    const out: Value[] = [];
+    for (const [type, t] of Object.entries(s.commands)) {
+      const labels = { component: name, command: type };
+      let acc = 0;
+      LATENCY_BUCKETS_MS.forEach((le, i) => {
+        acc += t.buckets[i] ?? 0;
+        out.push({ value: acc, labels: { ...labels, le: le / 1000 }, metricName: `${hname}_bucket` });
+      });
+      acc += t.buckets[LATENCY_BUCKETS_MS.length] ?? 0;
+      out.push({ value: acc, labels: { ...labels, le: '+Inf' }, metricName: `${hname}_bucket` });
+      out.push({ value: t.latencyMsSum / 1000, labels, metricName: `${hname}_sum` });
+      out.push({ value: t.count, labels, metricName: `${hname}_count` });
+    }
+    return out;
+  })));
+  const snapOf = (name: string) => collector.snapshots().get(name);
+  reg(computed('memory_server_memories', 'Memories stored (all namespaces).', 'gauge', () => {
+    const s = snapOf('memory');
+    return s?.totalMemories === undefined ? [] : [{ value: s.totalMemories, labels: {} }];
+  }));
+  reg(computed('memory_server_associations', 'Associations between memories.', 'gauge', () => {
+    const s = snapOf('memory');
+    return s?.totalAssociations === undefined ? [] : [{ value: s.totalAssociations, labels: {} }];
+  }));
+  reg(computed('memory_server_storage_bytes', 'Bytes of the memory store on disk.', 'gauge', () => {
+    const s = snapOf('memory');
+    return s?.storageBytes === undefined ? [] : [{ value: s.storageBytes, labels: {} }];
+  }));
+  return registry;
+}

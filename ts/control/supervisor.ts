@@ -1,0 +1,346 @@
+/**
+ * ChildComponent: runs the memory or inference server as a forked child process
+ * (ts/control/child.ts) and keeps its status: real pid, CPU % of one core (from
+ * the child's process.cpuUsage() deltas), RSS, uptime, port, connections.
+ *
+ * States: stopped → starting → running → stopping → stopped; a child that exits
+ * unasked goes to `error` (reason: exit code / signal / stderr tail) and is
+ * restarted after a backoff of 1 s doubling to 30 s (reset once a child has run
+ * `stableAfterMs`). Stop = SIGTERM, then SIGKILL after `killTimeoutMs`.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import {
+  CONTROL_DEFAULTS,
+  type ChildStartMessage,
+  type ChildToParent,
+  type ComponentHandle,
+  type ComponentName,
+  type ComponentState,
+  type ComponentStatus,
+  type ServerSnapshot,
+} from './types.js';
+
+export interface ChildComponentOptions {
+  name: ComponentName;
+  /** Display name (default "Memory Server" / "Inference Server"). */
+  displayName?: string;
+  /** Server options sent down over IPC (structured clone: no functions, no logger). */
+  serverOptions?: Record<string, unknown>;
+  embedder?: { kind?: 'hash' | 'onnx'; model?: string };
+  logLevel?: string;
+  /** Path of the compiled child entry (default: child.js next to this module). */
+  childPath?: string;
+  /** Extra node flags for the child. */
+  execArgv?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** Copy the child's stdout/stderr to ours (the CLI wants this); the stderr tail is kept either way. */
+  forwardOutput?: boolean;
+  metricsIntervalMs?: number;
+  restartInitialMs?: number;
+  restartMaxMs?: number;
+  stableAfterMs?: number;
+  killTimeoutMs?: number;
+  startTimeoutMs?: number;
+  /** Restart after a crash (default true). */
+  autoRestart?: boolean;
+}
+
+const DISPLAY: Record<ComponentName, string> = { memory: 'Memory Server', inference: 'Inference Server' };
+
+/** child.js next to this module; from the TypeScript sources (tests), the compiled one in dist/. */
+export const DEFAULT_CHILD_PATH = ((): string => {
+  const here = fileURLToPath(new URL('./child.js', import.meta.url));
+  return existsSync(here) ? here : fileURLToPath(new URL('../../dist/control/child.js', import.meta.url));
+})();
+
+interface Waiter {
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+export class ChildComponent implements ComponentHandle {
+  readonly name: ComponentName;
+  private readonly opts: Required<
+    Pick<
+      ChildComponentOptions,
+      'metricsIntervalMs' | 'restartInitialMs' | 'restartMaxMs' | 'stableAfterMs' | 'killTimeoutMs' | 'startTimeoutMs' | 'autoRestart'
+    >
+  > &
+    ChildComponentOptions;
+  private child: ChildProcess | null = null;
+  private _state: ComponentState = 'stopped';
+  private pid: number | null = null;
+  private port: number | null = null;
+  private error: string | null = null;
+  private runningSince = 0;
+  private lastUpdated = new Date().toISOString();
+  private restarts = 0;
+  private backoffMs: number;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private startTimer: NodeJS.Timeout | null = null;
+  private stderrTail = '';
+  private fatalMessage: string | null = null;
+  private last: ServerSnapshot | null = null;
+  private cpuPercent: number | null = null;
+  private readonly listeners = new Set<(s: ComponentStatus) => void>();
+  private startWaiters: Waiter[] = [];
+  private exitWaiters: Array<() => void> = [];
+  /** Serializes start/stop/restart so REST calls settle in order. */
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(options: ChildComponentOptions) {
+    this.name = options.name;
+    this.opts = {
+      metricsIntervalMs: CONTROL_DEFAULTS.metricsIntervalMs,
+      restartInitialMs: CONTROL_DEFAULTS.restartInitialMs,
+      restartMaxMs: CONTROL_DEFAULTS.restartMaxMs,
+      stableAfterMs: CONTROL_DEFAULTS.stableAfterMs,
+      killTimeoutMs: CONTROL_DEFAULTS.killTimeoutMs,
+      startTimeoutMs: CONTROL_DEFAULTS.startTimeoutMs,
+      autoRestart: true,
+      ...options,
+    };
+    this.backoffMs = this.opts.restartInitialMs;
+  }
+
+  get state(): ComponentState {
+    return this._state;
+  }
+
+  status(): ComponentStatus {
+    const running = this._state === 'running';
+    const snap = running ? this.last : null;
+    return {
+      name: this.opts.displayName ?? DISPLAY[this.name],
+      state: this._state,
+      pid: this.pid,
+      uptime: running ? Math.round((Date.now() - this.runningSince) / 100) / 10 : null,
+      cpu_percent: snap ? this.cpuPercent : null,
+      memory_mb: snap ? Math.round((snap.rssBytes / (1024 * 1024)) * 10) / 10 : null,
+      error: this.error,
+      last_updated: this.lastUpdated,
+      port: this.port,
+      connections: snap ? snap.connections : null,
+      restarts: this.restarts,
+    };
+  }
+
+  snapshot(): ServerSnapshot | null {
+    return this._state === 'running' ? this.last : null;
+  }
+
+  onChange(listener: (s: ComponentStatus) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  start(): Promise<void> {
+    return this.enqueue(() => this.doStart());
+  }
+
+  stop(): Promise<void> {
+    return this.enqueue(() => this.doStop());
+  }
+
+  restart(): Promise<void> {
+    return this.enqueue(async () => {
+      await this.doStop();
+      this.restarts++;
+      await this.doStart();
+    });
+  }
+
+  private enqueue(op: () => Promise<void>): Promise<void> {
+    const p = this.chain.then(op);
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  private setState(state: ComponentState): void {
+    this._state = state;
+    this.lastUpdated = new Date().toISOString();
+    const s = this.status();
+    for (const l of this.listeners) {
+      try {
+        l(s);
+      } catch {
+        /* a listener's failure is not the component's */
+      }
+    }
+  }
+
+  private doStart(): Promise<void> {
+    if (this.restartTimer) {
+      clearTimeout(this.restartTimer);
+      this.restartTimer = null;
+    }
+    if (this._state === 'running') return Promise.resolve();
+    if (this.child && this._state === 'starting') return this.waitStarted();
+    this.spawn();
+    return this.waitStarted();
+  }
+
+  private waitStarted(): Promise<void> {
+    return new Promise<void>((resolve, reject) => this.startWaiters.push({ resolve, reject }));
+  }
+
+  private settleStart(err: Error | null): void {
+    const waiters = this.startWaiters;
+    this.startWaiters = [];
+    for (const w of waiters) (err ? w.reject(err) : w.resolve());
+  }
+
+  private spawn(): void {
+    this.stderrTail = '';
+    this.fatalMessage = null;
+    this.last = null;
+    this.cpuPercent = null;
+    this.port = null;
+    const child = fork(this.opts.childPath ?? DEFAULT_CHILD_PATH, [], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      execArgv: this.opts.execArgv ?? [],
+      env: this.opts.env ?? process.env,
+    });
+    this.child = child;
+    this.pid = child.pid ?? null;
+    child.stdout?.on('data', (chunk: Buffer) => {
+      if (this.opts.forwardOutput) process.stdout.write(chunk);
+    });
+    child.stderr?.on('data', (chunk: Buffer) => {
+      if (this.opts.forwardOutput) process.stderr.write(chunk);
+      const max = CONTROL_DEFAULTS.stderrTailBytes;
+      this.stderrTail = (this.stderrTail + chunk.toString('utf8')).slice(-max);
+    });
+    child.on('message', (m: unknown) => this.onMessage(child, m as ChildToParent));
+    child.on('error', (err) => {
+      // spawn failure or IPC failure; 'exit' may or may not follow
+      this.stderrTail = (this.stderrTail + `\n${err.message}`).slice(-CONTROL_DEFAULTS.stderrTailBytes);
+      if (child.exitCode === null && child.signalCode === null && child.pid === undefined) this.onExit(child, null, null);
+    });
+    child.on('exit', (code, signal) => this.onExit(child, code, signal));
+    const start: ChildStartMessage = {
+      type: 'start',
+      component: this.name,
+      options: this.opts.serverOptions ?? {},
+      metricsIntervalMs: this.opts.metricsIntervalMs,
+    };
+    if (this.opts.embedder) start.embedder = this.opts.embedder;
+    if (this.opts.logLevel) start.logLevel = this.opts.logLevel;
+    child.send(start);
+    this.startTimer = setTimeout(() => {
+      if (this.child === child && this._state === 'starting') {
+        this.fatalMessage = `did not report ready within ${this.opts.startTimeoutMs} ms`;
+        child.kill('SIGKILL');
+      }
+    }, this.opts.startTimeoutMs);
+    this.setState('starting');
+  }
+
+  private onMessage(child: ChildProcess, msg: ChildToParent): void {
+    if (child !== this.child) return;
+    switch (msg.type) {
+      case 'ready':
+        if (this.startTimer) clearTimeout(this.startTimer);
+        this.startTimer = null;
+        this.port = msg.port;
+        this.pid = msg.pid;
+        this.error = null;
+        this.runningSince = Date.now();
+        this.setState('running');
+        this.settleStart(null);
+        break;
+      case 'metrics': {
+        const prev = this.last;
+        const s = msg.snapshot;
+        if (prev && s.at > prev.at) {
+          const cpuUs = s.cpuUserUs + s.cpuSystemUs - (prev.cpuUserUs + prev.cpuSystemUs);
+          this.cpuPercent = Math.round((cpuUs / 1000 / (s.at - prev.at)) * 1000) / 10;
+        }
+        this.last = s;
+        if (this.runningSince && Date.now() - this.runningSince >= this.opts.stableAfterMs) this.backoffMs = this.opts.restartInitialMs;
+        break;
+      }
+      case 'fatal':
+        this.fatalMessage = msg.message;
+        break;
+      case 'stopping':
+        break;
+    }
+  }
+
+  private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (child !== this.child) return;
+    this.child = null;
+    if (this.startTimer) clearTimeout(this.startTimer);
+    this.startTimer = null;
+    const ranMs = this.runningSince ? Date.now() - this.runningSince : 0;
+    this.runningSince = 0;
+    this.last = null;
+    this.cpuPercent = null;
+    const waiters = this.exitWaiters;
+    this.exitWaiters = [];
+    if (this._state === 'stopping') {
+      this.pid = null;
+      this.port = null;
+      this.setState('stopped');
+      this.settleStart(new Error(`${this.name} was stopped while starting`));
+      for (const w of waiters) w();
+      return;
+    }
+    // Unasked exit: a crash (or a failed start).
+    const how = signal ? `killed by ${signal}` : `exited with code ${code}`;
+    const tail = this.stderrTail.trim().split('\n').slice(-3).join(' | ');
+    const reason = this.fatalMessage ?? tail;
+    this.error = `${how}${reason ? `: ${reason}` : ''}`;
+    this.pid = null;
+    this.port = null;
+    this.setState('error');
+    this.settleStart(new Error(`${this.name} failed to start: ${this.error}`));
+    for (const w of waiters) w();
+    if (this.opts.autoRestart) {
+      if (ranMs >= this.opts.stableAfterMs) this.backoffMs = this.opts.restartInitialMs;
+      const delay = this.backoffMs;
+      this.backoffMs = Math.min(this.backoffMs * 2, this.opts.restartMaxMs);
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = null;
+        if (this._state !== 'error') return;
+        this.restarts++;
+        this.enqueue(() => this.doStart()).catch(() => undefined); // a failed start schedules the next try itself
+      }, delay);
+      this.restartTimer.unref?.();
+    }
+  }
+
+  private doStop(): Promise<void> {
+    if (this.restartTimer) {
+      clearTimeout(this.restartTimer);
+      this.restartTimer = null;
+    }
+    const child = this.child;
+    if (!child) {
+      if (this._state !== 'stopped') {
+        this.pid = null;
+        this.port = null;
+        this.setState('stopped');
+      }
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      this.exitWaiters.push(resolve);
+      if (this._state !== 'stopping') this.setState('stopping');
+      child.kill('SIGTERM');
+      const killTimer = setTimeout(() => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }, this.opts.killTimeoutMs);
+      child.once('exit', () => clearTimeout(killTimer));
+    });
+  }
+
+  /** Stops the child and cancels any pending restart (for shutdown). */
+  async close(): Promise<void> {
+    await this.stop();
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Control center types: component status (the status message's shape, SPEC §5),
+ * the metric snapshot a server reports, and the IPC messages between the
+ * supervisor and its forked children.
+ */
+
+export type ComponentName = 'memory' | 'inference';
+export const COMPONENT_NAMES: readonly ComponentName[] = ['memory', 'inference'];
+
+export type ComponentState = 'stopped' | 'starting' | 'running' | 'stopping' | 'error';
+
+/** One component in the status message (the seed's fields plus port, connections, restarts). */
+export interface ComponentStatus {
+  name: string;
+  state: ComponentState;
+  pid: number | null;
+  /** Seconds since the current process became running. */
+  uptime: number | null;
+  /** Of one core. */
+  cpu_percent: number | null;
+  /** Resident set size, MB. */
+  memory_mb: number | null;
+  error: string | null;
+  last_updated: string;
+  port: number | null;
+  connections: number | null;
+  restarts: number;
+}
+
+/** Upper bounds (ms) of the latency histogram buckets reported per command. */
+export const LATENCY_BUCKETS_MS: readonly number[] = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500];
+
+export interface CommandCounters {
+  count: number;
+  errors: number;
+  latencyMsSum: number;
+  /** Non-cumulative counts per LATENCY_BUCKETS_MS bound, plus one overflow slot (+Inf). */
+  buckets: number[];
+}
+
+/** What a server reports about itself (over IPC every second, or read in-process). */
+export interface ServerSnapshot {
+  /** Date.now() when taken. */
+  at: number;
+  pid: number;
+  port: number;
+  connections: number;
+  queriesPerSecond: number;
+  /** Replies answered so far and their summed latency (for windowed averages). */
+  replies: number;
+  latencyMsSum: number;
+  /** Memory server only. */
+  totalMemories?: number;
+  totalAssociations?: number;
+  storageBytes?: number;
+  storagePath?: string;
+  commands: Record<string, CommandCounters>;
+  /** process.cpuUsage() of the reporting process (µs, cumulative). */
+  cpuUserUs: number;
+  cpuSystemUs: number;
+  rssBytes: number;
+}
+
+/** Configuration sent down to a forked child (never in argv: it may carry secrets). */
+export interface ChildStartMessage {
+  type: 'start';
+  component: ComponentName;
+  /** MemoryServerOptions / InferenceServerOptions minus the non-serializable parts. */
+  options: Record<string, unknown>;
+  /** Embedder for the child to create (`hash` default). */
+  embedder?: { kind?: 'hash' | 'onnx'; model?: string };
+  metricsIntervalMs: number;
+  logLevel?: string;
+}
+
+export type ParentToChild = ChildStartMessage | { type: 'stop' };
+
+export type ChildToParent =
+  | { type: 'ready'; port: number; pid: number }
+  | { type: 'metrics'; snapshot: ServerSnapshot }
+  | { type: 'fatal'; message: string }
+  | { type: 'stopping' };
+
+/** A supervised component: a forked child (ChildComponent) or an in-process server (InProcessComponent). */
+export interface ComponentHandle {
+  readonly name: ComponentName;
+  status(): ComponentStatus;
+  /** Latest metric snapshot, or null when not running. */
+  snapshot(): ServerSnapshot | null;
+  /** Resolve once the transition has settled (running / stopped); reject if the start failed. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+  /** Called on every state change (and when the port or error changes). Returns an unsubscribe function. */
+  onChange(listener: (status: ComponentStatus) => void): () => void;
+}
+
+export const CONTROL_DEFAULTS = {
+  statusIntervalMs: 2_000,
+  metricsIntervalMs: 1_000,
+  restartInitialMs: 1_000,
+  restartMaxMs: 30_000,
+  /** A child that ran this long before crashing restarts after restartInitialMs again. */
+  stableAfterMs: 10_000,
+  killTimeoutMs: 10_000,
+  startTimeoutMs: 30_000,
+  stderrTailBytes: 4_096,
+} as const;
