@@ -40,6 +40,10 @@ interface Started {
   child: ChildProcess;
   stdout: () => string;
   ports: number[];
+  /** Ports from the banner. */
+  memoryPort: number;
+  inferencePort: number | null;
+  controlPort: number | null;
   exit: Promise<number | null>;
 }
 
@@ -56,7 +60,11 @@ async function startCli(args: string[]): Promise<Started> {
     await new Promise((r) => setTimeout(r, 25));
   }
   const ports = [...stdout.matchAll(/WebSocket server listening on [^\s]+:(\d+)/g)].map((m) => Number(m[1]));
-  return { child, stdout: () => stdout, ports, exit };
+  const banner = (name: string): number | null => {
+    const m = new RegExp(`${name}\\s+\\w+://[^\\s]+:(\\d+)`).exec(stdout);
+    return m ? Number(m[1]) : null;
+  };
+  return { child, stdout: () => stdout, ports, memoryPort: banner('memory server')!, inferencePort: banner('inference server'), controlPort: banner('control center'), exit };
 }
 
 describe('cli', () => {
@@ -98,14 +106,24 @@ describe('cli', () => {
 
   it('start: listening lines, a request works, SIGTERM exits 0 and the store persisted; export/import round trip', async () => {
     const dataDir = tempDir();
-    const s = await startCli(['--host', '127.0.0.1', '--port', '0', '--inference-port', '0', '--data-dir', dataDir, '--log-level', 'silent']);
-    expect(s.ports).toHaveLength(2);
+    const s = await startCli(['--host', '127.0.0.1', '--port', '0', '--inference-port', '0', '--control-port', '0', '--data-dir', dataDir, '--log-level', 'silent']);
+    // Memory, inference (supervised children) and the control center each print their line.
+    expect(s.ports).toHaveLength(3);
     expect(s.stdout()).toMatch(/^WebSocket server listening on 127\.0\.0\.1:\d+$/m);
-    const mem = await connect(`ws://127.0.0.1:${s.ports[0]}`);
+    expect(s.ports.sort()).toEqual([s.memoryPort, s.inferencePort, s.controlPort].sort());
+    // The servers are child processes the control center supervises.
+    const status = (await (await fetch(`http://127.0.0.1:${s.controlPort}/api/status`)).json()) as {
+      components: Record<string, { state: string; pid: number; port: number }>;
+    };
+    expect(status.components.memory!.state).toBe('running');
+    expect(status.components.memory!.port).toBe(s.memoryPort);
+    expect(status.components.inference!.state).toBe('running');
+    expect(status.components.memory!.pid).not.toBe(s.child.pid);
+    const mem = await connect(`ws://127.0.0.1:${s.memoryPort}`);
     const r = await mem.request('store', { id: 'cli-1', text: 'stored through the cli', metadata: { k: 'v' } });
     expect(r.status).toBe('success');
     await mem.request('store', { namespace: 'n2', id: 'cli-2', text: 'second namespace' });
-    const inf = await connect(`ws://127.0.0.1:${s.ports[1]}`);
+    const inf = await connect(`ws://127.0.0.1:${s.inferencePort}`);
     expect((await inf.request('embeddings', { text: 'x' })).data.dims).toBe(384);
     const closed = mem.closed;
     s.child.kill('SIGTERM');
@@ -149,14 +167,28 @@ describe('cli', () => {
 
   it('a second CLI on the same data dir fails clearly', async () => {
     const dataDir = tempDir();
-    const s = await startCli(['--host', '127.0.0.1', '--port', '0', '--no-inference', '--data-dir', dataDir, '--log-level', 'silent']);
-    const second = run(['--host', '127.0.0.1', '--port', '0', '--no-inference', '--data-dir', dataDir]);
+    const s = await startCli(['--host', '127.0.0.1', '--port', '0', '--no-inference', '--control-port', '0', '--data-dir', dataDir, '--log-level', 'silent']);
+    const second = run(['--host', '127.0.0.1', '--port', '0', '--no-inference', '--control-port', '0', '--data-dir', dataDir]);
     expect(second.status).toBe(1);
     expect(second.stderr).toMatch(/locked/);
+    const inProcess = run(['--host', '127.0.0.1', '--port', '0', '--no-inference', '--no-control', '--data-dir', dataDir]);
+    expect(inProcess.status).toBe(1);
+    expect(inProcess.stderr).toMatch(/locked/);
     const exp = run(['export', '--data-dir', dataDir]);
     expect(exp.status).toBe(1);
     expect(exp.stderr).toMatch(/in use by a running memory server/);
     s.child.kill('SIGINT');
+    expect(await s.exit).toBe(0);
+  }, 60_000);
+
+  it('--no-control runs both servers in this process without a control center', async () => {
+    const dataDir = tempDir();
+    const s = await startCli(['--host', '127.0.0.1', '--port', '0', '--inference-port', '0', '--no-control', '--data-dir', dataDir, '--log-level', 'silent']);
+    expect(s.ports).toHaveLength(2);
+    expect(s.controlPort).toBeNull();
+    const mem = await connect(`ws://127.0.0.1:${s.memoryPort}`);
+    expect((await mem.request('store', { text: 'in process' })).status).toBe('success');
+    s.child.kill('SIGTERM');
     expect(await s.exit).toBe(0);
   }, 60_000);
 });

@@ -11,6 +11,7 @@ import WebSocket from 'ws';
 import { createEmbedder, type Embedder } from '../embedder.js';
 import { MemoryStore, NativeError, repair, type BulkRecord } from '../native.js';
 import { createServers, type Servers } from '../servers.js';
+import { startControlCenter, type RunningControlCenter } from '../control/index.js';
 import { VERSION } from '../version.js';
 import { f32 } from '../server/memory.js';
 import { UsageError, helpText, parseArgs, resolveConfig, type CliConfig } from './config.js';
@@ -28,6 +29,7 @@ async function embedderFor(cfg: CliConfig): Promise<Embedder> {
 
 async function start(cfg: CliConfig): Promise<void> {
   const logger: Logger = pino({ level: cfg.logLevel, base: { pid: process.pid } }, destination({ dest: 2, sync: true }));
+  if (cfg.control) return startSupervised(cfg, logger);
   const embedder = await embedderFor(cfg);
   const common = {
     host: cfg.host,
@@ -85,6 +87,98 @@ async function start(cfg: CliConfig): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'shutting down');
     servers
+      .close()
+      .then(() => {
+        logger.flush?.();
+        out('memory-server stopped');
+        process.exit(0);
+      })
+      .catch((e: unknown) => {
+        err(`memory-server: shutdown failed: ${(e as Error).message}`);
+        process.exit(1);
+      });
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/**
+ * `start` with the control center: memory and inference run as supervised child processes
+ * (configuration goes down over IPC, never in argv); the control center serves the
+ * dashboard, status WebSocket, REST and /metrics.
+ */
+async function startSupervised(cfg: CliConfig, logger: Logger): Promise<void> {
+  const shared = {
+    host: cfg.host,
+    compression: cfg.compression,
+    logLevel: cfg.logLevel,
+    ...(cfg.origins ? { origins: cfg.origins } : {}),
+    ...(cfg.token ? { token: cfg.token } : {}),
+    ...(cfg.jwtSecret ? { jwtSecret: cfg.jwtSecret } : {}),
+    ...(cfg.tlsCert ? { tlsCert: cfg.tlsCert } : {}),
+    ...(cfg.tlsKey ? { tlsKey: cfg.tlsKey } : {}),
+    ...(cfg.maxConnections ? { maxConnections: cfg.maxConnections } : {}),
+    ...(cfg.maxConnectionsPerIp ? { maxConnectionsPerIp: cfg.maxConnectionsPerIp } : {}),
+    ...(cfg.maxFrameBytes ? { maxFrameBytes: cfg.maxFrameBytes } : {}),
+    ...(cfg.rateLimit !== undefined
+      ? { rateLimit: cfg.rateLimit === 0 ? (false as const) : { messagesPerSecond: cfg.rateLimit, messagesBurst: cfg.rateLimit * 2 } }
+      : {}),
+  };
+  let running: RunningControlCenter;
+  try {
+    running = await startControlCenter({
+      ...shared,
+      logger,
+      port: cfg.controlPort,
+      statusIntervalMs: cfg.statusIntervalMs,
+      dataDir: cfg.dataDir,
+      servers: shared,
+      embedder: { kind: cfg.embedder, ...(cfg.model ? { model: cfg.model } : {}) },
+      memory: { port: cfg.port, dataDir: cfg.dataDir, fsync: cfg.fsync, reembed: cfg.reembed },
+      inference: cfg.inference
+        ? {
+            port: cfg.inferencePort,
+            portRange: cfg.inferencePort === 0 ? 0 : 9,
+            ...(cfg.maxBatch ? { maxBatch: cfg.maxBatch } : {}),
+            ...(cfg.maxQueue ? { maxQueue: cfg.maxQueue } : {}),
+            ...(cfg.batchWaitMs !== undefined ? { maxWaitMs: cfg.batchWaitMs } : {}),
+          }
+        : false,
+    });
+  } catch (e) {
+    err(`memory-server: ${(e as Error).message}`);
+    process.exit(1);
+  }
+  // A component that cannot start at all (locked data directory, bad model, port taken) is a
+  // start-up error; crashes after it ran are restarted by the supervisor.
+  const failed = Object.values(running.components).filter((c) => c.status().state === 'error');
+  if (failed.length > 0) {
+    for (const c of failed) err(`memory-server: ${c.name} failed to start: ${c.status().error ?? 'unknown error'}`);
+    await running.close().catch(() => undefined);
+    process.exit(1);
+  }
+  const scheme = cfg.tlsCert ? 'wss' : 'ws';
+  const http = cfg.tlsCert ? 'https' : 'http';
+  const hostText = cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host;
+  const mem = running.components.memory?.status();
+  const inf = running.components.inference?.status();
+  out('');
+  out(`memory-server ${VERSION}`);
+  if (mem) out(`  memory server     ${scheme}://${hostText}:${mem.port}   (pid ${mem.pid}, data ${path.resolve(cfg.dataDir)}, fsync ${cfg.fsync})`);
+  if (inf) out(`  inference server  ${scheme}://${hostText}:${inf.port}   (pid ${inf.pid}, embedder ${cfg.embedder})`);
+  out(`  control center    ${http}://${hostText}:${running.port}/   (dashboard; status ${scheme}://${hostText}:${running.port}/ws)`);
+  out('  Ctrl-C to stop');
+  out('');
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) {
+      err(`memory-server: ${signal} again, exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    running
       .close()
       .then(() => {
         logger.flush?.();
