@@ -4,7 +4,7 @@
 // performance.timeOrigin + performance.now() (server just before publish; clients on receipt).
 // BENCH_BROADCASTS (10) broadcasts, BENCH_GAP_MS (500) apart. Only our server (target: within 100 ms).
 import { saveResult } from './common.js';
-import { connectAll, startLoadGens, startServer } from './lib/harness.js';
+import { connectAll, procCpuUs, startLoadGens, startServer } from './lib/harness.js';
 import { call, percentile, sleep, stopAll } from './lib/procs.js';
 
 const N = Number(process.env.BENCH_BROADCAST_CLIENTS ?? 10_000);
@@ -29,10 +29,25 @@ try {
 
   const sent = [];
   // seq 0 is a warm-up broadcast (not counted).
+  const cpuMs = (pid) => {
+    const c = procCpuUs(pid);
+    return (c.user + c.system) / 1000;
+  };
+  // The server's CPU over one gap with no broadcast (keep-alive sweep etc.), to compare with.
+  const i0 = cpuMs(server.child.pid);
+  await sleep(GAP);
+  const idleCpu = cpuMs(server.child.pid) - i0;
   for (let seq = 0; seq <= COUNT; seq++) {
+    const sys0 = procCpuUs(server.child.pid).system;
+    const s0 = cpuMs(server.child.pid);
+    const g0 = gens.map((g) => cpuMs(g.pid));
     const r = await call(server.child, 'broadcast', { seq, bytes: BYTES });
-    sent.push({ seq, ...r });
     await sleep(GAP);
+    // CPU each side spent on this broadcast (idle otherwise; /proc resolution 10 ms).
+    const serverCpu = cpuMs(server.child.pid) - s0;
+    const serverSys = (procCpuUs(server.child.pid).system - sys0) / 1000;
+    const genCpu = gens.map((g, i) => cpuMs(g.pid) - g0[i]);
+    sent.push({ seq, ...r, serverCpu, serverSys, genCpu });
   }
   await sleep(1000);
   const reports = await Promise.all(gens.map((g) => call(g, 'broadcastReport', {}, 30_000)));
@@ -58,6 +73,9 @@ try {
       first_receipt_ms: first - s.t,
       last_receipt_ms: last - s.t,
       last_receipt_ms_per_generator: perGen,
+      server_cpu_ms: s.serverCpu,
+      server_cpu_system_ms: s.serverSys,
+      load_generator_cpu_ms: s.genCpu,
     });
   }
   const complete = rows.filter((r) => r.received === N);
@@ -72,6 +90,10 @@ try {
     connect_s: connectS,
     broadcasts_complete: `${complete.length}/${rows.length}`,
     publish_to_last_receipt_ms: summary,
+    server_cpu_ms_per_broadcast_median: [...rows.map((r) => r.server_cpu_ms)].sort((a, b) => a - b)[Math.floor(rows.length / 2)],
+    server_cpu_system_ms_per_broadcast_median: [...rows.map((r) => r.server_cpu_system_ms)].sort((a, b) => a - b)[Math.floor(rows.length / 2)],
+    server_cpu_ms_idle_gap: idleCpu,
+    load_generators_cpu_ms_per_broadcast_median: [...rows.map((r) => r.load_generator_cpu_ms.reduce((a, b) => a + b, 0))].sort((a, b) => a - b)[Math.floor(rows.length / 2)],
     publish_call_ms_median: [...rows.map((r) => r.publish_call_ms)].sort((a, b) => a - b)[Math.floor(rows.length / 2)],
     target: 'last client within 100 ms',
     meets_target: summary.max_ms <= 100,

@@ -1,16 +1,16 @@
 // Issue 3, figure 3: `retrieve` by query embedding (JSON `embedding` float array, count 10)
-// over a store of BENCH_ROWS (100,000) memories × 384 dims built through the bulk-load path,
+// over a store of BENCH_RETRIEVE_ROWS (100,000) memories × 384 dims built through the bulk-load path,
 // from BENCH_CONNECTIONS (16) connections with BENCH_DEPTH (4) requests in flight each.
 // Ours: MemoryServer on uWS with the native store (searchBatched: concurrent queries share one
 // pass). Baseline: the same server, same protocol, with the store swapped for
 // bench/baselines/js-store.js, whose retrieve scans a JS Float32Array with a JS dot-product
 // loop (one query at a time). Server and load generator each in their own process.
-// Env: BENCH_ROWS, BENCH_CONNECTIONS, BENCH_DEPTH, BENCH_SECONDS (6), BENCH_WARMUP_MS (1500).
+// Env: BENCH_RETRIEVE_ROWS, BENCH_CONNECTIONS, BENCH_DEPTH, BENCH_SECONDS (6), BENCH_WARMUP_MS (1500).
 import { saveResult } from './common.js';
 import { connectAll, measuredPipeline, startLoadGens, startServer } from './lib/harness.js';
 import { stopAll } from './lib/procs.js';
 
-const ROWS = Number(process.env.BENCH_ROWS ?? 100_000);
+const ROWS = Number(process.env.BENCH_RETRIEVE_ROWS ?? 100_000);
 const CONNS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const DEPTH = Number(process.env.BENCH_DEPTH ?? 4);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);

@@ -5,23 +5,24 @@
 //      fsync) vs one-fsync-per-store — the same MemoryServer, same 16 connections, with the
 //      store swapped for bench/baselines/js-store.js (JSONL append with fs.writeSync +
 //      fs.fdatasyncSync per store request; its significance scan is negligible on an empty store);
-//  (b) into a store of BENCH_ROWS (100,000) memories built by bulk load: ours vs the same
+//      also reported: our native store opened with groupCommit: false, same server and load;
+//  (b) into a store of BENCH_STORE_ROWS (100,000) memories built by bulk load: ours vs the same
 //      plain-JavaScript baseline (JS significance/association scan over JS arrays + per-store
 //      append + fdatasync).
 // Memories per fsync (store stats().fsyncs delta) is reported as the group-commit factor.
-// Env: BENCH_ROWS, BENCH_CONNECTIONS, BENCH_DEPTH, BENCH_SECONDS (5), BENCH_WARMUP_MS (1000).
+// Env: BENCH_STORE_ROWS, BENCH_CONNECTIONS, BENCH_DEPTH, BENCH_SECONDS (5), BENCH_WARMUP_MS (1000).
 import { saveResult } from './common.js';
 import { call, stopAll } from './lib/procs.js';
 import { connectAll, measuredPipeline, startLoadGens, startServer } from './lib/harness.js';
 
-const ROWS = Number(process.env.BENCH_ROWS ?? 100_000);
+const ROWS = Number(process.env.BENCH_STORE_ROWS ?? 100_000);
 const CONNS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const DEPTH = Number(process.env.BENCH_DEPTH ?? 4);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const WARMUP = Number(process.env.BENCH_WARMUP_MS ?? 1000);
 
-async function runVariant(store, rows) {
-  const server = await startServer({ transport: 'uws', store, rows, fsync: 'always' });
+async function runVariant(store, rows, { groupCommit = true } = {}) {
+  const server = await startServer({ transport: 'uws', store, rows, fsync: 'always', groupCommit });
   let gens = [];
   try {
     gens = await startLoadGens(1);
@@ -71,12 +72,19 @@ for (const [label, rows] of [['empty', 0], ['large', ROWS]]) {
   const baseline = await runVariant('js', rows);
   console.log(`${label} baseline: ${baseline.stores_per_s.toFixed(1)} stores/s`);
   results[label] = { store_memories: rows, ours, baseline, speedup_ours_over_baseline: ours.stores_per_s / baseline.stores_per_s };
+  if (rows === 0) {
+    // Second one-fsync-per-store reference: our native store opened with groupCommit: false.
+    const noGroup = await runVariant('native', rows, { groupCommit: false });
+    console.log(`${label} native without group commit: ${noGroup.stores_per_s.toFixed(1)} stores/s, ${noGroup.memories_per_fsync?.toFixed(2)} memories/fsync`);
+    results[label].native_without_group_commit = noGroup;
+    results[label].speedup_ours_over_native_without_group_commit = ours.stores_per_s / noGroup.stores_per_s;
+  }
 }
 saveResult('store', {
   workload: { command: 'store { text (8–32 words), metadata.importance }', fsync: 'always', connections: CONNS, in_flight_per_connection: DEPTH, window_s: SECONDS, store_built_by: 'bulkLoad' },
   a_empty_vs_fsync_per_store: {
     ...results.empty,
-    baseline_is: 'same MemoryServer (uWS), same 16 connections; store = bench/baselines/js-store.js: one writeSync + fdatasyncSync per store request (no group commit)',
+    baseline_is: 'same MemoryServer (uWS), same 16 connections; store = bench/baselines/js-store.js: one writeSync + fdatasyncSync per store request (no group commit). Also reported: our native store opened with groupCommit: false (native_without_group_commit)',
     target: '≥ 20×',
     meets_target: results.empty.speedup_ours_over_baseline >= 20,
   },

@@ -81,16 +81,29 @@ export function procCpuUs(pid) {
  * generator's measurement window. Returns { load, cpu, storeBefore, storeAfter }.
  */
 export async function measuredPipeline(server, gen, pipelineArgs, { timeoutMs = 120_000 } = {}) {
-  const run = call(gen, 'pipeline', pipelineArgs, timeoutMs);
-  run.catch(() => {});
-  await waitEvent(gen, 'mark0', timeoutMs);
-  const p0 = procCpuUs(server.child.pid);
-  const [cpu0, st0] = await Promise.all([call(server.child, 'cpu', {}, timeoutMs), call(server.child, 'storeStats', {}, timeoutMs)]);
-  await waitEvent(gen, 'mark1', timeoutMs);
-  const p1 = procCpuUs(server.child.pid);
-  const [cpu1, st1] = await Promise.all([call(server.child, 'cpu', {}, timeoutMs), call(server.child, 'storeStats', {}, timeoutMs)]);
-  const load = await run;
-  // cpu: the server's own process.cpuUsage() over IPC (exact, but answered only when its event
-  // loop is free); procCpu: /proc ticks read by the parent at the window's edges.
-  return { load, cpu: cpuDelta(cpu0, cpu1), procCpu: cpuDelta(p0, p1), storeBefore: st0, storeAfter: st1 };
+  // Read /proc the moment the generator's marks arrive (not after the IPC calls below, which a
+  // blocked server answers late).
+  let p0 = null;
+  let p1 = null;
+  const onMark = (m) => {
+    if (m?.event === 'mark0') p0 = procCpuUs(server.child.pid);
+    else if (m?.event === 'mark1') p1 = procCpuUs(server.child.pid);
+  };
+  gen.on('message', onMark);
+  try {
+    const run = call(gen, 'pipeline', pipelineArgs, timeoutMs);
+    run.catch(() => {});
+    await waitEvent(gen, 'mark0', timeoutMs);
+    const cpu0P = call(server.child, 'cpu', {}, timeoutMs);
+    const st0P = call(server.child, 'storeStats', {}, timeoutMs);
+    await waitEvent(gen, 'mark1', timeoutMs);
+    const [cpu0, st0] = await Promise.all([cpu0P, st0P]);
+    const [cpu1, st1] = await Promise.all([call(server.child, 'cpu', {}, timeoutMs), call(server.child, 'storeStats', {}, timeoutMs)]);
+    const load = await run;
+    // cpu: the server's own process.cpuUsage() over IPC (exact, but answered only when its event
+    // loop is free: use it for responsive servers); procCpu: /proc ticks at the window's edges.
+    return { load, cpu: cpuDelta(cpu0, cpu1), procCpu: cpuDelta(p0, p1), storeBefore: st0, storeAfter: st1 };
+  } finally {
+    gen.off('message', onMark);
+  }
 }

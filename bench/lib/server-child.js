@@ -1,6 +1,6 @@
 // A memory server in its own process for the multi-process benchmarks. Config (JSON) in
 // BENCH_SERVER: { transport: 'uws' | 'ws', store: 'native' | 'js', rows, fsync, dir,
-// maxConnectionsPerIp }. Reports { event: 'ready', port, rows } and then serves IPC commands:
+// maxConnectionsPerIp, groupCommit (native store; default true) }. Reports { event: 'ready', port, rows } and then serves IPC commands:
 // cpu (process.cpuUsage of this process), mem (RSS after GC), storeStats, broadcast, exit.
 import { MemoryServer } from '../../dist/server/memory.js';
 import { MemoryStore, HASH_DIMS } from '../../dist/native.js';
@@ -18,7 +18,7 @@ const embedder = new HashEmbedder();
 
 let store;
 if (cfg.store === 'js') store = new JsMemoryStore(cfg.dir, { dims: D, fsync });
-else store = MemoryStore.open(cfg.dir, { dims: D, fsync, embedderName: embedder.name, embedderHash: embedder.hash });
+else store = MemoryStore.open(cfg.dir, { dims: D, fsync, embedderName: embedder.name, embedderHash: embedder.hash, groupCommit: cfg.groupCommit ?? true });
 
 const t0 = performance.now();
 if (rows > 0) {

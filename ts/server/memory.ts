@@ -32,7 +32,7 @@ import {
 } from '../protocol/memory.js';
 import { MemoryStore, NativeError, type NativeMemory, type PutItem, type SearchOptions } from '../native.js';
 import { HashEmbedder, type Embedder } from '../embedder.js';
-import { WsServer, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
+import { WsServer, type CommandHandler, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
 import { VERSION } from '../version.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'off';
@@ -48,6 +48,11 @@ export interface MemoryServerOptions extends Omit<WsServerOptions, 'commands' | 
   reembed?: boolean;
   /** Events kept for `since_seq` replay. Default 10,000. */
   eventLogSize?: number;
+  /**
+   * An already-open store to serve instead of opening `dataDir` (e.g. a benchmark's
+   * store-like baseline with the same methods). The server closes it on close().
+   */
+  store?: MemoryStore;
 }
 
 interface LoggedEvent {
@@ -134,14 +139,35 @@ export class MemoryServer {
   private readonly reembed: boolean;
   private closing: Promise<void> | null = null;
   private info: ListenInfo | null = null;
+  /**
+   * The command table (type → handler), transport-independent: the WsServer dispatches to it,
+   * and a handler can be called with any Connection-like object (e.g. a benchmark's `ws` baseline).
+   */
+  readonly commands: Readonly<Record<string, CommandHandler>>;
 
   constructor(options: MemoryServerOptions = {}) {
-    const { dataDir, fsync, embedder, reembed, eventLogSize, ...wsOptions } = options;
+    const { dataDir, fsync, embedder, reembed, eventLogSize, store, ...wsOptions } = options;
     this.dataDir = path.resolve(dataDir ?? './memory-data');
     this.fsync = fsync ?? 'always';
     this.embedder = embedder ?? new HashEmbedder();
     this.reembed = reembed ?? false;
     this.eventLogSize = Math.max(1, eventLogSize ?? MEMORY_LIMITS.eventLogSize);
+    if (store) {
+      this._store = store;
+      this.eventFloor = store.stats().lastSeq;
+    }
+    this.commands = {
+      store: (c, r) => this.store_(c, r),
+      retrieve: (c, r) => this.retrieve(c, r),
+      list: (c, r) => this.list(c, r),
+      get: (c, r) => this.get(c, r),
+      update: (c, r) => this.update(c, r),
+      delete: (c, r) => this.delete_(c, r),
+      namespaces: (c, r) => this.namespaces(c, r),
+      subscribe: (c, r) => this.subscribe(c, r),
+      unsubscribe: (c, r) => this.unsubscribe(c, r),
+      stats: (c, r) => this.stats(c, r),
+    };
     this.ws = new WsServer({
       name: 'memory-server',
       port: DEFAULTS.ports.memory,
@@ -154,18 +180,7 @@ export class MemoryServer {
       }),
       ...wsOptions,
       pipelining: 'serial',
-      commands: {
-        store: (c, r) => this.store_(c, r),
-        retrieve: (c, r) => this.retrieve(c, r),
-        list: (c, r) => this.list(c, r),
-        get: (c, r) => this.get(c, r),
-        update: (c, r) => this.update(c, r),
-        delete: (c, r) => this.delete_(c, r),
-        namespaces: (c, r) => this.namespaces(c, r),
-        subscribe: (c, r) => this.subscribe(c, r),
-        unsubscribe: (c, r) => this.unsubscribe(c, r),
-        stats: (c, r) => this.stats(c, r),
-      },
+      commands: this.commands,
       beforeClose: async () => {
         if (this._store) await this._store.flush().catch((err: unknown) => this.ws.logger.error({ err }, 'store flush failed'));
       },
@@ -188,6 +203,19 @@ export class MemoryServer {
 
   /** Opens the data directory (refusing a locked or foreign one with a clear error), then listens. */
   async listen(): Promise<ListenInfo> {
+    await this.open();
+    try {
+      this.info = await this.ws.listen();
+    } catch (err) {
+      this._store?.close();
+      this._store = null;
+      throw err;
+    }
+    return this.info;
+  }
+
+  /** Opens the data directory (if not open yet) without listening: `commands` can then be served over another transport. */
+  async open(): Promise<MemoryStore> {
     if (!this._store) {
       try {
         this._store = await MemoryStore.openAsync(this.dataDir, {
@@ -202,14 +230,7 @@ export class MemoryServer {
       }
       this.eventFloor = this._store.stats().lastSeq;
     }
-    try {
-      this.info = await this.ws.listen();
-    } catch (err) {
-      this._store.close();
-      this._store = null;
-      throw err;
-    }
-    return this.info;
+    return this._store;
   }
 
   /** Graceful shutdown: finish in-flight replies, flush, close clients with 1001, close the store. */
