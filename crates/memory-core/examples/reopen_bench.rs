@@ -5,11 +5,12 @@ use std::time::Instant;
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let dims = 384;
-    let dir = std::env::temp_dir().join(format!("reopen-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let keep = std::env::var_os("REOPEN_DIR");
+    let dir = keep.clone().map(std::path::PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join(format!("reopen-bench-{}", std::process::id())));
     let mut opts = StoreOptions::new(dims);
     opts.fsync = FsyncPolicy::Off;
-    {
+    if !dir.join("store.json").exists() {
+        let _ = std::fs::remove_dir_all(&dir);
         let s = TensorStore::open(&dir, opts.clone()).unwrap();
         let mut x: u32 = 1;
         let t = Instant::now();
@@ -36,7 +37,14 @@ fn main() {
         let t = Instant::now();
         let s = TensorStore::open(&dir, opts.clone()).unwrap();
         println!("reopen: {:?} ({} memories)", t.elapsed(), s.stats().total_memories);
+        if let Ok(sm) = std::fs::read_to_string("/proc/self/smaps_rollup") {
+            for l in sm.lines().filter(|l| l.starts_with("AnonHugePages") || l.starts_with("Rss")) {
+                println!("  {l}");
+            }
+        }
         s.close().unwrap();
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

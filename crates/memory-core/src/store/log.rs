@@ -548,6 +548,67 @@ pub fn create(path: &Path, header: Header) -> Result<File> {
     Ok(f)
 }
 
+/// A whole log file in memory for replay: memory-mapped on Unix (no copy: the page cache is
+/// read in place), read into a buffer elsewhere or when mapping fails.
+pub enum LogImage {
+    #[cfg(unix)]
+    Mapped { ptr: *mut libc::c_void, len: usize },
+    Owned(Vec<u8>),
+}
+
+// SAFETY: the mapping is private and read-only; it is only read through &self.
+unsafe impl Send for LogImage {}
+unsafe impl Sync for LogImage {}
+
+impl LogImage {
+    pub fn open(path: &Path) -> Result<LogImage> {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let f = File::open(path).map_err(|e| Error::io(path, e))?;
+            let len = f.metadata().map_err(|e| Error::io(path, e))?.len() as usize;
+            if len > 0 {
+                // SAFETY: a read-only private mapping of a file we opened; the result is checked.
+                // The store holds the directory lock, so nothing else writes the file meanwhile.
+                let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, f.as_raw_fd(), 0) };
+                if p != libc::MAP_FAILED {
+                    // SAFETY: advisory only, on the mapping just made.
+                    unsafe {
+                        libc::madvise(p, len, libc::MADV_SEQUENTIAL);
+                        libc::madvise(p, len, libc::MADV_WILLNEED);
+                    }
+                    return Ok(LogImage::Mapped { ptr: p, len });
+                }
+            }
+        }
+        read_all(path).map(LogImage::Owned)
+    }
+}
+
+impl std::ops::Deref for LogImage {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            #[cfg(unix)]
+            // SAFETY: the mapping is valid for `len` bytes until drop.
+            LogImage::Mapped { ptr, len } => unsafe { std::slice::from_raw_parts(*ptr as *const u8, *len) },
+            LogImage::Owned(v) => v,
+        }
+    }
+}
+
+impl Drop for LogImage {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let LogImage::Mapped { ptr, len } = self {
+            // SAFETY: unmapping exactly the mapping made in `open`.
+            unsafe {
+                libc::munmap(*ptr, *len);
+            }
+        }
+    }
+}
+
 pub fn read_all(path: &Path) -> Result<Vec<u8>> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len() as usize;

@@ -458,14 +458,14 @@ impl TensorStore {
                 LogWriter::open_append(path, 1, log::HEADER_LEN as u64)?
             }
             Some((gen, path)) => {
-                let mut bytes = log::read_all(&path)?;
+                let mut bytes = log::LogImage::open(&path)?;
                 if gen == 1 && bytes.len() < log::HEADER_LEN {
                     // A crash while the very first log was being created: it holds no records
                     // (the header is written and synced before any), so start it again.
                     let header = Header { dims: opts.dims as u32, gen: 1, high_water: 0 }.encode();
                     std::fs::write(&path, header).map_err(|e| Error::io(&path, e))?;
                     File::open(&path).and_then(|f| f.sync_all()).map_err(|e| Error::io(&path, e))?;
-                    bytes = header.to_vec();
+                    bytes = log::LogImage::Owned(header.to_vec());
                 }
                 let file = path.display().to_string();
                 // Check the dims before replaying: vectors are decoded with the header's dims.
@@ -925,53 +925,71 @@ fn replay(bytes: &[u8], file: &str, st: &mut State) -> Result<log::Scan> {
         (sc, n)
     };
     st.defer_sig_index(limit);
-    let mut vectors: Vec<(u32, &[u8])> = Vec::with_capacity(limit);
-    for (i, d) in decoded.into_iter().take(limit).enumerate() {
-        let Some((rec, meta)) = d else {
-            return Err(Error::Corrupt { file: file.to_string(), offset: frames[i].0 as u64, reason: "record failed verification".into() });
-        };
-        match rec {
-            log::RecordRef::Put { seq, ts, namespace, id, text, metadata, significance, expires_at, associations, vector } => {
-                let row = st.insert_row(state::NewRow {
-                    seq,
-                    ts,
-                    namespace,
-                    id,
-                    text,
-                    metadata_raw: metadata,
-                    metadata: meta,
-                    significance,
-                    expires_at,
-                    associations: associations.into_iter().map(Box::from).collect(),
-                    vector: state::VectorSrc::Deferred,
-                });
-                vectors.push((row, vector));
-            }
-            log::RecordRef::Update { seq, namespace, id, metadata, significance, .. } => {
-                if let Some(n) = st.ns_id(namespace) {
-                    if let Some(&row) = st.namespaces[n as usize].ids.get(id) {
-                        st.apply_update(row, metadata.map(str::to_string), significance, seq);
-                    }
+    // Every put adds exactly one row, in order, to the (empty) state: row k is the k-th put.
+    // So the vectors can be copied into the arena on other cores while this thread applies
+    // the records.
+    debug_assert_eq!(st.len(), 0);
+    let vectors: Vec<(u32, &[u8])> = decoded
+        .iter()
+        .take(limit)
+        .filter_map(|d| match d {
+            Some((log::RecordRef::Put { vector, .. }, _)) => Some(*vector),
+            _ => None,
+        })
+        .enumerate()
+        .map(|(k, v)| (k as u32, v))
+        .collect();
+    let mut arena = std::mem::replace(&mut st.vectors, state::Vectors::new(dims));
+    arena.reserve_rows(vectors.len());
+    let apply = |st: &mut State| -> Result<()> {
+        for (i, d) in decoded.into_iter().take(limit).enumerate() {
+            let Some((rec, meta)) = d else {
+                return Err(Error::Corrupt { file: file.to_string(), offset: frames[i].0 as u64, reason: "record failed verification".into() });
+            };
+            match rec {
+                log::RecordRef::Put { seq, ts, namespace, id, text, metadata, significance, expires_at, associations, .. } => {
+                    st.insert_row(state::NewRow {
+                        seq,
+                        ts,
+                        namespace,
+                        id,
+                        text,
+                        metadata_raw: metadata,
+                        metadata: meta,
+                        significance,
+                        expires_at,
+                        associations: associations.into_iter().map(Box::from).collect(),
+                        vector: state::VectorSrc::Elsewhere,
+                    });
                 }
-                st.last_seq = st.last_seq.max(seq);
-            }
-            log::RecordRef::Delete { seq, namespace, id, .. } => {
-                if let Some(n) = st.ns_id(namespace) {
-                    if let Some(&row) = st.namespaces[n as usize].ids.get(id) {
-                        st.kill(row);
+                log::RecordRef::Update { seq, namespace, id, metadata, significance, .. } => {
+                    if let Some(n) = st.ns_id(namespace) {
+                        if let Some(&row) = st.namespaces[n as usize].ids.get(id) {
+                            st.apply_update(row, metadata.map(str::to_string), significance, seq);
+                        }
                     }
+                    st.last_seq = st.last_seq.max(seq);
                 }
-                st.last_seq = st.last_seq.max(seq);
+                log::RecordRef::Delete { seq, namespace, id, .. } => {
+                    if let Some(n) = st.ns_id(namespace) {
+                        if let Some(&row) = st.namespaces[n as usize].ids.get(id) {
+                            st.kill(row);
+                        }
+                    }
+                    st.last_seq = st.last_seq.max(seq);
+                }
             }
         }
-    }
-    if trace {
-        eprintln!("replay: applied in {:?}", t0.elapsed());
-    }
-    st.vectors.fill_le_bytes(&vectors);
+        Ok(())
+    };
+    let (applied, ()) = rayon::join(|| apply(st), || arena.fill_le_bytes(&vectors));
+    applied?;
+    arena.set_len(vectors.len());
+    debug_assert_eq!(arena.len(), st.len());
+    st.vectors = arena;
     drop(vectors);
     if trace {
-        eprintln!("replay: vectors in {:?}", t0.elapsed());
+        eprintln!("replay: applied + vectors in {:?}", t0.elapsed());
     }
     st.rebuild_sig_index();
     if trace {

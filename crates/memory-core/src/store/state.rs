@@ -6,7 +6,10 @@
 use std::alloc::{alloc_zeroed, dealloc};
 use std::alloc::Layout;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+/// Hash maps keyed by client-supplied strings: aHash is fast and randomly seeded (no HashDoS).
+pub type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 use std::ptr::NonNull;
 
 use roaring::RoaringBitmap;
@@ -92,6 +95,22 @@ impl Drop for Chunk {
     }
 }
 
+/// Copy little-endian f32 bytes into floats (a plain memcpy on little-endian targets).
+#[inline]
+fn copy_le_f32(dst: &mut [f32], src: &[u8]) {
+    assert_eq!(src.len(), dst.len() * 4);
+    #[cfg(target_endian = "little")]
+    // SAFETY: lengths checked above; f32 has no invalid bit patterns and the target stores
+    // it little-endian, so the bytes are the values; the regions cannot overlap (&mut).
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr() as *mut u8, src.len());
+    }
+    #[cfg(target_endian = "big")]
+    for (d, s) in dst.iter_mut().zip(src.chunks_exact(4)) {
+        *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+    }
+}
+
 /// Flat vector storage: row r lives at chunk r / CHUNK_ROWS, offset (r % CHUNK_ROWS) × dims.
 pub struct Vectors {
     dims: usize,
@@ -126,6 +145,19 @@ impl Vectors {
         self.len += 1;
     }
 
+    /// Make room for `rows` rows in total (chunks allocated up front; `len` unchanged).
+    pub fn reserve_rows(&mut self, rows: usize) {
+        while self.chunks.len() * CHUNK_ROWS < rows {
+            self.chunks.push(Chunk::new(CHUNK_ROWS * self.dims));
+        }
+    }
+
+    /// Declare rows `0..len` written (after [`Vectors::fill_le_bytes`] on reserved chunks).
+    pub fn set_len(&mut self, len: usize) {
+        assert!(len <= self.chunks.len() * CHUNK_ROWS);
+        self.len = len;
+    }
+
     /// Write rows from little-endian bytes, on all cores (one task per chunk). `rows` must be
     /// sorted by row.
     pub fn fill_le_bytes(&mut self, rows: &[(u32, &[u8])]) {
@@ -137,9 +169,7 @@ impl Vectors {
             let dst = chunk.as_mut_slice();
             for &(r, b) in &rows[lo..hi] {
                 let o = (r as usize % CHUNK_ROWS) * dims;
-                for (d, s) in dst[o..o + dims].iter_mut().zip(b.chunks_exact(4)) {
-                    *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-                }
+                copy_le_f32(&mut dst[o..o + dims], b);
             }
         });
     }
@@ -152,9 +182,7 @@ impl Vectors {
             self.chunks.push(Chunk::new(CHUNK_ROWS * self.dims));
         }
         let dst = &mut self.chunks[c].as_mut_slice()[o * self.dims..(o + 1) * self.dims];
-        for (d, s) in dst.iter_mut().zip(b.chunks_exact(4)) {
-            *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-        }
+        copy_le_f32(dst, b);
         self.len += 1;
     }
 
@@ -209,7 +237,7 @@ pub struct Namespace {
 
 impl Namespace {
     fn new(name: String) -> Self {
-        Namespace { name, ids: HashMap::new(), rows: Vec::new(), live: 0, by_sig: BTreeSet::new(), index: HashMap::new(), expiring: Vec::new() }
+        Namespace { name, ids: HashMap::default(), rows: Vec::new(), live: 0, by_sig: BTreeSet::new(), index: HashMap::default(), expiring: Vec::new() }
     }
 }
 
@@ -239,6 +267,8 @@ pub enum VectorSrc<'a> {
     LeBytes(&'a [u8]),
     /// Written afterwards with [`Vectors::fill_le_bytes`] (bulk replay).
     Deferred,
+    /// Not touched at all: the caller fills a `Vectors` of its own (replay does both at once).
+    Elsewhere,
 }
 
 /// A row to insert, borrowing its strings (from a record or the log image).
@@ -278,7 +308,7 @@ impl State {
             exp_col: Vec::new(),
             live_col: Vec::new(),
             namespaces: Vec::new(),
-            ns_by_name: HashMap::new(),
+            ns_by_name: HashMap::default(),
             last_seq: 0,
             live_count: 0,
             associations_total: 0,
@@ -295,6 +325,12 @@ impl State {
     }
 
     fn ns_id_or_create(&mut self, name: &str) -> u32 {
+        // Runs of the same namespace are the common case (replay, batches).
+        if let Some(last) = self.namespaces.last() {
+            if last.name == name {
+                return (self.namespaces.len() - 1) as u32;
+            }
+        }
         if let Some(&id) = self.ns_by_name.get(name) {
             return id;
         }
@@ -371,6 +407,7 @@ impl State {
             VectorSrc::F32(v) => self.vectors.push(v),
             VectorSrc::LeBytes(b) => self.vectors.push_le_bytes(b),
             VectorSrc::Deferred => self.vectors.push_deferred(),
+            VectorSrc::Elsewhere => {}
         }
         self.ns_col.push(n);
         self.sig_col.push(r.significance);
