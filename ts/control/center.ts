@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Buffer } from 'node:buffer';
 import { ProtocolError } from '../protocol/index.js';
-import { WsServer, type Connection, type ConnState, type ListenInfo, type WsServerOptions } from '../server/ws-server.js';
+import { WsServer, type Connection, type ListenInfo, type WsServerOptions } from '../server/ws-server.js';
 import { VERSION } from '../version.js';
 import { createPrometheusRegistry } from './prometheus.js';
 import { ALL, FilterError, applyFilter, filterKey, parseFilter, StatusCollector, type StatusFilter, type StatusMessage } from './status.js';
@@ -101,32 +101,6 @@ function loadDashboard(dir: string): Map<string, Buffer> | null {
   return files;
 }
 
-/**
- * Uses top-level `components` / `metrics` of a `subscribe` frame. The shared
- * envelope decoder keeps only type/id/timestamp/data, so the control center reads
- * the frame before the WsServer decodes it (text frames only, small ones).
- */
-function peekTopLevelSubscribe(server: WsServer, onPeek: (st: ConnState, raw: Record<string, unknown>) => void): void {
-  type OnMessage = (ws: { getUserData(): ConnState }, message: ArrayBuffer, isBinary: boolean) => void;
-  const s = server as unknown as { onWsMessage: OnMessage };
-  if (typeof s.onWsMessage !== 'function') throw new Error('WsServer.onWsMessage not found: top-level subscribe filters need it');
-  const original = s.onWsMessage.bind(server);
-  s.onWsMessage = (ws, message, isBinary) => {
-    if (!isBinary && message.byteLength < 16 * 1024) {
-      try {
-        const text = Buffer.from(message).toString('utf8');
-        if (text.includes('subscribe')) {
-          const v: unknown = JSON.parse(text);
-          if (v && typeof v === 'object' && (v as { type?: unknown }).type === 'subscribe') onPeek(ws.getUserData(), v as Record<string, unknown>);
-        }
-      } catch {
-        /* not JSON: the server answers invalid_json */
-      }
-    }
-    original(ws, message, isBinary);
-  };
-}
-
 export function createControlCenter(options: ControlCenterOptions): ControlCenter {
   const {
     components: compOpt,
@@ -143,9 +117,6 @@ export function createControlCenter(options: ControlCenterOptions): ControlCente
   const collector = new StatusCollector(components, dataDir ? path.resolve(dataDir) : undefined);
   const filters = new Map<string, StatusFilter>([['all', ALL]]);
   const connTopic = new WeakMap<Connection, string>();
-  // Per connection (conn.locals): the filter or error from a top-level subscribe frame.
-  const TOP_LEVEL = 'control.subscribe';
-  type Peeked = { filter?: StatusFilter; error?: string };
   const dashboard = loadDashboard(dashboardDir);
   const registry = createPrometheusRegistry(components, collector);
 
@@ -178,44 +149,25 @@ export function createControlCenter(options: ControlCenterOptions): ControlCente
     },
     commands: {
       subscribe: (conn, req) => {
+        // The lists may come inside `data` or, as in the seed protocol, at the top level.
         const data = req.data ?? {};
-        let f: StatusFilter;
-        const peeked = conn.locals.get(TOP_LEVEL) as Peeked | undefined;
-        conn.locals.delete(TOP_LEVEL);
-        if ('components' in data || 'metrics' in data) {
+        const top = req.extra ?? {};
+        const inData = 'components' in data || 'metrics' in data;
+        const source = inData ? data : 'components' in top || 'metrics' in top ? top : null;
+        let f: StatusFilter = ALL;
+        if (source) {
           try {
-            f = parseFilter(data, names);
+            f = parseFilter(source, names);
           } catch (err) {
-            throw new ProtocolError('invalid_request', `data.${(err as Error).message}`);
+            throw new ProtocolError('invalid_request', `${inData ? 'data.' : ''}${(err as FilterError).message}`);
           }
-          subscribe(conn, f);
-        } else if (peeked) {
-          if (peeked.error) throw new ProtocolError('invalid_request', peeked.error);
-          f = peeked.filter!;
-        } else {
-          f = ALL;
-          subscribe(conn, f);
         }
+        subscribe(conn, f);
         // null = all (the shape the client library reads)
         return { components: f.components, metrics: f.metrics };
       },
       status: () => collector.message(),
     },
-  });
-  peekTopLevelSubscribe(server, (st, raw) => {
-    const conn = st.conn;
-    if (!conn || st.closed) return;
-    if (!('components' in raw) && !('metrics' in raw)) {
-      conn.locals.delete(TOP_LEVEL);
-      return;
-    }
-    try {
-      const f = parseFilter(raw, names);
-      conn.locals.set(TOP_LEVEL, { filter: f } satisfies Peeked);
-      subscribe(conn, f);
-    } catch (err) {
-      conn.locals.set(TOP_LEVEL, { error: (err as FilterError).message } satisfies Peeked);
-    }
   });
 
   // ----------------------------------------------------------------- broadcast

@@ -103,12 +103,35 @@ export function decodeRequest(frame: Frame, isBinary: boolean): DecodeResult {
   if (id !== undefined) request.id = id;
   if (typeof raw.timestamp === 'string') request.timestamp = raw.timestamp;
   if (data !== undefined && data !== null) request.data = data as Record<string, unknown>;
+  for (const k in raw) {
+    if (k === 'type' || k === 'id' || k === 'timestamp' || k === 'data') continue;
+    (request.extra ??= {})[k] = raw[k];
+  }
   return { ok: true, request };
 }
 
 function jsonReplacer(_key: string, value: unknown): unknown {
   if (value instanceof Float32Array || value instanceof Float64Array) return Array.from(value);
   return value;
+}
+
+/** Whether a reply holds a typed array anywhere (a replacer makes stringify ~2× slower, so only use one then). */
+function hasTypedArray(value: unknown, depth: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (ArrayBuffer.isView(value)) return true;
+  if (depth > 32) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const x = value[i];
+      if (typeof x === 'object' && x !== null && hasTypedArray(x, depth + 1)) return true;
+    }
+    return false;
+  }
+  for (const k in value as Record<string, unknown>) {
+    const x = (value as Record<string, unknown>)[k];
+    if (typeof x === 'object' && x !== null && hasTypedArray(x, depth + 1)) return true;
+  }
+  return false;
 }
 
 /** Replaces Float32Array values by Uint8Array views of their (little-endian) bytes, copying containers lazily. */
@@ -179,7 +202,7 @@ function reviveVectors(value: unknown, depth = 0): unknown {
  * MessagePack bytes (a fresh Uint8Array, safe to hold while a socket flushes).
  */
 export function encodeMessage(message: unknown, binary: boolean): string | Uint8Array {
-  if (!binary) return JSON.stringify(message, jsonReplacer);
+  if (!binary) return hasTypedArray(message, 0) ? JSON.stringify(message, jsonReplacer) : JSON.stringify(message);
   return new Uint8Array(packr.pack(vectorsToBytes(message)));
 }
 

@@ -12,6 +12,8 @@ export interface Request<D = Record<string, unknown>> {
   /** ISO-8601, informational. */
   timestamp?: string;
   data?: D;
+  /** Other top-level fields, when a client sent any (the seed's control-center `subscribe` puts its lists there). */
+  extra?: Record<string, unknown>;
 }
 
 export interface SuccessReply<D = unknown> {
@@ -37,7 +39,17 @@ export interface ErrorReply {
 
 export type Reply<D = unknown> = SuccessReply<D> | ErrorReply;
 
-const now = (): string => new Date().toISOString();
+// ISO timestamps are formatted at most once per millisecond (every reply carries one).
+let lastMs = 0;
+let lastIso = '';
+const now = (): string => {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+};
 
 /** A success reply; `id` is omitted when undefined. */
 export function success<D>(type: string, id: RequestId | undefined, data: D): SuccessReply<D> {

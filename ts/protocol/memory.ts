@@ -56,17 +56,33 @@ export function parseRequestData<Out, Def extends ZodTypeDef, In>(
   data: unknown,
   type?: string,
 ): Out {
-  const wrapped = z.object({ data: schema as ZodType<Out, ZodTypeDef, unknown> });
+  // Wrapping costs as much as the parse itself: build each wrapper once.
+  let wrapped = wrappedSchemas.get(schema);
+  if (!wrapped) {
+    wrapped = z.object({ data: schema as ZodType<unknown, ZodTypeDef, unknown> });
+    wrappedSchemas.set(schema, wrapped);
+  }
   return (parseData(wrapped, { data: data ?? {} }, type) as { data: Out }).data;
 }
+const wrappedSchemas = new WeakMap<object, ZodType<unknown, ZodTypeDef, unknown>>();
 
 // ---------------------------------------------------------------- field schemas
 
 /** A vector: number[] (JSON) or Float32Array (MessagePack float32 bin, revived by the codec). */
-export const vectorSchema = z.union([
-  z.instanceof(Float32Array),
-  z.array(z.number().finite({ message: 'must contain only finite numbers' })).min(1),
-], { errorMap: () => ({ message: 'must be an array of numbers (or float32 binary in MessagePack)' }) });
+// A plain loop, not a zod check per element: a 384-number vector would otherwise cost
+// more to validate than to search with.
+export const vectorSchema = z.custom<Float32Array | number[]>(
+  (v) => {
+    if (v instanceof Float32Array) return v.length > 0;
+    if (!Array.isArray(v) || v.length === 0) return false;
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i];
+      if (typeof x !== 'number' || !Number.isFinite(x)) return false;
+    }
+    return true;
+  },
+  { message: 'must be a non-empty array of finite numbers (or float32 binary in MessagePack)' },
+);
 export type Vector = z.infer<typeof vectorSchema>;
 
 export const namespaceSchema = z

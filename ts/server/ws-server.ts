@@ -6,7 +6,7 @@
  * HTTP routes with CORS, and a graceful RUNNING → CLOSING → CLOSED shutdown.
  * See docs/connection.md.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import {
   CLOSE_CODES,
@@ -182,6 +182,18 @@ export interface ConnState {
   conn: Connection | null;
 }
 
+/** The connection state of a socket (stored in its user data as `{ st }`, see the upgrade). */
+function stateOf(ws: UwsWebSocket<ConnState>): ConnState {
+  return (ws.getUserData() as unknown as { st: ConnState }).st;
+}
+
+// Connection ids: unique per process, short and flat (a UUID string per socket costs ~450 B).
+let connectionCounter = 0;
+const connectionIdPrefix = `${process.pid.toString(36)}${Date.now().toString(36)}`;
+function nextConnectionId(): string {
+  return `${connectionIdPrefix}-${(++connectionCounter).toString(36)}`;
+}
+
 /** Sentinel topic every socket is subscribed to, for broadcast(). */
 export const BROADCAST_TOPIC = '__broadcast__';
 
@@ -210,8 +222,11 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
 
 /** The handler-facing view of one live connection. */
 export class Connection {
-  /** Handler-owned per-connection state (e.g. the memory server's namespace). */
-  readonly locals = new Map<string, unknown>();
+  private _locals: Map<string, unknown> | null = null;
+  /** Handler-owned per-connection state (e.g. the memory server's namespace); created on first use. */
+  get locals(): Map<string, unknown> {
+    return (this._locals ??= new Map<string, unknown>());
+  }
 
   constructor(
     private readonly server: WsServer,
@@ -449,7 +464,7 @@ export class WsServer {
         message: (ws, message, isBinary) => this.onWsMessage(ws, message, isBinary),
         drain: (ws) => this.onDrain(ws),
         pong: (ws) => {
-          const st = ws.getUserData();
+          const st = stateOf(ws);
           st.awaitingPong = false;
         },
         close: (ws, code) => this.onWsClose(ws, code),
@@ -688,7 +703,7 @@ export class WsServer {
     const now = performance.now();
     const rl = this.options.rateLimit;
     const st: ConnState = {
-      id: randomUUID(),
+      id: nextConnectionId(),
       ip,
       origin,
       path,
@@ -712,12 +727,14 @@ export class WsServer {
       conn: null,
     };
     res.cork(() => {
-      res.upgrade(st, key, protocol, extensions, context as Parameters<UwsHttpResponse['upgrade']>[4]);
+      // uWS copies the user-data object it is given into a slow dictionary-mode object; hand it
+      // a one-field holder so the connection state keeps its fast (and smaller) shape.
+      res.upgrade({ st } as unknown as ConnState, key, protocol, extensions, context as Parameters<UwsHttpResponse['upgrade']>[4]);
     });
   }
 
   private onOpen(ws: UwsWebSocket<ConnState>): void {
-    const st = ws.getUserData();
+    const st = stateOf(ws);
     const o = this.options;
     // Limits are checked at open: the upgrade completes and the socket is closed at once with 1013.
     if (this._state !== 'running') st.rejectReason = 'Server is shutting down';
@@ -748,7 +765,7 @@ export class WsServer {
   }
 
   private onWsClose(ws: UwsWebSocket<ConnState>, code: number): void {
-    const st = ws.getUserData();
+    const st = stateOf(ws);
     st.closed = true;
     if (!st.registered) return;
     st.registered = false;
@@ -780,7 +797,7 @@ export class WsServer {
   }
 
   private onWsMessage(ws: UwsWebSocket<ConnState>, message: ArrayBuffer, isBinary: boolean): void {
-    const st = ws.getUserData();
+    const st = stateOf(ws);
     if (st.closed) return;
     const size = message.byteLength;
     st.awaitingPong = false; // any frame proves the peer alive
@@ -1002,7 +1019,7 @@ export class WsServer {
   }
 
   private onDrain(ws: UwsWebSocket<ConnState>): void {
-    const st = ws.getUserData();
+    const st = stateOf(ws);
     if (st.closed || !st.congested) return;
     if (ws.getBufferedAmount() > this.options.maxBufferedBytes / 2) return;
     st.congested = false;
@@ -1027,7 +1044,7 @@ export class WsServer {
     const now = performance.now();
     const o = this.options;
     for (const ws of this.registry.values()) {
-      const st = ws.getUserData();
+      const st = stateOf(ws);
       if (st.closed) continue;
       if (st.awaitingPong) {
         if (now - st.pingSentAt >= o.pongTimeoutMs) {
@@ -1056,14 +1073,14 @@ export class WsServer {
   }
 
   connection(id: string): Connection | undefined {
-    return this.registry.get(id)?.getUserData().conn ?? undefined;
+    return (this.registry.has(id) ? stateOf(this.registry.get(id)!).conn : null) ?? undefined;
   }
 
   /** Sends a message (object → encoded per the client's last frame kind) to one connection. */
   send(id: string, message: unknown): boolean {
     const ws = this.registry.get(id);
     if (!ws) return false;
-    return this.sendEventTo(ws, ws.getUserData(), message);
+    return this.sendEventTo(ws, stateOf(ws), message);
   }
 
   /** Broadcasts to every connection via uWS pub/sub (JSON text); returns the number of subscribers reached. */
@@ -1098,7 +1115,7 @@ export class WsServer {
     if (id === undefined) return this.shutdown();
     const ws = this.registry.get(id);
     if (!ws) return false;
-    this.endSocket(ws, ws.getUserData(), code, reason);
+    this.endSocket(ws, stateOf(ws), code, reason);
     return true;
   }
 
@@ -1158,7 +1175,7 @@ export class WsServer {
       }
     }
     for (const ws of [...this.registry.values()]) {
-      this.endSocket(ws, ws.getUserData(), CLOSE_CODES.GOING_AWAY, 'Server shutting down');
+      this.endSocket(ws, stateOf(ws), CLOSE_CODES.GOING_AWAY, 'Server shutting down');
     }
     // ws.end() runs the close handler synchronously, so the registry is empty now;
     // anything left (should not happen) is force-closed.
