@@ -50,6 +50,9 @@ struct Ctx<'a> {
     queries: &'a [f32],
     nq: usize,
     check_filter: bool,
+    /// Every row passes (one namespace, nothing deleted or expiring, no filters): the dense
+    /// scan then skips the per-row checks.
+    all_pass: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -111,9 +114,17 @@ impl<'a> Ctx<'a> {
         } else {
             buf.resize(n * self.nq, 0.0);
             (self.k.dot_block)(self.queries, self.nq, rows, n, dims, &mut buf[..n * self.nq]);
+            let thr_free = self.p.recency_half_life_s.is_none() && self.p.min_score.is_none();
             for q in 0..self.nq {
-                for i in 0..n {
-                    self.push(heaps, q, start + i, buf[q * n + i]);
+                let scores = &buf[q * n..(q + 1) * n];
+                let mut thr = heaps[q].threshold();
+                for (i, &s) in scores.iter().enumerate() {
+                    // Most scores lose to a full heap: reject them without the call.
+                    if thr_free && s < thr {
+                        continue;
+                    }
+                    self.push(heaps, q, start + i, s);
+                    thr = heaps[q].threshold();
                 }
             }
         }
@@ -153,6 +164,11 @@ impl<'a> Ctx<'a> {
         let mut b = start;
         while b < end {
             let e = (b + BLOCK).min(end).min((b / CHUNK_ROWS + 1) * CHUNK_ROWS);
+            if self.all_pass {
+                self.score_contiguous(&mut heaps, b, e, &mut buf);
+                b = e;
+                continue;
+            }
             pass.clear();
             pass.extend((b..e).filter(|&r| self.pass(r)).map(|r| r as u32));
             if pass.len() == e - b {
@@ -203,8 +219,14 @@ pub fn search(st: &State, queries: &[f32], nq: usize, p: &ScanParams) -> Vec<Vec
     }
     debug_assert_eq!(queries.len(), nq * st.dims);
     let filter = p.filter.filter(|f| !f.is_empty());
-    let ctx = Ctx { st, p, ns, k: kernels(), queries, nq, check_filter: filter.is_some() };
     let nsd = &st.namespaces[ns as usize];
+    let all_pass = filter.is_none()
+        && p.min_significance <= 0.0
+        && p.since_ms.is_none()
+        && p.until_ms.is_none()
+        && nsd.live == st.len()
+        && nsd.expiring.is_empty();
+    let ctx = Ctx { st, p, ns, k: kernels(), queries, nq, check_filter: filter.is_some(), all_pass };
 
     // Candidate list from the inverted index, when the filter has indexable terms.
     let mut cand: Option<RoaringBitmap> = None;
@@ -232,13 +254,21 @@ pub fn search(st: &State, queries: &[f32], nq: usize, p: &ScanParams) -> Vec<Vec
         run_list(&ctx, &nsd.rows)
     } else {
         let n = st.len();
-        if n <= TASK_ROWS {
+        // Split across cores once there is enough work: by rows for large stores, and also
+        // for small stores scored against many queries at once (a multi-query pass is
+        // compute-bound, so even a few thousand rows are worth two cores).
+        let task_rows = if n * nq >= 1 << 16 && n > 2 * BLOCK {
+            (n.div_ceil(2 * rayon::current_num_threads()).next_multiple_of(BLOCK)).clamp(BLOCK, TASK_ROWS)
+        } else {
+            TASK_ROWS
+        };
+        if n <= task_rows {
             ctx.scan_range(0, n)
         } else {
-            let tasks: Vec<usize> = (0..n).step_by(TASK_ROWS).collect();
+            let tasks: Vec<usize> = (0..n).step_by(task_rows).collect();
             tasks
                 .into_par_iter()
-                .map(|s| ctx.scan_range(s, (s + TASK_ROWS).min(n)))
+                .map(|s| ctx.scan_range(s, (s + task_rows).min(n)))
                 .reduce_with(merge)
                 .unwrap_or_default()
         }
@@ -260,7 +290,7 @@ fn run_list(ctx: &Ctx, list: &[u32]) -> Vec<TopK> {
 /// ordered index (no sort per call).
 pub fn top_by_significance(st: &State, p: &ScanParams, count: usize) -> Vec<u32> {
     let Some(ns) = st.ns_id(p.namespace) else { return Vec::new() };
-    let ctx = Ctx { st, p, ns, k: kernels(), queries: &[], nq: 0, check_filter: p.filter.is_some_and(|f| !f.is_empty()) };
+    let ctx = Ctx { st, p, ns, k: kernels(), queries: &[], nq: 0, check_filter: p.filter.is_some_and(|f| !f.is_empty()), all_pass: false };
     let mut out = Vec::with_capacity(count.min(1024));
     for &(_, _, std::cmp::Reverse(row)) in &st.namespaces[ns as usize].by_sig {
         if out.len() >= count {
@@ -280,6 +310,6 @@ pub fn top_by_significance(st: &State, p: &ScanParams, count: usize) -> Vec<u32>
 /// filter and export).
 pub fn matching_rows(st: &State, p: &ScanParams) -> Vec<u32> {
     let Some(ns) = st.ns_id(p.namespace) else { return Vec::new() };
-    let ctx = Ctx { st, p, ns, k: kernels(), queries: &[], nq: 0, check_filter: p.filter.is_some_and(|f| !f.is_empty()) };
+    let ctx = Ctx { st, p, ns, k: kernels(), queries: &[], nq: 0, check_filter: p.filter.is_some_and(|f| !f.is_empty()), all_pass: false };
     st.namespaces[ns as usize].rows.iter().copied().filter(|&r| ctx.pass(r as usize)).collect()
 }
