@@ -102,8 +102,11 @@ export function extractToken(authorizationHeader: string, query: string): string
 }
 
 /** Authenticates a request; with neither option set every request passes. */
+// Shared by every connection of a server without auth (claims are never mutated).
+const NO_AUTH: AuthResult = Object.freeze({ ok: true, claims: Object.freeze({ method: 'none' }) }) as AuthResult;
+
 export function authenticate(options: AuthOptions, presented: string | undefined): AuthResult {
-  if (!options.token && !options.jwtSecret) return { ok: true, claims: { method: 'none' } };
+  if (!options.token && !options.jwtSecret) return NO_AUTH;
   if (!presented) return { ok: false, reason: 'missing token' };
   if (options.token && safeEqual(presented, options.token)) return { ok: true, claims: { method: 'token' } };
   if (options.jwtSecret) return verifyJwtHs256(presented, options.jwtSecret);

@@ -25,7 +25,6 @@ import {
 import { authenticate, extractToken, type AuthClaims } from './auth.js';
 import { ServerMetrics, type MetricsSnapshot } from './metrics.js';
 import { CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_MAX_AGE, OriginPolicy } from './origin.js';
-import { TokenBucket } from './rate-limit.js';
 import {
   LISTEN_EXCLUSIVE,
   uWS,
@@ -170,8 +169,10 @@ export interface ConnState {
   lastPingAt: number;
   pingSentAt: number;
   awaitingPong: boolean;
-  msgBucket: TokenBucket | null;
-  byteBucket: TokenBucket | null;
+  /** Rate-limit token buckets, inline (two objects per connection cost more than three numbers). */
+  msgTokens: number;
+  byteTokens: number;
+  tokensAt: number;
   rejectedStreak: number;
   /** Requests received and not yet answered. */
   queued: number;
@@ -336,6 +337,8 @@ export class WsServer {
   private readonly commands: Map<string, CommandHandler>;
   private readonly registry = new Map<string, UwsWebSocket<ConnState>>();
   private readonly perIp = new Map<string, number>();
+  /** One string per client address (connections from one address share it). */
+  private readonly ipNames = new Map<string, string>();
   private readonly routes: RouteEntry[] = [];
   private app: TemplatedApp | null = null;
   private listenSocket: us_listen_socket | null = null;
@@ -574,7 +577,7 @@ export class WsServer {
       const params: string[] = [];
       for (let i = 0; i < paramCount; i++) params.push(req.getParameter(i) ?? '');
       const origin = headers.origin ?? '';
-      const ip = textOf(res.getRemoteAddressAsText());
+      const ip = this.internIp(textOf(res.getRemoteAddressAsText()));
       const corsOrigin = origin && this.originPolicy.allows(origin) ? origin : null;
       const respond = (reply: HttpReply): void => {
         if (aborted) return;
@@ -669,6 +672,13 @@ export class WsServer {
 
   // ------------------------------------------------------------- WebSocket
 
+  private internIp(ip: string): string {
+    const known = this.ipNames.get(ip);
+    if (known !== undefined) return known;
+    if (this.ipNames.size < 100_000) this.ipNames.set(ip, ip);
+    return ip;
+  }
+
   private onUpgrade(res: UwsHttpResponse, req: UwsHttpRequest, context: unknown, path: string): void {
     // Everything below is synchronous, but register onAborted first in case that changes.
     let aborted = false;
@@ -681,7 +691,7 @@ export class WsServer {
     const extensions = req.getHeader('sec-websocket-extensions');
     const authorization = req.getHeader('authorization');
     const query = req.getQuery() ?? '';
-    const ip = textOf(res.getRemoteAddressAsText());
+    const ip = this.internIp(textOf(res.getRemoteAddressAsText()));
     const corsOrigin = origin && this.originPolicy.allows(origin) ? origin : null;
 
     if (this._state !== 'running') {
@@ -716,8 +726,9 @@ export class WsServer {
       lastPingAt: now,
       pingSentAt: 0,
       awaitingPong: false,
-      msgBucket: rl ? new TokenBucket(rl.messagesPerSecond, rl.messagesBurst, now) : null,
-      byteBucket: rl ? new TokenBucket(rl.bytesPerSecond, rl.bytesBurst, now) : null,
+      msgTokens: rl ? rl.messagesBurst : 0,
+      byteTokens: rl ? rl.bytesBurst : 0,
+      tokensAt: now,
       rejectedStreak: 0,
       queued: 0,
       tail: null,
@@ -771,7 +782,10 @@ export class WsServer {
     st.registered = false;
     this.registry.delete(st.id);
     const n = (this.perIp.get(st.ip) ?? 1) - 1;
-    if (n <= 0) this.perIp.delete(st.ip);
+    if (n <= 0) {
+      this.perIp.delete(st.ip);
+      this.ipNames.delete(st.ip);
+    }
     else this.perIp.set(st.ip, n);
     this.metrics.connections = this.registry.size;
     this.logger.info({ id: st.id, code }, 'connection closed');
@@ -811,10 +825,7 @@ export class WsServer {
     this.metrics.bytesIn += size;
     st.binary = isBinary;
 
-    let retryAfter = 0;
-    if (st.msgBucket && st.byteBucket) {
-      retryAfter = st.msgBucket.take(1, received) || st.byteBucket.take(size, received);
-    }
+    const retryAfter = this.takeBudget(st, size, received);
     // Decode synchronously: the ArrayBuffer is only valid during this callback.
     const decoded = decodeRequest(message, isBinary);
     const type = decoded.ok ? decoded.request.type : decoded.type;
@@ -882,6 +893,29 @@ export class WsServer {
         request.type,
       );
     }
+  }
+
+  /**
+   * Token buckets on messages and bytes: 0 when the frame is within budget (tokens taken),
+   * else the ms until it would be (nothing taken).
+   */
+  private takeBudget(st: ConnState, size: number, now: number): number {
+    const rl = this.options.rateLimit;
+    if (!rl) return 0;
+    const dt = now - st.tokensAt;
+    if (dt > 0) {
+      st.msgTokens = Math.min(rl.messagesBurst, st.msgTokens + (dt * rl.messagesPerSecond) / 1000);
+      st.byteTokens = Math.min(rl.bytesBurst, st.byteTokens + (dt * rl.bytesPerSecond) / 1000);
+      st.tokensAt = now;
+    }
+    const wait = (have: number, need: number, perSecond: number): number =>
+      perSecond <= 0 ? Number.POSITIVE_INFINITY : Math.max(1, Math.ceil(((need - have) * 1000) / perSecond));
+    if (st.msgTokens < 1) return wait(st.msgTokens, 1, rl.messagesPerSecond);
+    const need = Math.min(size, rl.bytesBurst);
+    if (st.byteTokens < need) return wait(st.byteTokens, need, rl.bytesPerSecond);
+    st.msgTokens -= 1;
+    st.byteTokens -= need;
+    return 0;
   }
 
   /** Runs a handler; returns the reply, or a promise of it. Never throws. */

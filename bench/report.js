@@ -1,0 +1,56 @@
+// Prints the README performance table from bench/results/*.json (run after `pnpm bench`).
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { RESULTS_DIR } from './common.js';
+
+const load = (name) => {
+  const f = join(RESULTS_DIR, `${name}.json`);
+  return existsSync(f) ? JSON.parse(readFileSync(f, 'utf8')) : null;
+};
+const n = (x, d = 1) => (typeof x === 'number' ? x.toFixed(d) : '—');
+const rows = [];
+const row = (figure, measured, baseline, target, met) => rows.push(`| ${figure} | ${measured} | ${baseline} | ${target} | ${met ? 'yes' : 'no'} |`);
+
+const s = load('search');
+if (s) {
+  const size = `${(s.store.memories / 1e6).toFixed(s.store.memories >= 1e6 ? 0 : 1)}M × ${s.store.dims}`;
+  row(`exact top-10, 1 query, ${size}`, `${n(s.single_query_top10_ms)} ms = ${n(s.single_query_effective_GBps)} GB/s`, `read bandwidth ${n(s.baseline_read_bandwidth_GBps)} GB/s (same run)`, '≥ 85% of bandwidth', s.single_query_fraction_of_bandwidth >= 0.85);
+  row(`… vs usearch exact search`, `${n(s.single_query_top10_ms)} ms`, `usearch ${n(s.usearch_exact_single_query_ms)} ms`, '≥ 1× usearch', s.speed_vs_usearch_single >= 1);
+  row(`64 queries in one pass, ${size}`, `${n(s.batch64_ms)} ms (${n(s.batch64_GFLOPs)} GFLOP/s, ${n(100 * s.batch64_fraction_of_peak)}% of peak ${n(s.peak_fp32_GFLOPs, 0)})`, `64 × single query`, '≥ 8× single-query throughput', s.batch64_speedup_over_single >= 8);
+  row(`selective filter (1%), equality / range`, `${n(s.filter_eq_1pct_ms)} / ${n(s.filter_range_1pct_ms)} ms`, `unfiltered ${n(s.single_query_top10_ms)} ms`, 'faster than unfiltered', s.filter_eq_speedup_vs_unfiltered > 1 && s.filter_range_speedup_vs_unfiltered > 1);
+  row(`retrieve without query (ordered index), ${size}`, `${n(s.retrieve_without_query_top10_ms, 3)} ms`, '—', '—', true);
+  row(`reopen ${size} store (warm cache)`, `${s.reopen_warm_s.map((x) => n(x, 2)).join(' / ')} s`, '—', '≤ 3 s', Math.max(...s.reopen_warm_s) <= 3);
+}
+const g = load('ingest');
+if (g) {
+  const b = g.baseline_one_fsync_per_put_64_writers ?? g.one_fsync_per_put;
+  const m = g.group_commit_64_writers ?? g.concurrent_64;
+  row('durable ingest, 64 writers, fsync always', `${n(m.puts_per_s, 0)} puts/s (${n(m.memories_per_fsync)} per fsync)`, `one fsync per put: ${n(b.puts_per_s, 0)}/s`, '≥ 10×', (g.speedup_vs_one_fsync_per_put ?? g.speedup) >= 10);
+}
+const c = load('server-cpu');
+if (c) row('server CPU per `stats`, 64 conn × 16 in flight', `${n(c.ours.server_cpu_us_per_request ?? c.ours.server_cpu_us / c.ours.requests)} µs`, `ws: ${n(c.baseline.server_cpu_us_per_request ?? c.baseline.server_cpu_us / c.baseline.requests)} µs`, '≤ 1/3 of ws', c.cpu_per_request_ratio_ours_over_baseline <= 1 / 3);
+const im = load('idle-memory');
+if (im) row('memory per idle connection (10,000)', `${n(im.ours.rss_bytes_per_connection ?? (im.ours.rss_after_bytes - im.ours.rss_before_bytes) / im.ours.connections, 0)} B`, `ws: ${n(im.baseline.rss_bytes_per_connection ?? (im.baseline.rss_after_bytes - im.baseline.rss_before_bytes) / im.baseline.connections, 0)} B`, '≤ 1/3 of ws', im.rss_per_connection_ratio_ours_over_baseline <= 1 / 3);
+const r = load('retrieve');
+if (r) row(`retrieve (embedding, top 10), ${r.workload.store_memories} memories, 16 conn`, `${n(r.ours.queries_per_s)} q/s`, `JS scan: ${n(r.baseline.queries_per_s)} q/s`, '≥ 30×', r.speedup_ours_over_baseline >= 30);
+const st = load('store');
+if (st) {
+  for (const [k, v] of Object.entries(st)) {
+    if (!v || typeof v !== 'object' || !('ours' in v) || !('baseline' in v)) continue;
+    const what = k.startsWith('a_') ? 'into an empty store' : `into ${v.store_memories} memories`;
+    row(`durable store, 16 conn, ${what} (${n(v.ours.memories_per_fsync, 1)} per fsync)`, `${n(v.ours.stores_per_s, 0)} stores/s`, `${k.startsWith('a_') ? 'JS store, one fdatasync per store' : 'plain-JS store (JS scan, fdatasync per store)'}: ${n(v.baseline.stores_per_s, 0)}/s`, '≥ 20×', v.speedup_ours_over_baseline >= 20);
+  }
+}
+const b = load('broadcast');
+if (b) row('2 KB broadcast to 10,000 clients', `p50 ${n(b.publish_to_last_receipt_ms.p50_ms, 0)} ms, max ${n(b.publish_to_last_receipt_ms.max_ms, 0)} ms to the last client`, '—', '≤ 100 ms', b.meets_target);
+const cc = load('control');
+if (cc) {
+  row('status broadcast to 10,000 dashboards (control process)', `${n(cc.broadcast.with10kClientsPercentOfOneCore)}% of one core`, `no clients: ${n(cc.broadcast.baselineNoClientsPercentOfOneCore)}%`, '≤ 5% of one core', cc.broadcast.with10kClientsPercentOfOneCore <= 5);
+  const runs = cc.crash?.runs ?? [];
+  const worst = Math.max(...runs.map((x) => x.dashboardClientMs));
+  if (runs.length) row('component crash visible on the dashboard', `≤ ${n(worst, 0)} ms (${runs.length} runs)`, '—', '≤ 2.5 s', worst <= 2500);
+}
+
+console.log('| figure | measured | baseline (same run) | target | met |');
+console.log('|---|---|---|---|---|');
+for (const r of rows) console.log(r);
