@@ -79,6 +79,15 @@ async function wrapAsync<T>(f: () => Promise<T>): Promise<T> {
 
 type Store = Addon.MemoryStore;
 
+export interface StoreCounters {
+  totalMemories: number;
+  namespaces: number;
+  storageBytes: number;
+  totalAssociations: number;
+  lastSeq: number;
+  fsyncs: number;
+}
+
 /**
  * A durable memory store over one data directory. Thin wrapper that maps errors; see the
  * addon's generated index.d.cts for field docs.
@@ -151,6 +160,18 @@ export class MemoryStore {
   }
   stats(): Addon.StoreStats {
     return this.s.stats();
+  }
+  /** The changing counters without building a stats object (see {@link StoreCounters}). */
+  counters(): StoreCounters {
+    const c = this.s.counters();
+    return {
+      totalMemories: c[0]!,
+      namespaces: c[1]!,
+      storageBytes: c[2]!,
+      totalAssociations: c[3]!,
+      lastSeq: c[4]!,
+      fsyncs: c[5]!,
+    };
   }
 }
 

@@ -131,6 +131,7 @@ export class MemoryServer {
   readonly dataDir: string;
   readonly fsync: FsyncPolicy;
   private _store: MemoryStore | null = null;
+  private statsFixed: { dims: number; storage_path: string; fsync: string; isa: string } | null = null;
   private readonly events: LoggedEvent[] = [];
   private eventHead = 0;
   /** Events with seq ≤ floor are not in the log (before start, or evicted). */
@@ -534,22 +535,28 @@ export class MemoryServer {
   }
 
   private stats(conn: Connection, req: Request): unknown {
-    const d = parseRequestData(statsSchema, req.data, req.type);
-    const st = this.store.stats();
-    const m = this.ws.metricsSnapshot();
+    // Called often (dashboards, health checks): no schema parse when there is no data, and
+    // only the changing counters come from the core; the fixed facts are read once.
+    const d = req.data === undefined ? {} : parseRequestData(statsSchema, req.data, req.type);
+    const st = this.store.counters();
+    const fixed = (this.statsFixed ??= (() => {
+      const s = this.store.stats();
+      return { dims: s.dims, storage_path: s.storagePath, fsync: s.fsync, isa: s.isa };
+    })());
+    const m = this.ws.metrics;
     const totals: MemoryStatsCounts = { total_memories: st.totalMemories, memory_count: st.totalMemories, namespaces: st.namespaces };
     const reply: MemoryStatsReply = {
       ...totals,
-      dims: st.dims,
+      dims: fixed.dims,
       model: this.embedder.name,
       device: this.embedder.device,
       storage_bytes: st.storageBytes,
-      storage_path: st.storagePath,
+      storage_path: fixed.storage_path,
       connections: m.connections,
-      uptime_s: Math.round(m.uptimeS * 1000) / 1000,
-      queries_per_second: m.queriesPerSecond,
-      avg_latency_ms: m.avgLatencyMs,
-      fsync: st.fsync,
+      uptime_s: Math.round(Date.now() - m.startedAt) / 1000,
+      queries_per_second: m.queriesPerSecond(),
+      avg_latency_ms: m.replies === 0 ? 0 : m.latencyMsSum / m.replies,
+      fsync: fixed.fsync,
     };
     if (d.namespace !== undefined) {
       const namespace = this.namespaceOf(conn, d.namespace);
@@ -560,8 +567,9 @@ export class MemoryServer {
       reply.namespaces = n > 0 ? 1 : 0;
       reply.totals = totals;
     }
-    return { ...reply, total_associations: st.totalAssociations, fsyncs: st.fsyncs, last_seq: st.lastSeq, isa: st.isa };
+    return { ...reply, total_associations: st.totalAssociations, fsyncs: st.fsyncs, last_seq: st.lastSeq, isa: fixed.isa };
   }
+
 }
 
 function startupError(err: unknown, dir: string): Error {

@@ -468,6 +468,26 @@ impl MemoryStore {
         self.inner.count(&namespace) as u32
     }
 
+    /// The changing counters only, as numbers in one array (cheap to call per request):
+    /// `[totalMemories, namespaces, storageBytes, totalAssociations, lastSeq, fsyncs, groups,
+    /// records, rows, deadRows]`.
+    #[napi]
+    pub fn counters(&self) -> Float64Array {
+        let s = self.inner.stats();
+        Float64Array::new(vec![
+            s.total_memories as f64,
+            s.namespaces as f64,
+            s.storage_bytes as f64,
+            s.total_associations as f64,
+            s.last_seq as f64,
+            s.fsyncs as f64,
+            s.groups as f64,
+            s.records as f64,
+            s.rows as f64,
+            s.dead_rows as f64,
+        ])
+    }
+
     #[napi]
     pub fn stats(&self) -> StoreStats {
         let s = self.inner.stats();
