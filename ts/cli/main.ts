@@ -31,22 +31,7 @@ async function start(cfg: CliConfig): Promise<void> {
   const logger: Logger = pino({ level: cfg.logLevel, base: { pid: process.pid } }, destination({ dest: 2, sync: true }));
   if (cfg.control) return startSupervised(cfg, logger);
   const embedder = await embedderFor(cfg);
-  const common = {
-    host: cfg.host,
-    logger,
-    compression: cfg.compression,
-    ...(cfg.origins ? { origins: cfg.origins } : {}),
-    ...(cfg.token ? { token: cfg.token } : {}),
-    ...(cfg.jwtSecret ? { jwtSecret: cfg.jwtSecret } : {}),
-    ...(cfg.tlsCert ? { tlsCert: cfg.tlsCert } : {}),
-    ...(cfg.tlsKey ? { tlsKey: cfg.tlsKey } : {}),
-    ...(cfg.maxConnections ? { maxConnections: cfg.maxConnections } : {}),
-    ...(cfg.maxConnectionsPerIp ? { maxConnectionsPerIp: cfg.maxConnectionsPerIp } : {}),
-    ...(cfg.maxFrameBytes ? { maxFrameBytes: cfg.maxFrameBytes } : {}),
-    ...(cfg.rateLimit !== undefined
-      ? { rateLimit: cfg.rateLimit === 0 ? (false as const) : { messagesPerSecond: cfg.rateLimit, messagesBurst: cfg.rateLimit * 2 } }
-      : {}),
-  };
+  const common = { ...connectionOptions(cfg), logger };
   let servers: Servers;
   try {
     servers = await createServers({
@@ -78,28 +63,7 @@ async function start(cfg: CliConfig): Promise<void> {
   out('  Ctrl-C to stop');
   out('');
 
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) {
-      err(`memory-server: ${signal} again, exiting now`);
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    servers
-      .close()
-      .then(() => {
-        logger.flush?.();
-        out('memory-server stopped');
-        process.exit(0);
-      })
-      .catch((e: unknown) => {
-        err(`memory-server: shutdown failed: ${(e as Error).message}`);
-        process.exit(1);
-      });
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  stopOnSignals(() => servers.close(), logger);
 }
 
 /**
@@ -108,22 +72,7 @@ async function start(cfg: CliConfig): Promise<void> {
  * dashboard, status WebSocket, REST and /metrics.
  */
 async function startSupervised(cfg: CliConfig, logger: Logger): Promise<void> {
-  const shared = {
-    host: cfg.host,
-    compression: cfg.compression,
-    logLevel: cfg.logLevel,
-    ...(cfg.origins ? { origins: cfg.origins } : {}),
-    ...(cfg.token ? { token: cfg.token } : {}),
-    ...(cfg.jwtSecret ? { jwtSecret: cfg.jwtSecret } : {}),
-    ...(cfg.tlsCert ? { tlsCert: cfg.tlsCert } : {}),
-    ...(cfg.tlsKey ? { tlsKey: cfg.tlsKey } : {}),
-    ...(cfg.maxConnections ? { maxConnections: cfg.maxConnections } : {}),
-    ...(cfg.maxConnectionsPerIp ? { maxConnectionsPerIp: cfg.maxConnectionsPerIp } : {}),
-    ...(cfg.maxFrameBytes ? { maxFrameBytes: cfg.maxFrameBytes } : {}),
-    ...(cfg.rateLimit !== undefined
-      ? { rateLimit: cfg.rateLimit === 0 ? (false as const) : { messagesPerSecond: cfg.rateLimit, messagesBurst: cfg.rateLimit * 2 } }
-      : {}),
-  };
+  const shared = { ...connectionOptions(cfg), logLevel: cfg.logLevel };
   let running: RunningControlCenter;
   try {
     running = await startControlCenter({
@@ -170,6 +119,30 @@ async function startSupervised(cfg: CliConfig, logger: Logger): Promise<void> {
   out('  Ctrl-C to stop');
   out('');
 
+  stopOnSignals(() => running.close(), logger);
+}
+
+/** Connection-layer options shared by every server the CLI starts. */
+function connectionOptions(cfg: CliConfig) {
+  return {
+    host: cfg.host,
+    compression: cfg.compression,
+    ...(cfg.origins ? { origins: cfg.origins } : {}),
+    ...(cfg.token ? { token: cfg.token } : {}),
+    ...(cfg.jwtSecret ? { jwtSecret: cfg.jwtSecret } : {}),
+    ...(cfg.tlsCert ? { tlsCert: cfg.tlsCert } : {}),
+    ...(cfg.tlsKey ? { tlsKey: cfg.tlsKey } : {}),
+    ...(cfg.maxConnections ? { maxConnections: cfg.maxConnections } : {}),
+    ...(cfg.maxConnectionsPerIp ? { maxConnectionsPerIp: cfg.maxConnectionsPerIp } : {}),
+    ...(cfg.maxFrameBytes ? { maxFrameBytes: cfg.maxFrameBytes } : {}),
+    ...(cfg.rateLimit !== undefined
+      ? { rateLimit: cfg.rateLimit === 0 ? (false as const) : { messagesPerSecond: cfg.rateLimit, messagesBurst: cfg.rateLimit * 2 } }
+      : {}),
+  };
+}
+
+/** Ctrl-C / SIGTERM: graceful shutdown (clients closed with 1001, store flushed), then exit 0; a second signal exits at once. */
+function stopOnSignals(close: () => Promise<void>, logger: Logger): void {
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) {
@@ -178,8 +151,7 @@ async function startSupervised(cfg: CliConfig, logger: Logger): Promise<void> {
     }
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    running
-      .close()
+    close()
       .then(() => {
         logger.flush?.();
         out('memory-server stopped');
