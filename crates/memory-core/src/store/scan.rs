@@ -257,7 +257,7 @@ pub fn search(st: &State, queries: &[f32], nq: usize, p: &ScanParams) -> Vec<Vec
         // Split across cores once there is enough work: by rows for large stores, and also
         // for small stores scored against many queries at once (a multi-query pass is
         // compute-bound, so even a few thousand rows are worth two cores).
-        let task_rows = if n * nq >= 1 << 16 && n > 2 * BLOCK {
+        let task_rows = if n * nq >= 1 << 14 && n > 2 * BLOCK {
             (n.div_ceil(2 * rayon::current_num_threads()).next_multiple_of(BLOCK)).clamp(BLOCK, TASK_ROWS)
         } else {
             TASK_ROWS
