@@ -1017,8 +1017,6 @@ fn memory_of(st: &State, row: u32, with_embedding: bool, score: Option<f32>) -> 
 }
 
 fn fail_op(op: Op, e: Error) {
-    let msg = e.to_string();
-    let mk = || Error::Unavailable(msg.clone());
     match op {
         Op::Put(_, d) => d(Err(e)),
         Op::Update { done, .. } => done(Err(e)),
@@ -1027,7 +1025,7 @@ fn fail_op(op: Op, e: Error) {
         Op::BulkLoad(_, d) => d(Err(e)),
         Op::Compact(d) => d(Err(e)),
         Op::Flush(d) => d(Err(e)),
-        Op::Close(d) => d(Err(mk())),
+        Op::Close(d) => d(Err(e)),
     }
 }
 
