@@ -37,16 +37,8 @@ async function start(cfg: CliConfig): Promise<void> {
     servers = await createServers({
       ...common,
       embedder,
-      memory: { port: cfg.port, dataDir: cfg.dataDir, fsync: cfg.fsync, reembed: cfg.reembed },
-      inference: cfg.inference
-        ? {
-            port: cfg.inferencePort,
-            portRange: cfg.inferencePort === 0 ? 0 : 9,
-            ...(cfg.maxBatch ? { maxBatch: cfg.maxBatch } : {}),
-            ...(cfg.maxQueue ? { maxQueue: cfg.maxQueue } : {}),
-            ...(cfg.batchWaitMs !== undefined ? { maxWaitMs: cfg.batchWaitMs } : {}),
-          }
-        : false,
+      memory: memoryOptions(cfg),
+      inference: inferenceOptions(cfg),
     });
   } catch (e) {
     err(`memory-server: ${(e as Error).message}`);
@@ -83,16 +75,8 @@ async function startSupervised(cfg: CliConfig, logger: Logger): Promise<void> {
       dataDir: cfg.dataDir,
       servers: shared,
       embedder: { kind: cfg.embedder, ...(cfg.model ? { model: cfg.model } : {}) },
-      memory: { port: cfg.port, dataDir: cfg.dataDir, fsync: cfg.fsync, reembed: cfg.reembed },
-      inference: cfg.inference
-        ? {
-            port: cfg.inferencePort,
-            portRange: cfg.inferencePort === 0 ? 0 : 9,
-            ...(cfg.maxBatch ? { maxBatch: cfg.maxBatch } : {}),
-            ...(cfg.maxQueue ? { maxQueue: cfg.maxQueue } : {}),
-            ...(cfg.batchWaitMs !== undefined ? { maxWaitMs: cfg.batchWaitMs } : {}),
-          }
-        : false,
+      memory: memoryOptions(cfg),
+      inference: inferenceOptions(cfg),
     });
   } catch (e) {
     err(`memory-server: ${(e as Error).message}`);
@@ -120,6 +104,23 @@ async function startSupervised(cfg: CliConfig, logger: Logger): Promise<void> {
   out('');
 
   stopOnSignals(() => running.close(), logger);
+}
+
+/** Memory server options from the CLI config (both start paths). */
+function memoryOptions(cfg: CliConfig) {
+  return { port: cfg.port, dataDir: cfg.dataDir, fsync: cfg.fsync, reembed: cfg.reembed };
+}
+
+/** Inference server options from the CLI config, or false with --no-inference. */
+function inferenceOptions(cfg: CliConfig) {
+  if (!cfg.inference) return false as const;
+  return {
+    port: cfg.inferencePort,
+    portRange: cfg.inferencePort === 0 ? 0 : 9,
+    ...(cfg.maxBatch ? { maxBatch: cfg.maxBatch } : {}),
+    ...(cfg.maxQueue ? { maxQueue: cfg.maxQueue } : {}),
+    ...(cfg.batchWaitMs !== undefined ? { maxWaitMs: cfg.batchWaitMs } : {}),
+  };
 }
 
 /** Connection-layer options shared by every server the CLI starts. */
