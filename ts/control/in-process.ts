@@ -5,8 +5,9 @@
  */
 import type { MemoryServer } from '../server/memory.js';
 import type { InferenceServer } from '../server/inference.js';
+import { ComponentLifecycle } from './component-base.js';
 import { inferenceSnapshot, memorySnapshot } from './instrument.js';
-import type { ComponentHandle, ComponentName, ComponentState, ComponentStatus, ServerSnapshot } from './types.js';
+import type { ComponentName, ComponentStatus, ServerSnapshot } from './types.js';
 
 type AnyServer = MemoryServer | InferenceServer;
 
@@ -19,27 +20,22 @@ export interface InProcessComponentOptions<S extends AnyServer> {
   server?: S | null;
 }
 
-export class InProcessComponent<S extends AnyServer = AnyServer> implements ComponentHandle {
+export class InProcessComponent<S extends AnyServer = AnyServer> extends ComponentLifecycle {
   readonly name: ComponentName;
   private server: S | null;
   private readonly create: (() => Promise<S>) | undefined;
   private readonly displayName: string;
-  private _state: ComponentState;
   private error: string | null = null;
   private runningSince: number;
-  private lastUpdated = new Date().toISOString();
-  private restarts = 0;
   private prevCpu: { at: number; us: number } | null = null;
   private cpuPercent: number | null = null;
-  private readonly listeners = new Set<(s: ComponentStatus) => void>();
-  private chain: Promise<void> = Promise.resolve();
 
   constructor(options: InProcessComponentOptions<S>) {
+    super(options.server ? 'running' : 'stopped');
     this.name = options.name;
     this.server = options.server ?? null;
     this.create = options.create;
     this.displayName = options.displayName ?? (options.name === 'memory' ? 'Memory Server' : 'Inference Server');
-    this._state = this.server ? 'running' : 'stopped';
     this.runningSince = this.server ? Date.now() : 0;
   }
 
@@ -77,47 +73,7 @@ export class InProcessComponent<S extends AnyServer = AnyServer> implements Comp
     };
   }
 
-  onChange(listener: (s: ComponentStatus) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  private setState(state: ComponentState): void {
-    this._state = state;
-    this.lastUpdated = new Date().toISOString();
-    const s = this.status();
-    for (const l of this.listeners) {
-      try {
-        l(s);
-      } catch {
-        /* ignore */
-      }
-    }
-  }
-
-  private enqueue(op: () => Promise<void>): Promise<void> {
-    const p = this.chain.then(op);
-    this.chain = p.catch(() => undefined);
-    return p;
-  }
-
-  start(): Promise<void> {
-    return this.enqueue(() => this.doStart());
-  }
-
-  stop(): Promise<void> {
-    return this.enqueue(() => this.doStop());
-  }
-
-  restart(): Promise<void> {
-    return this.enqueue(async () => {
-      await this.doStop();
-      this.restarts++;
-      await this.doStart();
-    });
-  }
-
-  private async doStart(): Promise<void> {
+  protected async doStart(): Promise<void> {
     if (this._state === 'running') return;
     if (!this.create) throw new Error(`${this.name}: no factory to start it in-process`);
     this.setState('starting');
@@ -135,7 +91,7 @@ export class InProcessComponent<S extends AnyServer = AnyServer> implements Comp
     this.setState('running');
   }
 
-  private async doStop(): Promise<void> {
+  protected async doStop(): Promise<void> {
     const s = this.server;
     if (!s) {
       if (this._state !== 'stopped') this.setState('stopped');

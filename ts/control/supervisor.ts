@@ -11,11 +11,11 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { ComponentLifecycle } from './component-base.js';
 import {
   CONTROL_DEFAULTS,
   type ChildStartMessage,
   type ChildToParent,
-  type ComponentHandle,
   type ComponentName,
   type ComponentState,
   type ComponentStatus,
@@ -60,7 +60,7 @@ interface Waiter {
   reject(err: Error): void;
 }
 
-export class ChildComponent implements ComponentHandle {
+export class ChildComponent extends ComponentLifecycle {
   readonly name: ComponentName;
   private readonly opts: Required<
     Pick<
@@ -70,13 +70,10 @@ export class ChildComponent implements ComponentHandle {
   > &
     ChildComponentOptions;
   private child: ChildProcess | null = null;
-  private _state: ComponentState = 'stopped';
   private pid: number | null = null;
   private port: number | null = null;
   private error: string | null = null;
   private runningSince = 0;
-  private lastUpdated = new Date().toISOString();
-  private restarts = 0;
   private backoffMs: number;
   private restartTimer: NodeJS.Timeout | null = null;
   private startTimer: NodeJS.Timeout | null = null;
@@ -84,13 +81,11 @@ export class ChildComponent implements ComponentHandle {
   private fatalMessage: string | null = null;
   private last: ServerSnapshot | null = null;
   private cpuPercent: number | null = null;
-  private readonly listeners = new Set<(s: ComponentStatus) => void>();
   private startWaiters: Waiter[] = [];
   private exitWaiters: Array<() => void> = [];
-  /** Serializes start/stop/restart so REST calls settle in order. */
-  private chain: Promise<void> = Promise.resolve();
 
   constructor(options: ChildComponentOptions) {
+    super('stopped');
     this.name = options.name;
     this.opts = {
       metricsIntervalMs: CONTROL_DEFAULTS.metricsIntervalMs,
@@ -131,47 +126,7 @@ export class ChildComponent implements ComponentHandle {
     return this._state === 'running' ? this.last : null;
   }
 
-  onChange(listener: (s: ComponentStatus) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  start(): Promise<void> {
-    return this.enqueue(() => this.doStart());
-  }
-
-  stop(): Promise<void> {
-    return this.enqueue(() => this.doStop());
-  }
-
-  restart(): Promise<void> {
-    return this.enqueue(async () => {
-      await this.doStop();
-      this.restarts++;
-      await this.doStart();
-    });
-  }
-
-  private enqueue(op: () => Promise<void>): Promise<void> {
-    const p = this.chain.then(op);
-    this.chain = p.catch(() => undefined);
-    return p;
-  }
-
-  private setState(state: ComponentState): void {
-    this._state = state;
-    this.lastUpdated = new Date().toISOString();
-    const s = this.status();
-    for (const l of this.listeners) {
-      try {
-        l(s);
-      } catch {
-        /* a listener's failure is not the component's */
-      }
-    }
-  }
-
-  private doStart(): Promise<void> {
+  protected doStart(): Promise<void> {
     if (this.restartTimer) {
       clearTimeout(this.restartTimer);
       this.restartTimer = null;
@@ -314,7 +269,7 @@ export class ChildComponent implements ComponentHandle {
     }
   }
 
-  private doStop(): Promise<void> {
+  protected doStop(): Promise<void> {
     if (this.restartTimer) {
       clearTimeout(this.restartTimer);
       this.restartTimer = null;
