@@ -836,11 +836,13 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.MemoryStore = nativeBinding.MemoryStore
+module.exports.ModelTokenizer = nativeBinding.ModelTokenizer
 module.exports.benchPeakFlops = nativeBinding.benchPeakFlops
 module.exports.benchReadBandwidth = nativeBinding.benchReadBandwidth
 module.exports.hashEmbed = nativeBinding.hashEmbed
 module.exports.hashEmbedAsync = nativeBinding.hashEmbedAsync
 module.exports.kernelInfo = nativeBinding.kernelInfo
+module.exports.meanPool = nativeBinding.meanPool
 module.exports.repair = nativeBinding.repair
 module.exports.tokenWindows = nativeBinding.tokenWindows
 module.exports.wordWindows = nativeBinding.wordWindows

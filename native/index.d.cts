@@ -58,6 +58,30 @@ export declare class MemoryStore {
   stats(): StoreStats
 }
 
+/**
+ * A HuggingFace `tokenizer.json` (e.g. a sentence-transformers export) with truncation to
+ * `maxLength` tokens (special tokens kept) and padding to the longest text of each batch.
+ */
+export declare class ModelTokenizer {
+  /** Load `tokenizer.json` (synchronous: reads and parses the file). */
+  constructor(path: string, maxLength: number)
+  /** Tokenize with special tokens, truncate to `maxLength`, pad to the longest text. */
+  encodeBatch(texts: Array<string>): EncodedBatch
+  /** Tokens per text as fed to the model (special tokens included, after truncation). */
+  tokenCounts(texts: Array<string>): Uint32Array
+  /**
+   * Cut text into windows of `maxTokens` model tokens (no special tokens, no truncation)
+   * overlapping by `stride` tokens; same shape and rules as `wordWindows`.
+   */
+  tokenWindows(text: string, maxTokens: number, stride: number): Array<TextWindow>
+  /** Vocabulary size (added tokens included). */
+  get vocabSize(): number
+  /** Id written at padding positions. */
+  get padId(): number
+  /** Maximum tokens per text (special tokens included). */
+  get maxLength(): number
+}
+
 /** The machine's measured peak FP32 rate with the FMA kernel on both cores (FLOP/s). */
 export declare function benchPeakFlops(iters: number): number
 
@@ -96,6 +120,21 @@ export interface DeleteResult {
   notFound: Array<string>
 }
 
+/** A padded batch for a BERT-style ONNX model; matrices are row-major `[batch, seqLen]`. */
+export interface EncodedBatch {
+  /** Token ids (padding positions hold `padId`). */
+  inputIds: BigInt64Array
+  /** 1 for real tokens (special tokens included), 0 for padding. */
+  attentionMask: BigInt64Array
+  /** Segment ids (0 for a single sequence and for padding). */
+  tokenTypeIds: BigInt64Array
+  batch: number
+  /** Longest sequence of the batch after truncation (0 for an empty batch). */
+  seqLen: number
+  /** Real (unpadded) length of each row. */
+  lengths: Uint32Array
+}
+
 /** Embed texts with the deterministic `hash` embedder: a flat `texts.length × dims` array. */
 export declare function hashEmbed(texts: Array<string>, dims?: number | undefined | null): Float32Array
 
@@ -114,6 +153,13 @@ export interface ListPage {
   memories: Array<Memory>
   nextCursor?: number
 }
+
+/**
+ * Mean-pool a model's last hidden state (`[batch, seqLen, dims]`, row-major) over the positions
+ * where `attentionMask` (`[batch, seqLen]`) is non-zero, then L2-normalize when `normalize`;
+ * returns `batch × dims` floats (an all-padding row gives zeros).
+ */
+export declare function meanPool(hidden: Float32Array, attentionMask: BigInt64Array, batch: number, seqLen: number, dims: number, normalize: boolean): Float32Array
 
 export interface Memory {
   id: string

@@ -8,6 +8,14 @@ import { HASH_DIMS, HASH_EMBEDDER_NAME, hashEmbed, hashEmbedAsync, wordWindows, 
 
 export type { TextWindow };
 
+/** A batch tokenized and padded ahead of its run (see `Embedder.prepare`). */
+export interface PreparedBatch {
+  /** Texts in the batch. */
+  readonly size: number;
+  /** Padded tokens (batch × sequence length). */
+  readonly tokens: number;
+}
+
 export interface Embedder {
   /** Model name recorded in the data directory and reported by `stats` (`model`). */
   readonly name: string;
@@ -18,10 +26,21 @@ export interface Embedder {
   readonly device: string;
   /** Largest batch `embed` should be given at once. */
   readonly maxBatch: number;
+  /** Padded-token budget per batch (batch × longest sequence). Default: no token limit beyond maxBatch. */
+  readonly maxBatchTokens?: number;
   /** Embeds texts in one run; returns `texts.length × dims` row-major, L2-normalized. */
   embed(texts: string[]): Promise<Float32Array>;
   /** Windows of `maxTokens` tokens overlapping by `stride`, offsets in JS string indices. Default: words. */
   tokenWindows?(text: string, maxTokens: number, stride: number): TextWindow[];
+  /** Tokens of each text after truncation (the batcher's token budget and length sort). Default: an estimate. */
+  tokenCounts?(texts: string[]): ArrayLike<number>;
+  /**
+   * Two-phase form for pipelining: `prepare` tokenizes and pads now; `runPrepared` runs it
+   * (runs execute one at a time in call order), so the batcher can prepare and queue the
+   * next batch while the current one runs. Both or neither.
+   */
+  prepare?(texts: string[]): PreparedBatch;
+  runPrepared?(batch: PreparedBatch): Promise<Float32Array>;
   close?(): void | Promise<void>;
 }
 
@@ -52,16 +71,39 @@ export class HashEmbedder implements Embedder {
 export type EmbedderKind = 'hash' | 'onnx';
 
 export interface EmbedderOptions {
+  /** Default: onnx when `model` is given, else hash. */
   kind?: EmbedderKind;
   /** Directory with model.onnx and tokenizer.json (onnx). */
   model?: string;
+  /** onnx: auto (CUDA if the runtime has it, else CPU) | cpu | cuda. */
+  device?: 'auto' | 'cpu' | 'cuda';
+  /** onnx: tokens per text after truncation. */
+  maxLength?: number;
+  /** onnx: onnxruntime intra-op threads. */
+  threads?: number;
+  /** onnx: texts per run. */
+  maxBatch?: number;
+  /** Start-up notes (CUDA fallback). */
+  log?: (msg: string) => void;
 }
 
-/** Creates an embedder by kind. `onnx` is not built yet: a clear start-up error. */
+/** Creates an embedder by kind; a missing or broken model is a start-up error naming the file. */
 export async function createEmbedder(options: EmbedderOptions = {}): Promise<Embedder> {
   const kind = options.kind ?? (options.model ? 'onnx' : 'hash');
-  if (kind === 'hash') return new HashEmbedder();
-  throw new Error(`The onnx embedder is not available in this build (model: ${options.model ?? 'none'}); use --embedder hash`);
+  if (kind === 'hash') {
+    if (options.model !== undefined) throw new Error('--model is for the onnx embedder; drop --embedder hash or --model');
+    return new HashEmbedder();
+  }
+  if (kind !== 'onnx') throw new Error(`unknown embedder ${String(kind)} (hash | onnx)`);
+  if (!options.model) throw new Error('the onnx embedder needs --model DIR (a directory with model.onnx and tokenizer.json)');
+  const { OnnxEmbedder } = await import('./onnx/embedder.js');
+  const o: import('./onnx/embedder.js').OnnxEmbedderOptions = { model: options.model };
+  if (options.device !== undefined) o.device = options.device;
+  if (options.maxLength !== undefined) o.maxLength = options.maxLength;
+  if (options.threads !== undefined) o.threads = options.threads;
+  if (options.maxBatch !== undefined) o.maxBatch = options.maxBatch;
+  if (options.log !== undefined) o.log = options.log;
+  return OnnxEmbedder.load(o);
 }
 
 /** Row `i` of a row-major matrix (a view, no copy). */

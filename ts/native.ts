@@ -16,6 +16,7 @@ export type {
   BulkRecord,
   CompactResult,
   DeleteResult,
+  EncodedBatch,
   KernelInfo,
   ListPage,
   Memory as NativeMemory,
@@ -38,6 +39,7 @@ export type NativeErrorCode =
   | 'corrupt'
   | 'locked'
   | 'io'
+  | 'model_error'
   | 'internal';
 
 export class NativeError extends Error {
@@ -183,6 +185,48 @@ export const wordWindows = (text: string, maxTokens: number, stride: number): Ad
   wrapSync(() => addon.wordWindows(text, maxTokens, stride));
 export const tokenWindows = (text: string, ranges: number[], maxTokens: number, stride: number): Addon.TextWindow[] =>
   wrapSync(() => addon.tokenWindows(text, ranges, maxTokens, stride));
+/**
+ * A model tokenizer (`tokenizer.json`, e.g. of a sentence-transformers ONNX export): truncation to
+ * `maxLength` tokens (special tokens kept), padding to the longest text of a batch. Errors are
+ * NativeErrors: `model_error` (file missing/unreadable/invalid, tokenizer failure) or
+ * `invalid_request` (bad arguments).
+ */
+export class ModelTokenizer {
+  private readonly t: Addon.ModelTokenizer;
+  constructor(path: string, maxLength: number) {
+    this.t = wrapSync(() => new addon.ModelTokenizer(path, maxLength));
+  }
+  /** Tokenize with special tokens, truncate, pad to the longest text (row-major `[batch, seqLen]`). */
+  encodeBatch(texts: string[]): Addon.EncodedBatch {
+    return wrapSync(() => this.t.encodeBatch(texts));
+  }
+  /** Tokens per text as fed to the model (special tokens included, after truncation). */
+  tokenCounts(texts: string[]): Uint32Array {
+    return wrapSync(() => this.t.tokenCounts(texts));
+  }
+  /** Windows of `maxTokens` model tokens overlapping by `stride` (same shape as `wordWindows`). */
+  tokenWindows(text: string, maxTokens: number, stride: number): Addon.TextWindow[] {
+    return wrapSync(() => this.t.tokenWindows(text, maxTokens, stride));
+  }
+  get vocabSize(): number {
+    return this.t.vocabSize;
+  }
+  get padId(): number {
+    return this.t.padId;
+  }
+  get maxLength(): number {
+    return this.t.maxLength;
+  }
+}
+/** Mean pooling of `[batch, seqLen, dims]` hidden states over the attention mask (+ L2 normalization). */
+export const meanPool = (
+  hidden: Float32Array,
+  attentionMask: BigInt64Array,
+  batch: number,
+  seqLen: number,
+  dims: number,
+  normalize: boolean,
+): Float32Array => wrapSync(() => addon.meanPool(hidden, attentionMask, batch, seqLen, dims, normalize));
 export const kernelInfo = (): Addon.KernelInfo => addon.kernelInfo();
 export const benchReadBandwidth = (floats: number, repeat: number): number => addon.benchReadBandwidth(floats, repeat);
 export const benchPeakFlops = (iters: number): number => addon.benchPeakFlops(iters);

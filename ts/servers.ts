@@ -1,8 +1,7 @@
 /**
  * `createServers()`: the memory and inference servers in-process (library use).
  */
-import type { Embedder } from './embedder.js';
-import { HashEmbedder } from './embedder.js';
+import { createEmbedder, type Embedder, type EmbedderOptions } from './embedder.js';
 import { MemoryServer, type MemoryServerOptions } from './server/memory.js';
 import { InferenceServer, type InferenceServerOptions } from './server/inference.js';
 import type { WsServerOptions } from './server/ws-server.js';
@@ -31,8 +30,11 @@ export type SharedServerOptions = Pick<
 >;
 
 export interface CreateServersOptions extends SharedServerOptions {
-  /** Shared embedder (default: hash). */
-  embedder?: Embedder;
+  /**
+   * Shared embedder: an `Embedder` you own (not closed by `close()`), or options for one
+   * created here and closed by `close()` (e.g. `{ model: './all-MiniLM-L6-v2' }`). Default: hash.
+   */
+  embedder?: Embedder | EmbedderOptions;
   memory?: MemoryServerOptions | false;
   inference?: InferenceServerOptions | false;
 }
@@ -47,7 +49,8 @@ export interface Servers {
 /** Starts the memory server (default port 5000) and the inference server (5005…5014) in-process. */
 export async function createServers(options: CreateServersOptions = {}): Promise<Servers> {
   const { embedder: shared, memory: memOpts, inference: infOpts, ...common } = options;
-  const embedder = shared ?? new HashEmbedder();
+  const owned = !(shared && 'embed' in shared);
+  const embedder = owned ? await createEmbedder((shared as EmbedderOptions | undefined) ?? {}) : (shared as Embedder);
   let memory: MemoryServer | null = null;
   let inference: InferenceServer | null = null;
   try {
@@ -62,6 +65,7 @@ export async function createServers(options: CreateServersOptions = {}): Promise
   } catch (err) {
     await memory?.close();
     await inference?.close();
+    if (owned) await embedder.close?.();
     throw err;
   }
   let closing: Promise<void> | null = null;
@@ -69,7 +73,9 @@ export async function createServers(options: CreateServersOptions = {}): Promise
     memory,
     inference,
     close() {
-      closing ??= Promise.all([memory?.close(), inference?.close()]).then(() => undefined);
+      closing ??= Promise.all([memory?.close(), inference?.close()]).then(async () => {
+        if (owned) await embedder.close?.();
+      });
       return closing;
     },
   };

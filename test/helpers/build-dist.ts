@@ -48,7 +48,12 @@ function withLock(fn: () => void): void {
 export function ensureBuilt(options: { dashboard?: boolean } = {}): void {
   const child = path.join(root, 'dist/control/child.js');
   const app = path.join(root, 'dist/dashboard/app.js');
-  const tsStale = (): boolean => mtime(child) < Math.max(newest(path.join(root, 'ts/control')), newest(path.join(root, 'ts/server')), newest(path.join(root, 'ts/protocol')));
+  const tsStale = (): boolean =>
+    mtime(child) <
+    Math.max(
+      ...['ts/control', 'ts/server', 'ts/protocol', 'ts/onnx'].map((d) => newest(path.join(root, d))),
+      ...['ts/native.ts', 'ts/embedder.ts', 'ts/servers.ts'].map((f) => mtime(path.join(root, f))),
+    );
   const dashStale = (): boolean => !!options.dashboard && mtime(app) < newest(path.join(root, 'ts/dashboard'));
   if (tsStale() || dashStale()) {
     withLock(() => {

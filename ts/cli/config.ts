@@ -40,8 +40,11 @@ export const OPTIONS: OptionDef[] = [
   { key: 'statusIntervalMs', flag: 'status-interval-ms', kind: 'int', description: 'control center status broadcast period', defaultText: '2000' },
   { key: 'dataDir', flag: 'data-dir', kind: 'string', description: 'data directory', env: ['MEMORY_SERVER_DATA'], defaultText: './memory-data', short: 'd' },
   { key: 'fsync', flag: 'fsync', kind: 'string', description: 'always | interval | off', defaultText: 'always' },
-  { key: 'embedder', flag: 'embedder', kind: 'string', description: 'hash (built in) | onnx', defaultText: 'hash' },
+  { key: 'embedder', flag: 'embedder', kind: 'string', description: 'hash (built in) | onnx', defaultText: 'onnx with --model, else hash' },
   { key: 'model', flag: 'model', kind: 'string', description: 'model directory for the onnx embedder (model.onnx + tokenizer.json)' },
+  { key: 'device', flag: 'device', kind: 'string', description: 'onnx: auto (CUDA if onnxruntime has it, else CPU) | cpu | cuda', defaultText: 'auto' },
+  { key: 'maxLength', flag: 'max-length', kind: 'int', description: 'onnx: tokens per text after truncation', defaultText: "the model's max_seq_length" },
+  { key: 'threads', flag: 'threads', kind: 'int', description: 'onnx: onnxruntime threads per process', defaultText: 'CPU cores' },
   { key: 'reembed', flag: 'reembed', kind: 'bool', description: 'accept a data directory written by another embedder of the same dims' },
   { key: 'origins', flag: 'origins', kind: 'list', description: 'allowed browser origins, comma separated (* = any)', defaultText: 'http(s)://localhost:*, http(s)://127.0.0.1:*' },
   { key: 'token', flag: 'token', kind: 'string', description: 'shared-secret auth (Authorization: Bearer … or ?token=)' },
@@ -54,7 +57,7 @@ export const OPTIONS: OptionDef[] = [
   { key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', kind: 'int', description: 'connections per client address', defaultText: String(DEFAULTS.maxConnectionsPerIp) },
   { key: 'rateLimit', flag: 'rate-limit', kind: 'int', description: 'messages/s per connection (burst 2×; 0 = off)', defaultText: String(DEFAULTS.rateLimit.messagesPerSecond) },
   { key: 'maxFrameBytes', flag: 'max-frame-bytes', kind: 'int', description: 'largest accepted frame', defaultText: String(DEFAULTS.maxFrameBytes) },
-  { key: 'maxBatch', flag: 'max-batch', kind: 'int', description: 'inference: texts per embedding batch', defaultText: '256' },
+  { key: 'maxBatch', flag: 'max-batch', kind: 'int', description: 'inference: texts per embedding batch', defaultText: '256 (hash), 32 (onnx)' },
   { key: 'maxQueue', flag: 'max-queue', kind: 'int', description: 'inference: queued texts before `overloaded`', defaultText: '4096' },
   { key: 'batchWaitMs', flag: 'batch-wait-ms', kind: 'int', description: 'inference: max wait to fill a batch', defaultText: '2' },
   { key: 'url', flag: 'url', kind: 'string', description: 'export: read from a running server (ws://…) instead of the data directory' },
@@ -78,8 +81,11 @@ export const configSchema = z
     statusIntervalMs: z.number().int().min(100).max(3_600_000).default(2000),
     dataDir: z.string().min(1).default('./memory-data'),
     fsync: z.enum(['always', 'interval', 'off']).default('always'),
-    embedder: z.enum(['hash', 'onnx']).default('hash'),
+    embedder: z.enum(['hash', 'onnx']).optional(),
     model: z.string().min(1).optional(),
+    device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+    maxLength: z.number().int().min(2).max(8192).optional(),
+    threads: positive.max(1024).optional(),
     reembed: z.boolean().default(false),
     origins: z.array(z.string().min(1)).min(1).optional(),
     token: z.string().min(1).optional(),
@@ -106,6 +112,9 @@ export const configSchema = z
     }
     if (c.embedder === 'onnx' && c.model === undefined) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['model'], message: 'the onnx embedder needs --model DIR' });
+    }
+    if (c.embedder === 'hash' && c.model !== undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['model'], message: '--model is for the onnx embedder, not hash' });
     }
   });
 export type CliConfig = z.infer<typeof configSchema>;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { pino, destination, type Logger } from 'pino';
 import WebSocket from 'ws';
-import { createEmbedder, type Embedder } from '../embedder.js';
+import { createEmbedder, type Embedder, type EmbedderOptions } from '../embedder.js';
 import { MemoryStore, NativeError, repair, type BulkRecord } from '../native.js';
 import { createServers, type Servers } from '../servers.js';
 import { startControlCenter, type RunningControlCenter } from '../control/index.js';
@@ -19,10 +19,21 @@ import { UsageError, helpText, parseArgs, resolveConfig, type CliConfig } from '
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 const err = (s: string): void => void process.stderr.write(`${s}\n`);
 
+/** Embedder options from the CLI config (in-process, children and offline commands). */
+function embedderOptions(cfg: CliConfig): EmbedderOptions {
+  const o: EmbedderOptions = { kind: cfg.embedder ?? (cfg.model !== undefined ? 'onnx' : 'hash') };
+  if (cfg.model !== undefined) {
+    o.model = path.resolve(cfg.model);
+    o.device = cfg.device;
+    if (cfg.maxLength !== undefined) o.maxLength = cfg.maxLength;
+    if (cfg.threads !== undefined) o.threads = cfg.threads;
+    if (cfg.maxBatch !== undefined) o.maxBatch = cfg.maxBatch;
+  }
+  return o;
+}
+
 async function embedderFor(cfg: CliConfig): Promise<Embedder> {
-  const opts: { kind: 'hash' | 'onnx'; model?: string } = { kind: cfg.embedder };
-  if (cfg.model !== undefined) opts.model = cfg.model;
-  return createEmbedder(opts);
+  return createEmbedder(embedderOptions(cfg));
 }
 
 // ---------------------------------------------------------------- start
@@ -30,10 +41,11 @@ async function embedderFor(cfg: CliConfig): Promise<Embedder> {
 async function start(cfg: CliConfig): Promise<void> {
   const logger: Logger = pino({ level: cfg.logLevel, base: { pid: process.pid } }, destination({ dest: 2, sync: true }));
   if (cfg.control) return startSupervised(cfg, logger);
-  const embedder = await embedderFor(cfg);
   const common = { ...connectionOptions(cfg), logger };
   let servers: Servers;
+  let embedder: Embedder;
   try {
+    embedder = await embedderFor(cfg);
     servers = await createServers({
       ...common,
       embedder,
@@ -55,7 +67,10 @@ async function start(cfg: CliConfig): Promise<void> {
   out('  Ctrl-C to stop');
   out('');
 
-  stopOnSignals(() => servers.close(), logger);
+  stopOnSignals(async () => {
+    await servers.close();
+    await embedder.close?.();
+  }, logger);
 }
 
 /**
@@ -74,7 +89,7 @@ async function startSupervised(cfg: CliConfig, logger: Logger): Promise<void> {
       statusIntervalMs: cfg.statusIntervalMs,
       dataDir: cfg.dataDir,
       servers: shared,
-      embedder: { kind: cfg.embedder, ...(cfg.model ? { model: cfg.model } : {}) },
+      embedder: embedderOptions(cfg),
       memory: memoryOptions(cfg),
       inference: inferenceOptions(cfg),
     });
@@ -98,7 +113,7 @@ async function startSupervised(cfg: CliConfig, logger: Logger): Promise<void> {
   out('');
   out(`memory-server ${VERSION}`);
   if (mem) out(`  memory server     ${scheme}://${hostText}:${mem.port}   (pid ${mem.pid}, data ${path.resolve(cfg.dataDir)}, fsync ${cfg.fsync})`);
-  if (inf) out(`  inference server  ${scheme}://${hostText}:${inf.port}   (pid ${inf.pid}, embedder ${cfg.embedder})`);
+  if (inf) out(`  inference server  ${scheme}://${hostText}:${inf.port}   (pid ${inf.pid}, embedder ${embedderOptions(cfg).kind}${cfg.model ? ` ${path.resolve(cfg.model)}, device ${cfg.device}` : ''})`);
   out(`  control center    ${http}://${hostText}:${running.port}/   (dashboard; status ${scheme}://${hostText}:${running.port}/ws)`);
   out('  Ctrl-C to stop');
   out('');

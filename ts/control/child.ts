@@ -23,7 +23,7 @@ function send(msg: ChildToParent): void {
 
 async function start(msg: ChildStartMessage): Promise<void> {
   const logger = pino({ level: msg.logLevel ?? 'info', base: { pid: process.pid, component: msg.component } }, destination({ dest: 2, sync: true }));
-  const embedder = await createEmbedder(msg.embedder ?? {});
+  const embedder = await createEmbedder({ ...(msg.embedder ?? {}), log: (m) => logger.warn(m) });
   if (msg.component === 'memory') {
     const opts = { ...(msg.options as MemoryServerOptions), embedder, logger };
     const s = await createMemoryServer(opts);

@@ -6,6 +6,7 @@
  * - `createControlCenter({ components })`: the control center over any
  *   ComponentHandles (forked `ChildComponent`s or `InProcessComponent`s).
  */
+import type { EmbedderOptions } from '../embedder.js';
 import path from 'node:path';
 import type { MemoryServerOptions } from '../server/memory.js';
 import type { InferenceServerOptions } from '../server/inference.js';
@@ -63,7 +64,7 @@ export interface StartControlCenterOptions extends ControlServerOptions {
   /** Inference server options (port 5005…5014 by default), or false. */
   inference?: ChildInferenceOptions | false;
   /** Embedder each child creates. Default hash. */
-  embedder?: { kind?: 'hash' | 'onnx'; model?: string };
+  embedder?: Omit<EmbedderOptions, 'log'>;
   /** Status broadcast period. Default 2,000 ms. */
   statusIntervalMs?: number;
   /** Supervisor tuning (backoff, kill timeout, child path…; `forwardOutput` defaults to true here). */

@@ -8,6 +8,7 @@
  * restarted after a backoff of 1 s doubling to 30 s (reset once a child has run
  * `stableAfterMs`). Stop = SIGTERM, then SIGKILL after `killTimeoutMs`.
  */
+import type { EmbedderOptions } from '../embedder.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -28,7 +29,7 @@ export interface ChildComponentOptions {
   displayName?: string;
   /** Server options sent down over IPC (structured clone: no functions, no logger). */
   serverOptions?: Record<string, unknown>;
-  embedder?: { kind?: 'hash' | 'onnx'; model?: string };
+  embedder?: Omit<EmbedderOptions, 'log'>;
   logLevel?: string;
   /** Path of the compiled child entry (default: child.js next to this module). */
   childPath?: string;

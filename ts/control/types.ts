@@ -4,6 +4,7 @@
  * supervisor and its forked children.
  */
 
+import type { EmbedderOptions } from '../embedder.js';
 export type ComponentName = 'memory' | 'inference';
 export const COMPONENT_NAMES: readonly ComponentName[] = ['memory', 'inference'];
 
@@ -68,7 +69,7 @@ export interface ChildStartMessage {
   /** MemoryServerOptions / InferenceServerOptions minus the non-serializable parts. */
   options: Record<string, unknown>;
   /** Embedder for the child to create (`hash` default). */
-  embedder?: { kind?: 'hash' | 'onnx'; model?: string };
+  embedder?: Omit<EmbedderOptions, 'log'>;
   metricsIntervalMs: number;
   logLevel?: string;
 }

@@ -96,6 +96,8 @@ export interface InferenceStatsReply {
   embeddings_per_second: number;
   p50_ms: number;
   p99_ms: number;
+  /** Texts skipped because their client left before they ran. */
+  skipped: number;
   connections: number;
   uptime_s: number;
 }

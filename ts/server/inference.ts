@@ -18,7 +18,7 @@ import { WsServer, type Connection, type ListenInfo, type WsServerOptions } from
 import { VERSION } from '../version.js';
 
 export interface InferenceServerOptions extends Omit<WsServerOptions, 'commands' | 'onMessage'>, BatcherOptions {
-  /** Default: the built-in hash embedder. */
+  /** Default: the built-in hash embedder. The caller keeps ownership (close() does not close it). */
   embedder?: Embedder;
 }
 
@@ -76,16 +76,15 @@ export class InferenceServer {
     this.closing ??= (async () => {
       await this.ws.shutdown();
       this.batcher.close();
-      await this.embedder.close?.();
     })();
     return this.closing;
   }
 
-  private async embeddings(_conn: Connection, req: Request): Promise<unknown> {
+  private async embeddings(conn: Connection, req: Request): Promise<unknown> {
     const d = parseRequestData(embeddingsSchema, req.data, req.type);
     const texts = d.texts ?? [d.text!];
     const dims = this.embedder.dims;
-    const rows = await this.batcher.embed(texts);
+    const rows = await this.batcher.embed(texts, { cancelled: () => conn.closed });
     const vecs: Float32Array[] = [];
     for (let i = 0; i < texts.length; i++) {
       const v = rows.slice(i * dims, (i + 1) * dims);
@@ -103,11 +102,11 @@ export class InferenceServer {
     return w.length > 0 ? w : [{ start: 0, end: text.length, text }];
   }
 
-  private async process(_conn: Connection, req: Request): Promise<unknown> {
+  private async process(conn: Connection, req: Request): Promise<unknown> {
     const d = parseRequestData(processSchema, req.data, req.type);
     const windows = this.windows(d.text, d.config.max_tokens, d.config.stride);
     const dims = this.embedder.dims;
-    const rows = await this.batcher.embed([...windows.map((w) => w.text), ...d.context]);
+    const rows = await this.batcher.embed([...windows.map((w) => w.text), ...d.context], { cancelled: () => conn.closed });
     const chunkRows = windows.map((_, i) => normalize(rows.slice(i * dims, (i + 1) * dims)));
     const ctxRows = d.context.map((_, j) => normalize(rows.slice((windows.length + j) * dims, (windows.length + j + 1) * dims)));
     const novelty = (v: Float32Array): number => {
@@ -144,6 +143,7 @@ export class InferenceServer {
       embeddings_per_second: b.embeddingsPerSecond(),
       p50_ms: b.percentile(50),
       p99_ms: b.percentile(99),
+      skipped: b.skipped,
       connections: m.connections,
       uptime_s: Math.round(m.uptimeS * 1000) / 1000,
     };

@@ -32,6 +32,7 @@ import {
 } from '../protocol/memory.js';
 import { MemoryStore, NativeError, type NativeMemory, type PutItem, type SearchOptions } from '../native.js';
 import { HashEmbedder, type Embedder } from '../embedder.js';
+import { EmbeddingBatcher } from './inference-batcher.js';
 import { WsServer, type CommandHandler, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
 import { VERSION } from '../version.js';
 
@@ -128,6 +129,7 @@ function isoToMs(iso: string | undefined): number | undefined {
 export class MemoryServer {
   readonly ws: WsServer;
   readonly embedder: Embedder;
+  private readonly batcher: EmbeddingBatcher | null = null;
   readonly dataDir: string;
   readonly fsync: FsyncPolicy;
   private _store: MemoryStore | null = null;
@@ -151,6 +153,9 @@ export class MemoryServer {
     this.dataDir = path.resolve(dataDir ?? './memory-data');
     this.fsync = fsync ?? 'always';
     this.embedder = embedder ?? new HashEmbedder();
+    // A model embedder (two-phase, runs on a runtime thread): concurrent stores and
+    // queries share its runs through the same dynamic batcher as the inference server.
+    if (this.embedder.prepare && this.embedder.runPrepared) this.batcher = new EmbeddingBatcher(this.embedder, { maxWaitMs: 1 });
     this.reembed = reembed ?? false;
     this.eventLogSize = Math.max(1, eventLogSize ?? MEMORY_LIMITS.eventLogSize);
     if (store) {
@@ -238,6 +243,7 @@ export class MemoryServer {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.ws.shutdown();
+      this.batcher?.close();
       if (this._store) {
         try {
           this._store.close();
@@ -251,6 +257,10 @@ export class MemoryServer {
   }
 
   // ------------------------------------------------------------ helpers
+
+  private embed(texts: string[]): Promise<Float32Array> {
+    return this.batcher ? this.batcher.embed(texts) : this.embedder.embed(texts);
+  }
 
   private namespaceOf(conn: Connection, ns: string | undefined): string {
     const namespace = ns ?? DEFAULT_NAMESPACE;
@@ -334,7 +344,7 @@ export class MemoryServer {
     }
     if (toEmbed.length > 0) {
       const dims = this.embedder.dims;
-      const rows = await this.embedder.embed(toEmbed.map((i) => items[i]!.text));
+      const rows = await this.embed(toEmbed.map((i) => items[i]!.text));
       toEmbed.forEach((i, j) => {
         puts[i]!.embedding = rows.slice(j * dims, (j + 1) * dims);
       });
@@ -393,7 +403,7 @@ export class MemoryServer {
     let query = this.vector(d.embedding, 'data.embedding');
     if (query === undefined && d.query !== undefined) {
       checkTextSize(d.query, 'data.query');
-      query = (await this.embedder.embed([d.query])).slice(0, this.embedder.dims);
+      query = (await this.embed([d.query])).slice(0, this.embedder.dims);
     }
     if (query === undefined) {
       const rows = await mapped(() => this.store.top(opts));

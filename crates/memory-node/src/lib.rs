@@ -14,6 +14,9 @@ use memory_core::store::{self as core_store, FsyncPolicy, StoreOptions, TensorSt
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+/// ONNX embedding models: `ModelTokenizer` and `meanPool`.
+pub mod model;
+
 fn to_napi(e: memory_core::Error) -> napi::Error {
     napi::Error::new(Status::GenericFailure, format!("[{}] {}", e.code().as_str(), e))
 }

@@ -4,11 +4,18 @@
 //! - [`hash`]: [`HashEmbedder`], a feature-hashing embedder (`hash-v1`, [`HASH_DIMS`] = 384 dims,
 //!   L2-normalized), and its word tokenizer.
 //! - [`chunk`]: cutting a text into overlapping token windows, with UTF-16 (JavaScript) offsets.
+//! - [`tokenize`]: [`ModelTokenizer`], a HuggingFace `tokenizer.json` for ONNX sentence-embedding
+//!   models (truncation, padding, attention masks, model-token windows).
+//! - [`pool`]: [`mean_pool`], mean pooling + L2 normalization of the model's hidden states.
 
 pub mod chunk;
 pub mod hash;
+pub mod pool;
+pub mod tokenize;
 
 pub use hash::{HashEmbedder, HASH_DIMS};
+pub use pool::mean_pool;
+pub use tokenize::{Encoded, ModelTokenizer};
 
 /// A text embedder usable by the store / inference layer.
 pub trait Embedder: Send + Sync {

@@ -1,0 +1,287 @@
+/**
+ * The `onnx` embedder: a sentence-transformers ONNX export (`model.onnx` +
+ * `tokenizer.json`, e.g. all-MiniLM-L6-v2) run by onnxruntime-node.
+ *
+ * - Tokenization (the `tokenizers` crate, following tokenizer.json, with truncation),
+ *   padding and attention masks: Rust core, on the calling thread (`prepare`).
+ * - The session: an onnxruntime worker thread (onnxruntime-node runs sessions
+ *   synchronously on the calling thread, which must not be the event loop).
+ * - Mean pooling over the attention mask and L2 normalization: Rust core, in the worker.
+ *
+ * `device`: `auto` tries the CUDA execution provider and falls back to CPU with a log
+ * line; `cuda` insists; `cpu` never tries. Intra-op threads default to the machine's
+ * cores with spinning off, so the memory and inference processes (which both hold the
+ * model) do not spin against each other.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { ModelTokenizer, NativeError, type TextWindow } from '../native.js';
+import type { Embedder, PreparedBatch } from '../embedder.js';
+import type { InitReply, RunReply, RunRequest, WorkerInit } from './messages.js';
+
+export type OnnxDevice = 'auto' | 'cpu' | 'cuda';
+
+export interface OnnxEmbedderOptions {
+  /** Directory holding model.onnx and tokenizer.json. */
+  model: string;
+  /** Default auto. */
+  device?: OnnxDevice;
+  /** Tokens per text after truncation (special tokens included). Default: the model's
+   *  sentence_bert_config.json max_seq_length, else config.json max_position_embeddings, capped at 512. */
+  maxLength?: number;
+  /** onnxruntime intra-op threads. Default: the machine's cores. */
+  threads?: number;
+  /** Texts per run. Default 32. */
+  maxBatch?: number;
+  /** Keep onnxruntime's threads spinning between runs (lower latency, burns CPU). Default false. */
+  allowSpinning?: boolean;
+  /** Where start-up notes go (CUDA fallback). Default: console.warn. */
+  log?: (msg: string) => void;
+}
+
+/** Cumulative time spent per stage (ms), for stats and the benchmark. */
+export interface OnnxTimings {
+  runs: number;
+  texts: number;
+  /** Tokenize + pad on the main thread. */
+  prepareMs: number;
+  /** Inside session.run. */
+  ortMs: number;
+  /** Mean pooling + normalization. */
+  poolMs: number;
+}
+
+interface Prepared extends PreparedBatch {
+  req: RunRequest;
+}
+
+const DEFAULT_MAX_LENGTH = 256;
+
+function readJson(path: string): Record<string, unknown> | null {
+  if (!existsSync(path)) return null;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+function defaultMaxLength(dir: string): number {
+  const st = readJson(join(dir, 'sentence_bert_config.json'));
+  if (st && typeof st.max_seq_length === 'number' && st.max_seq_length > 0) return Math.min(512, st.max_seq_length);
+  const cfg = readJson(join(dir, 'config.json'));
+  if (cfg && typeof cfg.max_position_embeddings === 'number' && cfg.max_position_embeddings > 0) {
+    return Math.min(512, cfg.max_position_embeddings);
+  }
+  return DEFAULT_MAX_LENGTH;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** worker.js next to this module; from the TypeScript sources (tests), the compiled one in dist/. */
+function workerPath(): string {
+  const here = fileURLToPath(new URL('./worker.js', import.meta.url));
+  return existsSync(here) ? here : fileURLToPath(new URL('../../dist/onnx/worker.js', import.meta.url));
+}
+
+export class OnnxEmbedder implements Embedder {
+  readonly name: string;
+  readonly hash: string;
+  readonly dims: number;
+  readonly device: 'cpu' | 'cuda';
+  readonly maxBatch: number;
+  readonly maxBatchTokens: number;
+  readonly maxLength: number;
+  readonly modelDir: string;
+  readonly timings: OnnxTimings = { runs: 0, texts: 0, prepareMs: 0, ortMs: 0, poolMs: 0 };
+  private readonly tokenizer: ModelTokenizer;
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve: (v: Float32Array) => void; reject: (e: Error) => void; texts: number }>();
+  private nextId = 1;
+  private broken: Error | null = null;
+  private closed = false;
+
+  private constructor(init: {
+    name: string;
+    hash: string;
+    dims: number;
+    device: 'cpu' | 'cuda';
+    maxBatch: number;
+    maxLength: number;
+    modelDir: string;
+    tokenizer: ModelTokenizer;
+    worker: Worker;
+  }) {
+    this.name = init.name;
+    this.hash = init.hash;
+    this.dims = init.dims;
+    this.device = init.device;
+    this.maxBatch = init.maxBatch;
+    this.maxLength = init.maxLength;
+    this.maxBatchTokens = init.maxBatch * init.maxLength;
+    this.modelDir = init.modelDir;
+    this.tokenizer = init.tokenizer;
+    this.worker = init.worker;
+    this.worker.on('message', (m: RunReply) => this.onReply(m));
+    this.worker.on('error', (e) => this.fail(new Error(`onnxruntime worker failed: ${e.message}`)));
+    this.worker.on('exit', (code) => {
+      if (!this.closed) this.fail(new Error(`onnxruntime worker exited (code ${code})`));
+    });
+    this.worker.unref();
+  }
+
+  /** Loads and checks a model directory; every problem is a start-up error naming the file. */
+  static async load(options: OnnxEmbedderOptions): Promise<OnnxEmbedder> {
+    const dir = resolve(options.model);
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+      throw new Error(`Model directory not found: ${dir} (expected a directory with model.onnx and tokenizer.json)`);
+    }
+    const modelPath = join(dir, 'model.onnx');
+    const tokPath = join(dir, 'tokenizer.json');
+    for (const [p, what] of [
+      [modelPath, 'model.onnx'],
+      [tokPath, 'tokenizer.json'],
+    ] as const) {
+      if (!existsSync(p)) throw new Error(`Model directory ${dir} has no ${what} (expected model.onnx and tokenizer.json of a sentence-transformers ONNX export)`);
+    }
+    const device = options.device ?? 'auto';
+    if (!['auto', 'cpu', 'cuda'].includes(device)) throw new Error(`device must be auto, cpu or cuda, got ${String(device)}`);
+    const maxLength = options.maxLength ?? defaultMaxLength(dir);
+    if (!Number.isInteger(maxLength) || maxLength < 2 || maxLength > 8192) throw new Error(`maxLength must be an integer in 2…8192, got ${maxLength}`);
+    const maxBatch = options.maxBatch ?? 32;
+    if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new Error(`maxBatch must be a positive integer, got ${maxBatch}`);
+    const threads = options.threads ?? availableParallelism();
+    if (!Number.isInteger(threads) || threads < 1) throw new Error(`threads must be a positive integer, got ${threads}`);
+
+    let tokenizer: ModelTokenizer;
+    try {
+      tokenizer = new ModelTokenizer(tokPath, maxLength);
+    } catch (e) {
+      throw new Error(`${tokPath}: cannot load the tokenizer: ${(e as Error).message}`);
+    }
+    const probe = tokenizer.encodeBatch(['hello world']);
+    const probeIds = Array.from(probe.inputIds.subarray(0, probe.lengths[0]!), (v) => Number(v));
+    const hash = await sha256File(modelPath);
+
+    const init: WorkerInit = { modelPath, device, intraOpThreads: threads, allowSpinning: options.allowSpinning ?? false, probeIds };
+    const worker = new Worker(workerPath(), { workerData: init });
+    const reply = await new Promise<InitReply>((res, rej) => {
+      const onExit = (code: number) => rej(new Error(`onnxruntime worker exited during start-up (code ${code})`));
+      worker.once('error', rej);
+      worker.once('exit', onExit);
+      worker.once('message', (m: InitReply) => {
+        worker.off('error', rej);
+        worker.off('exit', onExit);
+        res(m);
+      });
+    }).catch((e: unknown) => ({ ok: false as const, error: e instanceof Error ? e.message : String(e) }));
+    if (!reply.ok) {
+      await worker.terminate();
+      throw new Error(`${modelPath}: onnxruntime cannot run this model: ${reply.error}`);
+    }
+    const log = options.log ?? ((m: string) => console.warn(m));
+    for (const n of reply.notes) log(`onnx embedder: ${n}`);
+    return new OnnxEmbedder({
+      name: `onnx:${basename(dir)}`,
+      hash: `sha256:${hash}`,
+      dims: reply.dims,
+      device: reply.device,
+      maxBatch,
+      maxLength,
+      modelDir: dir,
+      tokenizer,
+      worker,
+    });
+  }
+
+  tokenCounts(texts: string[]): Uint32Array {
+    return this.tokenizer.tokenCounts(texts);
+  }
+
+  tokenWindows(text: string, maxTokens: number, stride: number): TextWindow[] {
+    return this.tokenizer.tokenWindows(text, maxTokens, stride);
+  }
+
+  /** Tokenizes and pads `texts` now (main thread); `runPrepared` queues it on the worker. */
+  prepare(texts: string[]): Prepared {
+    const t0 = performance.now();
+    const e = this.tokenizer.encodeBatch(texts);
+    this.timings.prepareMs += performance.now() - t0;
+    return {
+      size: texts.length,
+      tokens: e.batch * e.seqLen,
+      req: {
+        id: 0,
+        inputIds: e.inputIds,
+        attentionMask: e.attentionMask,
+        tokenTypeIds: e.tokenTypeIds,
+        batch: e.batch,
+        seqLen: e.seqLen,
+      },
+    };
+  }
+
+  /** Runs a prepared batch; batches run one at a time, in the order given. */
+  runPrepared(p: PreparedBatch): Promise<Float32Array> {
+    if (this.broken) return Promise.reject(new NativeError('unavailable', this.broken.message));
+    if (this.closed) return Promise.reject(new NativeError('unavailable', 'the onnx embedder is closed'));
+    const req = (p as Prepared).req;
+    const id = this.nextId++;
+    return new Promise<Float32Array>((res, rej) => {
+      if (this.pending.size === 0) this.worker.ref(); // keep the process alive while a run is out
+      this.pending.set(id, { resolve: res, reject: rej, texts: p.size });
+      const msg: RunRequest = { ...req, id };
+      this.worker.postMessage(msg, [msg.inputIds.buffer as ArrayBuffer, msg.attentionMask.buffer as ArrayBuffer, msg.tokenTypeIds.buffer as ArrayBuffer]);
+    });
+  }
+
+  async embed(texts: string[]): Promise<Float32Array> {
+    if (texts.length === 0) return new Float32Array(0);
+    if (texts.length <= this.maxBatch) return this.runPrepared(this.prepare(texts));
+    const out = new Float32Array(texts.length * this.dims);
+    const runs: Promise<void>[] = [];
+    for (let i = 0; i < texts.length; i += this.maxBatch) {
+      const part = texts.slice(i, i + this.maxBatch);
+      runs.push(this.runPrepared(this.prepare(part)).then((rows) => out.set(rows, i * this.dims)));
+    }
+    await Promise.all(runs);
+    return out;
+  }
+
+  private onReply(m: RunReply): void {
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    if (this.pending.size === 0) this.worker.unref();
+    if (!m.ok) {
+      p.reject(new NativeError('internal', `onnxruntime: ${m.error}`));
+      return;
+    }
+    this.timings.runs++;
+    this.timings.texts += p.texts;
+    this.timings.ortMs += m.ortMs;
+    this.timings.poolMs += m.poolMs;
+    p.resolve(m.embeddings);
+  }
+
+  private fail(e: Error): void {
+    this.broken ??= e;
+    for (const p of this.pending.values()) p.reject(new NativeError('unavailable', e.message));
+    this.pending.clear();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.fail(new Error('the onnx embedder is closed'));
+    await this.worker.terminate();
+  }
+}
