@@ -5,7 +5,7 @@
  * batch invariance, the inference and memory servers on the model, 200 concurrent
  * requests, `overloaded`, devices, and broken model directories.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -315,6 +315,49 @@ describe('servers on the onnx embedder', () => {
     await expect(other.listen()).rejects.toThrow(/dim/i);
     await other.close();
   });
+
+  it('CLI: --model runs both supervised children on the model (auto device falls back to CPU)', async () => {
+    const bin = path.join(root, 'dist/cli/main.js');
+    const dir = tempDir();
+    const child = spawn(
+      process.execPath,
+      [bin, 'start', '--model', FIXTURE, '--host', '127.0.0.1', '--port', '0', '--inference-port', '0', '--control-port', '0', '--data-dir', path.join(dir, 'data'), '--log-level', 'warn'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    try {
+      const deadline = Date.now() + 60_000;
+      while (!stdout.includes('Ctrl-C to stop')) {
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`CLI did not start: ${stdout}\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const port = (name: string): number => Number(new RegExp(`${name}\\s+ws://[^\\s]+:(\\d+)`).exec(stdout)![1]);
+      expect(stdout).toMatch(/embedder onnx .*tiny-bert, device auto/);
+      const mem = await connect(`ws://127.0.0.1:${port('memory server')}`);
+      const inf = await connect(`ws://127.0.0.1:${port('inference server')}`);
+      await mem.request('store', { text: SAMPLES[0] });
+      await mem.request('store', { text: SAMPLES[1] });
+      const r = await mem.request('retrieve', { query: SAMPLES[1], limit: 1 });
+      expect(r.data.memories[0].text).toBe(SAMPLES[1]);
+      const ms = (await mem.request('stats')).data;
+      const is = (await inf.request('stats')).data;
+      for (const st of [ms, is]) {
+        expect(st.model).toBe('onnx:tiny-bert');
+        expect(st.device).toBe('cpu');
+        expect(st.dims).toBe(emb.dims);
+      }
+      // Each child reported the CUDA fallback in one log line.
+      expect(stderr).toMatch(/CUDA execution provider unavailable.*using CPU/);
+      mem.close();
+      inf.close();
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+    }
+  }, 90_000);
 
   it('CLI: a broken --model fails start-up with a clear message, in-process and supervised', () => {
     const bin = path.join(root, 'dist/cli/main.js');
