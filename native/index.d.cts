@@ -213,6 +213,8 @@ export interface PutResult {
   timestamp: number
   associations: Array<string>
   existing: boolean
+  /** Visible memories in the namespace right after this put took effect (existing: when answered). */
+  namespaceTotal: number
 }
 
 /** Keep every record before the first corrupt one; move the rest aside (stopped store only). */

@@ -210,6 +210,39 @@ describe('dispatch and errors', () => {
     }
   });
 
+  it('serial pipelining with overlapping types: a run of them starts together, anything else is a barrier', async () => {
+    const log: string[] = [];
+    const work = (name: string) => async (_c: unknown, req: { id?: unknown; data?: unknown }) => {
+      log.push(`start ${name}${String(req.id)}`);
+      await delay(Number((req.data as { ms: number }).ms));
+      log.push(`end ${name}${String(req.id)}`);
+      return {};
+    };
+    const { server: s2, url: u2 } = await startTestServer({
+      pipelining: 'serial',
+      overlapping: ['put'],
+      commands: { put: work('put'), read: work('read') },
+    });
+    try {
+      const c = await client(u2);
+      const plan: Array<[string, number]> = [['put', 60], ['put', 10], ['put', 30], ['read', 10], ['put', 10], ['put', 0]];
+      plan.forEach(([type, ms], i) => c.send({ type, id: i, data: { ms } }));
+      await c.waitFor((m) => m.id === plan.length - 1);
+      expect(c.messages.map((m) => (m as { id: number }).id)).toEqual([0, 1, 2, 3, 4, 5]);
+      const at = (e: string): number => log.indexOf(e);
+      // puts 0–2 started in request order before any of them ended
+      expect(at('start put0')).toBeLessThan(at('start put1'));
+      expect(at('start put1')).toBeLessThan(at('start put2'));
+      expect(at('start put2')).toBeLessThan(at('end put1'));
+      // the read waited for all three; the next puts waited for the read, then ran together
+      for (const e of ['end put0', 'end put1', 'end put2']) expect(at(e)).toBeLessThan(at('start read3'));
+      expect(at('end read3')).toBeLessThan(at('start put4'));
+      expect(at('start put5')).toBeLessThan(at('end put4'));
+    } finally {
+      await s2.close();
+    }
+  });
+
   it('binary frames get binary MessagePack replies; Float32Array round-trips', async () => {
     const c = await client(url);
     const vec = new Float32Array([0.5, -1.25, 3.75, 1e-3]);

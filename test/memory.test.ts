@@ -62,6 +62,31 @@ describe('memory server', () => {
     expect(ge.data.embedding).toHaveLength(HASH_DIMS);
   });
 
+  it('pipelined stores of one connection share group commits and land in request order; a later read sees them all', async () => {
+    const { server: s2, url: u2 } = await start();
+    try {
+      const c2 = await connect(u2);
+      const before = (await c2.request('stats')).data.fsyncs;
+      const ids = Array.from({ length: 24 }, (_, i) => `pipe-${i}`);
+      // A duplicate id inside the run and a bad request in the middle change nothing for the others.
+      const sent = ids.map((id, i) => c2.request('store', { text: `pipelined memory number ${i}`, id, namespace: 'pipe' }));
+      const dup = c2.request('store', { text: 'again', id: 'pipe-3', namespace: 'pipe' });
+      const bad = c2.request('store', { text: '', namespace: 'pipe' });
+      const list = c2.request('list', { namespace: 'pipe', limit: 100 });
+      const replies = await Promise.all(sent);
+      for (const r of replies) expect(r.status).toBe('success');
+      expect((await dup).data.existing).toBe(true);
+      expect((await bad).code).toBe('invalid_request');
+      const listed = (await list).data.memories.map((m: { id: string }) => m.id);
+      expect(listed).toEqual(ids); // log (seq) order = request order, and the list waited for all
+      const fsyncs = (await c2.request('stats')).data.fsyncs - before;
+      expect(fsyncs).toBeLessThan(ids.length); // not one fsync per store
+      c2.close();
+    } finally {
+      await s2.close();
+    }
+  });
+
   it('idempotent client ids → existing: true, nothing changes', async () => {
     const a = await c.request('store', { id: 'idem-1', text: 'first text', significance: 0.4 });
     expect(a.data).toMatchObject({ id: 'idem-1', existing: false, significance: 0.4 });

@@ -30,7 +30,7 @@ import {
   type StoreResult,
   type WireMemory,
 } from '../protocol/memory.js';
-import { MemoryStore, NativeError, type NativeMemory, type PutItem, type SearchOptions } from '../native.js';
+import { MemoryStore, NativeError, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
 import { HashEmbedder, type Embedder } from '../embedder.js';
 import { EmbeddingBatcher } from './inference-batcher.js';
 import { WsServer, type CommandHandler, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
@@ -130,6 +130,8 @@ export class MemoryServer {
   readonly ws: WsServer;
   readonly embedder: Embedder;
   private readonly batcher: EmbeddingBatcher | null = null;
+  /** Per connection: resolves once its latest store was handed to the store (request order). */
+  private readonly putTurns = new WeakMap<Connection, Promise<void>>();
   readonly dataDir: string;
   readonly fsync: FsyncPolicy;
   private _store: MemoryStore | null = null;
@@ -186,6 +188,9 @@ export class MemoryServer {
       }),
       ...wsOptions,
       pipelining: 'serial',
+      // A connection's pipelined stores go to the store together (one group commit, one
+      // shared nearest-neighbour pass), in request order; anything else waits for them.
+      overlapping: ['store'],
       commands: this.commands,
       beforeClose: async () => {
         if (this._store) await this._store.flush().catch((err: unknown) => this.ws.logger.error({ err }, 'store flush failed'));
@@ -342,14 +347,29 @@ export class MemoryServer {
       if (it.ttl_s !== undefined) put.ttlMs = it.ttl_s * 1000;
       puts[i] = put;
     }
-    if (toEmbed.length > 0) {
-      const dims = this.embedder.dims;
-      const rows = await this.embed(toEmbed.map((i) => items[i]!.text));
-      toEmbed.forEach((i, j) => {
-        puts[i]!.embedding = rows.slice(j * dims, (j + 1) * dims);
-      });
+    // Pipelined stores of one connection run at once (`overlapping`) but reach the store in
+    // request order, whatever order their embeddings finish in: each waits for its
+    // predecessor's hand-off (not its durability) before handing its own over.
+    const before = this.putTurns.get(conn);
+    let handedOver!: () => void;
+    const turn = new Promise<void>((r) => (handedOver = r));
+    this.putTurns.set(conn, turn);
+    let pending: Promise<PutResult[]>;
+    try {
+      if (toEmbed.length > 0) {
+        const dims = this.embedder.dims;
+        const rows = await this.embed(toEmbed.map((i) => items[i]!.text));
+        toEmbed.forEach((i, j) => {
+          puts[i]!.embedding = rows.slice(j * dims, (j + 1) * dims);
+        });
+      }
+      if (before) await before;
+      pending = store.put(puts);
+    } finally {
+      handedOver();
+      if (this.putTurns.get(conn) === turn) this.putTurns.delete(conn);
     }
-    const results = await mapped(store.put(puts));
+    const results = await mapped(pending);
     const out: StoreResult[] = new Array(results.length);
     for (let i = 0; i < results.length; i++) {
       const r = results[i]!;
@@ -370,7 +390,11 @@ export class MemoryServer {
         this.publishEvent(namespace, 'memory_added', memory, r.seq);
       }
     }
-    const stats = { total_memories: store.count(namespace) };
+    // Exact for pipelined stores sharing a group commit: the count right after this store
+    // (a batch: after its last item) took effect.
+    let total = -1;
+    for (const r of results) if (typeof r.namespaceTotal === 'number' && r.namespaceTotal > total) total = r.namespaceTotal;
+    const stats = { total_memories: total >= 0 ? total : store.count(namespace) };
     for (const r of out) {
       if (!r.existing) continue;
       // An existing memory: report what is stored.

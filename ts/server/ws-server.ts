@@ -107,6 +107,14 @@ export interface WsServerOptions {
    * at once, replies are still sent in request order (e.g. inference, for batching).
    */
   pipelining?: 'serial' | 'concurrent';
+  /**
+   * Serial pipelining only: request types whose consecutive requests on one connection may
+   * run at once (they start together; replies still go out in order). Any other request
+   * waits for everything before it, and the next of these waits for it. The memory server
+   * uses it for `store`: a connection's pipelined stores reach the store together (one
+   * group commit, one shared nearest-neighbour pass) and in request order.
+   */
+  overlapping?: readonly string[];
   logger?: Logger;
   logLevel?: string;
   /** Print `WebSocket server listening on <host>:<port>` on stdout. Default true. */
@@ -177,6 +185,12 @@ export interface ConnState {
   /** Requests received and not yet answered. */
   queued: number;
   tail: Promise<void> | null;
+  /**
+   * Serial pipelining with `overlapping` types: while the latest requests form a run of
+   * overlapping types, the promise the run's first request waited for (null: it started at
+   * once); undefined when the latest request was of another type.
+   */
+  gate: Promise<void> | null | undefined;
   congested: boolean;
   droppedEvents: number;
   droppedSinceCongested: number;
@@ -318,6 +332,7 @@ interface Resolved {
   rateLimit: RateLimitOptions | false;
   compression: boolean;
   pipelining: 'serial' | 'concurrent';
+  overlapping: ReadonlySet<string>;
   printListening: boolean;
 }
 
@@ -369,6 +384,7 @@ export class WsServer {
       rateLimit: rl === false ? false : { ...DEFAULTS.rateLimit, ...(rl ?? {}) },
       compression: options.compression ?? DEFAULTS.compression,
       pipelining: options.pipelining ?? 'serial',
+      overlapping: new Set(options.overlapping ?? []),
       printListening: options.printListening ?? true,
     };
     this.logger =
@@ -732,6 +748,7 @@ export class WsServer {
       rejectedStreak: 0,
       queued: 0,
       tail: null,
+      gate: undefined,
       congested: false,
       droppedEvents: 0,
       droppedSinceCongested: 0,
@@ -869,8 +886,10 @@ export class WsServer {
       return;
     }
     const conn = st.conn!;
+    const overlapping = this.options.overlapping.has(request.type);
     if (st.queued === 0) {
       // Fast path: nothing ahead of this request on the connection.
+      st.gate = overlapping ? null : undefined;
       const out = this.invoke(handler, conn, request);
       if (!isThenable(out)) {
         this.sendReply(ws, st, out as Reply, isBinary, received, request.type);
@@ -882,7 +901,16 @@ export class WsServer {
     if (this.options.pipelining === 'concurrent') {
       const out = this.invoke(handler, conn, request);
       this.chain(ws, st, () => out, isBinary, received, request.type);
+    } else if (overlapping && st.gate !== undefined) {
+      // Joins the run of overlapping requests ahead of it: starts when the run's first did
+      // (callbacks on one promise run in order, so handlers start in request order).
+      const gate = st.gate;
+      const start = (): Reply | Promise<Reply> =>
+        st.closed ? errorReply('unavailable', 'Client disconnected', idType(request)) : this.invoke(handler, conn, request);
+      const out = gate === null ? start() : gate.then(start);
+      this.chain(ws, st, () => out, isBinary, received, request.type);
     } else {
+      st.gate = overlapping ? st.tail : undefined;
       // Serial: the handler starts once the previous reply went out; skipped if the client left meanwhile.
       this.chain(
         ws,

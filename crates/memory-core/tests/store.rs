@@ -421,6 +421,9 @@ fn batch_equals_one_by_one() {
         assert_eq!(a.seq, b.seq, "{i}");
         assert!((a.significance - b.significance).abs() < 1e-5, "item {i}: {} vs {}", a.significance, b.significance);
         assert_eq!(a.associations, b.associations, "item {i}");
+        if !a.existing {
+            assert_eq!(a.namespace_total, b.namespace_total, "item {i}: count right after it");
+        }
     }
     for ns in ["main", "other"] {
         let (l1, l2) = (list_all(&s1, ns, 1000), list_all(&s2, ns, 1000));

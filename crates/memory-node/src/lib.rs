@@ -37,14 +37,19 @@ fn parse_filter(json: Option<&str>) -> napi::Result<Option<Filter>> {
 }
 
 /// Await a core completion callback as a future.
-async fn completion<T: Send + 'static>(start: impl FnOnce(core_store::Done<T>)) -> napi::Result<T> {
+/// Hands an operation to the store now — on the JS thread, so operations reach the writer in
+/// the order JS issued them (pipelined stores of one connection land in the log in request
+/// order) — and returns the future of its result.
+fn submit<T: Send + 'static>(start: impl FnOnce(core_store::Done<T>)) -> impl std::future::Future<Output = napi::Result<T>> + Send + 'static {
     let (tx, rx) = tokio::sync::oneshot::channel();
     start(Box::new(move |r| {
         let _ = tx.send(r);
     }));
-    match rx.await {
-        Ok(r) => r.map_err(to_napi),
-        Err(_) => Err(to_napi(memory_core::Error::Unavailable("the store is closed".into()))),
+    async move {
+        match rx.await {
+            Ok(r) => r.map_err(to_napi),
+            Err(_) => Err(to_napi(memory_core::Error::Unavailable("the store is closed".into()))),
+        }
     }
 }
 
@@ -82,6 +87,8 @@ pub struct PutResult {
     pub timestamp: i64,
     pub associations: Vec<String>,
     pub existing: bool,
+    /// Visible memories in the namespace right after this put took effect (existing: when answered).
+    pub namespace_total: u32,
 }
 
 #[napi(object)]
@@ -324,9 +331,9 @@ impl MemoryStore {
                 ttl_ms: it.ttl_ms.map(|t| t.max(0.0) as u64),
             })
             .collect();
-        let store = self.inner.clone();
+        let done = submit(|d| self.inner.put(inputs, d));
         env.spawn_future(async move {
-            let out = completion(|d| store.put(inputs, d)).await?;
+            let out = done.await?;
             Ok(out
                 .into_iter()
                 .map(|o| PutResult {
@@ -336,6 +343,7 @@ impl MemoryStore {
                     timestamp: o.timestamp,
                     associations: o.associations,
                     existing: o.existing,
+                    namespace_total: o.namespace_total,
                 })
                 .collect::<Vec<_>>())
         })
@@ -344,25 +352,25 @@ impl MemoryStore {
     /// Replace metadata (whole) and/or set significance.
     #[napi(ts_return_type = "Promise<Memory>")]
     pub fn update<'env>(&self, env: &'env Env, namespace: String, id: String, metadata: Option<String>, significance: Option<f64>) -> napi::Result<PromiseRaw<'env, Memory>> {
-        let store = self.inner.clone();
+        let done = submit(|d| self.inner.update(namespace, id, metadata, significance.map(|s| s as f32), d));
         env.spawn_future(async move {
-            let m = completion(|d| store.update(namespace, id, metadata, significance.map(|s| s as f32), d)).await?;
+            let m = done.await?;
             Ok(Memory::from(m))
         })
     }
 
     #[napi(ts_return_type = "Promise<DeleteResult>")]
     pub fn delete<'env>(&self, env: &'env Env, namespace: String, ids: Vec<String>) -> napi::Result<PromiseRaw<'env, DeleteResult>> {
-        let store = self.inner.clone();
-        env.spawn_future(async move { Ok(DeleteResult::from(completion(|d| store.delete(namespace, ids, d)).await?)) })
+        let done = submit(|d| self.inner.delete(namespace, ids, d));
+        env.spawn_future(async move { Ok(DeleteResult::from(done.await?)) })
     }
 
     /// Delete every memory of the namespace matching the filter (JSON); no filter = all.
     #[napi(ts_return_type = "Promise<DeleteResult>")]
     pub fn delete_where<'env>(&self, env: &'env Env, namespace: String, filter: Option<String>) -> napi::Result<PromiseRaw<'env, DeleteResult>> {
         let f = parse_filter(filter.as_deref())?;
-        let store = self.inner.clone();
-        env.spawn_future(async move { Ok(DeleteResult::from(completion(|d| store.delete_where(namespace, f, d)).await?)) })
+        let done = submit(|d| self.inner.delete_where(namespace, f, d));
+        env.spawn_future(async move { Ok(DeleteResult::from(done.await?)) })
     }
 
     /// Load memories as recorded (significance, associations, timestamps kept; no scan).
@@ -383,16 +391,16 @@ impl MemoryStore {
                 vector: r.embedding.to_vec(),
             })
             .collect();
-        let store = self.inner.clone();
-        env.spawn_future(async move { Ok(completion(|d| store.bulk_load(recs, d)).await? as u32) })
+        let done = submit(|d| self.inner.bulk_load(recs, d));
+        env.spawn_future(async move { Ok(done.await? as u32) })
     }
 
     /// Rewrite the log without deleted/expired memories.
     #[napi(ts_return_type = "Promise<CompactResult>")]
     pub fn compact<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, CompactResult>> {
-        let store = self.inner.clone();
+        let done = submit(|d| self.inner.compact(d));
         env.spawn_future(async move {
-            let r = completion(|d| store.compact(d)).await?;
+            let r = done.await?;
             Ok(CompactResult { rows_before: r.rows_before as u32, rows_after: r.rows_after as u32, bytes_before: r.bytes_before as i64, bytes_after: r.bytes_after as i64 })
         })
     }
@@ -400,8 +408,8 @@ impl MemoryStore {
     /// fsync anything written but not yet synced.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
-        let store = self.inner.clone();
-        env.spawn_future(async move { completion(|d| store.flush(d)).await })
+        let done = submit(|d| self.inner.flush(d));
+        env.spawn_future(async move { done.await })
     }
 
     /// Flush and close; later calls fail with `unavailable`.
@@ -433,9 +441,9 @@ impl MemoryStore {
     pub fn search_batched<'env>(&self, env: &'env Env, query: Float32Array, options: SearchOptions) -> napi::Result<PromiseRaw<'env, Vec<Memory>>> {
         let req = search_request(&options)?;
         let q = query.to_vec();
-        let store = self.inner.clone();
+        let done = submit(|d| self.inner.search_batched(q, req, d));
         env.spawn_future(async move {
-            let r = completion(|d| store.search_batched(q, req, d)).await?;
+            let r = done.await?;
             Ok(r.into_iter().map(Memory::from).collect::<Vec<_>>())
         })
     }

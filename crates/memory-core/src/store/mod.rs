@@ -132,6 +132,9 @@ pub struct PutOutcome {
     pub timestamp: i64,
     pub associations: Vec<String>,
     pub existing: bool,
+    /// Visible memories in the namespace right after this put took effect (for an existing
+    /// memory: when the put was answered). Exact even when several puts share a group commit.
+    pub namespace_total: u32,
 }
 
 /// A memory as reads return it.
@@ -1187,13 +1190,14 @@ impl Writer {
                             timestamp: m.timestamp,
                             associations: m.associations,
                             existing: true,
+                            namespace_total: 0,
                         });
                         continue;
                     }
                     let key = (it.namespace.clone(), id.clone());
                     if let Some(&j) = pending.get(&key) {
                         // Filled in after significance is known.
-                        outcomes[oi][ii] = Some(PutOutcome { id, seq: news[j].record.seq, significance: f32::NAN, timestamp: now, associations: vec![], existing: true });
+                        outcomes[oi][ii] = Some(PutOutcome { id, seq: news[j].record.seq, significance: f32::NAN, timestamp: now, associations: vec![], existing: true, namespace_total: 0 });
                         continue;
                     }
                     let parsed = parse_metadata(it.metadata.as_deref().unwrap_or("{}"));
@@ -1236,22 +1240,30 @@ impl Writer {
         // Visible only now that it is durable.
         {
             let mut st = self.shared.state.write();
-            for n in &news {
-                outcomes[n.op][n.item] = Some(PutOutcome {
+            for n in news {
+                let (op, item) = (n.op, n.item);
+                let mut o = PutOutcome {
                     id: n.record.id.clone(),
                     seq: n.record.seq,
                     significance: n.record.significance,
                     timestamp: n.record.ts,
                     associations: n.record.associations.clone(),
                     existing: false,
-                });
-            }
-            for n in news {
+                    namespace_total: 0,
+                };
+                let namespace = n.record.namespace.clone();
                 st.apply_put(n.record, Some(n.parsed));
+                o.namespace_total = st.ns_id(&namespace).map(|ns| st.visible_count(ns, now)).unwrap_or(0) as u32;
+                outcomes[op][item] = Some(o);
             }
             // In-group duplicates take the stored memory's values.
-            for slots in outcomes.iter_mut() {
-                for o in slots.iter_mut().flatten() {
+            for (oi, slots) in outcomes.iter_mut().enumerate() {
+                for (ii, slot) in slots.iter_mut().enumerate() {
+                    let Some(o) = slot.as_mut() else { continue };
+                    if o.existing {
+                        let ns = group[oi].0[ii].namespace.as_str();
+                        o.namespace_total = st.ns_id(ns).map(|n| st.visible_count(n, now)).unwrap_or(0) as u32;
+                    }
                     if o.existing && o.significance.is_nan() {
                         if let Some(row) = st.find_any(&o.id, o.seq) {
                             o.significance = st.sig_col[row as usize];
@@ -1478,9 +1490,22 @@ fn score_new(st: &State, news: &mut [NewMemory], dims: usize, now: i64) {
         // whether the memories were stored in one batch or one by one.
         let p = ScanParams { namespace: &ns, k: MAX_ASSOCIATIONS + ASSOC_TIE_SLACK, now_ms: now, ..Default::default() };
         // Stored neighbours, in passes of at most 64 queries.
+        // The blocked kernel works on queries in fours (leftovers take a slower single-query
+        // path): pad each pass with copies of its last query and drop their results.
         let mut stored: Vec<Vec<Hit>> = Vec::with_capacity(idx.len());
         for part in queries.chunks(64 * dims) {
-            stored.extend(scan::search(st, part, part.len() / dims, &p));
+            let nq = part.len() / dims;
+            let padded = if nq > 4 { nq.next_multiple_of(4) } else { nq };
+            if padded == nq {
+                stored.extend(scan::search(st, part, nq, &p));
+            } else {
+                let mut q = Vec::with_capacity(padded * dims);
+                q.extend_from_slice(part);
+                for _ in nq..padded {
+                    q.extend_from_slice(&part[(nq - 1) * dims..]);
+                }
+                stored.extend(scan::search(st, &q, padded, &p).into_iter().take(nq));
+            }
         }
         let recent: Vec<u32> = st.ns_id(&ns).map(|n| st.recent_rows(n, RECENT_WINDOW, now)).unwrap_or_default();
         let k = crate::search::kernels();
