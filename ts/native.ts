@@ -95,6 +95,8 @@ export interface StoreCounters {
  * addon's generated index.d.cts for field docs.
  */
 export class MemoryStore {
+  /** Reused by counters() (filled in place by the addon: no allocation per call). */
+  private readonly countersBuf = new Float64Array(10);
   private constructor(private readonly s: Store) {}
 
   static open(dir: string, options: Addon.OpenOptions): MemoryStore {
@@ -165,7 +167,8 @@ export class MemoryStore {
   }
   /** The changing counters without building a stats object (see {@link StoreCounters}). */
   counters(): StoreCounters {
-    const c = this.s.counters();
+    const c = this.countersBuf;
+    this.s.countersInto(c);
     return {
       totalMemories: c[0]!,
       namespaces: c[1]!,

@@ -180,6 +180,21 @@ pub struct StoreStats {
     pub embedder: Option<EmbedderInfo>,
 }
 
+/// The numbers of [`StoreStats`] that change (see [`TensorStore::counters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreCounters {
+    pub total_memories: usize,
+    pub namespaces: usize,
+    pub storage_bytes: u64,
+    pub total_associations: usize,
+    pub last_seq: u64,
+    pub fsyncs: u64,
+    pub groups: u64,
+    pub records: u64,
+    pub rows: usize,
+    pub dead_rows: usize,
+}
+
 /// Owned search parameters (for the batched path).
 #[derive(Debug, Clone, Default)]
 pub struct SearchRequest {
@@ -813,6 +828,24 @@ impl TensorStore {
         st.ns_id(namespace)
             .map(|n| st.visible_count(n, now))
             .unwrap_or(0)
+    }
+
+    /// The changing numbers of [`stats`](Self::stats), without its allocations.
+    pub fn counters(&self) -> StoreCounters {
+        let st = self.shared.state.read();
+        let now = now_ms();
+        StoreCounters {
+            total_memories: (0..st.namespaces.len()).map(|n| st.visible_count(n as u32, now)).sum(),
+            namespaces: st.namespaces.iter().filter(|n| n.live > 0).count(),
+            storage_bytes: self.shared.storage_bytes.load(Ordering::Relaxed),
+            total_associations: st.associations_total,
+            last_seq: st.last_seq,
+            fsyncs: self.shared.fsyncs.load(Ordering::Relaxed),
+            groups: self.shared.groups.load(Ordering::Relaxed),
+            records: self.shared.records.load(Ordering::Relaxed),
+            rows: st.len(),
+            dead_rows: st.len() - st.live_count,
+        }
     }
 
     pub fn stats(&self) -> StoreStats {
