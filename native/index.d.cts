@@ -53,11 +53,13 @@ export declare class MemoryStore {
    * The changing counters only, as numbers in one array (cheap to call per request):
    * `[totalMemories, namespaces, storageBytes, totalAssociations, lastSeq, fsyncs, groups,
    * records, rows, deadRows]`.
-   * Writes the counters of `counters()` into `out` (length ≥ 10): no allocation, for
+   */
+  counters(): Float64Array
+  /**
+   * Writes the numbers of `counters()` into `out` (length ≥ 10): no allocation, for
    * handlers called at high rates (`stats`).
    */
   countersInto(out: Float64Array): void
-  counters(): Float64Array
   stats(): StoreStats
 }
 

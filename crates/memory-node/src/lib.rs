@@ -296,6 +296,24 @@ impl Task for SearchTask {
     }
 }
 
+impl MemoryStore {
+    fn counter_values(&self) -> [f64; 10] {
+        let s = self.inner.counters();
+        [
+            s.total_memories as f64,
+            s.namespaces as f64,
+            s.storage_bytes as f64,
+            s.total_associations as f64,
+            s.last_seq as f64,
+            s.fsyncs as f64,
+            s.groups as f64,
+            s.records as f64,
+            s.rows as f64,
+            s.dead_rows as f64,
+        ]
+    }
+}
+
 #[napi]
 impl MemoryStore {
     /// Open (or create) a store synchronously (replays the log: seconds for millions of memories).
@@ -482,46 +500,22 @@ impl MemoryStore {
     /// The changing counters only, as numbers in one array (cheap to call per request):
     /// `[totalMemories, namespaces, storageBytes, totalAssociations, lastSeq, fsyncs, groups,
     /// records, rows, deadRows]`.
-    /// Writes the counters of `counters()` into `out` (length ≥ 10): no allocation, for
+    #[napi]
+    pub fn counters(&self) -> Float64Array {
+        Float64Array::new(self.counter_values().to_vec())
+    }
+
+    /// Writes the numbers of `counters()` into `out` (length ≥ 10): no allocation, for
     /// handlers called at high rates (`stats`).
     #[napi]
     pub fn counters_into(&self, mut out: Float64ArraySlice) -> napi::Result<()> {
-        let s = self.inner.counters();
         // SAFETY: called synchronously on the JS thread; nothing else touches `out` meanwhile.
         let o = unsafe { out.as_mut() };
         if o.len() < 10 {
-            return Err(invalid("counters_into: out must hold at least 10 numbers"));
+            return Err(invalid("countersInto: out must hold at least 10 numbers"));
         }
-        o[..10].copy_from_slice(&[
-            s.total_memories as f64,
-            s.namespaces as f64,
-            s.storage_bytes as f64,
-            s.total_associations as f64,
-            s.last_seq as f64,
-            s.fsyncs as f64,
-            s.groups as f64,
-            s.records as f64,
-            s.rows as f64,
-            s.dead_rows as f64,
-        ]);
+        o[..10].copy_from_slice(&self.counter_values());
         Ok(())
-    }
-
-    #[napi]
-    pub fn counters(&self) -> Float64Array {
-        let s = self.inner.stats();
-        Float64Array::new(vec![
-            s.total_memories as f64,
-            s.namespaces as f64,
-            s.storage_bytes as f64,
-            s.total_associations as f64,
-            s.last_seq as f64,
-            s.fsyncs as f64,
-            s.groups as f64,
-            s.records as f64,
-            s.rows as f64,
-            s.dead_rows as f64,
-        ])
     }
 
     #[napi]
