@@ -361,6 +361,8 @@ export class WsServer {
   private _state: ServerState = 'idle';
   private _port = 0;
   private inFlight = 0;
+  /** The socket whose uWS message callback is running (already corked by uWS), else null. */
+  private inCallbackOf: UwsWebSocket<ConnState> | null = null;
   private idleWaiters: Array<() => void> = [];
   private closePromise: Promise<void> | null = null;
 
@@ -480,7 +482,16 @@ export class WsServer {
         compression: o.compression ? uWS.SHARED_COMPRESSOR : uWS.DISABLED,
         upgrade: (res, req, context) => this.onUpgrade(res, req, context, path),
         open: (ws) => this.onOpen(ws),
-        message: (ws, message, isBinary) => this.onWsMessage(ws, message, isBinary),
+        message: (ws, message, isBinary) => {
+          // uWS corks the socket for the duration of its callbacks: replies sent inline go
+          // straight out with the rest of this read's replies (no cork call of our own).
+          this.inCallbackOf = ws;
+          try {
+            this.onWsMessage(ws, message, isBinary);
+          } finally {
+            this.inCallbackOf = null;
+          }
+        },
         drain: (ws) => this.onDrain(ws),
         pong: (ws) => {
           const st = stateOf(ws);
@@ -1049,9 +1060,13 @@ export class WsServer {
       );
     }
     let status = 0;
-    ws.cork(() => {
+    if (this.inCallbackOf === ws) {
       status = ws.send(payload, binary, this.options.compression);
-    });
+    } else {
+      ws.cork(() => {
+        status = ws.send(payload, binary, this.options.compression);
+      });
+    }
     if (status === 2) this.endSocket(ws, st, CLOSE_CODES.TRY_AGAIN_LATER, 'Send buffer full');
   }
 
