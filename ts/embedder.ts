@@ -97,13 +97,8 @@ export async function createEmbedder(options: EmbedderOptions = {}): Promise<Emb
   if (kind !== 'onnx') throw new Error(`unknown embedder ${String(kind)} (hash | onnx)`);
   if (!options.model) throw new Error('the onnx embedder needs --model DIR (a directory with model.onnx and tokenizer.json)');
   const { OnnxEmbedder } = await import('./onnx/embedder.js');
-  const o: import('./onnx/embedder.js').OnnxEmbedderOptions = { model: options.model };
-  if (options.device !== undefined) o.device = options.device;
-  if (options.maxLength !== undefined) o.maxLength = options.maxLength;
-  if (options.threads !== undefined) o.threads = options.threads;
-  if (options.maxBatch !== undefined) o.maxBatch = options.maxBatch;
-  if (options.log !== undefined) o.log = options.log;
-  return OnnxEmbedder.load(o);
+  const { kind: _kind, ...onnx } = options;
+  return OnnxEmbedder.load({ ...onnx, model: options.model });
 }
 
 /** Row `i` of a row-major matrix (a view, no copy). */

@@ -588,7 +588,7 @@ export class MemoryServer {
       total = this.store.count(namespace);
       namespaces = total > 0 ? 1 : 0;
     }
-    const reply = {
+    const reply: MemoryStatsReply & { total_associations: number; fsyncs: number; last_seq: number; isa: string } = {
       total_memories: total,
       memory_count: total,
       namespaces,
