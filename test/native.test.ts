@@ -2,6 +2,8 @@
 import { mkdtempSync, rmSync, statSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore, NativeError, hashEmbed, hashEmbedAsync, kernelInfo, repair, wordWindows } from '../ts/native.js';
 
@@ -204,5 +206,37 @@ describe('native helpers', () => {
     const k = kernelInfo();
     expect(k.available).toContain('scalar');
     expect(k.available).toContain(k.isa);
+  });
+
+  it('settles promises through one completion queue: pending ones keep Node alive, idle ones let it exit', () => {
+    // A child process whose only pending work is native promises: it must wait for all of
+    // them (output shows every result), then exit by itself without close() (no timeout).
+    const dir = tmp();
+    const native = fileURLToPath(new URL('../native/index.cjs', import.meta.url));
+    const script = `
+      const { MemoryStore } = require(${JSON.stringify(native)});
+      const s = MemoryStore.open(${JSON.stringify(dir)}, { dims: 4 });
+      const e = new Float32Array([1, 0, 0, 0]);
+      for (let i = 0; i < 50; i++) {
+        s.put([{ namespace: 'n', id: 'k' + i, text: 't' + i, embedding: e }]).then((r) => console.log('put', r[0].id, r[0].namespaceTotal));
+      }
+      s.put([{ namespace: 'n', text: '', embedding: e }]).catch((err) => console.log('rejected', err.message));
+      s.flush().then(() => console.log('flushed'));
+    `;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.filter((l) => l.startsWith('put ')).length).toBe(50);
+    expect(lines).toContain('put k49 50');
+    expect(lines.some((l) => l.startsWith('rejected [invalid_request]'))).toBe(true);
+    expect(lines).toContain('flushed');
+  });
+
+  it('rejects operations on a closed store instead of leaving them pending', async () => {
+    const s = MemoryStore.open(tmp(), { dims: DIMS });
+    await s.put([item('before close', { id: 'a' })]);
+    s.close();
+    await expectCode(s.put([item('after close')]), 'unavailable');
+    await expectCode(s.flush(), 'unavailable');
   });
 });

@@ -16,6 +16,7 @@ use napi_derive::napi;
 
 /// ONNX embedding models: `ModelTokenizer` and `meanPool`.
 pub mod model;
+mod completion;
 
 fn to_napi(e: memory_core::Error) -> napi::Error {
     napi::Error::new(Status::GenericFailure, format!("[{}] {}", e.code().as_str(), e))
@@ -36,21 +37,15 @@ fn parse_filter(json: Option<&str>) -> napi::Result<Option<Filter>> {
     }
 }
 
-/// Await a core completion callback as a future.
 /// Hands an operation to the store now — on the JS thread, so operations reach the writer in
 /// the order JS issued them (pipelined stores of one connection land in the log in request
-/// order) — and returns the future of its result.
-fn submit<T: Send + 'static>(start: impl FnOnce(core_store::Done<T>)) -> impl std::future::Future<Output = napi::Result<T>> + Send + 'static {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    start(Box::new(move |r| {
-        let _ = tx.send(r);
-    }));
-    async move {
-        match rx.await {
-            Ok(r) => r.map_err(to_napi),
-            Err(_) => Err(to_napi(memory_core::Error::Unavailable("the store is closed".into()))),
-        }
-    }
+/// order) — and returns its promise, settled through [`completion`].
+fn submit<'env, U: Send + 'static, T: ToNapiValue>(
+    env: &'env Env,
+    start: impl FnOnce(core_store::Done<U>),
+    map: impl FnOnce(U) -> napi::Result<T> + Send + 'static,
+) -> napi::Result<PromiseRaw<'env, T>> {
+    completion::promise(env, to_napi, start, map)
 }
 
 #[napi(object)]
@@ -349,9 +344,7 @@ impl MemoryStore {
                 ttl_ms: it.ttl_ms.map(|t| t.max(0.0) as u64),
             })
             .collect();
-        let done = submit(|d| self.inner.put(inputs, d));
-        env.spawn_future(async move {
-            let out = done.await?;
+        submit(env, |d| self.inner.put(inputs, d), |out| {
             Ok(out
                 .into_iter()
                 .map(|o| PutResult {
@@ -370,25 +363,19 @@ impl MemoryStore {
     /// Replace metadata (whole) and/or set significance.
     #[napi(ts_return_type = "Promise<Memory>")]
     pub fn update<'env>(&self, env: &'env Env, namespace: String, id: String, metadata: Option<String>, significance: Option<f64>) -> napi::Result<PromiseRaw<'env, Memory>> {
-        let done = submit(|d| self.inner.update(namespace, id, metadata, significance.map(|s| s as f32), d));
-        env.spawn_future(async move {
-            let m = done.await?;
-            Ok(Memory::from(m))
-        })
+        submit(env, |d| self.inner.update(namespace, id, metadata, significance.map(|s| s as f32), d), |m| Ok(Memory::from(m)))
     }
 
     #[napi(ts_return_type = "Promise<DeleteResult>")]
     pub fn delete<'env>(&self, env: &'env Env, namespace: String, ids: Vec<String>) -> napi::Result<PromiseRaw<'env, DeleteResult>> {
-        let done = submit(|d| self.inner.delete(namespace, ids, d));
-        env.spawn_future(async move { Ok(DeleteResult::from(done.await?)) })
+        submit(env, |d| self.inner.delete(namespace, ids, d), |r| Ok(DeleteResult::from(r)))
     }
 
     /// Delete every memory of the namespace matching the filter (JSON); no filter = all.
     #[napi(ts_return_type = "Promise<DeleteResult>")]
     pub fn delete_where<'env>(&self, env: &'env Env, namespace: String, filter: Option<String>) -> napi::Result<PromiseRaw<'env, DeleteResult>> {
         let f = parse_filter(filter.as_deref())?;
-        let done = submit(|d| self.inner.delete_where(namespace, f, d));
-        env.spawn_future(async move { Ok(DeleteResult::from(done.await?)) })
+        submit(env, |d| self.inner.delete_where(namespace, f, d), |r| Ok(DeleteResult::from(r)))
     }
 
     /// Load memories as recorded (significance, associations, timestamps kept; no scan).
@@ -409,16 +396,13 @@ impl MemoryStore {
                 vector: r.embedding.to_vec(),
             })
             .collect();
-        let done = submit(|d| self.inner.bulk_load(recs, d));
-        env.spawn_future(async move { Ok(done.await? as u32) })
+        submit(env, |d| self.inner.bulk_load(recs, d), |n| Ok(n as u32))
     }
 
     /// Rewrite the log without deleted/expired memories.
     #[napi(ts_return_type = "Promise<CompactResult>")]
     pub fn compact<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, CompactResult>> {
-        let done = submit(|d| self.inner.compact(d));
-        env.spawn_future(async move {
-            let r = done.await?;
+        submit(env, |d| self.inner.compact(d), |r| {
             Ok(CompactResult { rows_before: r.rows_before as u32, rows_after: r.rows_after as u32, bytes_before: r.bytes_before as i64, bytes_after: r.bytes_after as i64 })
         })
     }
@@ -426,8 +410,7 @@ impl MemoryStore {
     /// fsync anything written but not yet synced.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
-        let done = submit(|d| self.inner.flush(d));
-        env.spawn_future(async move { done.await })
+        submit(env, |d| self.inner.flush(d), Ok)
     }
 
     /// Flush and close; later calls fail with `unavailable`.
@@ -459,9 +442,7 @@ impl MemoryStore {
     pub fn search_batched<'env>(&self, env: &'env Env, query: Float32Array, options: SearchOptions) -> napi::Result<PromiseRaw<'env, Vec<Memory>>> {
         let req = search_request(&options)?;
         let q = query.to_vec();
-        let done = submit(|d| self.inner.search_batched(q, req, d));
-        env.spawn_future(async move {
-            let r = done.await?;
+        submit(env, |d| self.inner.search_batched(q, req, d), |r| {
             Ok(r.into_iter().map(Memory::from).collect::<Vec<_>>())
         })
     }

@@ -1,0 +1,204 @@
+//! Promises settled by the store's own threads, through one thread-safe function per JS thread.
+//!
+//! `Env::spawn_future` costs, per call, a thread-safe function (a libuv handle opened and
+//! closed), a tokio task and two cross-thread wake-ups (writer → tokio worker → JS thread).
+//! Stores complete in groups — one writer pass settles a whole group commit — so here the
+//! store's thread pushes each result into a queue and wakes the JS thread only when that queue
+//! was empty; the JS thread then settles every queued promise in one callback.
+//!
+//! The thread-safe function is referenced (keeps the event loop alive) only while some promise
+//! is pending, so an idle process can still exit. An operation the store drops without calling
+//! back settles as `unavailable` ("the store is closed") instead of hanging.
+
+use std::cell::{Cell, RefCell};
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::{Arc, Mutex};
+
+use memory_core::store::Done;
+use napi::bindgen_prelude::*;
+use napi::sys;
+
+type Job = Box<dyn FnOnce(sys::napi_env) + Send>;
+
+struct Tsfn(sys::napi_threadsafe_function);
+// SAFETY: napi_call_threadsafe_function may be called from any thread; the handle is only
+// used under `Hub::state`'s lock and cleared (under that lock) when the environment goes away.
+unsafe impl Send for Tsfn {}
+
+struct HubState {
+    tsfn: Option<Tsfn>,
+    jobs: Vec<Job>,
+    /// A call is queued on the thread-safe function and hasn't drained yet.
+    scheduled: bool,
+}
+
+struct Hub {
+    state: Mutex<HubState>,
+}
+
+impl Hub {
+    /// From any thread: queue `job` for the JS thread. Dropped if the environment is gone.
+    fn push(&self, job: Job) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tsfn) = st.tsfn.as_ref().map(|t| t.0) else { return };
+        st.jobs.push(job);
+        if !st.scheduled {
+            st.scheduled = true;
+            // Non-blocking with an unbounded queue: never waits.
+            let status = unsafe { sys::napi_call_threadsafe_function(tsfn, ptr::null_mut(), sys::ThreadsafeFunctionCallMode::nonblocking) };
+            if status != sys::Status::napi_ok {
+                st.scheduled = false;
+            }
+        }
+    }
+}
+
+/// JS-thread state: the hub of this thread's environment and the number of unsettled promises.
+struct Local {
+    hub: Arc<Hub>,
+    tsfn: sys::napi_threadsafe_function,
+    pending: Cell<usize>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Option<Arc<Local>>> = const { RefCell::new(None) };
+}
+
+unsafe extern "C" fn call_js(env: sys::napi_env, _js_cb: sys::napi_value, context: *mut c_void, _data: *mut c_void) {
+    let hub = unsafe { &*(context as *const Hub) };
+    let jobs = {
+        let mut st = hub.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.scheduled = false;
+        std::mem::take(&mut st.jobs)
+    };
+    // A null env means the function is being torn down: nothing can be settled any more.
+    if env.is_null() {
+        return;
+    }
+    for job in jobs {
+        job(env);
+    }
+}
+
+unsafe extern "C" fn finalize(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+    // The context's reference to the hub.
+    drop(unsafe { Arc::from_raw(hint as *const Hub) });
+}
+
+unsafe extern "C" fn cleanup(_arg: *mut c_void) {
+    // The environment is going away: stop queueing into its thread-safe function.
+    LOCAL.with(|l| {
+        if let Some(local) = l.borrow_mut().take() {
+            let mut st = local.hub.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.tsfn = None;
+            st.jobs.clear();
+        }
+    });
+}
+
+fn local(env: sys::napi_env) -> Result<Arc<Local>> {
+    if let Some(l) = LOCAL.with(|l| l.borrow().clone()) {
+        return Ok(l);
+    }
+    let hub = Arc::new(Hub { state: Mutex::new(HubState { tsfn: None, jobs: Vec::new(), scheduled: false }) });
+    let ctx = Arc::into_raw(hub.clone()) as *mut c_void;
+    let mut name = ptr::null_mut();
+    let label = "memory-server completions";
+    check_status!(unsafe { sys::napi_create_string_utf8(env, label.as_ptr().cast(), label.len() as isize, &mut name) })?;
+    let mut tsfn = ptr::null_mut();
+    let status = unsafe { sys::napi_create_threadsafe_function(env, ptr::null_mut(), ptr::null_mut(), name, 0, 1, ctx, Some(finalize), ctx, Some(call_js), &mut tsfn) };
+    if status != sys::Status::napi_ok {
+        drop(unsafe { Arc::from_raw(ctx as *const Hub) });
+        check_status!(status)?;
+    }
+    check_status!(unsafe { sys::napi_unref_threadsafe_function(env, tsfn) })?;
+    check_status!(unsafe { sys::napi_add_env_cleanup_hook(env, Some(cleanup), ptr::null_mut()) })?;
+    hub.state.lock().unwrap_or_else(|e| e.into_inner()).tsfn = Some(Tsfn(tsfn));
+    let l = Arc::new(Local { hub, tsfn, pending: Cell::new(0) });
+    LOCAL.with(|cell| *cell.borrow_mut() = Some(l.clone()));
+    Ok(l)
+}
+
+struct Deferred(sys::napi_deferred);
+// SAFETY: only settled on the JS thread (inside a job), never touched elsewhere.
+unsafe impl Send for Deferred {}
+
+impl Deferred {
+    /// (A method, so closures capture the whole `Send` wrapper, not its raw field.)
+    fn raw(&self) -> sys::napi_deferred {
+        self.0
+    }
+}
+
+/// Settles one promise on the JS thread, exactly once; dropping it unsettled rejects.
+struct Settle<U: Send + 'static> {
+    hub: Arc<Hub>,
+    deferred: Option<Deferred>,
+    finish: Option<Box<dyn FnOnce(sys::napi_env, memory_core::Result<U>) -> Result<sys::napi_value> + Send>>,
+}
+
+impl<U: Send + 'static> Settle<U> {
+    fn settle(&mut self, r: memory_core::Result<U>) {
+        let (Some(d), Some(finish)) = (self.deferred.take(), self.finish.take()) else { return };
+        self.hub.push(Box::new(move |env| unsafe {
+            match finish(env, r) {
+                Ok(v) => {
+                    sys::napi_resolve_deferred(env, d.raw(), v);
+                }
+                Err(e) => {
+                    sys::napi_reject_deferred(env, d.raw(), JsError::from(e).into_value(env));
+                }
+            }
+            settled(env);
+        }));
+    }
+}
+
+impl<U: Send + 'static> Drop for Settle<U> {
+    fn drop(&mut self) {
+        self.settle(Err(memory_core::Error::Unavailable("the store is closed".into())));
+    }
+}
+
+/// One fewer pending promise; the last one lets the event loop exit again.
+fn settled(env: sys::napi_env) {
+    if let Some(l) = LOCAL.with(|l| l.borrow().clone()) {
+        let n = l.pending.get().saturating_sub(1);
+        l.pending.set(n);
+        if n == 0 {
+            unsafe { sys::napi_unref_threadsafe_function(env, l.tsfn) };
+        }
+    }
+}
+
+/// Starts a store operation and returns its promise. `start` hands the completion callback to
+/// the store (on this, the JS, thread); `map` turns the core result into the JS value on the
+/// JS thread when it settles. Core errors become the binding's coded errors via `to_err`.
+pub fn promise<'env, U, T, F, M>(env: &'env Env, to_err: fn(memory_core::Error) -> napi::Error, start: F, map: M) -> Result<PromiseRaw<'env, T>>
+where
+    U: Send + 'static,
+    T: ToNapiValue,
+    F: FnOnce(Done<U>),
+    M: FnOnce(U) -> Result<T> + Send + 'static,
+{
+    let l = local(env.raw())?;
+    let mut deferred = ptr::null_mut();
+    let mut value = ptr::null_mut();
+    check_status!(unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut value) })?;
+    let n = l.pending.get();
+    if n == 0 {
+        check_status!(unsafe { sys::napi_ref_threadsafe_function(env.raw(), l.tsfn) })?;
+    }
+    l.pending.set(n + 1);
+    let mut s = Settle::<U> {
+        hub: l.hub.clone(),
+        deferred: Some(Deferred(deferred)),
+        finish: Some(Box::new(move |env, r| {
+            let v = map(r.map_err(to_err)?)?;
+            unsafe { T::to_napi_value(env, v) }
+        })),
+    };
+    start(Box::new(move |r| s.settle(r)));
+    Ok(PromiseRaw::new(env.raw(), value))
+}
