@@ -29,6 +29,7 @@ use std::sync::OnceLock;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+pub mod q8;
 mod scalar;
 pub mod topk;
 #[cfg(target_arch = "x86_64")]

@@ -31,6 +31,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::filter::Filter;
+use crate::search::q8::{self, Q8Kernels, Q8Rows};
 use crate::search::{check_vector, normalize};
 use crate::significance::{importance_of, significance, ASSOCIATION_MIN_COS, MAX_ASSOCIATIONS, RECENT_WINDOW};
 use log::{DeleteRecord, Header, LogWriter, Record, ScanEnd, UpdateRecord, NO_EXPIRY};
@@ -538,7 +539,8 @@ impl TensorStore {
         });
         let (tx, rx) = mpsc::channel::<Op>();
         let (stx, srx) = mpsc::channel::<SearchJob>();
-        let w = Writer { shared: shared.clone(), log: writer, rx, stash: None, dirty: false, last_sync: Instant::now() };
+        let sig_q8 = q8::kernel().map(|k| (Q8Rows::new(opts.dims), k));
+        let w = Writer { shared: shared.clone(), log: writer, rx, stash: None, dirty: false, last_sync: Instant::now(), sig_q8 };
         let t1 = std::thread::Builder::new().name("memory-writer".into()).spawn(move || w.run()).map_err(|e| Error::Internal(e.to_string()))?;
         let sh2 = shared.clone();
         let t2 = std::thread::Builder::new().name("memory-searcher".into()).spawn(move || searcher(sh2, srx)).map_err(|e| Error::Internal(e.to_string()))?;
@@ -1080,6 +1082,9 @@ struct Writer {
     stash: Option<Op>,
     dirty: bool,
     last_sync: Instant,
+    /// Int8 codes of every row, for the significance pass's pre-pass (CPUs with an int8
+    /// kernel only); kept by the writer alone and brought up to date before each pass.
+    sig_q8: Option<(Q8Rows, &'static Q8Kernels)>,
 }
 
 /// A put being assembled in a group.
@@ -1258,7 +1263,16 @@ impl Writer {
                     });
                 }
             }
-            score_new(&st, &mut news, dims, now);
+            let q8 = self.sig_q8.as_mut().map(|(rows, k)| {
+                if rows.len() > st.len() {
+                    rows.clear(); // the state was rebuilt (compaction)
+                }
+                for r in rows.len()..st.len() {
+                    rows.push(st.vectors.row(r));
+                }
+                (&*rows, *k)
+            });
+            score_new(&st, q8, &mut news, dims, now);
             for n in &news {
                 log::encode_record(&mut buf, &Record::Put(n.record.clone()));
             }
@@ -1507,7 +1521,7 @@ impl State {
 
 /// Significance and associations for the new memories of a group, against the stored
 /// memories (one multi-query pass per namespace) and the earlier members of the group.
-fn score_new(st: &State, news: &mut [NewMemory], dims: usize, now: i64) {
+fn score_new(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, news: &mut [NewMemory], dims: usize, now: i64) {
     let mut by_ns: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, n) in news.iter().enumerate() {
         by_ns.entry(n.record.namespace.as_str()).or_default().push(i);
@@ -1523,11 +1537,17 @@ fn score_new(st: &State, news: &mut [NewMemory], dims: usize, now: i64) {
         // whether the memories were stored in one batch or one by one.
         let p = ScanParams { namespace: &ns, k: MAX_ASSOCIATIONS + ASSOC_TIE_SLACK, now_ms: now, ..Default::default() };
         // Stored neighbours, in passes of at most 64 queries.
-        // The blocked kernel works on queries in fours (leftovers take a slower single-query
-        // path): pad each pass with copies of its last query and drop their results.
         let mut stored: Vec<Vec<Hit>> = Vec::with_capacity(idx.len());
         for part in queries.chunks(64 * dims) {
             let nq = part.len() / dims;
+            if let Some((rows, kern)) = q8 {
+                // The same exact neighbours, through the int8 pre-pass.
+                stored.extend(scan::search_q8(st, rows, kern, part, nq, &p));
+                continue;
+            }
+            // The blocked kernel works on queries in fours (leftovers take a slower
+            // single-query path): pad each pass with copies of its last query and drop
+            // their results.
             let padded = if nq > 4 { nq.next_multiple_of(4) } else { nq };
             if padded == nq {
                 stored.extend(scan::search(st, part, nq, &p));

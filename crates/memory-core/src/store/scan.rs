@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
 use crate::filter::Filter;
+use crate::search::q8::{quantize_query, Q8Cols, Q8Kernels, Q8Meta, Q8Rows, QBound};
 use crate::search::{kernels, Kernels, TopK};
 use crate::store::state::{State, CHUNK_ROWS};
 
@@ -286,6 +287,141 @@ fn run_list(ctx: &Ctx, list: &[u32]) -> Vec<TopK> {
     list.par_chunks(TASK_ROWS).map(|c| ctx.scan_list(c)).reduce_with(merge).unwrap_or_default()
 }
 
+/// Rows per block of the int8 pre-pass.
+const Q8_BLOCK: usize = 64;
+
+/// One share of an int8 pass: per query, the k best lower bounds and the candidate rows
+/// (with their upper bounds) seen in that share.
+struct Q8Part {
+    lb: Vec<TopK>,
+    cands: Vec<Vec<(u32, f32)>>,
+}
+
+/// Exact top-k like [`search`] (best first, ties → newer row), for the parameters of the
+/// significance pass (namespace and liveness only), through the int8 pre-pass of
+/// [`crate::search::q8`]: rows are bounded with int8 codes and only those that may still be
+/// in a query's top k are scored in f32. `q8` must hold the codes of every row of `st`.
+/// Scores are `kernels().dot` of the query and the row.
+pub fn search_q8(st: &State, q8: &Q8Rows, kern: &Q8Kernels, queries: &[f32], nq: usize, p: &ScanParams) -> Vec<Vec<Hit>> {
+    assert!(
+        p.filter.is_none() && p.since_ms.is_none() && p.until_ms.is_none() && p.recency_half_life_s.is_none() && p.min_score.is_none() && p.min_significance <= 0.0,
+        "search_q8 serves plain namespace passes only"
+    );
+    assert_eq!(q8.len(), st.len(), "int8 codes out of step with the store");
+    let empty = || (0..nq).map(|_| Vec::new()).collect::<Vec<_>>();
+    let Some(ns) = st.ns_id(p.namespace) else { return empty() };
+    if p.k == 0 || nq == 0 {
+        return empty();
+    }
+    let dims = st.dims;
+    let dpad = q8.dpad();
+    let mut qc = vec![0u8; nq * dpad];
+    let mut scratch = vec![0i8; dpad];
+    let qm: Vec<Q8Meta> = (0..nq).map(|i| quantize_query(&queries[i * dims..(i + 1) * dims], &mut qc[i * dpad..(i + 1) * dpad], &mut scratch)).collect();
+    // Rounding of the int8 score and of the f32 dot the candidates are finally ranked by.
+    let slack: Vec<f32> = qm.iter().map(|m| (dims as f32 * 2.4e-7 + 1e-5) * m.norm * q8.max_norm() + f32::MIN_POSITIVE).collect();
+
+    let nsd = &st.namespaces[ns as usize];
+    let all_pass = nsd.live == st.len() && nsd.expiring.is_empty();
+    let ctx = Ctx { st, p, ns, k: kernels(), queries, nq, check_filter: false, all_pass };
+    let list: Option<&[u32]> = (nsd.live * 2 < st.len()).then_some(&nsd.rows[..]);
+    let n = list.map_or(st.len(), |l| l.len());
+
+    let run = |from: usize, to: usize| -> Q8Part {
+        let mut lb: Vec<TopK> = (0..nq).map(|_| TopK::new(p.k)).collect();
+        let mut cands: Vec<Vec<(u32, f32)>> = vec![Vec::new(); nq];
+        let (mut idx, mut gather, mut raw) = (Vec::with_capacity(Q8_BLOCK), Vec::new(), vec![0i32; nq * Q8_BLOCK]);
+        // Gathered columns (non-contiguous blocks) and per-query bounds of one block.
+        let (mut g_scale, mut g_corr, mut g_norm, mut g_err) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut ub, mut lo) = ([0f32; Q8_BLOCK], [0f32; Q8_BLOCK]);
+        let mut pos = from;
+        while pos < to {
+            let end = (pos + Q8_BLOCK).min(to);
+            idx.clear();
+            match list {
+                Some(l) => idx.extend(l[pos..end].iter().copied().filter(|&r| all_pass || ctx.pass(r as usize))),
+                None => idx.extend((pos as u32..end as u32).filter(|&r| all_pass || ctx.pass(r as usize))),
+            }
+            pos = end;
+            let m = idx.len();
+            if m == 0 {
+                continue;
+            }
+            let (first, last) = (idx[0] as usize, idx[m - 1] as usize);
+            let (rows, cols): (&[i8], Q8Cols) = if last - first + 1 == m {
+                (q8.rows(first, last + 1), q8.cols(first, last + 1))
+            } else {
+                gather.clear();
+                g_scale.clear();
+                g_corr.clear();
+                g_norm.clear();
+                g_err.clear();
+                for &r in &idx {
+                    let r = r as usize;
+                    gather.extend_from_slice(q8.row(r));
+                    let c = q8.cols(r, r + 1);
+                    g_scale.push(c.scale[0]);
+                    g_corr.push(c.corr[0]);
+                    g_norm.push(c.norm[0]);
+                    g_err.push(c.err[0]);
+                }
+                (&gather[..], Q8Cols { scale: &g_scale, corr: &g_corr, norm: &g_norm, err: &g_err })
+            };
+            (kern.dot_block)(&qc, nq, rows, m, dpad, &mut raw[..nq * m]);
+            for q in 0..nq {
+                let heap = &mut lb[q];
+                let mut thr = heap.threshold();
+                let qb = QBound { scale: qm[q].scale, err: qm[q].err, hat: qm[q].hat, slack: slack[q] };
+                let mut mask = (kern.bounds)(&raw[q * m..(q + 1) * m], cols, qb, thr, &mut ub, &mut lo);
+                let c = &mut cands[q];
+                while mask != 0 {
+                    let j = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    // The threshold only rises: re-check rows the mask let through.
+                    if ub[j] < thr {
+                        continue;
+                    }
+                    c.push((idx[j], ub[j]));
+                    if lo[j] > thr {
+                        heap.push(lo[j], idx[j]);
+                        thr = heap.threshold();
+                    }
+                }
+            }
+        }
+        Q8Part { lb, cands }
+    };
+
+    // Two cores once the pass is big enough to be worth splitting.
+    let parts: Vec<Q8Part> = if n * nq >= 1 << 16 && n >= 4 * Q8_BLOCK {
+        let threads = rayon::current_num_threads().max(1);
+        let step = n.div_ceil(threads).next_multiple_of(Q8_BLOCK);
+        (0..n).step_by(step).collect::<Vec<_>>().into_par_iter().map(|s| run(s, (s + step).min(n))).collect()
+    } else {
+        vec![run(0, n)]
+    };
+    let kern_f32 = kernels();
+    (0..nq)
+        .map(|q| {
+            let mut lb = TopK::new(p.k);
+            for part in &parts {
+                lb.merge(part.lb[q].clone());
+            }
+            let thr = lb.threshold();
+            let query = &queries[q * dims..(q + 1) * dims];
+            let mut top = TopK::new(p.k);
+            for part in &parts {
+                for &(r, ub) in &part.cands[q] {
+                    if ub >= thr {
+                        top.push((kern_f32.dot)(query, st.vectors.row(r as usize)), r);
+                    }
+                }
+            }
+            top.into_sorted_vec().into_iter().map(|(score, row)| Hit { row, score }).collect()
+        })
+        .collect()
+}
+
 /// "Retrieve without query": highest significance first, newest first on ties, from the
 /// ordered index (no sort per call).
 pub fn top_by_significance(st: &State, p: &ScanParams, count: usize) -> Vec<u32> {
@@ -312,4 +448,106 @@ pub fn matching_rows(st: &State, p: &ScanParams) -> Vec<u32> {
     let Some(ns) = st.ns_id(p.namespace) else { return Vec::new() };
     let ctx = Ctx { st, p, ns, k: kernels(), queries: &[], nq: 0, check_filter: p.filter.is_some_and(|f| !f.is_empty()), all_pass: false };
     st.namespaces[ns as usize].rows.iter().copied().filter(|&r| ctx.pass(r as usize)).collect()
+}
+
+#[cfg(test)]
+mod q8_tests {
+    use super::*;
+    use crate::search::q8;
+    use crate::store::state::{NewRow, VectorSrc};
+
+    fn rng(seed: u64) -> impl FnMut() -> f32 {
+        let mut s = seed;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+        }
+    }
+
+    fn unit(mut v: Vec<f32>) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+        v
+    }
+
+    /// Brute force: every passing row scored with `kernels().dot`, bounded top-k.
+    fn oracle(st: &State, q: &[f32], p: &ScanParams) -> Vec<Hit> {
+        let ns = st.ns_id(p.namespace).unwrap();
+        let ctx = Ctx { st, p, ns, k: kernels(), queries: q, nq: 1, check_filter: false, all_pass: false };
+        let mut top = TopK::new(p.k);
+        for r in 0..st.len() {
+            if ctx.pass(r) {
+                top.push((kernels().dot)(q, st.vectors.row(r)), r as u32);
+            }
+        }
+        top.into_sorted_vec().into_iter().map(|(score, row)| Hit { row, score }).collect()
+    }
+
+    #[test]
+    fn int8_prepass_finds_exactly_the_exact_top_k() {
+        let Some(kern) = q8::kernel() else { return };
+        for (dims, rows, seed) in [(384usize, 3000usize, 1u64), (100, 700, 2), (17, 300, 3)] {
+            let mut r = rng(seed);
+            let mut st = State::new(dims);
+            let mut stored: Vec<Vec<f32>> = Vec::new();
+            let now = 1_000_000;
+            for i in 0..rows {
+                // Exact duplicates, near-duplicates and clustered vectors alongside random ones.
+                let v = match i % 7 {
+                    0 if i > 0 => stored[i / 2].clone(),
+                    1 if i > 0 => unit(stored[i - 1].iter().map(|x| x + r() * 1e-3).collect()),
+                    2 => unit((0..dims).map(|d| if d % 5 == 0 { 1.0 } else { r() * 0.1 }).collect()),
+                    _ => unit((0..dims).map(|_| r()).collect()),
+                };
+                let ns = if i % 10 == 3 { "small" } else { "big" };
+                let id = format!("m{i}");
+                let expires_at = if i % 13 == 5 { now - 1 } else { crate::store::log::NO_EXPIRY };
+                let row = st.insert_row(NewRow {
+                    seq: i as u64 + 1,
+                    ts: i as i64,
+                    namespace: ns,
+                    id: &id,
+                    text: "t",
+                    metadata_raw: "{}",
+                    metadata: None,
+                    significance: 0.5,
+                    expires_at,
+                    associations: Box::new([]),
+                    vector: VectorSrc::F32(&v),
+                });
+                if i % 11 == 4 {
+                    st.kill(row);
+                }
+                stored.push(v);
+            }
+            let mut codes = q8::Q8Rows::new(dims);
+            for i in 0..st.len() {
+                codes.push(st.vectors.row(i));
+            }
+            // Queries: stored vectors (exact matches and ties), near ones and random ones.
+            let mut queries = Vec::new();
+            for i in 0..40 {
+                let q = match i % 3 {
+                    0 => stored[(i * 37) % rows].clone(),
+                    1 => unit(stored[(i * 53) % rows].iter().map(|x| x + r() * 0.05).collect()),
+                    _ => unit((0..dims).map(|_| r()).collect()),
+                };
+                queries.extend_from_slice(&q);
+            }
+            for ns in ["big", "small"] {
+                for k in [1usize, 11, 50] {
+                    let p = ScanParams { namespace: ns, k, now_ms: now, ..Default::default() };
+                    for nq in [1usize, 5, 40] {
+                        let got = search_q8(&st, &codes, kern, &queries[..nq * dims], nq, &p);
+                        for (qi, hits) in got.iter().enumerate() {
+                            let want = oracle(&st, &queries[qi * dims..(qi + 1) * dims], &p);
+                            assert_eq!(hits, &want, "dims={dims} ns={ns} k={k} nq={nq} query {qi}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -8,6 +8,10 @@ use super::{Isa, Kernels};
 
 mod avx2;
 mod avx512;
+mod vnni;
+
+/// Int8 pre-pass kernels (AVX-512 VNNI); only handed out after `has_avx512_vnni()`.
+pub(super) static Q8_VNNI: super::q8::Q8Kernels = super::q8::Q8Kernels { dot_block: vnni::dot_block_q8_vnni, bounds: vnni::bounds_avx512 };
 
 /// AVX2 and FMA are both required by the `avx2` kernels.
 pub(super) fn has_avx2() -> bool {
@@ -17,6 +21,11 @@ pub(super) fn has_avx2() -> bool {
 /// The `avx512` kernels only use AVX-512F instructions.
 pub(super) fn has_avx512() -> bool {
     is_x86_feature_detected!("avx512f")
+}
+
+/// AVX-512 VNNI (`vpdpbusd`), for the int8 pre-pass kernel.
+pub(super) fn has_avx512_vnni() -> bool {
+    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")
 }
 
 pub(super) static AVX2: Kernels = Kernels {

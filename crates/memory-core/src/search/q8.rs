@@ -1,0 +1,365 @@
+//! Int8 codes for an exact nearest-neighbour pre-pass.
+//!
+//! Every vector `v` is stored a second time as `scale · v̂` with `v̂ ∈ [-127, 127]^dims`
+//! (`scale = max|v_i| / 127`, round to nearest), padded with zeros to a multiple of 64.
+//! Alongside the codes we keep, per vector, `norm = ‖v‖`, `err = ‖v − scale·v̂‖` (computed in
+//! f64 and rounded up) and `hat = ‖scale·v̂‖`. For a query `q` and a row `r`:
+//!
+//! ```text
+//! q·r − (s_q q̂)·(s_r r̂) = (q − s_q q̂)·r + (s_q q̂)·(r − s_r r̂)
+//! |q·r − s_q s_r (q̂·r̂)| ≤ err_q · norm_r + hat_q · err_r        (Cauchy–Schwarz)
+//! ```
+//!
+//! so the int8 score gives a guaranteed interval around the exact cosine. A pass keeps, per
+//! query, the k-th best *lower* bound as a threshold and every row whose *upper* bound
+//! reaches it; those few candidates are then scored exactly in f32. The result is the exact
+//! top-k, not an approximation — the int8 pass only decides which rows are worth an exact dot.
+//!
+//! The kernel multiplies unsigned by signed bytes (`vpdpbusd`), so query codes are stored as
+//! `q̂ + 128` and the raw sum is corrected by `128 · Σ r̂` (kept per row as `sum`).
+//! Integer sums are exact: |Σ| ≤ dims · 255 · 127 fits an i32 for any dims below 66,000.
+
+/// Codes are padded to a multiple of this many bytes (one zmm register).
+pub const PAD: usize = 64;
+
+/// Per-vector quantization data (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Q8Meta {
+    pub scale: f32,
+    /// Σ of the signed codes (for the unsigned-query correction).
+    pub sum: i32,
+    /// ‖v‖.
+    pub norm: f32,
+    /// ‖v − scale·v̂‖, rounded up.
+    pub err: f32,
+    /// ‖scale·v̂‖, rounded up.
+    pub hat: f32,
+}
+
+/// Padded code length for `dims`.
+pub fn padded(dims: usize) -> usize {
+    dims.div_ceil(PAD).max(1) * PAD
+}
+
+/// Round a non-negative f64 bound up to an f32 that is certainly not below it.
+fn up(x: f64) -> f32 {
+    let f = x as f32;
+    if (f as f64) < x {
+        f32::from_bits(f.to_bits() + 1)
+    } else {
+        f
+    }
+}
+
+/// Round to nearest (ties to even) without a libm call; exact for |x| < 2^22.
+#[inline(always)]
+fn round(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+    (x + MAGIC) - MAGIC
+}
+
+/// Sums of squares in f32 over 16 independent lanes (vectorizes); callers inflate the
+/// result to cover its rounding (relative error below n · 2^-24 ≤ 1e-4 for n ≤ 1,600 per
+/// lane).
+#[inline(always)]
+fn lanes_sum(acc: &[f32; 16]) -> f64 {
+    acc.iter().map(|&x| x as f64).sum()
+}
+
+/// Quantize `v` into `out` (len ≥ v.len(); the rest is zeroed) as signed codes.
+pub fn quantize(v: &[f32], out: &mut [i8]) -> Q8Meta {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    out.fill(0);
+    if max == 0.0 || !max.is_finite() {
+        return Q8Meta::default();
+    }
+    let scale = max / 127.0;
+    let inv = 127.0 / max;
+    let mut sum = 0i32;
+    let (mut n2, mut e2, mut h2) = ([0f32; 16], [0f32; 16], [0f32; 16]);
+    let out = &mut out[..v.len()];
+    for (oc, vc) in out.chunks_mut(16).zip(v.chunks(16)) {
+        for (l, (o, &x)) in oc.iter_mut().zip(vc).enumerate() {
+            let c = round(x * inv).clamp(-127.0, 127.0);
+            *o = c as i8;
+            sum += c as i32;
+            let rd = scale * c;
+            n2[l] += x * x;
+            e2[l] += (x - rd) * (x - rd);
+            h2[l] += rd * rd;
+        }
+    }
+    // f32 sums of at most dims/16 terms per lane: a relative margin of 1e-4 (plus an absolute
+    // one for subnormal-sized values) keeps every bound above the true value.
+    let (n, e, h) = (lanes_sum(&n2), lanes_sum(&e2), lanes_sum(&h2));
+    let f = |x: f64| up((x * (1.0 + 1e-4)).sqrt() + 1e-30);
+    debug_assert!(v.len() <= 16 * 1600);
+    Q8Meta { scale, sum, norm: f(n), err: f(e) + scale * 1e-6, hat: f(h) }
+}
+
+/// Query codes as unsigned bytes (`code + 128`; padding = 128, i.e. code 0).
+pub fn quantize_query(q: &[f32], out: &mut [u8], scratch: &mut [i8]) -> Q8Meta {
+    let m = quantize(q, scratch);
+    for (o, &c) in out.iter_mut().zip(scratch.iter()) {
+        *o = (c as i16 + 128) as u8;
+    }
+    m
+}
+
+/// `out[q*nr + r] = Σ_i queries[q][i] · rows[r][i]` (u8 × i8, exact i32), for codes of
+/// `dpad` bytes. `dpad` must be a multiple of [`PAD`].
+pub type DotBlockQ8 = fn(queries: &[u8], nq: usize, rows: &[i8], nr: usize, dpad: usize, out: &mut [i32]);
+
+fn check(queries: &[u8], nq: usize, rows: &[i8], nr: usize, dpad: usize, out: &[i32]) {
+    assert!(dpad % PAD == 0, "dpad must be a multiple of {PAD}");
+    assert!(queries.len() >= nq * dpad && rows.len() >= nr * dpad && out.len() >= nq * nr, "q8 block: slices too short");
+}
+
+/// Portable reference (the oracle of the SIMD kernel).
+pub fn dot_block_scalar(queries: &[u8], nq: usize, rows: &[i8], nr: usize, dpad: usize, out: &mut [i32]) {
+    check(queries, nq, rows, nr, dpad, out);
+    for q in 0..nq {
+        let qv = &queries[q * dpad..(q + 1) * dpad];
+        for r in 0..nr {
+            let rv = &rows[r * dpad..(r + 1) * dpad];
+            out[q * nr + r] = qv.iter().zip(rv).map(|(&a, &b)| a as i32 * b as i32).sum();
+        }
+    }
+}
+
+/// A query's side of the bound: `a = scale · row.scale · (raw − row.corr)`,
+/// `b = err · row.norm + hat · row.err + slack`.
+#[derive(Clone, Copy, Debug)]
+pub struct QBound {
+    pub scale: f32,
+    pub err: f32,
+    pub hat: f32,
+    pub slack: f32,
+}
+
+/// For a block of at most 64 rows: `ub[j] = a + b`, `lo[j] = a − b`; returns the mask of the
+/// rows with `ub[j] >= thr` (bit j).
+pub type BoundsFn = fn(raw: &[i32], cols: Q8Cols, q: QBound, thr: f32, ub: &mut [f32], lo: &mut [f32]) -> u64;
+
+/// Portable [`BoundsFn`].
+pub fn bounds_scalar(raw: &[i32], cols: Q8Cols, q: QBound, thr: f32, ub: &mut [f32], lo: &mut [f32]) -> u64 {
+    let m = raw.len();
+    assert!(m <= 64 && cols.scale.len() >= m && cols.corr.len() >= m && cols.norm.len() >= m && cols.err.len() >= m && ub.len() >= m && lo.len() >= m);
+    let mut mask = 0u64;
+    for j in 0..m {
+        let a = q.scale * cols.scale[j] * (raw[j] - cols.corr[j]) as f32;
+        let b = q.err * cols.norm[j] + q.hat * cols.err[j] + q.slack;
+        ub[j] = a + b;
+        lo[j] = a - b;
+        mask |= ((a + b >= thr) as u64) << j;
+    }
+    mask
+}
+
+/// The int8 pre-pass kernels of one ISA.
+#[derive(Debug)]
+pub struct Q8Kernels {
+    pub dot_block: DotBlockQ8,
+    pub bounds: BoundsFn,
+}
+
+/// Set to `off` to skip the int8 pre-pass (read once; for comparisons in benchmarks).
+pub const Q8_ENV_VAR: &str = "MEMORY_SERVER_Q8";
+
+/// The int8 block kernel for this CPU, if it has one worth using (AVX-512 VNNI), the ISA
+/// isn't forced below AVX-512 with `MEMORY_SERVER_ISA` and `MEMORY_SERVER_Q8` isn't `off`.
+/// Without one, callers use the exact f32 scan directly (an int8 pass without VNNI isn't
+/// faster than AVX2 f32).
+pub fn kernel() -> Option<&'static Q8Kernels> {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *OFF.get_or_init(|| std::env::var(Q8_ENV_VAR).is_ok_and(|v| v.trim().eq_ignore_ascii_case("off"))) {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::kernels().isa == super::Isa::Avx512 && super::x86_64::has_avx512_vnni() {
+            return Some(&super::x86_64::Q8_VNNI);
+        }
+    }
+    None
+}
+
+/// Per-row columns of a block of [`Q8Rows`]: `a = q.scale · scale · (raw − corr)` and the
+/// bound `q.err · norm + q.hat · err` vectorize over them.
+#[derive(Clone, Copy)]
+pub struct Q8Cols<'a> {
+    pub scale: &'a [f32],
+    /// 128 · Σ codes.
+    pub corr: &'a [i32],
+    pub norm: &'a [f32],
+    pub err: &'a [f32],
+}
+
+/// Int8 codes of a growing list of vectors (row i = the i-th vector pushed), with their
+/// quantization data in columns.
+#[derive(Debug)]
+pub struct Q8Rows {
+    dims: usize,
+    dpad: usize,
+    codes: Vec<i8>,
+    scale: Vec<f32>,
+    corr: Vec<i32>,
+    norm: Vec<f32>,
+    err: Vec<f32>,
+    max_norm: f32,
+}
+
+impl Q8Rows {
+    pub fn new(dims: usize) -> Self {
+        Q8Rows { dims, dpad: padded(dims), codes: Vec::new(), scale: Vec::new(), corr: Vec::new(), norm: Vec::new(), err: Vec::new(), max_norm: 0.0 }
+    }
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+    pub fn dpad(&self) -> usize {
+        self.dpad
+    }
+    pub fn len(&self) -> usize {
+        self.scale.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.scale.is_empty()
+    }
+    pub fn clear(&mut self) {
+        self.codes.clear();
+        self.scale.clear();
+        self.corr.clear();
+        self.norm.clear();
+        self.err.clear();
+        self.max_norm = 0.0;
+    }
+    /// The largest ‖v‖ pushed so far.
+    pub fn max_norm(&self) -> f32 {
+        self.max_norm
+    }
+    pub fn push(&mut self, v: &[f32]) {
+        debug_assert_eq!(v.len(), self.dims);
+        let at = self.codes.len();
+        self.codes.resize(at + self.dpad, 0);
+        let m = quantize(v, &mut self.codes[at..]);
+        self.max_norm = self.max_norm.max(m.norm);
+        self.scale.push(m.scale);
+        self.corr.push(128 * m.sum);
+        self.norm.push(m.norm);
+        self.err.push(m.err);
+    }
+    #[inline]
+    pub fn row(&self, r: usize) -> &[i8] {
+        &self.codes[r * self.dpad..(r + 1) * self.dpad]
+    }
+    /// Codes of rows `start..end` as one slice.
+    #[inline]
+    pub fn rows(&self, start: usize, end: usize) -> &[i8] {
+        &self.codes[start * self.dpad..end * self.dpad]
+    }
+    /// Columns of rows `start..end`.
+    #[inline]
+    pub fn cols(&self, start: usize, end: usize) -> Q8Cols<'_> {
+        Q8Cols { scale: &self.scale[start..end], corr: &self.corr[start..end], norm: &self.norm[start..end], err: &self.err[start..end] }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rng(seed: u64) -> impl FnMut() -> f32 {
+        let mut s = seed;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+        }
+    }
+
+    #[test]
+    fn kernel_matches_the_oracle_exactly() {
+        let Some(kk) = kernel() else { return };
+        let k = kk.dot_block;
+        let mut r = rng(7);
+        for &(nq, nr, dims) in &[(1, 1, 1), (4, 4, 64), (5, 7, 100), (8, 13, 384), (12, 33, 385), (3, 64, 768)] {
+            let dpad = padded(dims);
+            let q: Vec<u8> = (0..nq * dpad).map(|i| if i % dpad < dims { ((r() + 1.0) * 127.5) as u8 } else { 128 }).collect();
+            let rows: Vec<i8> = (0..nr * dpad).map(|i| if i % dpad < dims { (r() * 127.0) as i8 } else { 0 }).collect();
+            let (mut a, mut b) = (vec![0; nq * nr], vec![0; nq * nr]);
+            dot_block_scalar(&q, nq, &rows, nr, dpad, &mut a);
+            k(&q, nq, &rows, nr, dpad, &mut b);
+            assert_eq!(a, b, "nq={nq} nr={nr} dims={dims}");
+        }
+        // Extremes: every product at its maximum magnitude.
+        let dpad = padded(384);
+        let q = vec![255u8; 4 * dpad];
+        let rows = vec![-127i8; 4 * dpad];
+        let mut out = vec![0; 16];
+        k(&q, 4, &rows, 4, dpad, &mut out);
+        assert!(out.iter().all(|&x| x == -255 * 127 * dpad as i32));
+    }
+
+    #[test]
+    fn simd_bounds_match_the_scalar_ones() {
+        let Some(kk) = kernel() else { return };
+        let mut r = rng(5);
+        for m in [1usize, 7, 16, 17, 33, 64] {
+            let raw: Vec<i32> = (0..m).map(|_| (r() * 1e6) as i32).collect();
+            let corr: Vec<i32> = (0..m).map(|_| (r() * 1e4) as i32).collect();
+            let scale: Vec<f32> = (0..m).map(|_| r().abs() * 1e-2).collect();
+            let norm: Vec<f32> = (0..m).map(|_| 1.0 + r() * 1e-3).collect();
+            let err: Vec<f32> = (0..m).map(|_| r().abs() * 1e-2).collect();
+            let cols = Q8Cols { scale: &scale, corr: &corr, norm: &norm, err: &err };
+            let q = QBound { scale: 1.3e-2, err: 9e-3, hat: 0.99, slack: 1e-4 };
+            for thr in [f32::NEG_INFINITY, -10.0, 0.0, 5.0, f32::INFINITY] {
+                let (mut u1, mut l1, mut u2, mut l2) = (vec![0.0; m], vec![0.0; m], vec![0.0; m], vec![0.0; m]);
+                let a = bounds_scalar(&raw, cols, q, thr, &mut u1, &mut l1);
+                let b = (kk.bounds)(&raw, cols, q, thr, &mut u2, &mut l2);
+                for j in 0..m {
+                    assert!((u1[j] - u2[j]).abs() <= 1e-5 * (1.0 + u1[j].abs()) && (l1[j] - l2[j]).abs() <= 1e-5 * (1.0 + l1[j].abs()), "m={m} j={j}");
+                    // The mask agrees wherever the comparison isn't within rounding.
+                    if (u1[j] - thr).abs() > 1e-4 * (1.0 + u1[j].abs()) {
+                        assert_eq!(a >> j & 1, b >> j & 1, "m={m} j={j} thr={thr}");
+                    }
+                }
+                assert_eq!(a >> m.min(63) >> 1, 0);
+                assert_eq!(b >> m.min(63) >> 1, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn bounds_contain_the_exact_dot() {
+        let mut r = rng(11);
+        for dims in [3usize, 64, 384, 1000] {
+            let dpad = padded(dims);
+            for _ in 0..200 {
+                let mut a: Vec<f32> = (0..dims).map(|_| r()).collect();
+                let b: Vec<f32> = (0..dims).map(|_| r() * 3.0).collect();
+                if dims > 10 {
+                    a[3] = 40.0; // one large component: coarse codes for the rest
+                }
+                let (mut qa, mut sa, mut cb) = (vec![0u8; dpad], vec![0i8; dpad], vec![0i8; dpad]);
+                let ma = quantize_query(&a, &mut qa, &mut sa);
+                let mb = quantize(&b, &mut cb);
+                let mut raw = [0i32];
+                dot_block_scalar(&qa, 1, &cb, 1, dpad, &mut raw);
+                let approx = ma.scale as f64 * mb.scale as f64 * (raw[0] - 128 * mb.sum) as f64;
+                let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+                let bound = ma.err as f64 * mb.norm as f64 + ma.hat as f64 * mb.err as f64;
+                assert!((exact - approx).abs() <= bound, "dims={dims}: |{exact} - {approx}| > {bound}");
+            }
+        }
+    }
+
+    #[test]
+    fn zero_and_tiny_vectors() {
+        let mut c = vec![0i8; 64];
+        assert_eq!(quantize(&[0.0; 5], &mut c), Q8Meta::default());
+        let m = quantize(&[1e-30, -1e-30, 0.0], &mut c);
+        assert_eq!(&c[..3], &[127, -127, 0]);
+        assert!(m.err >= 0.0 && m.norm > 0.0);
+    }
+}
