@@ -15,6 +15,11 @@
 //! reaches it; those few candidates are then scored exactly in f32. The result is the exact
 //! top-k, not an approximation — the int8 pass only decides which rows are worth an exact dot.
 //!
+//! Row codes are kept in *panels* of 16 rows: for each group of 4 dimensions, the 4 bytes of
+//! each of the 16 rows side by side (64 bytes, one zmm register). One `vpdpbusd` of a
+//! broadcast query group with a panel register then advances 16 row dots at once, so a block
+//! of rows needs no horizontal sums at all (the int8 GEMM layout).
+//!
 //! The kernel multiplies unsigned by signed bytes (`vpdpbusd`), so query codes are stored as
 //! `q̂ + 128` and the raw sum is corrected by `128 · Σ r̂` (kept per row as `sum`).
 //! Integer sums are exact: |Σ| ≤ dims · 255 · 127 fits an i32 for any dims below 66,000.
@@ -106,25 +111,55 @@ pub fn quantize_query(q: &[f32], out: &mut [u8], scratch: &mut [i8]) -> Q8Meta {
     m
 }
 
-/// `out[q*nr + r] = Σ_i queries[q][i] · rows[r][i]` (u8 × i8, exact i32), for codes of
-/// `dpad` bytes. `dpad` must be a multiple of [`PAD`].
-pub type DotBlockQ8 = fn(queries: &[u8], nq: usize, rows: &[i8], nr: usize, dpad: usize, out: &mut [i32]);
+/// Rows per panel.
+pub const PANEL: usize = 16;
 
-fn check(queries: &[u8], nq: usize, rows: &[i8], nr: usize, dpad: usize, out: &[i32]) {
-    assert!(dpad % PAD == 0, "dpad must be a multiple of {PAD}");
-    assert!(queries.len() >= nq * dpad && rows.len() >= nr * dpad && out.len() >= nq * nr, "q8 block: slices too short");
+/// `out[q * np*16 + p*16 + l] = Σ_i queries[q][i] · row(p, l)[i]` (u8 × i8, exact i32) for
+/// `np` panels of codes of `dpad` bytes (a multiple of [`PAD`]).
+pub type DotPanelsQ8 = fn(queries: &[u8], nq: usize, panels: &[i8], np: usize, dpad: usize, out: &mut [i32]);
+
+fn check(queries: &[u8], nq: usize, panels: &[i8], np: usize, dpad: usize, out: &[i32]) {
+    assert!(dpad.is_multiple_of(PAD), "dpad must be a multiple of {PAD}");
+    assert!(queries.len() >= nq * dpad && panels.len() >= np * PANEL * dpad && out.len() >= nq * np * PANEL, "q8 panels: slices too short");
+}
+
+/// Offset of row-lane `l`, dims `4g..4g+4`, inside a panel.
+#[inline(always)]
+fn at(g: usize, l: usize) -> usize {
+    g * 4 * PANEL + l * 4
 }
 
 /// Portable reference (the oracle of the SIMD kernel).
-pub fn dot_block_scalar(queries: &[u8], nq: usize, rows: &[i8], nr: usize, dpad: usize, out: &mut [i32]) {
-    check(queries, nq, rows, nr, dpad, out);
+pub fn dot_panels_scalar(queries: &[u8], nq: usize, panels: &[i8], np: usize, dpad: usize, out: &mut [i32]) {
+    check(queries, nq, panels, np, dpad, out);
     for q in 0..nq {
         let qv = &queries[q * dpad..(q + 1) * dpad];
-        for r in 0..nr {
-            let rv = &rows[r * dpad..(r + 1) * dpad];
-            out[q * nr + r] = qv.iter().zip(rv).map(|(&a, &b)| a as i32 * b as i32).sum();
+        for p in 0..np {
+            let pv = &panels[p * PANEL * dpad..(p + 1) * PANEL * dpad];
+            for l in 0..PANEL {
+                let mut s = 0i32;
+                for g in 0..dpad / 4 {
+                    for b in 0..4 {
+                        s += qv[4 * g + b] as i32 * pv[at(g, l) + b] as i32;
+                    }
+                }
+                out[q * np * PANEL + p * PANEL + l] = s;
+            }
         }
     }
+}
+
+/// Plain row-major codes (`nr × dpad`) in panel layout (the last panel zero-padded).
+pub fn to_panels(rows: &[i8], nr: usize, dpad: usize) -> Vec<i8> {
+    let np = nr.div_ceil(PANEL);
+    let mut out = vec![0i8; np * PANEL * dpad];
+    for r in 0..nr {
+        let base = (r / PANEL) * PANEL * dpad;
+        for g in 0..dpad / 4 {
+            out[base + at(g, r % PANEL)..][..4].copy_from_slice(&rows[r * dpad + 4 * g..][..4]);
+        }
+    }
+    out
 }
 
 /// A query's side of the bound: `a = scale · row.scale · (raw − row.corr)`,
@@ -159,7 +194,7 @@ pub fn bounds_scalar(raw: &[i32], cols: Q8Cols, q: QBound, thr: f32, ub: &mut [f
 /// The int8 pre-pass kernels of one ISA.
 #[derive(Debug)]
 pub struct Q8Kernels {
-    pub dot_block: DotBlockQ8,
+    pub dot_panels: DotPanelsQ8,
     pub bounds: BoundsFn,
 }
 
@@ -195,13 +230,14 @@ pub struct Q8Cols<'a> {
     pub err: &'a [f32],
 }
 
-/// Int8 codes of a growing list of vectors (row i = the i-th vector pushed), with their
-/// quantization data in columns.
+/// Int8 codes of a growing list of vectors (row i = the i-th vector pushed), in panels, with
+/// their quantization data in columns.
 #[derive(Debug)]
 pub struct Q8Rows {
     dims: usize,
     dpad: usize,
     codes: Vec<i8>,
+    scratch: Vec<i8>,
     scale: Vec<f32>,
     corr: Vec<i32>,
     norm: Vec<f32>,
@@ -211,7 +247,8 @@ pub struct Q8Rows {
 
 impl Q8Rows {
     pub fn new(dims: usize) -> Self {
-        Q8Rows { dims, dpad: padded(dims), codes: Vec::new(), scale: Vec::new(), corr: Vec::new(), norm: Vec::new(), err: Vec::new(), max_norm: 0.0 }
+        let dpad = padded(dims);
+        Q8Rows { dims, dpad, codes: Vec::new(), scratch: vec![0; dpad], scale: Vec::new(), corr: Vec::new(), norm: Vec::new(), err: Vec::new(), max_norm: 0.0 }
     }
     pub fn dims(&self) -> usize {
         self.dims
@@ -239,23 +276,33 @@ impl Q8Rows {
     }
     pub fn push(&mut self, v: &[f32]) {
         debug_assert_eq!(v.len(), self.dims);
-        let at = self.codes.len();
-        self.codes.resize(at + self.dpad, 0);
-        let m = quantize(v, &mut self.codes[at..]);
+        let r = self.len();
+        if r.is_multiple_of(PANEL) {
+            self.codes.resize(self.codes.len() + PANEL * self.dpad, 0);
+        }
+        let m = quantize(v, &mut self.scratch);
+        let base = (r / PANEL) * PANEL * self.dpad;
+        for g in 0..self.dpad / 4 {
+            self.codes[base + at(g, r % PANEL)..][..4].copy_from_slice(&self.scratch[4 * g..][..4]);
+        }
         self.max_norm = self.max_norm.max(m.norm);
         self.scale.push(m.scale);
         self.corr.push(128 * m.sum);
         self.norm.push(m.norm);
         self.err.push(m.err);
     }
+    /// Panels `p0..p1` (rows `16·p0 .. 16·p1`; lanes past the last row are zero).
     #[inline]
-    pub fn row(&self, r: usize) -> &[i8] {
-        &self.codes[r * self.dpad..(r + 1) * self.dpad]
+    pub fn panels(&self, p0: usize, p1: usize) -> &[i8] {
+        &self.codes[p0 * PANEL * self.dpad..p1 * PANEL * self.dpad]
     }
-    /// Codes of rows `start..end` as one slice.
+    /// Copy row `r`'s codes into lane `j` of a panel buffer (`dst` panels of this `dpad`).
     #[inline]
-    pub fn rows(&self, start: usize, end: usize) -> &[i8] {
-        &self.codes[start * self.dpad..end * self.dpad]
+    pub fn copy_row(&self, r: usize, dst: &mut [i8], j: usize) {
+        let (src, dst_base) = ((r / PANEL) * PANEL * self.dpad, (j / PANEL) * PANEL * self.dpad);
+        for g in 0..self.dpad / 4 {
+            dst[dst_base + at(g, j % PANEL)..][..4].copy_from_slice(&self.codes[src + at(g, r % PANEL)..][..4]);
+        }
     }
     /// Columns of rows `start..end`.
     #[inline]
@@ -281,23 +328,32 @@ mod tests {
     #[test]
     fn kernel_matches_the_oracle_exactly() {
         let Some(kk) = kernel() else { return };
-        let k = kk.dot_block;
+        let k = kk.dot_panels;
         let mut r = rng(7);
-        for &(nq, nr, dims) in &[(1, 1, 1), (4, 4, 64), (5, 7, 100), (8, 13, 384), (12, 33, 385), (3, 64, 768)] {
+        for &(nq, nr, dims) in &[(1, 1, 1), (4, 4, 64), (5, 7, 100), (8, 13, 384), (12, 33, 385), (3, 64, 768), (17, 50, 384), (9, 16, 128)] {
             let dpad = padded(dims);
             let q: Vec<u8> = (0..nq * dpad).map(|i| if i % dpad < dims { ((r() + 1.0) * 127.5) as u8 } else { 128 }).collect();
             let rows: Vec<i8> = (0..nr * dpad).map(|i| if i % dpad < dims { (r() * 127.0) as i8 } else { 0 }).collect();
-            let (mut a, mut b) = (vec![0; nq * nr], vec![0; nq * nr]);
-            dot_block_scalar(&q, nq, &rows, nr, dpad, &mut a);
-            k(&q, nq, &rows, nr, dpad, &mut b);
+            let panels = to_panels(&rows, nr, dpad);
+            let np = nr.div_ceil(PANEL);
+            let (mut a, mut b) = (vec![0; nq * np * PANEL], vec![0; nq * np * PANEL]);
+            dot_panels_scalar(&q, nq, &panels, np, dpad, &mut a);
+            k(&q, nq, &panels, np, dpad, &mut b);
             assert_eq!(a, b, "nq={nq} nr={nr} dims={dims}");
+            // And the oracle against plain row-major dots.
+            for qi in 0..nq {
+                for ri in 0..nr {
+                    let want: i32 = (0..dpad).map(|i| q[qi * dpad + i] as i32 * rows[ri * dpad + i] as i32).sum();
+                    assert_eq!(a[qi * np * PANEL + ri], want);
+                }
+            }
         }
         // Extremes: every product at its maximum magnitude.
         let dpad = padded(384);
         let q = vec![255u8; 4 * dpad];
-        let rows = vec![-127i8; 4 * dpad];
-        let mut out = vec![0; 16];
-        k(&q, 4, &rows, 4, dpad, &mut out);
+        let panels = vec![-127i8; 2 * PANEL * dpad];
+        let mut out = vec![0; 4 * 2 * PANEL];
+        k(&q, 4, &panels, 2, dpad, &mut out);
         assert!(out.iter().all(|&x| x == -255 * 127 * dpad as i32));
     }
 
@@ -344,14 +400,38 @@ mod tests {
                 let (mut qa, mut sa, mut cb) = (vec![0u8; dpad], vec![0i8; dpad], vec![0i8; dpad]);
                 let ma = quantize_query(&a, &mut qa, &mut sa);
                 let mb = quantize(&b, &mut cb);
-                let mut raw = [0i32];
-                dot_block_scalar(&qa, 1, &cb, 1, dpad, &mut raw);
+                let mut raw = [0i32; PANEL];
+                dot_panels_scalar(&qa, 1, &to_panels(&cb, 1, dpad), 1, dpad, &mut raw);
                 let approx = ma.scale as f64 * mb.scale as f64 * (raw[0] - 128 * mb.sum) as f64;
                 let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
                 let bound = ma.err as f64 * mb.norm as f64 + ma.hat as f64 * mb.err as f64;
                 assert!((exact - approx).abs() <= bound, "dims={dims}: |{exact} - {approx}| > {bound}");
             }
         }
+    }
+
+    #[test]
+    fn rows_are_stored_in_panels_and_copied_out_of_them() {
+        let mut r = rng(3);
+        let dims = 70;
+        let mut q8 = Q8Rows::new(dims);
+        let mut plain = Vec::new();
+        for _ in 0..37 {
+            let v: Vec<f32> = (0..dims).map(|_| r()).collect();
+            let mut c = vec![0i8; q8.dpad()];
+            quantize(&v, &mut c);
+            plain.extend_from_slice(&c);
+            q8.push(&v);
+        }
+        let dpad = q8.dpad();
+        assert_eq!(q8.panels(0, 3), &to_panels(&plain, 37, dpad)[..]);
+        let mut dst = vec![0i8; 2 * PANEL * dpad];
+        for (j, r) in [36usize, 0, 17, 5].into_iter().enumerate() {
+            q8.copy_row(r, &mut dst, j + 14);
+        }
+        let picked: Vec<i8> = [36usize, 0, 17, 5].iter().flat_map(|&r| plain[r * dpad..(r + 1) * dpad].to_vec()).collect();
+        let want = to_panels(&[vec![0i8; 14 * dpad], picked].concat(), 18, dpad);
+        assert_eq!(&dst[..], &want[..]);
     }
 
     #[test]

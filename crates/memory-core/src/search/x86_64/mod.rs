@@ -11,7 +11,7 @@ mod avx512;
 mod vnni;
 
 /// Int8 pre-pass kernels (AVX-512 VNNI); only handed out after `has_avx512_vnni()`.
-pub(super) static Q8_VNNI: super::q8::Q8Kernels = super::q8::Q8Kernels { dot_block: vnni::dot_block_q8_vnni, bounds: vnni::bounds_avx512 };
+pub(super) static Q8_VNNI: super::q8::Q8Kernels = super::q8::Q8Kernels { dot_panels: vnni::dot_panels_vnni, bounds: vnni::bounds_avx512 };
 
 /// AVX2 and FMA are both required by the `avx2` kernels.
 pub(super) fn has_avx2() -> bool {

@@ -1,133 +1,89 @@
-//! AVX-512 VNNI int8 block kernel for the exact pre-pass of [`super::super::q8`]:
-//! 4 rows × 4 queries register tile, `vpdpbusd` (64 u8×i8 products into 16 i32 lanes per
-//! instruction), and the same 4-level transposing reduction as the f32 `dot_block`.
+//! AVX-512 VNNI kernels for the exact int8 pre-pass of [`super::super::q8`]: queries × row
+//! panels with `vpdpbusd` (64 u8×i8 products into 16 i32 lanes per instruction), and the
+//! per-block bounds.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use core::arch::x86_64::*;
 
-use super::super::q8::{Q8Cols, QBound, PAD};
+use super::super::q8::{Q8Cols, QBound, PAD, PANEL};
 
-/// Queries kept hot in L1 while a 4-row tile is reused across them.
-const QUERY_GROUP: usize = 16;
-
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn shuf_ps<const IMM: i32>(a: __m512i, b: __m512i) -> __m512i {
-    _mm512_castps_si512(_mm512_shuffle_ps::<IMM>(_mm512_castsi512_ps(a), _mm512_castsi512_ps(b)))
-}
-
-/// 16 accumulators (index `4*row + query`) → one register whose 128-bit lane `k` holds the
-/// sums of query `k` with rows 0..4.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn reduce16(v: &[__m512i; 16]) -> __m512i {
-    let mut s = [_mm512_setzero_si512(); 8];
-    for (i, s) in s.iter_mut().enumerate() {
-        let (a, b) = (v[2 * i], v[2 * i + 1]);
-        *s = _mm512_add_epi32(_mm512_shuffle_i32x4::<0x44>(a, b), _mm512_shuffle_i32x4::<0xEE>(a, b));
-    }
-    let mut t = [_mm512_setzero_si512(); 4];
-    for (i, t) in t.iter_mut().enumerate() {
-        let (a, b) = (s[2 * i], s[2 * i + 1]);
-        *t = _mm512_add_epi32(_mm512_shuffle_i32x4::<0x88>(a, b), _mm512_shuffle_i32x4::<0xDD>(a, b));
-    }
-    let u0 = _mm512_add_epi32(shuf_ps::<0x44>(t[0], t[1]), shuf_ps::<0xEE>(t[0], t[1]));
-    let u1 = _mm512_add_epi32(shuf_ps::<0x44>(t[2], t[3]), shuf_ps::<0xEE>(t[2], t[3]));
-    _mm512_add_epi32(shuf_ps::<0x88>(u0, u1), shuf_ps::<0xDD>(u0, u1))
-}
-
+/// `QN` queries × `PN` panels (16 rows each) register tile: `QN·PN` accumulators of 16 row
+/// dots each. Per group of 4 dims: `PN` panel loads, `QN` query broadcasts, `QN·PN`
+/// `vpdpbusd`. No horizontal sums: each accumulator is 16 finished dots.
+///
 /// # Safety
-/// Requires AVX-512F + VNNI; `q` valid for `3 * dpad + dpad` reads, `r` for `4 * dpad`.
+/// Requires AVX-512F + VNNI; `q` valid for `QN` queries of `dpad` bytes (stride `dpad`), `p`
+/// for `PN` panels (stride `16·dpad`), `out` for `QN` rows of `PN·16` i32 (stride `ostride`).
 #[inline]
 #[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn tile4x4(q: *const u8, r: *const i8, dpad: usize) -> __m512i {
-    let mut acc = [_mm512_setzero_si512(); 16];
-    let mut i = 0;
-    while i < dpad {
-        // SAFETY: i + 64 <= dpad, so every load reads 64 in-bounds bytes of a row / query.
+unsafe fn tile<const QN: usize, const PN: usize>(q: *const u8, dpad: usize, p: *const i8, out: *mut i32, ostride: usize) {
+    let pstride = PANEL * dpad;
+    let mut acc = [[_mm512_setzero_si512(); PN]; QN];
+    let mut g = 0;
+    while g < dpad / 4 {
+        // SAFETY: g < dpad/4: panel loads read bytes [64g, 64g+64) of a 16·dpad-byte panel;
+        // query reads are bytes [4g, 4g+4) of a dpad-byte query.
         unsafe {
-            let rv = [
-                _mm512_loadu_si512(r.add(i).cast()),
-                _mm512_loadu_si512(r.add(dpad + i).cast()),
-                _mm512_loadu_si512(r.add(2 * dpad + i).cast()),
-                _mm512_loadu_si512(r.add(3 * dpad + i).cast()),
-            ];
-            for qi in 0..4 {
-                let qv = _mm512_loadu_si512(q.add(qi * dpad + i).cast());
-                for ri in 0..4 {
-                    acc[4 * ri + qi] = _mm512_dpbusd_epi32(acc[4 * ri + qi], qv, rv[ri]);
+            let mut pv = [_mm512_setzero_si512(); PN];
+            for (pi, v) in pv.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(p.add(pi * pstride + g * 4 * PANEL).cast());
+            }
+            for (qi, a) in acc.iter_mut().enumerate() {
+                let qb = _mm512_set1_epi32(q.add(qi * dpad + 4 * g).cast::<i32>().read_unaligned());
+                for (pi, a) in a.iter_mut().enumerate() {
+                    *a = _mm512_dpbusd_epi32(*a, qb, pv[pi]);
                 }
             }
         }
-        i += PAD;
+        g += 1;
     }
-    reduce16(&acc)
-}
-
-/// # Safety
-/// Requires AVX-512F + VNNI; `q` and `r` valid for `dpad` reads.
-#[inline]
-#[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn dot1(q: *const u8, r: *const i8, dpad: usize) -> i32 {
-    let mut acc = _mm512_setzero_si512();
-    let mut i = 0;
-    while i < dpad {
-        // SAFETY: i + 64 <= dpad.
-        unsafe {
-            acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(q.add(i).cast()), _mm512_loadu_si512(r.add(i).cast()));
+    for (qi, a) in acc.iter().enumerate() {
+        for (pi, a) in a.iter().enumerate() {
+            // SAFETY: within the caller's `out` (see above).
+            unsafe { _mm512_storeu_si512(out.add(qi * ostride + pi * PANEL).cast(), *a) };
         }
-        i += PAD;
     }
-    _mm512_reduce_add_epi32(acc)
 }
 
 /// # Safety
 /// Requires AVX-512F + VNNI; slice lengths checked by the caller.
 #[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn block(q: *const u8, nq: usize, r: *const i8, nr: usize, dpad: usize, out: *mut i32) {
-    let nq4 = nq / 4 * 4;
-    let nr4 = nr / 4 * 4;
-    let mut qg = 0;
-    while qg < nq4 {
-        let qg_end = (qg + QUERY_GROUP).min(nq4);
-        let mut ri = 0;
-        while ri < nr4 {
-            let mut qi = qg;
-            while qi < qg_end {
-                // SAFETY: qi + 4 <= nq and ri + 4 <= nr: the tile's inputs and the four
-                // 4-lane stores at out[(qi+k)*nr + ri ..][..4] are in bounds.
-                unsafe {
-                    let res = tile4x4(q.add(qi * dpad), r.add(ri * dpad), dpad);
-                    let o = out.add(qi * nr + ri);
-                    _mm_storeu_si128(o.cast(), _mm512_extracti32x4_epi32::<0>(res));
-                    _mm_storeu_si128(o.add(nr).cast(), _mm512_extracti32x4_epi32::<1>(res));
-                    _mm_storeu_si128(o.add(2 * nr).cast(), _mm512_extracti32x4_epi32::<2>(res));
-                    _mm_storeu_si128(o.add(3 * nr).cast(), _mm512_extracti32x4_epi32::<3>(res));
+unsafe fn panels(q: *const u8, nq: usize, p: *const i8, np: usize, dpad: usize, out: *mut i32) {
+    let ostride = np * PANEL;
+    let mut pi = 0;
+    while pi < np {
+        let pn = if np - pi >= 2 { 2 } else { 1 };
+        let mut qi = 0;
+        while qi < nq {
+            let qn = (nq - qi).min(8);
+            // SAFETY: qi + qn <= nq and pi + pn <= np: the tile stays inside the checked slices.
+            unsafe {
+                let (qp, pp, op) = (q.add(qi * dpad), p.add(pi * PANEL * dpad), out.add(qi * ostride + pi * PANEL));
+                macro_rules! go {
+                    ($($n:literal)*) => {
+                        match (qn, pn) {
+                            $(($n, 2) => tile::<$n, 2>(qp, dpad, pp, op, ostride),
+                              ($n, _) => tile::<$n, 1>(qp, dpad, pp, op, ostride),)*
+                            _ => unreachable!(),
+                        }
+                    };
                 }
-                qi += 4;
+                go!(1 2 3 4 5 6 7 8);
             }
-            ri += 4;
+            qi += qn;
         }
-        qg = qg_end;
-    }
-    // Leftover rows (for the tiled queries) and leftover queries (for all rows).
-    for qi in 0..nq {
-        let from = if qi < nq4 { nr4 } else { 0 };
-        for ri in from..nr {
-            // SAFETY: qi < nq, ri < nr.
-            unsafe { *out.add(qi * nr + ri) = dot1(q.add(qi * dpad), r.add(ri * dpad), dpad) };
-        }
+        pi += pn;
     }
 }
 
 /// Safe entry point: handed out only after `has_avx512_vnni()` (see `q8::kernel`).
-pub(in super::super) fn dot_block_q8_vnni(queries: &[u8], nq: usize, rows: &[i8], nr: usize, dpad: usize, out: &mut [i32]) {
-    assert!(dpad % PAD == 0, "dpad must be a multiple of {PAD}");
-    assert!(queries.len() >= nq * dpad && rows.len() >= nr * dpad && out.len() >= nq * nr, "q8 block: slices too short");
+pub(in super::super) fn dot_panels_vnni(queries: &[u8], nq: usize, panels_: &[i8], np: usize, dpad: usize, out: &mut [i32]) {
+    assert!(dpad.is_multiple_of(PAD), "dpad must be a multiple of {PAD}");
+    assert!(queries.len() >= nq * dpad && panels_.len() >= np * PANEL * dpad && out.len() >= nq * np * PANEL, "q8 panels: slices too short");
     assert!(super::has_avx512_vnni(), "AVX-512 VNNI not available");
     // SAFETY: features detected above; lengths checked above.
-    unsafe { block(queries.as_ptr(), nq, rows.as_ptr(), nr, dpad, out.as_mut_ptr()) }
+    unsafe { panels(queries.as_ptr(), nq, panels_.as_ptr(), np, dpad, out.as_mut_ptr()) }
 }
 
 /// # Safety
