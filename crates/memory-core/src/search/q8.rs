@@ -443,3 +443,4 @@ mod tests {
         assert!(m.err >= 0.0 && m.norm > 0.0);
     }
 }
+
