@@ -16,7 +16,7 @@ use memory_core::error::ErrorCode;
 use memory_core::filter::Filter;
 use memory_core::store::log::NO_EXPIRY;
 use memory_core::store::{
-    repair, EmbedderInfo, FsyncPolicy, Memory, PutInput, PutRecord, SearchRequest, StoreOptions, TensorStore,
+    repair, EmbedderInfo, FsyncPolicy, Memory, PutInput, PutOutcome, PutRecord, SearchRequest, StoreOptions, TensorStore,
 };
 use memory_core::Error;
 use serde_json::{json, Map, Value};
@@ -428,6 +428,47 @@ fn batch_equals_one_by_one() {
     for ns in ["main", "other"] {
         let (l1, l2) = (list_all(&s1, ns, 1000), list_all(&s2, ns, 1000));
         let f = |l: &[Memory]| l.iter().map(|m| (m.id.clone(), m.seq, m.associations.clone())).collect::<Vec<_>>();
+        assert_eq!(f(&l1), f(&l2));
+    }
+}
+
+/// Puts submitted without waiting (many group commits of varying size) give exactly what
+/// storing the items one by one gives, duplicates across groups included.
+#[test]
+fn concurrent_groups_equal_one_by_one() {
+    let dims = 32;
+    let n = 600;
+    let items = batch_items(17, n, dims);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (s1, s2) = (open_always(d1.path(), dims), open(d2.path(), dims));
+    let single: Vec<_> = items.iter().cloned().map(|it| s2.put_blocking(vec![it]).unwrap().remove(0)).collect();
+    // From one thread, in bursts: log order = submission order; the writer forms groups
+    // from whatever is queued.
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (i, it) in items.iter().cloned().enumerate() {
+        let tx = tx.clone();
+        s1.put(vec![it], Box::new(move |r| tx.send((i, r)).unwrap()));
+        if i % 50 == 0 {
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    }
+    drop(tx);
+    let mut piped: Vec<Option<PutOutcome>> = vec![None; n];
+    for (i, r) in rx {
+        piped[i] = Some(r.unwrap().remove(0));
+    }
+    assert!(s1.stats().groups >= 2);
+    for (i, (a, b)) in piped.iter().map(|a| a.as_ref().unwrap()).zip(&single).enumerate() {
+        assert_eq!((&a.id, a.existing, a.seq), (&b.id, b.existing, b.seq), "item {i}");
+        assert!((a.significance - b.significance).abs() < 1e-5, "item {i}: {} vs {}", a.significance, b.significance);
+        assert_eq!(a.associations, b.associations, "item {i}");
+        if !a.existing {
+            assert_eq!(a.namespace_total, b.namespace_total, "item {i}");
+        }
+    }
+    for ns in ["main", "other"] {
+        let (l1, l2) = (list_all(&s1, ns, 10_000), list_all(&s2, ns, 10_000));
+        let f = |l: &[Memory]| l.iter().map(|m| (m.id.clone(), m.seq, m.significance, m.associations.clone())).collect::<Vec<_>>();
         assert_eq!(f(&l1), f(&l2));
     }
 }
