@@ -194,6 +194,30 @@ pub fn kernels() -> &'static Kernels {
     })
 }
 
+/// Niceness of the scan threads (see [`init_scan_pool`]).
+pub const SCAN_NICE: i32 = 5;
+
+/// Builds rayon's global pool (once) with threads named `memory-scan-<i>` at a lower CPU
+/// priority than the rest of the process: multi-core passes then use what the event loop
+/// leaves free instead of taking the cores from it. Does nothing if the global pool exists.
+pub fn init_scan_pool() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("memory-scan-{i}"))
+            .start_handler(|_| {
+                #[cfg(target_os = "linux")]
+                // SAFETY: plain syscalls on the calling thread.
+                unsafe {
+                    let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                    let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+                    libc::setpriority(libc::PRIO_PROCESS, tid, (now + SCAN_NICE).min(19));
+                }
+            })
+            .build_global();
+    });
+}
+
 /// The kernel table for `isa`, or `None` if it is not supported on this CPU / architecture.
 pub fn kernels_for(isa: Isa) -> Option<&'static Kernels> {
     detected().contains(&isa).then(|| table(isa))

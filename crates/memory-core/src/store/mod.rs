@@ -404,6 +404,7 @@ fn prepare(items: Vec<PutInput>, dims: usize) -> Result<Vec<Prepared>> {
 impl TensorStore {
     /// Open (or create) the store in `dir`, replaying its log.
     pub fn open(dir: impl AsRef<Path>, opts: StoreOptions) -> Result<TensorStore> {
+        crate::search::init_scan_pool();
         let dir = dir.as_ref().to_path_buf();
         if opts.dims == 0 || opts.dims > 16384 {
             return Err(Error::invalid(format!("dims must be between 1 and 16384, got {}", opts.dims)));
