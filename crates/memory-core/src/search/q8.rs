@@ -312,10 +312,11 @@ impl Q8Rows {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn rng(seed: u64) -> impl FnMut() -> f32 {
+    /// xorshift in [-1, 1) (shared with the store's int8 tests).
+    pub(crate) fn rng(seed: u64) -> impl FnMut() -> f32 {
         let mut s = seed;
         move || {
             s ^= s << 13;

@@ -457,17 +457,8 @@ pub fn matching_rows(st: &State, p: &ScanParams) -> Vec<u32> {
 mod q8_tests {
     use super::*;
     use crate::search::q8;
+    use crate::search::q8::tests::rng;
     use crate::store::state::{NewRow, VectorSrc};
-
-    fn rng(seed: u64) -> impl FnMut() -> f32 {
-        let mut s = seed;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-        }
-    }
 
     fn unit(mut v: Vec<f32>) -> Vec<f32> {
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
