@@ -1266,7 +1266,7 @@ impl Writer {
             }
             let q8 = self.sig_q8.as_mut().map(|(rows, k)| {
                 if rows.len() > st.len() {
-                    rows.clear(); // the state was rebuilt (compaction)
+                    rows.clear(); // (compaction clears them too; this is a safety net)
                 }
                 for r in rows.len()..st.len() {
                     rows.push(st.vectors.row(r));
@@ -1506,6 +1506,10 @@ impl Writer {
             let mut st = self.shared.state.write();
             *st = new_state;
             st.last_seq = last_seq;
+        }
+        // Rows were renumbered: the int8 codes are rebuilt from the new state.
+        if let Some((rows, _)) = &mut self.sig_q8 {
+            rows.clear();
         }
         self.shared.storage_bytes.store(len, Ordering::Relaxed);
         Ok(CompactReport { rows_before, rows_after, bytes_before, bytes_after: len })
