@@ -399,6 +399,20 @@ fn batch_items(seed: u64, n: usize, dims: usize) -> Vec<PutInput> {
 }
 use rand::Rng;
 
+/// Two runs of the same puts gave the same outcomes (ids, seqs, significance, associations,
+/// and for new memories the namespace count right after each).
+fn assert_same_outcomes(got: &[PutOutcome], want: &[PutOutcome]) {
+    assert_eq!(got.len(), want.len());
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert_eq!((&a.id, a.existing, a.seq), (&b.id, b.existing, b.seq), "item {i}");
+        assert!((a.significance - b.significance).abs() < 1e-5, "item {i}: {} vs {}", a.significance, b.significance);
+        assert_eq!(a.associations, b.associations, "item {i}");
+        if !a.existing {
+            assert_eq!(a.namespace_total, b.namespace_total, "item {i}: count right after it");
+        }
+    }
+}
+
 #[test]
 fn batch_equals_one_by_one() {
     let dims = 16;
@@ -414,17 +428,7 @@ fn batch_equals_one_by_one() {
     let items = batch_items(5, n, dims);
     let batched = s1.put_blocking(items.clone()).unwrap();
     let single: Vec<_> = items.into_iter().map(|it| s2.put_blocking(vec![it]).unwrap().remove(0)).collect();
-    assert_eq!(batched.len(), single.len());
-    for (i, (a, b)) in batched.iter().zip(&single).enumerate() {
-        assert_eq!(a.id, b.id, "{i}");
-        assert_eq!(a.existing, b.existing, "{i}");
-        assert_eq!(a.seq, b.seq, "{i}");
-        assert!((a.significance - b.significance).abs() < 1e-5, "item {i}: {} vs {}", a.significance, b.significance);
-        assert_eq!(a.associations, b.associations, "item {i}");
-        if !a.existing {
-            assert_eq!(a.namespace_total, b.namespace_total, "item {i}: count right after it");
-        }
-    }
+    assert_same_outcomes(&batched, &single);
     for ns in ["main", "other"] {
         let (l1, l2) = (list_all(&s1, ns, 1000), list_all(&s2, ns, 1000));
         let f = |l: &[Memory]| l.iter().map(|m| (m.id.clone(), m.seq, m.associations.clone())).collect::<Vec<_>>();
@@ -458,14 +462,8 @@ fn concurrent_groups_equal_one_by_one() {
         piped[i] = Some(r.unwrap().remove(0));
     }
     assert!(s1.stats().groups >= 2);
-    for (i, (a, b)) in piped.iter().map(|a| a.as_ref().unwrap()).zip(&single).enumerate() {
-        assert_eq!((&a.id, a.existing, a.seq), (&b.id, b.existing, b.seq), "item {i}");
-        assert!((a.significance - b.significance).abs() < 1e-5, "item {i}: {} vs {}", a.significance, b.significance);
-        assert_eq!(a.associations, b.associations, "item {i}");
-        if !a.existing {
-            assert_eq!(a.namespace_total, b.namespace_total, "item {i}");
-        }
-    }
+    let piped: Vec<PutOutcome> = piped.into_iter().map(Option::unwrap).collect();
+    assert_same_outcomes(&piped, &single);
     for ns in ["main", "other"] {
         let (l1, l2) = (list_all(&s1, ns, 10_000), list_all(&s2, ns, 10_000));
         let f = |l: &[Memory]| l.iter().map(|m| (m.id.clone(), m.seq, m.significance, m.associations.clone())).collect::<Vec<_>>();

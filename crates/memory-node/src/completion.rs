@@ -11,6 +11,7 @@
 //! back settles as `unavailable` ("the store is closed") instead of hanging.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::{Arc, Mutex};
@@ -62,7 +63,7 @@ struct Local {
 }
 
 thread_local! {
-    static LOCAL: RefCell<Option<Arc<Local>>> = const { RefCell::new(None) };
+    static LOCAL: RefCell<Option<Rc<Local>>> = const { RefCell::new(None) };
 }
 
 unsafe extern "C" fn call_js(env: sys::napi_env, _js_cb: sys::napi_value, context: *mut c_void, _data: *mut c_void) {
@@ -97,7 +98,7 @@ unsafe extern "C" fn cleanup(_arg: *mut c_void) {
     });
 }
 
-fn local(env: sys::napi_env) -> Result<Arc<Local>> {
+fn local(env: sys::napi_env) -> Result<Rc<Local>> {
     if let Some(l) = LOCAL.with(|l| l.borrow().clone()) {
         return Ok(l);
     }
@@ -115,7 +116,7 @@ fn local(env: sys::napi_env) -> Result<Arc<Local>> {
     check_status!(unsafe { sys::napi_unref_threadsafe_function(env, tsfn) })?;
     check_status!(unsafe { sys::napi_add_env_cleanup_hook(env, Some(cleanup), ptr::null_mut()) })?;
     hub.state.lock().unwrap_or_else(|e| e.into_inner()).tsfn = Some(Tsfn(tsfn));
-    let l = Arc::new(Local { hub, tsfn, pending: Cell::new(0) });
+    let l = Rc::new(Local { hub, tsfn, pending: Cell::new(0) });
     LOCAL.with(|cell| *cell.borrow_mut() = Some(l.clone()));
     Ok(l)
 }
@@ -131,11 +132,14 @@ impl Deferred {
     }
 }
 
+/// Turns a core result into the JS value of the promise, on the JS thread.
+type Finish<U> = Box<dyn FnOnce(sys::napi_env, memory_core::Result<U>) -> Result<sys::napi_value> + Send>;
+
 /// Settles one promise on the JS thread, exactly once; dropping it unsettled rejects.
 struct Settle<U: Send + 'static> {
     hub: Arc<Hub>,
     deferred: Option<Deferred>,
-    finish: Option<Box<dyn FnOnce(sys::napi_env, memory_core::Result<U>) -> Result<sys::napi_value> + Send>>,
+    finish: Option<Finish<U>>,
 }
 
 impl<U: Send + 'static> Settle<U> {
