@@ -21,6 +21,11 @@ export declare class MemoryStore {
   get dims(): number
   /** Store memories, all-or-nothing; resolves once durable. */
   put(items: Array<PutItem>): Promise<PutResult[]>
+  /**
+   * `put` of one memory with positional arguments: no object to read property by property,
+   * and the result comes from the registered put-result factory (see `setPutResultFactory`).
+   */
+  putOne(namespace: string, id: string | undefined | null, text: string, metadata: string | undefined | null, significance: number | undefined | null, ttlMs: number | undefined | null, embedding: Float32Array): Promise<PutResult>
   /** Replace metadata (whole) and/or set significance. */
   update(namespace: string, id: string, metadata?: string | undefined | null, significance?: number | undefined | null): Promise<Memory>
   delete(namespace: string, ids: Array<string>): Promise<DeleteResult>
@@ -222,7 +227,6 @@ export interface PutResult {
   namespaceTotal: number
 }
 
-/** Keep every record before the first corrupt one; move the rest aside (stopped store only). */
 export declare function repair(dir: string): RepairResult
 
 export interface RepairResult {
@@ -247,6 +251,14 @@ export interface SearchOptions {
   recencyHalfLifeS?: number
   includeEmbeddings?: boolean
 }
+
+/**
+ * Keep every record before the first corrupt one; move the rest aside (stopped store only).
+ * Register `(id, seq, significance, timestamp, associations, existing, namespaceTotal) =>
+ * PutResult` as this thread's put-result factory: put results are then built in JavaScript,
+ * several times cheaper than a native object conversion (see `factory.rs`).
+ */
+export declare function setPutResultFactory(factory: (id: string, seq: number, significance: number, timestamp: number, associations: string[], existing: boolean, namespaceTotal: number) => PutResult): void
 
 export interface StoreStats {
   totalMemories: number

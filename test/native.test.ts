@@ -57,6 +57,21 @@ describe('native MemoryStore', () => {
     s2.close();
   });
 
+  it('answers one put and a batch put with results of the same shape and values', async () => {
+    const s = MemoryStore.open(tmp(), { dims: DIMS });
+    const [one] = await s.put([item('first memory', { id: 'one', ttlMs: 60_000, significance: 0.25 })]);
+    const batch = await s.put([item('second memory', { id: 'two' }), item('first memory again', { id: 'one' })]);
+    for (const r of [one!, ...batch]) {
+      expect(Object.keys(r).sort()).toEqual(['associations', 'existing', 'id', 'namespaceTotal', 'seq', 'significance', 'timestamp']);
+      const m = s.get('default', r.id)!;
+      expect([r.seq <= m.seq, r.significance, r.timestamp, r.associations]).toEqual([true, m.significance, m.timestamp, m.associations]);
+    }
+    expect([one!.id, one!.seq, one!.existing, one!.namespaceTotal, one!.significance]).toEqual(['one', 1, false, 1, 0.25]);
+    expect(batch.map((r) => [r.id, r.existing, r.namespaceTotal])).toEqual([['two', false, 2], ['one', true, 2]]);
+    expect(s.get('default', 'one')!.expiresAt).toBe(one!.timestamp + 60_000);
+    s.close();
+  });
+
   it('acknowledges many concurrent async puts with shared fsyncs', async () => {
     const s = MemoryStore.open(tmp(), { dims: DIMS, fsync: 'always' });
     const n = 200;
@@ -114,6 +129,14 @@ describe('native MemoryStore', () => {
     await expectCode(s.put([item('x', { metadata: '[1,2]' })]), 'invalid_request', /object/);
     await expectCode(s.put([item('x', { significance: 2 })]), 'invalid_request', /significance/);
     await expectCode(s.put([item('ok one'), item('')]), 'invalid_request', /items\[1\]\.text/);
+    // Wrong JavaScript types reject too (the one-item fast path as well as a batch).
+    const wrongText = { namespace: 'default', text: 5, embedding: vec('z') } as unknown as ReturnType<typeof item>;
+    const wrongVec = { namespace: 'default', text: 'z', embedding: [1, 2, 3] } as unknown as ReturnType<typeof item>;
+    for (const items of [[wrongText], [wrongVec], [item('fine'), wrongText]]) {
+      const p = s.put(items);
+      expect(p).toBeInstanceOf(Promise);
+      await expectCode(p, 'invalid_request');
+    }
     await expectCode(s.update('default', 'nope', '{}'), 'not_found');
     const del = await s.delete('default', ['nope']);
     expect(del.notFound).toEqual(['nope']);

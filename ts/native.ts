@@ -12,6 +12,18 @@ import type * as Addon from '../native/index.cjs';
 const require = createRequire(import.meta.url);
 const addon: typeof Addon = require('../native/index.cjs');
 
+// Put results are built here, from positional fields, rather than by the addon's object
+// conversion (several times slower per object; see crates/memory-node/src/factory.rs).
+addon.setPutResultFactory((id, seq, significance, timestamp, associations, existing, namespaceTotal) => ({
+  id,
+  seq,
+  significance,
+  timestamp,
+  associations,
+  existing,
+  namespaceTotal,
+}));
+
 export type {
   BulkRecord,
   CompactResult,
@@ -71,6 +83,12 @@ function wrapSync<T>(f: () => T): T {
   }
 }
 
+function rethrowNative(e: unknown): never {
+  throw nativeError(e);
+}
+
+const one = <T>(x: T): T[] => [x];
+
 async function wrapAsync<T>(f: () => Promise<T>): Promise<T> {
   try {
     return await f();
@@ -112,6 +130,17 @@ export class MemoryStore {
   }
 
   put(items: Addon.PutItem[]): Promise<Addon.PutResult[]> {
+    if (items.length === 1) {
+      // The common case (one store) takes positional arguments: no native property lookups.
+      const it = items[0]!;
+      let p: Promise<Addon.PutResult>;
+      try {
+        p = this.s.putOne(it.namespace, it.id, it.text, it.metadata, it.significance, it.ttlMs, it.embedding);
+      } catch (e) {
+        return Promise.reject(nativeError(e));
+      }
+      return p.then(one, rethrowNative);
+    }
     return wrapAsync(() => this.s.put(items));
   }
   update(namespace: string, id: string, metadata?: string | null, significance?: number | null): Promise<Addon.Memory> {

@@ -1546,8 +1546,9 @@ fn score_new(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, news: &mut [
         for part in queries.chunks(64 * dims) {
             let nq = part.len() / dims;
             if let Some((rows, kern)) = q8 {
-                // The same exact neighbours, through the int8 pre-pass.
-                stored.extend(scan::search_q8(st, rows, kern, part, nq, &p));
+                // The same nearest neighbour and associations, through the int8 pre-pass
+                // (other runners-up below the association floor are not needed).
+                stored.extend(scan::search_q8(st, rows, kern, part, nq, &p, ASSOCIATION_MIN_COS));
                 continue;
             }
             // The blocked kernel works on queries in fours (leftovers take a slower

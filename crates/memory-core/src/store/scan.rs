@@ -295,7 +295,24 @@ const _: () = assert!(Q8_BLOCK.is_multiple_of(PANEL));
 /// (with their upper bounds) seen in that share.
 struct Q8Part {
     lb: Vec<TopK>,
+    /// Per query, the best lower bound seen.
+    best: Vec<f32>,
     cands: Vec<Vec<(u32, f32)>>,
+}
+
+/// The score a row's upper bound must reach to stay a candidate, from the best lower bound
+/// seen (`best`), the k-th best (`kth`) and the floor of [`search_q8`]. Below the floor only
+/// the best hit is wanted, so while `best < floor` only rows that may beat `best` count;
+/// from then on, rows that may reach the floor and the top k. Never above `best` (the true
+/// best hit always stays in) and never below `kth` of the lower bounds kept, which are lower
+/// bounds of distinct rows, so at most the true k-th best score.
+#[inline]
+fn needed(best: f32, kth: f32, floor: f32) -> f32 {
+    if best < floor {
+        best
+    } else {
+        kth.max(floor)
+    }
 }
 
 /// Exact top-k like [`search`] (best first, ties → newer row), for the parameters of the
@@ -303,7 +320,14 @@ struct Q8Part {
 /// [`crate::search::q8`]: rows are bounded with int8 codes and only those that may still be
 /// in a query's top k are scored in f32. `q8` must hold the codes of every row of `st`.
 /// Scores are `kernels().dot` of the query and the row.
-pub fn search_q8(st: &State, q8: &Q8Rows, kern: &Q8Kernels, queries: &[f32], nq: usize, p: &ScanParams) -> Vec<Vec<Hit>> {
+///
+/// `floor` narrows what is asked for: hits scoring below it are wanted only as the best hit.
+/// The result then holds the exact best hit and every hit of the exact top k scoring at
+/// least `floor`, in order; any other hits in it are not necessarily the true runners-up.
+/// (The significance pass needs the nearest neighbour and the associations, which have a
+/// minimum cosine: with random-like data this cuts the exact rescoring to a handful of rows.)
+/// `f32::NEG_INFINITY` asks for the whole exact top k.
+pub fn search_q8(st: &State, q8: &Q8Rows, kern: &Q8Kernels, queries: &[f32], nq: usize, p: &ScanParams, floor: f32) -> Vec<Vec<Hit>> {
     assert!(
         p.filter.is_none() && p.since_ms.is_none() && p.until_ms.is_none() && p.recency_half_life_s.is_none() && p.min_score.is_none() && p.min_significance <= 0.0,
         "search_q8 serves plain namespace passes only"
@@ -330,6 +354,7 @@ pub fn search_q8(st: &State, q8: &Q8Rows, kern: &Q8Kernels, queries: &[f32], nq:
 
     let run = |from: usize, to: usize| -> Q8Part {
         let mut lb: Vec<TopK> = (0..nq).map(|_| TopK::new(p.k)).collect();
+        let mut best = vec![f32::NEG_INFINITY; nq];
         let mut cands: Vec<Vec<(u32, f32)>> = vec![Vec::new(); nq];
         let (mut idx, mut gather, mut raw) = (Vec::with_capacity(Q8_BLOCK), Vec::new(), vec![0i32; nq * Q8_BLOCK]);
         // Gathered columns (non-contiguous blocks) and per-query bounds of one block.
@@ -373,7 +398,7 @@ pub fn search_q8(st: &State, q8: &Q8Rows, kern: &Q8Kernels, queries: &[f32], nq:
             (kern.dot_panels)(&qc, nq, panels, np, dpad, &mut raw[..nq * stride]);
             for q in 0..nq {
                 let heap = &mut lb[q];
-                let mut thr = heap.threshold();
+                let mut thr = needed(best[q], heap.threshold(), floor);
                 let qb = QBound { scale: qm[q].scale, err: qm[q].err, hat: qm[q].hat, slack: slack[q] };
                 let mut mask = (kern.bounds)(&raw[q * stride..q * stride + m], cols, qb, thr, &mut ub, &mut lo);
                 let c = &mut cands[q];
@@ -387,12 +412,13 @@ pub fn search_q8(st: &State, q8: &Q8Rows, kern: &Q8Kernels, queries: &[f32], nq:
                     c.push((idx[j], ub[j]));
                     if lo[j] > thr {
                         heap.push(lo[j], idx[j]);
-                        thr = heap.threshold();
+                        best[q] = best[q].max(lo[j]);
+                        thr = needed(best[q], heap.threshold(), floor);
                     }
                 }
             }
         }
-        Q8Part { lb, cands }
+        Q8Part { lb, best, cands }
     };
 
     // Two cores once the pass is big enough to be worth splitting.
@@ -410,7 +436,8 @@ pub fn search_q8(st: &State, q8: &Q8Rows, kern: &Q8Kernels, queries: &[f32], nq:
             for part in &parts {
                 lb.merge(part.lb[q].clone());
             }
-            let thr = lb.threshold();
+            let best = parts.iter().map(|part| part.best[q]).fold(f32::NEG_INFINITY, f32::max);
+            let thr = needed(best, lb.threshold(), floor);
             let query = &queries[q * dims..(q + 1) * dims];
             let mut top = TopK::new(p.k);
             for part in &parts {
@@ -536,10 +563,21 @@ mod q8_tests {
                 for k in [1usize, 11, 50] {
                     let p = ScanParams { namespace: ns, k, now_ms: now, ..Default::default() };
                     for nq in [1usize, 5, 40] {
-                        let got = search_q8(&st, &codes, kern, &queries[..nq * dims], nq, &p);
+                        let got = search_q8(&st, &codes, kern, &queries[..nq * dims], nq, &p, f32::NEG_INFINITY);
                         for (qi, hits) in got.iter().enumerate() {
                             let want = oracle(&st, &queries[qi * dims..(qi + 1) * dims], &p);
                             assert_eq!(hits, &want, "dims={dims} ns={ns} k={k} nq={nq} query {qi}");
+                        }
+                        // With a floor: the best hit, then exactly the top-k hits at or above it.
+                        for floor in [0.05f32, 0.5, 0.8, 0.999] {
+                            let got = search_q8(&st, &codes, kern, &queries[..nq * dims], nq, &p, floor);
+                            for (qi, hits) in got.iter().enumerate() {
+                                let want = oracle(&st, &queries[qi * dims..(qi + 1) * dims], &p);
+                                let above = |h: &[Hit]| h.iter().filter(|x| x.score >= floor).copied().collect::<Vec<_>>();
+                                let what = format!("dims={dims} ns={ns} k={k} nq={nq} floor={floor} query {qi}");
+                                assert_eq!(hits.first(), want.first(), "{what}: best hit");
+                                assert_eq!(above(hits), above(&want), "{what}: hits at or above the floor");
+                            }
                         }
                     }
                 }
