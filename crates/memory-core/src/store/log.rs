@@ -173,30 +173,51 @@ fn put_str32(buf: &mut Vec<u8>, s: &str) {
 }
 
 /// Append one framed record (len, crc, body) to `buf`.
+/// [`encode_record`] of a put, from a reference.
+pub fn encode_put(buf: &mut Vec<u8>, r: &PutRecord) {
+    let start = buf.len();
+    buf.reserve(8 + 1 + 8 + 8 + 2 + r.namespace.len() + 2 + r.id.len() + 4 + r.text.len() + 4 + r.metadata.len() + 4 + 8 + 1 + r.vector.len() * 4);
+    buf.extend_from_slice(&[0u8; 8]);
+    let body_start = buf.len();
+    buf.push(KIND_PUT);
+    buf.extend_from_slice(&r.seq.to_le_bytes());
+    buf.extend_from_slice(&r.ts.to_le_bytes());
+    put_str16(buf, &r.namespace);
+    put_str16(buf, &r.id);
+    put_str32(buf, &r.text);
+    put_str32(buf, &r.metadata);
+    buf.extend_from_slice(&r.significance.to_le_bytes());
+    buf.extend_from_slice(&r.expires_at.to_le_bytes());
+    buf.push(r.associations.len() as u8);
+    for a in &r.associations {
+        put_str16(buf, a);
+    }
+    put_f32s(buf, &r.vector);
+    frame(buf, start, body_start);
+}
+
+/// Little-endian f32s (one copy on little-endian targets).
+fn put_f32s(buf: &mut Vec<u8>, v: &[f32]) {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: any f32 is 4 plain bytes; on a little-endian target they are its LE encoding.
+        buf.extend_from_slice(unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), v.len() * 4) });
+    }
+    #[cfg(not(target_endian = "little"))]
+    for x in v {
+        buf.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
 pub fn encode_record(buf: &mut Vec<u8>, rec: &Record) {
+    if let Record::Put(r) = rec {
+        return encode_put(buf, r);
+    }
     let start = buf.len();
     buf.extend_from_slice(&[0u8; 8]);
     let body_start = buf.len();
     match rec {
-        Record::Put(r) => {
-            buf.push(KIND_PUT);
-            buf.extend_from_slice(&r.seq.to_le_bytes());
-            buf.extend_from_slice(&r.ts.to_le_bytes());
-            put_str16(buf, &r.namespace);
-            put_str16(buf, &r.id);
-            put_str32(buf, &r.text);
-            put_str32(buf, &r.metadata);
-            buf.extend_from_slice(&r.significance.to_le_bytes());
-            buf.extend_from_slice(&r.expires_at.to_le_bytes());
-            buf.push(r.associations.len() as u8);
-            for a in &r.associations {
-                put_str16(buf, a);
-            }
-            buf.reserve(r.vector.len() * 4);
-            for x in &r.vector {
-                buf.extend_from_slice(&x.to_le_bytes());
-            }
-        }
+        Record::Put(_) => unreachable!("encoded above"),
         Record::Update(r) => {
             buf.push(KIND_UPDATE);
             buf.extend_from_slice(&r.seq.to_le_bytes());
@@ -220,6 +241,11 @@ pub fn encode_record(buf: &mut Vec<u8>, rec: &Record) {
             put_str16(buf, &r.id);
         }
     }
+    frame(buf, start, body_start);
+}
+
+/// Fill in the length and checksum of the record whose prefix starts at `start`.
+fn frame(buf: &mut [u8], start: usize, body_start: usize) {
     let len = (buf.len() - body_start) as u32;
     let crc = crc32c::crc32c(&buf[body_start..]);
     buf[start..start + 4].copy_from_slice(&len.to_le_bytes());

@@ -1205,7 +1205,7 @@ impl Writer {
         Ok(())
     }
 
-    fn put_group(&mut self, group: Vec<(Vec<PutInput>, Done<Vec<PutOutcome>>)>) {
+    fn put_group(&mut self, mut group: Vec<(Vec<PutInput>, Done<Vec<PutOutcome>>)>) {
         let now = now_ms();
         let dims = self.shared.dims;
         // Per op: outcome slots; None until filled.
@@ -1217,9 +1217,10 @@ impl Writer {
             let mut seq = st.last_seq;
             // (namespace, id) → index into `news`, for duplicates inside the group.
             let mut pending: HashMap<(String, String), usize> = HashMap::new();
-            for (oi, (items, _)) in group.iter().enumerate() {
-                for (ii, it) in items.iter().enumerate() {
-                    let id = it.id.clone().unwrap_or_default();
+            // Text, metadata and vector move into the records (only namespaces are read later).
+            for (oi, (items, _)) in group.iter_mut().enumerate() {
+                for (ii, it) in items.iter_mut().enumerate() {
+                    let id = it.id.take().unwrap_or_default();
                     if let Some(row) = st.find(&it.namespace, &id, now) {
                         let m = memory_of(&st, row, false, None);
                         outcomes[oi][ii] = Some(PutOutcome {
@@ -1251,12 +1252,12 @@ impl Writer {
                             ts: now,
                             namespace: it.namespace.clone(),
                             id,
-                            text: it.text.clone(),
-                            metadata: it.metadata.clone().unwrap_or_else(|| "{}".into()),
+                            text: std::mem::take(&mut it.text),
+                            metadata: it.metadata.take().unwrap_or_else(|| "{}".into()),
                             significance: 0.0,
                             expires_at: it.ttl_ms.map(|t| now.saturating_add(t.min(i64::MAX as u64) as i64)).unwrap_or(NO_EXPIRY),
                             associations: Vec::new(),
-                            vector: it.vector.clone(),
+                            vector: std::mem::take(&mut it.vector),
                         },
                         parsed,
                         importance,
@@ -1275,7 +1276,7 @@ impl Writer {
             });
             score_new(&st, q8, &mut news, dims, now);
             for n in &news {
-                log::encode_record(&mut buf, &Record::Put(n.record.clone()));
+                log::encode_put(&mut buf, &n.record);
             }
         }
         let result = if news.is_empty() { Ok(()) } else { self.commit(&buf, news.len()) };
@@ -1568,33 +1569,58 @@ fn score_new(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, news: &mut [
         }
         let recent: Vec<u32> = st.ns_id(&ns).map(|n| st.recent_rows(n, RECENT_WINDOW, now)).unwrap_or_default();
         let k = crate::search::kernels();
+        // Reused per memory: candidates as (cosine, seq, who) and the recent window's cosines.
+        let mut cands: Vec<(f32, u64, Who)> = Vec::new();
+        let mut recent_cos: Vec<f32> = Vec::with_capacity(RECENT_WINDOW + idx.len());
         for (qi, &i) in idx.iter().enumerate() {
-            // Candidates: stored hits + earlier group members of this namespace.
-            let mut cands: Vec<(f32, String, i64)> = stored[qi]
-                .iter()
-                .map(|h| {
-                    let r = h.row as usize;
-                    ((k.dot)(&news[i].record.vector, st.vectors.row(r)), st.rows[r].id.to_string(), st.rows[r].seq as i64)
-                })
-                .collect();
-            let mut recent_cos: Vec<f32> = recent.iter().map(|&r| (k.dot)(&news[i].record.vector, st.vectors.row(r as usize))).collect();
+            let v = &news[i].record.vector;
+            // Candidates: stored hits + earlier group members of this namespace. The int8 pass
+            // already scored its hits with `k.dot`; the f32 pass's scores come from the blocked
+            // kernel, so they are recomputed with `k.dot` for ties to break the same way.
+            cands.clear();
+            cands.extend(stored[qi].iter().map(|h| {
+                let r = h.row as usize;
+                let c = if q8.is_some() { h.score } else { (k.dot)(v, st.vectors.row(r)) };
+                (c, st.rows[r].seq, Who::Row(h.row))
+            }));
+            // The window is the last RECENT_WINDOW memories before this one, oldest first:
+            // the newest stored ones that the earlier group members leave room for, then those.
+            recent_cos.clear();
+            let room = RECENT_WINDOW.saturating_sub(qi).min(recent.len());
+            recent_cos.extend(recent[recent.len() - room..].iter().map(|&r| (k.dot)(v, st.vectors.row(r as usize))));
             for &j in &idx[..qi] {
-                let c = (k.dot)(&news[i].record.vector, &news[j].record.vector);
-                cands.push((c, news[j].record.id.clone(), news[j].record.seq as i64));
+                let c = (k.dot)(v, &news[j].record.vector);
+                cands.push((c, news[j].record.seq, Who::New(j)));
                 recent_cos.push(c);
             }
             if recent_cos.len() > RECENT_WINDOW {
                 recent_cos.drain(..recent_cos.len() - RECENT_WINDOW);
             }
             // Best first; ties → newer first.
-            cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.2.cmp(&a.2)));
+            cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
             let max_cos = cands.first().map(|c| c.0);
-            let assoc: Vec<String> = cands.iter().filter(|c| c.0 >= ASSOCIATION_MIN_COS).take(MAX_ASSOCIATIONS).map(|c| c.1.clone()).collect();
+            let assoc: Vec<String> = cands
+                .iter()
+                .filter(|c| c.0 >= ASSOCIATION_MIN_COS)
+                .take(MAX_ASSOCIATIONS)
+                .map(|c| match c.2 {
+                    Who::Row(r) => st.rows[r as usize].id.to_string(),
+                    Who::New(j) => news[j].record.id.clone(),
+                })
+                .collect();
             let n = &mut news[i];
             n.record.significance = n.given_significance.unwrap_or_else(|| significance(max_cos, &recent_cos, n.importance));
             n.record.associations = assoc;
         }
     }
+}
+
+/// A neighbour candidate of the significance pass: a stored row or an earlier member of the
+/// group being stored.
+#[derive(Clone, Copy)]
+enum Who {
+    Row(u32),
+    New(usize),
 }
 
 fn searcher(shared: Arc<Shared>, rx: Receiver<SearchJob>) {
