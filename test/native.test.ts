@@ -132,7 +132,7 @@ describe('native MemoryStore', () => {
     // Wrong JavaScript types reject too (the one-item fast path as well as a batch).
     const wrongText = { namespace: 'default', text: 5, embedding: vec('z') } as unknown as ReturnType<typeof item>;
     const wrongVec = { namespace: 'default', text: 'z', embedding: [1, 2, 3] } as unknown as ReturnType<typeof item>;
-    for (const items of [[wrongText], [wrongVec], [item('fine'), wrongText]]) {
+    for (const items of [[wrongText], [wrongVec], [null], [item('fine'), wrongText]] as Array<Array<ReturnType<typeof item>>>) {
       const p = s.put(items);
       expect(p).toBeInstanceOf(Promise);
       await expectCode(p, 'invalid_request');

@@ -132,9 +132,9 @@ export class MemoryStore {
   put(items: Addon.PutItem[]): Promise<Addon.PutResult[]> {
     if (items.length === 1) {
       // The common case (one store) takes positional arguments: no native property lookups.
-      const it = items[0]!;
       let p: Promise<Addon.PutResult>;
       try {
+        const it = items[0]!;
         p = this.s.putOne(it.namespace, it.id, it.text, it.metadata, it.significance, it.ttlMs, it.embedding);
       } catch (e) {
         return Promise.reject(nativeError(e));

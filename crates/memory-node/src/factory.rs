@@ -26,12 +26,25 @@ thread_local! {
 pub fn register(env: sys::napi_env, f: sys::napi_value) -> Result<()> {
     let mut r = ptr::null_mut();
     check_status!(unsafe { sys::napi_create_reference(env, f, 1, &mut r) })?;
-    if let Some((old_env, old)) = PUT_RESULT.with(|c| c.replace(Some((env, r)))) {
-        if old_env == env {
+    match PUT_RESULT.with(|c| c.replace(Some((env, r)))) {
+        Some((old_env, old)) if old_env == env => {
             unsafe { sys::napi_delete_reference(env, old) };
+        }
+        _ => {
+            // First registration for this environment: forget the factory when it goes away,
+            // so that a later environment on this thread never sees a stale one.
+            check_status!(unsafe { sys::napi_add_env_cleanup_hook(env, Some(forget), env.cast()) })?;
         }
     }
     Ok(())
+}
+
+unsafe extern "C" fn forget(env: *mut std::ffi::c_void) {
+    PUT_RESULT.with(|c| {
+        if c.get().is_some_and(|(e, _)| e == env.cast()) {
+            c.set(None);
+        }
+    });
 }
 
 fn factory(env: sys::napi_env) -> Option<sys::napi_value> {
