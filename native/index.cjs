@@ -844,6 +844,7 @@ module.exports.hashEmbedAsync = nativeBinding.hashEmbedAsync
 module.exports.kernelInfo = nativeBinding.kernelInfo
 module.exports.meanPool = nativeBinding.meanPool
 module.exports.repair = nativeBinding.repair
+module.exports.setMemoryFactory = nativeBinding.setMemoryFactory
 module.exports.setPutResultFactory = nativeBinding.setPutResultFactory
 module.exports.tokenWindows = nativeBinding.tokenWindows
 module.exports.wordWindows = nativeBinding.wordWindows

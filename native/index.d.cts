@@ -43,15 +43,15 @@ export declare class MemoryStore {
   /** Exact top-k for `nq` queries (row-major `nq × dims`) in one pass, on the thread pool. */
   search(queries: Float32Array, nq: number, options: SearchOptions): Promise<Memory[][]>
   /** Synchronous form of `search` (blocks the event loop: for tools and benchmarks). */
-  searchSync(queries: Float32Array, nq: number, options: SearchOptions): Array<Array<Memory>>
+  searchSync(queries: Float32Array, nq: number, options: SearchOptions): Memory[][]
   /** One query; concurrent calls with equal options share one pass over memory. */
   searchBatched(query: Float32Array, options: SearchOptions): Promise<Memory[]>
   /** Highest significance first (newest first on ties), from the ordered index. */
-  top(options: SearchOptions): Array<Memory>
+  top(options: SearchOptions): Memory[]
   /** A page of a namespace in store order after `afterSeq` (0 = from the start). */
   list(namespace: string, afterSeq: number, limit: number, filter?: string | undefined | null): ListPage
   /** Every memory (all namespaces, with embeddings) after `afterSeq`, up to `limit`. */
-  export(afterSeq: number, limit: number): Array<Memory>
+  export(afterSeq: number, limit: number): Memory[]
   namespaces(): Array<NamespaceCount>
   count(namespace: string): number
   /**
@@ -251,6 +251,13 @@ export interface SearchOptions {
   recencyHalfLifeS?: number
   includeEmbeddings?: boolean
 }
+
+/**
+ * Register `(id, namespace, text, metadata, significance, timestamp, associations, seq,
+ * expiresAt, embedding, score) => Memory` as this thread's memory factory (the last three
+ * `undefined` when absent): memories returned by reads are then built in JavaScript.
+ */
+export declare function setMemoryFactory(factory: (id: string, namespace: string, text: string, metadata: string, significance: number, timestamp: number, associations: string[], seq: number, expiresAt: number | undefined, embedding: Float32Array | undefined, score: number | undefined) => Memory): void
 
 /**
  * Keep every record before the first corrupt one; move the rest aside (stopped store only).

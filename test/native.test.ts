@@ -72,6 +72,40 @@ describe('native MemoryStore', () => {
     s.close();
   });
 
+  it('returns memories with the same fields and values from every read', async () => {
+    const s = MemoryStore.open(tmp(), { dims: DIMS });
+    const [a] = await s.put([item('alpha memory', { id: 'a', metadata: JSON.stringify({ type: 'note' }), ttlMs: 60_000 })]);
+    await s.put([item('alpha memory too', { id: 'b' })]);
+    const want = {
+      id: 'a',
+      namespace: 'default',
+      text: 'alpha memory',
+      metadata: JSON.stringify({ type: 'note' }),
+      significance: a!.significance,
+      timestamp: a!.timestamp,
+      associations: [],
+      seq: 1,
+      expiresAt: a!.timestamp + 60_000,
+    };
+    const fields = (m: object) => Object.fromEntries(Object.entries(m).filter(([, v]) => v !== undefined));
+    expect(fields(s.get('default', 'a')!)).toEqual(want);
+    expect(fields(s.list('default', 0, 1).memories[0]!)).toEqual(want);
+    expect(fields(s.top({ namespace: 'default', k: 2 }).find((m) => m.id === 'a')!)).toEqual(want);
+    const [hit] = await s.searchBatched(vec('alpha memory'), { namespace: 'default', k: 1, includeEmbeddings: true });
+    const { score, embedding, ...rest } = hit!;
+    expect(fields(rest)).toEqual(want);
+    expect(score).toBeCloseTo(1, 5);
+    expect(embedding).toBeInstanceOf(Float32Array);
+    expect(Array.from(embedding!)).toEqual(Array.from(s.get('default', 'a', true)!.embedding!));
+    expect(s.get('default', 'b')!.expiresAt).toBeUndefined();
+    const [[sync]] = s.searchSync(vec('alpha memory'), 1, { namespace: 'default', k: 1 });
+    expect(sync!.id).toBe('a');
+    const updated = await s.update('default', 'a', JSON.stringify({ type: 'changed' }));
+    expect(fields(updated)).toEqual({ ...want, metadata: JSON.stringify({ type: 'changed' }), seq: 3 });
+    expect(s.export(0, 10).map((m) => [m.id, m.embedding!.length])).toEqual([['a', DIMS], ['b', DIMS]]);
+    s.close();
+  });
+
   it('acknowledges many concurrent async puts with shared fsyncs', async () => {
     const s = MemoryStore.open(tmp(), { dims: DIMS, fsync: 'always' });
     const n = 200;

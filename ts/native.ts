@@ -12,8 +12,9 @@ import type * as Addon from '../native/index.cjs';
 const require = createRequire(import.meta.url);
 const addon: typeof Addon = require('../native/index.cjs');
 
-// Put results are built here, from positional fields, rather than by the addon's object
-// conversion (several times slower per object; see crates/memory-node/src/factory.rs).
+// Put results and memories are built here, from positional fields, rather than by the
+// addon's object conversion (several times slower per object; see
+// crates/memory-node/src/factory.rs). Absent optional fields are `undefined`.
 addon.setPutResultFactory((id, seq, significance, timestamp, associations, existing, namespaceTotal) => ({
   id,
   seq,
@@ -22,6 +23,19 @@ addon.setPutResultFactory((id, seq, significance, timestamp, associations, exist
   associations,
   existing,
   namespaceTotal,
+}));
+addon.setMemoryFactory((id, namespace, text, metadata, significance, timestamp, associations, seq, expiresAt, embedding, score) => ({
+  id,
+  namespace,
+  text,
+  metadata,
+  significance,
+  timestamp,
+  associations,
+  seq,
+  expiresAt,
+  embedding,
+  score,
 }));
 
 export type {

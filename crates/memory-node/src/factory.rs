@@ -1,54 +1,88 @@
-//! Put results built by a JavaScript factory.
+//! Put results and memories built by JavaScript factories.
 //!
 //! napi-rs turns a `#[napi(object)]` into a JS object with `napi_define_properties`, which
 //! creates every property name from UTF-8 and defines each property on V8's slow path: perf
-//! put that at about 4.5 µs of event loop per 7-field put result, a fifth of a whole put. A
-//! factory registered once from JavaScript (`setPutResultFactory`) takes the fields as
-//! arguments and returns an object literal instead, which V8 builds with one hidden class.
-//! Without a factory for the calling environment the plain object conversion is used.
+//! put that at about 4.5 µs of event loop per 7-field put result, a fifth of a whole put,
+//! and ~6 µs per memory of a `list`. A factory registered once from JavaScript
+//! (`setPutResultFactory`, `setMemoryFactory`) takes the fields as arguments and returns an
+//! object literal instead, which V8 builds with one hidden class. Without a factory for the
+//! calling environment the plain object conversion is used.
 
 use std::cell::Cell;
 use std::ptr;
 
-use memory_core::store::PutOutcome;
+use std::thread::LocalKey;
+
+use memory_core::store::{Memory as CoreMemory, PutOutcome};
 use napi::bindgen_prelude::*;
 use napi::sys;
 
-use crate::PutResult;
+use crate::{Memory, PutResult};
+
+type Slot = Cell<Option<(sys::napi_env, sys::napi_ref)>>;
 
 thread_local! {
-    /// The factory of this thread's environment (an environment lives on one thread).
-    static PUT_RESULT: Cell<Option<(sys::napi_env, sys::napi_ref)>> = const { Cell::new(None) };
+    /// The factories of this thread's environment (an environment lives on one thread).
+    static PUT_RESULT: Slot = const { Cell::new(None) };
+    static MEMORY: Slot = const { Cell::new(None) };
 }
 
-/// Register `f(id, seq, significance, timestamp, associations, existing, namespaceTotal)` as
-/// this environment's put-result factory (replacing an earlier one).
-pub fn register(env: sys::napi_env, f: sys::napi_value) -> Result<()> {
+/// Which factory.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    /// `(id, seq, significance, timestamp, associations, existing, namespaceTotal)`.
+    PutResult,
+    /// `(id, namespace, text, metadata, significance, timestamp, associations, seq,
+    /// expiresAt, embedding, score)`, the last three `undefined` when absent.
+    Memory,
+}
+
+fn slot(kind: Kind) -> &'static LocalKey<Slot> {
+    match kind {
+        Kind::PutResult => &PUT_RESULT,
+        Kind::Memory => &MEMORY,
+    }
+}
+
+/// Register `f` as this environment's factory of `kind` (replacing an earlier one).
+pub fn register(kind: Kind, env: sys::napi_env, f: sys::napi_value) -> Result<()> {
     let mut r = ptr::null_mut();
     check_status!(unsafe { sys::napi_create_reference(env, f, 1, &mut r) })?;
-    match PUT_RESULT.with(|c| c.replace(Some((env, r)))) {
+    match slot(kind).with(|c| c.replace(Some((env, r)))) {
         Some((old_env, old)) if old_env == env => {
             unsafe { sys::napi_delete_reference(env, old) };
         }
         _ => {
             // First registration for this environment: forget the factory when it goes away,
             // so that a later environment on this thread never sees a stale one.
-            check_status!(unsafe { sys::napi_add_env_cleanup_hook(env, Some(forget), env.cast()) })?;
+            let hook = match kind {
+                Kind::PutResult => forget_put_result,
+                Kind::Memory => forget_memory,
+            };
+            check_status!(unsafe { sys::napi_add_env_cleanup_hook(env, Some(hook), env.cast()) })?;
         }
     }
     Ok(())
 }
 
-unsafe extern "C" fn forget(env: *mut std::ffi::c_void) {
-    PUT_RESULT.with(|c| {
+fn forget(kind: Kind, env: *mut std::ffi::c_void) {
+    slot(kind).with(|c| {
         if c.get().is_some_and(|(e, _)| e == env.cast()) {
             c.set(None);
         }
     });
 }
 
-fn factory(env: sys::napi_env) -> Option<sys::napi_value> {
-    let (e, r) = PUT_RESULT.with(|c| c.get())?;
+unsafe extern "C" fn forget_put_result(env: *mut std::ffi::c_void) {
+    forget(Kind::PutResult, env);
+}
+
+unsafe extern "C" fn forget_memory(env: *mut std::ffi::c_void) {
+    forget(Kind::Memory, env);
+}
+
+fn factory(kind: Kind, env: sys::napi_env) -> Option<sys::napi_value> {
+    let (e, r) = slot(kind).with(|c| c.get())?;
     if e != env {
         return None;
     }
@@ -63,7 +97,7 @@ pub struct PutResultValue(pub PutOutcome);
 impl ToNapiValue for PutResultValue {
     unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
         let o = val.0;
-        let Some(f) = factory(env) else {
+        let Some(f) = factory(Kind::PutResult, env) else {
             let r = PutResult {
                 id: o.id,
                 seq: o.seq as i64,
@@ -86,10 +120,60 @@ impl ToNapiValue for PutResultValue {
                 u32::to_napi_value(env, o.namespace_total)?,
             ]
         };
-        let mut recv = ptr::null_mut();
-        check_status!(unsafe { sys::napi_get_undefined(env, &mut recv) })?;
-        let mut out = ptr::null_mut();
-        check_status!(unsafe { sys::napi_call_function(env, recv, f, args.len(), args.as_ptr(), &mut out) })?;
-        Ok(out)
+        unsafe { call(env, f, &args) }
+    }
+}
+
+unsafe fn call(env: sys::napi_env, f: sys::napi_value, args: &[sys::napi_value]) -> Result<sys::napi_value> {
+    let mut recv = ptr::null_mut();
+    check_status!(unsafe { sys::napi_get_undefined(env, &mut recv) })?;
+    let mut out = ptr::null_mut();
+    check_status!(unsafe { sys::napi_call_function(env, recv, f, args.len(), args.as_ptr(), &mut out) })?;
+    Ok(out)
+}
+
+/// `undefined` for `None` (napi-rs's `Option` conversion gives `null`).
+unsafe fn opt<T: ToNapiValue>(env: sys::napi_env, v: Option<T>) -> Result<sys::napi_value> {
+    match v {
+        Some(v) => unsafe { T::to_napi_value(env, v) },
+        None => {
+            let mut u = ptr::null_mut();
+            check_status!(unsafe { sys::napi_get_undefined(env, &mut u) })?;
+            Ok(u)
+        }
+    }
+}
+
+/// A memory as a JS value.
+pub struct MemoryValue(pub CoreMemory);
+
+impl From<CoreMemory> for MemoryValue {
+    fn from(m: CoreMemory) -> Self {
+        MemoryValue(m)
+    }
+}
+
+impl ToNapiValue for MemoryValue {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        let Some(f) = factory(Kind::Memory, env) else {
+            return unsafe { Memory::to_napi_value(env, Memory::from(val.0)) };
+        };
+        let m = val.0;
+        let args = unsafe {
+            [
+                String::to_napi_value(env, m.id)?,
+                String::to_napi_value(env, m.namespace)?,
+                String::to_napi_value(env, m.text)?,
+                String::to_napi_value(env, m.metadata)?,
+                f64::to_napi_value(env, m.significance as f64)?,
+                f64::to_napi_value(env, m.timestamp as f64)?,
+                Vec::<String>::to_napi_value(env, m.associations)?,
+                f64::to_napi_value(env, m.seq as f64)?,
+                opt(env, m.expires_at.map(|t| t as f64))?,
+                opt(env, m.embedding.map(Float32Array::new))?,
+                opt(env, m.score.map(|s| s as f64))?,
+            ]
+        };
+        unsafe { call(env, f, &args) }
     }
 }

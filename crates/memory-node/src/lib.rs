@@ -19,7 +19,7 @@ pub mod model;
 mod completion;
 mod factory;
 
-use factory::PutResultValue;
+use factory::{MemoryValue, PutResultValue};
 
 fn to_napi(e: memory_core::Error) -> napi::Error {
     napi::Error::new(Status::GenericFailure, format!("[{}] {}", e.code().as_str(), e))
@@ -176,9 +176,10 @@ impl From<core_store::DeleteOutcome> for DeleteResult {
     }
 }
 
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct ListPage {
-    pub memories: Vec<Memory>,
+    #[napi(ts_type = "Array<Memory>")]
+    pub memories: Vec<MemoryValue>,
     pub next_cursor: Option<i64>,
 }
 
@@ -285,12 +286,12 @@ pub struct SearchTask {
 
 impl Task for SearchTask {
     type Output = Vec<Vec<core_store::Memory>>;
-    type JsValue = Vec<Vec<Memory>>;
+    type JsValue = Vec<Vec<MemoryValue>>;
     fn compute(&mut self) -> napi::Result<Self::Output> {
         self.store.search(&self.queries, self.nq, &self.req).map_err(to_napi)
     }
     fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(out.into_iter().map(|v| v.into_iter().map(Memory::from).collect()).collect())
+        Ok(out.into_iter().map(|v| v.into_iter().map(MemoryValue).collect()).collect())
     }
 }
 
@@ -381,8 +382,8 @@ impl MemoryStore {
 
     /// Replace metadata (whole) and/or set significance.
     #[napi(ts_return_type = "Promise<Memory>")]
-    pub fn update<'env>(&self, env: &'env Env, namespace: String, id: String, metadata: Option<String>, significance: Option<f64>) -> napi::Result<PromiseRaw<'env, Memory>> {
-        submit(env, |d| self.inner.update(namespace, id, metadata, significance.map(|s| s as f32), d), |m| Ok(Memory::from(m)))
+    pub fn update<'env>(&self, env: &'env Env, namespace: String, id: String, metadata: Option<String>, significance: Option<f64>) -> napi::Result<PromiseRaw<'env, MemoryValue>> {
+        submit(env, |d| self.inner.update(namespace, id, metadata, significance.map(|s| s as f32), d), |m| Ok(MemoryValue(m)))
     }
 
     #[napi(ts_return_type = "Promise<DeleteResult>")]
@@ -438,9 +439,9 @@ impl MemoryStore {
         self.inner.close().map_err(to_napi)
     }
 
-    #[napi]
-    pub fn get(&self, namespace: String, id: String, with_embedding: Option<bool>) -> Option<Memory> {
-        self.inner.get(&namespace, &id, with_embedding.unwrap_or(false)).map(Memory::from)
+    #[napi(ts_return_type = "Memory | null")]
+    pub fn get(&self, namespace: String, id: String, with_embedding: Option<bool>) -> Option<MemoryValue> {
+        self.inner.get(&namespace, &id, with_embedding.unwrap_or(false)).map(MemoryValue)
     }
 
     /// Exact top-k for `nq` queries (row-major `nq × dims`) in one pass, on the thread pool.
@@ -450,27 +451,27 @@ impl MemoryStore {
     }
 
     /// Synchronous form of `search` (blocks the event loop: for tools and benchmarks).
-    #[napi]
-    pub fn search_sync(&self, queries: Float32Array, nq: u32, options: SearchOptions) -> napi::Result<Vec<Vec<Memory>>> {
+    #[napi(ts_return_type = "Memory[][]")]
+    pub fn search_sync(&self, queries: Float32Array, nq: u32, options: SearchOptions) -> napi::Result<Vec<Vec<MemoryValue>>> {
         let out = self.inner.search(&queries, nq as usize, &search_request(&options)?).map_err(to_napi)?;
-        Ok(out.into_iter().map(|v| v.into_iter().map(Memory::from).collect()).collect())
+        Ok(out.into_iter().map(|v| v.into_iter().map(MemoryValue).collect()).collect())
     }
 
     /// One query; concurrent calls with equal options share one pass over memory.
     #[napi(ts_return_type = "Promise<Memory[]>")]
-    pub fn search_batched<'env>(&self, env: &'env Env, query: Float32Array, options: SearchOptions) -> napi::Result<PromiseRaw<'env, Vec<Memory>>> {
+    pub fn search_batched<'env>(&self, env: &'env Env, query: Float32Array, options: SearchOptions) -> napi::Result<PromiseRaw<'env, Vec<MemoryValue>>> {
         let req = search_request(&options)?;
         let q = query.to_vec();
         submit(env, |d| self.inner.search_batched(q, req, d), |r| {
-            Ok(r.into_iter().map(Memory::from).collect::<Vec<_>>())
+            Ok(r.into_iter().map(MemoryValue).collect::<Vec<_>>())
         })
     }
 
     /// Highest significance first (newest first on ties), from the ordered index.
-    #[napi]
-    pub fn top(&self, options: SearchOptions) -> napi::Result<Vec<Memory>> {
+    #[napi(ts_return_type = "Memory[]")]
+    pub fn top(&self, options: SearchOptions) -> napi::Result<Vec<MemoryValue>> {
         let req = search_request(&options)?;
-        Ok(self.inner.top(&req, options.k as usize).into_iter().map(Memory::from).collect())
+        Ok(self.inner.top(&req, options.k as usize).into_iter().map(MemoryValue).collect())
     }
 
     /// A page of a namespace in store order after `afterSeq` (0 = from the start).
@@ -478,13 +479,13 @@ impl MemoryStore {
     pub fn list(&self, namespace: String, after_seq: i64, limit: u32, filter: Option<String>) -> napi::Result<ListPage> {
         let f = parse_filter(filter.as_deref())?;
         let (m, next) = self.inner.list(&namespace, after_seq.max(0) as u64, limit as usize, f.as_ref());
-        Ok(ListPage { memories: m.into_iter().map(Memory::from).collect(), next_cursor: next.map(|s| s as i64) })
+        Ok(ListPage { memories: m.into_iter().map(MemoryValue).collect(), next_cursor: next.map(|s| s as i64) })
     }
 
     /// Every memory (all namespaces, with embeddings) after `afterSeq`, up to `limit`.
-    #[napi]
-    pub fn export(&self, after_seq: i64, limit: u32) -> Vec<Memory> {
-        self.inner.export(after_seq.max(0) as u64, limit as usize).into_iter().map(Memory::from).collect()
+    #[napi(ts_return_type = "Memory[]")]
+    pub fn export(&self, after_seq: i64, limit: u32) -> Vec<MemoryValue> {
+        self.inner.export(after_seq.max(0) as u64, limit as usize).into_iter().map(MemoryValue).collect()
     }
 
     #[napi]
@@ -551,7 +552,18 @@ pub fn set_put_result_factory(env: Env, factory: Unknown) -> napi::Result<()> {
     if factory.get_type()? != ValueType::Function {
         return Err(invalid("the put-result factory must be a function"));
     }
-    factory::register(env.raw(), factory.raw())
+    factory::register(factory::Kind::PutResult, env.raw(), factory.raw())
+}
+
+/// Register `(id, namespace, text, metadata, significance, timestamp, associations, seq,
+/// expiresAt, embedding, score) => Memory` as this thread's memory factory (the last three
+/// `undefined` when absent): memories returned by reads are then built in JavaScript.
+#[napi(ts_args_type = "factory: (id: string, namespace: string, text: string, metadata: string, significance: number, timestamp: number, associations: string[], seq: number, expiresAt: number | undefined, embedding: Float32Array | undefined, score: number | undefined) => Memory")]
+pub fn set_memory_factory(env: Env, factory: Unknown) -> napi::Result<()> {
+    if factory.get_type()? != ValueType::Function {
+        return Err(invalid("the memory factory must be a function"));
+    }
+    factory::register(factory::Kind::Memory, env.raw(), factory.raw())
 }
 
 #[napi]
