@@ -10,7 +10,6 @@
 
 use std::cell::Cell;
 use std::ptr;
-
 use std::thread::LocalKey;
 
 use memory_core::store::{Memory as CoreMemory, PutOutcome};

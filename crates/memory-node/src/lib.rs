@@ -31,8 +31,7 @@ fn invalid(msg: impl Into<String>) -> napi::Error {
 
 fn parse_filter(json: Option<&str>) -> napi::Result<Option<Filter>> {
     match json {
-        None => Ok(None),
-        Some(s) if s.is_empty() => Ok(None),
+        None | Some("") => Ok(None),
         Some(s) => {
             let v: serde_json::Value = serde_json::from_str(s).map_err(|e| invalid(format!("filter is not valid JSON: {e}")))?;
             Filter::compile(&v).map(Some).map_err(to_napi)
@@ -641,7 +640,7 @@ pub fn word_windows(text: String, max_tokens: u32, stride: u32) -> napi::Result<
 /// `[start0, end0, start1, end1, …]`), e.g. from a model tokenizer.
 #[napi]
 pub fn token_windows(text: String, token_byte_ranges: Vec<u32>, max_tokens: u32, stride: u32) -> napi::Result<Vec<TextWindow>> {
-    if token_byte_ranges.len() % 2 != 0 {
+    if !token_byte_ranges.len().is_multiple_of(2) {
         return Err(invalid("tokenByteRanges must hold start/end pairs"));
     }
     let tokens: Vec<(usize, usize)> = token_byte_ranges.chunks(2).map(|p| (p[0] as usize, p[1] as usize)).collect();
