@@ -146,12 +146,6 @@ unsafe fn opt<T: ToNapiValue>(env: sys::napi_env, v: Option<T>) -> Result<sys::n
 /// A memory as a JS value.
 pub struct MemoryValue(pub CoreMemory);
 
-impl From<CoreMemory> for MemoryValue {
-    fn from(m: CoreMemory) -> Self {
-        MemoryValue(m)
-    }
-}
-
 impl ToNapiValue for MemoryValue {
     unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
         let Some(f) = factory(Kind::Memory, env) else {
