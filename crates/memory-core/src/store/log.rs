@@ -173,12 +173,42 @@ fn put_str32(buf: &mut Vec<u8>, s: &str) {
 }
 
 /// Append one framed record (len, crc, body) to `buf`.
-/// [`encode_record`] of a put, from a reference.
+pub fn encode_record(buf: &mut Vec<u8>, rec: &Record) {
+    match rec {
+        Record::Put(r) => encode_put(buf, r),
+        Record::Update(r) => {
+            let (start, body_start) = begin(buf);
+            buf.push(KIND_UPDATE);
+            buf.extend_from_slice(&r.seq.to_le_bytes());
+            buf.extend_from_slice(&r.ts.to_le_bytes());
+            put_str16(buf, &r.namespace);
+            put_str16(buf, &r.id);
+            let flags = (r.metadata.is_some() as u8) | ((r.significance.is_some() as u8) << 1);
+            buf.push(flags);
+            if let Some(m) = &r.metadata {
+                put_str32(buf, m);
+            }
+            if let Some(s) = r.significance {
+                buf.extend_from_slice(&s.to_le_bytes());
+            }
+            frame(buf, start, body_start);
+        }
+        Record::Delete(r) => {
+            let (start, body_start) = begin(buf);
+            buf.push(KIND_DELETE);
+            buf.extend_from_slice(&r.seq.to_le_bytes());
+            buf.extend_from_slice(&r.ts.to_le_bytes());
+            put_str16(buf, &r.namespace);
+            put_str16(buf, &r.id);
+            frame(buf, start, body_start);
+        }
+    }
+}
+
+/// [`encode_record`] of a put, from a reference (the writer encodes without cloning).
 pub fn encode_put(buf: &mut Vec<u8>, r: &PutRecord) {
-    let start = buf.len();
     buf.reserve(8 + 1 + 8 + 8 + 2 + r.namespace.len() + 2 + r.id.len() + 4 + r.text.len() + 4 + r.metadata.len() + 4 + 8 + 1 + r.vector.len() * 4);
-    buf.extend_from_slice(&[0u8; 8]);
-    let body_start = buf.len();
+    let (start, body_start) = begin(buf);
     buf.push(KIND_PUT);
     buf.extend_from_slice(&r.seq.to_le_bytes());
     buf.extend_from_slice(&r.ts.to_le_bytes());
@@ -209,39 +239,11 @@ fn put_f32s(buf: &mut Vec<u8>, v: &[f32]) {
     }
 }
 
-pub fn encode_record(buf: &mut Vec<u8>, rec: &Record) {
-    if let Record::Put(r) = rec {
-        return encode_put(buf, r);
-    }
+/// Reserve the 8-byte prefix (len, crc) of a record; returns where it and the body start.
+fn begin(buf: &mut Vec<u8>) -> (usize, usize) {
     let start = buf.len();
     buf.extend_from_slice(&[0u8; 8]);
-    let body_start = buf.len();
-    match rec {
-        Record::Put(_) => unreachable!("encoded above"),
-        Record::Update(r) => {
-            buf.push(KIND_UPDATE);
-            buf.extend_from_slice(&r.seq.to_le_bytes());
-            buf.extend_from_slice(&r.ts.to_le_bytes());
-            put_str16(buf, &r.namespace);
-            put_str16(buf, &r.id);
-            let flags = (r.metadata.is_some() as u8) | ((r.significance.is_some() as u8) << 1);
-            buf.push(flags);
-            if let Some(m) = &r.metadata {
-                put_str32(buf, m);
-            }
-            if let Some(s) = r.significance {
-                buf.extend_from_slice(&s.to_le_bytes());
-            }
-        }
-        Record::Delete(r) => {
-            buf.push(KIND_DELETE);
-            buf.extend_from_slice(&r.seq.to_le_bytes());
-            buf.extend_from_slice(&r.ts.to_le_bytes());
-            put_str16(buf, &r.namespace);
-            put_str16(buf, &r.id);
-        }
-    }
-    frame(buf, start, body_start);
+    (start, buf.len())
 }
 
 /// Fill in the length and checksum of the record whose prefix starts at `start`.
