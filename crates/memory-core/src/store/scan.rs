@@ -421,8 +421,11 @@ pub fn search_q8(st: &State, q8: &Q8Rows, kern: &Q8Kernels, queries: &[f32], nq:
         Q8Part { lb, best, cands }
     };
 
-    // Two cores once the pass is big enough to be worth splitting.
-    let parts: Vec<Q8Part> = if n * nq >= 1 << 16 && n >= 4 * Q8_BLOCK {
+    // Two cores once the pass is big enough to be worth splitting. Below about a millisecond
+    // of work, waking the pool costs the writer more than it saves: measured on the 64-writer
+    // ingest benchmark (2 cores, ~2k rows × 32 queries per pass), the pass on the calling
+    // thread alone gave ~10% more puts per second than splitting from 2^16 row·queries.
+    let parts: Vec<Q8Part> = if n * nq >= 1 << 20 && n >= 4 * Q8_BLOCK {
         let threads = rayon::current_num_threads().max(1);
         let step = n.div_ceil(threads).next_multiple_of(Q8_BLOCK);
         (0..n).step_by(step).collect::<Vec<_>>().into_par_iter().map(|s| run(s, (s + step).min(n))).collect()

@@ -69,6 +69,30 @@ impl Chunk {
         Chunk { ptr, floats }
     }
 
+    /// Fault in the pages of floats `from..to` on another thread, so the thread that writes
+    /// them next does not stall on page faults (zeroing, and on virtual machines the host
+    /// backing fresh memory, which can cost milliseconds per huge page). Contents are not
+    /// touched, so it is harmless whenever it runs, even after the chunk is gone.
+    fn prefault(&self, from: usize, to: usize) {
+        #[cfg(target_os = "linux")]
+        {
+            let start = (self.ptr.as_ptr() as usize + from * 4) & !4095;
+            let end = self.ptr.as_ptr() as usize + to.min(self.floats) * 4;
+            if end > start {
+                let spawned = std::thread::Builder::new().name("memory-prefault".into()).spawn(move || {
+                    // SAFETY: MADV_POPULATE_WRITE only faults pages in (write-faults without
+                    // writing); on a range no longer mapped it fails with ENOMEM, ignored.
+                    unsafe {
+                        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_WRITE);
+                    }
+                });
+                drop(spawned); // best effort: without a thread the writer faults pages itself
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (from, to);
+    }
+
     fn as_slice(&self) -> &[f32] {
         // SAFETY: ptr is valid for `floats` initialised (zeroed) f32 for the life of self.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.floats) }
@@ -116,11 +140,17 @@ pub struct Vectors {
     dims: usize,
     len: usize,
     chunks: Vec<Chunk>,
+    /// Rows below this have been handed to [`Chunk::prefault`].
+    prefaulted: usize,
 }
+
+/// How far ahead of the last row [`Vectors`] has its pages faulted in, in rows (about 3 MB
+/// at 384 dims); a new request goes out when half of it is used.
+const PREFAULT_ROWS: usize = 2048;
 
 impl Vectors {
     pub fn new(dims: usize) -> Self {
-        Vectors { dims, len: 0, chunks: Vec::new() }
+        Vectors { dims, len: 0, chunks: Vec::new(), prefaulted: 0 }
     }
     pub fn len(&self) -> usize {
         self.len
@@ -128,12 +158,26 @@ impl Vectors {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-    pub fn push(&mut self, v: &[f32]) {
-        debug_assert_eq!(v.len(), self.dims);
+    /// Chunk and offset of the next row, allocating its chunk and faulting pages in ahead.
+    fn next_slot(&mut self) -> (usize, usize) {
         let (c, o) = (self.len / CHUNK_ROWS, self.len % CHUNK_ROWS);
         if c == self.chunks.len() {
             self.chunks.push(Chunk::new(CHUNK_ROWS * self.dims));
         }
+        if self.len + PREFAULT_ROWS / 2 >= self.prefaulted {
+            let from = self.prefaulted.max(self.len);
+            if from / CHUNK_ROWS == c {
+                let to = (from + PREFAULT_ROWS).min((c + 1) * CHUNK_ROWS);
+                self.chunks[c].prefault((from % CHUNK_ROWS) * self.dims, (to - c * CHUNK_ROWS) * self.dims);
+                self.prefaulted = to;
+            }
+        }
+        (c, o)
+    }
+
+    pub fn push(&mut self, v: &[f32]) {
+        debug_assert_eq!(v.len(), self.dims);
+        let (c, o) = self.next_slot();
         self.chunks[c].as_mut_slice()[o * self.dims..(o + 1) * self.dims].copy_from_slice(v);
         self.len += 1;
     }
@@ -177,10 +221,7 @@ impl Vectors {
     /// Push a row given as little-endian f32 bytes (`dims × 4` of them).
     pub fn push_le_bytes(&mut self, b: &[u8]) {
         debug_assert_eq!(b.len(), self.dims * 4);
-        let (c, o) = (self.len / CHUNK_ROWS, self.len % CHUNK_ROWS);
-        if c == self.chunks.len() {
-            self.chunks.push(Chunk::new(CHUNK_ROWS * self.dims));
-        }
+        let (c, o) = self.next_slot();
         let dst = &mut self.chunks[c].as_mut_slice()[o * self.dims..(o + 1) * self.dims];
         copy_le_f32(dst, b);
         self.len += 1;
