@@ -157,6 +157,11 @@ export declare function kernelInfo(): KernelInfo
 export interface KernelInfo {
   isa: string
   available: Array<string>
+  /**
+   * Whether multi-query searches and the significance pass use the int8 pre-pass
+   * (AVX-512 VNNI, unless `MEMORY_SERVER_Q8=off` or the ISA is forced lower).
+   */
+  int8: boolean
 }
 
 export interface ListPage {
@@ -284,6 +289,12 @@ export interface StoreStats {
   isa: string
   embedderName?: string
   embedderHash?: string
+  /**
+   * Rows with int8 codes for the pre-pass of multi-query searches (0 on CPUs without
+   * AVX-512 VNNI). Coded in the background after open; multi-query searches use the f32
+   * pass until it reaches `rows`.
+   */
+  int8Rows: number
 }
 
 export interface TextWindow {

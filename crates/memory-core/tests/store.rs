@@ -670,6 +670,76 @@ fn list_pagination_under_concurrent_puts() {
 
 /// Compaction renumbers rows; the significance pass must see the new rows (not codes of the
 /// old ones), even when a bulk load brings the row count back to what it was.
+/// Waits (bounded) until the writer has int8 codes for every row, where the CPU has the
+/// int8 kernel; returns whether it does (multi-query searches then take the pre-pass).
+fn wait_int8_codes(s: &TensorStore) -> bool {
+    if memory_core::search::q8::kernel().is_none() {
+        return false;
+    }
+    let t = std::time::Instant::now();
+    while s.stats().int8_rows < s.stats().rows {
+        assert!(t.elapsed() < std::time::Duration::from_secs(60), "int8 codes never caught up");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    true
+}
+
+#[test]
+fn multi_query_search_through_int8_codes_across_compaction_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let dims = 40;
+    let now = memory_core::store::now_ms();
+    let (s, mut rows) = build_search_store(dir.path(), dims, 6_000, 900, now);
+    let mut r = rng(77);
+    let mut del: HashMap<String, Vec<String>> = HashMap::new();
+    for row in rows.iter_mut() {
+        if r.gen_bool(0.05) {
+            row.live = false;
+            del.entry(row.ns.clone()).or_default().push(row.id.clone());
+        }
+    }
+    for (ns, ids) in del {
+        s.delete_blocking(&ns, ids).unwrap();
+    }
+    let qs: Vec<Vec<f32>> = (0..6).map(|_| rvec(&mut r, dims)).collect();
+    let flat: Vec<f32> = qs.iter().flatten().copied().collect();
+    let check = |s: &TensorStore, stage: &str| {
+        for ns in ["big", "small"] {
+            // The parameters the int8 pre-pass serves (no metadata filter or score transform).
+            for (pi, p) in queries(now, ns).iter().enumerate().filter(|(_, p)| p.filter.is_none() && p.min_score.is_none() && p.half_life.is_none()) {
+                let multi = s.search(&flat, qs.len(), &p.req(false)).unwrap();
+                for (qi, q) in qs.iter().enumerate() {
+                    let all = oracle(&rows, q, p, memory_core::store::now_ms());
+                    assert_topk_tol(&multi[qi], &all, p.k, &format!("{stage}: ns {ns} params #{pi} query {qi}"), tol_for(p));
+                }
+            }
+        }
+    };
+    let coded = wait_int8_codes(&s);
+    check(&s, "coded");
+    // Compaction renumbers the rows: the codes start over and are rebuilt while idle.
+    s.compact_blocking().unwrap();
+    check(&s, "after compaction");
+    if coded {
+        wait_int8_codes(&s);
+        assert_eq!(s.stats().int8_rows, s.stats().rows);
+    }
+    check(&s, "after compaction, coded");
+    s.close().unwrap();
+    let s = open(dir.path(), dims);
+    check(&s, "reopened");
+    wait_int8_codes(&s);
+    check(&s, "reopened, coded");
+    // New rows after the codes (the pass scores them exactly until they are coded).
+    let extra: Vec<Vec<f32>> = (0..50).map(|_| rvec(&mut r, dims)).collect();
+    for (i, v) in extra.iter().enumerate() {
+        s.put_blocking(vec![item("big", &format!("x{i}"), "t", v.clone())]).unwrap();
+    }
+    let best = s.search(&[extra[7].clone(), extra[42].clone()].concat(), 2, &SearchRequest { namespace: "big".into(), k: 1, ..Default::default() }).unwrap();
+    assert_eq!(best[0][0].id, "x7");
+    assert_eq!(best[1][0].id, "x42");
+}
+
 #[test]
 fn significance_after_compaction_and_bulk_load_sees_every_row() {
     let dir = tempfile::tempdir().unwrap();

@@ -206,6 +206,10 @@ pub struct StoreStats {
     pub isa: String,
     pub embedder_name: Option<String>,
     pub embedder_hash: Option<String>,
+    /// Rows with int8 codes for the pre-pass of multi-query searches (0 on CPUs without
+    /// AVX-512 VNNI). Coded in the background after open; multi-query searches use the f32
+    /// pass until it reaches `rows`.
+    pub int8_rows: u32,
 }
 
 #[napi(object)]
@@ -538,6 +542,7 @@ impl MemoryStore {
             isa: s.isa.to_string(),
             embedder_name: s.embedder.as_ref().map(|e| e.name.clone()),
             embedder_hash: s.embedder.map(|e| e.hash),
+            int8_rows: s.int8_rows as u32,
         }
     }
 }
@@ -657,6 +662,9 @@ pub fn token_windows(text: String, token_byte_ranges: Vec<u32>, max_tokens: u32,
 pub struct KernelInfo {
     pub isa: String,
     pub available: Vec<String>,
+    /// Whether multi-query searches and the significance pass use the int8 pre-pass
+    /// (AVX-512 VNNI, unless `MEMORY_SERVER_Q8=off` or the ISA is forced lower).
+    pub int8: bool,
 }
 
 /// Which SIMD kernels are in use and which this CPU supports.
@@ -665,6 +673,7 @@ pub fn kernel_info() -> KernelInfo {
     KernelInfo {
         isa: memory_core::search::kernels().isa.name().to_string(),
         available: memory_core::search::available_isas().into_iter().map(|i| i.name().to_string()).collect(),
+        int8: memory_core::search::q8::kernel().is_some(),
     }
 }
 

@@ -179,6 +179,10 @@ pub struct StoreStats {
     pub records: u64,
     pub isa: &'static str,
     pub embedder: Option<EmbedderInfo>,
+    /// Rows with int8 codes for the pre-pass of multi-query searches (0 without an int8
+    /// kernel). After open the writer codes the stored rows in the background; until it
+    /// reaches `rows`, multi-query searches use the f32 pass.
+    pub int8_rows: usize,
 }
 
 /// The numbers of [`StoreStats`] that change (see [`TensorStore::counters`]).
@@ -276,6 +280,62 @@ struct SearchJob {
     done: Done<Vec<Memory>>,
 }
 
+/// Int8 codes of a prefix of the state's rows (`rows.len() <= state.len()`), for the exact
+/// int8 pre-pass of [`scan::search_q8`]: the significance pass of every put group and
+/// multi-query searches. Only the writer changes them: it appends the codes of new rows
+/// before each put group and, while idle, those of rows it has not coded yet (after open, a
+/// few thousand rows at a time); compaction clears them while it holds the state's write
+/// lock. Lock order: `state` first, then `rows`.
+struct Q8Shared {
+    rows: RwLock<Q8Rows>,
+    kern: &'static Q8Kernels,
+}
+
+/// Rows coded per slice of the writer's idle catch-up (a few ms; the writer checks for new
+/// operations between slices).
+const Q8_CATCH_UP_ROWS: usize = 4096;
+
+impl Shared {
+    /// Exact top-k: through the int8 pre-pass where it pays (many queries per pass, no metadata
+    /// filter or score transform, the rows coded), else the f32 scan.
+    fn search(&self, st: &State, queries: &[f32], nq: usize, p: &ScanParams) -> Vec<Vec<scan::Hit>> {
+        if let Some(q8) = &self.q8 {
+            if nq >= Q8_MIN_QUERIES && p.filter.is_none_or(|f| f.is_empty()) && p.recency_half_life_s.is_none() && p.min_score.is_none() {
+                let rows = q8.rows.read();
+                if st.len() - rows.len() <= Q8_MAX_TAIL {
+                    return scan::search_q8(st, &rows, q8.kern, queries, nq, p, f32::NEG_INFINITY);
+                }
+            }
+        }
+        scan::search(st, queries, nq, p)
+    }
+}
+
+impl Q8Shared {
+    /// Code up to `max` more rows of `st`; true once every row is coded.
+    fn catch_up(&self, st: &State, max: usize) -> bool {
+        let mut rows = self.rows.write();
+        Self::extend(&mut rows, st, max)
+    }
+    fn extend(rows: &mut Q8Rows, st: &State, max: usize) -> bool {
+        debug_assert!(rows.len() <= st.len(), "int8 codes ahead of the state");
+        let end = st.len().min(rows.len().saturating_add(max));
+        for r in rows.len()..end {
+            rows.push(st.vectors.row(r));
+        }
+        end == st.len()
+    }
+}
+
+/// Queries per pass from which searches take the int8 pre-pass (when the CPU has its kernel
+/// and all rows but a few are coded). One query is a memory-bound f32 scan that the pre-pass
+/// barely beats; from two queries on it wins clearly (`examples/search_q8_bench`, 1M × 384 on
+/// 2 cores: 2 queries 21 ms vs 52 ms, 64 queries 87 ms vs 267 ms).
+const Q8_MIN_QUERIES: usize = 2;
+/// Rows a search's int8 pass may leave to the f32 scan (rows not coded yet: the tail is
+/// scanned on one thread).
+const Q8_MAX_TAIL: usize = 16384;
+
 struct Shared {
     dir: PathBuf,
     dims: usize,
@@ -283,6 +343,8 @@ struct Shared {
     group_commit: bool,
     embedder: Option<EmbedderInfo>,
     state: RwLock<State>,
+    /// Int8 codes of the rows (CPUs with an int8 kernel only), see [`Q8Shared`].
+    q8: Option<Q8Shared>,
     storage_bytes: AtomicU64,
     fsyncs: AtomicU64,
     groups: AtomicU64,
@@ -533,6 +595,7 @@ impl TensorStore {
             embedder: meta.embedder.clone(),
             storage_bytes: AtomicU64::new(writer.len),
             state: RwLock::new(st),
+            q8: q8::kernel().map(|kern| Q8Shared { rows: RwLock::new(Q8Rows::new(opts.dims)), kern }),
             fsyncs: AtomicU64::new(0),
             groups: AtomicU64::new(0),
             records: AtomicU64::new(0),
@@ -540,8 +603,7 @@ impl TensorStore {
         });
         let (tx, rx) = mpsc::channel::<Op>();
         let (stx, srx) = mpsc::channel::<SearchJob>();
-        let sig_q8 = q8::kernel().map(|k| (Q8Rows::new(opts.dims), k));
-        let w = Writer { shared: shared.clone(), log: writer, rx, stash: None, dirty: false, last_sync: Instant::now(), sig_q8 };
+        let w = Writer { shared: shared.clone(), log: writer, rx, stash: None, dirty: false, last_sync: Instant::now(), q8_behind: true };
         let t1 = std::thread::Builder::new().name("memory-writer".into()).spawn(move || w.run()).map_err(|e| Error::Internal(e.to_string()))?;
         let sh2 = shared.clone();
         let t2 = std::thread::Builder::new().name("memory-searcher".into()).spawn(move || searcher(sh2, srx)).map_err(|e| Error::Internal(e.to_string()))?;
@@ -741,7 +803,7 @@ impl TensorStore {
         }
         let st = self.shared.state.read();
         let now = now_ms();
-        let hits = scan::search(&st, &q, nq, &req.params(now));
+        let hits = self.shared.search(&st, &q, nq, &req.params(now));
         Ok(hits.into_iter().map(|h| h.into_iter().map(|x| memory_of(&st, x.row, req.include_embeddings, Some(x.score))).collect()).collect())
     }
 
@@ -871,6 +933,7 @@ impl TensorStore {
             records: self.shared.records.load(Ordering::Relaxed),
             isa: crate::search::kernels().isa.name(),
             embedder: self.shared.embedder.clone(),
+            int8_rows: self.shared.q8.as_ref().map_or(0, |q| q.rows.read().len()),
         }
     }
 }
@@ -1083,9 +1146,8 @@ struct Writer {
     stash: Option<Op>,
     dirty: bool,
     last_sync: Instant,
-    /// Int8 codes of every row, for the significance pass's pre-pass (CPUs with an int8
-    /// kernel only); kept by the writer alone and brought up to date before each pass.
-    sig_q8: Option<(Q8Rows, &'static Q8Kernels)>,
+    /// Some rows may have no int8 codes yet (see [`Q8Shared`]): the writer codes them while idle.
+    q8_behind: bool,
 }
 
 /// A put being assembled in a group.
@@ -1103,6 +1165,27 @@ impl Writer {
         loop {
             let op = if let Some(op) = self.stash.take() {
                 op
+            } else if self.q8_behind && self.shared.q8.is_some() {
+                // Idle time codes the rows that have no int8 codes yet (after open), a slice at a
+                // time, so a new operation waits for one slice at most.
+                match self.rx.try_recv() {
+                    Ok(op) => op,
+                    Err(TryRecvError::Empty) => {
+                        if let FsyncPolicy::Interval(iv) = self.shared.fsync {
+                            if self.dirty && self.last_sync.elapsed() >= iv {
+                                self.interval_sync();
+                            }
+                        }
+                        let q8 = self.shared.q8.as_ref().unwrap();
+                        let st = self.shared.state.read();
+                        self.q8_behind = !q8.catch_up(&st, Q8_CATCH_UP_ROWS);
+                        continue;
+                    }
+                    Err(TryRecvError::Disconnected) => {
+                        let _ = self.sync_now();
+                        return;
+                    }
+                }
             } else {
                 let wait = match self.shared.fsync {
                     FsyncPolicy::Interval(iv) if self.dirty => iv.saturating_sub(self.last_sync.elapsed()),
@@ -1139,6 +1222,7 @@ impl Writer {
                         }
                     }
                     self.put_group(group);
+                    self.q8_behind = true;
                 }
                 Op::Update { namespace, id, metadata, significance, done } => done(self.update(namespace, id, metadata, significance)),
                 Op::Delete { namespace, ids, done } => done(self.delete(&namespace, ids)),
@@ -1150,7 +1234,10 @@ impl Writer {
                     };
                     done(self.delete(&namespace, rows))
                 }
-                Op::BulkLoad(records, done) => done(self.bulk_load(records)),
+                Op::BulkLoad(records, done) => {
+                    done(self.bulk_load(records));
+                    self.q8_behind = true;
+                }
                 Op::Compact(done) => done(self.compact()),
                 Op::Flush(done) => done(self.sync_now()),
                 Op::Close(done) => {
@@ -1265,16 +1352,13 @@ impl Writer {
                     });
                 }
             }
-            let q8 = self.sig_q8.as_mut().map(|(rows, k)| {
-                if rows.len() > st.len() {
-                    rows.clear(); // (compaction clears them too; this is a safety net)
-                }
-                for r in rows.len()..st.len() {
-                    rows.push(st.vectors.row(r));
-                }
-                (&*rows, *k)
+            // Every stored row coded (read-locked for the pass; dropped before `st`).
+            let q8 = self.shared.q8.as_ref().map(|q| {
+                let mut rows = q.rows.write();
+                Q8Shared::extend(&mut rows, &st, usize::MAX);
+                (parking_lot::RwLockWriteGuard::downgrade(rows), q.kern)
             });
-            score_new(&st, q8, &mut news, dims, now);
+            score_new(&st, q8.as_ref().map(|(rows, k)| (&**rows, *k)), &mut news, dims, now);
             for n in &news {
                 log::encode_put(&mut buf, &n.record);
             }
@@ -1507,10 +1591,12 @@ impl Writer {
             let mut st = self.shared.state.write();
             *st = new_state;
             st.last_seq = last_seq;
-        }
-        // Rows were renumbered: the int8 codes are rebuilt from the new state.
-        if let Some((rows, _)) = &mut self.sig_q8 {
-            rows.clear();
+            // Rows were renumbered: the int8 codes are rebuilt from the new state (cleared
+            // under the state's write lock, so no search pairs new rows with old codes).
+            if let Some(q) = &self.shared.q8 {
+                q.rows.write().clear();
+                self.q8_behind = true;
+            }
         }
         self.shared.storage_bytes.store(len, Ordering::Relaxed);
         Ok(CompactReport { rows_before, rows_after, bytes_before, bytes_after: len })
@@ -1649,7 +1735,7 @@ fn searcher(shared: Arc<Shared>, rx: Receiver<SearchJob>) {
             }
             let st = shared.state.read();
             let now = now_ms();
-            let hits = scan::search(&st, &q, g.len(), &g[0].req.params(now));
+            let hits = shared.search(&st, &q, g.len(), &g[0].req.params(now));
             let results: Vec<Vec<Memory>> = hits
                 .into_iter()
                 .map(|h| h.into_iter().map(|x| memory_of(&st, x.row, g[0].req.include_embeddings, Some(x.score))).collect())

@@ -315,11 +315,13 @@ fn needed(best: f32, kth: f32, floor: f32) -> f32 {
     }
 }
 
-/// Exact top-k like [`search`] (best first, ties → newer row), for the parameters of the
-/// significance pass (namespace and liveness only), through the int8 pre-pass of
+/// Exact top-k like [`search`] (best first, ties → newer row) through the int8 pre-pass of
 /// [`crate::search::q8`]: rows are bounded with int8 codes and only those that may still be
-/// in a query's top k are scored in f32. `q8` must hold the codes of every row of `st`.
-/// Scores are `kernels().dot` of the query and the row.
+/// in a query's top k are scored in f32. Parameters: namespace, `min_significance` and the
+/// time range (no metadata filter, recency or `min_score`: use [`search`] for those).
+/// `q8` holds the codes of the first `q8.len()` rows of `st`; rows after those (coded later)
+/// are scored exactly in f32 without a pre-pass. Scores of coded rows are `kernels().dot` of
+/// the query and the row.
 ///
 /// `floor` narrows what is asked for: hits scoring below it are wanted only as the best hit.
 /// The result then holds the exact best hit and every hit of the exact top k scoring at
@@ -329,10 +331,10 @@ fn needed(best: f32, kth: f32, floor: f32) -> f32 {
 /// `f32::NEG_INFINITY` asks for the whole exact top k.
 pub fn search_q8(st: &State, q8: &Q8Rows, kern: &Q8Kernels, queries: &[f32], nq: usize, p: &ScanParams, floor: f32) -> Vec<Vec<Hit>> {
     assert!(
-        p.filter.is_none() && p.since_ms.is_none() && p.until_ms.is_none() && p.recency_half_life_s.is_none() && p.min_score.is_none() && p.min_significance <= 0.0,
-        "search_q8 serves plain namespace passes only"
+        p.filter.is_none_or(|f| f.is_empty()) && p.recency_half_life_s.is_none() && p.min_score.is_none(),
+        "search_q8 serves passes without metadata filters and score transforms only"
     );
-    assert_eq!(q8.len(), st.len(), "int8 codes out of step with the store");
+    assert!(q8.len() <= st.len(), "int8 codes ahead of the store");
     let empty = || (0..nq).map(|_| Vec::new()).collect::<Vec<_>>();
     let Some(ns) = st.ns_id(p.namespace) else { return empty() };
     if p.k == 0 || nq == 0 {
@@ -347,10 +349,29 @@ pub fn search_q8(st: &State, q8: &Q8Rows, kern: &Q8Kernels, queries: &[f32], nq:
     let slack: Vec<f32> = qm.iter().map(|m| (dims as f32 * 2.4e-7 + 1e-5) * m.norm * q8.max_norm() + f32::MIN_POSITIVE).collect();
 
     let nsd = &st.namespaces[ns as usize];
-    let all_pass = nsd.live == st.len() && nsd.expiring.is_empty();
+    let all_pass = nsd.live == st.len() && nsd.expiring.is_empty() && p.min_significance <= 0.0 && p.since_ms.is_none() && p.until_ms.is_none();
     let ctx = Ctx { st, p, ns, k: kernels(), queries, nq, check_filter: false, all_pass };
-    let list: Option<&[u32]> = (nsd.live * 2 < st.len()).then_some(&nsd.rows[..]);
-    let n = list.map_or(st.len(), |l| l.len());
+    let coded = q8.len();
+    // Rows (or the namespace's row list) split into the coded part and the rest, which is
+    // scored exactly here (with `dot`, like the candidates; blocks of rows kept in cache
+    // across the queries).
+    let (list, rest): (Option<&[u32]>, Vec<u32>) = if nsd.live * 2 < st.len() {
+        let l = &nsd.rows[..];
+        let c = l.partition_point(|&r| (r as usize) < coded);
+        (Some(&l[..c]), l[c..].iter().copied().filter(|&r| all_pass || ctx.pass(r as usize)).collect())
+    } else {
+        (None, (coded as u32..st.len() as u32).filter(|&r| all_pass || ctx.pass(r as usize)).collect())
+    };
+    let mut tail: Vec<TopK> = (0..nq).map(|_| TopK::new(p.k)).collect();
+    for block in rest.chunks(BLOCK) {
+        for (q, heap) in tail.iter_mut().enumerate() {
+            let query = &queries[q * dims..(q + 1) * dims];
+            for &r in block {
+                heap.push((ctx.k.dot)(query, st.vectors.row(r as usize)), r);
+            }
+        }
+    }
+    let n = list.map_or(coded, |l| l.len());
 
     let run = |from: usize, to: usize| -> Q8Part {
         let mut lb: Vec<TopK> = (0..nq).map(|_| TopK::new(p.k)).collect();
@@ -425,7 +446,8 @@ pub fn search_q8(st: &State, q8: &Q8Rows, kern: &Q8Kernels, queries: &[f32], nq:
     // of work, waking the pool costs the writer more than it saves: measured on the 64-writer
     // ingest benchmark (2 cores, ~2k rows × 32 queries per pass), the pass on the calling
     // thread alone gave ~10% more puts per second than splitting from 2^16 row·queries.
-    let parts: Vec<Q8Part> = if n * nq >= 1 << 20 && n >= 4 * Q8_BLOCK {
+    // (The kernel works on groups of 8 queries, so fewer cost about as much as 8.)
+    let parts: Vec<Q8Part> = if n * nq.max(8) >= 1 << 20 && n >= 4 * Q8_BLOCK {
         let threads = rayon::current_num_threads().max(1);
         let step = n.div_ceil(threads).next_multiple_of(Q8_BLOCK);
         (0..n).step_by(step).collect::<Vec<_>>().into_par_iter().map(|s| run(s, (s + step).min(n))).collect()
@@ -442,7 +464,7 @@ pub fn search_q8(st: &State, q8: &Q8Rows, kern: &Q8Kernels, queries: &[f32], nq:
             let best = parts.iter().map(|part| part.best[q]).fold(f32::NEG_INFINITY, f32::max);
             let thr = needed(best, lb.threshold(), floor);
             let query = &queries[q * dims..(q + 1) * dims];
-            let mut top = TopK::new(p.k);
+            let mut top = std::mem::replace(&mut tail[q], TopK::new(0));
             for part in &parts {
                 for &(r, ub) in &part.cands[q] {
                     if ub >= thr {
@@ -538,7 +560,7 @@ mod q8_tests {
                     text: "t",
                     metadata_raw: "{}",
                     metadata: None,
-                    significance: 0.5,
+                    significance: (i % 10) as f32 / 10.0,
                     expires_at,
                     associations: Box::new([]),
                     vector: VectorSrc::F32(&v),
@@ -581,6 +603,26 @@ mod q8_tests {
                                 assert_eq!(hits.first(), want.first(), "{what}: best hit");
                                 assert_eq!(above(hits), above(&want), "{what}: hits at or above the floor");
                             }
+                        }
+                    }
+                }
+                // Codes for only a prefix of the rows (the rest scored exactly without a
+                // pre-pass), with significance and time-range conditions.
+                for coded in [0, rows / 3, rows - rows.min(5)] {
+                    let mut part = q8::Q8Rows::new(dims);
+                    for i in 0..coded {
+                        part.push(st.vectors.row(i));
+                    }
+                    let conds = [
+                        ScanParams { namespace: ns, k: 11, now_ms: now, ..Default::default() },
+                        ScanParams { namespace: ns, k: 11, now_ms: now, min_significance: 0.35, ..Default::default() },
+                        ScanParams { namespace: ns, k: 7, now_ms: now, since_ms: Some(rows as i64 / 4), until_ms: Some(rows as i64 / 2), ..Default::default() },
+                    ];
+                    for p in &conds {
+                        let got = search_q8(&st, &part, kern, &queries[..9 * dims], 9, p, f32::NEG_INFINITY);
+                        for (qi, hits) in got.iter().enumerate() {
+                            let want = oracle(&st, &queries[qi * dims..(qi + 1) * dims], p);
+                            assert_eq!(hits, &want, "dims={dims} ns={ns} coded={coded} {p:?} query {qi}");
                         }
                     }
                 }
