@@ -442,12 +442,15 @@ pub fn search_q8(st: &State, q8: &Q8Rows, kern: &Q8Kernels, queries: &[f32], nq:
         Q8Part { lb, best, cands }
     };
 
-    // Two cores once the pass is big enough to be worth splitting. Below about a millisecond
-    // of work, waking the pool costs the writer more than it saves: measured on the 64-writer
-    // ingest benchmark (2 cores, ~2k rows × 32 queries per pass), the pass on the calling
-    // thread alone gave ~10% more puts per second than splitting from 2^16 row·queries.
-    // (The kernel works on groups of 8 queries, so fewer cost about as much as 8.)
-    let parts: Vec<Q8Part> = if n * nq.max(8) >= 1 << 20 && n >= 4 * Q8_BLOCK {
+    // Two cores once the pass is big enough to be worth splitting (2^18 row·queries, about
+    // half a millisecond on one core). Below that, waking the pool costs the writer more than
+    // it saves: on the 64-writer ingest benchmark (2 cores, ~2k rows × 32 queries per pass)
+    // the pass on the calling thread gave ~10% more puts per second than splitting from 2^16.
+    // Above it the writer's group waits on the pass: `store` from 16 connections into a
+    // growing store (~20k rows × 16-32 queries per group) went from ~7,300 to ~7,950 stores/s
+    // when these passes split instead of from 2^20. (The kernel works on groups of 8 queries,
+    // so fewer cost about as much as 8.)
+    let parts: Vec<Q8Part> = if n * nq.max(8) >= 1 << 18 && n >= 4 * Q8_BLOCK {
         let threads = rayon::current_num_threads().max(1);
         let step = n.div_ceil(threads).next_multiple_of(Q8_BLOCK);
         (0..n).step_by(step).collect::<Vec<_>>().into_par_iter().map(|s| run(s, (s + step).min(n))).collect()
