@@ -1084,7 +1084,21 @@ fn replay(bytes: &[u8], file: &str, st: &mut State) -> Result<log::Scan> {
         }
         Ok(())
     };
-    let (applied, ()) = rayon::join(|| apply(st), || arena.fill_le_bytes(&vectors));
+    let (applied, ()) = rayon::join(
+        || {
+            let r = apply(st);
+            if trace {
+                eprintln!("replay: records applied at {:?}", t0.elapsed());
+            }
+            r
+        },
+        || {
+            arena.fill_le_bytes(&vectors);
+            if trace {
+                eprintln!("replay: vectors copied at {:?}", t0.elapsed());
+            }
+        },
+    );
     applied?;
     arena.set_len(vectors.len());
     debug_assert_eq!(arena.len(), st.len());
