@@ -97,7 +97,9 @@ export declare function benchPeakFlops(iters: number): number
 
 /**
  * Sum of a large array with the bandwidth kernel on both cores: the read-bandwidth
- * baseline for search benchmarks. Returns seconds taken (best of `repeat`).
+ * baseline for search benchmarks. Returns seconds taken (best of `repeat`). The array is
+ * kept between calls of the same size, so a benchmark can alternate this with the pass it
+ * compares (`floats = 0` frees it).
  */
 export declare function benchReadBandwidth(floats: number, repeat: number): number
 

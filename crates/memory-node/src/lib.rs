@@ -678,11 +678,21 @@ pub fn kernel_info() -> KernelInfo {
 }
 
 /// Sum of a large array with the bandwidth kernel on both cores: the read-bandwidth
-/// baseline for search benchmarks. Returns seconds taken (best of `repeat`).
+/// baseline for search benchmarks. Returns seconds taken (best of `repeat`). The array is
+/// kept between calls of the same size, so a benchmark can alternate this with the pass it
+/// compares (`floats = 0` frees it).
 #[napi]
 pub fn bench_read_bandwidth(floats: u32, repeat: u32) -> f64 {
     use rayon::prelude::*;
-    let data = vec![1.0f32; floats as usize];
+    static BUF: std::sync::Mutex<Vec<f32>> = std::sync::Mutex::new(Vec::new());
+    let mut data = BUF.lock().unwrap_or_else(|e| e.into_inner());
+    if data.len() != floats as usize {
+        *data = Vec::new();
+        *data = vec![1.0f32; floats as usize];
+    }
+    if floats == 0 {
+        return 0.0;
+    }
     let k = memory_core::search::kernels();
     let mut best = f64::INFINITY;
     let mut acc = 0.0f32;

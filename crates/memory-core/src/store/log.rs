@@ -549,6 +549,11 @@ pub fn log_name(gen: u64) -> String {
     format!("wal-{gen:06}.log")
 }
 
+/// The vectors file of generation `gen` (see `VecFile` in the store module).
+pub fn vectors_name(gen: u64) -> String {
+    format!("vectors-{gen:06}.f32")
+}
+
 /// The current (highest generation) log file in `dir`, if any.
 pub fn find_current(dir: &Path) -> Result<Option<(u64, PathBuf)>> {
     let mut best: Option<(u64, PathBuf)> = None;

@@ -183,6 +183,9 @@ pub struct StoreStats {
     /// kernel). After open the writer codes the stored rows in the background; until it
     /// reaches `rows`, multi-query searches use the f32 pass.
     pub int8_rows: usize,
+    /// Rows whose vectors were mapped from the vectors file at open rather than copied out of
+    /// the log (whole chunks of 16,384 rows; see docs/storage.md).
+    pub mapped_rows: usize,
 }
 
 /// The numbers of [`StoreStats`] that change (see [`TensorStore::counters`]).
@@ -278,6 +281,63 @@ struct SearchJob {
     query: Vec<f32>,
     req: SearchRequest,
     done: Done<Vec<Memory>>,
+}
+
+/// The vectors file of the current generation, `vectors-<gen>.f32`: row r's f32 values
+/// (little-endian) at byte `r · dims · 4`. It is a cache of the log, never trusted on its
+/// own: at open, whole chunks of it are mapped from the page cache instead of copying the
+/// vectors out of the log into fresh memory, and every mapped row is compared with the log
+/// (rows that differ are corrected in memory and rewritten). The writer appends rows to it
+/// while idle, without fsync; after a crash it may hold fewer rows, more rows (a torn log
+/// tail) or damaged ones, all of which open handles. Compaction starts a new one.
+struct VecFile {
+    file: File,
+    path: PathBuf,
+    /// Leading rows the file holds correctly (the writer appends from here).
+    rows: usize,
+}
+
+/// Rows written to the vectors file per slice of the writer's idle time (~6 MB at 384 dims).
+const VEC_FILE_SLICE_ROWS: usize = 4096;
+
+impl VecFile {
+    /// Open (or create; `truncate` empties it) the vectors file of generation `gen`; also
+    /// returns the whole rows it holds now. `None` where mapping is not supported (or the
+    /// file cannot be opened): the store then works without one.
+    fn open(dir: &Path, gen: u64, dims: usize, truncate: bool) -> Option<(VecFile, usize)> {
+        if !cfg!(all(unix, target_endian = "little")) {
+            return None;
+        }
+        let path = dir.join(log::vectors_name(gen));
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(&path).ok()?;
+        let rows = file.metadata().ok()?.len() as usize / (dims * 4).max(1);
+        Some((VecFile { file, path, rows: 0 }, rows))
+    }
+
+    /// Append rows `self.rows..` of `st` (at most `max`); true once the file holds them all.
+    /// Write errors (a full disk) only cost the cache: the file is dropped.
+    #[cfg(unix)]
+    fn catch_up(slot: &mut Option<VecFile>, st: &State, max: usize) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Some(v) = slot.as_mut() else { return true };
+        v.rows = v.rows.min(st.len());
+        let end = st.len().min(v.rows.saturating_add(max));
+        let mut off = (v.rows * st.dims * 4) as u64;
+        for part in st.vectors.rows_bytes(v.rows, end) {
+            if v.file.write_all_at(part, off).is_err() {
+                let _ = std::fs::remove_file(&v.path);
+                *slot = None;
+                return true;
+            }
+            off += part.len() as u64;
+        }
+        v.rows = end;
+        end == st.len()
+    }
+    #[cfg(not(unix))]
+    fn catch_up(_: &mut Option<VecFile>, _: &State, _: usize) -> bool {
+        true
+    }
 }
 
 /// Int8 codes of a prefix of the state's rows (`rows.len() <= state.len()`), for the exact
@@ -531,12 +591,14 @@ impl TensorStore {
         }
 
         let mut st = State::new(opts.dims);
+        let vec_file: Option<VecFile>;
         let writer = match log::find_current(&dir)? {
             None => {
                 let path = dir.join(log::log_name(1));
                 let header = Header { dims: opts.dims as u32, gen: 1, high_water: 0 };
                 drop(log::create(&path, header)?);
                 log::sync_dir(&dir)?;
+                vec_file = VecFile::open(&dir, 1, opts.dims, true).map(|(v, _)| v);
                 LogWriter::open_append(path, 1, log::HEADER_LEN as u64)?
             }
             Some((gen, path)) => {
@@ -558,7 +620,12 @@ impl TensorStore {
                         header.dims, opts.dims
                     )));
                 }
-                let sc = replay(&bytes, &file, &mut st)?;
+                let vf = VecFile::open(&dir, gen, opts.dims, false);
+                let (sc, file_ok) = replay(&bytes, &file, &mut st, vf.as_ref().map(|(v, rows)| (&v.file, *rows)))?;
+                vec_file = vf.map(|(mut v, _)| {
+                    v.rows = file_ok.min(st.vectors.len());
+                    v
+                });
                 if let ScanEnd::Corrupt { offset, reason } = sc.end {
                     return Err(Error::Corrupt {
                         file: format!("{file} (run `memory-server repair` to keep the records before it)"),
@@ -574,6 +641,12 @@ impl TensorStore {
                         let name = ent.file_name().to_string_lossy().to_string();
                         if let Some(g) = name.strip_prefix("wal-").and_then(|s| s.strip_suffix(".log")).and_then(|g| g.parse::<u64>().ok()) {
                             if g < gen {
+                                let _ = std::fs::remove_file(ent.path());
+                            }
+                        }
+                        // Vectors files of other generations (a crash around a compaction).
+                        if let Some(g) = name.strip_prefix("vectors-").and_then(|s| s.strip_suffix(".f32")).and_then(|g| g.parse::<u64>().ok()) {
+                            if g != gen {
                                 let _ = std::fs::remove_file(ent.path());
                             }
                         }
@@ -603,7 +676,7 @@ impl TensorStore {
         });
         let (tx, rx) = mpsc::channel::<Op>();
         let (stx, srx) = mpsc::channel::<SearchJob>();
-        let w = Writer { shared: shared.clone(), log: writer, rx, stash: None, dirty: false, last_sync: Instant::now(), q8_behind: true };
+        let w = Writer { shared: shared.clone(), log: writer, rx, stash: None, dirty: false, last_sync: Instant::now(), idle_work: true, vec_file };
         let t1 = std::thread::Builder::new().name("memory-writer".into()).spawn(move || w.run()).map_err(|e| Error::Internal(e.to_string()))?;
         let sh2 = shared.clone();
         let t2 = std::thread::Builder::new().name("memory-searcher".into()).spawn(move || searcher(sh2, srx)).map_err(|e| Error::Internal(e.to_string()))?;
@@ -934,6 +1007,7 @@ impl TensorStore {
             isa: crate::search::kernels().isa.name(),
             embedder: self.shared.embedder.clone(),
             int8_rows: self.shared.q8.as_ref().map_or(0, |q| q.rows.read().len()),
+            mapped_rows: st.vectors.mapped_rows(),
         }
     }
 }
@@ -984,7 +1058,10 @@ fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {
 /// the ordered significance index built once at the end. If anything does not verify, the
 /// sequential [`log::scan`] classifies the damage (torn tail or corruption) and only the
 /// valid prefix is applied.
-fn replay(bytes: &[u8], file: &str, st: &mut State) -> Result<log::Scan> {
+/// `vec_file` is the vectors file of this generation and how many rows it holds: whole
+/// chunks of it are mapped instead of copied from the log, and checked against the log.
+/// Returns the scan and the number of leading rows the vectors file holds correctly.
+fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<(&File, usize)>) -> Result<(log::Scan, usize)> {
     use rayon::prelude::*;
     let header = Header::decode(bytes, file)?;
     let dims = header.dims as usize;
@@ -1042,6 +1119,9 @@ fn replay(bytes: &[u8], file: &str, st: &mut State) -> Result<log::Scan> {
         .map(|(k, v)| (k as u32, v))
         .collect();
     let mut arena = std::mem::replace(&mut st.vectors, state::Vectors::new(dims));
+    if let Some((f, rows)) = vec_file {
+        arena.map_file(f, rows.min(vectors.len()));
+    }
     arena.reserve_rows(vectors.len());
     let apply = |st: &mut State| -> Result<()> {
         for (i, d) in decoded.into_iter().take(limit).enumerate() {
@@ -1084,7 +1164,7 @@ fn replay(bytes: &[u8], file: &str, st: &mut State) -> Result<log::Scan> {
         }
         Ok(())
     };
-    let (applied, ()) = rayon::join(
+    let (applied, diff) = rayon::join(
         || {
             let r = apply(st);
             if trace {
@@ -1093,13 +1173,15 @@ fn replay(bytes: &[u8], file: &str, st: &mut State) -> Result<log::Scan> {
             r
         },
         || {
-            arena.fill_le_bytes(&vectors);
+            let diff = arena.fill_le_bytes(&vectors);
             if trace {
-                eprintln!("replay: vectors copied at {:?}", t0.elapsed());
+                eprintln!("replay: vectors copied at {:?} ({} rows mapped from the vectors file, first differing: {diff:?})", t0.elapsed(), arena.mapped_rows());
             }
+            diff
         },
     );
     applied?;
+    let file_ok = diff.unwrap_or(usize::MAX).min(arena.mapped_rows());
     arena.set_len(vectors.len());
     debug_assert_eq!(arena.len(), st.len());
     st.vectors = arena;
@@ -1111,7 +1193,7 @@ fn replay(bytes: &[u8], file: &str, st: &mut State) -> Result<log::Scan> {
     if trace {
         eprintln!("replay: sig index in {:?}", t0.elapsed());
     }
-    Ok(sc)
+    Ok((sc, file_ok))
 }
 
 fn memory_of(st: &State, row: u32, with_embedding: bool, score: Option<f32>) -> Memory {
@@ -1160,8 +1242,10 @@ struct Writer {
     stash: Option<Op>,
     dirty: bool,
     last_sync: Instant,
-    /// Some rows may have no int8 codes yet (see [`Q8Shared`]): the writer codes them while idle.
-    q8_behind: bool,
+    /// Some rows may have no int8 codes yet (see [`Q8Shared`]) or may be missing from the
+    /// vectors file: the writer catches up while idle.
+    idle_work: bool,
+    vec_file: Option<VecFile>,
 }
 
 /// A put being assembled in a group.
@@ -1179,9 +1263,9 @@ impl Writer {
         loop {
             let op = if let Some(op) = self.stash.take() {
                 op
-            } else if self.q8_behind && self.shared.q8.is_some() {
-                // Idle time codes the rows that have no int8 codes yet (after open), a slice at a
-                // time, so a new operation waits for one slice at most.
+            } else if self.idle_work {
+                // Idle time codes the rows that have no int8 codes yet and appends rows to the
+                // vectors file, a slice at a time, so a new operation waits for one slice at most.
                 match self.rx.try_recv() {
                     Ok(op) => op,
                     Err(TryRecvError::Empty) => {
@@ -1190,9 +1274,10 @@ impl Writer {
                                 self.interval_sync();
                             }
                         }
-                        let q8 = self.shared.q8.as_ref().unwrap();
                         let st = self.shared.state.read();
-                        self.q8_behind = !q8.catch_up(&st, Q8_CATCH_UP_ROWS);
+                        let coded = self.shared.q8.as_ref().is_none_or(|q8| q8.catch_up(&st, Q8_CATCH_UP_ROWS));
+                        let written = VecFile::catch_up(&mut self.vec_file, &st, VEC_FILE_SLICE_ROWS);
+                        self.idle_work = !(coded && written);
                         continue;
                     }
                     Err(TryRecvError::Disconnected) => {
@@ -1236,7 +1321,7 @@ impl Writer {
                         }
                     }
                     self.put_group(group);
-                    self.q8_behind = true;
+                    self.idle_work = true;
                 }
                 Op::Update { namespace, id, metadata, significance, done } => done(self.update(namespace, id, metadata, significance)),
                 Op::Delete { namespace, ids, done } => done(self.delete(&namespace, ids)),
@@ -1250,7 +1335,7 @@ impl Writer {
                 }
                 Op::BulkLoad(records, done) => {
                     done(self.bulk_load(records));
-                    self.q8_behind = true;
+                    self.idle_work = true;
                 }
                 Op::Compact(done) => done(self.compact()),
                 Op::Flush(done) => done(self.sync_now()),
@@ -1609,9 +1694,14 @@ impl Writer {
             // under the state's write lock, so no search pairs new rows with old codes).
             if let Some(q) = &self.shared.q8 {
                 q.rows.write().clear();
-                self.q8_behind = true;
             }
         }
+        // A new vectors file for the new generation, filled while idle.
+        if let Some(old) = self.vec_file.take() {
+            let _ = std::fs::remove_file(&old.path);
+        }
+        self.vec_file = VecFile::open(&self.shared.dir, self.log.gen, self.shared.dims, true).map(|(v, _)| v);
+        self.idle_work = true;
         self.shared.storage_bytes.store(len, Ordering::Relaxed);
         Ok(CompactReport { rows_before, rows_after, bytes_before, bytes_after: len })
     }

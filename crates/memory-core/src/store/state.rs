@@ -93,6 +93,24 @@ impl Chunk {
         let _ = (from, to);
     }
 
+    /// A full chunk mapped privately from `file` at byte `offset` (a multiple of the page
+    /// size), which must hold all `floats` values: the page cache's pages are used as they
+    /// are (no zero-filled fresh memory, no copy), and a write to the chunk copies only the
+    /// page written (copy-on-write; the file is never changed through it). `None` if the
+    /// mapping fails.
+    #[cfg(all(unix, target_endian = "little"))]
+    fn map_file(file: &std::fs::File, offset: u64, floats: usize) -> Option<Chunk> {
+        use std::os::fd::AsRawFd;
+        let len = Self::bytes(floats);
+        // SAFETY: a private mapping of an open file with no address hint; checked below. The
+        // caller guarantees the file covers `floats` values, and the file is only ever
+        // appended to (never truncated) while the store is open, so no access faults.
+        let p = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE, file.as_raw_fd(), offset as libc::off_t)
+        };
+        (p != libc::MAP_FAILED).then(|| Chunk { ptr: NonNull::new(p as *mut f32).expect("mmap returned null"), floats })
+    }
+
     fn as_slice(&self) -> &[f32] {
         // SAFETY: ptr is valid for `floats` initialised (zeroed) f32 for the life of self.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.floats) }
@@ -119,6 +137,20 @@ impl Drop for Chunk {
     }
 }
 
+/// Whether `dst` holds exactly the little-endian f32 bytes `src` (bit for bit).
+#[inline]
+fn le_f32_equal(dst: &[f32], src: &[u8]) -> bool {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: plain f32 values viewed as their bytes (same memory and lifetime).
+        src == unsafe { std::slice::from_raw_parts(dst.as_ptr() as *const u8, dst.len() * 4) }
+    }
+    #[cfg(target_endian = "big")]
+    {
+        src.len() == dst.len() * 4 && dst.iter().zip(src.chunks_exact(4)).all(|(d, s)| d.to_bits() == u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+}
+
 /// Copy little-endian f32 bytes into floats (a plain memcpy on little-endian targets).
 #[inline]
 fn copy_le_f32(dst: &mut [f32], src: &[u8]) {
@@ -142,6 +174,8 @@ pub struct Vectors {
     chunks: Vec<Chunk>,
     /// Rows below this have been handed to [`Chunk::prefault`].
     prefaulted: usize,
+    /// The first chunks, mapped from the vectors file at open (see [`Vectors::map_file`]).
+    mapped_chunks: usize,
 }
 
 /// How far ahead of the last row [`Vectors`] has its pages faulted in, in rows (about 3 MB
@@ -150,7 +184,7 @@ const PREFAULT_ROWS: usize = 2048;
 
 impl Vectors {
     pub fn new(dims: usize) -> Self {
-        Vectors { dims, len: 0, chunks: Vec::new(), prefaulted: 0 }
+        Vectors { dims, len: 0, chunks: Vec::new(), prefaulted: 0, mapped_chunks: 0 }
     }
     pub fn len(&self) -> usize {
         self.len
@@ -202,20 +236,65 @@ impl Vectors {
         self.len = len;
     }
 
+    /// Map the first `rows / CHUNK_ROWS` whole chunks from a vectors file (row r's f32
+    /// values at byte `r · dims · 4`, native little-endian) instead of allocating them; the
+    /// arena must be empty. Returns the rows now backed by the file (0 if mapping is not
+    /// supported here or fails). Their contents are unchecked: [`Vectors::fill_le_bytes`]
+    /// compares them with the log and corrects any that differ.
+    pub fn map_file(&mut self, file: &std::fs::File, rows: usize) -> usize {
+        assert!(self.chunks.is_empty() && self.len == 0, "map_file needs an empty arena");
+        #[cfg(all(unix, target_endian = "little"))]
+        {
+            let floats = CHUNK_ROWS * self.dims;
+            for c in 0..rows / CHUNK_ROWS {
+                match Chunk::map_file(file, (c * floats * 4) as u64, floats) {
+                    Some(ch) => self.chunks.push(ch),
+                    None => break,
+                }
+            }
+            self.mapped_chunks = self.chunks.len();
+            self.mapped_chunks * CHUNK_ROWS
+        }
+        #[cfg(not(all(unix, target_endian = "little")))]
+        {
+            let _ = (file, rows);
+            0
+        }
+    }
+
+    /// Rows backed by the vectors file (see [`Vectors::map_file`]).
+    pub fn mapped_rows(&self) -> usize {
+        self.mapped_chunks * CHUNK_ROWS
+    }
+
     /// Write rows from little-endian bytes, on all cores (one task per chunk). `rows` must be
-    /// sorted by row.
-    pub fn fill_le_bytes(&mut self, rows: &[(u32, &[u8])]) {
+    /// sorted by row. In chunks mapped from the vectors file, rows are compared instead and
+    /// written only where they differ; returns the first such row, if any.
+    pub fn fill_le_bytes(&mut self, rows: &[(u32, &[u8])]) -> Option<usize> {
         use rayon::prelude::*;
         let dims = self.dims;
-        self.chunks.par_iter_mut().enumerate().for_each(|(c, chunk)| {
-            let lo = rows.partition_point(|&(r, _)| (r as usize) < c * CHUNK_ROWS);
-            let hi = rows.partition_point(|&(r, _)| (r as usize) < (c + 1) * CHUNK_ROWS);
-            let dst = chunk.as_mut_slice();
-            for &(r, b) in &rows[lo..hi] {
-                let o = (r as usize % CHUNK_ROWS) * dims;
-                copy_le_f32(&mut dst[o..o + dims], b);
-            }
-        });
+        let mapped = self.mapped_chunks;
+        self.chunks
+            .par_iter_mut()
+            .enumerate()
+            .filter_map(|(c, chunk)| {
+                let lo = rows.partition_point(|&(r, _)| (r as usize) < c * CHUNK_ROWS);
+                let hi = rows.partition_point(|&(r, _)| (r as usize) < (c + 1) * CHUNK_ROWS);
+                let dst = chunk.as_mut_slice();
+                let mut first_diff = None;
+                for &(r, b) in &rows[lo..hi] {
+                    let o = (r as usize % CHUNK_ROWS) * dims;
+                    if c < mapped {
+                        if le_f32_equal(&dst[o..o + dims], b) {
+                            continue;
+                        }
+                        first_diff = first_diff.or(Some(r as usize));
+                    }
+                    copy_le_f32(&mut dst[o..o + dims], b);
+                }
+                first_diff
+            })
+            .min()
     }
 
     /// Push a row given as little-endian f32 bytes (`dims × 4` of them).
@@ -225,6 +304,21 @@ impl Vectors {
         let dst = &mut self.chunks[c].as_mut_slice()[o * self.dims..(o + 1) * self.dims];
         copy_le_f32(dst, b);
         self.len += 1;
+    }
+
+    /// Rows `start..end` as their native (little-endian) bytes, one slice per chunk they
+    /// span: what the vectors file holds for them.
+    pub fn rows_bytes(&self, start: usize, end: usize) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut r = start;
+        while r < end {
+            let e = end.min((r / CHUNK_ROWS + 1) * CHUNK_ROWS);
+            let f = self.rows(r, e);
+            // SAFETY: plain f32 values viewed as their bytes (same memory, same lifetime).
+            out.push(unsafe { std::slice::from_raw_parts(f.as_ptr() as *const u8, f.len() * 4) });
+            r = e;
+        }
+        out
     }
 
     #[inline]
