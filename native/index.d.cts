@@ -297,6 +297,11 @@ export interface StoreStats {
    * pass until it reaches `rows`.
    */
   int8Rows: number
+  /**
+   * Rows whose vectors were mapped from the data directory's vectors file at open instead
+   * of copied out of the log (whole chunks of 16,384 rows; see docs/storage.md).
+   */
+  mappedRows: number
 }
 
 export interface TextWindow {

@@ -210,6 +210,9 @@ pub struct StoreStats {
     /// AVX-512 VNNI). Coded in the background after open; multi-query searches use the f32
     /// pass until it reaches `rows`.
     pub int8_rows: u32,
+    /// Rows whose vectors were mapped from the data directory's vectors file at open instead
+    /// of copied out of the log (whole chunks of 16,384 rows; see docs/storage.md).
+    pub mapped_rows: u32,
 }
 
 #[napi(object)]
@@ -543,6 +546,7 @@ impl MemoryStore {
             embedder_name: s.embedder.as_ref().map(|e| e.name.clone()),
             embedder_hash: s.embedder.map(|e| e.hash),
             int8_rows: s.int8_rows as u32,
+            mapped_rows: s.mapped_rows as u32,
         }
     }
 }
