@@ -691,16 +691,7 @@ fn multi_query_search_through_int8_codes_across_compaction_and_reopen() {
     let now = memory_core::store::now_ms();
     let (s, mut rows) = build_search_store(dir.path(), dims, 6_000, 900, now);
     let mut r = rng(77);
-    let mut del: HashMap<String, Vec<String>> = HashMap::new();
-    for row in rows.iter_mut() {
-        if r.gen_bool(0.05) {
-            row.live = false;
-            del.entry(row.ns.clone()).or_default().push(row.id.clone());
-        }
-    }
-    for (ns, ids) in del {
-        s.delete_blocking(&ns, ids).unwrap();
-    }
+    delete_some(&s, &mut rows, &mut r, 0.05);
     let qs: Vec<Vec<f32>> = (0..6).map(|_| rvec(&mut r, dims)).collect();
     let flat: Vec<f32> = qs.iter().flatten().copied().collect();
     let check = |s: &TensorStore, stage: &str| {
@@ -1248,6 +1239,21 @@ fn assert_topk_tol(got: &[Memory], all: &[(String, f64)], k: usize, what: &str, 
 }
 
 /// A store with `big` rows in "big" and `small` rows in "small", built with bulk_load.
+/// Deletes each row with probability `p` (marking it dead in the model), namespace by namespace.
+fn delete_some(s: &TensorStore, rows: &mut [ORow], r: &mut rand::rngs::StdRng, p: f64) {
+    let mut del: HashMap<String, Vec<String>> = HashMap::new();
+    for row in rows.iter_mut() {
+        if r.gen_bool(p) {
+            row.live = false;
+            del.entry(row.ns.clone()).or_default().push(row.id.clone());
+        }
+    }
+    for (ns, ids) in del {
+        let n = ids.len();
+        assert_eq!(s.delete_blocking(&ns, ids).unwrap().deleted.len(), n);
+    }
+}
+
 fn build_search_store(dir: &std::path::Path, dims: usize, big: usize, small: usize, now: i64) -> (TensorStore, Vec<ORow>) {
     let s = open(dir, dims);
     let mut r = rng(51);
@@ -1314,17 +1320,7 @@ fn search_matches_brute_force_large_parallel() {
     assert!(s.stats().rows > 32768);
     // Some dead rows in both namespaces.
     let mut r = rng(52);
-    let mut del: HashMap<String, Vec<String>> = HashMap::new();
-    for row in rows.iter_mut() {
-        if r.gen_bool(0.02) {
-            row.live = false;
-            del.entry(row.ns.clone()).or_default().push(row.id.clone());
-        }
-    }
-    for (ns, ids) in del {
-        let n = ids.len();
-        assert_eq!(s.delete_blocking(&ns, ids).unwrap().deleted.len(), n);
-    }
+    delete_some(&s, &mut rows, &mut r, 0.02);
     let qs: Vec<Vec<f32>> = (0..5).map(|_| rvec(&mut r, dims)).collect();
     for ns in ["big", "small"] {
         for (pi, p) in queries(now, ns).iter().enumerate() {
