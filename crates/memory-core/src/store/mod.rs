@@ -1798,12 +1798,21 @@ fn score_new(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, news: &mut [
             // Candidates: stored hits + earlier group members of this namespace. The int8 pass
             // already scored its hits with `k.dot`; the f32 pass's scores come from the blocked
             // kernel, so they are recomputed with `k.dot` for ties to break the same way.
+            // Only the best cosine matters below the association floor: candidates under it
+            // are not kept (a group's earlier members can be many).
             cands.clear();
-            cands.extend(stored[qi].iter().map(|h| {
+            let mut max_cos: Option<f32> = None;
+            let mut consider = |c: f32, seq: u64, who: Who, cands: &mut Vec<(f32, u64, Who)>| {
+                max_cos = Some(max_cos.map_or(c, |m| m.max(c)));
+                if c >= ASSOCIATION_MIN_COS {
+                    cands.push((c, seq, who));
+                }
+            };
+            for h in &stored[qi] {
                 let r = h.row as usize;
                 let c = if q8.is_some() { h.score } else { (k.dot)(v, st.vectors.row(r)) };
-                (c, st.rows[r].seq, Who::Row(h.row))
-            }));
+                consider(c, st.rows[r].seq, Who::Row(h.row), &mut cands);
+            }
             // The window is the last RECENT_WINDOW memories before this one, oldest first:
             // the newest stored ones that the earlier group members leave room for, then those.
             recent_cos.clear();
@@ -1811,7 +1820,7 @@ fn score_new(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, news: &mut [
             recent_cos.extend(recent[recent.len() - room..].iter().map(|&r| (k.dot)(v, st.vectors.row(r as usize))));
             for &j in &idx[..qi] {
                 let c = (k.dot)(v, &news[j].record.vector);
-                cands.push((c, news[j].record.seq, Who::New(j)));
+                consider(c, news[j].record.seq, Who::New(j), &mut cands);
                 recent_cos.push(c);
             }
             if recent_cos.len() > RECENT_WINDOW {
@@ -1819,10 +1828,8 @@ fn score_new(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, news: &mut [
             }
             // Best first; ties → newer first.
             cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
-            let max_cos = cands.first().map(|c| c.0);
             let assoc: Vec<String> = cands
                 .iter()
-                .filter(|c| c.0 >= ASSOCIATION_MIN_COS)
                 .take(MAX_ASSOCIATIONS)
                 .map(|c| match c.2 {
                     Who::Row(r) => st.rows[r as usize].id.to_string(),
