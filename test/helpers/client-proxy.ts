@@ -27,7 +27,9 @@ export async function tcpProxy(targetPort: number | null): Promise<TcpProxy> {
     sockets.add(upstream);
     upstream.on('close', () => {
       sockets.delete(upstream);
-      client.destroy();
+      // end(), not destroy(): what the server sent last (its close frame) may still sit in
+      // the client socket's buffer, and destroy() would drop it (the client then sees 1006).
+      client.end();
     });
     upstream.on('error', () => upstream.destroy());
     client.on('close', () => upstream.destroy());
