@@ -295,5 +295,11 @@ describe('native helpers', () => {
     s.close();
     await expectCode(s.put([item('after close')]), 'unavailable');
     await expectCode(s.flush(), 'unavailable');
+    // Reads too: the closed store's memory is freed, so it must not answer from nothing.
+    await expectCode(() => s.get('default', 'a'), 'unavailable', /closed/);
+    await expectCode(s.search(vec('before close'), 1, { namespace: 'default', k: 1 }), 'unavailable');
+    await expectCode(() => s.searchSync(vec('before close'), 1, { namespace: 'default', k: 1 }), 'unavailable');
+    await expectCode(() => s.stats(), 'unavailable');
+    await expectCode(() => s.count('default'), 'unavailable');
   });
 });

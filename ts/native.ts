@@ -97,6 +97,8 @@ function wrapSync<T>(f: () => T): T {
   }
 }
 
+const closedError = (): NativeError => new NativeError('unavailable', 'the store is closed');
+
 function rethrowNative(e: unknown): never {
   throw nativeError(e);
 }
@@ -129,7 +131,13 @@ export interface StoreCounters {
 export class MemoryStore {
   /** Reused by counters() (filled in place by the addon: no allocation per call). */
   private readonly countersBuf = new Float64Array(10);
+  private closed = false;
   private constructor(private readonly s: Store) {}
+
+  /** Reads of a closed store fail (its memory is gone) rather than answering from nothing. */
+  private live(): void {
+    if (this.closed) throw closedError();
+  }
 
   static open(dir: string, options: Addon.OpenOptions): MemoryStore {
     return new MemoryStore(wrapSync(() => addon.MemoryStore.open(dir, options)));
@@ -175,41 +183,54 @@ export class MemoryStore {
   flush(): Promise<void> {
     return wrapAsync(() => this.s.flush());
   }
+  /** Flush and close. The memory is freed at once; every later call fails with `unavailable`. */
   close(): void {
+    this.closed = true;
     wrapSync(() => this.s.close());
   }
   get(namespace: string, id: string, withEmbedding = false): Addon.Memory | null {
+    this.live();
     return wrapSync(() => this.s.get(namespace, id, withEmbedding)) ?? null;
   }
   search(queries: Float32Array, nq: number, options: Addon.SearchOptions): Promise<Addon.Memory[][]> {
+    if (this.closed) return Promise.reject(closedError());
     return wrapAsync(() => this.s.search(queries, nq, options));
   }
   searchSync(queries: Float32Array, nq: number, options: Addon.SearchOptions): Addon.Memory[][] {
+    this.live();
     return wrapSync(() => this.s.searchSync(queries, nq, options));
   }
   searchBatched(query: Float32Array, options: Addon.SearchOptions): Promise<Addon.Memory[]> {
+    if (this.closed) return Promise.reject(closedError());
     return wrapAsync(() => this.s.searchBatched(query, options));
   }
   top(options: Addon.SearchOptions): Addon.Memory[] {
+    this.live();
     return wrapSync(() => this.s.top(options));
   }
   list(namespace: string, afterSeq: number, limit: number, filter?: string | null): Addon.ListPage {
+    this.live();
     return wrapSync(() => this.s.list(namespace, afterSeq, limit, filter ?? undefined));
   }
   export(afterSeq: number, limit: number): Addon.Memory[] {
+    this.live();
     return wrapSync(() => this.s.export(afterSeq, limit));
   }
   namespaces(): Addon.NamespaceCount[] {
+    this.live();
     return this.s.namespaces();
   }
   count(namespace: string): number {
+    this.live();
     return this.s.count(namespace);
   }
   stats(): Addon.StoreStats {
+    this.live();
     return this.s.stats();
   }
   /** The changing counters without building a stats object (see {@link StoreCounters}). */
   counters(): StoreCounters {
+    this.live();
     const c = this.countersBuf;
     this.s.countersInto(c);
     return {

@@ -220,6 +220,13 @@ fn open_errors_dims_lock_embedder() {
     s.close().unwrap();
     let e = s.put_blocking(vec![item("default", "b", "x", unit(8, 1))]).unwrap_err();
     assert_eq!(e.code(), ErrorCode::Unavailable);
+    // Close frees the in-memory state at once (the handle may outlive it): reads see nothing…
+    assert_eq!(s.stats().rows, 0);
+    assert_eq!(s.count("default"), 0);
+    drop(s);
+    // …and nothing stored is lost by that.
+    let s = TensorStore::open(dir.path(), o(8, emb("minilm", "h2"), false)).unwrap();
+    assert_eq!(s.count("default"), 1);
 }
 
 // ---------------------------------------------------------------------------------------

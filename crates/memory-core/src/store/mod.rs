@@ -359,6 +359,17 @@ struct Q8Shared {
 const Q8_CATCH_UP_ROWS: usize = 4096;
 
 impl Shared {
+    /// After close: give the memory of the rows, vectors and int8 codes back now rather than
+    /// when the last handle goes (a JavaScript wrapper may live on until a garbage
+    /// collection). Reads of a closed store see it empty.
+    fn release(&self) {
+        let old = std::mem::replace(&mut *self.state.write(), State::new(self.dims));
+        if let Some(q) = &self.q8 {
+            *q.rows.write() = Q8Rows::new(self.dims);
+        }
+        drop(old);
+    }
+
     /// Exact top-k: through the int8 pre-pass where it pays (many queries per pass, no metadata
     /// filter or score transform, the rows coded), else the f32 scan.
     fn search(&self, st: &State, queries: &[f32], nq: usize, p: &ScanParams) -> Vec<Vec<scan::Hit>> {
@@ -790,7 +801,8 @@ impl TensorStore {
         self.send(Op::Flush(done))
     }
 
-    /// Flush and stop the writer; further writes fail with `unavailable`.
+    /// Flush and stop the writer; further writes fail with `unavailable`. The in-memory state
+    /// is freed: reads of a closed store see it empty.
     pub fn close(&self) -> Result<()> {
         let tx = self.tx.lock().take();
         let stx = self.search_tx.lock().take();
@@ -810,6 +822,7 @@ impl TensorStore {
                     let _ = t.join();
                 }
                 shared.closed.store(true, Ordering::SeqCst);
+                shared.release();
                 drop(lock);
             });
             return Ok(());
@@ -825,6 +838,7 @@ impl TensorStore {
             let _ = t.join();
         }
         self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.release();
         // Release the directory lock now, not when the last reference goes away.
         drop(self.lock.lock().take());
         res
