@@ -30,7 +30,7 @@ async function run(writers, perWriter, groupCommit = true) {
 
 // Each run is short (a fresh store, well under a second), so each figure is the median of
 // REPEATS runs, alternating between the configurations; every run is kept in the JSON.
-const REPEATS = 5;
+const REPEATS = 9;
 const median = (runs) => [...runs].sort((a, b) => a.puts_per_s - b.puts_per_s)[runs.length >> 1];
 const runs = { perPut: [], single: [], many: [] };
 for (let r = 0; r < REPEATS; r++) {

@@ -1185,6 +1185,7 @@ impl Query<'_> {
             until_ms: self.until,
             recency_half_life_s: self.half_life,
             include_embeddings: false,
+            f32_scan: false,
         }
     }
 }
@@ -1339,6 +1340,10 @@ fn search_matches_brute_force_large_parallel() {
                 let all = oracle(&rows, q, p, memory_core::store::now_ms());
                 let one = s.search(q, 1, &req).unwrap().remove(0);
                 assert_topk_tol(&one, &all, p.k, &what, tol_for(p));
+                // The f32 scan (asked for explicitly) finds the same.
+                let f32_req = SearchRequest { f32_scan: true, ..req.clone() };
+                let one_f32 = s.search(q, 1, &f32_req).unwrap().remove(0);
+                assert_topk_tol(&one_f32, &all, p.k, &format!("{what} (f32 scan)"), tol_for(p));
                 assert_topk_tol(&multi[qi], &all, p.k, &format!("{what} (nq=5)"), tol_for(p));
             }
         }

@@ -143,6 +143,9 @@ pub struct SearchOptions {
     pub until_ms: Option<i64>,
     pub recency_half_life_s: Option<f64>,
     pub include_embeddings: Option<bool>,
+    /// Scan the f32 vectors even where the int8 pre-pass could serve (same results; default
+    /// false): for measuring the scan itself.
+    pub f32_scan: Option<bool>,
 }
 
 fn search_request(o: &SearchOptions) -> napi::Result<core_store::SearchRequest> {
@@ -158,6 +161,7 @@ fn search_request(o: &SearchOptions) -> napi::Result<core_store::SearchRequest> 
         until_ms: o.until_ms,
         recency_half_life_s: o.recency_half_life_s,
         include_embeddings: o.include_embeddings.unwrap_or(false),
+        f32_scan: o.f32_scan.unwrap_or(false),
     })
 }
 

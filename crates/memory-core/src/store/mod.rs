@@ -217,6 +217,9 @@ pub struct SearchRequest {
     pub until_ms: Option<i64>,
     pub recency_half_life_s: Option<f64>,
     pub include_embeddings: bool,
+    /// Scan the f32 vectors even where the int8 pre-pass could serve (same results): for
+    /// measuring the scan itself.
+    pub f32_scan: bool,
 }
 
 impl SearchRequest {
@@ -229,7 +232,7 @@ impl SearchRequest {
             _ => self.filter_key.clone(),
         };
         format!(
-            "{}\u{0}{}\u{0}{:?}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{}",
+            "{}\u{0}{}\u{0}{:?}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{}\u{0}{}",
             self.namespace,
             self.k,
             self.min_score,
@@ -238,7 +241,8 @@ impl SearchRequest {
             self.since_ms,
             self.until_ms,
             self.recency_half_life_s,
-            self.include_embeddings
+            self.include_embeddings,
+            self.f32_scan
         )
     }
     fn params(&self, now_ms: i64) -> ScanParams<'_> {
@@ -252,6 +256,7 @@ impl SearchRequest {
             until_ms: self.until_ms,
             recency_half_life_s: self.recency_half_life_s,
             now_ms,
+            f32_scan: self.f32_scan,
         }
     }
 }
@@ -370,11 +375,11 @@ impl Shared {
         drop(old);
     }
 
-    /// Exact top-k: through the int8 pre-pass where it pays (many queries per pass, no metadata
-    /// filter or score transform, the rows coded), else the f32 scan.
+    /// Exact top-k: through the int8 pre-pass where it serves (no metadata filter or score
+    /// transform, the rows coded, not asked for the f32 scan), else the f32 scan.
     fn search(&self, st: &State, queries: &[f32], nq: usize, p: &ScanParams) -> Vec<Vec<scan::Hit>> {
         if let Some(q8) = &self.q8 {
-            if nq >= Q8_MIN_QUERIES && p.filter.is_none_or(|f| f.is_empty()) && p.recency_half_life_s.is_none() && p.min_score.is_none() {
+            if !p.f32_scan && p.filter.is_none_or(|f| f.is_empty()) && p.recency_half_life_s.is_none() && p.min_score.is_none() {
                 let rows = q8.rows.read();
                 if st.len() - rows.len() <= Q8_MAX_TAIL {
                     return scan::search_q8(st, &rows, q8.kern, queries, nq, p, f32::NEG_INFINITY);
@@ -401,11 +406,10 @@ impl Q8Shared {
     }
 }
 
-/// Queries per pass from which searches take the int8 pre-pass (when the CPU has its kernel
-/// and all rows but a few are coded). One query is a memory-bound f32 scan that the pre-pass
-/// barely beats; from two queries on it wins clearly (`examples/search_q8_bench`, 1M × 384 on
-/// 2 cores: 2 queries 21 ms vs 52 ms, 64 queries 87 ms vs 267 ms).
-const Q8_MIN_QUERIES: usize = 2;
+// Every pass the pre-pass can serve takes it, a single query too: the f32 scan of one query
+// is memory-bound on 1536 bytes a row, the pre-pass reads 384 (`examples/search_q8_bench`,
+// 1M × 384 on 2 cores: 1 query 26 ms vs 77 ms, 2 queries 21–27 ms vs 52 ms, 64 queries
+// 87–91 ms vs 267 ms).
 /// Rows a search's int8 pass may leave to the f32 scan (rows not coded yet: the tail is
 /// scanned on one thread).
 const Q8_MAX_TAIL: usize = 16384;

@@ -35,6 +35,8 @@ pub struct ScanParams<'a> {
     pub until_ms: Option<i64>,
     pub recency_half_life_s: Option<f64>,
     pub now_ms: i64,
+    /// Scan the f32 vectors even where the int8 pre-pass could serve (same results).
+    pub f32_scan: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
