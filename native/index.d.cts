@@ -257,6 +257,11 @@ export interface SearchOptions {
   untilMs?: number
   recencyHalfLifeS?: number
   includeEmbeddings?: boolean
+  /**
+   * Scan the f32 vectors even where the int8 pre-pass could serve (same results; default
+   * false): for measuring the scan itself.
+   */
+  f32Scan?: boolean
 }
 
 /**
