@@ -4,6 +4,7 @@ import {
   CLOSE_CODES,
   DEFAULTS,
   ERROR_CODES,
+  JSON_TEXT,
   PROTOCOL_VERSION,
   ProtocolError,
   decodeMessage,
@@ -11,6 +12,7 @@ import {
   encodeMessage,
   errorReply,
   event,
+  flatJson,
   parseData,
   success,
   toFloat32Array,
@@ -145,6 +147,49 @@ describe('encodeMessage / decodeMessage', () => {
     expect(Array.from(toFloat32Array([1, 2])!)).toEqual([1, 2]);
     expect(toFloat32Array(['a'])).toBeNull();
     expect(toFloat32Array(new Uint8Array(new Float32Array([7]).buffer))![0]).toBe(7);
+  });
+});
+
+describe('flatJson / JSON_TEXT fast path', () => {
+  const keys = ['n', 's', 'neg', 'big', 'path'];
+  const text = flatJson(keys);
+  const base = () => ({ n: 1.5, s: 'plain', neg: -0, big: 1e21, path: '/tmp/a "quoted"\\ \u2028 é \n' });
+
+  it('is exactly JSON.stringify for matching objects, also when strings change', () => {
+    const a = base();
+    expect(text.call(a)).toBe(JSON.stringify(a));
+    const b = { ...base(), s: 'other', n: NaN, big: -Infinity };
+    expect(text.call(b)).toBe(JSON.stringify(b));
+    expect(text.call(b)).toContain('"n":null');
+    expect(text.call(a)).toBe(JSON.stringify(a)); // the per-key memo follows the value
+    expect(flatJson([]).call({})).toBe('{}');
+  });
+
+  it('falls back to JSON.stringify when the object does not match its key list', () => {
+    const cases: Record<string, unknown>[] = [
+      { n: 1, s: 'x', neg: 0, big: 2 }, // a key missing
+      { ...base(), extra: 1 }, // an extra key
+      { s: 'x', n: 1, neg: 0, big: 2, path: 'p' }, // another order
+      { ...base(), s: undefined }, // undefined value (JSON.stringify drops it)
+      { ...base(), s: { nested: [1, 'two'] } }, // not a number or string
+      { ...base(), s: true },
+      { ...base(), s: null },
+    ];
+    for (const c of cases) expect(text.call(c)).toBe(JSON.stringify(c));
+  });
+
+  it('encodeMessage builds the success envelope around it, identical to JSON.stringify', () => {
+    const data = { ...base(), [JSON_TEXT]: text };
+    for (const id of [undefined, 7, 'req "1"', 0]) {
+      const reply = success('stats', id, data);
+      expect(encodeMessage(reply, false)).toBe(JSON.stringify(reply));
+      expect(JSON.parse(encodeMessage(reply, false) as string)).toEqual(JSON.parse(JSON.stringify(reply)));
+    }
+    const weird = { ...success('sta"ts', 3, data), extra: true };
+    expect(encodeMessage(weird, false)).toBe(JSON.stringify(weird));
+    // MessagePack never sees the symbol.
+    const back = decodeMessage<Record<string, unknown>>(encodeMessage(success('stats', 1, data), true), true);
+    expect(back.data).toEqual({ ...base(), neg: 0 }); // (MessagePack has no -0)
   });
 });
 

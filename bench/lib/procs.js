@@ -55,6 +55,8 @@ export function openFileLimit() {
  */
 export function startChild(script, { args = [], env = {}, fds = 0, name = script } = {}) {
   const execArgv = ['--expose-gc'];
+  // BENCH_SERVER_EXEC_ARGV: extra node flags for server children only (e.g. --cpu-prof), for diagnosis.
+  if (name.startsWith('server') && process.env.BENCH_SERVER_EXEC_ARGV) execArgv.push(...process.env.BENCH_SERVER_EXEC_ARGV.split(' ').filter(Boolean));
   const nodeArgs = [...execArgv, script, ...args];
   const stdio = ['ignore', 'inherit', 'inherit', 'ipc'];
   const fullEnv = { ...process.env, ...env };

@@ -3,7 +3,7 @@
  * on the shared connection layer (WsServer). See docs/protocol.md.
  */
 import path from 'node:path';
-import { DEFAULTS, ProtocolError, event, type Request, type SuccessReply } from '../protocol/index.js';
+import { DEFAULTS, JSON_TEXT, ProtocolError, event, flatJson, type Request, type SuccessReply } from '../protocol/index.js';
 import {
   DEFAULT_NAMESPACE,
   IMMUTABLE_FIELDS,
@@ -126,6 +126,27 @@ function isoToMs(iso: string | undefined): number | undefined {
 }
 
 /** The memory server. `listen()` opens the store and starts serving; `close()` shuts down gracefully and closes the store. */
+/** Text of the global `stats` reply (the keys of its object literal, in order); see flatJson. */
+const statsJson = flatJson([
+  'total_memories',
+  'memory_count',
+  'namespaces',
+  'dims',
+  'model',
+  'device',
+  'storage_bytes',
+  'storage_path',
+  'connections',
+  'uptime_s',
+  'queries_per_second',
+  'avg_latency_ms',
+  'fsync',
+  'total_associations',
+  'fsyncs',
+  'last_seq',
+  'isa',
+]);
+
 export class MemoryServer {
   readonly ws: WsServer;
   readonly embedder: Embedder;
@@ -588,7 +609,7 @@ export class MemoryServer {
       total = this.store.count(namespace);
       namespaces = total > 0 ? 1 : 0;
     }
-    const reply: MemoryStatsReply & { total_associations: number; fsyncs: number; last_seq: number; isa: string } = {
+    const reply: MemoryStatsReply & { total_associations: number; fsyncs: number; last_seq: number; isa: string; [JSON_TEXT]?: unknown } = {
       total_memories: total,
       memory_count: total,
       namespaces,
@@ -599,15 +620,19 @@ export class MemoryServer {
       storage_path: fixed.storage_path,
       connections: m.connections,
       uptime_s: Math.round(Date.now() - m.startedAt) / 1000,
-      queries_per_second: m.queriesPerSecond(),
-      avg_latency_ms: m.replies === 0 ? 0 : m.latencyMsSum / m.replies,
+      // Rounded (to 0.01 request/s and 1 µs): no false precision, and short numbers print fast.
+      queries_per_second: Math.round(m.queriesPerSecond() * 100) / 100,
+      avg_latency_ms: m.replies === 0 ? 0 : Math.round((m.latencyMsSum / m.replies) * 1000) / 1000,
       fsync: fixed.fsync,
       total_associations: st.totalAssociations,
       fsyncs: st.fsyncs,
       last_seq: st.lastSeq,
       isa: fixed.isa,
     };
-    if (namespace === undefined) return reply;
+    if (namespace === undefined) {
+      reply[JSON_TEXT] = statsJson;
+      return reply;
+    }
     const totals: MemoryStatsCounts = { total_memories: st.totalMemories, memory_count: st.totalMemories, namespaces: st.namespaces };
     return { ...reply, namespace, totals };
   }
