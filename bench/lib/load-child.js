@@ -56,11 +56,20 @@ function openOne(url) {
 const rawSockets = [];
 const KEY = randomBytes(16).toString('base64');
 
+const TYPE_BYTES = Buffer.from('"type":"bench_broadcast"');
+const SEQ_BYTES = Buffer.from('"seq":');
+
 function recordBroadcast(buf, start, end, t) {
-  const head = buf.toString('latin1', start, Math.min(end, start + 400));
-  if (!head.includes('"bench_broadcast"')) return;
-  const m = /"seq":(\d+)/.exec(head);
-  const seq = m ? Number(m[1]) : -1;
+  // Byte searches in the frame itself (no string per message): the type, then the seq digits.
+  const head = Math.min(end, start + 400);
+  const ti = buf.indexOf(TYPE_BYTES, start);
+  if (ti < 0 || ti + TYPE_BYTES.length > head) return;
+  const si = buf.indexOf(SEQ_BYTES, start);
+  let seq = -1;
+  if (si >= 0 && si + SEQ_BYTES.length < head) {
+    let i = si + SEQ_BYTES.length;
+    for (seq = 0; i < end && buf[i] >= 0x30 && buf[i] <= 0x39; i++) seq = seq * 10 + (buf[i] - 0x30);
+  }
   let b = bcast.get(seq);
   if (!b) bcast.set(seq, (b = { count: 0, first: t, last: t, bytes: end - start }));
   b.count++;
@@ -68,14 +77,20 @@ function recordBroadcast(buf, start, end, t) {
   if (t > b.last) b.last = t;
 }
 
+const EMPTY = Buffer.alloc(0);
+const READ_BUFFER = Buffer.alloc(256 * 1024);
+
 function openRaw(url) {
   const u = new URL(url);
   return new Promise((resolve) => {
-    const sock = netConnect({ host: u.hostname, port: Number(u.port) });
-    sock.setNoDelay(true);
     let upgraded = false;
     let settled = false;
-    let buf = Buffer.alloc(0);
+    let buf = EMPTY;
+    // `onread` hands each read to us in one shared buffer (no Buffer per read, no stream
+    // machinery): the receipts cost the load generators, which share the cores with the
+    // server, about a third less CPU. A partial frame left at the end of a read is copied out.
+    const sock = netConnect({ host: u.hostname, port: Number(u.port), onread: { buffer: READ_BUFFER, callback: (n, b) => onData(b.subarray(0, n)) } });
+    sock.setNoDelay(true);
     const settle = (v) => {
       if (!settled) {
         settled = true;
@@ -85,12 +100,15 @@ function openRaw(url) {
     sock.on('connect', () => {
       sock.write(`GET ${u.pathname || '/'} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
     });
-    sock.on('data', (chunk) => {
+    const onData = (chunk) => {
       const t = performance.timeOrigin + performance.now();
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
       if (!upgraded) {
         const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
+        if (end < 0) {
+          buf = Buffer.from(buf);
+          return;
+        }
         if (!buf.toString('latin1', 0, 12).includes(' 101')) {
           sock.destroy();
           return settle(null);
@@ -131,8 +149,8 @@ function openRaw(url) {
         }
         off = p0 + len;
       }
-      buf = off === buf.length ? Buffer.alloc(0) : buf.subarray(off);
-    });
+      buf = off === buf.length ? EMPTY : Buffer.from(buf.subarray(off));
+    };
     sock.on('error', () => settle(null));
     sock.on('close', () => {
       sock.isOpen = false;
