@@ -209,5 +209,5 @@ saveResult('search', {
   int8_codes_after_reopen_s: { warm: int8Warm, cold: int8Cold },
   single_query_runs_ms: single.map((x) => x * 1000),
   read_bandwidth_runs_GBps: sums.map((x) => bytes / x / GB),
-  notes: 'searchSync on both cores (rayon); single query two ways, alternating with the summing pass (medians of 15 each): the f32 scan (f32Scan: true; the bandwidth figure) and the default path; the default path and multi-query passes = exact int8 pre-pass (AVX-512 VNNI) + f32 rescoring where the CPU has it (kernel.int8); filtered searches take the f32 scan and are compared with it; bandwidth baseline = SIMD sum over an equal-size buffer on both cores; usearch threads=0 (its default pool).',
+  notes: 'searchSync on both cores (rayon); single query two ways, alternating with the summing pass (medians of 15 each): the f32 scan (f32Scan: true; the bandwidth figure) and the default path; the default path and multi-query passes = exact int8 pre-pass (AVX-512 VNNI dots, or Intel AMX tiles where the CPU and OS have them: kernel.int8Kernel) + f32 rescoring where the CPU has it (kernel.int8); filtered searches take the f32 scan and are compared with it; bandwidth baseline = SIMD sum over an equal-size buffer on both cores; usearch threads=0 (its default pool).',
 });

@@ -164,6 +164,11 @@ export interface KernelInfo {
    * (AVX-512 VNNI, unless `MEMORY_SERVER_Q8=off` or the ISA is forced lower).
    */
   int8: boolean
+  /**
+   * Its dot-product kernel: "amx" (Intel AMX tiles, where the CPU and OS have them, unless
+   * `MEMORY_SERVER_Q8=vnni`), "vnni", or "none".
+   */
+  int8Kernel: string
 }
 
 export interface ListPage {

@@ -263,6 +263,8 @@ describe('native helpers', () => {
     const k = kernelInfo();
     expect(k.available).toContain('scalar');
     expect(k.available).toContain(k.isa);
+    expect(['amx', 'vnni', 'none']).toContain(k.int8Kernel);
+    expect(k.int8).toBe(k.int8Kernel !== 'none');
   });
 
   it('settles promises through one completion queue: pending ones keep Node alive, idle ones let it exit', () => {

@@ -680,6 +680,9 @@ pub struct KernelInfo {
     /// Whether multi-query searches and the significance pass use the int8 pre-pass
     /// (AVX-512 VNNI, unless `MEMORY_SERVER_Q8=off` or the ISA is forced lower).
     pub int8: bool,
+    /// Its dot-product kernel: "amx" (Intel AMX tiles, where the CPU and OS have them, unless
+    /// `MEMORY_SERVER_Q8=vnni`), "vnni", or "none".
+    pub int8_kernel: String,
 }
 
 /// Which SIMD kernels are in use and which this CPU supports.
@@ -689,6 +692,7 @@ pub fn kernel_info() -> KernelInfo {
         isa: memory_core::search::kernels().isa.name().to_string(),
         available: memory_core::search::available_isas().into_iter().map(|i| i.name().to_string()).collect(),
         int8: memory_core::search::q8::kernel().is_some(),
+        int8_kernel: memory_core::search::q8::kernel_name().to_string(),
     }
 }
 

@@ -270,25 +270,43 @@ pub struct Q8Kernels {
     pub bounds: BoundsFn,
 }
 
-/// Set to `off` to skip the int8 pre-pass (read once; for comparisons in benchmarks).
+/// `off` skips the int8 pre-pass, `vnni` keeps it off AMX tiles (read once; for comparisons
+/// in benchmarks).
 pub const Q8_ENV_VAR: &str = "MEMORY_SERVER_Q8";
 
-/// The int8 block kernel for this CPU, if it has one worth using (AVX-512 VNNI), the ISA
-/// isn't forced below AVX-512 with `MEMORY_SERVER_ISA` and `MEMORY_SERVER_Q8` isn't `off`.
-/// Without one, callers use the exact f32 scan directly (an int8 pass without VNNI isn't
-/// faster than AVX2 f32).
+/// Which int8 kernel [`kernel`] hands out: "amx", "vnni", or "none".
+pub fn kernel_name() -> &'static str {
+    match kernel() {
+        None => "none",
+        #[cfg(target_arch = "x86_64")]
+        Some(k) if std::ptr::eq(k, &super::x86_64::Q8_AMX) => "amx",
+        Some(_) => "vnni",
+    }
+}
+
+/// The int8 block kernel for this CPU, if it has one worth using (AVX-512 VNNI, with AMX
+/// tiles for the dots where the CPU and OS have them), the ISA isn't forced below AVX-512
+/// with `MEMORY_SERVER_ISA` and `MEMORY_SERVER_Q8` isn't `off`. Without one, callers use the
+/// exact f32 scan directly (an int8 pass without VNNI isn't faster than AVX2 f32).
 pub fn kernel() -> Option<&'static Q8Kernels> {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *OFF.get_or_init(|| std::env::var(Q8_ENV_VAR).is_ok_and(|v| v.trim().eq_ignore_ascii_case("off"))) {
-        return None;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::kernels().isa == super::Isa::Avx512 && super::x86_64::has_avx512_vnni() {
-            return Some(&super::x86_64::Q8_VNNI);
+    static CHOICE: std::sync::OnceLock<Option<&'static Q8Kernels>> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        let env = std::env::var(Q8_ENV_VAR).unwrap_or_default().trim().to_ascii_lowercase();
+        if env == "off" {
+            return None;
         }
-    }
-    None
+        #[cfg(target_arch = "x86_64")]
+        {
+            if super::kernels().isa == super::Isa::Avx512 && super::x86_64::has_avx512_vnni() {
+                if env != "vnni" && super::x86_64::has_amx() {
+                    return Some(&super::x86_64::Q8_AMX);
+                }
+                return Some(&super::x86_64::Q8_VNNI);
+            }
+        }
+        let _ = env;
+        None
+    })
 }
 
 /// Per-row columns of a block of [`Q8Rows`]: `a = q.scale · scale · (raw − corr)` and the
@@ -398,12 +416,61 @@ pub(crate) mod tests {
         }
     }
 
+    /// Every int8 kernel this CPU can run (not only the one `kernel()` picks).
+    fn runnable() -> Vec<(&'static str, DotPanelsQ8)> {
+        #[allow(unused_mut)]
+        let mut v: Vec<(&'static str, DotPanelsQ8)> = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if super::super::x86_64::has_avx512_vnni() {
+                v.push(("vnni", super::super::x86_64::Q8_VNNI.dot_panels));
+                if super::super::x86_64::has_amx() {
+                    v.push(("amx", super::super::x86_64::Q8_AMX.dot_panels));
+                }
+            }
+        }
+        v
+    }
+
+    /// `cargo test --release --lib q8_kernel_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn q8_kernel_speed() {
+        let dpad = padded(384);
+        let (nq, nr) = (25, 45_056);
+        let mut r = rng(3);
+        let q: Vec<u8> = (0..nq * dpad).map(|_| ((r() + 1.0) * 127.5) as u8).collect();
+        let panels: Vec<i8> = (0..nr * dpad).map(|_| (r() * 127.0) as i8).collect();
+        let np = nr / PANEL;
+        let mut out = vec![0; nq * np * PANEL];
+        println!("kernel() picks {}", kernel_name());
+        for (name, k) in runnable() {
+            for _ in 0..3 {
+                let t = std::time::Instant::now();
+                for _ in 0..10 {
+                    // 64 panels (1,024 rows) at a time, like the pass's blocks.
+                    for b in (0..np).step_by(4) {
+                        let n = 4.min(np - b);
+                        k(&q, nq, &panels[b * PANEL * dpad..(b + n) * PANEL * dpad], n, dpad, &mut out[..nq * n * PANEL]);
+                    }
+                }
+                let s = t.elapsed().as_secs_f64() / 10.0;
+                println!("{name}: {:.3} ms per pass, {:.0} G int8 MAC/s", s * 1e3, (nq * nr * dpad) as f64 / s / 1e9);
+            }
+        }
+    }
+
     #[test]
     fn kernel_matches_the_oracle_exactly() {
-        let Some(kk) = kernel() else { return };
-        let k = kk.dot_panels;
+        for (name, k) in runnable() {
+            kernel_matches_the_oracle(name, k);
+        }
+    }
+
+    fn kernel_matches_the_oracle(name: &str, k: DotPanelsQ8) {
         let mut r = rng(7);
-        for &(nq, nr, dims) in &[(1, 1, 1), (4, 4, 64), (5, 7, 100), (8, 13, 384), (12, 33, 385), (3, 64, 768), (17, 50, 384), (9, 16, 128)] {
+        let shapes = [(1, 1, 1), (4, 4, 64), (5, 7, 100), (8, 13, 384), (12, 33, 385), (3, 64, 768), (17, 50, 384), (9, 16, 128), (16, 48, 384), (33, 80, 384), (64, 17, 384), (2, 1000, 384)];
+        for &(nq, nr, dims) in &shapes {
             let dpad = padded(dims);
             let q: Vec<u8> = (0..nq * dpad).map(|i| if i % dpad < dims { ((r() + 1.0) * 127.5) as u8 } else { 128 }).collect();
             let rows: Vec<i8> = (0..nr * dpad).map(|i| if i % dpad < dims { (r() * 127.0) as i8 } else { 0 }).collect();
@@ -412,7 +479,7 @@ pub(crate) mod tests {
             let (mut a, mut b) = (vec![0; nq * np * PANEL], vec![0; nq * np * PANEL]);
             dot_panels_scalar(&q, nq, &panels, np, dpad, &mut a);
             k(&q, nq, &panels, np, dpad, &mut b);
-            assert_eq!(a, b, "nq={nq} nr={nr} dims={dims}");
+            assert_eq!(a, b, "{name}: nq={nq} nr={nr} dims={dims}");
             // And the oracle against plain row-major dots.
             for qi in 0..nq {
                 for ri in 0..nr {
@@ -427,7 +494,7 @@ pub(crate) mod tests {
         let panels = vec![-127i8; 2 * PANEL * dpad];
         let mut out = vec![0; 4 * 2 * PANEL];
         k(&q, 4, &panels, 2, dpad, &mut out);
-        assert!(out.iter().all(|&x| x == -255 * 127 * dpad as i32));
+        assert!(out.iter().all(|&x| x == -255 * 127 * dpad as i32), "{name}");
     }
 
     #[test]

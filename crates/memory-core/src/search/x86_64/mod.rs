@@ -6,12 +6,21 @@
 
 use super::{Isa, Kernels};
 
+mod amx;
 mod avx2;
 mod avx512;
 mod vnni;
 
 /// Int8 pre-pass kernels (AVX-512 VNNI); only handed out after `has_avx512_vnni()`.
 pub(super) static Q8_VNNI: super::q8::Q8Kernels = super::q8::Q8Kernels { dot_panels: vnni::dot_panels_vnni, bounds: vnni::bounds_avx512 };
+/// Int8 pre-pass kernels with Intel AMX tiles for the dots (AVX-512 bounds); only handed out
+/// after `has_avx512_vnni()` and `has_amx()`.
+pub(super) static Q8_AMX: super::q8::Q8Kernels = super::q8::Q8Kernels { dot_panels: amx::dot_panels_amx, bounds: vnni::bounds_avx512 };
+
+/// AMX-TILE + AMX-INT8, with this process allowed to use the tile state (asked once).
+pub(super) fn has_amx() -> bool {
+    amx::available()
+}
 
 /// AVX2 and FMA are both required by the `avx2` kernels.
 pub(super) fn has_avx2() -> bool {
