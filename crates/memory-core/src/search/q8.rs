@@ -448,7 +448,7 @@ pub(crate) mod tests {
             for _ in 0..3 {
                 let t = std::time::Instant::now();
                 for _ in 0..10 {
-                    // 64 panels (1,024 rows) at a time, like the pass's blocks.
+                    // 4 panels (64 rows, one Q8_BLOCK) per call, like the pass.
                     for b in (0..np).step_by(4) {
                         let n = 4.min(np - b);
                         k(&q, nq, &panels[b * PANEL * dpad..(b + n) * PANEL * dpad], n, dpad, &mut out[..nq * n * PANEL]);
