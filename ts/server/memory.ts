@@ -125,7 +125,6 @@ function isoToMs(iso: string | undefined): number | undefined {
   return iso === undefined ? undefined : Date.parse(iso);
 }
 
-/** The memory server. `listen()` opens the store and starts serving; `close()` shuts down gracefully and closes the store. */
 /** Text of the global `stats` reply (the keys of its object literal, in order); see flatJson. */
 const statsJson = flatJson([
   'total_memories',
@@ -147,6 +146,7 @@ const statsJson = flatJson([
   'isa',
 ]);
 
+/** The memory server. `listen()` opens the store and starts serving; `close()` shuts down gracefully and closes the store. */
 export class MemoryServer {
   readonly ws: WsServer;
   readonly embedder: Embedder;
