@@ -4,6 +4,9 @@
 // (bench/baselines/ws-memory-server.js). Each server runs in its own process (CPU time =
 // process.cpuUsage() delta of that process over the load generator's measurement window);
 // the load generator runs in another process.
+// A third process, measured the same way, is a reference rather than a baseline: the least a
+// JSON server on uWebSockets.js can do per request (bench/baselines/uws-floor-server.js: parse,
+// answer with a fixed stats-sized body; no handler). It shows how much of ours is the transport.
 // Env: BENCH_CONNECTIONS (64), BENCH_DEPTH (16), BENCH_SECONDS (5), BENCH_WARMUP_MS (1500),
 // BENCH_ROUNDS (1; rounds alternate ours/baseline and the best CPU/request of each is kept).
 import { saveResult } from './common.js';
@@ -58,11 +61,14 @@ for (let i = 0; i < ROUNDS; i++) {
   console.log(`round ${i + 1} ours: ${ours.server_cpu_us_per_request.toFixed(2)} µs/req, ${Math.round(ours.throughput_req_per_s)} req/s`);
   const base = await runVariant('ws');
   console.log(`round ${i + 1} ws baseline: ${base.server_cpu_us_per_request.toFixed(2)} µs/req, ${Math.round(base.throughput_req_per_s)} req/s`);
-  rounds.push({ ours, baseline: base });
+  const floor = await runVariant('uws-floor');
+  console.log(`round ${i + 1} uWS.js floor: ${floor.server_cpu_us_per_request.toFixed(2)} µs/req, ${Math.round(floor.throughput_req_per_s)} req/s`);
+  rounds.push({ ours, baseline: base, uws_floor: floor });
 }
 const best = (k) => rounds.map((r) => r[k]).sort((a, b) => a.server_cpu_us_per_request - b.server_cpu_us_per_request)[0];
 const ours = best('ours');
 const baseline = best('baseline');
+const floor = best('uws_floor');
 const ratio = ours.server_cpu_us_per_request / baseline.server_cpu_us_per_request;
 saveResult('server-cpu', {
   workload: { command: 'stats', connections: CONNS, in_flight_per_connection: DEPTH, window_s: SECONDS, warmup_ms: WARMUP, rounds: ROUNDS, frames: 'JSON text' },
@@ -71,7 +77,12 @@ saveResult('server-cpu', {
     ...baseline,
     server: 'bench/baselines/ws-memory-server.js: the same MemoryServer.commands over the `ws` package (same decode/encode, same per-connection ordering; no rate limiter/metrics/keep-alive sweep)',
   },
+  reference_uws_floor: {
+    ...floor,
+    server: 'bench/baselines/uws-floor-server.js: uWebSockets.js, JSON.parse of each request, one reply string with a fixed body (a real stats reply\'s data); no handler, store, limiter, metrics or queue',
+  },
   cpu_per_request_ratio_ours_over_baseline: ratio,
+  cpu_per_request_ratio_uws_floor_over_baseline: floor.server_cpu_us_per_request / baseline.server_cpu_us_per_request,
   target: 'ratio ≤ 1/3 (0.333)',
   meets_target: ratio <= 1 / 3,
   throughput_ratio_ours_over_baseline: ours.throughput_req_per_s / baseline.throughput_req_per_s,

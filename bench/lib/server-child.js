@@ -1,5 +1,5 @@
 // A memory server in its own process for the multi-process benchmarks. Config (JSON) in
-// BENCH_SERVER: { transport: 'uws' | 'ws', store: 'native' | 'js', rows, fsync, dir,
+// BENCH_SERVER: { transport: 'uws' | 'ws' | 'uws-floor', store: 'native' | 'js', rows, fsync, dir,
 // maxConnectionsPerIp, groupCommit (native store; default true) }. Reports { event: 'ready', port, rows } and then serves IPC commands:
 // cpu (process.cpuUsage of this process), mem (RSS after GC), storeStats, broadcast, exit.
 import { MemoryServer } from '../../dist/server/memory.js';
@@ -7,6 +7,7 @@ import { MemoryStore, HASH_DIMS } from '../../dist/native.js';
 import { HashEmbedder } from '../../dist/embedder.js';
 import { JsMemoryStore } from '../baselines/js-store.js';
 import { startWsMemoryServer } from '../baselines/ws-memory-server.js';
+import { startUwsFloorServer } from '../baselines/uws-floor-server.js';
 import { randomVectors } from '../common.js';
 import { serveParent } from './procs.js';
 
@@ -65,6 +66,13 @@ if (cfg.transport === 'ws') {
   await server.open();
   transport = await startWsMemoryServer(server, { host: '127.0.0.1', port: 0 });
   port = transport.port;
+} else if (cfg.transport === 'uws-floor') {
+  // The fixed body: a real global `stats` reply's data, taken once.
+  await server.open();
+  const conn = { id: 'floor', allowsNamespace: () => true };
+  const data = await server.commands.stats(conn, { type: 'stats' });
+  transport = await startUwsFloorServer({ host: '127.0.0.1', port: 0, dataJson: JSON.stringify(data) });
+  port = transport.port;
 } else {
   const info = await server.listen();
   port = info.port;
@@ -91,14 +99,17 @@ serveParent({
   connections() {
     return { connections: connectionCount() };
   },
-  /** Broadcasts a `bytes`-long JSON event carrying seq; returns the publish stamp (timeOrigin + now). */
+  /** Broadcasts a `bytes`-long JSON event carrying seq; returns the publish stamps. */
   broadcast({ seq, bytes }) {
     const base = JSON.stringify({ status: 'success', type: 'bench_broadcast', timestamp: new Date().toISOString(), data: { seq, pad: '' } });
     const message = { status: 'success', type: 'bench_broadcast', timestamp: new Date().toISOString(), data: { seq, pad: pad(bytes - base.length) } };
+    // Two clocks: timeOrigin + now for Node clients, CLOCK_MONOTONIC (process.hrtime) for
+    // the native ones (bench/broadcast-client).
+    const mono = Number(process.hrtime.bigint()) / 1e6;
     const t = performance.timeOrigin + performance.now();
     const reached = transport ? transport.broadcast(message) : server.ws.broadcast(message);
     const tAfter = performance.timeOrigin + performance.now();
-    return { t, tAfter, reached, bytes: JSON.stringify(message).length };
+    return { t, tAfter, mono, reached, bytes: JSON.stringify(message).length };
   },
   async exit() {
     setTimeout(() => process.exit(0), 3000).unref();
