@@ -99,7 +99,7 @@ export declare function benchPeakFlops(iters: number): number
  * Sum of a large array with the bandwidth kernel on both cores: the read-bandwidth
  * baseline for search benchmarks. Returns seconds taken (best of `repeat`). The array is
  * kept between calls of the same size, so a benchmark can alternate this with the pass it
- * compares (`floats = 0` frees it).
+ * compares (`floats = 0` frees it). It is mapped with 4 KB pages, like the store's vectors.
  */
 export declare function benchReadBandwidth(floats: number, repeat: number): number
 
@@ -169,6 +169,11 @@ export interface KernelInfo {
    * `MEMORY_SERVER_Q8=vnni`), "vnni", or "none".
    */
   int8Kernel: string
+  /**
+   * The memory-bound f32 kernels (single-query scan, bandwidth sum) prefetch in software
+   * (AVX-512 on Intel, unless `MEMORY_SERVER_PREFETCH=off`; `on` forces it).
+   */
+  prefetch: boolean
 }
 
 export interface ListPage {

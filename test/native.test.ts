@@ -265,6 +265,9 @@ describe('native helpers', () => {
     expect(k.available).toContain(k.isa);
     expect(['amx', 'vnni', 'none']).toContain(k.int8Kernel);
     expect(k.int8).toBe(k.int8Kernel !== 'none');
+    // Software prefetch only exists for the AVX-512 kernels.
+    expect(typeof k.prefetch).toBe('boolean');
+    if (k.isa !== 'avx512') expect(k.prefetch).toBe(false);
   });
 
   it('settles promises through one completion queue: pending ones keep Node alive, idle ones let it exit', () => {

@@ -11,12 +11,14 @@
 //!   one L2-resident block), and the speed-up of one 64-query pass over 64 single-query passes,
 //! - `fma_peak` GFLOP/s.
 //!
+//! Tables with a software-prefetching variant (AVX-512) are run both ways.
+//!
 //! The scalar table is skipped unless `--scalar` is given (its 64-query pass is slow).
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use memory_core::search::{available_isas, kernels_for, Isa, Kernels};
+use memory_core::search::{available_isas, kernels_for, prefetching, Isa, Kernels};
 use rayon::prelude::*;
 
 const CHUNK_ROWS: usize = 4096;
@@ -79,6 +81,10 @@ fn main() {
         let k = kernels_for(isa).unwrap();
         println!("\n== {} ==", isa.name());
         bench_isa(k, data, &queries, rows, dims, bytes);
+        if let Some(pf) = prefetching(k) {
+            println!("\n== {} with software prefetch ==", isa.name());
+            bench_isa(pf, data, &queries, rows, dims, bytes);
+        }
     }
 }
 

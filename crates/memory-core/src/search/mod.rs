@@ -93,6 +93,9 @@ pub type DotBlockFn =
 /// violated.
 pub struct Kernels {
     pub isa: Isa,
+    /// `dot_rows` and `sum` prefetch ahead in software (AVX-512 on Intel by default; see
+    /// [`kernels`] and [`PREFETCH_ENV_VAR`]).
+    pub prefetch: bool,
     /// dot(a, b) over equal-length slices (any length, incl. 0 and odd tails).
     /// Panics if `a.len() != b.len()`.
     pub dot: fn(&[f32], &[f32]) -> f32,
@@ -123,6 +126,7 @@ impl std::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kernels")
             .field("isa", &self.isa)
+            .field("prefetch", &self.prefetch)
             .field("fma_flops_per_iter", &self.fma_flops_per_iter)
             .finish_non_exhaustive()
     }
@@ -133,6 +137,7 @@ pub const ISA_ENV_VAR: &str = "MEMORY_SERVER_ISA";
 
 static SCALAR: Kernels = Kernels {
     isa: Isa::Scalar,
+    prefetch: false,
     dot: scalar::dot,
     dot_rows: scalar::dot_rows,
     dot_block: scalar::dot_block,
@@ -178,8 +183,15 @@ fn table(isa: Isa) -> &'static Kernels {
     }
 }
 
+/// Name of the environment variable that turns the software-prefetching variants of the
+/// memory-bound kernels `on` or `off` (default: on for AVX-512 on Intel CPUs, where they scan
+/// at the summing pass's bandwidth instead of ~87% of it; off elsewhere, where the hardware
+/// prefetchers already keep up — AMD Zen 4 measured 96% without).
+pub const PREFETCH_ENV_VAR: &str = "MEMORY_SERVER_PREFETCH";
+
 /// The best kernel table for this CPU (or the one forced by `MEMORY_SERVER_ISA`, if that ISA
-/// is available). Detected once; subsequent calls are a single atomic load.
+/// is available), with software prefetch per [`PREFETCH_ENV_VAR`]. Detected once; subsequent
+/// calls are a single atomic load.
 pub fn kernels() -> &'static Kernels {
     static BEST: OnceLock<&'static Kernels> = OnceLock::new();
     BEST.get_or_init(|| {
@@ -187,11 +199,41 @@ pub fn kernels() -> &'static Kernels {
             .ok()
             .and_then(|s| Isa::from_name(&s))
             .and_then(kernels_for);
-        forced.unwrap_or_else(|| {
+        let k = forced.unwrap_or_else(|| {
             let best = *detected().last().expect("scalar is always available");
             table(best)
-        })
+        });
+        let prefetch = match std::env::var(PREFETCH_ENV_VAR).ok().as_deref() {
+            Some("on") => true,
+            Some("off") => false,
+            _ => default_prefetch(),
+        };
+        if prefetch {
+            prefetching(k).unwrap_or(k)
+        } else {
+            k
+        }
     })
+}
+
+fn default_prefetch() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86_64::is_intel()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The software-prefetching variant of a kernel table, where there is one (AVX-512).
+pub fn prefetching(k: &'static Kernels) -> Option<&'static Kernels> {
+    match k.isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Some(&x86_64::AVX512_PREFETCH),
+        _ => None,
+    }
 }
 
 /// Niceness of the scan threads (see [`init_scan_pool`]).

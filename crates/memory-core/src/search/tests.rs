@@ -31,10 +31,13 @@ fn assert_close(got: f32, want: f64, mag: f64, what: &str) {
 }
 
 fn all_kernels() -> Vec<&'static Kernels> {
-    let v: Vec<_> = available_isas()
+    let mut v: Vec<_> = available_isas()
         .into_iter()
         .map(|isa| kernels_for(isa).expect("available isa has a table"))
         .collect();
+    // And the software-prefetching variants.
+    let variants: Vec<_> = v.iter().filter_map(|&k| prefetching(k)).collect();
+    v.extend(variants);
     assert!(v.iter().any(|k| k.isa == Isa::Scalar));
     v
 }

@@ -14,6 +14,7 @@ pub(super) fn has_neon() -> bool {
 
 pub(super) static NEON: Kernels = Kernels {
     isa: Isa::Neon,
+    prefetch: false,
     dot: neon::dot,
     dot_rows: neon::dot_rows,
     dot_block: neon::dot_block,

@@ -39,6 +39,7 @@ pub(super) fn has_avx512_vnni() -> bool {
 
 pub(super) static AVX2: Kernels = Kernels {
     isa: Isa::Avx2,
+    prefetch: false,
     dot: avx2::dot,
     dot_rows: avx2::dot_rows,
     dot_block: avx2::dot_block,
@@ -49,6 +50,7 @@ pub(super) static AVX2: Kernels = Kernels {
 
 pub(super) static AVX512: Kernels = Kernels {
     isa: Isa::Avx512,
+    prefetch: false,
     dot: avx512::dot,
     dot_rows: avx512::dot_rows,
     dot_block: avx512::dot_block,
@@ -56,3 +58,22 @@ pub(super) static AVX512: Kernels = Kernels {
     fma_peak: avx512::fma_peak,
     fma_flops_per_iter: avx512::FMA_FLOPS_PER_ITER,
 };
+
+/// `AVX512` with software prefetch in the memory-bound kernels (`dot_rows`, `sum`): the
+/// default on Intel CPUs (see `super::kernels`).
+pub(super) static AVX512_PREFETCH: Kernels = Kernels {
+    prefetch: true,
+    dot_rows: avx512::dot_rows_prefetch,
+    sum: avx512::sum_prefetch,
+    ..AVX512
+};
+
+/// Whether the CPU's vendor string is "GenuineIntel".
+pub(super) fn is_intel() -> bool {
+    let r = core::arch::x86_64::__cpuid(0);
+    let mut v = [0u8; 12];
+    v[..4].copy_from_slice(&r.ebx.to_le_bytes());
+    v[4..8].copy_from_slice(&r.edx.to_le_bytes());
+    v[8..].copy_from_slice(&r.ecx.to_le_bytes());
+    &v == b"GenuineIntel"
+}
