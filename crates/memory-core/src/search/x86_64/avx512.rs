@@ -15,6 +15,7 @@
 use core::arch::x86_64::*;
 
 use super::super::{check_block_args, check_dot_args, check_rows_args};
+use super::PREFETCH_FLOATS;
 
 const W: usize = 16;
 
@@ -131,12 +132,6 @@ unsafe fn dot_ptr(a: *const f32, b: *const f32, n: usize) -> f32 {
     let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
     _mm512_reduce_add_ps(s)
 }
-
-/// Software prefetch distance of the prefetching variants, in floats (1.5 KB: one row at 384
-/// dims). `examples/kernel_bench` on an Intel Xeon (Sapphire Rapids class, 2 vCPUs): `dot_rows`
-/// 87% of the plain `sum` without prefetch, 103-104% with it one row ahead at 384 dims (110% at
-/// 128 dims, 3 rows ahead; 92% at 768, one row ahead), and `sum` itself +8% with it.
-pub(super) const PREFETCH_FLOATS: usize = 384;
 
 /// # Safety
 /// Requires AVX-512F; `q` valid for `dims` reads, `rows` for `out.len() * dims` reads.
