@@ -1,5 +1,5 @@
 // Issue 3, figure 5: a 2 KB broadcast (MemoryServer.ws.broadcast → uWS pub/sub) reaching all
-// of BENCH_BROADCAST_CLIENTS (10,000) clients held by BENCH_LOADGENS (4) processes of their
+// of BENCH_BROADCAST_CLIENTS (10,000) clients held by BENCH_LOADGENS client processes of their
 // own. Latency = last client's receipt − publish.
 // BENCH_CLIENT: native (default): bench/broadcast-client, raw WebSocket clients in Rust on
 // epoll, stamped with CLOCK_MONOTONIC (the server stamps process.hrtime just before publish);

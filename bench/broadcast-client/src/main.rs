@@ -41,7 +41,6 @@ struct Client {
     open: bool,
 }
 
-#[derive(Default)]
 struct Receipt {
     count: u64,
     first: f64,
