@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import uWSRaw from 'uWebSockets.js';
 import WebSocket from 'ws';
 import { CLOSE_CODES, ProtocolError } from '../ts/protocol/index.js';
-import { WsServer, assertNativeUws, isNativeUws, signJwtHs256 } from '../ts/server/index.js';
+import { WsServer, assertNativeUws, isNativeUws, loadUws, signJwtHs256 } from '../ts/server/index.js';
 import { startTestServer } from './helpers/echo-server.js';
 import { connect, delay, freePort, httpRequest, silentLogger, until, upgradeStatus, type TestClient } from './helpers/ws-client.js';
 
@@ -19,8 +19,10 @@ afterEach(() => {
 
 describe('native uWebSockets.js', () => {
   it('is the native addon, and the JS fallback is refused', () => {
-    expect(isNativeUws()).toBe(true);
-    expect(() => assertNativeUws()).not.toThrow();
+    const { module, build } = loadUws();
+    expect(isNativeUws(module)).toBe(true);
+    expect(() => assertNativeUws(module)).not.toThrow();
+    expect(['btc-vision', 'trufflesuite']).toContain(build);
     const require = createRequire(import.meta.url);
     const fallbackPath = require.resolve('uWebSockets.js').replace(/src[\\/]uws\.js$/, 'dist/index.js');
     const fallback = require(fallbackPath);

@@ -1,5 +1,5 @@
 export { VERSION } from './version.js';
-export { createServers, type CreateServersOptions, type Servers, type SharedServerOptions } from './servers.js';
+export { createServers, type CreateServersOptions, type Servers, type ServersFor, type SharedServerOptions } from './servers.js';
 export { MemoryServer, createMemoryServer, toWireMemory, type MemoryServerOptions, type FsyncPolicy } from './server/memory.js';
 export { InferenceServer, createInferenceServer, type InferenceServerOptions } from './server/inference.js';
 export { EmbeddingBatcher, type BatcherOptions } from './server/inference-batcher.js';

@@ -10,7 +10,53 @@ import { createRequire } from 'node:module';
 import type * as Addon from '../native/index.cjs';
 
 const require = createRequire(import.meta.url);
-const addon: typeof Addon = require('../native/index.cjs');
+
+/**
+ * The addon could not be loaded: no prebuilt package for this platform, or its `.node` is
+ * missing or corrupt. One message naming the platform and the way out; never a stack trace
+ * from the CLI (which prints `message` alone).
+ */
+export class NativeLoadError extends Error {
+  readonly code = 'native_unavailable';
+  constructor(message: string) {
+    super(message);
+    this.name = 'NativeLoadError';
+  }
+}
+
+/** napi-rs's name for this platform's package suffix (linux-x64-gnu, darwin-arm64, …). */
+export function platformTriple(): string {
+  const { platform, arch } = process;
+  if (platform !== 'linux') return `${platform}-${arch}`;
+  const report = process.report?.getReport?.() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  const abi = report?.header?.glibcVersionRuntime ? 'gnu' : 'musl';
+  return `${platform}-${arch}-${abi}${arch === 'arm' ? 'eabihf' : ''}`;
+}
+
+function loadAddon(): typeof Addon {
+  try {
+    return require('../native/index.cjs') as typeof Addon;
+  } catch (e) {
+    // The napi-rs loader throws one error whose `cause` chain holds every attempt; the local
+    // ./memory-node.*.node of a source build is always tried first and is noise here.
+    const reasons: string[] = [];
+    for (let c: unknown = (e as { cause?: unknown }).cause ?? e; c; c = (c as { cause?: unknown }).cause) {
+      const m = c instanceof Error ? c.message.split('\n')[0]! : String(c);
+      if (!/^Cannot find module '\.\/memory-node\./.test(m)) reasons.unshift(m);
+      if (!(c instanceof Error)) break;
+    }
+    const triple = platformTriple();
+    throw new NativeLoadError(
+      `memory-server has no working native addon for ${triple} (Node ${process.version}). ` +
+        `Prebuilt packages: memory-server-linux-x64-gnu, memory-server-linux-arm64-gnu; npm installs the one ` +
+        `for this platform (check that optional dependencies were not omitted, and reinstall if its .node is damaged). ` +
+        `Elsewhere, build from source: clone the repository and run \`pnpm install && pnpm build\` (needs Rust). ` +
+        `Details: ${reasons.join('; ') || 'none'}`,
+    );
+  }
+}
+
+const addon: typeof Addon = loadAddon();
 
 // Put results and memories are built here, from positional fields, rather than by the
 // addon's object conversion (several times slower per object; see

@@ -39,14 +39,38 @@ export interface CreateServersOptions extends SharedServerOptions {
   inference?: InferenceServerOptions | false;
 }
 
-export interface Servers {
-  memory: MemoryServer | null;
-  inference: InferenceServer | null;
+export interface Servers<
+  M extends MemoryServer | null = MemoryServer | null,
+  I extends InferenceServer | null = InferenceServer | null,
+> {
+  /** The memory server; null when `memory: false` was given. */
+  memory: M;
+  /** The inference server; null when `inference: false` was given. */
+  inference: I;
   /** Graceful shutdown of both (close 1001, store flushed and closed). */
   close(): Promise<void>;
 }
 
+/**
+ * A server is typed as present unless the options may turn it off: with options written in
+ * place (`createServers({ memory: { port: 0 } })`) `servers.memory` is a `MemoryServer`, with
+ * `memory: false` it is `null`, and with options whose `memory` may be `false` it is either.
+ */
+type Started<O, K extends 'memory' | 'inference', S> = O extends { [P in K]: false }
+  ? null
+  : K extends keyof O
+    ? false extends O[K]
+      ? S | null
+      : S
+    : S;
+
+export type ServersFor<O extends CreateServersOptions> = Servers<
+  Started<O, 'memory', MemoryServer>,
+  Started<O, 'inference', InferenceServer>
+>;
+
 /** Starts the memory server (default port 5000) and the inference server (5005…5014) in-process. */
+export async function createServers<const O extends CreateServersOptions = {}>(options?: O): Promise<ServersFor<O>>;
 export async function createServers(options: CreateServersOptions = {}): Promise<Servers> {
   const { embedder: shared, memory: memOpts, inference: infOpts, ...common } = options;
   const owned = !(shared && 'embed' in shared);

@@ -287,7 +287,63 @@ export function resolveConfig(args: ParsedArgs, env: NodeJS.ProcessEnv = process
   return r.data;
 }
 
-export function helpText(version: string): string {
+/** What each sub-command does, its usage, and the options that apply to it (by key). */
+const COMMAND_HELP: Record<Exclude<CliCommand, 'start'>, { usage: string[]; about: string[]; keys: string[] }> = {
+  export: {
+    usage: ['memory-server export [FILE] [options]', 'memory-server export --url ws://HOST:PORT [FILE] [options]'],
+    about: [
+      'Writes every memory (all namespaces, with embeddings) as JSON lines to FILE or stdout.',
+      'Reads a stopped data directory (--data-dir), or a running server with --url.',
+    ],
+    keys: ['dataDir', 'url', 'token', 'embedder', 'model', 'config', 'logLevel'],
+  },
+  import: {
+    usage: ['memory-server import FILE|- [options]'],
+    about: [
+      'Bulk-loads JSON lines (the export format) into a stopped data directory.',
+      'Rows keep their recorded significance and associations; rows without an embedding are embedded.',
+    ],
+    keys: ['dataDir', 'batchSize', 'embedder', 'model', 'device', 'maxLength', 'threads', 'reembed', 'fsync', 'config', 'logLevel'],
+  },
+  repair: {
+    usage: ['memory-server repair [options]'],
+    about: [
+      'Repairs a stopped data directory whose log is corrupt: keeps every record before the',
+      'first corrupt one and moves the rest aside into a file it names.',
+    ],
+    keys: ['dataDir', 'config'],
+  },
+};
+
+function optionLines(options: readonly OptionDef[]): string[] {
+  const lines: string[] = [];
+  for (const o of options) {
+    const flag = `${o.short ? `-${o.short}, ` : '    '}--${o.flag}${o.kind === 'bool' ? '' : o.kind === 'int' ? ' N' : ' VALUE'}`;
+    const env = [envName(o), ...(o.env ?? [])].join(', ');
+    lines.push(`  ${flag.padEnd(32)} ${o.description}${o.defaultText ? ` (default ${o.defaultText})` : ''}`);
+    lines.push(`  ${''.padEnd(32)} env ${env}`);
+  }
+  return lines;
+}
+
+/** `--help` text: the whole CLI for `start` (the default command), else that command's. */
+export function helpText(version: string, command: CliCommand = 'start'): string {
+  if (command !== 'start') {
+    const h = COMMAND_HELP[command];
+    return [
+      `memory-server ${version} — ${command}`,
+      '',
+      'Usage:',
+      ...h.usage.map((u) => `  ${u}`),
+      '',
+      ...h.about,
+      '',
+      'Options (each also as the env var shown, and as a key in --config file.json):',
+      ...optionLines(h.keys.map((k) => byKey.get(k)!)),
+      '',
+      'Exit codes: 0 ok, 1 runtime error, 2 usage error.',
+    ].join('\n');
+  }
   const lines = [
     `memory-server ${version} — semantic memory service over WebSocket`,
     '',
@@ -296,17 +352,14 @@ export function helpText(version: string): string {
     '  memory-server export [options] > f.jsonl   every memory as JSON lines (stopped data dir, or --url)',
     '  memory-server import f.jsonl [options]  bulk-load JSON lines into the data directory',
     '  memory-server repair [options]          keep records before the first corrupt one, move the rest aside',
+    '  memory-server COMMAND --help            the options of one command',
     '  memory-server --help | --version',
     '',
     'Options (each also as the env var shown, and as a key in --config file.json;',
     'precedence: flags > env > config file > defaults):',
+    ...optionLines(OPTIONS),
+    '',
+    'Exit codes: 0 ok, 1 runtime error, 2 usage error.',
   ];
-  for (const o of OPTIONS) {
-    const flag = `${o.short ? `-${o.short}, ` : '    '}--${o.flag}${o.kind === 'bool' ? '' : o.kind === 'int' ? ' N' : ' VALUE'}`;
-    const env = [envName(o), ...(o.env ?? [])].join(', ');
-    lines.push(`  ${flag.padEnd(32)} ${o.description}${o.defaultText ? ` (default ${o.defaultText})` : ''}`);
-    lines.push(`  ${''.padEnd(32)} env ${env}`);
-  }
-  lines.push('', 'Exit codes: 0 ok, 1 runtime error, 2 usage error.');
   return lines.join('\n');
 }

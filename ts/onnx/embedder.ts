@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ModelTokenizer, NativeError, type TextWindow } from '../native.js';
@@ -87,6 +88,21 @@ async function sha256File(path: string): Promise<string> {
 }
 
 /** worker.js next to this module; from the TypeScript sources (tests), the compiled one in dist/. */
+/**
+ * onnxruntime-node is an optional peer dependency (a hash-only install downloads nothing
+ * for it); it is looked for only when a model is used, from where the worker will import it.
+ */
+function assertOnnxRuntimeInstalled(): void {
+  try {
+    createRequire(workerPath()).resolve('onnxruntime-node');
+  } catch {
+    throw new Error(
+      '--model needs onnxruntime-node, an optional peer dependency of memory-server that is not installed: ' +
+        'run `npm install onnxruntime-node` (or `pnpm add onnxruntime-node`) in your project',
+    );
+  }
+}
+
 function workerPath(): string {
   const here = fileURLToPath(new URL('./worker.js', import.meta.url));
   return existsSync(here) ? here : fileURLToPath(new URL('../../dist/onnx/worker.js', import.meta.url));
@@ -152,6 +168,7 @@ export class OnnxEmbedder implements Embedder {
     ] as const) {
       if (!existsSync(p)) throw new Error(`Model directory ${dir} has no ${what} (expected model.onnx and tokenizer.json of a sentence-transformers ONNX export)`);
     }
+    assertOnnxRuntimeInstalled();
     const device = options.device ?? 'auto';
     if (!['auto', 'cpu', 'cuda'].includes(device)) throw new Error(`device must be auto, cpu or cuda, got ${String(device)}`);
     const maxLength = options.maxLength ?? defaultMaxLength(dir);

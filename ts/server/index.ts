@@ -3,4 +3,4 @@ export * from './auth.js';
 export { OriginPolicy } from './origin.js';
 export { TokenBucket } from './rate-limit.js';
 export { ServerMetrics, type MetricsSnapshot, type TypeMetrics } from './metrics.js';
-export { isNativeUws, assertNativeUws } from './uws.js';
+export { isNativeUws, assertNativeUws, loadUws, uwsBuild, UwsUnavailableError } from './uws.js';

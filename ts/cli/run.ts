@@ -1,0 +1,436 @@
+/**
+ * The `memory-server` CLI: start (memory + inference servers), export, import, repair.
+ * Exit codes: 0 ok, 1 runtime error, 2 usage error. Loaded by main.ts, which reports a
+ * missing native addon or uWebSockets.js build in one line.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { pino, destination, type Logger } from 'pino';
+import WebSocket from 'ws';
+import { createEmbedder, type Embedder, type EmbedderOptions } from '../embedder.js';
+import { MemoryStore, NativeError, repair, type BulkRecord } from '../native.js';
+import { createServers, type Servers } from '../servers.js';
+import { startControlCenter, type RunningControlCenter } from '../control/index.js';
+import { VERSION } from '../version.js';
+import { f32 } from '../server/memory.js';
+import { UsageError, helpText, parseArgs, resolveConfig, type CliConfig } from './config.js';
+
+const out = (s: string): void => void process.stdout.write(`${s}\n`);
+const err = (s: string): void => void process.stderr.write(`${s}\n`);
+
+/** Embedder options from the CLI config (in-process, children and offline commands). */
+function embedderOptions(cfg: CliConfig): EmbedderOptions {
+  const o: EmbedderOptions = { kind: cfg.embedder ?? (cfg.model !== undefined ? 'onnx' : 'hash') };
+  if (cfg.model !== undefined) {
+    o.model = path.resolve(cfg.model);
+    o.device = cfg.device;
+    if (cfg.maxLength !== undefined) o.maxLength = cfg.maxLength;
+    if (cfg.threads !== undefined) o.threads = cfg.threads;
+    if (cfg.maxBatch !== undefined) o.maxBatch = cfg.maxBatch;
+  }
+  return o;
+}
+
+async function embedderFor(cfg: CliConfig): Promise<Embedder> {
+  return createEmbedder(embedderOptions(cfg));
+}
+
+// ---------------------------------------------------------------- start
+
+async function start(cfg: CliConfig): Promise<void> {
+  const logger: Logger = pino({ level: cfg.logLevel, base: { pid: process.pid } }, destination({ dest: 2, sync: true }));
+  if (cfg.control) return startSupervised(cfg, logger);
+  const common = { ...connectionOptions(cfg), logger };
+  let servers: Servers;
+  let embedder: Embedder;
+  try {
+    embedder = await embedderFor(cfg);
+    servers = await createServers({
+      ...common,
+      embedder,
+      memory: memoryOptions(cfg),
+      inference: inferenceOptions(cfg),
+    });
+  } catch (e) {
+    err(`memory-server: ${(e as Error).message}`);
+    process.exit(1);
+  }
+  const scheme = cfg.tlsCert ? 'wss' : 'ws';
+  const hostText = cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host;
+  out('');
+  out(`memory-server ${VERSION}`);
+  out(`  memory server     ${scheme}://${hostText}:${servers.memory!.port}   (data ${path.resolve(cfg.dataDir)}, fsync ${cfg.fsync})`);
+  if (servers.inference) {
+    out(`  inference server  ${scheme}://${hostText}:${servers.inference.port}   (model ${embedder.name}, ${embedder.device})`);
+  }
+  out('  Ctrl-C to stop');
+  out('');
+
+  stopOnSignals(async () => {
+    await servers.close();
+    await embedder.close?.();
+  }, logger);
+}
+
+/**
+ * `start` with the control center: memory and inference run as supervised child processes
+ * (configuration goes down over IPC, never in argv); the control center serves the
+ * dashboard, status WebSocket, REST and /metrics.
+ */
+async function startSupervised(cfg: CliConfig, logger: Logger): Promise<void> {
+  const shared = { ...connectionOptions(cfg), logLevel: cfg.logLevel };
+  let running: RunningControlCenter;
+  try {
+    running = await startControlCenter({
+      ...shared,
+      logger,
+      port: cfg.controlPort,
+      statusIntervalMs: cfg.statusIntervalMs,
+      dataDir: cfg.dataDir,
+      servers: shared,
+      embedder: embedderOptions(cfg),
+      memory: memoryOptions(cfg),
+      inference: inferenceOptions(cfg),
+    });
+  } catch (e) {
+    err(`memory-server: ${(e as Error).message}`);
+    process.exit(1);
+  }
+  // A component that cannot start at all (locked data directory, bad model, port taken) is a
+  // start-up error; crashes after it ran are restarted by the supervisor.
+  const failed = Object.values(running.components).filter((c) => c.status().state === 'error');
+  if (failed.length > 0) {
+    for (const c of failed) err(`memory-server: ${c.name} failed to start: ${c.status().error ?? 'unknown error'}`);
+    await running.close().catch(() => undefined);
+    process.exit(1);
+  }
+  const scheme = cfg.tlsCert ? 'wss' : 'ws';
+  const http = cfg.tlsCert ? 'https' : 'http';
+  const hostText = cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host;
+  const mem = running.components.memory?.status();
+  const inf = running.components.inference?.status();
+  out('');
+  out(`memory-server ${VERSION}`);
+  if (mem) out(`  memory server     ${scheme}://${hostText}:${mem.port}   (pid ${mem.pid}, data ${path.resolve(cfg.dataDir)}, fsync ${cfg.fsync})`);
+  if (inf) out(`  inference server  ${scheme}://${hostText}:${inf.port}   (pid ${inf.pid}, embedder ${embedderOptions(cfg).kind}${cfg.model ? ` ${path.resolve(cfg.model)}, device ${cfg.device}` : ''})`);
+  out(`  control center    ${http}://${hostText}:${running.port}/   (dashboard; status ${scheme}://${hostText}:${running.port}/ws)`);
+  out('  Ctrl-C to stop');
+  out('');
+
+  stopOnSignals(() => running.close(), logger);
+}
+
+/** Memory server options from the CLI config (both start paths). */
+function memoryOptions(cfg: CliConfig) {
+  return { port: cfg.port, dataDir: cfg.dataDir, fsync: cfg.fsync, reembed: cfg.reembed };
+}
+
+/** Inference server options from the CLI config, or false with --no-inference. */
+function inferenceOptions(cfg: CliConfig) {
+  if (!cfg.inference) return false as const;
+  return {
+    port: cfg.inferencePort,
+    portRange: cfg.inferencePort === 0 ? 0 : 9,
+    ...(cfg.maxBatch ? { maxBatch: cfg.maxBatch } : {}),
+    ...(cfg.maxQueue ? { maxQueue: cfg.maxQueue } : {}),
+    ...(cfg.batchWaitMs !== undefined ? { maxWaitMs: cfg.batchWaitMs } : {}),
+  };
+}
+
+/** Connection-layer options shared by every server the CLI starts. */
+function connectionOptions(cfg: CliConfig) {
+  return {
+    host: cfg.host,
+    compression: cfg.compression,
+    ...(cfg.origins ? { origins: cfg.origins } : {}),
+    ...(cfg.token ? { token: cfg.token } : {}),
+    ...(cfg.jwtSecret ? { jwtSecret: cfg.jwtSecret } : {}),
+    ...(cfg.tlsCert ? { tlsCert: cfg.tlsCert } : {}),
+    ...(cfg.tlsKey ? { tlsKey: cfg.tlsKey } : {}),
+    ...(cfg.maxConnections ? { maxConnections: cfg.maxConnections } : {}),
+    ...(cfg.maxConnectionsPerIp ? { maxConnectionsPerIp: cfg.maxConnectionsPerIp } : {}),
+    ...(cfg.maxFrameBytes ? { maxFrameBytes: cfg.maxFrameBytes } : {}),
+    ...(cfg.rateLimit !== undefined
+      ? { rateLimit: cfg.rateLimit === 0 ? (false as const) : { messagesPerSecond: cfg.rateLimit, messagesBurst: cfg.rateLimit * 2 } }
+      : {}),
+  };
+}
+
+/** Ctrl-C / SIGTERM: graceful shutdown (clients closed with 1001, store flushed), then exit 0; a second signal exits at once. */
+function stopOnSignals(close: () => Promise<void>, logger: Logger): void {
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) {
+      err(`memory-server: ${signal} again, exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    close()
+      .then(() => {
+        logger.flush?.();
+        out('memory-server stopped');
+        process.exit(0);
+      })
+      .catch((e: unknown) => {
+        err(`memory-server: shutdown failed: ${(e as Error).message}`);
+        process.exit(1);
+      });
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+// ---------------------------------------------------------------- offline store access
+
+/** Opens a stopped data directory (dims from the directory when they differ from the embedder's). */
+async function openOffline(cfg: CliConfig, embedder: Embedder | null): Promise<MemoryStore> {
+  const dir = path.resolve(cfg.dataDir);
+  const open = (dims: number) =>
+    MemoryStore.openAsync(dir, {
+      dims,
+      fsync: cfg.fsync,
+      ...(embedder ? { embedderName: embedder.name, embedderHash: embedder.hash, reembed: cfg.reembed } : {}),
+    });
+  try {
+    try {
+      return await open(embedder?.dims ?? 384);
+    } catch (e) {
+      const m = /holds (\d+)-dimensional vectors/.exec((e as Error).message);
+      if (!embedder && m) return await open(Number(m[1]));
+      throw e;
+    }
+  } catch (e) {
+    if (e instanceof NativeError && e.code === 'locked') {
+      throw new Error(`data directory ${dir} is in use by a running memory server; stop it first${cfg.url === undefined ? ' (or export with --url ws://…)' : ''}`);
+    }
+    throw new Error(`cannot open data directory ${dir}: ${(e as Error).message}`);
+  }
+}
+
+function writeLine(stream: NodeJS.WritableStream, line: string): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.write(`${line}\n`)) resolve();
+    else stream.once('drain', () => resolve());
+  });
+}
+
+async function exportOffline(cfg: CliConfig, target: NodeJS.WritableStream): Promise<number> {
+  const store = await openOffline(cfg, null);
+  let n = 0;
+  try {
+    let after = 0;
+    for (;;) {
+      const page = store.export(after, 1000);
+      if (page.length === 0) break;
+      for (const m of page) {
+        const rec: Record<string, unknown> = {
+          namespace: m.namespace,
+          id: m.id,
+          text: m.text,
+          metadata: JSON.parse(m.metadata || '{}'),
+          significance: f32(m.significance),
+          timestamp: new Date(m.timestamp).toISOString(),
+          associations: m.associations,
+        };
+        if (m.expiresAt !== undefined && m.expiresAt !== null) rec.expires_at = new Date(m.expiresAt).toISOString();
+        rec.embedding = m.embedding ? Array.from(m.embedding, f32) : [];
+        await writeLine(target, JSON.stringify(rec));
+        n++;
+      }
+      after = page[page.length - 1]!.seq;
+    }
+  } finally {
+    store.close();
+  }
+  return n;
+}
+
+/** Export from a running server: namespaces → list pages → get with embeddings. */
+async function exportOnline(cfg: CliConfig, target: NodeJS.WritableStream): Promise<number> {
+  const headers: Record<string, string> = cfg.token ? { Authorization: `Bearer ${cfg.token}` } : {};
+  const ws = new WebSocket(cfg.url!, { headers });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  let seq = 0;
+  const pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+  ws.on('message', (raw) => {
+    const msg = JSON.parse(String(raw)) as { id?: number; status: string; message?: string; data?: unknown };
+    const p = msg.id !== undefined ? pending.get(msg.id) : undefined;
+    if (!p) return;
+    pending.delete(msg.id!);
+    if (msg.status === 'success') p.resolve(msg.data);
+    else p.reject(new Error(msg.message ?? 'request failed'));
+  });
+  const request = (type: string, data: unknown): Promise<any> =>
+    new Promise((resolve, reject) => {
+      const id = ++seq;
+      pending.set(id, { resolve, reject });
+      ws.send(JSON.stringify({ type, id, data }));
+    });
+  let n = 0;
+  try {
+    const { namespaces } = (await request('namespaces', {})) as { namespaces: Array<{ name: string }> };
+    for (const { name } of namespaces) {
+      let cursor: string | null = null;
+      do {
+        const page: { memories: Array<Record<string, unknown>>; next_cursor: string | null } = await request('list', {
+          namespace: name,
+          limit: 1000,
+          include_embeddings: true,
+          ...(cursor ? { cursor } : {}),
+        });
+        for (const m of page.memories) {
+          const { score: _s, ...rest } = m;
+          await writeLine(target, JSON.stringify({ ...rest, embedding: rest.embedding ?? [] }));
+          n++;
+        }
+        cursor = page.next_cursor;
+      } while (cursor);
+    }
+  } finally {
+    ws.close();
+  }
+  return n;
+}
+
+async function runExport(cfg: CliConfig, positionals: string[]): Promise<void> {
+  const file = positionals[0];
+  const target: NodeJS.WritableStream = file ? createWriteStream(file) : process.stdout;
+  const n = cfg.url ? await exportOnline(cfg, target) : await exportOffline(cfg, target);
+  if (file) await new Promise<void>((r) => (target as ReturnType<typeof createWriteStream>).end(() => r()));
+  err(`exported ${n} memories${file ? ` to ${file}` : ''}`);
+}
+
+async function runImport(cfg: CliConfig, positionals: string[]): Promise<void> {
+  const file = positionals[0];
+  if (!file) throw new UsageError('import needs a file: memory-server import f.jsonl');
+  const embedder = await embedderFor(cfg);
+  const store = await openOffline(cfg, embedder);
+  let n = 0;
+  let lineNo = 0;
+  try {
+    const rl = createInterface({ input: file === '-' ? process.stdin : createReadStream(file), crlfDelay: Infinity });
+    let batch: BulkRecord[] = [];
+    let needEmbed: number[] = [];
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return;
+      if (needEmbed.length > 0) {
+        const rows = await embedder.embed(needEmbed.map((i) => batch[i]!.text));
+        needEmbed.forEach((i, j) => (batch[i]!.embedding = rows.slice(j * embedder.dims, (j + 1) * embedder.dims)));
+      }
+      n += await store.bulkLoad(batch);
+      batch = [];
+      needEmbed = [];
+    };
+    for await (const line of rl) {
+      lineNo++;
+      if (line.trim() === '') continue;
+      let r: Record<string, unknown>;
+      try {
+        r = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        throw new Error(`${file}:${lineNo}: not valid JSON`);
+      }
+      if (typeof r.text !== 'string') throw new Error(`${file}:${lineNo}: text is required`);
+      if (typeof r.id !== 'string') throw new Error(`${file}:${lineNo}: id is required`);
+      const ts = typeof r.timestamp === 'string' ? Date.parse(r.timestamp) : typeof r.timestamp === 'number' ? r.timestamp : Date.now();
+      if (Number.isNaN(ts)) throw new Error(`${file}:${lineNo}: timestamp is not an ISO date`);
+      const emb = Array.isArray(r.embedding) && r.embedding.length > 0 ? Float32Array.from(r.embedding as number[]) : null;
+      if (emb && emb.length !== embedder.dims) {
+        throw new Error(`${file}:${lineNo}: embedding has ${emb.length} dimensions, the embedder ${embedder.name} has ${embedder.dims}`);
+      }
+      const rec: BulkRecord = {
+        namespace: typeof r.namespace === 'string' && r.namespace ? r.namespace : 'default',
+        id: r.id,
+        text: r.text,
+        metadata: JSON.stringify(r.metadata ?? {}),
+        significance: typeof r.significance === 'number' ? r.significance : 0.5,
+        timestamp: ts,
+        associations: Array.isArray(r.associations) ? (r.associations as string[]) : [],
+        embedding: emb ?? new Float32Array(0),
+      };
+      if (typeof r.expires_at === 'string') rec.expiresAt = Date.parse(r.expires_at);
+      if (!emb) needEmbed.push(batch.length);
+      batch.push(rec);
+      if (batch.length >= cfg.batchSize) await flush();
+    }
+    await flush();
+    await store.flush();
+  } finally {
+    store.close();
+  }
+  out(`imported ${n} memories into ${path.resolve(cfg.dataDir)}`);
+}
+
+function runRepair(cfg: CliConfig): void {
+  const dir = path.resolve(cfg.dataDir);
+  let r;
+  try {
+    r = repair(dir);
+  } catch (e) {
+    if (e instanceof NativeError && e.code === 'locked') throw new Error(`data directory ${dir} is in use by a running memory server; stop it first`);
+    throw e;
+  }
+  if (!r.movedTo) {
+    out(`${r.file}: nothing to repair (${r.keptRecords} records, ${r.keptBytes} bytes kept)`);
+    return;
+  }
+  out(`${r.file}: kept ${r.keptRecords} records (${r.keptBytes} bytes)${r.reason ? `; first bad record: ${r.reason}` : ''}`);
+  out(`moved the remaining ${r.movedBytes} bytes to ${r.movedTo}`);
+}
+
+// ---------------------------------------------------------------- main
+
+export async function main(): Promise<void> {
+  let cfg: CliConfig;
+  let args;
+  try {
+    args = parseArgs(process.argv.slice(2));
+    if (args.help) {
+      out(helpText(VERSION, args.command));
+      return;
+    }
+    if (args.version) {
+      out(VERSION);
+      return;
+    }
+    cfg = resolveConfig(args);
+    if (args.command === 'start' && args.positionals.length > 0) {
+      throw new UsageError(`unexpected argument "${args.positionals[0]}"`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err(`memory-server: ${e.message}`);
+      err('Run `memory-server --help` for the options.');
+      process.exit(2);
+    }
+    throw e;
+  }
+  try {
+    switch (args.command) {
+      case 'start':
+        await start(cfg);
+        return;
+      case 'export':
+        await runExport(cfg, args.positionals);
+        return;
+      case 'import':
+        await runImport(cfg, args.positionals);
+        return;
+      case 'repair':
+        runRepair(cfg);
+        return;
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err(`memory-server: ${e.message}`);
+      process.exit(2);
+    }
+    err(`memory-server: ${(e as Error).message}`);
+    process.exit(1);
+  }
+}
