@@ -38,9 +38,13 @@ const figures = { node: '', glibc: null, arch: process.arch };
 const cleanups = [];
 let verdaccioLog = () => '';
 let failures = 0;
+let passes = 0;
 
 function check(ok, what) {
-  if (ok) log(`ok   ${what}`);
+  if (ok) {
+    passes++;
+    log(`ok   ${what}`);
+  }
   else {
     failures++;
     log(`FAIL ${what}`);
@@ -144,7 +148,7 @@ async function main() {
   log(`Node ${figures.node} (${node}), glibc ${figures.glibc}, ${process.platform}-${process.arch}; work dir ${work}`);
 
   // 1. Tarballs.
-  let tarballDir = opt('--tarballs');
+  let tarballDir = opt('--tarballs') && path.resolve(opt('--tarballs'));
   if (!tarballDir) {
     mustSh('pack-release', process.execPath, [path.join(root, 'scripts/pack-release.mjs'), '--no-build'], { cwd: root, env: { PATH: process.env.PATH } });
     tarballDir = path.join(root, '.release');
@@ -304,8 +308,9 @@ await memory.close();
   writeFileSync(
     path.join(app, 'library.mjs'),
     `import WebSocket from 'ws';
-import { createServers } from 'memory-server';
+import { createServers, uwsBuild, kernelInfo } from 'memory-server';
 import { MemoryClient } from 'memory-server/client';
+console.log(JSON.stringify({ uws: uwsBuild, kernels: kernelInfo() }));
 const servers = await createServers({ host: '127.0.0.1', memory: { port: 0, dataDir: './lib-data' }, inference: { port: 0 } });
 const memory = new MemoryClient({ url: 'ws://127.0.0.1:' + servers.memory.port, WebSocket, reconnect: false });
 await memory.store('written through createServers');
@@ -317,6 +322,12 @@ await servers.close();
   );
   const lib = sh('node', ['library.mjs'], { cwd: app, timeoutMs: 60_000 });
   check(lib.code === 0 && lib.stdout.includes('written through createServers'), `createServers from an ESM script${lib.code ? `: ${lib.stderr.slice(-2000)}` : ''}`);
+  try {
+    const info = JSON.parse(lib.stdout.split('\n')[0]);
+    figures.uws_build = info.uws;
+    figures.kernels = info.kernels;
+    log(`uWebSockets.js build: ${info.uws}; kernels: ${JSON.stringify(info.kernels)}`);
+  } catch {}
 
   // 3d. TypeScript under strict: the README's library example and the client.
   writeFileSync(
@@ -402,4 +413,5 @@ mkdirSync(path.join(root, '.release'), { recursive: true });
 writeFileSync(path.join(root, '.release', `install-e2e-${figures.node || 'node'}.json`), `${JSON.stringify(figures, null, 2)}\n`);
 log(`figures: ${JSON.stringify(figures)}`);
 log(failures === 0 ? 'install e2e passed' : `install e2e: ${failures} failed`);
+process.stdout.write(`install-e2e: ${passes} passed, ${failures} failed\n`);
 process.exit(failures === 0 ? 0 : 1);

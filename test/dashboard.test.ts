@@ -11,13 +11,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChildComponent, createControlCenter, type ControlCenter } from '../ts/control/index.js';
 import { freePort, silentLogger } from './helpers/ws-client.js';
 import { ensureBuilt, root } from './helpers/build-dist.js';
+import { CHROMIUM, hasChromium } from './helpers/client-browser.js';
 
 const artifacts = path.join(root, 'test-artifacts');
 
-
 const STATUS_MS = 250;
+const available = hasChromium();
+if (!available) console.warn(`skipping the dashboard tests: ${CHROMIUM} is missing (apt-get install chromium)`);
 
-describe('dashboard (chromium)', () => {
+describe.skipIf(!available)('dashboard (chromium)', () => {
   let browser: BrowserContext;
   let page: Page;
   let cc: ControlCenter;
@@ -47,7 +49,7 @@ describe('dashboard (chromium)', () => {
     port = (await cc.listen()).port;
     // launchPersistentContext is playwright's form of --user-data-dir (it refuses the flag in launch()).
     browser = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: '/usr/bin/chromium',
+      executablePath: CHROMIUM,
       viewport: { width: 1280, height: 900 },
       args: [
         '--headless',

@@ -4,8 +4,9 @@ export { MemoryServer, createMemoryServer, toWireMemory, type MemoryServerOption
 export { InferenceServer, createInferenceServer, type InferenceServerOptions } from './server/inference.js';
 export { EmbeddingBatcher, type BatcherOptions } from './server/inference-batcher.js';
 export { WsServer, Connection, type WsServerOptions, type ListenInfo } from './server/ws-server.js';
+export { uwsBuild } from './server/uws.js';
 export { HashEmbedder, createEmbedder, type Embedder, type EmbedderOptions } from './embedder.js';
-export { MemoryStore, NativeError, hashEmbed, wordWindows, HASH_DIMS, HASH_EMBEDDER_NAME } from './native.js';
+export { MemoryStore, NativeError, NativeLoadError, kernelInfo, hashEmbed, wordWindows, HASH_DIMS, HASH_EMBEDDER_NAME } from './native.js';
 export * from './protocol/index.js';
 export * as memoryProtocol from './protocol/memory.js';
 export * as inferenceProtocol from './protocol/inference.js';
