@@ -91,6 +91,26 @@ describe('native addon', () => {
   });
 });
 
+describe('the published package', () => {
+  it('npm pack holds dist/, the loader, docs, README and LICENSE: no tests, benches, sources, maps or .node', () => {
+    ensureBuilt();
+    const r = spawnSync('npm', ['pack', '--dry-run', '--json'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(0);
+    const files: string[] = JSON.parse(r.stdout)[0].files.map((f: { path: string }) => f.path);
+    for (const f of ['LICENSE', 'README.md', 'package.json', 'native/index.cjs', 'native/index.d.cts', 'dist/cli/main.js', 'dist/index.d.ts']) {
+      expect(files).toContain(f);
+    }
+    const stray = files.filter(
+      (f) => !/^(dist\/|docs\/[^/]+\.md$|native\/index\.(cjs|d\.cts)$|LICENSE$|README\.md$|package\.json$)/.test(f) || /\.(node|map)$/.test(f),
+    );
+    expect(stray).toEqual([]);
+    const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
+    expect(pkg.scripts.postinstall).toBeUndefined();
+    expect(pkg.dependencies['onnxruntime-node']).toBeUndefined();
+    expect(pkg.peerDependenciesMeta['onnxruntime-node'].optional).toBe(true);
+  });
+});
+
 describe('each command has its own --help', () => {
   for (const command of ['export', 'import', 'repair']) {
     it(command, () => {
