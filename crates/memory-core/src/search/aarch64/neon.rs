@@ -59,32 +59,29 @@ pub(super) fn fma_peak(iters: u64) -> f32 {
 
 // ---------------------------------------------------------------- implementations
 
+/// One (query, row) dot in the one order every path uses, that of `tile4x4` and of
+/// `dot_rows`' 4-row groups: a single accumulator over 4-lane chunks, `vaddvq_f32`, then the
+/// tail in scalar. A pair then scores bit for bit the same in `dot`, `dot_rows` and every part
+/// of `dot_block`, so identical rows tie exactly wherever they fall in a scan (the store breaks
+/// ties by recency).
+///
 /// # Safety
 /// Requires NEON; `a` and `b` valid for `n` reads.
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn dot_ptr(a: *const f32, b: *const f32, n: usize) -> f32 {
-    let mut acc = [vdupq_n_f32(0.0); 4];
+    let full = n / W * W;
+    let mut acc = vdupq_n_f32(0.0);
     let mut i = 0;
-    while i + 4 * W <= n {
-        for (j, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: i + 4*j + 4 <= n.
-            let (x, y) = unsafe { (vld1q_f32(a.add(i + j * W)), vld1q_f32(b.add(i + j * W))) };
-            *acc = vfmaq_f32(*acc, x, y);
-        }
-        i += 4 * W;
-    }
-    while i + W <= n {
+    while i < full {
         // SAFETY: i + 4 <= n.
-        let (x, y) = unsafe { (vld1q_f32(a.add(i)), vld1q_f32(b.add(i))) };
-        acc[0] = vfmaq_f32(acc[0], x, y);
+        acc = unsafe { vfmaq_f32(acc, vld1q_f32(b.add(i)), vld1q_f32(a.add(i))) };
         i += W;
     }
-    let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
-    while i < n {
+    let mut s = vaddvq_f32(acc);
+    for i in full..n {
         // SAFETY: i < n.
         s += unsafe { *a.add(i) * *b.add(i) };
-        i += 1;
     }
     s
 }

@@ -107,42 +107,43 @@ pub(super) fn fma_peak(iters: u64) -> f32 {
 
 // ---------------------------------------------------------------- implementations
 
+/// One (query, row) dot in the one order every path uses: a single accumulator over 8-lane
+/// chunks (the tail masked), reduced like `reduce8`/`reduce4` reduce each tile accumulator.
+/// A pair then scores bit for bit the same in `dot`, `dot_rows` and every part of
+/// `dot_block`, so identical rows tie exactly wherever they fall in a scan (the store breaks
+/// ties by recency).
+///
 /// # Safety
 /// Requires AVX2+FMA; `a` and `b` valid for `n` reads.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_ptr(a: *const f32, b: *const f32, n: usize) -> f32 {
-    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut acc = _mm256_setzero_ps();
+    let full = n / W * W;
     let mut i = 0;
-    while i + 4 * W <= n {
-        for (j, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: i + 8*j + 8 <= n.
-            let (x, y) = unsafe {
-                (
-                    _mm256_loadu_ps(a.add(i + j * W)),
-                    _mm256_loadu_ps(b.add(i + j * W)),
-                )
-            };
-            *acc = _mm256_fmadd_ps(x, y, *acc);
-        }
-        i += 4 * W;
-    }
-    while i + W <= n {
+    while i < full {
         // SAFETY: i + 8 <= n.
         let (x, y) = unsafe { (_mm256_loadu_ps(a.add(i)), _mm256_loadu_ps(b.add(i))) };
-        acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
+        acc = _mm256_fmadd_ps(x, y, acc);
         i += W;
     }
     if i < n {
         let m = tail_mask(n - i);
         // SAFETY: masked loads only access the first n - i (< 8) elements, all in bounds.
         let (x, y) = unsafe { (_mm256_maskload_ps(a.add(i), m), _mm256_maskload_ps(b.add(i), m)) };
-        acc[1] = _mm256_fmadd_ps(x, y, acc[1]);
+        acc = _mm256_fmadd_ps(x, y, acc);
     }
-    hsum(_mm256_add_ps(
-        _mm256_add_ps(acc[0], acc[1]),
-        _mm256_add_ps(acc[2], acc[3]),
-    ))
+    reduce1(acc)
+}
+
+/// The horizontal sum of `v` in `reduce8`'s (and `reduce4`'s) order for each accumulator:
+/// ((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7)).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn reduce1(v: __m256) -> f32 {
+    let h = _mm_hadd_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let g = _mm_hadd_ps(h, h);
+    _mm_cvtss_f32(_mm_add_ss(g, _mm_shuffle_ps::<0x55>(g, g)))
 }
 
 /// # Safety

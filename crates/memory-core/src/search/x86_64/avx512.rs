@@ -2,8 +2,8 @@
 //!
 //! - Tails are handled with masked loads (`_mm512_maskz_loadu_ps`), which never touch memory
 //!   in masked-off lanes, so no kernel reads past the end of its slices.
-//! - `dot_rows` scans one row at a time with 4 accumulator chains, so its loads form a
-//!   single sequential stream for the hardware prefetchers.
+//! - `dot_rows` scans one row at a time, so its loads form a single sequential stream for the
+//!   hardware prefetchers. Every path sums a (query, row) pair in one order (see `dot_ptr`).
 //! - `dot_block` register-blocks 4 rows x 4 queries = 16 zmm accumulators (8 loads per 16
 //!   FMAs) and reduces the 16 accumulators of a tile with a 4-level transposing shuffle tree
 //!   (45 shuffle/add ops for 16 results instead of 16 separate horizontal sums). The four
@@ -92,30 +92,25 @@ pub(super) fn fma_peak(iters: u64) -> f32 {
 
 // ---------------------------------------------------------------- implementations
 
+/// One (query, row) dot in the one order every path uses: a single accumulator over 16-lane
+/// chunks (the tail masked), reduced like `reduce16` reduces each tile accumulator. A pair
+/// then scores bit for bit the same in `dot`, `dot_rows` and every part of `dot_block`, so
+/// identical rows tie exactly wherever they fall in a scan (the store breaks ties by recency).
+/// One dependency chain per row costs nothing measurable: the scan is memory-bound and rows
+/// overlap in the out-of-order window.
+///
 /// # Safety
 /// Requires AVX-512F; `a` and `b` must be valid for `n` reads.
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn dot_ptr(a: *const f32, b: *const f32, n: usize) -> f32 {
-    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut acc = _mm512_setzero_ps();
+    let full = n / W * W;
     let mut i = 0;
-    while i + 4 * W <= n {
-        for (j, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: i + 16*j + 16 <= n, so both loads are in bounds.
-            let (x, y) = unsafe {
-                (
-                    _mm512_loadu_ps(a.add(i + j * W)),
-                    _mm512_loadu_ps(b.add(i + j * W)),
-                )
-            };
-            *acc = _mm512_fmadd_ps(x, y, *acc);
-        }
-        i += 4 * W;
-    }
-    while i + W <= n {
-        // SAFETY: i + 16 <= n.
+    while i < full {
+        // SAFETY: i + 16 <= n, so both loads are in bounds.
         let (x, y) = unsafe { (_mm512_loadu_ps(a.add(i)), _mm512_loadu_ps(b.add(i))) };
-        acc[0] = _mm512_fmadd_ps(x, y, acc[0]);
+        acc = _mm512_fmadd_ps(x, y, acc);
         i += W;
     }
     if i < n {
@@ -127,10 +122,23 @@ unsafe fn dot_ptr(a: *const f32, b: *const f32, n: usize) -> f32 {
                 _mm512_maskz_loadu_ps(m, b.add(i)),
             )
         };
-        acc[1] = _mm512_fmadd_ps(x, y, acc[1]);
+        acc = _mm512_fmadd_ps(x, y, acc);
     }
-    let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    _mm512_reduce_add_ps(s)
+    reduce1(acc)
+}
+
+/// The horizontal sum of `v` in `reduce16`'s order for each of its accumulators: with the
+/// 128-bit quarters Q0..Q3, z = (Q0 + Q2) + (Q1 + Q3) lane-wise, then (z0 + z2) + (z1 + z3).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn reduce1(v: __m512) -> f32 {
+    let q0 = _mm512_castps512_ps128(v);
+    let q1 = _mm512_extractf32x4_ps::<1>(v);
+    let q2 = _mm512_extractf32x4_ps::<2>(v);
+    let q3 = _mm512_extractf32x4_ps::<3>(v);
+    let z = _mm_add_ps(_mm_add_ps(q0, q2), _mm_add_ps(q1, q3));
+    let w = _mm_add_ps(z, _mm_movehl_ps(z, z));
+    _mm_cvtss_f32(_mm_add_ss(w, _mm_shuffle_ps::<0x55>(w, w)))
 }
 
 /// # Safety
