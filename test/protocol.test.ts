@@ -19,6 +19,7 @@ import {
 } from '../ts/protocol/index.js';
 import { OriginPolicy } from '../ts/server/origin.js';
 import { takeBudget, type RateBudget, type RateLimitOptions } from '../ts/server/rate-limit.js';
+import { ServerMetrics } from '../ts/server/metrics.js';
 import { authenticate, extractToken, signJwtHs256, verifyJwtHs256 } from '../ts/server/auth.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -289,6 +290,24 @@ describe('rate limiter', () => {
     const b = full(l);
     expect(takeBudget(b, l, 1, 0)).toBe(0);
     expect(takeBudget(b, l, 1, 1000)).toBe(Number.POSITIVE_INFINITY);
+  });
+});
+
+describe('server metrics', () => {
+  it('counts replies per type; latency histograms once enabled, per bound plus overflow', () => {
+    const m = new ServerMetrics();
+    m.recordReply('store', 3, false);
+    expect(m.latencyHistogram('store')).toEqual([0]);
+    m.enableLatencyHistograms([1, 5]);
+    m.recordReply('store', 0.5, false);
+    m.recordReply('store', 1, false);
+    m.recordReply('store', 4, true);
+    m.recordReply('store', 50, false);
+    m.recordReply(undefined, 2, true);
+    expect(m.latencyHistogram('store')).toEqual([2, 1, 1]);
+    expect(m.latencyHistogram('get')).toEqual([0, 0, 0]);
+    expect(m.snapshot().byType.store).toEqual({ count: 5, errors: 1, latencyMsSum: 58.5 });
+    expect(m.snapshot().errors).toBe(2);
   });
 });
 
