@@ -4,30 +4,9 @@
 import { createEmbedder, type Embedder, type EmbedderOptions } from './embedder.js';
 import { MemoryServer, type MemoryServerOptions } from './server/memory.js';
 import { InferenceServer, type InferenceServerOptions } from './server/inference.js';
-import type { WsServerOptions } from './server/ws-server.js';
+import type { SharedServerOptions } from './server/options.js';
 
-/** Options shared by both servers (each can be overridden per server). */
-export type SharedServerOptions = Pick<
-  WsServerOptions,
-  | 'host'
-  | 'origins'
-  | 'token'
-  | 'jwtSecret'
-  | 'tlsCert'
-  | 'tlsKey'
-  | 'tlsPassphrase'
-  | 'compression'
-  | 'logger'
-  | 'logLevel'
-  | 'maxConnections'
-  | 'maxConnectionsPerIp'
-  | 'maxFrameBytes'
-  | 'rateLimit'
-  | 'pingIntervalMs'
-  | 'pongTimeoutMs'
-  | 'closeTimeoutMs'
-  | 'printListening'
->;
+export type { SharedServerOptions } from './server/options.js';
 
 export interface CreateServersOptions extends SharedServerOptions {
   /**

@@ -10,7 +10,7 @@ import { pino, destination, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { createEmbedder, type Embedder, type EmbedderOptions } from '../embedder.js';
 import { MemoryStore, NativeError, repair, type BulkRecord } from '../native.js';
-import { createServers, type Servers } from '../servers.js';
+import { createServers, type Servers, type SharedServerOptions } from '../servers.js';
 import { startControlCenter, type RunningControlCenter } from '../control/index.js';
 import { VERSION } from '../version.js';
 import { f32 } from '../server/memory.js';
@@ -139,7 +139,7 @@ function inferenceOptions(cfg: CliConfig) {
 }
 
 /** Connection-layer options shared by every server the CLI starts. */
-function connectionOptions(cfg: CliConfig) {
+function connectionOptions(cfg: CliConfig): SharedServerOptions {
   return {
     host: cfg.host,
     compression: cfg.compression,

@@ -7,34 +7,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Buffer } from 'node:buffer';
 import { ProtocolError } from '../protocol/index.js';
-import { WsServer, type Connection, type ListenInfo, type WsServerOptions } from '../server/ws-server.js';
+import { WsServer, type Connection, type ListenInfo, type SharedServerOptions, type WsServerOptions } from '../server/ws-server.js';
 import { VERSION } from '../version.js';
 import { createPrometheusRegistry } from './prometheus.js';
 import { ALL, FilterError, applyFilter, filterKey, parseFilter, StatusCollector, type StatusFilter, type StatusMessage } from './status.js';
 import { CONTROL_DEFAULTS, type ComponentHandle, type ComponentStatus } from './types.js';
 
-export type ControlServerOptions = Pick<
-  WsServerOptions,
-  | 'host'
-  | 'port'
-  | 'origins'
-  | 'token'
-  | 'jwtSecret'
-  | 'tlsCert'
-  | 'tlsKey'
-  | 'tlsPassphrase'
-  | 'compression'
-  | 'logger'
-  | 'logLevel'
-  | 'maxConnections'
-  | 'maxConnectionsPerIp'
-  | 'maxBufferedBytes'
-  | 'rateLimit'
-  | 'pingIntervalMs'
-  | 'pongTimeoutMs'
-  | 'closeTimeoutMs'
-  | 'printListening'
->;
+/** The control center's own server options: the ones every server shares, and its port. */
+export type ControlServerOptions = SharedServerOptions & Pick<WsServerOptions, 'port'>;
 
 export interface ControlCenterOptions extends ControlServerOptions {
   /** The supervised components (forked children or in-process servers), by name. */
