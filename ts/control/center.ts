@@ -10,8 +10,18 @@ import { ProtocolError } from '../protocol/index.js';
 import { WsServer, type Connection, type ListenInfo, type SharedServerOptions, type WsServerOptions } from '../server/ws-server.js';
 import { VERSION } from '../version.js';
 import { createPrometheusRegistry } from './prometheus.js';
-import { ALL, FilterError, applyFilter, filterKey, parseFilter, StatusCollector, type StatusFilter, type StatusMessage } from './status.js';
-import { CONTROL_DEFAULTS, type ComponentHandle, type ComponentStatus } from './types.js';
+import {
+  ALL,
+  FilterError,
+  applyFilter,
+  filterKey,
+  parseFilter,
+  type ComponentStatus,
+  type StatusFilter,
+  type StatusMessage,
+} from '../protocol/control.js';
+import { StatusCollector } from './status.js';
+import { CONTROL_DEFAULTS, type ComponentHandle } from './types.js';
 
 /** The control center's own server options: the ones every server shares, and its port. */
 export type ControlServerOptions = SharedServerOptions & Pick<WsServerOptions, 'port'>;

@@ -22,7 +22,21 @@ export * from './types.js';
 export { createControlCenter, type ControlCenter, type ControlCenterOptions, type ControlServerOptions } from './center.js';
 export { ChildComponent, type ChildComponentOptions, DEFAULT_CHILD_PATH } from './supervisor.js';
 export { InProcessComponent, type InProcessComponentOptions } from './in-process.js';
-export { parseFilter, filterKey, applyFilter, METRIC_KEYS, type StatusMessage, type StatusMetrics, type StatusFilter } from './status.js';
+export {
+  parseFilter,
+  filterKey,
+  applyFilter,
+  METRIC_KEYS,
+  type StatusMessage,
+  type StatusMetrics,
+  type StatusFilter,
+  type MetricKey,
+  type ComponentActionReply,
+  type ComponentsReply,
+  type HealthReply,
+  type StatusSubscribeData,
+  type StatusSubscribeReply,
+} from '../protocol/control.js';
 
 /** Server options that can travel to a child over IPC (no logger, no embedder object). */
 type Cloneable<T> = Omit<T, 'logger' | 'embedder' | 'commands' | 'onMessage' | 'onOpen' | 'onClose' | 'beforeClose' | 'serviceInfo'>;
