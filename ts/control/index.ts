@@ -15,7 +15,7 @@ import { createControlCenter, type ControlCenter, type ControlServerOptions } fr
 import { ChildComponent, type ChildComponentOptions } from './supervisor.js';
 import { InProcessComponent } from './in-process.js';
 import type { Servers } from '../servers.js';
-import type { SharedServerOptions } from '../server/options.js';
+import { ENDPOINT_OPTIONS, type SharedServerOptions } from '../server/options.js';
 import type { ComponentHandle } from './types.js';
 
 export * from './types.js';
@@ -78,14 +78,7 @@ export interface RunningControlCenter {
 
 /** The control center's options that its children take too, unless `servers` or their own options say otherwise. */
 const INHERITED_BY_CHILDREN = [
-  'host',
-  'origins',
-  'token',
-  'jwtSecret',
-  'tlsCert',
-  'tlsKey',
-  'tlsPassphrase',
-  'compression',
+  ...ENDPOINT_OPTIONS,
   'logLevel',
 ] as const satisfies ReadonlyArray<keyof ChildSharedOptions>;
 

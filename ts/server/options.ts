@@ -81,11 +81,8 @@ export interface WsServerOptions {
   printListening?: boolean;
 }
 
-/**
- * The options every server takes alike (memory, inference, control center), and that
- * `createServers()`, the control center and the CLI pass on to each of them.
- */
-export const SHARED_SERVER_OPTIONS = [
+/** Where a server listens and who may talk to it: the options a control center passes on to the servers it starts. */
+export const ENDPOINT_OPTIONS = [
   'host',
   'origins',
   'token',
@@ -94,6 +91,14 @@ export const SHARED_SERVER_OPTIONS = [
   'tlsKey',
   'tlsPassphrase',
   'compression',
+] as const satisfies ReadonlyArray<keyof WsServerOptions>;
+
+/**
+ * The options every server takes alike (memory, inference, control center), and that
+ * `createServers()`, the control center and the CLI pass on to each of them.
+ */
+export const SHARED_SERVER_OPTIONS = [
+  ...ENDPOINT_OPTIONS,
   'logger',
   'logLevel',
   'maxConnections',

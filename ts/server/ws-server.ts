@@ -29,7 +29,7 @@ import { Admission } from './ws/upgrade.js';
 
 export type { ServerState, ListenInfo } from './lifecycle.js';
 export type { ServiceInfo, WsServerOptions, SharedServerOptions } from './options.js';
-export { SHARED_SERVER_OPTIONS } from './options.js';
+export { SHARED_SERVER_OPTIONS, ENDPOINT_OPTIONS } from './options.js';
 export type { RateLimitOptions } from './rate-limit.js';
 export type { HttpMethod, HttpRequestInfo, HttpReply, HttpHandler, HttpRouteOptions } from './http/router.js';
 export { Connection, BROADCAST_TOPIC, type ConnState } from './ws/connection.js';

@@ -19,8 +19,10 @@ import {
   errorReply,
   event,
   success,
+  type ErrorReply,
   type Reply,
   type Request,
+  type RequestId,
 } from '../../protocol/index.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { ResolvedOptions } from '../options.js';
@@ -190,13 +192,15 @@ export class Dispatcher implements ConnectionHost {
     if (err instanceof ProtocolError) {
       return errorReply(err.code, err.message, { ...idType(request), ...(err.data ? { data: err.data } : {}) });
     }
+    return this.internalError(err, 'handler failed', { type: request.type, id: conn?.id }, request);
+  }
+
+  /** An `internal` error reply (to `to`'s type and id) with a fresh correlation id, logged with its cause. */
+  private internalError(err: unknown, what: string, context: Record<string, unknown>, to: { type?: string; id?: RequestId }): ErrorReply {
     const cid = correlationId();
     this.metrics.internalErrors++;
-    this.logger.error({ err, correlationId: cid, type: request.type, id: conn?.id }, 'handler failed');
-    return errorReply('internal', ERROR_MESSAGES.internal(cid), {
-      ...idType(request),
-      data: { correlation_id: cid },
-    });
+    this.logger.error({ err, correlationId: cid, ...context }, what);
+    return errorReply('internal', ERROR_MESSAGES.internal(cid), { type: to.type, id: to.id, data: { correlation_id: cid } });
   }
 
   /** Sends an already-built reply now, or after the replies ahead of it. */
@@ -260,17 +264,7 @@ export class Dispatcher implements ConnectionHost {
     try {
       payload = encodeMessage(reply, binary);
     } catch (err) {
-      const cid = correlationId();
-      this.metrics.internalErrors++;
-      this.logger.error({ err, correlationId: cid, id: st.id, type }, 'reply encoding failed');
-      payload = encodeMessage(
-        errorReply('internal', ERROR_MESSAGES.internal(cid), {
-          ...(reply.type !== undefined ? { type: reply.type } : {}),
-          ...(reply.id !== undefined ? { id: reply.id } : {}),
-          data: { correlation_id: cid },
-        }),
-        binary,
-      );
+      payload = encodeMessage(this.internalError(err, 'reply encoding failed', { id: st.id, type }, reply), binary);
     }
     let status = 0;
     if (this.inCallbackOf === ws) {
