@@ -25,7 +25,7 @@ import { authenticate, extractToken, signJwtHs256, verifyJwtHs256 } from '../ts/
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 describe('constants', () => {
-  it('has the SPEC error codes, close codes and defaults', () => {
+  it('has the documented error codes, close codes and defaults (docs/protocol.md, docs/connection.md)', () => {
     expect([...ERROR_CODES].sort()).toEqual(
       ['internal', 'invalid_json', 'invalid_request', 'not_found', 'overloaded', 'payload_too_large', 'rate_limited', 'unavailable', 'unknown_type'].sort(),
     );

@@ -80,7 +80,7 @@ const metadataSchema = z.record(z.unknown(), {
 
 const significanceSchema = z.number().min(0).max(1);
 
-/** The filter language (SPEC §3); operators are checked in detail by the core. */
+/** The filter language (docs/protocol.md "Filter language"); operators are checked in detail by the core. */
 export const filterSchema = z.record(z.unknown(), { invalid_type_error: 'must be an object' });
 export type Filter = Record<string, unknown>;
 
