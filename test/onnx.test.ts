@@ -6,7 +6,7 @@
  * requests, `overloaded`, devices, and broken model directories.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
@@ -28,6 +28,10 @@ const tempDir = (): string => {
   dirs.push(d);
   return d;
 };
+
+/** The CPU fallback can only be observed where CUDA cannot load: no NVIDIA device. */
+const NVIDIA_GPU = existsSync('/dev/nvidia0');
+const GPU_NOTE = 'an NVIDIA GPU is present: device auto picks CUDA, the CPU fallback cannot be observed';
 
 let emb: OnnxEmbedder;
 beforeAll(async () => {
@@ -188,7 +192,8 @@ describe('onnx embedder', () => {
     expect(w.at(-1)!.end).toBe(text.length);
   });
 
-  it('device auto falls back to CPU with a log line; cuda without CUDA is a clear error', async () => {
+  it('device auto falls back to CPU with a log line; cuda without CUDA is a clear error', async (ctx) => {
+    ctx.skip(NVIDIA_GPU, GPU_NOTE);
     const lines: string[] = [];
     const auto = await OnnxEmbedder.load({ model: FIXTURE, device: 'auto', threads: 1, log: (m) => lines.push(m) });
     try {
@@ -316,7 +321,8 @@ describe('servers on the onnx embedder', () => {
     await other.close();
   });
 
-  it('CLI: --model runs both supervised children on the model (auto device falls back to CPU)', async () => {
+  it('CLI: --model runs both supervised children on the model (auto device falls back to CPU)', async (ctx) => {
+    ctx.skip(NVIDIA_GPU, GPU_NOTE);
     const bin = path.join(root, 'dist/cli/main.js');
     const dir = tempDir();
     const child = spawn(
