@@ -227,7 +227,7 @@ describe('onnx embedder', () => {
 
 describe('servers on the onnx embedder', () => {
   it('inference: 200 concurrent requests from 20 connections, each equal to its solo embedding, in batches', async () => {
-    const server = new InferenceServer({ host: '127.0.0.1', port: 0, portRange: 0, logger: silentLogger, printListening: false, embedder: emb, rateLimit: 0 });
+    const server = new InferenceServer({ host: '127.0.0.1', port: 0, portRange: 0, logger: silentLogger, printListening: false, embedder: emb, rateLimit: false });
     const info = await server.listen();
     try {
       const clients = await Promise.all(Array.from({ length: 20 }, () => connect(`ws://127.0.0.1:${info.port}`)));
@@ -256,7 +256,7 @@ describe('servers on the onnx embedder', () => {
   });
 
   it('inference: overloaded when the queue is full; the rest succeed', async () => {
-    const server = new InferenceServer({ host: '127.0.0.1', port: 0, portRange: 0, logger: silentLogger, printListening: false, embedder: emb, rateLimit: 0, maxQueue: 4, maxBatch: 2 });
+    const server = new InferenceServer({ host: '127.0.0.1', port: 0, portRange: 0, logger: silentLogger, printListening: false, embedder: emb, rateLimit: false, maxQueue: 4, maxBatch: 2 });
     const info = await server.listen();
     try {
       const c = await connect(`ws://127.0.0.1:${info.port}`);

@@ -49,7 +49,8 @@ export type ServersFor<O extends CreateServersOptions> = Servers<
 >;
 
 /** Starts the memory server (default port 5000) and the inference server (5005…5014) in-process. */
-export async function createServers<const O extends CreateServersOptions = {}>(options?: O): Promise<ServersFor<O>>;
+// Without options O is the empty object type, so both servers are typed present.
+export async function createServers<const O extends CreateServersOptions = Record<never, never>>(options?: O): Promise<ServersFor<O>>;
 export async function createServers(options: CreateServersOptions = {}): Promise<Servers> {
   const { embedder: shared, memory: memOpts, inference: infOpts, ...common } = options;
   const owned = !(shared && 'embed' in shared);
