@@ -44,7 +44,6 @@ describe.skipIf(!available)('memory client in a real browser', () => {
   it('stores, retrieves, searches and receives events with the global WebSocket (JSON and MessagePack)', async () => {
     const result = await page.evaluate(
       async ({ memoryUrl, inferenceUrl }) => {
-        // eslint-disable-next-line @typescript-eslint/no-explicit-any
         const { MemoryClient, InferenceClient, ClientError } = (window as any).memoryClient;
         const states: string[] = [];
         const m = new MemoryClient({ url: memoryUrl, namespace: 'browser' });

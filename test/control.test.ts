@@ -1,5 +1,5 @@
 /**
- * Control center (SPEC §5) with real forked children: supervisor states, status
+ * Control center (docs/control-center.md) with real forked children: supervisor states, status
  * broadcast and subscribe filters, REST, crash → error → restart, Prometheus, origin checks.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -73,7 +73,7 @@ describe('control center with forked children', () => {
     }
   });
 
-  it('sends one status message on connect with the seed shape and real values', async () => {
+  it('sends one status message on connect with its top-level shape and real values', async () => {
     const first = client.messages[0] as StatusMessage;
     expect(isStatus(first)).toBe(true);
     expect(Object.keys(first).sort()).toEqual(['components', 'metrics', 'timestamp', 'type']);

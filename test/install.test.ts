@@ -43,12 +43,12 @@ describe('uWebSockets.js build selection', () => {
     expect(build).toBe(expected);
   });
 
-  it('a build that cannot load is one error naming Node, the platform, glibc and the way out', () => {
-    if (glibcAtLeast(glibcVersion(), [2, 38])) {
-      // Here btc-vision loads; pinning a build that does not exist still gives the one error.
-      expect(() => loadUws('no-such-build')).toThrow(UwsUnavailableError);
-      return;
-    }
+  it('pinning a build that does not exist is one UwsUnavailableError', () => {
+    expect(() => loadUws('no-such-build')).toThrow(UwsUnavailableError);
+  });
+
+  it('a build that cannot load is one error naming Node, the platform, glibc and the way out', (ctx) => {
+    ctx.skip(glibcAtLeast(glibcVersion(), [2, 38]), `glibc ${glibcVersion()} here: btc-vision loads, so no build fails to`);
     let error: unknown;
     try {
       loadUws('btc-vision');

@@ -6,7 +6,7 @@
  * requests, `overloaded`, devices, and broken model directories.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
@@ -28,6 +28,10 @@ const tempDir = (): string => {
   dirs.push(d);
   return d;
 };
+
+/** The CPU fallback can only be observed where CUDA cannot load: no NVIDIA device. */
+const NVIDIA_GPU = existsSync('/dev/nvidia0');
+const GPU_NOTE = 'an NVIDIA GPU is present: device auto picks CUDA, the CPU fallback cannot be observed';
 
 let emb: OnnxEmbedder;
 beforeAll(async () => {
@@ -188,7 +192,8 @@ describe('onnx embedder', () => {
     expect(w.at(-1)!.end).toBe(text.length);
   });
 
-  it('device auto falls back to CPU with a log line; cuda without CUDA is a clear error', async () => {
+  it('device auto falls back to CPU with a log line; cuda without CUDA is a clear error', async (ctx) => {
+    ctx.skip(NVIDIA_GPU, GPU_NOTE);
     const lines: string[] = [];
     const auto = await OnnxEmbedder.load({ model: FIXTURE, device: 'auto', threads: 1, log: (m) => lines.push(m) });
     try {
@@ -222,7 +227,7 @@ describe('onnx embedder', () => {
 
 describe('servers on the onnx embedder', () => {
   it('inference: 200 concurrent requests from 20 connections, each equal to its solo embedding, in batches', async () => {
-    const server = new InferenceServer({ host: '127.0.0.1', port: 0, portRange: 0, logger: silentLogger, printListening: false, embedder: emb, rateLimit: 0 });
+    const server = new InferenceServer({ host: '127.0.0.1', port: 0, portRange: 0, logger: silentLogger, printListening: false, embedder: emb, rateLimit: false });
     const info = await server.listen();
     try {
       const clients = await Promise.all(Array.from({ length: 20 }, () => connect(`ws://127.0.0.1:${info.port}`)));
@@ -251,7 +256,7 @@ describe('servers on the onnx embedder', () => {
   });
 
   it('inference: overloaded when the queue is full; the rest succeed', async () => {
-    const server = new InferenceServer({ host: '127.0.0.1', port: 0, portRange: 0, logger: silentLogger, printListening: false, embedder: emb, rateLimit: 0, maxQueue: 4, maxBatch: 2 });
+    const server = new InferenceServer({ host: '127.0.0.1', port: 0, portRange: 0, logger: silentLogger, printListening: false, embedder: emb, rateLimit: false, maxQueue: 4, maxBatch: 2 });
     const info = await server.listen();
     try {
       const c = await connect(`ws://127.0.0.1:${info.port}`);
@@ -316,7 +321,8 @@ describe('servers on the onnx embedder', () => {
     await other.close();
   });
 
-  it('CLI: --model runs both supervised children on the model (auto device falls back to CPU)', async () => {
+  it('CLI: --model runs both supervised children on the model (auto device falls back to CPU)', async (ctx) => {
+    ctx.skip(NVIDIA_GPU, GPU_NOTE);
     const bin = path.join(root, 'dist/cli/main.js');
     const dir = tempDir();
     const child = spawn(

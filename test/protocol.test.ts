@@ -18,13 +18,14 @@ import {
   toFloat32Array,
 } from '../ts/protocol/index.js';
 import { OriginPolicy } from '../ts/server/origin.js';
-import { TokenBucket } from '../ts/server/rate-limit.js';
+import { takeBudget, type RateBudget, type RateLimitOptions } from '../ts/server/rate-limit.js';
+import { ServerMetrics } from '../ts/server/metrics.js';
 import { authenticate, extractToken, signJwtHs256, verifyJwtHs256 } from '../ts/server/auth.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 describe('constants', () => {
-  it('has the SPEC error codes, close codes and defaults', () => {
+  it('has the documented error codes, close codes and defaults (docs/protocol.md, docs/connection.md)', () => {
     expect([...ERROR_CODES].sort()).toEqual(
       ['internal', 'invalid_json', 'invalid_request', 'not_found', 'overloaded', 'payload_too_large', 'rate_limited', 'unavailable', 'unknown_type'].sort(),
     );
@@ -252,13 +253,61 @@ describe('origin policy', () => {
   });
 });
 
-describe('token bucket', () => {
+describe('rate limiter', () => {
+  const limits = (o: Partial<RateLimitOptions>): RateLimitOptions => ({
+    messagesPerSecond: 1e9,
+    messagesBurst: 1e9,
+    bytesPerSecond: 1e9,
+    bytesBurst: 1e9,
+    closeAfterRejected: 1,
+    ...o,
+  });
+  const full = (l: RateLimitOptions, now = 0): RateBudget => ({ msgTokens: l.messagesBurst, byteTokens: l.bytesBurst, tokensAt: now });
+
   it('grants the burst, then reports a retry delay, then refills', () => {
-    const b = new TokenBucket(10, 3, 0);
-    expect([b.take(1, 0), b.take(1, 0), b.take(1, 0)]).toEqual([0, 0, 0]);
-    const retry = b.take(1, 0);
+    const l = limits({ messagesPerSecond: 10, messagesBurst: 3 });
+    const b = full(l);
+    expect([takeBudget(b, l, 1, 0), takeBudget(b, l, 1, 0), takeBudget(b, l, 1, 0)]).toEqual([0, 0, 0]);
+    const retry = takeBudget(b, l, 1, 0);
     expect(retry).toBe(100);
-    expect(b.take(1, 100)).toBe(0);
+    expect(takeBudget(b, l, 1, 100)).toBe(0);
+  });
+
+  it('limits bytes too: a frame takes from both buckets or from neither', () => {
+    const l = limits({ bytesPerSecond: 1000, bytesBurst: 100 });
+    const b = full(l);
+    expect(takeBudget(b, l, 60, 0)).toBe(0);
+    const msgTokens = b.msgTokens;
+    expect(takeBudget(b, l, 60, 0)).toBe(20); // 40 bytes left, 20 more take 20 ms
+    expect(b.msgTokens).toBe(msgTokens);
+    // A frame larger than the burst needs (only) a full bucket.
+    expect(takeBudget(b, l, 500, 60)).toBe(0);
+    expect(b.byteTokens).toBe(0);
+  });
+
+  it('a bucket that never refills reports an infinite wait', () => {
+    const l = limits({ messagesPerSecond: 0, messagesBurst: 1 });
+    const b = full(l);
+    expect(takeBudget(b, l, 1, 0)).toBe(0);
+    expect(takeBudget(b, l, 1, 1000)).toBe(Number.POSITIVE_INFINITY);
+  });
+});
+
+describe('server metrics', () => {
+  it('counts replies per type; latency histograms once enabled, per bound plus overflow', () => {
+    const m = new ServerMetrics();
+    m.recordReply('store', 3, false);
+    expect(m.latencyHistogram('store')).toEqual([0]);
+    m.enableLatencyHistograms([1, 5]);
+    m.recordReply('store', 0.5, false);
+    m.recordReply('store', 1, false);
+    m.recordReply('store', 4, true);
+    m.recordReply('store', 50, false);
+    m.recordReply(undefined, 2, true);
+    expect(m.latencyHistogram('store')).toEqual([2, 1, 1]);
+    expect(m.latencyHistogram('get')).toEqual([0, 0, 0]);
+    expect(m.snapshot().byType.store).toEqual({ count: 5, errors: 1, latencyMsSum: 58.5 });
+    expect(m.snapshot().errors).toBe(2);
   });
 });
 

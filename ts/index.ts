@@ -10,6 +10,7 @@ export { MemoryStore, NativeError, NativeLoadError, kernelInfo, hashEmbed, wordW
 export * from './protocol/index.js';
 export * as memoryProtocol from './protocol/memory.js';
 export * as inferenceProtocol from './protocol/inference.js';
+export * as controlProtocol from './protocol/control.js';
 export {
   startControlCenter,
   createControlCenter,

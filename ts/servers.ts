@@ -4,30 +4,9 @@
 import { createEmbedder, type Embedder, type EmbedderOptions } from './embedder.js';
 import { MemoryServer, type MemoryServerOptions } from './server/memory.js';
 import { InferenceServer, type InferenceServerOptions } from './server/inference.js';
-import type { WsServerOptions } from './server/ws-server.js';
+import type { SharedServerOptions } from './server/options.js';
 
-/** Options shared by both servers (each can be overridden per server). */
-export type SharedServerOptions = Pick<
-  WsServerOptions,
-  | 'host'
-  | 'origins'
-  | 'token'
-  | 'jwtSecret'
-  | 'tlsCert'
-  | 'tlsKey'
-  | 'tlsPassphrase'
-  | 'compression'
-  | 'logger'
-  | 'logLevel'
-  | 'maxConnections'
-  | 'maxConnectionsPerIp'
-  | 'maxFrameBytes'
-  | 'rateLimit'
-  | 'pingIntervalMs'
-  | 'pongTimeoutMs'
-  | 'closeTimeoutMs'
-  | 'printListening'
->;
+export type { SharedServerOptions } from './server/options.js';
 
 export interface CreateServersOptions extends SharedServerOptions {
   /**
@@ -70,7 +49,8 @@ export type ServersFor<O extends CreateServersOptions> = Servers<
 >;
 
 /** Starts the memory server (default port 5000) and the inference server (5005…5014) in-process. */
-export async function createServers<const O extends CreateServersOptions = {}>(options?: O): Promise<ServersFor<O>>;
+// Without options O is the empty object type, so both servers are typed present.
+export async function createServers<const O extends CreateServersOptions = Record<never, never>>(options?: O): Promise<ServersFor<O>>;
 export async function createServers(options: CreateServersOptions = {}): Promise<Servers> {
   const { embedder: shared, memory: memOpts, inference: infOpts, ...common } = options;
   const owned = !(shared && 'embed' in shared);

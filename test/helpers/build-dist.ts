@@ -54,7 +54,9 @@ export function ensureBuilt(options: { dashboard?: boolean } = {}): void {
       ...['ts/control', 'ts/server', 'ts/protocol', 'ts/onnx'].map((d) => newest(path.join(root, d))),
       ...['ts/native.ts', 'ts/embedder.ts', 'ts/servers.ts'].map((f) => mtime(path.join(root, f))),
     );
-  const dashStale = (): boolean => !!options.dashboard && mtime(app) < newest(path.join(root, 'ts/dashboard'));
+  // The dashboard bundles ts/dashboard and the protocol types it imports.
+  const dashStale = (): boolean =>
+    !!options.dashboard && mtime(app) < Math.max(...['ts/dashboard', 'ts/protocol'].map((d) => newest(path.join(root, d))));
   if (tsStale() || dashStale()) {
     withLock(() => {
       if (tsStale()) {

@@ -10,7 +10,7 @@ import { pino, destination, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { createEmbedder, type Embedder, type EmbedderOptions } from '../embedder.js';
 import { MemoryStore, NativeError, repair, type BulkRecord } from '../native.js';
-import { createServers, type Servers } from '../servers.js';
+import { createServers, type Servers, type SharedServerOptions } from '../servers.js';
 import { startControlCenter, type RunningControlCenter } from '../control/index.js';
 import { VERSION } from '../version.js';
 import { f32 } from '../server/memory.js';
@@ -139,7 +139,7 @@ function inferenceOptions(cfg: CliConfig) {
 }
 
 /** Connection-layer options shared by every server the CLI starts. */
-function connectionOptions(cfg: CliConfig) {
+function connectionOptions(cfg: CliConfig): SharedServerOptions {
   return {
     host: cfg.host,
     compression: cfg.compression,
@@ -203,9 +203,11 @@ async function openOffline(cfg: CliConfig, embedder: Embedder | null): Promise<M
     }
   } catch (e) {
     if (e instanceof NativeError && e.code === 'locked') {
-      throw new Error(`data directory ${dir} is in use by a running memory server; stop it first${cfg.url === undefined ? ' (or export with --url ws://…)' : ''}`);
+      throw new Error(`data directory ${dir} is in use by a running memory server; stop it first${cfg.url === undefined ? ' (or export with --url ws://…)' : ''}`, {
+        cause: e,
+      });
     }
-    throw new Error(`cannot open data directory ${dir}: ${(e as Error).message}`);
+    throw new Error(`cannot open data directory ${dir}: ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -256,7 +258,7 @@ async function exportOnline(cfg: CliConfig, target: NodeJS.WritableStream): Prom
     ws.once('error', reject);
   });
   let seq = 0;
-  const pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   ws.on('message', (raw) => {
     const msg = JSON.parse(String(raw)) as { id?: number; status: string; message?: string; data?: unknown };
     const p = msg.id !== undefined ? pending.get(msg.id) : undefined;
@@ -265,19 +267,20 @@ async function exportOnline(cfg: CliConfig, target: NodeJS.WritableStream): Prom
     if (msg.status === 'success') p.resolve(msg.data);
     else p.reject(new Error(msg.message ?? 'request failed'));
   });
-  const request = (type: string, data: unknown): Promise<any> =>
-    new Promise((resolve, reject) => {
+  const request = <T>(type: string, data: unknown): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
       const id = ++seq;
-      pending.set(id, { resolve, reject });
+      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       ws.send(JSON.stringify({ type, id, data }));
     });
+  type ListPage = { memories: Array<Record<string, unknown>>; next_cursor: string | null };
   let n = 0;
   try {
-    const { namespaces } = (await request('namespaces', {})) as { namespaces: Array<{ name: string }> };
+    const { namespaces } = await request<{ namespaces: Array<{ name: string }> }>('namespaces', {});
     for (const { name } of namespaces) {
       let cursor: string | null = null;
       do {
-        const page: { memories: Array<Record<string, unknown>>; next_cursor: string | null } = await request('list', {
+        const page: ListPage = await request<ListPage>('list', {
           namespace: name,
           limit: 1000,
           include_embeddings: true,
@@ -372,7 +375,7 @@ function runRepair(cfg: CliConfig): void {
   try {
     r = repair(dir);
   } catch (e) {
-    if (e instanceof NativeError && e.code === 'locked') throw new Error(`data directory ${dir} is in use by a running memory server; stop it first`);
+    if (e instanceof NativeError && e.code === 'locked') throw new Error(`data directory ${dir} is in use by a running memory server; stop it first`, { cause: e });
     throw e;
   }
   if (!r.movedTo) {

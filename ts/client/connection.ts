@@ -32,6 +32,7 @@ export interface WebSocketLike {
  * compatible one. The third argument is passed only when `wsOptions` is given (Node `ws`:
  * headers, agent, …).
  */
+// `any` options: each implementation types its third argument its own way (or not at all).
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type WebSocketConstructor = new (url: string, protocols?: string | string[], options?: any) => unknown;
 

@@ -1,37 +1,33 @@
 /**
- * ControlCenterClient (SPEC §5): status messages (one on connect, then every
- * 2 s and on every component state change), a `subscribe` filter that is
- * re-sent after every reconnect, `status()` on demand, and REST helpers over `fetch`.
- * The status types are the control center's (type-only imports: nothing of the
- * server is bundled).
+ * ControlCenterClient: status messages (one on connect, then every 2 s and on every
+ * component state change), a `subscribe` filter that is re-sent after every reconnect,
+ * `status()` on demand, and REST helpers over `fetch`. The message types are
+ * protocol/control.ts (type-only imports: nothing of the server is bundled).
  * Reconnect: from 3 s doubling, capped at 60 s, 10 tries.
  */
-import type { ComponentName, ComponentState, ComponentStatus } from '../control/types.js';
-import type { MetricKey, StatusMessage, StatusMetrics } from '../control/status.js';
+import type {
+  ComponentActionReply,
+  ComponentName,
+  ComponentState,
+  ComponentStatus,
+  ComponentsReply,
+  HealthReply,
+  MetricKey,
+  StatusMessage,
+  StatusMetrics,
+  StatusSubscribeData,
+  StatusSubscribeReply,
+} from '../protocol/control.js';
 import { BaseClient, type ConnectionEvents, type ConnectionOptions } from './connection.js';
 import { ClientError } from './errors.js';
 
-export type { ComponentName, ComponentState, ComponentStatus, StatusMessage, StatusMetrics as SystemMetrics, MetricKey };
+export type { ComponentName, ComponentState, ComponentStatus, StatusMessage, StatusMetrics as SystemMetrics, MetricKey, ComponentActionReply };
 
 /** Which parts of the status message to receive. */
-export interface StatusFilter {
-  /** Left out: all; empty: none. */
-  components?: ComponentName[] | string[];
-  /** Keys of `metrics` (or the short forms `qps`, `cpu`, `latency`, …). Left out: all; empty: none. */
-  metrics?: Array<MetricKey | string>;
-}
+export type StatusFilter = StatusSubscribeData;
 
 /** The control center's answer to `subscribe`: the filter it applies (null = all). */
-export interface SubscribeStatusReply {
-  components: string[] | null;
-  metrics: MetricKey[] | null;
-}
-
-export interface ComponentActionReply {
-  success: boolean;
-  component?: ComponentStatus;
-  error?: string;
-}
+export type SubscribeStatusReply = StatusSubscribeReply;
 
 export interface ControlCenterClientEvents extends ConnectionEvents {
   status: (status: StatusMessage) => void;
@@ -101,7 +97,7 @@ export class ControlCenterClient extends BaseClient<ControlCenterClientEvents> {
   }
 
   /** `GET /api/components`. */
-  getComponents(): Promise<{ success: boolean; components: Record<string, ComponentStatus> }> {
+  getComponents(): Promise<ComponentsReply> {
     return this.http('GET', '/api/components');
   }
 
@@ -123,7 +119,7 @@ export class ControlCenterClient extends BaseClient<ControlCenterClientEvents> {
   }
 
   /** `GET /healthz`: `{ status: 'ok', version, components: { memory: 'running', … } }`. */
-  healthz(): Promise<{ status: string; version?: string; components?: Record<string, ComponentState>; [k: string]: unknown }> {
+  healthz(): Promise<HealthReply> {
     return this.http('GET', '/healthz');
   }
 
@@ -136,7 +132,7 @@ export class ControlCenterClient extends BaseClient<ControlCenterClientEvents> {
 
   protected override handleEvent(msg: Record<string, unknown>): boolean {
     if (msg.type !== 'status' || msg.status === 'error') return false;
-    // Accept the seed's top-level shape and an envelope with the status in `data`.
+    // The status message has its fields at the top level; also accept them in an envelope's `data`.
     const status = (msg.components === undefined && msg.data && typeof msg.data === 'object' ? { ...(msg.data as object), type: 'status' } : msg) as unknown as StatusMessage;
     this._lastStatus = status;
     this.emit('status', status);

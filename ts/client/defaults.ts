@@ -1,5 +1,5 @@
 /**
- * Every tunable of the client with its named default (SPEC §7). Constructor
+ * Every tunable of the client with its named default (docs/client.md). Constructor
  * options override these per client; tests pass tiny delays.
  */
 import { DEFAULTS as PROTOCOL_DEFAULTS } from '../protocol/constants.js';

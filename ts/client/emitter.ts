@@ -3,6 +3,8 @@
  * A throwing listener does not stop the others; its error is reported asynchronously.
  */
 
+// `any[]`: listener parameter lists are checked per event by the map that extends this one
+// (with `unknown[]` no listener with typed parameters would be assignable).
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type EventMap = { [event: string]: (...args: any[]) => void };
 

@@ -1,5 +1,5 @@
 /**
- * InferenceClient: embeddings, process and stats (SPEC §4). Vectors come back
+ * InferenceClient: embeddings, process and stats (docs/protocol.md). Vectors come back
  * as Float32Array in both JSON and MessagePack modes.
  */
 import type { EmbeddingsReply, InferenceStatsReply, ProcessChunk, ProcessReply } from '../protocol/inference.js';

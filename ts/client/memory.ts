@@ -1,5 +1,5 @@
 /**
- * MemoryClient: a typed method per memory-server command (SPEC §3), with
+ * MemoryClient: a typed method per memory-server command (docs/protocol.md), with
  * client-assigned store ids (a store replayed after a reconnect cannot
  * duplicate) and subscriptions that resume with `since_seq` after a reconnect.
  */

@@ -1,7 +1,7 @@
 /**
- * Reconnect policy (SPEC §7): which close codes end the connection for good,
- * the delay before each attempt (fixed or exponential, capped, with jitter),
- * and a small scheduler that counts attempts.
+ * Reconnect policy (docs/client.md "Connection states and reconnect"): which close
+ * codes end the connection for good, the delay before each attempt (fixed or
+ * exponential, capped, with jitter), and a small scheduler that counts attempts.
  */
 
 export interface ReconnectOptions {

@@ -11,7 +11,7 @@ import { createEmbedder } from '../embedder.js';
 import { createMemoryServer, type MemoryServer, type MemoryServerOptions } from '../server/memory.js';
 import { createInferenceServer, type InferenceServer, type InferenceServerOptions } from '../server/inference.js';
 import { inferenceSnapshot, instrumentLatency, memorySnapshot } from './instrument.js';
-import type { ChildStartMessage, ChildToParent, ParentToChild } from './types.js';
+import type { ChildStartMessage, ChildToParent, ParentToChild, ServerSnapshot } from './types.js';
 
 let server: MemoryServer | InferenceServer | null = null;
 let metricsTimer: NodeJS.Timeout | null = null;
@@ -24,23 +24,20 @@ function send(msg: ChildToParent): void {
 async function start(msg: ChildStartMessage): Promise<void> {
   const logger = pino({ level: msg.logLevel ?? 'info', base: { pid: process.pid, component: msg.component } }, destination({ dest: 2, sync: true }));
   const embedder = await createEmbedder({ ...(msg.embedder ?? {}), log: (m) => logger.warn(m) });
+  let snapshot: () => ServerSnapshot;
   if (msg.component === 'memory') {
-    const opts = { ...(msg.options as MemoryServerOptions), embedder, logger };
-    const s = await createMemoryServer(opts);
+    const s = await createMemoryServer({ ...(msg.options as MemoryServerOptions), embedder, logger });
     server = s;
-    instrumentLatency(s.ws);
-    metricsTimer = setInterval(() => send({ type: 'metrics', snapshot: memorySnapshot(s) }), msg.metricsIntervalMs);
-    send({ type: 'metrics', snapshot: memorySnapshot(s) });
-    send({ type: 'ready', port: s.port, pid: process.pid });
+    snapshot = () => memorySnapshot(s);
   } else {
-    const opts = { ...(msg.options as InferenceServerOptions), embedder, logger };
-    const s = await createInferenceServer(opts);
+    const s = await createInferenceServer({ ...(msg.options as InferenceServerOptions), embedder, logger });
     server = s;
-    instrumentLatency(s.ws);
-    metricsTimer = setInterval(() => send({ type: 'metrics', snapshot: inferenceSnapshot(s) }), msg.metricsIntervalMs);
-    send({ type: 'metrics', snapshot: inferenceSnapshot(s) });
-    send({ type: 'ready', port: s.port, pid: process.pid });
+    snapshot = () => inferenceSnapshot(s);
   }
+  instrumentLatency(server.ws);
+  metricsTimer = setInterval(() => send({ type: 'metrics', snapshot: snapshot() }), msg.metricsIntervalMs);
+  send({ type: 'metrics', snapshot: snapshot() });
+  send({ type: 'ready', port: server.port, pid: process.pid });
   metricsTimer.unref();
   // A shutdown requested while we were starting.
   if (shuttingDown) await shutdown(0);

@@ -15,13 +15,28 @@ import { createControlCenter, type ControlCenter, type ControlServerOptions } fr
 import { ChildComponent, type ChildComponentOptions } from './supervisor.js';
 import { InProcessComponent } from './in-process.js';
 import type { Servers } from '../servers.js';
+import { ENDPOINT_OPTIONS, type SharedServerOptions } from '../server/options.js';
 import type { ComponentHandle } from './types.js';
 
 export * from './types.js';
 export { createControlCenter, type ControlCenter, type ControlCenterOptions, type ControlServerOptions } from './center.js';
 export { ChildComponent, type ChildComponentOptions, DEFAULT_CHILD_PATH } from './supervisor.js';
 export { InProcessComponent, type InProcessComponentOptions } from './in-process.js';
-export { parseFilter, filterKey, applyFilter, METRIC_KEYS, type StatusMessage, type StatusMetrics, type StatusFilter } from './status.js';
+export {
+  parseFilter,
+  filterKey,
+  applyFilter,
+  METRIC_KEYS,
+  type StatusMessage,
+  type StatusMetrics,
+  type StatusFilter,
+  type MetricKey,
+  type ComponentActionReply,
+  type ComponentsReply,
+  type HealthReply,
+  type StatusSubscribeData,
+  type StatusSubscribeReply,
+} from '../protocol/control.js';
 
 /** Server options that can travel to a child over IPC (no logger, no embedder object). */
 type Cloneable<T> = Omit<T, 'logger' | 'embedder' | 'commands' | 'onMessage' | 'onOpen' | 'onClose' | 'beforeClose' | 'serviceInfo'>;
@@ -29,28 +44,7 @@ export type ChildMemoryOptions = Cloneable<MemoryServerOptions>;
 export type ChildInferenceOptions = Cloneable<InferenceServerOptions>;
 
 /** Options shared by both children unless overridden per server. */
-export type ChildSharedOptions = Cloneable<
-  Pick<
-    MemoryServerOptions,
-    | 'host'
-    | 'origins'
-    | 'token'
-    | 'jwtSecret'
-    | 'tlsCert'
-    | 'tlsKey'
-    | 'tlsPassphrase'
-    | 'compression'
-    | 'logLevel'
-    | 'maxConnections'
-    | 'maxConnectionsPerIp'
-    | 'maxFrameBytes'
-    | 'rateLimit'
-    | 'pingIntervalMs'
-    | 'pongTimeoutMs'
-    | 'closeTimeoutMs'
-    | 'printListening'
-  >
->;
+export type ChildSharedOptions = Cloneable<SharedServerOptions>;
 
 export interface StartControlCenterOptions extends ControlServerOptions {
   /** Control center port. Default 9000. */
@@ -82,8 +76,15 @@ export interface RunningControlCenter {
   close(): Promise<void>;
 }
 
-function drop<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+/** The control center's options that its children take too, unless `servers` or their own options say otherwise. */
+const INHERITED_BY_CHILDREN = [
+  ...ENDPOINT_OPTIONS,
+  'logLevel',
+] as const satisfies ReadonlyArray<keyof ChildSharedOptions>;
+
+/** The given keys of `o` that are set. */
+function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Pick<T, K> {
+  return Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]])) as Pick<T, K>;
 }
 
 /**
@@ -104,17 +105,7 @@ export async function startControlCenter(options: StartControlCenterOptions = {}
     dashboardDir,
     ...controlOptions
   } = options;
-  const inherited: ChildSharedOptions = drop({
-    host: controlOptions.host,
-    origins: controlOptions.origins,
-    token: controlOptions.token,
-    jwtSecret: controlOptions.jwtSecret,
-    tlsCert: controlOptions.tlsCert,
-    tlsKey: controlOptions.tlsKey,
-    tlsPassphrase: controlOptions.tlsPassphrase,
-    compression: controlOptions.compression,
-    logLevel: controlOptions.logLevel,
-  });
+  const inherited: ChildSharedOptions = pick(controlOptions, INHERITED_BY_CHILDREN);
   const components: Record<string, ChildComponent> = {};
   const common = (name: 'memory' | 'inference', serverOptions: Record<string, unknown>): ChildComponentOptions => {
     // The children's stdout/stderr (listening lines, logs) reach ours unless told otherwise.

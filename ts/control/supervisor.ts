@@ -145,7 +145,10 @@ export class ChildComponent extends ComponentLifecycle {
   private settleStart(err: Error | null): void {
     const waiters = this.startWaiters;
     this.startWaiters = [];
-    for (const w of waiters) (err ? w.reject(err) : w.resolve());
+    for (const w of waiters) {
+      if (err) w.reject(err);
+      else w.resolve();
+    }
   }
 
   private spawn(): void {

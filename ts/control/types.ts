@@ -1,32 +1,18 @@
 /**
- * Control center types: component status (the status message's shape, SPEC §5),
- * the metric snapshot a server reports, and the IPC messages between the
- * supervisor and its forked children.
+ * Control center internals: the metric snapshot a server reports, the IPC messages between
+ * the supervisor and its forked children, and the ComponentHandle both kinds of component
+ * implement. The status message itself is a wire type: protocol/control.ts.
  */
 
 import type { EmbedderOptions } from '../embedder.js';
-export type ComponentName = 'memory' | 'inference';
-export const COMPONENT_NAMES: readonly ComponentName[] = ['memory', 'inference'];
+import type { ComponentName, ComponentStatus } from '../protocol/control.js';
 
-export type ComponentState = 'stopped' | 'starting' | 'running' | 'stopping' | 'error';
-
-/** One component in the status message (the seed's fields plus port, connections, restarts). */
-export interface ComponentStatus {
-  name: string;
-  state: ComponentState;
-  pid: number | null;
-  /** Seconds since the current process became running. */
-  uptime: number | null;
-  /** Of one core. */
-  cpu_percent: number | null;
-  /** Resident set size, MB. */
-  memory_mb: number | null;
-  error: string | null;
-  last_updated: string;
-  port: number | null;
-  connections: number | null;
-  restarts: number;
-}
+export {
+  COMPONENT_NAMES,
+  type ComponentName,
+  type ComponentState,
+  type ComponentStatus,
+} from '../protocol/control.js';
 
 /** Upper bounds (ms) of the latency histogram buckets reported per command. */
 export const LATENCY_BUCKETS_MS: readonly number[] = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500];

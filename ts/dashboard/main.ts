@@ -4,27 +4,7 @@
  * the memory and inference servers directly (ports from the status message).
  */
 import uPlot from 'uplot';
-
-type State = 'stopped' | 'starting' | 'running' | 'stopping' | 'error';
-interface ComponentStatus {
-  name: string;
-  state: State;
-  pid: number | null;
-  uptime: number | null;
-  cpu_percent: number | null;
-  memory_mb: number | null;
-  error: string | null;
-  last_updated: string;
-  port: number | null;
-  connections: number | null;
-  restarts: number;
-}
-interface StatusMessage {
-  type: 'status';
-  timestamp: string;
-  components: Record<string, ComponentStatus>;
-  metrics: Record<string, number | string | undefined>;
-}
+import type { ComponentActionReply, ComponentStatus, MetricKey, StatusMessage, StatusMetrics } from '../protocol/control.js';
 
 const params = new URLSearchParams(location.search);
 const token = params.get('token');
@@ -137,7 +117,7 @@ async function control(key: string, action: 'start' | 'stop' | 'restart'): Promi
   if (lastStatus?.components[key]) renderComponent(key, lastStatus.components[key]!);
   try {
     const res = await fetch(`/api/components/${encodeURIComponent(key)}/${action}`, { method: 'POST', headers: authHeaders() });
-    const body = (await res.json()) as { success: boolean; error?: string; component?: ComponentStatus };
+    const body = (await res.json()) as ComponentActionReply;
     if (!body.success) toast(`${action} ${key}: ${body.error ?? res.statusText}`);
     if (body.component && lastStatus) {
       lastStatus.components[key] = body.component;
@@ -152,7 +132,7 @@ async function control(key: string, action: 'start' | 'stop' | 'restart'): Promi
 
 // ------------------------------------------------------------------ metric cards
 
-const METRIC_CARDS: Array<[string, string, (v: number) => string]> = [
+const METRIC_CARDS: Array<[MetricKey, string, (v: number) => string]> = [
   ['total_concepts', 'Memories', (v) => v.toLocaleString()],
   ['total_associations', 'Associations', (v) => v.toLocaleString()],
   ['storage_size_mb', 'Storage', (v) => (v >= 1 ? `${v.toFixed(1)} MB` : `${(v * 1024).toFixed(1)} KB`)],
@@ -162,7 +142,7 @@ const METRIC_CARDS: Array<[string, string, (v: number) => string]> = [
   ['memory_percent', 'Host memory', (v) => `${v.toFixed(1)} %`],
 ];
 
-function renderMetrics(m: StatusMessage['metrics']): void {
+function renderMetrics(m: Partial<StatusMetrics>): void {
   const root = $(tid('metrics'));
   for (const [key, label, show] of METRIC_CARDS) {
     let card = root.querySelector<HTMLElement>(tid(`metric-${key}`));
@@ -251,8 +231,8 @@ function onStatus(msg: StatusMessage): void {
   lastStatus = msg;
   for (const [key, c] of Object.entries(msg.components)) renderComponent(key, c);
   renderMetrics(msg.metrics);
-  const t = Date.parse(msg.metrics.timestamp as string) / 1000;
-  const num = (k: string): number => (typeof msg.metrics[k] === 'number' ? (msg.metrics[k] as number) : 0);
+  const t = Date.parse(msg.metrics.timestamp) / 1000;
+  const num = (k: MetricKey): number => msg.metrics[k] ?? 0;
   if (Number.isFinite(t)) {
     pushPoint(charts.qps!, t, num('queries_per_second'));
     pushPoint(charts.latency!, t, num('avg_latency_ms'));

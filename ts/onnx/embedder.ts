@@ -67,7 +67,7 @@ function readJson(path: string): Record<string, unknown> | null {
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
+    throw new Error(`${path}: not valid JSON (${(e as Error).message})`, { cause: e });
   }
 }
 
@@ -182,7 +182,7 @@ export class OnnxEmbedder implements Embedder {
     try {
       tokenizer = new ModelTokenizer(tokPath, maxLength);
     } catch (e) {
-      throw new Error(`${tokPath}: cannot load the tokenizer: ${(e as Error).message}`);
+      throw new Error(`${tokPath}: cannot load the tokenizer: ${(e as Error).message}`, { cause: e });
     }
     const probe = tokenizer.encodeBatch(['hello world']);
     const probeIds = Array.from(probe.inputIds.subarray(0, probe.lengths[0]!), (v) => Number(v));

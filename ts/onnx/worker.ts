@@ -48,7 +48,7 @@ async function open(): Promise<InitReply> {
       device = 'cuda';
     } catch (e) {
       const why = e instanceof Error ? e.message.split('\n')[0]! : String(e);
-      if (init.device === 'cuda') throw new Error(`CUDA execution provider unavailable: ${why}`);
+      if (init.device === 'cuda') throw new Error(`CUDA execution provider unavailable: ${why}`, { cause: e });
       notes.push(`CUDA execution provider unavailable (${why}); using CPU`);
     }
   }

@@ -5,7 +5,7 @@
 
 export const PROTOCOL_VERSION = 1;
 
-/** WebSocket close codes used by the servers (SPEC §2 "Close codes"). */
+/** WebSocket close codes used by the servers (docs/connection.md "Close codes"). */
 export const CLOSE_CODES = {
   /** Normal closure. */
   NORMAL: 1000,
@@ -70,9 +70,9 @@ export const DEFAULTS = {
   /** permessage-deflate (SHARED_COMPRESSOR) off by default. */
   compression: false,
   logLevel: 'info',
-  /** Control center status broadcast interval (SPEC §5). */
+  /** Control center status broadcast interval (docs/control-center.md). */
   statusIntervalMs: 2_000,
-  /** Client reconnect policy (SPEC §7). */
+  /** Client reconnect policy (docs/client.md "Connection states and reconnect"). */
   client: {
     requestTimeoutMs: 30_000,
     reconnectIntervalMs: 5_000,

@@ -1,5 +1,5 @@
 /**
- * The message envelope of SPEC §2. Every server → client message is either a
+ * The message envelope (docs/protocol.md "Envelope"). Every server → client message is either a
  * SuccessReply (also used for pushed events) or an ErrorReply.
  */
 import type { ErrorCode } from './errors.js';
@@ -12,7 +12,7 @@ export interface Request<D = Record<string, unknown>> {
   /** ISO-8601, informational. */
   timestamp?: string;
   data?: D;
-  /** Other top-level fields, when a client sent any (the seed's control-center `subscribe` puts its lists there). */
+  /** Other top-level fields, when a client sent any (a control-center `subscribe` may put its lists there instead of in `data`). */
   extra?: Record<string, unknown>;
 }
 
@@ -31,7 +31,7 @@ export interface ErrorReply {
   id?: RequestId;
   timestamp: string;
   code: ErrorCode;
-  /** Human text; `error` carries the same text (two seed client generations read different fields). */
+  /** Human text; `error` carries the same text (clients read either field). */
   message: string;
   error: string;
   data?: Record<string, unknown>;

@@ -1,5 +1,5 @@
 /**
- * Machine-readable error codes of the wire protocol (SPEC §2) and the error
+ * Machine-readable error codes of the wire protocol (docs/protocol.md "Error codes") and the error
  * class command handlers throw to answer with one of them.
  */
 
@@ -21,7 +21,7 @@ export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value);
 }
 
-/** Exact texts the SPEC fixes. */
+/** Texts clients match on: fixed, word for word. */
 export const ERROR_MESSAGES = {
   invalidJson: 'Invalid JSON format',
   unknownType: (type: unknown): string => `Unknown command type: ${String(type)}`,

@@ -1,5 +1,5 @@
 /**
- * Inference server commands (SPEC §4): zod schemas for every command's `data`,
+ * Inference server commands (docs/protocol.md): zod schemas for every command's `data`,
  * reply types, limits and the command list. Browser-safe.
  */
 import { z } from 'zod';

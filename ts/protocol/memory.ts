@@ -1,13 +1,12 @@
 /**
- * Memory server commands (SPEC §3): zod schemas for every command's `data`,
+ * Memory server commands (docs/protocol.md): zod schemas for every command's `data`,
  * the reply types, limits and the command/event name lists. Browser-safe.
  *
  * Validate with `parseRequestData(schema, req.data, req.type)`: error messages
  * name the wire field (`data.text: is required`, `data.items[3].text: …`).
  */
-import { z, type ZodType, type ZodTypeDef } from 'zod';
+import { z } from 'zod';
 import { ProtocolError } from './errors.js';
-import { parseData } from './validate.js';
 
 export const MEMORY_LIMITS = {
   /** UTF-8 bytes of `text`. */
@@ -47,24 +46,7 @@ export type MemoryCommand = (typeof MEMORY_COMMANDS)[number];
 export const MEMORY_EVENTS = ['memory_added', 'memory_updated', 'memory_removed'] as const;
 export type MemoryEventName = (typeof MEMORY_EVENTS)[number];
 
-/**
- * Validates `data` against a schema whose field paths are reported under `data.`
- * (`data.text: is required`). Throws ProtocolError (invalid_request / payload_too_large).
- */
-export function parseRequestData<Out, Def extends ZodTypeDef, In>(
-  schema: ZodType<Out, Def, In>,
-  data: unknown,
-  type?: string,
-): Out {
-  // Wrapping costs as much as the parse itself: build each wrapper once.
-  let wrapped = wrappedSchemas.get(schema);
-  if (!wrapped) {
-    wrapped = z.object({ data: schema as ZodType<unknown, ZodTypeDef, unknown> });
-    wrappedSchemas.set(schema, wrapped);
-  }
-  return (parseData(wrapped, { data: data ?? {} }, type) as { data: Out }).data;
-}
-const wrappedSchemas = new WeakMap<object, ZodType<unknown, ZodTypeDef, unknown>>();
+export { parseRequestData } from './validate.js';
 
 // ---------------------------------------------------------------- field schemas
 
@@ -98,7 +80,7 @@ const metadataSchema = z.record(z.unknown(), {
 
 const significanceSchema = z.number().min(0).max(1);
 
-/** The filter language (SPEC §3); operators are checked in detail by the core. */
+/** The filter language (docs/protocol.md "Filter language"); operators are checked in detail by the core. */
 export const filterSchema = z.record(z.unknown(), { invalid_type_error: 'must be an object' });
 export type Filter = Record<string, unknown>;
 

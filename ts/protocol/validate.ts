@@ -1,8 +1,9 @@
 /**
- * Turns zod validation failures into protocol errors whose message names the
- * field and the rule (SPEC §2 `invalid_request` / `payload_too_large`).
+ * Validation of request data for every server: zod failures become protocol errors whose
+ * message names the wire field and the rule (`invalid_request`, or `payload_too_large`
+ * for strings and lists over their limit; docs/protocol.md "Errors"). Browser-safe.
  */
-import type { ZodIssue, ZodType, ZodTypeDef } from 'zod';
+import { z, type ZodIssue, type ZodType, type ZodTypeDef } from 'zod';
 import { ProtocolError } from './errors.js';
 
 function issuePath(issue: ZodIssue): string {
@@ -43,3 +44,22 @@ export function parseData<Out, Def extends ZodTypeDef, In>(
   }
   throw issueToProtocolError(issue);
 }
+
+/**
+ * Validates `data` against a schema whose field paths are reported under `data.`
+ * (`data.text: is required`). Throws ProtocolError (invalid_request / payload_too_large).
+ */
+export function parseRequestData<Out, Def extends ZodTypeDef, In>(
+  schema: ZodType<Out, Def, In>,
+  data: unknown,
+  type?: string,
+): Out {
+  // Wrapping costs as much as the parse itself: build each wrapper once.
+  let wrapped = wrappedSchemas.get(schema);
+  if (!wrapped) {
+    wrapped = z.object({ data: schema as ZodType<unknown, ZodTypeDef, unknown> });
+    wrappedSchemas.set(schema, wrapped);
+  }
+  return (parseData(wrapped, { data: data ?? {} }, type) as { data: Out }).data;
+}
+const wrappedSchemas = new WeakMap<object, ZodType<unknown, ZodTypeDef, unknown>>();

@@ -1,6 +1,6 @@
 export * from './ws-server.js';
 export * from './auth.js';
 export { OriginPolicy } from './origin.js';
-export { TokenBucket } from './rate-limit.js';
+export { takeBudget, type RateBudget, type RateLimitOptions } from './rate-limit.js';
 export { ServerMetrics, type MetricsSnapshot, type TypeMetrics } from './metrics.js';
 export { isNativeUws, assertNativeUws, loadUws, uwsBuild, UwsUnavailableError } from './uws.js';

@@ -1,5 +1,5 @@
 /**
- * Dynamic batching (SPEC §4), modelled on text-embeddings-inference's queue:
+ * Dynamic batching (docs/protocol.md "Dynamic batching"), modelled on text-embeddings-inference's queue:
  *
  * - one bounded queue of texts from every connection; past `maxQueue` texts a request
  *   fails with `overloaded`;

@@ -1,8 +1,8 @@
 /**
- * The inference server (SPEC §4): `embeddings`, `process` and `stats`, with
+ * The inference server: `embeddings`, `process` and `stats` (docs/protocol.md), with
  * dynamic batching across all connections (EmbeddingBatcher).
  */
-import { DEFAULTS, type Request } from '../protocol/index.js';
+import { DEFAULTS, parseRequestData, type Request } from '../protocol/index.js';
 import {
   embeddingsSchema,
   inferenceStatsSchema,
@@ -10,11 +10,11 @@ import {
   type InferenceStatsReply,
   type ProcessChunk,
 } from '../protocol/inference.js';
-import { parseRequestData } from '../protocol/memory.js';
 import { HashEmbedder, dot, normalize, type Embedder, type TextWindow } from '../embedder.js';
 import { wordWindows } from '../native.js';
 import { EmbeddingBatcher, type BatcherOptions } from './inference-batcher.js';
-import { WsServer, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
+import { WsServer, type Connection, type WsServerOptions } from './ws-server.js';
+import { ServerBase } from './server-base.js';
 import { VERSION } from '../version.js';
 
 export interface InferenceServerOptions extends Omit<WsServerOptions, 'commands' | 'onMessage'>, BatcherOptions {
@@ -22,14 +22,13 @@ export interface InferenceServerOptions extends Omit<WsServerOptions, 'commands'
   embedder?: Embedder;
 }
 
-export class InferenceServer {
+export class InferenceServer extends ServerBase {
   readonly ws: WsServer;
   readonly embedder: Embedder;
   readonly batcher: EmbeddingBatcher;
-  private info: ListenInfo | null = null;
-  private closing: Promise<void> | null = null;
 
   constructor(options: InferenceServerOptions = {}) {
+    super();
     const { embedder, maxBatch, maxQueue, maxWaitMs, maxBatchTokens, ...wsOptions } = options;
     this.embedder = embedder ?? new HashEmbedder();
     const b: BatcherOptions = {};
@@ -57,27 +56,9 @@ export class InferenceServer {
     });
   }
 
-  get port(): number {
-    return this.ws.port;
-  }
-  get url(): string {
-    return this.info?.url ?? `ws://${this.ws.options.host}:${this.ws.port}`;
-  }
-  get logger() {
-    return this.ws.logger;
-  }
-
-  async listen(): Promise<ListenInfo> {
-    this.info = await this.ws.listen();
-    return this.info;
-  }
-
-  close(): Promise<void> {
-    this.closing ??= (async () => {
-      await this.ws.shutdown();
-      this.batcher.close();
-    })();
-    return this.closing;
+  /** After the graceful shutdown: stops the batcher (the embedder stays the caller's). */
+  protected release(): void {
+    this.batcher.close();
   }
 
   private async embeddings(conn: Connection, req: Request): Promise<unknown> {

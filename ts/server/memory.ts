@@ -1,9 +1,10 @@
 /**
- * The memory server (SPEC §3): the command table over the native MemoryStore,
- * on the shared connection layer (WsServer). See docs/protocol.md.
+ * The memory server: the memory commands (store, retrieve, list, get, update, delete,
+ * namespaces, subscribe, unsubscribe, stats; docs/protocol.md) over the native MemoryStore,
+ * on the shared connection layer (WsServer).
  */
 import path from 'node:path';
-import { DEFAULTS, JSON_TEXT, ProtocolError, event, flatJson, type Request, type SuccessReply } from '../protocol/index.js';
+import { DEFAULTS, JSON_TEXT, ProtocolError, flatJson, parseRequestData, type Request } from '../protocol/index.js';
 import {
   DEFAULT_NAMESPACE,
   IMMUTABLE_FIELDS,
@@ -15,7 +16,6 @@ import {
   listSchema,
   metadataJson,
   namespacesSchema,
-  parseRequestData,
   retrieveSchema,
   statsSchema,
   storeBatchSchema,
@@ -23,17 +23,19 @@ import {
   subscribeSchema,
   unsubscribeSchema,
   updateSchema,
-  type MemoryEventName,
   type MemoryStatsCounts,
   type MemoryStatsReply,
   type StoreItem,
   type StoreResult,
   type WireMemory,
 } from '../protocol/memory.js';
-import { MemoryStore, NativeError, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
+import { MemoryStore, type PutItem, type PutResult, type SearchOptions } from '../native.js';
 import { HashEmbedder, type Embedder } from '../embedder.js';
 import { EmbeddingBatcher } from './inference-batcher.js';
 import { WsServer, type CommandHandler, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
+import { ServerBase } from './server-base.js';
+import { MemoryEventLog, topicOf } from './memory-events.js';
+import { f32, isoToMs, mapped, startupError, toWireMemory } from './memory-convert.js';
 import { VERSION } from '../version.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'off';
@@ -56,74 +58,7 @@ export interface MemoryServerOptions extends Omit<WsServerOptions, 'commands' | 
   store?: MemoryStore;
 }
 
-interface LoggedEvent {
-  seq: number;
-  namespace: string;
-  name: MemoryEventName;
-  message: SuccessReply;
-}
-
-const topicOf = (namespace: string, name: MemoryEventName): string => `mem\u0000${namespace}\u0000${name}`;
-
-/** Converts a native memory (metadata JSON text, ms timestamps) to the wire form. */
-export function toWireMemory(m: NativeMemory, includeEmbedding = false): WireMemory {
-  const out: WireMemory = {
-    id: m.id,
-    namespace: m.namespace,
-    text: m.text,
-    metadata: parseMetadata(m.metadata),
-    significance: f32(m.significance),
-    timestamp: new Date(m.timestamp).toISOString(),
-    associations: m.associations,
-  };
-  if (m.expiresAt !== undefined && m.expiresAt !== null) out.expires_at = new Date(m.expiresAt).toISOString();
-  if (m.score !== undefined && m.score !== null) out.score = f32(m.score);
-  if (includeEmbedding && m.embedding) out.embedding = m.embedding;
-  return out;
-}
-
-/** Float32 values from the core as the shortest decimal that round-trips in float32 (0.4, not 0.4000000059604645). */
-export const f32 = (x: number): number => (Number.isFinite(x) ? Number(x.toPrecision(7)) : x);
-
-function parseMetadata(json: string): Record<string, unknown> {
-  if (!json) return {};
-  try {
-    const v: unknown = JSON.parse(json);
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
-}
-
-/** Maps a NativeError to the protocol error a client should see. */
-export function toProtocolError(err: unknown): unknown {
-  if (!(err instanceof NativeError)) return err;
-  switch (err.code) {
-    case 'invalid_request':
-    case 'payload_too_large':
-      return new ProtocolError(err.code, /^filter\b/.test(err.message) ? `data.${err.message}` : err.message);
-    case 'not_found':
-      return new ProtocolError('not_found', err.message);
-    case 'storage_full':
-      return new ProtocolError('unavailable', `Storage is full: ${err.message}`, { reason: 'storage_full' });
-    case 'unavailable':
-      return new ProtocolError('unavailable', err.message);
-    default:
-      return err; // corrupt, io, locked, internal → `internal` with a correlation id
-  }
-}
-
-async function mapped<T>(p: Promise<T> | (() => T)): Promise<T> {
-  try {
-    return typeof p === 'function' ? p() : await p;
-  } catch (err) {
-    throw toProtocolError(err);
-  }
-}
-
-function isoToMs(iso: string | undefined): number | undefined {
-  return iso === undefined ? undefined : Date.parse(iso);
-}
+export { toWireMemory, f32, toProtocolError } from './memory-convert.js';
 
 /** Text of the global `stats` reply (the keys of its object literal, in order); see flatJson. */
 const statsJson = flatJson([
@@ -147,7 +82,7 @@ const statsJson = flatJson([
 ]);
 
 /** The memory server. `listen()` opens the store and starts serving; `close()` shuts down gracefully and closes the store. */
-export class MemoryServer {
+export class MemoryServer extends ServerBase {
   readonly ws: WsServer;
   readonly embedder: Embedder;
   private readonly batcher: EmbeddingBatcher | null = null;
@@ -157,14 +92,8 @@ export class MemoryServer {
   readonly fsync: FsyncPolicy;
   private _store: MemoryStore | null = null;
   private statsFixed: { dims: number; storage_path: string; fsync: string; isa: string } | null = null;
-  private readonly events: LoggedEvent[] = [];
-  private eventHead = 0;
-  /** Events with seq ≤ floor are not in the log (before start, or evicted). */
-  private eventFloor = 0;
-  private readonly eventLogSize: number;
+  private readonly events: MemoryEventLog;
   private readonly reembed: boolean;
-  private closing: Promise<void> | null = null;
-  private info: ListenInfo | null = null;
   /**
    * The command table (type → handler), transport-independent: the WsServer dispatches to it,
    * and a handler can be called with any Connection-like object (e.g. a benchmark's `ws` baseline).
@@ -172,6 +101,7 @@ export class MemoryServer {
   readonly commands: Readonly<Record<string, CommandHandler>>;
 
   constructor(options: MemoryServerOptions = {}) {
+    super();
     const { dataDir, fsync, embedder, reembed, eventLogSize, store, ...wsOptions } = options;
     this.dataDir = path.resolve(dataDir ?? './memory-data');
     this.fsync = fsync ?? 'always';
@@ -180,11 +110,7 @@ export class MemoryServer {
     // queries share its runs through the same dynamic batcher as the inference server.
     if (this.embedder.prepare && this.embedder.runPrepared) this.batcher = new EmbeddingBatcher(this.embedder, { maxWaitMs: 1 });
     this.reembed = reembed ?? false;
-    this.eventLogSize = Math.max(1, eventLogSize ?? MEMORY_LIMITS.eventLogSize);
-    if (store) {
-      this._store = store;
-      this.eventFloor = store.stats().lastSeq;
-    }
+    if (store) this._store = store;
     this.commands = {
       store: (c, r) => this.store_(c, r),
       retrieve: (c, r) => this.retrieve(c, r),
@@ -217,33 +143,25 @@ export class MemoryServer {
         if (this._store) await this._store.flush().catch((err: unknown) => this.ws.logger.error({ err }, 'store flush failed'));
       },
     });
+    this.events = new MemoryEventLog(this.ws, Math.max(1, eventLogSize ?? MEMORY_LIMITS.eventLogSize));
+    if (store) this.events.floor = store.stats().lastSeq;
   }
 
   get store(): MemoryStore {
     if (!this._store) throw new ProtocolError('unavailable', 'The memory store is not open');
     return this._store;
   }
-  get port(): number {
-    return this.ws.port;
-  }
-  get url(): string {
-    return this.info?.url ?? `ws://${this.ws.options.host}:${this.ws.port}`;
-  }
-  get logger() {
-    return this.ws.logger;
-  }
 
   /** Opens the data directory (refusing a locked or foreign one with a clear error), then listens. */
-  async listen(): Promise<ListenInfo> {
+  override async listen(): Promise<ListenInfo> {
     await this.open();
     try {
-      this.info = await this.ws.listen();
+      return await super.listen();
     } catch (err) {
       this._store?.close();
       this._store = null;
       throw err;
     }
-    return this.info;
   }
 
   /** Opens the data directory (if not open yet) without listening: `commands` can then be served over another transport. */
@@ -260,26 +178,22 @@ export class MemoryServer {
       } catch (err) {
         throw startupError(err, this.dataDir);
       }
-      this.eventFloor = this._store.stats().lastSeq;
+      this.events.floor = this._store.stats().lastSeq;
     }
     return this._store;
   }
 
-  /** Graceful shutdown: finish in-flight replies, flush, close clients with 1001, close the store. */
-  close(): Promise<void> {
-    this.closing ??= (async () => {
-      await this.ws.shutdown();
-      this.batcher?.close();
-      if (this._store) {
-        try {
-          this._store.close();
-        } catch (err) {
-          this.ws.logger.error({ err }, 'store close failed');
-        }
-        this._store = null;
+  /** After the graceful shutdown (in-flight replies finished, store flushed, clients closed with 1001): closes the store. */
+  protected release(): void {
+    this.batcher?.close();
+    if (this._store) {
+      try {
+        this._store.close();
+      } catch (err) {
+        this.ws.logger.error({ err }, 'store close failed');
       }
-    })();
-    return this.closing;
+      this._store = null;
+    }
   }
 
   // ------------------------------------------------------------ helpers
@@ -307,27 +221,6 @@ export class MemoryServer {
       });
     }
     return f;
-  }
-
-  private publishEvent(namespace: string, name: MemoryEventName, memory: WireMemory | { id: string; namespace: string }, seq: number): void {
-    const message = event(name, { memory, seq });
-    const entry: LoggedEvent = { seq, namespace, name, message };
-    if (this.events.length < this.eventLogSize) {
-      this.events.push(entry);
-    } else {
-      const old = this.events[this.eventHead]!;
-      this.eventFloor = Math.max(this.eventFloor, old.seq);
-      this.events[this.eventHead] = entry;
-      this.eventHead = (this.eventHead + 1) % this.eventLogSize;
-    }
-    const topic = topicOf(namespace, name);
-    if (this.ws.subscriberCount(topic) > 0) this.ws.publish(topic, message);
-  }
-
-  /** Logged events in order (oldest first). */
-  private *loggedEvents(): Generator<LoggedEvent> {
-    const n = this.events.length;
-    for (let i = 0; i < n; i++) yield this.events[(this.eventHead + i) % n]!;
   }
 
   // ------------------------------------------------------------ commands
@@ -408,7 +301,7 @@ export class MemoryServer {
           associations: r.associations,
         };
         if (it.ttl_s !== undefined) memory.expires_at = new Date(r.timestamp + it.ttl_s * 1000).toISOString();
-        this.publishEvent(namespace, 'memory_added', memory, r.seq);
+        this.events.publish(namespace, 'memory_added', memory, r.seq);
       }
     }
     // Exact for pipelined stores sharing a group commit: the count right after this store
@@ -511,7 +404,7 @@ export class MemoryServer {
     }
     const m = await mapped(this.store.update(namespace, d.id, metadata, d.significance));
     const wire = toWireMemory(m);
-    this.publishEvent(namespace, 'memory_updated', wire, m.seq);
+    this.events.publish(namespace, 'memory_updated', wire, m.seq);
     return wire;
   }
 
@@ -540,7 +433,7 @@ export class MemoryServer {
       }
       result = await mapped(this.store.deleteWhere(namespace, empty ? undefined : JSON.stringify(d.filter)));
     }
-    for (const x of result.deleted) this.publishEvent(namespace, 'memory_removed', { id: x.id, namespace }, x.seq);
+    for (const x of result.deleted) this.events.publish(namespace, 'memory_removed', { id: x.id, namespace }, x.seq);
     return { deleted: result.deleted.length, not_found: result.notFound };
   }
 
@@ -560,9 +453,9 @@ export class MemoryServer {
     let replayed = 0;
     let gap = false;
     if (d.since_seq !== undefined) {
-      gap = d.since_seq < this.eventFloor;
+      gap = d.since_seq < this.events.floor;
       const wanted = new Set(events);
-      for (const e of this.loggedEvents()) {
+      for (const e of this.events.logged()) {
         if (e.seq > d.since_seq && e.namespace === namespace && wanted.has(e.name)) {
           conn.send(e.message);
           replayed++;
@@ -636,22 +529,6 @@ export class MemoryServer {
     const totals: MemoryStatsCounts = { total_memories: st.totalMemories, memory_count: st.totalMemories, namespaces: st.namespaces };
     return { ...reply, namespace, totals };
   }
-
-
-}
-
-function startupError(err: unknown, dir: string): Error {
-  if (err instanceof NativeError) {
-    switch (err.code) {
-      case 'locked':
-        return new Error(`Data directory ${dir} is locked: another memory server is using it (${err.message})`);
-      case 'corrupt':
-        return new Error(`Data directory ${dir} is corrupt: ${err.message}. Run \`memory-server repair --data-dir ${dir}\``);
-      default:
-        return new Error(`Cannot open data directory ${dir}: ${err.message}`);
-    }
-  }
-  return err instanceof Error ? err : new Error(String(err));
 }
 
 /** Creates a memory server, opens its store and starts listening. */

@@ -40,6 +40,9 @@ export class ServerMetrics {
   replies = 0;
   latencyMsSum = 0;
   readonly byType = new Map<string, TypeMetrics>();
+  /** Upper bounds (ms) of the latency histogram, once enabled (see enableLatencyHistograms). */
+  private latencyBounds: readonly number[] | null = null;
+  private readonly histograms = new Map<string, number[]>();
   // Per-second ring of completed replies for a cheap QPS figure.
   private readonly ring = new Uint32Array(WINDOW_S);
   private ringSecond = Math.floor(Date.now() / 1000);
@@ -70,6 +73,34 @@ export class ServerMetrics {
     t.count++;
     t.latencyMsSum += latencyMs;
     if (isError) t.errors++;
+    if (this.latencyBounds !== null) this.countLatency(type, latencyMs, this.latencyBounds);
+  }
+
+  /**
+   * From now on, also counts each reply's latency per type into buckets with these upper
+   * bounds (ms, ascending) plus one overflow bucket (what Prometheus histograms need; sums
+   * alone are all the `stats` command needs, so this is off until someone asks). Only the
+   * first call's bounds count.
+   */
+  enableLatencyHistograms(boundsMs: readonly number[]): void {
+    this.latencyBounds ??= [...boundsMs];
+  }
+
+  /** Non-cumulative counts per bound plus the overflow slot, for one type (zeros when it has none). */
+  latencyHistogram(type: string): number[] {
+    const h = this.histograms.get(type);
+    return h ? [...h] : new Array<number>((this.latencyBounds?.length ?? 0) + 1).fill(0);
+  }
+
+  private countLatency(type: string, latencyMs: number, bounds: readonly number[]): void {
+    let h = this.histograms.get(type);
+    if (!h) {
+      h = new Array<number>(bounds.length + 1).fill(0);
+      this.histograms.set(type, h);
+    }
+    let i = 0;
+    while (i < bounds.length && latencyMs > bounds[i]!) i++;
+    h[i]!++;
   }
 
   queriesPerSecond(): number {

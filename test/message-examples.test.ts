@@ -1,6 +1,7 @@
 /**
- * The exact example messages of the design notes (seeds/002 "Message Format
- * Examples"), sent verbatim, get success replies of the right shape.
+ * Requests written as existing clients write them (pretty-printed JSON, a client
+ * `timestamp`, no `id`, empty `config` / `context`; docs/protocol.md "Envelope"), sent
+ * verbatim, get success replies of the right shape.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -45,13 +46,13 @@ const PROCESS = `{
     }
 }`;
 
-describe('seed message examples', () => {
+describe('client message examples, verbatim', () => {
   let servers: Servers;
   let dir: string;
   let mem: TestClient;
   let inf: TestClient;
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'memsrv-seeds-'));
+    dir = mkdtempSync(path.join(tmpdir(), 'memsrv-examples-'));
     servers = await createServers({
       host: '127.0.0.1',
       logger: silentLogger,

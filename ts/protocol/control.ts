@@ -1,0 +1,169 @@
+/**
+ * The control center's wire messages (docs/control-center.md): the status message it pushes
+ * on connect, every status interval and on every component state change; the `subscribe`
+ * filter that narrows it; the REST replies. The control center, the client and the
+ * dashboard all use these. Browser-safe: no Node imports.
+ */
+
+export type ComponentName = 'memory' | 'inference';
+export const COMPONENT_NAMES: readonly ComponentName[] = ['memory', 'inference'];
+
+export type ComponentState = 'stopped' | 'starting' | 'running' | 'stopping' | 'error';
+
+/** One component in the status message. */
+export interface ComponentStatus {
+  name: string;
+  state: ComponentState;
+  pid: number | null;
+  /** Seconds since the current process became running. */
+  uptime: number | null;
+  /** Of one core. */
+  cpu_percent: number | null;
+  /** Resident set size, MB. */
+  memory_mb: number | null;
+  error: string | null;
+  last_updated: string;
+  port: number | null;
+  connections: number | null;
+  restarts: number;
+}
+
+export interface StatusMetrics {
+  timestamp: string;
+  /** = total memories. */
+  total_concepts: number;
+  total_associations: number;
+  /** Measured on disk from the data directory. */
+  storage_size_mb: number;
+  /** Both servers, replies/s over the last ~10 s. */
+  queries_per_second: number;
+  /** Both servers, mean reply latency over the last status interval (0 when idle). */
+  avg_latency_ms: number;
+  /** Host, of the whole machine. */
+  cpu_percent: number;
+  /** Host. */
+  memory_percent: number;
+}
+
+/** The status message: top-level `type: 'status'` (not an envelope with `data`). */
+export interface StatusMessage {
+  type: 'status';
+  timestamp: string;
+  components: Record<string, ComponentStatus>;
+  metrics: Partial<StatusMetrics> & { timestamp: string };
+}
+
+export const METRIC_KEYS = [
+  'total_concepts',
+  'total_associations',
+  'storage_size_mb',
+  'queries_per_second',
+  'avg_latency_ms',
+  'cpu_percent',
+  'memory_percent',
+] as const;
+export type MetricKey = (typeof METRIC_KEYS)[number];
+
+/** Short names accepted for metrics in a subscribe filter (`cpu`, `memory`, `qps`, …). */
+const METRIC_ALIASES: Record<string, MetricKey> = {
+  concepts: 'total_concepts',
+  memories: 'total_concepts',
+  total_memories: 'total_concepts',
+  associations: 'total_associations',
+  storage: 'storage_size_mb',
+  qps: 'queries_per_second',
+  latency: 'avg_latency_ms',
+  cpu: 'cpu_percent',
+  memory: 'memory_percent',
+};
+
+/** What a `subscribe` request asks for: a list left out means all, an empty list none. */
+export interface StatusSubscribeData {
+  components?: ComponentName[] | string[];
+  /** Keys of `metrics` or their short forms (`qps`, `cpu`, `latency`, …). */
+  metrics?: Array<MetricKey | string>;
+}
+
+/** The filter as the control center applies it (`null` = all; `[]` = none); also the `subscribe` reply. */
+export interface StatusFilter {
+  components: string[] | null;
+  metrics: MetricKey[] | null;
+}
+export type StatusSubscribeReply = StatusFilter;
+
+export const ALL: StatusFilter = { components: null, metrics: null };
+
+export class FilterError extends Error {}
+
+function list(value: unknown, field: string): string[] | null {
+  if (value === undefined || value === null) return null;
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) {
+    throw new FilterError(`${field}: must be an array of strings`);
+  }
+  return value as string[];
+}
+
+/** Parses a subscribe request's lists; unknown names are an error naming them. */
+export function parseFilter(src: { components?: unknown; metrics?: unknown }, componentNames: readonly string[]): StatusFilter {
+  const comps = list(src.components, 'components');
+  const mets = list(src.metrics, 'metrics');
+  if (comps) {
+    const bad = comps.filter((c) => !componentNames.includes(c));
+    if (bad.length) throw new FilterError(`components: unknown component ${bad.join(', ')} (known: ${componentNames.join(', ')})`);
+  }
+  let metrics: MetricKey[] | null = null;
+  if (mets) {
+    metrics = [];
+    for (const m of mets) {
+      const k = (METRIC_KEYS as readonly string[]).includes(m) ? (m as MetricKey) : METRIC_ALIASES[m];
+      if (!k) throw new FilterError(`metrics: unknown metric ${m} (known: ${METRIC_KEYS.join(', ')})`);
+      if (!metrics.includes(k)) metrics.push(k);
+    }
+  }
+  return {
+    components: comps ? [...new Set(comps)].sort() : null,
+    metrics: metrics ? metrics.sort() : null,
+  };
+}
+
+/** Canonical key of a filter (one pub/sub topic per distinct key). */
+export function filterKey(f: StatusFilter): string {
+  if (!f.components && !f.metrics) return 'all';
+  return `c=${f.components ? f.components.join(',') : '*'};m=${f.metrics ? f.metrics.join(',') : '*'}`;
+}
+
+export function applyFilter(msg: StatusMessage, f: StatusFilter): StatusMessage {
+  if (!f.components && !f.metrics) return msg;
+  const components: Record<string, ComponentStatus> = {};
+  for (const [k, v] of Object.entries(msg.components)) if (!f.components || f.components.includes(k)) components[k] = v;
+  let metrics: StatusMessage['metrics'] = msg.metrics;
+  if (f.metrics) {
+    const m: Record<string, unknown> = { timestamp: msg.metrics.timestamp };
+    for (const k of f.metrics) m[k] = msg.metrics[k];
+    metrics = m as StatusMessage['metrics'];
+  }
+  return { type: 'status', timestamp: msg.timestamp, components, metrics };
+}
+
+// ------------------------------------------------------------------ REST replies
+
+/** `POST /api/components/:name/:action` (start, stop, restart). */
+export interface ComponentActionReply {
+  success: boolean;
+  component?: ComponentStatus;
+  error?: string;
+}
+
+/** `GET /api/components`. */
+export interface ComponentsReply {
+  success: boolean;
+  components: Record<string, ComponentStatus>;
+}
+
+/** `GET /healthz`: `{ status: 'ok', version, components: { memory: 'running', … } }`. */
+export interface HealthReply {
+  status: string;
+  version?: string;
+  components?: Record<string, ComponentState>;
+  [k: string]: unknown;
+}

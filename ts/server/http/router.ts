@@ -1,0 +1,197 @@
+/**
+ * Plain HTTP routes beside the WebSocket paths: origin check and CORS, token/JWT auth
+ * (unless the route is public), a bounded request body, and an error boundary (a
+ * ProtocolError becomes 400/404 JSON, anything else 500 with a correlation id).
+ */
+import type { Logger } from 'pino';
+import { ERROR_MESSAGES, ProtocolError } from '../../protocol/index.js';
+import { authenticate, extractToken, type AuthClaims, type AuthOptions } from '../auth.js';
+import type { OriginPolicy } from '../origin.js';
+import type { TemplatedApp, UwsHttpRequest, UwsHttpResponse } from '../uws.js';
+import { correlationId, isThenable } from '../ws/dispatch.js';
+import { answerNotFound, answerPreflight, writeHttp } from './response.js';
+
+export type HttpMethod = 'get' | 'post' | 'put' | 'del' | 'patch' | 'head' | 'any';
+
+export interface HttpRequestInfo {
+  method: string;
+  path: string;
+  query: string;
+  /** Route parameters (`:name` segments), in order. */
+  params: string[];
+  /** Lower-cased header names. */
+  headers: Record<string, string>;
+  ip: string;
+  origin: string;
+  auth: AuthClaims;
+  body: Buffer;
+  /** Parses the body as JSON (throws ProtocolError('invalid_json')). */
+  json<T = unknown>(): T;
+}
+
+export interface HttpReply {
+  status?: number;
+  headers?: Record<string, string>;
+  /** Objects are sent as JSON. */
+  body?: string | Uint8Array | object;
+}
+
+export type HttpHandler = (req: HttpRequestInfo) => HttpReply | Promise<HttpReply>;
+
+export interface HttpRouteOptions {
+  /** Skip token/JWT auth for this route. Default false (auth applies when configured). */
+  public?: boolean;
+}
+
+interface RouteEntry {
+  method: HttpMethod;
+  pattern: string;
+  handler: HttpHandler;
+  options: HttpRouteOptions;
+}
+
+/** What the router needs from its server. */
+export interface RouterContext {
+  readonly origins: OriginPolicy;
+  readonly auth: AuthOptions;
+  /** Largest accepted request body. */
+  readonly maxBodyBytes: number;
+  readonly logger: Logger;
+  /** The client's address (interned) of a request. */
+  remoteIp(res: UwsHttpResponse): string;
+}
+
+/** The part of a request read synchronously (uWS HttpRequest is only valid during the callback). */
+type RequestHead = Omit<HttpRequestInfo, 'auth' | 'body' | 'json'>;
+
+function readHead(res: UwsHttpResponse, req: UwsHttpRequest, paramCount: number, ctx: RouterContext): RequestHead {
+  const headers: Record<string, string> = {};
+  req.forEach((k, v) => {
+    headers[k] = v;
+  });
+  const params: string[] = [];
+  for (let i = 0; i < paramCount; i++) params.push(req.getParameter(i) ?? '');
+  return {
+    method: req.getMethod(),
+    path: req.getUrl(),
+    query: req.getQuery() ?? '',
+    params,
+    headers,
+    ip: ctx.remoteIp(res),
+    origin: headers.origin ?? '',
+  };
+}
+
+function requestInfo(head: RequestHead, auth: AuthClaims, body: Buffer): HttpRequestInfo {
+  return {
+    ...head,
+    auth,
+    body,
+    json<T>(): T {
+      try {
+        return JSON.parse(body.toString('utf8')) as T;
+      } catch {
+        throw new ProtocolError('invalid_json', ERROR_MESSAGES.invalidJson);
+      }
+    },
+  };
+}
+
+/** Collects the request body (copied: uWS neuters each chunk on return); over `limit` bytes → `tooBig` once. */
+function readBody(res: UwsHttpResponse, limit: number, done: (body: Buffer) => void, tooBig: () => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let over = false;
+  res.onData((chunk, isLast) => {
+    if (over) return;
+    size += chunk.byteLength;
+    if (size > limit) {
+      over = true;
+      tooBig();
+      return;
+    }
+    chunks.push(Buffer.from(chunk.slice(0)));
+    if (isLast) done(Buffer.concat(chunks));
+  });
+}
+
+export class HttpRouter {
+  private readonly routes: RouteEntry[] = [];
+
+  constructor(private readonly ctx: RouterContext) {}
+
+  add(method: HttpMethod, pattern: string, handler: HttpHandler, options: HttpRouteOptions = {}): void {
+    this.routes.push({ method, pattern, handler, options });
+  }
+
+  /** Whether a route of ours answers `GET /`. */
+  servesRoot(): boolean {
+    return this.routes.some((r) => (r.method === 'get' || r.method === 'any') && r.pattern === '/');
+  }
+
+  /**
+   * Registers the CORS preflight, the routes (first), `defaultRoot` as a public `GET /` when
+   * given and no route serves it, and the 404 for everything else.
+   */
+  attach(app: TemplatedApp, defaultRoot: HttpHandler | null): void {
+    app.options('/*', (res, req) => answerPreflight(res, req, this.ctx.origins));
+    for (const route of this.routes) this.attachRoute(app, route);
+    if (defaultRoot && !this.servesRoot()) {
+      this.attachRoute(app, { method: 'get', pattern: '/', options: { public: true }, handler: defaultRoot });
+    }
+    app.any('/*', (res, req) => answerNotFound(res, req, this.ctx.origins));
+  }
+
+  private attachRoute(app: TemplatedApp, route: RouteEntry): void {
+    const paramCount = (route.pattern.match(/\/:/g) ?? []).length;
+    const handler = (res: UwsHttpResponse, req: UwsHttpRequest): void => this.serve(res, req, route, paramCount);
+    app[route.method](route.pattern, handler);
+  }
+
+  private serve(res: UwsHttpResponse, req: UwsHttpRequest, route: RouteEntry, paramCount: number): void {
+    const ctx = this.ctx;
+    // Register onAborted before any async work (uWS requirement).
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const head = readHead(res, req, paramCount, ctx);
+    const corsOrigin = head.origin && ctx.origins.allows(head.origin) ? head.origin : null;
+    const respond = (reply: HttpReply): void => {
+      if (aborted) return;
+      writeHttp(res, corsOrigin, reply.status ?? 200, reply.headers ?? {}, reply.body);
+    };
+    if (!ctx.origins.allows(head.origin)) return respond({ status: 403, body: { error: 'Origin not allowed' } });
+    const auth = route.options.public
+      ? ({ ok: true, claims: { method: 'none' } } as const)
+      : authenticate(ctx.auth, extractToken(head.headers.authorization ?? '', head.query));
+    if (!auth.ok) return respond({ status: 401, body: { error: `Unauthorized: ${auth.reason}` } });
+
+    const run = (body: Buffer): void => {
+      const fail = (err: unknown): void => {
+        if (err instanceof ProtocolError) {
+          respond({ status: err.code === 'not_found' ? 404 : 400, body: { success: false, error: err.message, code: err.code } });
+          return;
+        }
+        const cid = correlationId();
+        ctx.logger.error({ err, correlationId: cid, path: head.path }, 'http handler failed');
+        respond({ status: 500, body: { success: false, error: ERROR_MESSAGES.internal(cid) } });
+      };
+      try {
+        const out = route.handler(requestInfo(head, auth.claims, body));
+        if (isThenable(out)) (out as Promise<HttpReply>).then(respond, fail);
+        else respond(out);
+      } catch (err) {
+        fail(err);
+      }
+    };
+
+    if (head.method === 'get' || head.method === 'head' || head.method === 'options') {
+      run(Buffer.alloc(0));
+      return;
+    }
+    readBody(res, ctx.maxBodyBytes, run, () =>
+      respond({ status: 413, body: { error: `Body exceeds ${ctx.maxBodyBytes} bytes` } }),
+    );
+  }
+}

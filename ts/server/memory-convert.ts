@@ -1,0 +1,84 @@
+/**
+ * Between the native store and the wire: memories in their wire form (ISO timestamps,
+ * metadata objects, float32 values printed short) and NativeErrors as the protocol errors
+ * (or start-up errors) a client or operator should see.
+ */
+import { ProtocolError } from '../protocol/index.js';
+import type { WireMemory } from '../protocol/memory.js';
+import { NativeError, type NativeMemory } from '../native.js';
+
+/** Converts a native memory (metadata JSON text, ms timestamps) to the wire form. */
+export function toWireMemory(m: NativeMemory, includeEmbedding = false): WireMemory {
+  const out: WireMemory = {
+    id: m.id,
+    namespace: m.namespace,
+    text: m.text,
+    metadata: parseMetadata(m.metadata),
+    significance: f32(m.significance),
+    timestamp: new Date(m.timestamp).toISOString(),
+    associations: m.associations,
+  };
+  if (m.expiresAt !== undefined && m.expiresAt !== null) out.expires_at = new Date(m.expiresAt).toISOString();
+  if (m.score !== undefined && m.score !== null) out.score = f32(m.score);
+  if (includeEmbedding && m.embedding) out.embedding = m.embedding;
+  return out;
+}
+
+/** Float32 values from the core as the shortest decimal that round-trips in float32 (0.4, not 0.4000000059604645). */
+export const f32 = (x: number): number => (Number.isFinite(x) ? Number(x.toPrecision(7)) : x);
+
+function parseMetadata(json: string): Record<string, unknown> {
+  if (!json) return {};
+  try {
+    const v: unknown = JSON.parse(json);
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Maps a NativeError to the protocol error a client should see. */
+export function toProtocolError(err: unknown): unknown {
+  if (!(err instanceof NativeError)) return err;
+  switch (err.code) {
+    case 'invalid_request':
+    case 'payload_too_large':
+      return new ProtocolError(err.code, /^filter\b/.test(err.message) ? `data.${err.message}` : err.message);
+    case 'not_found':
+      return new ProtocolError('not_found', err.message);
+    case 'storage_full':
+      return new ProtocolError('unavailable', `Storage is full: ${err.message}`, { reason: 'storage_full' });
+    case 'unavailable':
+      return new ProtocolError('unavailable', err.message);
+    default:
+      return err; // corrupt, io, locked, internal → `internal` with a correlation id
+  }
+}
+
+/** Awaits a store call (or runs a sync one), mapping its NativeError to a ProtocolError. */
+export async function mapped<T>(p: Promise<T> | (() => T)): Promise<T> {
+  try {
+    return typeof p === 'function' ? p() : await p;
+  } catch (err) {
+    throw toProtocolError(err);
+  }
+}
+
+export function isoToMs(iso: string | undefined): number | undefined {
+  return iso === undefined ? undefined : Date.parse(iso);
+}
+
+/** The error `listen()` reports when the data directory cannot be opened. */
+export function startupError(err: unknown, dir: string): Error {
+  if (err instanceof NativeError) {
+    switch (err.code) {
+      case 'locked':
+        return new Error(`Data directory ${dir} is locked: another memory server is using it (${err.message})`);
+      case 'corrupt':
+        return new Error(`Data directory ${dir} is corrupt: ${err.message}. Run \`memory-server repair --data-dir ${dir}\``);
+      default:
+        return new Error(`Cannot open data directory ${dir}: ${err.message}`);
+    }
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}
