@@ -28,7 +28,7 @@ record() { # cell result detail
 
 ls .release/memory-server-[0-9]*.tgz >/dev/null 2>&1 || node scripts/pack-release.mjs --no-build >/dev/null
 
-host_glibc=$(ldd --version | head -1 | grep -oE '[0-9]+\.[0-9]+$')
+host_glibc=$(getconf GNU_LIBC_VERSION | awk '{print $2}')
 if [[ -z $only || $only == host ]]; then
   for major in "${majors[@]}"; do
     [[ $major == 20 ]] && continue
