@@ -4,7 +4,8 @@
 #       scripts/install-e2e.mjs; Node 22 and 24 must refuse to start with one line naming
 #       Node, the platform and glibc (no uWebSockets.js build loads there), no stack trace.
 #   linux-x64, Debian 13 root (glibc 2.41, scripts/debian-root.sh): Node 20, 22 and 24 each
-#       run the whole registry test (scripts/install-e2e.mjs --node …) inside the root.
+#       run the whole registry test (scripts/install-e2e.mjs --node …) and the vitest suite
+#       (from the built tree; the browser tests skip there) inside the root.
 # Node binaries come from the npm registry (scripts/fetch-node.sh). Needs the tarballs from
 # `node scripts/pack-release.mjs` in .release/ (packed here with --no-build when missing).
 # Writes .release/node-matrix.json and prints a table. Exit 1 if any cell failed.
@@ -61,11 +62,27 @@ if [[ -z $only || $only == root ]]; then
       "$nodebin" scripts/install-e2e.mjs --node "$nodebin" --tarballs .release > ".release/matrix-root-node$major.log" 2>&1
     code=$?
     set -e
+    # The whole vitest suite on this Node too (the browser tests skip: no chromium in the root).
+    bindir=$(mktemp -d)
+    printf '#!/bin/sh\nexec %s "$@"\n' "$nodebin" > "$bindir/node"
+    printf '#!/bin/sh\nexec %s %s "$@"\n' "$nodebin" "$npm_cli" > "$bindir/npm"
+    chmod +x "$bindir/node" "$bindir/npm"
+    set +e
+    scripts/debian-root.sh run --bind "$repo" --bind /var/cache/memory-server/node --bind /usr/lib/node_modules --bind "$bindir" \
+      --env PATH="$bindir:/usr/local/bin:/usr/bin:/bin" --cwd "$repo" -- \
+      "$nodebin" node_modules/vitest/vitest.mjs run > ".release/matrix-root-vitest-node$major.log" 2>&1
+    vcode=$?
+    set -e
+    rm -rf "$bindir"
+    vsummary=$(grep -E '^ +Tests ' ".release/matrix-root-vitest-node$major.log" | tail -1 | sed 's/^ *//')
     glibc=$(grep -oE 'glibc [0-9.]+' ".release/matrix-root-node$major.log" | head -1)
     cell="linux-x64 Debian 13 root ($glibc), Node $("$nodebin" --version)"
     summary=$(grep -E 'figures:' ".release/matrix-root-node$major.log" | tail -1 | sed 's/.*figures: //')
-    if [[ $code == 0 ]]; then
-      record "$cell" "pass" "install-e2e in $(( $(date +%s) - start )) s: $summary"
+    if [[ $code == 0 && $vcode == 0 ]]; then
+      record "$cell" "pass" "install-e2e + vitest ($vsummary) in $(( $(date +%s) - start )) s: $summary"
+    elif [[ $code == 0 ]]; then
+      record "$cell" "FAIL" "vitest on this Node: $vsummary"
+      grep -E '^ FAIL | × ' ".release/matrix-root-vitest-node$major.log" | head -20
     else
       record "$cell" "FAIL" "$(grep -E 'FAIL' ".release/matrix-root-node$major.log" | head -5 | tr '\n' ' ')"
       tail -30 ".release/matrix-root-node$major.log"

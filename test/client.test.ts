@@ -241,12 +241,18 @@ describe('TypedEmitter and ids', () => {
   });
 
   it('errors clearly without a WebSocket implementation', () => {
-    expect((globalThis as { WebSocket?: unknown }).WebSocket).toBeUndefined(); // Node 20
+    // Node 22+ has a global WebSocket: take it away for this test (Node 20 has none).
+    const g = globalThis as { WebSocket?: unknown };
+    const saved = Object.getOwnPropertyDescriptor(g, 'WebSocket');
+    if (saved) delete g.WebSocket;
     let err: unknown;
     try {
+      expect(g.WebSocket).toBeUndefined();
       new MemoryClient({ url: 'ws://127.0.0.1:1' });
     } catch (e) {
       err = e;
+    } finally {
+      if (saved) Object.defineProperty(g, 'WebSocket', saved);
     }
     expect(err).toBeInstanceOf(ClientError);
     expect((err as ClientError).code).toBe('no_websocket');

@@ -95,6 +95,7 @@ describe('the published package', () => {
   it('npm pack holds dist/, the loader, docs, README and LICENSE: no tests, benches, sources, maps or .node', () => {
     ensureBuilt();
     const r = spawnSync('npm', ['pack', '--dry-run', '--json'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    expect(r.error, 'npm must be on PATH').toBeUndefined();
     expect(r.status).toBe(0);
     const files: string[] = JSON.parse(r.stdout)[0].files.map((f: { path: string }) => f.path);
     for (const f of ['LICENSE', 'README.md', 'package.json', 'native/index.cjs', 'native/index.d.cts', 'dist/cli/main.js', 'dist/index.d.ts']) {

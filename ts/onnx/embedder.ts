@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ModelTokenizer, NativeError, type TextWindow } from '../native.js';
 import type { Embedder, PreparedBatch } from '../embedder.js';
-import type { InitReply, RunReply, RunRequest, WorkerInit } from './messages.js';
+import { postTransferring, type InitReply, type RunReply, type RunRequest, type WorkerInit } from './messages.js';
 
 export type OnnxDevice = 'auto' | 'cpu' | 'cuda';
 
@@ -256,7 +256,7 @@ export class OnnxEmbedder implements Embedder {
       if (this.pending.size === 0) this.worker.ref(); // keep the process alive while a run is out
       this.pending.set(id, { resolve: res, reject: rej, texts: p.size });
       const msg: RunRequest = { ...req, id };
-      this.worker.postMessage(msg, [msg.inputIds.buffer as ArrayBuffer, msg.attentionMask.buffer as ArrayBuffer, msg.tokenTypeIds.buffer as ArrayBuffer]);
+      postTransferring(this.worker, msg, [msg.inputIds.buffer, msg.attentionMask.buffer, msg.tokenTypeIds.buffer]);
     });
   }
 

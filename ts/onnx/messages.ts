@@ -25,3 +25,22 @@ export interface RunRequest {
 export type RunReply =
   | { id: number; ok: true; embeddings: Float32Array; ortMs: number; poolMs: number }
   | { id: number; ok: false; error: string };
+
+/** Anything with `postMessage(value, transferList)`: a Worker or a MessagePort. */
+interface Poster {
+  postMessage(value: unknown, transferList?: readonly ArrayBuffer[]): void;
+}
+
+/**
+ * Posts `msg`, moving `buffers` rather than copying them where the runtime allows it. Arrays
+ * the addon created are backed by memory outside V8, which Node 22+ (V8's sandbox) refuses
+ * to detach (DataCloneError); those are copied by the structured clone instead, once.
+ */
+export function postTransferring(to: Poster, msg: unknown, buffers: ArrayBufferLike[]): void {
+  try {
+    to.postMessage(msg, buffers as ArrayBuffer[]);
+  } catch (e) {
+    if ((e as { name?: string }).name !== 'DataCloneError') throw e;
+    to.postMessage(msg);
+  }
+}

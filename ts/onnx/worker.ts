@@ -9,7 +9,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import { meanPool } from '../native.js';
-import type { InitReply, RunReply, RunRequest, WorkerInit } from './messages.js';
+import { postTransferring, type InitReply, type RunReply, type RunRequest, type WorkerInit } from './messages.js';
 
 if (!parentPort) throw new Error('onnx worker: must run as a worker thread');
 const port = parentPort;
@@ -111,7 +111,7 @@ async function run(req: RunRequest): Promise<Extract<RunReply, { ok: true }>> {
 
 port.on('message', (msg: RunRequest) => {
   run(msg).then(
-    (r) => port.postMessage(r, [r.embeddings.buffer as ArrayBuffer]),
+    (r) => postTransferring(port, r, [r.embeddings.buffer]),
     (e: unknown) => port.postMessage({ id: msg.id, ok: false, error: e instanceof Error ? e.message : String(e) } satisfies RunReply),
   );
 });
