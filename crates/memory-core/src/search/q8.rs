@@ -416,17 +416,50 @@ pub(crate) mod tests {
         }
     }
 
-    /// Every int8 kernel this CPU can run (not only the one `kernel()` picks).
-    fn runnable() -> Vec<(&'static str, DotPanelsQ8)> {
-        #[allow(unused_mut)]
-        let mut v: Vec<(&'static str, DotPanelsQ8)> = Vec::new();
+    /// [`kernel`], or `None` after a line saying why `test` is skipped: these tests need an
+    /// int8 kernel, which only some CPUs have (and the environment can turn off).
+    pub(crate) fn kernel_or_skip(test: &str) -> Option<&'static Q8Kernels> {
+        let k = kernel();
+        if k.is_none() {
+            let why = if std::env::var(Q8_ENV_VAR).is_ok_and(|v| v.trim().eq_ignore_ascii_case("off")) {
+                format!("{Q8_ENV_VAR}=off")
+            } else if !vnni_available() {
+                "AVX-512 VNNI not available on this CPU".to_string()
+            } else {
+                format!("{} forces an ISA below avx512", super::super::ISA_ENV_VAR)
+            };
+            eprintln!("{test}: skipped: {why}");
+        }
+        k
+    }
+
+    fn vnni_available() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            if super::super::x86_64::has_avx512_vnni() {
-                v.push(("vnni", super::super::x86_64::Q8_VNNI.dot_panels));
-                if super::super::x86_64::has_amx() {
-                    v.push(("amx", super::super::x86_64::Q8_AMX.dot_panels));
-                }
+            super::super::x86_64::has_avx512_vnni()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// Every int8 kernel this CPU can run (not only the one `kernel()` picks); says which of
+    /// them `test` skips.
+    fn runnable(test: &str) -> Vec<(&'static str, DotPanelsQ8)> {
+        #[allow(unused_mut)]
+        let mut v: Vec<(&'static str, DotPanelsQ8)> = Vec::new();
+        if !vnni_available() {
+            eprintln!("{test}: vnni, amx skipped: AVX-512 VNNI not available on this CPU");
+            return v;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            v.push(("vnni", super::super::x86_64::Q8_VNNI.dot_panels));
+            if super::super::x86_64::has_amx() {
+                v.push(("amx", super::super::x86_64::Q8_AMX.dot_panels));
+            } else {
+                eprintln!("{test}: amx skipped: AMX-INT8 not available on this CPU (or not granted by the OS)");
             }
         }
         v
@@ -444,7 +477,7 @@ pub(crate) mod tests {
         let np = nr / PANEL;
         let mut out = vec![0; nq * np * PANEL];
         println!("kernel() picks {}", kernel_name());
-        for (name, k) in runnable() {
+        for (name, k) in runnable("q8_kernel_speed") {
             for _ in 0..3 {
                 let t = std::time::Instant::now();
                 for _ in 0..10 {
@@ -462,7 +495,7 @@ pub(crate) mod tests {
 
     #[test]
     fn kernel_matches_the_oracle_exactly() {
-        for (name, k) in runnable() {
+        for (name, k) in runnable("kernel_matches_the_oracle_exactly") {
             kernel_matches_the_oracle(name, k);
         }
     }
@@ -499,7 +532,7 @@ pub(crate) mod tests {
 
     #[test]
     fn simd_bounds_match_the_scalar_ones() {
-        let Some(kk) = kernel() else { return };
+        let Some(kk) = kernel_or_skip("simd_bounds_match_the_scalar_ones") else { return };
         let mut r = rng(5);
         for m in [1usize, 7, 16, 17, 33, 64] {
             let raw: Vec<i32> = (0..m).map(|_| (r() * 1e6) as i32).collect();
@@ -579,6 +612,7 @@ pub(crate) mod tests {
         #[cfg(target_arch = "x86_64")]
         {
             if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")) {
+                eprintln!("avx512_quantization_is_bit_identical_to_the_portable_one: skipped: AVX-512F/BW not available on this CPU");
                 return;
             }
             let mut r = rng(9);
@@ -593,6 +627,8 @@ pub(crate) mod tests {
                 }
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        eprintln!("avx512_quantization_is_bit_identical_to_the_portable_one: skipped: AVX-512 is x86-64 only");
     }
 
     #[test]
