@@ -1,4 +1,4 @@
-//! The metadata filter language (SPEC §3, `filter`).
+//! The metadata filter language: the `filter` of searches, lists and deletes.
 //!
 //! A filter is a JSON object mapping metadata keys to conditions; **all** keys must match.
 //!
