@@ -54,6 +54,10 @@ use crate::error::{Error, Result};
 /// Default dimensionality of the `hash` embedder.
 pub const HASH_DIMS: usize = 384;
 
+/// The `hash` embedder's name, recorded with the vectors it made (see the module docs: any
+/// change to the algorithm must change it).
+pub const HASH_NAME: &str = "hash-v1";
+
 /// Smallest supported dimensionality.
 pub const MIN_DIMS: usize = 8;
 
@@ -234,9 +238,9 @@ impl HashEmbedder {
         Ok(HashEmbedder { dims })
     }
 
-    /// `"hash-v1"`.
+    /// [`HASH_NAME`].
     pub fn name(&self) -> &'static str {
-        "hash-v1"
+        HASH_NAME
     }
 
     pub fn dims(&self) -> usize {
