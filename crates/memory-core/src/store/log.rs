@@ -46,7 +46,7 @@
 //! torn write and is truncated. Any other bad record is corruption: open refuses with an
 //! error naming the file and byte offset; [`repair`](super::repair::repair) keeps every record
 //! before it and moves the rest aside into a file it names. Naming, mapping and appending to
-//! the files themselves: [`super::logfile`].
+//! the files themselves: `store/logfile.rs`.
 
 use crate::error::{Error, Result};
 

@@ -8,7 +8,7 @@
 //!
 //! Rows failing a filter are never read from the vector arena, so a selective filter makes
 //! the scan faster. Each query keeps a bounded top-k heap. The int8 pre-pass that serves
-//! unfiltered passes is in [`super::prepass`].
+//! unfiltered passes is in `store/prepass.rs`.
 
 use rayon::prelude::*;
 use roaring::RoaringBitmap;

@@ -1,5 +1,5 @@
 //! The in-memory image of a store: rows in log order, flat f32 vectors in 64-byte aligned
-//! chunks that the search scans directly ([`super::vectors`]), per-namespace id maps, an
+//! chunks that the search scans directly (`store/vectors.rs`), per-namespace id maps, an
 //! ordered significance index and a metadata inverted index.
 
 use std::cmp::Reverse;
