@@ -29,7 +29,7 @@
 //! The significance pass of a put group is [`crate::significance`]'s.
 
 pub mod log;
-pub(crate) mod logfile;
+mod logfile;
 mod open;
 pub(crate) mod prepass;
 mod reads;
@@ -37,7 +37,7 @@ mod repair;
 mod replay;
 pub mod scan;
 mod searcher;
-pub(crate) mod shared;
+mod shared;
 pub mod state;
 mod types;
 mod validate;
