@@ -3,8 +3,13 @@
 // same data, same run), 64 queries in one pass, and reopen time of the N-memory store.
 import { execSync } from 'node:child_process';
 import usearch from 'usearch';
-import { MemoryStore, benchPeakFlops, benchReadBandwidth, kernelInfo } from '../dist/native.js';
+import { MemoryStore, kernelInfo } from '../dist/native.js';
 import { median, now, randomVectors, removeDir, saveResult, tempDir } from './common.js';
+import { loadBenchAddon } from './lib/bench-addon.js';
+
+// The baselines come from the bench build of the addon (cargo feature `bench`); the store
+// measured is the product's.
+const { benchPeakFlops, benchReadBandwidth } = loadBenchAddon();
 
 const N = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const D = 384;

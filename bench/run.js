@@ -1,9 +1,10 @@
 // `pnpm bench`: runs every benchmark in its own process and keeps results in bench/results/*.json.
 // BENCH_ONLY=search,ingest to pick; BENCH_ROWS to change the store size (default 1,000,000).
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildBenchAddon } from './lib/bench-addon.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const only = process.env.BENCH_ONLY?.split(',').filter(Boolean);
@@ -11,6 +12,11 @@ const files = readdirSync(here)
   .filter((f) => f.startsWith('bench-') && f.endsWith('.js'))
   .filter((f) => !only || only.includes(f.slice(6, -3)))
   .sort();
+// Benchmarks that compare against the native baselines need the bench build of the addon.
+if (files.some((f) => readFileSync(join(here, f), 'utf8').includes('./lib/bench-addon.js'))) {
+  console.log('=== building the bench addon (cargo feature `bench`) into bench/.native/');
+  buildBenchAddon();
+}
 let failed = 0;
 for (const f of files) {
   console.log(`\n=== ${f}`);

@@ -92,17 +92,6 @@ export declare class ModelTokenizer {
   get maxLength(): number
 }
 
-/** The machine's measured peak FP32 rate with the FMA kernel on both cores (FLOP/s). */
-export declare function benchPeakFlops(iters: number): number
-
-/**
- * Sum of a large array with the bandwidth kernel on both cores: the read-bandwidth
- * baseline for search benchmarks. Returns seconds taken (best of `repeat`). The array is
- * kept between calls of the same size, so a benchmark can alternate this with the pass it
- * compares (`floats = 0` frees it). It is mapped with 4 KB pages, like the store's vectors.
- */
-export declare function benchReadBandwidth(floats: number, repeat: number): number
-
 export interface BulkRecord {
   namespace: string
   id: string
@@ -147,6 +136,12 @@ export interface EncodedBatch {
   lengths: Uint32Array
 }
 
+/** Dimensions of the built-in `hash` embedder. */
+export declare const HASH_DIMS: number
+
+/** The built-in `hash` embedder's name. */
+export declare const HASH_EMBEDDER_NAME: string
+
 /** Embed texts with the deterministic `hash` embedder: a flat `texts.length × dims` array. */
 export declare function hashEmbed(texts: Array<string>, dims?: number | undefined | null): Float32Array
 
@@ -180,6 +175,18 @@ export interface ListPage {
   memories: Array<Memory>
   nextCursor?: number
 }
+
+/** Characters of a memory id. */
+export declare const MAX_ID_CHARS: number
+
+/** UTF-8 bytes of a memory's metadata as JSON text. */
+export declare const MAX_METADATA_BYTES: number
+
+/** Characters of a namespace name. */
+export declare const MAX_NAMESPACE_CHARS: number
+
+/** UTF-8 bytes of a memory's text. */
+export declare const MAX_TEXT_BYTES: number
 
 /**
  * Mean-pool a model's last hidden state (`[batch, seqLen, dims]`, row-major) over the positions
@@ -244,6 +251,7 @@ export interface PutResult {
   namespaceTotal: number
 }
 
+/** Keep every record before the first corrupt one; move the rest aside (stopped store only). */
 export declare function repair(dir: string): RepairResult
 
 export interface RepairResult {
@@ -269,7 +277,7 @@ export interface SearchOptions {
   includeEmbeddings?: boolean
   /**
    * Scan the f32 vectors even where the int8 pre-pass could serve (same results; default
-   * false): for measuring the scan itself.
+   * false): for measuring the scan itself, or ruling the pre-pass out.
    */
   f32Scan?: boolean
 }
@@ -282,7 +290,6 @@ export interface SearchOptions {
 export declare function setMemoryFactory(factory: (id: string, namespace: string, text: string, metadata: string, significance: number, timestamp: number, associations: string[], seq: number, expiresAt: number | undefined, embedding: Float32Array | undefined, score: number | undefined) => Memory): void
 
 /**
- * Keep every record before the first corrupt one; move the rest aside (stopped store only).
  * Register `(id, seq, significance, timestamp, associations, existing, namespaceTotal) =>
  * PutResult` as this thread's put-result factory: put results are then built in JavaScript,
  * several times cheaper than a native object conversion (see `factory.rs`).

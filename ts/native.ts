@@ -341,8 +341,6 @@ export const meanPool = (
   normalize: boolean,
 ): Float32Array => wrapSync(() => addon.meanPool(hidden, attentionMask, batch, seqLen, dims, normalize));
 export const kernelInfo = (): Addon.KernelInfo => addon.kernelInfo();
-export const benchReadBandwidth = (floats: number, repeat: number): number => addon.benchReadBandwidth(floats, repeat);
-export const benchPeakFlops = (iters: number): number => addon.benchPeakFlops(iters);
 /** Dimensions of the built-in `hash` embedder. */
 export const HASH_DIMS = 384;
 export const HASH_EMBEDDER_NAME = 'hash-v1';

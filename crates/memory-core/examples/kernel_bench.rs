@@ -1,7 +1,7 @@
 //! Throughput of the `search` kernels for every ISA available on this machine.
 //!
 //! ```text
-//! cargo run --release -p memory-core --example kernel_bench -- [rows] [dims] [--scalar]
+//! cargo run --release -p memory-core --features bench --example kernel_bench -- [rows] [dims] [--scalar]
 //! ```
 //!
 //! Defaults: 1,000,000 rows x 384 dims (1.5 GB of f32). Reports, single-threaded and with

@@ -2,9 +2,11 @@
 //!
 //! - [`store`]: the durable `TensorStore` (append-only log, group commit, recovery, compaction)
 //! - [`search`]: SIMD similarity kernels (scalar oracle, AVX2+FMA, AVX-512, NEON) and top-k
-//! - [`filter`]: the metadata filter language of SPEC §3
-//! - [`significance`]: novelty / surprise / importance scoring
+//! - [`filter`]: the metadata filter language of searches, lists and deletes
+//! - [`significance`]: novelty / surprise / importance scoring, and the pass that scores a put group
 //! - [`embed`]: the deterministic `hash` embedder and text windowing for `process`
+
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod embed;
 pub mod error;

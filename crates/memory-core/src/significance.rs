@@ -1,4 +1,5 @@
-//! Significance of a new memory within its namespace (SPEC §3).
+//! Significance of a new memory within its namespace: how much it adds to what the
+//! namespace already holds, fixed when it is stored.
 //!
 //! novelty    = 1 − max cosine to any stored memory of the namespace
 //! surprise   = 1 − mean cosine to the last [`RECENT_WINDOW`] stored memories
@@ -11,6 +12,8 @@
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+
+pub(crate) mod pass;
 
 /// How many of the most recent memories surprise is measured against.
 pub const RECENT_WINDOW: usize = 32;
@@ -38,6 +41,9 @@ pub fn importance_of(metadata: Option<&Map<String, Value>>) -> Result<f32> {
 
 /// Combine the three parts. `max_cos` is `None` for an empty namespace; `recent` holds the
 /// cosines to the last (up to 32) memories.
+// `max(0.0).min(1.0)` rather than `clamp`: a NaN cosine then counts as 0 instead of making
+// the significance NaN (which the ordered significance index cannot hold).
+#[allow(clippy::manual_clamp)]
 pub fn significance(max_cos: Option<f32>, recent: &[f32], importance: f32) -> f32 {
     let novelty = match max_cos {
         None => 1.0,

@@ -1,4 +1,6 @@
-//! Integration tests of the durable `TensorStore` (SPEC §3 store semantics, §6 durability).
+//! Integration tests of the durable `TensorStore`: store semantics (validation, significance,
+//! associations, TTL, compaction, search) and durability (group commit, torn tails,
+//! corruption and repair, reopen).
 //!
 //! Sections: input validation, significance/associations semantics, group commit, TTL,
 //! compaction and cursors, crash simulation (torn tails), corruption + repair, bulk load,
@@ -22,7 +24,7 @@ use memory_core::Error;
 use serde_json::{json, Map, Value};
 
 // ---------------------------------------------------------------------------------------
-// 4. Bad input → typed error, nothing written
+// Bad input → typed error, nothing written
 // ---------------------------------------------------------------------------------------
 
 fn assert_err(r: memory_core::Result<impl std::fmt::Debug>, code: ErrorCode, needle: &str) {
@@ -230,7 +232,7 @@ fn open_errors_dims_lock_embedder() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 5. Semantics
+// Semantics
 // ---------------------------------------------------------------------------------------
 
 fn close_to(a: f32, b: f64) -> bool {
@@ -672,7 +674,7 @@ fn list_pagination_under_concurrent_puts() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 6. Bulk load
+// Bulk load
 // ---------------------------------------------------------------------------------------
 
 /// Compaction renumbers rows; the significance pass must see the new rows (not codes of the
@@ -681,6 +683,7 @@ fn list_pagination_under_concurrent_puts() {
 /// int8 kernel; returns whether it does (multi-query searches then take the pre-pass).
 fn wait_int8_codes(s: &TensorStore) -> bool {
     if memory_core::search::q8::kernel().is_none() {
+        eprintln!("int8 codes skipped (searches take the f32 scan): no int8 kernel (AVX-512 VNNI) on this CPU, or MEMORY_SERVER_Q8=off");
         return false;
     }
     let t = std::time::Instant::now();
@@ -960,7 +963,7 @@ fn bulk_load_keeps_values_skips_duplicates_survives_reopen() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 2. Crash simulation: torn tails
+// Crash simulation: torn tails
 // ---------------------------------------------------------------------------------------
 
 type Snap = Vec<(String, String, String, String, u32, i64, Vec<String>, u64, Option<i64>)>;
@@ -1034,7 +1037,7 @@ fn torn_tail_at_every_offset() {
     let d = base.path().join("zeros");
     copy_dir(&src, &d);
     let mut b = bytes.clone();
-    b.extend(std::iter::repeat(0u8).take(4096));
+    b.extend(std::iter::repeat_n(0u8, 4096));
     std::fs::write(wal_path(&d), &b).unwrap();
     {
         let s = open(&d, dims);
@@ -1051,7 +1054,7 @@ fn torn_tail_at_every_offset() {
         let d = base.path().join(format!("tornzeros{cut}-{fill}"));
         copy_dir(&src, &d);
         let mut b = bytes[..cut as usize].to_vec();
-        b.extend(std::iter::repeat(0u8).take(fill));
+        b.extend(std::iter::repeat_n(0u8, fill));
         std::fs::write(wal_path(&d), &b).unwrap();
         let s = TensorStore::open(&d, opts(dims, FsyncPolicy::Off)).unwrap_or_else(|e| panic!("torn + zeros at {cut}: {e}"));
         assert_eq!(snapshot(&s), snaps[11].1);
@@ -1059,7 +1062,7 @@ fn torn_tail_at_every_offset() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 3. Corruption before the tail + repair
+// Corruption before the tail + repair
 // ---------------------------------------------------------------------------------------
 
 #[test]
@@ -1147,7 +1150,7 @@ fn corruption_before_tail_is_refused_and_repaired() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 5. Search against a brute-force oracle
+// Search against a brute-force oracle
 // ---------------------------------------------------------------------------------------
 
 struct ORow {
@@ -1355,7 +1358,7 @@ fn search_matches_brute_force_large_parallel() {
         let mut want: Vec<(usize, &ORow)> = rows
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.live && r.ns == ns && r.sig >= min_sig && f.as_ref().map_or(true, |f| f.matches(&r.meta)))
+            .filter(|(_, r)| r.live && r.ns == ns && r.sig >= min_sig && f.as_ref().is_none_or(|f| f.matches(&r.meta)))
             .collect();
         want.sort_by(|a, b| b.1.sig.total_cmp(&a.1.sig).then(b.1.ts.cmp(&a.1.ts)).then(b.0.cmp(&a.0)));
         let got = s.top(&p.req(true), 300);
@@ -1422,7 +1425,7 @@ fn search_ties_newest_first_and_batched_threads() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 1. Property test against an in-memory model, with reopens
+// Property test against an in-memory model, with reopens
 // ---------------------------------------------------------------------------------------
 
 mod model {
@@ -1482,7 +1485,7 @@ mod model {
 
     fn vec_of(it: &It) -> Vec<f32> {
         let b = base_vec(it.base);
-        if it.noise % 4 == 0 {
+        if it.noise.is_multiple_of(4) {
             return b;
         }
         let mut r = rng(it.noise as u64);
@@ -1544,9 +1547,11 @@ mod model {
             }
             assert_eq!(s.count(ns), want.len(), "{when}: count {ns}");
             let got = list_all(s, ns, 3);
-            let g: Vec<(String, String, String, u32, i64, u64, Vec<String>)> =
+            // (id, text, metadata, significance bits, timestamp, seq, associations)
+            type Listed = (String, String, String, u32, i64, u64, Vec<String>);
+            let g: Vec<Listed> =
                 got.iter().map(|x| (x.id.clone(), x.text.clone(), x.metadata.clone(), x.significance.to_bits(), x.timestamp, x.seq, x.associations.clone())).collect();
-            let w: Vec<(String, String, String, u32, i64, u64, Vec<String>)> =
+            let w: Vec<Listed> =
                 want.iter().map(|(id, x)| (format!("id{id}"), x.text.clone(), x.metadata.clone(), x.sig.to_bits(), x.ts, x.seq, x.assoc.clone())).collect();
             assert_eq!(g, w, "{when}: list {ns}");
             assert!(got.iter().all(|x| x.namespace == *ns));

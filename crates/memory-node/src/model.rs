@@ -11,7 +11,9 @@ use memory_core::error::ErrorCode;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use crate::{invalid, to_napi, TextWindow};
+use crate::convert::text_windows;
+use crate::types::TextWindow;
+use crate::{invalid, to_napi};
 
 /// `invalid_request` errors keep their code; every other core error is the model's fault.
 fn model_err(e: memory_core::Error) -> napi::Error {
@@ -87,7 +89,7 @@ impl ModelTokenizer {
     #[napi]
     pub fn token_windows(&self, text: String, max_tokens: u32, stride: u32) -> napi::Result<Vec<TextWindow>> {
         let w = self.inner.token_windows(&text, max_tokens as usize, stride as usize).map_err(model_err)?;
-        Ok(w.into_iter().map(|c| TextWindow { start: c.start as u32, end: c.end as u32, text: c.text(&text).to_string() }).collect())
+        Ok(text_windows(&text, w))
     }
 
     /// Vocabulary size (added tokens included).

@@ -13,7 +13,7 @@ pub mod hash;
 pub mod pool;
 pub mod tokenize;
 
-pub use hash::{HashEmbedder, HASH_DIMS};
+pub use hash::{HashEmbedder, HASH_DIMS, HASH_NAME};
 pub use pool::mean_pool;
 pub use tokenize::{Encoded, ModelTokenizer};
 

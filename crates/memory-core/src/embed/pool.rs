@@ -238,7 +238,9 @@ mod tests {
     fn empty_and_errors() {
         assert!(mean_pool(&[], &[], 0, 7, 4, true).unwrap().is_empty());
         assert_eq!(mean_pool(&[], &[], 3, 0, 2, true).unwrap(), vec![0.0; 6]);
-        let cases: [(&[f32], &[i64], usize, usize, usize, &str); 4] = [
+        // (hidden, attention_mask, batch, seq_len, dims, expected error or "ok")
+        type Case<'a> = (&'a [f32], &'a [i64], usize, usize, usize, &'a str);
+        let cases: [Case; 4] = [
             (&[0.0; 6], &[1, 1], 1, 2, 3, "ok"),
             (&[0.0; 5], &[1, 1], 1, 2, 3, "hidden has 5 values"),
             (&[0.0; 6], &[1], 1, 2, 3, "attention_mask has 1 values"),

@@ -93,7 +93,7 @@ pub type DotBlockFn =
 /// violated.
 pub struct Kernels {
     pub isa: Isa,
-    /// `dot_rows` and `sum` prefetch ahead in software (AVX-512 on Intel by default; see
+    /// `dot_rows` (and `sum`) prefetch ahead in software (AVX-512 on Intel by default; see
     /// [`kernels`] and [`PREFETCH_ENV_VAR`]).
     pub prefetch: bool,
     /// dot(a, b) over equal-length slices (any length, incl. 0 and odd tails).
@@ -112,23 +112,23 @@ pub struct Kernels {
     /// queries, and reduce a whole tile of accumulators with one transposing shuffle tree.
     /// Call it with blocks of rows that fit in L2 (e.g. 64..=256 rows) and all queries.
     pub dot_block: DotBlockFn,
-    /// Sum of all elements (the memory-bandwidth baseline kernel).
+    /// Sum of all elements (the memory-bandwidth baseline kernel; benchmarks only).
+    #[cfg(feature = "bench")]
     pub sum: fn(&[f32]) -> f32,
     /// Runs `iters` iterations of an FMA-throughput loop with independent accumulators and
     /// returns a value depending on all of them. FLOPs performed =
-    /// `iters * fma_flops_per_iter` (one FMA lane = 2 FLOPs).
+    /// `iters * fma_flops_per_iter` (one FMA lane = 2 FLOPs). The peak-rate baseline of the
+    /// benchmarks only.
+    #[cfg(feature = "bench")]
     pub fma_peak: fn(iters: u64) -> f32,
     /// FLOPs performed by one iteration of [`Kernels::fma_peak`].
+    #[cfg(feature = "bench")]
     pub fma_flops_per_iter: u64,
 }
 
 impl std::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kernels")
-            .field("isa", &self.isa)
-            .field("prefetch", &self.prefetch)
-            .field("fma_flops_per_iter", &self.fma_flops_per_iter)
-            .finish_non_exhaustive()
+        f.debug_struct("Kernels").field("isa", &self.isa).field("prefetch", &self.prefetch).finish_non_exhaustive()
     }
 }
 
@@ -141,8 +141,11 @@ static SCALAR: Kernels = Kernels {
     dot: scalar::dot,
     dot_rows: scalar::dot_rows,
     dot_block: scalar::dot_block,
+    #[cfg(feature = "bench")]
     sum: scalar::sum,
+    #[cfg(feature = "bench")]
     fma_peak: scalar::fma_peak,
+    #[cfg(feature = "bench")]
     fma_flops_per_iter: scalar::FMA_FLOPS_PER_ITER,
 };
 

@@ -56,6 +56,7 @@ pub(super) fn dot_block(
     }
 }
 
+#[cfg(feature = "bench")]
 pub(super) fn sum(v: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let c = v.chunks_exact(LANES);
@@ -68,9 +69,11 @@ pub(super) fn sum(v: &[f32]) -> f32 {
     hsum(&acc) + t.iter().sum::<f32>()
 }
 
+#[cfg(feature = "bench")]
 /// 8 independent multiply-add chains (`acc = acc * m + c`, 2 FLOPs each) per iteration.
 pub(super) const FMA_FLOPS_PER_ITER: u64 = (LANES as u64) * 2;
 
+#[cfg(feature = "bench")]
 pub(super) fn fma_peak(iters: u64) -> f32 {
     let m = std::hint::black_box(0.999_999f32);
     let c = std::hint::black_box(1.0e-3f32);

@@ -18,7 +18,10 @@ pub(super) static NEON: Kernels = Kernels {
     dot: neon::dot,
     dot_rows: neon::dot_rows,
     dot_block: neon::dot_block,
+    #[cfg(feature = "bench")]
     sum: neon::sum,
+    #[cfg(feature = "bench")]
     fma_peak: neon::fma_peak,
+    #[cfg(feature = "bench")]
     fma_flops_per_iter: neon::FMA_FLOPS_PER_ITER,
 };

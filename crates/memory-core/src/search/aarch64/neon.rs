@@ -44,14 +44,17 @@ pub(super) fn dot_block(
     unsafe { dot_block_ptr(queries.as_ptr(), nq, rows.as_ptr(), nr, dims, out.as_mut_ptr()) }
 }
 
+#[cfg(feature = "bench")]
 pub(super) fn sum(v: &[f32]) -> f32 {
     // SAFETY: `neon` detected (see `dot`); the pointer is valid for `v.len()` reads.
     unsafe { sum_ptr(v.as_ptr(), v.len()) }
 }
 
+#[cfg(feature = "bench")]
 /// 16 independent q-register FMA chains per iteration: 16 * 4 lanes * 2 FLOPs.
 pub(super) const FMA_FLOPS_PER_ITER: u64 = 16 * 4 * 2;
 
+#[cfg(feature = "bench")]
 pub(super) fn fma_peak(iters: u64) -> f32 {
     // SAFETY: `neon` detected (see `dot`); no memory is accessed.
     unsafe { fma_peak_impl(iters) }
@@ -224,6 +227,7 @@ unsafe fn dot_block_ptr(
     }
 }
 
+#[cfg(feature = "bench")]
 /// # Safety
 /// Requires NEON; `v` valid for `n` reads.
 #[target_feature(enable = "neon")]
@@ -253,6 +257,7 @@ unsafe fn sum_ptr(v: *const f32, n: usize) -> f32 {
     s
 }
 
+#[cfg(feature = "bench")]
 #[target_feature(enable = "neon")]
 fn fma_peak_impl(iters: u64) -> f32 {
     let m = vdupq_n_f32(std::hint::black_box(0.999_999f32));

@@ -84,7 +84,7 @@ unsafe fn panels(q: *const u8, nq: usize, p: *const i8, np: usize, dpad: usize, 
     while qi < nq {
         let mq = (nq - qi).min(16);
         let cfg = config(mq);
-        // SAFETY (all asm below): AMX is available; every tile load reads `mq` query rows of
+        // SAFETY: (all asm below) AMX is available; every tile load reads `mq` query rows of
         // 64 bytes at stride `dpad` inside the queries, or 1,024 contiguous bytes inside one
         // panel (`k < ksteps`); every store writes `mq` rows of 16 i32 inside `out`.
         unsafe {

@@ -92,14 +92,17 @@ pub(super) fn dot_block(
     unsafe { dot_block_ptr(queries.as_ptr(), nq, rows.as_ptr(), nr, dims, out.as_mut_ptr()) }
 }
 
+#[cfg(feature = "bench")]
 pub(super) fn sum(v: &[f32]) -> f32 {
     // SAFETY: features detected (see `dot`); the pointer is valid for `v.len()` reads.
     unsafe { sum_ptr(v.as_ptr(), v.len()) }
 }
 
+#[cfg(feature = "bench")]
 /// 12 independent ymm FMA chains per iteration: 12 * 8 lanes * 2 FLOPs.
 pub(super) const FMA_FLOPS_PER_ITER: u64 = 12 * 8 * 2;
 
+#[cfg(feature = "bench")]
 pub(super) fn fma_peak(iters: u64) -> f32 {
     // SAFETY: features detected (see `dot`); no memory is accessed.
     unsafe { fma_peak_impl(iters) }
@@ -268,6 +271,7 @@ unsafe fn dot_block_ptr(
     }
 }
 
+#[cfg(feature = "bench")]
 /// # Safety
 /// Requires AVX2+FMA; `v` valid for `n` reads.
 #[target_feature(enable = "avx2,fma")]
@@ -297,6 +301,7 @@ unsafe fn sum_ptr(v: *const f32, n: usize) -> f32 {
     hsum(_mm256_add_ps(a, b))
 }
 
+#[cfg(feature = "bench")]
 #[target_feature(enable = "avx2,fma")]
 fn fma_peak_impl(iters: u64) -> f32 {
     let m = _mm256_set1_ps(std::hint::black_box(0.999_999f32));

@@ -71,20 +71,24 @@ pub(super) fn dot_block(
     unsafe { dot_block_ptr(queries.as_ptr(), nq, rows.as_ptr(), nr, dims, out.as_mut_ptr()) }
 }
 
+#[cfg(feature = "bench")]
 pub(super) fn sum(v: &[f32]) -> f32 {
     // SAFETY: `avx512f` detected (see `dot`); the pointer is valid for `v.len()` reads.
     unsafe { sum_ptr::<false>(v.as_ptr(), v.len()) }
 }
 
+#[cfg(feature = "bench")]
 /// [`sum`] with the same software prefetch distance as [`dot_rows_prefetch`].
 pub(super) fn sum_prefetch(v: &[f32]) -> f32 {
     // SAFETY: as in `sum`.
     unsafe { sum_ptr::<true>(v.as_ptr(), v.len()) }
 }
 
+#[cfg(feature = "bench")]
 /// 12 independent zmm FMA chains per iteration: 12 * 16 lanes * 2 FLOPs.
 pub(super) const FMA_FLOPS_PER_ITER: u64 = 12 * 16 * 2;
 
+#[cfg(feature = "bench")]
 pub(super) fn fma_peak(iters: u64) -> f32 {
     // SAFETY: `avx512f` detected (see `dot`); no memory is accessed.
     unsafe { fma_peak_impl(iters) }
@@ -360,6 +364,7 @@ unsafe fn dot_block_ptr(
     }
 }
 
+#[cfg(feature = "bench")]
 /// # Safety
 /// Requires AVX-512F; `v` valid for `n` reads.
 #[target_feature(enable = "avx512f")]
@@ -395,6 +400,7 @@ unsafe fn sum_ptr<const PF: bool>(v: *const f32, n: usize) -> f32 {
     _mm512_reduce_add_ps(_mm512_add_ps(a, b))
 }
 
+#[cfg(feature = "bench")]
 #[target_feature(enable = "avx512f")]
 fn fma_peak_impl(iters: u64) -> f32 {
     let m = _mm512_set1_ps(std::hint::black_box(0.999_999f32));

@@ -51,8 +51,11 @@ pub(super) static AVX2: Kernels = Kernels {
     dot: avx2::dot,
     dot_rows: avx2::dot_rows,
     dot_block: avx2::dot_block,
+    #[cfg(feature = "bench")]
     sum: avx2::sum,
+    #[cfg(feature = "bench")]
     fma_peak: avx2::fma_peak,
+    #[cfg(feature = "bench")]
     fma_flops_per_iter: avx2::FMA_FLOPS_PER_ITER,
 };
 
@@ -62,8 +65,11 @@ pub(super) static AVX512: Kernels = Kernels {
     dot: avx512::dot,
     dot_rows: avx512::dot_rows,
     dot_block: avx512::dot_block,
+    #[cfg(feature = "bench")]
     sum: avx512::sum,
+    #[cfg(feature = "bench")]
     fma_peak: avx512::fma_peak,
+    #[cfg(feature = "bench")]
     fma_flops_per_iter: avx512::FMA_FLOPS_PER_ITER,
 };
 
@@ -72,6 +78,7 @@ pub(super) static AVX512: Kernels = Kernels {
 pub(super) static AVX512_PREFETCH: Kernels = Kernels {
     prefetch: true,
     dot_rows: avx512::dot_rows_prefetch,
+    #[cfg(feature = "bench")]
     sum: avx512::sum_prefetch,
     ..AVX512
 };

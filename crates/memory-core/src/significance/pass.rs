@@ -1,0 +1,148 @@
+//! The significance pass of a put group: significance and associations for every new memory
+//! of the group, against the stored memories of its namespace (one multi-query pass per
+//! namespace) and the earlier members of the group.
+
+use std::collections::HashMap;
+
+use super::{significance, ASSOCIATION_MIN_COS, MAX_ASSOCIATIONS, RECENT_WINDOW};
+use crate::search::q8::{Q8Kernels, Q8Rows};
+use crate::store::log::PutRecord;
+use crate::store::prepass::search_q8;
+use crate::store::scan::{self, Hit, ScanParams};
+use crate::store::state::{ParsedMetadata, State};
+
+/// Extra stored neighbours fetched when scoring a new memory (see [`score_new`]).
+const ASSOC_TIE_SLACK: usize = 8;
+
+/// Most queries of one stored-neighbour pass.
+const PASS_QUERIES: usize = 64;
+
+/// A new memory of a put group.
+pub(crate) struct NewMemory {
+    /// Where its outcome goes: (operation, item) of the group.
+    pub slot: (usize, usize),
+    /// The record to write; [`score_new`] fills in significance and associations.
+    pub record: PutRecord,
+    pub parsed: ParsedMetadata,
+    pub importance: f32,
+    pub given_significance: Option<f32>,
+}
+
+/// A neighbour candidate of the significance pass: a stored row or an earlier member of the
+/// group being stored.
+#[derive(Clone, Copy)]
+enum Who {
+    Row(u32),
+    New(usize),
+}
+
+/// Significance and associations for the new memories of a group, against the stored
+/// memories (one multi-query pass per namespace) and the earlier members of the group.
+/// `q8`: the int8 codes of every stored row, where the CPU has an int8 kernel.
+pub(crate) fn score_new(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, news: &mut [NewMemory], now: i64) {
+    let mut by_ns: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in news.iter().enumerate() {
+        by_ns.entry(n.record.namespace.as_str()).or_default().push(i);
+    }
+    let by_ns: Vec<(String, Vec<usize>)> = by_ns.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    for (ns, idx) in by_ns {
+        let stored = stored_neighbours(st, q8, news, &ns, &idx, now);
+        score_namespace(st, q8.is_some(), news, &ns, &idx, &stored, now);
+    }
+}
+
+/// The nearest stored memories of each new memory `idx` of namespace `ns`, in passes of at
+/// most [`PASS_QUERIES`] queries.
+fn stored_neighbours(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, news: &[NewMemory], ns: &str, idx: &[usize], now: i64) -> Vec<Vec<Hit>> {
+    let dims = st.dims;
+    let mut queries = Vec::with_capacity(idx.len() * dims);
+    for &i in idx {
+        queries.extend_from_slice(&news[i].record.vector);
+    }
+    // A few more than needed, then every cosine is recomputed with one kernel, so that ties
+    // (e.g. the same text stored twice) break the same way (newest first) whether the
+    // memories were stored in one batch or one by one.
+    let p = ScanParams { namespace: ns, k: MAX_ASSOCIATIONS + ASSOC_TIE_SLACK, now_ms: now, ..Default::default() };
+    let mut stored: Vec<Vec<Hit>> = Vec::with_capacity(idx.len());
+    for part in queries.chunks(PASS_QUERIES * dims) {
+        let nq = part.len() / dims;
+        if let Some((rows, kern)) = q8 {
+            // The same nearest neighbour and associations, through the int8 pre-pass
+            // (other runners-up below the association floor are not needed).
+            stored.extend(search_q8(st, rows, kern, part, nq, &p, ASSOCIATION_MIN_COS));
+            continue;
+        }
+        // The blocked kernel works on queries in fours (leftovers take a slower single-query
+        // path): pad each pass with copies of its last query and drop their results.
+        let padded = if nq > 4 { nq.next_multiple_of(4) } else { nq };
+        if padded == nq {
+            stored.extend(scan::search(st, part, nq, &p));
+        } else {
+            let mut q = Vec::with_capacity(padded * dims);
+            q.extend_from_slice(part);
+            for _ in nq..padded {
+                q.extend_from_slice(&part[(nq - 1) * dims..]);
+            }
+            stored.extend(scan::search(st, &q, padded, &p).into_iter().take(nq));
+        }
+    }
+    stored
+}
+
+/// Significance and associations of the new memories `idx` of namespace `ns`, from their
+/// `stored` neighbours (`exact_scores`: their scores are already `dot`s, from the int8 pass),
+/// the recent window and the earlier members of the group.
+fn score_namespace(st: &State, exact_scores: bool, news: &mut [NewMemory], ns: &str, idx: &[usize], stored: &[Vec<Hit>], now: i64) {
+    let recent: Vec<u32> = st.ns_id(ns).map(|n| st.recent_rows(n, RECENT_WINDOW, now)).unwrap_or_default();
+    let k = crate::search::kernels();
+    // Reused per memory: candidates as (cosine, seq, who) and the recent window's cosines.
+    let mut cands: Vec<(f32, u64, Who)> = Vec::new();
+    let mut recent_cos: Vec<f32> = Vec::with_capacity(RECENT_WINDOW + idx.len());
+    for (qi, &i) in idx.iter().enumerate() {
+        let v = &news[i].record.vector;
+        // Candidates: stored hits + earlier group members of this namespace. The int8 pass
+        // already scored its hits with `k.dot`; the f32 pass's scores come from the blocked
+        // kernel, so they are recomputed with `k.dot` for ties to break the same way.
+        // Only the best cosine matters below the association floor: candidates under it
+        // are not kept (a group's earlier members can be many).
+        cands.clear();
+        let mut max_cos: Option<f32> = None;
+        let mut consider = |c: f32, seq: u64, who: Who, cands: &mut Vec<(f32, u64, Who)>| {
+            max_cos = Some(max_cos.map_or(c, |m| m.max(c)));
+            if c >= ASSOCIATION_MIN_COS {
+                cands.push((c, seq, who));
+            }
+        };
+        for h in &stored[qi] {
+            let r = h.row as usize;
+            let c = if exact_scores { h.score } else { (k.dot)(v, st.vectors.row(r)) };
+            consider(c, st.rows[r].seq, Who::Row(h.row), &mut cands);
+        }
+        // The window is the last RECENT_WINDOW memories before this one, oldest first:
+        // the newest stored ones that the earlier group members leave room for, then those.
+        recent_cos.clear();
+        let room = RECENT_WINDOW.saturating_sub(qi).min(recent.len());
+        recent_cos.extend(recent[recent.len() - room..].iter().map(|&r| (k.dot)(v, st.vectors.row(r as usize))));
+        for &j in &idx[..qi] {
+            let c = (k.dot)(v, &news[j].record.vector);
+            consider(c, news[j].record.seq, Who::New(j), &mut cands);
+            recent_cos.push(c);
+        }
+        if recent_cos.len() > RECENT_WINDOW {
+            recent_cos.drain(..recent_cos.len() - RECENT_WINDOW);
+        }
+        // Best first; ties → newer first.
+        cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+        let assoc: Vec<String> = cands
+            .iter()
+            .take(MAX_ASSOCIATIONS)
+            .map(|c| match c.2 {
+                Who::Row(r) => st.rows[r as usize].id.to_string(),
+                Who::New(j) => news[j].record.id.clone(),
+            })
+            .collect();
+        let n = &mut news[i];
+        n.record.significance = n.given_significance.unwrap_or_else(|| significance(max_cos, &recent_cos, n.importance));
+        n.record.associations = assoc;
+    }
+}

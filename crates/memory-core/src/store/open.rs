@@ -1,0 +1,213 @@
+//! Opening a data directory: its lock, its identity (`store.json`: dims and embedder), the
+//! current log replayed into a fresh state ([`super::replay`]), leftovers of interrupted
+//! compactions removed, and the writer and searcher threads started.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{mpsc, Arc};
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use super::log::{self, Header, ScanEnd};
+use super::logfile::{self, LogImage, LogWriter};
+use super::replay::replay;
+use super::searcher::{self, SearchJob};
+use super::shared::{Q8Shared, Shared};
+use super::state::State;
+use super::types::{EmbedderInfo, StoreOptions};
+use super::vecfile::VecFile;
+use super::writer::{Op, Writer};
+use super::{TensorStore, LOCK_FILE, META_FILE};
+use crate::error::{Error, Result};
+use crate::search::q8::{self, Q8Rows};
+
+/// `store.json`: what the directory's vectors are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MetaFile {
+    format: u32,
+    dims: usize,
+    embedder: Option<EmbedderInfo>,
+}
+
+/// Open (or create) the store in `dir`, replaying its log.
+pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
+    crate::search::init_scan_pool();
+    if opts.dims == 0 || opts.dims > 16384 {
+        return Err(Error::invalid(format!("dims must be between 1 and 16384, got {}", opts.dims)));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let lock = lock_dir(dir)?;
+    let meta = identity(dir, &opts)?;
+    // Leftovers of an interrupted compaction.
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for ent in rd.flatten() {
+            if ent.file_name().to_string_lossy().ends_with(".log.tmp") {
+                let _ = std::fs::remove_file(ent.path());
+            }
+        }
+    }
+    let mut st = State::new(opts.dims);
+    let (log, vec_file) = match logfile::find_current(dir)? {
+        None => create_log(dir, opts.dims)?,
+        Some((gen, path)) => reopen_log(dir, gen, &path, opts.dims, &mut st)?,
+    };
+    // Record the directory's identity only once the log has been accepted, so a refused
+    // open (wrong dims, corruption) does not rewrite it.
+    write_meta(dir, &meta)?;
+    let shared = Arc::new(Shared {
+        dir: dir.to_path_buf(),
+        dims: opts.dims,
+        fsync: opts.fsync,
+        group_commit: opts.group_commit,
+        embedder: meta.embedder.clone(),
+        storage_bytes: AtomicU64::new(log.len),
+        state: RwLock::new(st),
+        q8: q8::kernel().map(|kern| Q8Shared { rows: RwLock::new(Q8Rows::new(opts.dims)), kern }),
+        fsyncs: AtomicU64::new(0),
+        groups: AtomicU64::new(0),
+        records: AtomicU64::new(0),
+        closed: AtomicBool::new(false),
+    });
+    start(shared, log, vec_file, lock)
+}
+
+/// Take the directory's lock (held until close).
+fn lock_dir(dir: &Path) -> Result<File> {
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+    match fs4::fs_std::FileExt::try_lock_exclusive(&lock) {
+        Ok(true) => Ok(lock),
+        Ok(false) | Err(_) => Err(Error::Locked(format!(
+            "data directory {} is in use by another memory server (lock {} is held)",
+            dir.display(),
+            lock_path.display()
+        ))),
+    }
+}
+
+/// The directory's identity: dims and embedder, checked against `opts` (a different
+/// embedder only with `reembed`, which records the new one).
+fn identity(dir: &Path, opts: &StoreOptions) -> Result<MetaFile> {
+    let meta_path = dir.join(META_FILE);
+    let mut meta = if meta_path.exists() {
+        let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+        let m: MetaFile = serde_json::from_str(&text).map_err(|e| Error::Corrupt { file: meta_path.display().to_string(), offset: 0, reason: e.to_string() })?;
+        if m.dims != opts.dims {
+            return Err(Error::invalid(format!(
+                "data directory {} holds {}-dimensional vectors but the embedder produces {} dimensions; use another --data-dir or the matching model",
+                dir.display(),
+                m.dims,
+                opts.dims
+            )));
+        }
+        m
+    } else {
+        MetaFile { format: 1, dims: opts.dims, embedder: opts.embedder.clone() }
+    };
+    if let (Some(have), Some(want)) = (&meta.embedder, &opts.embedder) {
+        if have != want {
+            if !opts.reembed {
+                return Err(Error::invalid(format!(
+                    "data directory {} was written by embedder {} (model hash {}), not {} (model hash {}); start with --reembed to accept it",
+                    dir.display(),
+                    have.name,
+                    have.hash,
+                    want.name,
+                    want.hash
+                )));
+            }
+            meta.embedder = Some(want.clone());
+        }
+    } else if meta.embedder.is_none() {
+        meta.embedder = opts.embedder.clone();
+    }
+    Ok(meta)
+}
+
+/// A new directory: the first log, with just its header.
+fn create_log(dir: &Path, dims: usize) -> Result<(LogWriter, Option<VecFile>)> {
+    let path = dir.join(logfile::log_name(1));
+    let header = Header { dims: dims as u32, gen: 1, high_water: 0 };
+    drop(logfile::create(&path, header)?);
+    logfile::sync_dir(dir)?;
+    let vec_file = VecFile::open(dir, 1, dims, true).map(|(v, _)| v);
+    Ok((LogWriter::open_append(path, 1, log::HEADER_LEN as u64)?, vec_file))
+}
+
+/// Replay the current log (generation `gen`) into `st` and open it for appending after its
+/// last valid record; refuses a log with corruption before its tail.
+fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) -> Result<(LogWriter, Option<VecFile>)> {
+    let mut bytes = LogImage::open(path)?;
+    if gen == 1 && bytes.len() < log::HEADER_LEN {
+        // A crash while the very first log was being created: it holds no records (the
+        // header is written and synced before any), so start it again.
+        let header = Header { dims: dims as u32, gen: 1, high_water: 0 }.encode();
+        std::fs::write(path, header).map_err(|e| Error::io(path, e))?;
+        File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))?;
+        bytes = LogImage::Owned(header.to_vec());
+    }
+    let file = path.display().to_string();
+    // Check the dims before replaying: vectors are decoded with the header's dims.
+    let header = Header::decode(&bytes, &file)?;
+    if header.dims as usize != dims {
+        return Err(Error::invalid(format!("log {file} holds {}-dimensional vectors, expected {dims}", header.dims)));
+    }
+    let vf = VecFile::open(dir, gen, dims, false);
+    let (sc, file_ok) = replay(&bytes, &file, st, vf.as_ref().map(|(v, rows)| (&v.file, *rows)))?;
+    let vec_file = vf.map(|(mut v, _)| {
+        v.rows = file_ok.min(st.vectors.len());
+        v
+    });
+    if let ScanEnd::Corrupt { offset, reason } = sc.end {
+        return Err(Error::Corrupt { file: format!("{file} (run `memory-server repair` to keep the records before it)"), offset, reason });
+    }
+    st.last_seq = st.last_seq.max(sc.last_seq);
+    drop(bytes);
+    remove_other_generations(dir, gen);
+    Ok((LogWriter::open_append(path.to_path_buf(), gen, sc.valid_len)?, vec_file))
+}
+
+/// Remove older logs and other generations' vectors files left behind by a crash around a
+/// compaction.
+fn remove_other_generations(dir: &Path, gen: u64) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let generation = |name: &str, prefix: &str, suffix: &str| name.strip_prefix(prefix).and_then(|s| s.strip_suffix(suffix)).and_then(|g| g.parse::<u64>().ok());
+    for ent in rd.flatten() {
+        let name = ent.file_name().to_string_lossy().to_string();
+        if generation(&name, "wal-", ".log").is_some_and(|g| g < gen) || generation(&name, "vectors-", ".f32").is_some_and(|g| g != gen) {
+            let _ = std::fs::remove_file(ent.path());
+        }
+    }
+}
+
+fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {
+    let path = dir.join(META_FILE);
+    let tmp = dir.join(format!("{META_FILE}.tmp"));
+    let text = serde_json::to_string_pretty(meta).map_err(|e| Error::Internal(e.to_string()))?;
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+        return Ok(());
+    }
+    std::fs::write(&tmp, &text).map_err(|e| Error::io(&tmp, e))?;
+    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    logfile::sync_dir(dir)
+}
+
+/// Start the writer and searcher threads.
+fn start(shared: Arc<Shared>, log: LogWriter, vec_file: Option<VecFile>, lock: File) -> Result<TensorStore> {
+    let (tx, rx) = mpsc::channel::<Op>();
+    let (stx, srx) = mpsc::channel::<SearchJob>();
+    let w = Writer::new(shared.clone(), log, rx, vec_file);
+    let t1 = std::thread::Builder::new().name("memory-writer".into()).spawn(move || w.run()).map_err(|e| Error::Internal(e.to_string()))?;
+    let sh2 = shared.clone();
+    let t2 = std::thread::Builder::new().name("memory-searcher".into()).spawn(move || searcher::run(sh2, srx)).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(TensorStore {
+        shared,
+        tx: Mutex::new(Some(tx)),
+        search_tx: Mutex::new(Some(stx)),
+        threads: Mutex::new(vec![t1, t2]),
+        lock: Mutex::new(Some(lock)),
+    })
+}

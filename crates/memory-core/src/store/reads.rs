@@ -1,0 +1,141 @@
+//! Reads: each takes the state's shared lock, so it never sees a memory before it is durable
+//! and never waits for the writer's fsync.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::Map;
+
+use super::scan;
+use super::shared::{memory_of, now_ms, Shared};
+use super::state::State;
+use super::types::{Memory, SearchRequest, StoreCounters, StoreStats};
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::search::{check_vector, normalize};
+
+pub(super) fn get(sh: &Shared, namespace: &str, id: &str, with_embedding: bool) -> Option<Memory> {
+    let st = sh.state.read();
+    let row = st.find(namespace, id, now_ms())?;
+    Some(memory_of(&st, row, with_embedding, None))
+}
+
+pub(super) fn search(sh: &Shared, queries: &[f32], nq: usize, req: &SearchRequest) -> Result<Vec<Vec<Memory>>> {
+    let dims = sh.dims;
+    if queries.len() != nq * dims {
+        return Err(Error::invalid(format!("queries hold {} floats, expected {nq} × {dims}", queries.len())));
+    }
+    let mut q = queries.to_vec();
+    for (i, v) in q.chunks_mut(dims.max(1)).enumerate() {
+        check_vector(v, dims).map_err(|m| Error::invalid(format!("query {i}: {m}")))?;
+        normalize(v);
+    }
+    let st = sh.state.read();
+    let hits = sh.search(&st, &q, nq, &req.params(now_ms()));
+    Ok(hits.into_iter().map(|h| h.into_iter().map(|x| memory_of(&st, x.row, req.include_embeddings, Some(x.score))).collect()).collect())
+}
+
+pub(super) fn top(sh: &Shared, req: &SearchRequest, count: usize) -> Vec<Memory> {
+    let st = sh.state.read();
+    let rows = scan::top_by_significance(&st, &req.params(now_ms()), count);
+    rows.into_iter().map(|r| memory_of(&st, r, req.include_embeddings, None)).collect()
+}
+
+pub(super) fn list(sh: &Shared, namespace: &str, after_seq: u64, limit: usize, filter: Option<&Filter>) -> (Vec<Memory>, Option<u64>) {
+    let st = sh.state.read();
+    let Some(ns) = st.ns_id(namespace) else { return (Vec::new(), None) };
+    let now = now_ms();
+    let nsd = &st.namespaces[ns as usize];
+    let start = nsd.rows.partition_point(|&r| st.rows[r as usize].seq <= after_seq);
+    let mut out = Vec::new();
+    let mut more = false;
+    for &r in &nsd.rows[start..] {
+        if !st.visible(r as usize, now) {
+            continue;
+        }
+        if let Some(f) = filter {
+            let empty = Map::new();
+            if !f.matches(st.rows[r as usize].metadata.as_deref().unwrap_or(&empty)) {
+                continue;
+            }
+        }
+        if out.len() == limit {
+            more = true;
+            break;
+        }
+        out.push(memory_of(&st, r, false, None));
+    }
+    // The cursor is the seq of the last memory returned.
+    let next = if more { out.last().map(|m| m.seq) } else { None };
+    (out, next)
+}
+
+pub(super) fn export(sh: &Shared, after_seq: u64, limit: usize) -> Vec<Memory> {
+    let st = sh.state.read();
+    let now = now_ms();
+    let start = st.rows.partition_point(|r| r.seq <= after_seq);
+    (start..st.len()).filter(|&r| st.visible(r, now)).take(limit).map(|r| memory_of(&st, r as u32, true, None)).collect()
+}
+
+pub(super) fn namespaces(sh: &Shared) -> Vec<(String, usize)> {
+    let st = sh.state.read();
+    let now = now_ms();
+    let mut out: Vec<(String, usize)> = st
+        .namespaces
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), st.visible_count(i as u32, now)))
+        .filter(|(_, c)| *c > 0)
+        .collect();
+    out.sort();
+    out
+}
+
+pub(super) fn count(sh: &Shared, namespace: &str) -> usize {
+    let st = sh.state.read();
+    st.ns_id(namespace).map(|n| st.visible_count(n, now_ms())).unwrap_or(0)
+}
+
+pub(super) fn counters(sh: &Shared) -> StoreCounters {
+    counters_of(sh, &sh.state.read())
+}
+
+/// The counters, from a state the caller holds locked.
+fn counters_of(sh: &Shared, st: &State) -> StoreCounters {
+    let now = now_ms();
+    StoreCounters {
+        total_memories: (0..st.namespaces.len()).map(|n| st.visible_count(n as u32, now)).sum(),
+        namespaces: st.namespaces.iter().filter(|n| n.live > 0).count(),
+        storage_bytes: sh.storage_bytes.load(Ordering::Relaxed),
+        total_associations: st.associations_total,
+        last_seq: st.last_seq,
+        fsyncs: sh.fsyncs.load(Ordering::Relaxed),
+        groups: sh.groups.load(Ordering::Relaxed),
+        records: sh.records.load(Ordering::Relaxed),
+        rows: st.len(),
+        dead_rows: st.len() - st.live_count,
+    }
+}
+
+pub(super) fn stats(sh: &Shared) -> StoreStats {
+    let st = sh.state.read();
+    let c = counters_of(sh, &st);
+    StoreStats {
+        total_memories: c.total_memories,
+        dims: st.dims,
+        storage_bytes: c.storage_bytes,
+        storage_path: sh.dir.display().to_string(),
+        fsync: sh.fsync.name(),
+        namespaces: c.namespaces,
+        rows: c.rows,
+        dead_rows: c.dead_rows,
+        total_associations: c.total_associations,
+        last_seq: c.last_seq,
+        fsyncs: c.fsyncs,
+        groups: c.groups,
+        records: c.records,
+        isa: crate::search::kernels().isa.name(),
+        embedder: sh.embedder.clone(),
+        int8_rows: sh.q8.as_ref().map_or(0, |q| q.rows.read().len()),
+        mapped_rows: st.vectors.mapped_rows(),
+    }
+}

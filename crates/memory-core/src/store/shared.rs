@@ -1,0 +1,119 @@
+//! What the store's threads share: the in-memory state behind a lock, the int8 codes of its
+//! rows, counters, and the search every reader goes through.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use parking_lot::RwLock;
+
+use super::log::NO_EXPIRY;
+use super::prepass;
+use super::scan::{self, Hit, ScanParams};
+use super::state::State;
+use super::types::{EmbedderInfo, FsyncPolicy, Memory};
+use crate::search::q8::{Q8Kernels, Q8Rows};
+
+/// Rows coded per slice of the writer's idle catch-up (a few ms; the writer checks for new
+/// operations between slices).
+pub(super) const Q8_CATCH_UP_ROWS: usize = 4096;
+
+// Every pass the pre-pass can serve takes it, a single query too: the f32 scan of one query
+// is memory-bound on 1536 bytes a row, the pre-pass reads 384 (`examples/search_q8_bench`,
+// 1M × 384 on 2 cores: 1 query 26 ms vs 77 ms, 2 queries 21–27 ms vs 52 ms, 64 queries
+// 87–91 ms vs 267 ms).
+/// Rows a search's int8 pass may leave to the f32 scan (rows not coded yet: the tail is
+/// scanned on one thread).
+const Q8_MAX_TAIL: usize = 16384;
+
+pub(super) struct Shared {
+    pub dir: PathBuf,
+    pub dims: usize,
+    pub fsync: FsyncPolicy,
+    pub group_commit: bool,
+    pub embedder: Option<EmbedderInfo>,
+    pub state: RwLock<State>,
+    /// Int8 codes of the rows (CPUs with an int8 kernel only), see [`Q8Shared`].
+    pub q8: Option<Q8Shared>,
+    pub storage_bytes: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub groups: AtomicU64,
+    pub records: AtomicU64,
+    pub closed: AtomicBool,
+}
+
+/// Int8 codes of a prefix of the state's rows (`rows.len() <= state.len()`), for the exact
+/// int8 pre-pass of [`prepass::search_q8`]: the significance pass of every put group and
+/// multi-query searches. Only the writer changes them: it appends the codes of new rows
+/// before each put group and, while idle, those of rows it has not coded yet (after open, a
+/// few thousand rows at a time); compaction clears them while it holds the state's write
+/// lock. Lock order: `state` first, then `rows`.
+pub(super) struct Q8Shared {
+    pub rows: RwLock<Q8Rows>,
+    pub kern: &'static Q8Kernels,
+}
+
+impl Q8Shared {
+    /// Code up to `max` more rows of `st`; true once every row is coded.
+    pub fn catch_up(&self, st: &State, max: usize) -> bool {
+        let mut rows = self.rows.write();
+        Self::extend(&mut rows, st, max)
+    }
+    pub fn extend(rows: &mut Q8Rows, st: &State, max: usize) -> bool {
+        debug_assert!(rows.len() <= st.len(), "int8 codes ahead of the state");
+        let end = st.len().min(rows.len().saturating_add(max));
+        for r in rows.len()..end {
+            rows.push(st.vectors.row(r));
+        }
+        end == st.len()
+    }
+}
+
+impl Shared {
+    /// After close: give the memory of the rows, vectors and int8 codes back now rather than
+    /// when the last handle goes (a JavaScript wrapper may live on until a garbage
+    /// collection). Reads of a closed store see it empty.
+    pub fn release(&self) {
+        let old = std::mem::replace(&mut *self.state.write(), State::new(self.dims));
+        if let Some(q) = &self.q8 {
+            *q.rows.write() = Q8Rows::new(self.dims);
+        }
+        drop(old);
+    }
+
+    /// Exact top-k: through the int8 pre-pass where it serves (no metadata filter or score
+    /// transform, the rows coded, not asked for the f32 scan), else the f32 scan.
+    pub fn search(&self, st: &State, queries: &[f32], nq: usize, p: &ScanParams) -> Vec<Vec<Hit>> {
+        if let Some(q8) = &self.q8 {
+            if !p.f32_scan && p.filter.is_none_or(|f| f.is_empty()) && p.recency_half_life_s.is_none() && p.min_score.is_none() {
+                let rows = q8.rows.read();
+                if st.len() - rows.len() <= Q8_MAX_TAIL {
+                    return prepass::search_q8(st, &rows, q8.kern, queries, nq, p, f32::NEG_INFINITY);
+                }
+            }
+        }
+        scan::search(st, queries, nq, p)
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A row as reads return it.
+pub(super) fn memory_of(st: &State, row: u32, with_embedding: bool, score: Option<f32>) -> Memory {
+    let r = row as usize;
+    let x = &st.rows[r];
+    Memory {
+        id: x.id.to_string(),
+        namespace: st.namespaces[st.ns_col[r] as usize].name.clone(),
+        text: x.text.to_string(),
+        metadata: x.metadata_raw.to_string(),
+        significance: st.sig_col[r],
+        timestamp: x.ts,
+        associations: x.associations.iter().map(|a| a.to_string()).collect(),
+        seq: x.seq,
+        expires_at: (st.exp_col[r] != NO_EXPIRY).then_some(st.exp_col[r]),
+        embedding: with_embedding.then(|| st.vectors.row(r).to_vec()),
+        score,
+    }
+}

@@ -1,0 +1,201 @@
+//! The store's public data types: options, inputs, outcomes and the memories reads return.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::scan::ScanParams;
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+
+/// The completion callback of an asynchronous store operation.
+pub type Done<T> = Box<dyn FnOnce(Result<T>) + Send>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Acknowledge a write only after its fsync (group commit).
+    Always,
+    /// fsync every `interval` (1 s as parsed from `"interval"`); a crash may lose the
+    /// writes of the last interval.
+    Interval(Duration),
+    /// Never fsync (except on close and compaction).
+    Off,
+}
+
+impl FsyncPolicy {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "interval" => Ok(FsyncPolicy::Interval(Duration::from_secs(1))),
+            "off" => Ok(FsyncPolicy::Off),
+            other => Err(Error::invalid(format!("fsync must be one of always, interval, off; got {other:?}"))),
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            FsyncPolicy::Always => "always",
+            FsyncPolicy::Interval(_) => "interval",
+            FsyncPolicy::Off => "off",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbedderInfo {
+    pub name: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub dims: usize,
+    pub fsync: FsyncPolicy,
+    /// The embedder this store's vectors come from; checked against the data directory.
+    pub embedder: Option<EmbedderInfo>,
+    /// Accept a different embedder of the same dims (and record the new one).
+    pub reembed: bool,
+    /// Let concurrent writes share one fsync (default). `false` commits every operation on
+    /// its own — the one-fsync-per-put baseline the benchmarks compare against.
+    pub group_commit: bool,
+}
+
+impl StoreOptions {
+    pub fn new(dims: usize) -> Self {
+        StoreOptions { dims, fsync: FsyncPolicy::Always, embedder: None, reembed: false, group_commit: true }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PutInput {
+    pub namespace: String,
+    pub id: Option<String>,
+    pub text: String,
+    /// JSON object text; `None` or empty means `{}`.
+    pub metadata: Option<String>,
+    pub significance: Option<f32>,
+    pub vector: Vec<f32>,
+    pub ttl_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutOutcome {
+    pub id: String,
+    pub seq: u64,
+    pub significance: f32,
+    pub timestamp: i64,
+    pub associations: Vec<String>,
+    pub existing: bool,
+    /// Visible memories in the namespace right after this put took effect (for an existing
+    /// memory: when the put was answered). Exact even when several puts share a group commit.
+    pub namespace_total: u32,
+}
+
+/// A memory as reads return it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Memory {
+    pub id: String,
+    pub namespace: String,
+    pub text: String,
+    /// JSON object text.
+    pub metadata: String,
+    pub significance: f32,
+    pub timestamp: i64,
+    pub associations: Vec<String>,
+    pub seq: u64,
+    pub expires_at: Option<i64>,
+    pub embedding: Option<Vec<f32>>,
+    pub score: Option<f32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteOutcome {
+    /// (id, seq of the delete record)
+    pub deleted: Vec<(String, u64)>,
+    pub not_found: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CompactReport {
+    pub rows_before: usize,
+    pub rows_after: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StoreStats {
+    pub total_memories: usize,
+    pub dims: usize,
+    pub storage_bytes: u64,
+    pub storage_path: String,
+    pub fsync: &'static str,
+    pub namespaces: usize,
+    pub rows: usize,
+    pub dead_rows: usize,
+    pub total_associations: usize,
+    pub last_seq: u64,
+    pub fsyncs: u64,
+    pub groups: u64,
+    pub records: u64,
+    pub isa: &'static str,
+    pub embedder: Option<EmbedderInfo>,
+    /// Rows with int8 codes for the pre-pass of multi-query searches (0 without an int8
+    /// kernel). After open the writer codes the stored rows in the background; until it
+    /// reaches `rows`, multi-query searches use the f32 pass.
+    pub int8_rows: usize,
+    /// Rows whose vectors were mapped from the vectors file at open rather than copied out of
+    /// the log (whole chunks of 16,384 rows; see docs/storage.md).
+    pub mapped_rows: usize,
+}
+
+/// The numbers of [`StoreStats`] that change (see [`super::TensorStore::counters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreCounters {
+    pub total_memories: usize,
+    pub namespaces: usize,
+    pub storage_bytes: u64,
+    pub total_associations: usize,
+    pub last_seq: u64,
+    pub fsyncs: u64,
+    pub groups: u64,
+    pub records: u64,
+    pub rows: usize,
+    pub dead_rows: usize,
+}
+
+/// Owned search parameters (for the batched path).
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    pub namespace: String,
+    pub k: usize,
+    pub min_score: Option<f32>,
+    pub min_significance: f32,
+    pub filter: Option<Arc<Filter>>,
+    /// Canonical text of the filter, used to group compatible queries.
+    pub filter_key: String,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub recency_half_life_s: Option<f64>,
+    pub include_embeddings: bool,
+    /// Scan the f32 vectors even where the int8 pre-pass could serve (same results): for
+    /// measuring the scan itself, or ruling the pre-pass out.
+    pub f32_scan: bool,
+}
+
+impl SearchRequest {
+    pub(super) fn params(&self, now_ms: i64) -> ScanParams<'_> {
+        ScanParams {
+            namespace: &self.namespace,
+            k: self.k,
+            min_score: self.min_score,
+            min_significance: self.min_significance,
+            filter: self.filter.as_deref(),
+            since_ms: self.since_ms,
+            until_ms: self.until_ms,
+            recency_half_life_s: self.recency_half_life_s,
+            now_ms,
+            f32_scan: self.f32_scan,
+        }
+    }
+}

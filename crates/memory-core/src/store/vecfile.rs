@@ -1,0 +1,67 @@
+//! The vectors file of the current generation, `vectors-<gen>.f32`: row r's f32 values
+//! (little-endian) at byte `r · dims · 4`. It is a cache of the log, never trusted on its
+//! own: at open, whole chunks of it are mapped from the page cache instead of copying the
+//! vectors out of the log into fresh memory, and every mapped row is compared with the log
+//! (rows that differ are corrected in memory and rewritten). The writer appends rows to it
+//! while idle, without fsync; after a crash it may hold fewer rows, more rows (a torn log
+//! tail) or damaged ones, all of which open handles. Compaction starts a new one.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::logfile;
+use super::state::State;
+
+pub(super) struct VecFile {
+    pub file: File,
+    pub path: PathBuf,
+    /// Leading rows the file holds correctly (the writer appends from here).
+    pub rows: usize,
+}
+
+/// How long the writer must have been without operations before it writes to the vectors file.
+pub(super) const VEC_FILE_QUIET: Duration = Duration::from_millis(3);
+
+/// Rows written to the vectors file per slice of the writer's idle time (~3 MB at 384 dims).
+pub(super) const VEC_FILE_SLICE_ROWS: usize = 2048;
+
+impl VecFile {
+    /// Open (or create; `truncate` empties it) the vectors file of generation `gen`; also
+    /// returns the whole rows it holds now. `None` where mapping is not supported (or the
+    /// file cannot be opened): the store then works without one.
+    pub fn open(dir: &Path, gen: u64, dims: usize, truncate: bool) -> Option<(VecFile, usize)> {
+        if !cfg!(all(unix, target_endian = "little")) {
+            return None;
+        }
+        let path = dir.join(logfile::vectors_name(gen));
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(&path).ok()?;
+        let rows = file.metadata().ok()?.len() as usize / (dims * 4).max(1);
+        Some((VecFile { file, path, rows: 0 }, rows))
+    }
+
+    /// Append rows `self.rows..` of `st` (at most `max`); true once the file holds them all.
+    /// Write errors (a full disk) only cost the cache: the file is dropped.
+    #[cfg(unix)]
+    pub fn catch_up(slot: &mut Option<VecFile>, st: &State, max: usize) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Some(v) = slot.as_mut() else { return true };
+        v.rows = v.rows.min(st.len());
+        let end = st.len().min(v.rows.saturating_add(max));
+        let mut off = (v.rows * st.dims * 4) as u64;
+        for part in st.vectors.rows_bytes(v.rows, end) {
+            if v.file.write_all_at(part, off).is_err() {
+                let _ = std::fs::remove_file(&v.path);
+                *slot = None;
+                return true;
+            }
+            off += part.len() as u64;
+        }
+        v.rows = end;
+        end == st.len()
+    }
+    #[cfg(not(unix))]
+    pub fn catch_up(_: &mut Option<VecFile>, _: &State, _: usize) -> bool {
+        true
+    }
+}

@@ -1,0 +1,392 @@
+//! The writer thread: the only thread that appends to the log.
+//!
+//! Operations arrive through a channel, in the order callers issued them. Puts waiting
+//! together form one group ([`put`]): one significance pass, one `write`, one fsync. Between
+//! operations the writer does its idle work: the int8 codes of rows not coded yet, interval
+//! fsyncs, and appending rows to the vectors file once nothing has arrived for a moment.
+//! Compaction ([`compact`]) also runs here, so it never races a write.
+
+mod compact;
+mod put;
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::log::{self, DeleteRecord, PutRecord, Record, UpdateRecord};
+use super::logfile::LogWriter;
+use super::scan::{self, ScanParams};
+use super::shared::{memory_of, now_ms, Shared, Q8_CATCH_UP_ROWS};
+use super::types::{CompactReport, DeleteOutcome, Done, FsyncPolicy, Memory, PutOutcome};
+use super::validate::{Metadata, ValidPut};
+use super::vecfile::{VecFile, VEC_FILE_QUIET, VEC_FILE_SLICE_ROWS};
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::search::normalize;
+
+/// Most operations the writer takes into one group.
+const MAX_GROUP_ITEMS: usize = 4096;
+
+/// A put operation: its validated items and its completion.
+type PutOp = (Vec<ValidPut>, Done<Vec<PutOutcome>>);
+
+/// An operation for the writer.
+pub(super) enum Op {
+    Put(Vec<ValidPut>, Done<Vec<PutOutcome>>),
+    Update { namespace: String, id: String, metadata: Option<Metadata>, significance: Option<f32>, done: Done<Memory> },
+    Delete { namespace: String, ids: Vec<String>, done: Done<DeleteOutcome> },
+    DeleteWhere { namespace: String, filter: Option<Filter>, done: Done<DeleteOutcome> },
+    BulkLoad(Vec<PutRecord>, Done<usize>),
+    Compact(Done<CompactReport>),
+    Flush(Done<()>),
+    Close(Done<()>),
+}
+
+/// Complete `op` with `e` without running it.
+pub(super) fn fail_op(op: Op, e: Error) {
+    match op {
+        Op::Put(_, d) => d(Err(e)),
+        Op::Update { done, .. } => done(Err(e)),
+        Op::Delete { done, .. } => done(Err(e)),
+        Op::DeleteWhere { done, .. } => done(Err(e)),
+        Op::BulkLoad(_, d) => d(Err(e)),
+        Op::Compact(d) => d(Err(e)),
+        Op::Flush(d) => d(Err(e)),
+        Op::Close(d) => d(Err(e)),
+    }
+}
+
+/// The same error for every operation of a failed group.
+fn clone_err(e: &Error) -> Error {
+    match e {
+        Error::StorageFull(m) => Error::StorageFull(m.clone()),
+        Error::Io { path, source } => Error::Io { path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) },
+        other => Error::Unavailable(other.to_string()),
+    }
+}
+
+pub(super) struct Writer {
+    shared: Arc<Shared>,
+    log: LogWriter,
+    rx: Receiver<Op>,
+    /// An operation taken while gathering a put group that is not a put.
+    stash: Option<Op>,
+    dirty: bool,
+    last_sync: Instant,
+    /// Some rows may have no int8 codes yet (see `Q8Shared`) or may be missing from the
+    /// vectors file: the writer catches up while idle.
+    idle_work: bool,
+    vec_file: Option<VecFile>,
+    /// No operation has arrived for [`VEC_FILE_QUIET`] (reset by every operation).
+    quiet: bool,
+}
+
+/// What waiting for the next operation gave.
+enum Next {
+    Op(Op),
+    /// Nothing yet (a slice of idle work done or a timeout): wait again.
+    Again,
+    /// Every sender is gone.
+    Hangup,
+}
+
+impl Writer {
+    pub(super) fn new(shared: Arc<Shared>, log: LogWriter, rx: Receiver<Op>, vec_file: Option<VecFile>) -> Self {
+        Writer { shared, log, rx, stash: None, dirty: false, last_sync: Instant::now(), idle_work: true, vec_file, quiet: false }
+    }
+
+    /// The thread's body: until close, or until every handle is gone.
+    pub(super) fn run(mut self) {
+        while let Some(op) = self.next_op() {
+            self.quiet = false;
+            if !self.handle(op) {
+                return;
+            }
+        }
+    }
+
+    /// The next operation, doing idle work and interval fsyncs while there is none; `None`
+    /// (after a last fsync) once every sender is gone.
+    fn next_op(&mut self) -> Option<Op> {
+        loop {
+            let next = if let Some(op) = self.stash.take() {
+                Next::Op(op)
+            } else if self.idle_work {
+                self.idle_step()
+            } else {
+                self.wait_step()
+            };
+            match next {
+                Next::Op(op) => return Some(op),
+                Next::Again => {}
+                Next::Hangup => {
+                    let _ = self.sync_now();
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// With idle work to do: a queued operation, else one slice of the work.
+    ///
+    /// Idle time codes the rows that have no int8 codes yet and appends rows to the vectors
+    /// file, a slice at a time, so a new operation waits for one slice at most. The int8
+    /// codes are needed by the next put group anyway; the vectors file only after a quiet
+    /// moment ([`VEC_FILE_QUIET`] without an operation), so a writer kept busy by concurrent
+    /// puts spends nothing on it (its page-cache writes were ~7% of the writer's time under
+    /// 64 concurrent writers) and it catches up in pauses, such as between the batches of a
+    /// bulk load.
+    fn idle_step(&mut self) -> Next {
+        match self.rx.try_recv() {
+            Ok(op) => return Next::Op(op),
+            Err(TryRecvError::Disconnected) => return Next::Hangup,
+            Err(TryRecvError::Empty) => {}
+        }
+        if let FsyncPolicy::Interval(iv) = self.shared.fsync {
+            if self.dirty && self.last_sync.elapsed() >= iv {
+                self.interval_sync();
+            }
+        }
+        let st = self.shared.state.read();
+        if self.shared.q8.as_ref().is_some_and(|q8| !q8.catch_up(&st, Q8_CATCH_UP_ROWS)) {
+            return Next::Again;
+        }
+        if self.vec_file.as_ref().is_none_or(|v| v.rows >= st.len()) {
+            self.idle_work = false;
+            return Next::Again;
+        }
+        if self.quiet {
+            // Still no operation since the quiet moment: the next slice.
+            VecFile::catch_up(&mut self.vec_file, &st, VEC_FILE_SLICE_ROWS);
+            return Next::Again;
+        }
+        drop(st);
+        match self.rx.recv_timeout(VEC_FILE_QUIET) {
+            Ok(op) => Next::Op(op),
+            Err(RecvTimeoutError::Timeout) => {
+                self.quiet = true;
+                Next::Again
+            }
+            Err(RecvTimeoutError::Disconnected) => Next::Hangup,
+        }
+    }
+
+    /// Without idle work: block until an operation arrives or an interval fsync is due.
+    fn wait_step(&mut self) -> Next {
+        let wait = match self.shared.fsync {
+            FsyncPolicy::Interval(iv) if self.dirty => iv.saturating_sub(self.last_sync.elapsed()),
+            _ => Duration::from_secs(3600),
+        };
+        match self.rx.recv_timeout(wait) {
+            Ok(op) => Next::Op(op),
+            Err(RecvTimeoutError::Timeout) => {
+                self.interval_sync();
+                Next::Again
+            }
+            Err(RecvTimeoutError::Disconnected) => Next::Hangup,
+        }
+    }
+
+    /// Run one operation; false after `Close`.
+    fn handle(&mut self, op: Op) -> bool {
+        match op {
+            Op::Put(items, done) => {
+                let group = self.gather_puts((items, done));
+                self.put_group(group);
+                self.idle_work = true;
+            }
+            Op::Update { namespace, id, metadata, significance, done } => done(self.update(namespace, id, metadata, significance)),
+            Op::Delete { namespace, ids, done } => done(self.delete(&namespace, ids)),
+            Op::DeleteWhere { namespace, filter, done } => done(self.delete_where(&namespace, filter.as_ref())),
+            Op::BulkLoad(records, done) => {
+                done(self.bulk_load(records));
+                self.idle_work = true;
+            }
+            Op::Compact(done) => done(self.compact()),
+            Op::Flush(done) => done(self.sync_now()),
+            Op::Close(done) => {
+                done(self.sync_now());
+                // Fail anything still queued.
+                while let Ok(op) = self.rx.try_recv() {
+                    fail_op(op, Error::Unavailable("the store is closed".into()));
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    /// `first` and the puts queued right behind it (up to [`MAX_GROUP_ITEMS`] items; none
+    /// without group commit). A queued operation of another kind ends the group.
+    fn gather_puts(&mut self, first: PutOp) -> Vec<PutOp> {
+        let mut n: usize = first.0.len();
+        let mut group = vec![first];
+        let max_items = if self.shared.group_commit { MAX_GROUP_ITEMS } else { 0 };
+        while n < max_items {
+            match self.rx.try_recv() {
+                Ok(Op::Put(items, done)) => {
+                    n += items.len();
+                    group.push((items, done));
+                }
+                Ok(other) => {
+                    self.stash = Some(other);
+                    break;
+                }
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        group
+    }
+
+    fn interval_sync(&mut self) {
+        if self.dirty {
+            let _ = self.sync_now();
+        }
+    }
+
+    fn sync_now(&mut self) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.log.sync()?;
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Append `buf` and make it durable per policy; on failure nothing stays in the file.
+    fn commit(&mut self, buf: &[u8], records: usize) -> Result<()> {
+        let before = self.log.len;
+        self.log.append(buf)?;
+        self.dirty = true;
+        if self.shared.fsync == FsyncPolicy::Always {
+            if let Err(e) = self.sync_now() {
+                let _ = self.log.file.set_len(before);
+                self.log.len = before;
+                let _ = std::io::Seek::seek(&mut self.log.file, std::io::SeekFrom::Start(before));
+                return Err(e);
+            }
+        } else if let FsyncPolicy::Interval(iv) = self.shared.fsync {
+            if self.last_sync.elapsed() >= iv {
+                let _ = self.sync_now();
+            }
+        }
+        self.shared.storage_bytes.store(self.log.len, Ordering::Relaxed);
+        self.shared.groups.fetch_add(1, Ordering::Relaxed);
+        self.shared.records.fetch_add(records as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn update(&mut self, namespace: String, id: String, metadata: Option<Metadata>, significance: Option<f32>) -> Result<Memory> {
+        let now = now_ms();
+        let (row, seq) = {
+            let st = self.shared.state.read();
+            let row = st.find(&namespace, &id, now).ok_or_else(|| Error::NotFound(format!("memory {id:?} not found in namespace {namespace:?}")))?;
+            (row, st.last_seq + 1)
+        };
+        let metadata = metadata.map(|m| (m.text, m.parsed));
+        let rec = Record::Update(UpdateRecord { seq, ts: now, namespace, id, metadata: metadata.as_ref().map(|(text, _)| text.clone()), significance });
+        let mut buf = Vec::new();
+        log::encode_record(&mut buf, &rec);
+        self.commit(&buf, 1)?;
+        let mut st = self.shared.state.write();
+        st.apply_update(row, metadata, significance, seq);
+        let mut m = memory_of(&st, row, false, None);
+        m.seq = seq;
+        Ok(m)
+    }
+
+    /// Delete every visible memory of the namespace matching `filter` (all without one).
+    fn delete_where(&mut self, namespace: &str, filter: Option<&Filter>) -> Result<DeleteOutcome> {
+        let ids = {
+            let st = self.shared.state.read();
+            let p = ScanParams { namespace, filter, now_ms: now_ms(), ..Default::default() };
+            scan::matching_rows(&st, &p).into_iter().map(|r| st.rows[r as usize].id.to_string()).collect::<Vec<_>>()
+        };
+        self.delete(namespace, ids)
+    }
+
+    fn delete(&mut self, namespace: &str, ids: Vec<String>) -> Result<DeleteOutcome> {
+        let now = now_ms();
+        let mut out = DeleteOutcome::default();
+        let mut rows = Vec::new();
+        let mut buf = Vec::new();
+        {
+            let st = self.shared.state.read();
+            let mut seq = st.last_seq;
+            let mut seen = std::collections::HashSet::new();
+            for id in ids {
+                match st.find(namespace, &id, now) {
+                    Some(row) if seen.insert(row) => {
+                        seq += 1;
+                        log::encode_record(&mut buf, &Record::Delete(DeleteRecord { seq, ts: now, namespace: namespace.to_string(), id: id.clone() }));
+                        rows.push(row);
+                        out.deleted.push((id, seq));
+                    }
+                    Some(_) => {}
+                    None => out.not_found.push(id),
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        self.commit(&buf, rows.len())?;
+        let mut st = self.shared.state.write();
+        for r in rows {
+            st.kill(r);
+        }
+        if let Some(&(_, s)) = out.deleted.last() {
+            st.last_seq = st.last_seq.max(s);
+        }
+        Ok(out)
+    }
+
+    fn bulk_load(&mut self, records: Vec<PutRecord>) -> Result<usize> {
+        let now = now_ms();
+        let dims = self.shared.dims;
+        let mut added = 0;
+        // In slices so memory for the encoded batch stays bounded.
+        for part in records.chunks(8192) {
+            let mut keep = Vec::with_capacity(part.len());
+            let mut buf = Vec::new();
+            {
+                let st = self.shared.state.read();
+                let mut seq = st.last_seq;
+                let mut seen = std::collections::HashSet::new();
+                for r in part {
+                    if st.find(&r.namespace, &r.id, now).is_some() || !seen.insert((r.namespace.clone(), r.id.clone())) {
+                        continue;
+                    }
+                    seq += 1;
+                    let mut r = r.clone();
+                    r.seq = seq;
+                    if r.metadata.trim().is_empty() {
+                        r.metadata = "{}".into();
+                    }
+                    normalize(&mut r.vector[..dims]);
+                    log::encode_record(&mut buf, &Record::Put(r.clone()));
+                    keep.push(r);
+                }
+            }
+            if keep.is_empty() {
+                continue;
+            }
+            // One fsync for the whole load (below); write now.
+            self.log.append(&buf)?;
+            self.dirty = true;
+            self.shared.storage_bytes.store(self.log.len, Ordering::Relaxed);
+            let mut st = self.shared.state.write();
+            added += keep.len();
+            for r in keep {
+                st.apply_put(r, None);
+            }
+        }
+        if self.shared.fsync != FsyncPolicy::Off {
+            self.sync_now()?;
+        }
+        Ok(added)
+    }
+}

@@ -1,0 +1,186 @@
+//! The JavaScript objects the binding takes and returns (`#[napi(object)]`): their `///` docs
+//! are the JSDoc of the generated `index.d.cts`.
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use crate::factory::MemoryValue;
+
+#[napi(object)]
+pub struct OpenOptions {
+    /// Vector dimensions (fixed per data directory).
+    pub dims: u32,
+    /// `always` (default) | `interval` | `off`.
+    pub fsync: Option<String>,
+    pub embedder_name: Option<String>,
+    pub embedder_hash: Option<String>,
+    /// Accept a different embedder of the same dims.
+    pub reembed: Option<bool>,
+    /// Let concurrent writes share one fsync (default true; false = one fsync per write).
+    pub group_commit: Option<bool>,
+}
+
+#[napi(object)]
+pub struct PutItem {
+    pub namespace: String,
+    pub id: Option<String>,
+    pub text: String,
+    /// JSON object text.
+    pub metadata: Option<String>,
+    pub significance: Option<f64>,
+    pub embedding: Float32Array,
+    pub ttl_ms: Option<f64>,
+}
+
+#[napi(object)]
+pub struct PutResult {
+    pub id: String,
+    pub seq: i64,
+    pub significance: f64,
+    pub timestamp: i64,
+    pub associations: Vec<String>,
+    pub existing: bool,
+    /// Visible memories in the namespace right after this put took effect (existing: when answered).
+    pub namespace_total: u32,
+}
+
+#[napi(object)]
+pub struct Memory {
+    pub id: String,
+    pub namespace: String,
+    pub text: String,
+    /// JSON object text.
+    pub metadata: String,
+    pub significance: f64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub associations: Vec<String>,
+    pub seq: i64,
+    pub expires_at: Option<i64>,
+    pub embedding: Option<Float32Array>,
+    pub score: Option<f64>,
+}
+
+#[napi(object)]
+pub struct SearchOptions {
+    pub namespace: String,
+    /// How many results (top-k).
+    pub k: u32,
+    pub min_score: Option<f64>,
+    pub min_significance: Option<f64>,
+    /// Metadata filter as JSON text.
+    pub filter: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub recency_half_life_s: Option<f64>,
+    pub include_embeddings: Option<bool>,
+    /// Scan the f32 vectors even where the int8 pre-pass could serve (same results; default
+    /// false): for measuring the scan itself, or ruling the pre-pass out.
+    pub f32_scan: Option<bool>,
+}
+
+#[napi(object)]
+pub struct DeletedId {
+    pub id: String,
+    pub seq: i64,
+}
+
+#[napi(object)]
+pub struct DeleteResult {
+    pub deleted: Vec<DeletedId>,
+    pub not_found: Vec<String>,
+}
+
+#[napi(object, object_from_js = false)]
+pub struct ListPage {
+    #[napi(ts_type = "Array<Memory>")]
+    pub memories: Vec<MemoryValue>,
+    pub next_cursor: Option<i64>,
+}
+
+#[napi(object)]
+pub struct NamespaceCount {
+    pub name: String,
+    pub total_memories: u32,
+}
+
+#[napi(object)]
+pub struct StoreStats {
+    pub total_memories: u32,
+    pub dims: u32,
+    pub storage_bytes: i64,
+    pub storage_path: String,
+    pub fsync: String,
+    pub namespaces: u32,
+    pub rows: u32,
+    pub dead_rows: u32,
+    pub total_associations: u32,
+    pub last_seq: i64,
+    pub fsyncs: i64,
+    pub groups: i64,
+    pub records: i64,
+    pub isa: String,
+    pub embedder_name: Option<String>,
+    pub embedder_hash: Option<String>,
+    /// Rows with int8 codes for the pre-pass of multi-query searches (0 on CPUs without
+    /// AVX-512 VNNI). Coded in the background after open; multi-query searches use the f32
+    /// pass until it reaches `rows`.
+    pub int8_rows: u32,
+    /// Rows whose vectors were mapped from the data directory's vectors file at open instead
+    /// of copied out of the log (whole chunks of 16,384 rows; see docs/storage.md).
+    pub mapped_rows: u32,
+}
+
+#[napi(object)]
+pub struct CompactResult {
+    pub rows_before: u32,
+    pub rows_after: u32,
+    pub bytes_before: i64,
+    pub bytes_after: i64,
+}
+
+#[napi(object)]
+pub struct BulkRecord {
+    pub namespace: String,
+    pub id: String,
+    pub text: String,
+    pub metadata: Option<String>,
+    pub significance: f64,
+    pub timestamp: i64,
+    pub associations: Option<Vec<String>>,
+    pub expires_at: Option<i64>,
+    pub embedding: Float32Array,
+}
+
+#[napi(object)]
+pub struct RepairResult {
+    pub file: String,
+    pub kept_records: i64,
+    pub kept_bytes: i64,
+    pub moved_to: Option<String>,
+    pub moved_bytes: i64,
+    pub reason: Option<String>,
+}
+
+#[napi(object)]
+pub struct TextWindow {
+    /// UTF-16 offsets (JavaScript string indices).
+    pub start: u32,
+    pub end: u32,
+    pub text: String,
+}
+
+#[napi(object)]
+pub struct KernelInfo {
+    pub isa: String,
+    pub available: Vec<String>,
+    /// Whether multi-query searches and the significance pass use the int8 pre-pass
+    /// (AVX-512 VNNI, unless `MEMORY_SERVER_Q8=off` or the ISA is forced lower).
+    pub int8: bool,
+    /// Its dot-product kernel: "amx" (Intel AMX tiles, where the CPU and OS have them, unless
+    /// `MEMORY_SERVER_Q8=vnni`), "vnni", or "none".
+    pub int8_kernel: String,
+    /// The memory-bound f32 kernels (single-query scan, bandwidth sum) prefetch in software
+    /// (AVX-512 on Intel, unless `MEMORY_SERVER_PREFETCH=off`; `on` forces it).
+    pub prefetch: bool,
+}
