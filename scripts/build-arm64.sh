@@ -117,7 +117,9 @@ cmd_addon() {
 
 TEST_LOG=$TARGET_DIR/test-arm64.log
 TEST_BUILD_LOG=$TARGET_DIR/test-arm64-build.log
-TEST_ARGS=(--locked -p memory-core --lib --tests --target "$TRIPLE")
+# --features bench: the sum and fma_peak kernels (benchmark-only in the product) are tested too,
+# as on the host (`pnpm test`).
+TEST_ARGS=(--locked -p memory-core --features bench --lib --tests --target "$TRIPLE")
 
 # Line tables instead of full debuginfo for the test profile: backtraces keep file:line, and
 # the cold compile takes ~15% less CPU (it dominates this script's time on 2 cores).

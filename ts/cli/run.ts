@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { pino, destination, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { createEmbedder, type Embedder, type EmbedderOptions } from '../embedder.js';
-import { MemoryStore, NativeError, repair, type BulkRecord } from '../native.js';
+import { HASH_DIMS, MemoryStore, NativeError, repair, type BulkRecord } from '../native.js';
 import { createServers, type Servers, type SharedServerOptions } from '../servers.js';
 import { startControlCenter, type RunningControlCenter } from '../control/index.js';
 import { VERSION } from '../version.js';
@@ -195,7 +195,8 @@ async function openOffline(cfg: CliConfig, embedder: Embedder | null): Promise<M
     });
   try {
     try {
-      return await open(embedder?.dims ?? 384);
+      // Without an embedder (export), try the default dims first; the error names the real ones.
+      return await open(embedder?.dims ?? HASH_DIMS);
     } catch (e) {
       const m = /holds (\d+)-dimensional vectors/.exec((e as Error).message);
       if (!embedder && m) return await open(Number(m[1]));
