@@ -2,7 +2,8 @@
 # Cross-build the napi addon for aarch64-unknown-linux-gnu and test on aarch64 under
 # qemu-user, inside the Debian trixie root of scripts/debian-root.sh (trixie-backports'
 # rustc + libstd-rust-dev:arm64, gcc-aarch64-linux-gnu, qemu-user-static). The host's own
-# toolchain is not used, so the build has its own target dir: target/aarch64-debian.
+# toolchain is not used, so the build has its own target dir, kept with the caches:
+# /var/cache/memory-server/target-aarch64 (MEMORY_SERVER_ARM64_TARGET_DIR).
 #
 #   scripts/build-arm64.sh addon [OUTDIR]   release cdylib -> OUTDIR/memory-node.linux-arm64-gnu.node
 #                                           (default OUTDIR: npm/linux-arm64-gnu in the repo)
@@ -28,7 +29,8 @@ ROOTSH=$REPO/scripts/debian-root.sh
 CACHE=${MEMORY_SERVER_CACHE:-/var/cache/memory-server}
 CARGO_HOME_DIR=$CACHE/cargo-home
 TRIPLE=aarch64-unknown-linux-gnu
-TARGET_DIR=$REPO/target/aarch64-debian
+# Outside the checkout, like CARGO_HOME: a fresh clone (CI) reuses the compiled dependencies.
+TARGET_DIR=${MEMORY_SERVER_ARM64_TARGET_DIR:-$CACHE/target-aarch64}
 QEMU=/usr/bin/qemu-aarch64-static       # inside the root
 ADDON_NAME=memory-node.linux-arm64-gnu.node
 
@@ -66,8 +68,8 @@ trap on_exit EXIT
 
 # in_root CMD...: run in the Debian root with the repo and the cargo cache bound at the same paths.
 in_root() {
-  mkdir -p "$CARGO_HOME_DIR"
-  "$ROOTSH" run --bind "$REPO" --bind "$CARGO_HOME_DIR" --cwd "$REPO" \
+  mkdir -p "$CARGO_HOME_DIR" "$TARGET_DIR"
+  "$ROOTSH" run --bind "$REPO" --bind "$CARGO_HOME_DIR" --bind "$TARGET_DIR" --cwd "$REPO" \
     --env CARGO_HOME="$CARGO_HOME_DIR" \
     --env CARGO_TARGET_DIR="$TARGET_DIR" \
     --env CARGO_TERM_COLOR=never \
