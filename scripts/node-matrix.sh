@@ -19,6 +19,8 @@ majors=("$@")
 [[ ${#majors[@]} -gt 0 ]] || majors=(20 22 24)
 
 log() { printf '[node-matrix] %s\n' "$*"; }
+# A log without its colour codes (vitest colours its output under CI=true).
+plain() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }
 results=()
 failed=0
 record() { # cell result detail
@@ -74,17 +76,17 @@ if [[ -z $only || $only == root ]]; then
     vcode=$?
     set -e
     rm -rf "$bindir"
-    vsummary=$(grep -E '^ +Tests ' ".release/matrix-root-vitest-node$major.log" | tail -1 | sed 's/^ *//')
-    glibc=$(grep -oE 'glibc [0-9.]+' ".release/matrix-root-node$major.log" | head -1)
+    vsummary=$(plain ".release/matrix-root-vitest-node$major.log" | grep -E '^ +Tests ' | tail -1 | sed 's/^ *//' || true)
+    glibc=$(grep -oE 'glibc [0-9.]+' ".release/matrix-root-node$major.log" | head -1 || true)
     cell="linux-x64 Debian 13 root ($glibc), Node $("$nodebin" --version)"
-    summary=$(grep -E 'figures:' ".release/matrix-root-node$major.log" | tail -1 | sed 's/.*figures: //')
+    summary=$(grep -E 'figures:' ".release/matrix-root-node$major.log" | tail -1 | sed 's/.*figures: //' || true)
     if [[ $code == 0 && $vcode == 0 ]]; then
       record "$cell" "pass" "install-e2e + vitest ($vsummary) in $(( $(date +%s) - start )) s: $summary"
     elif [[ $code == 0 ]]; then
       record "$cell" "FAIL" "vitest on this Node: $vsummary"
-      grep -E '^ FAIL | × ' ".release/matrix-root-vitest-node$major.log" | head -20
+      plain ".release/matrix-root-vitest-node$major.log" | grep -E '^ FAIL | × ' | head -20 || true
     else
-      record "$cell" "FAIL" "$(grep -E 'FAIL' ".release/matrix-root-node$major.log" | head -5 | tr '\n' ' ')"
+      record "$cell" "FAIL" "$(grep -E 'FAIL' ".release/matrix-root-node$major.log" | head -5 | tr '\n' ' ' || true)"
       tail -30 ".release/matrix-root-node$major.log"
     fi
   done
