@@ -117,8 +117,9 @@ function quit(child) {
 /**
  * Starts one bench/load-client process with `connections` connections to `url`, sending the
  * request lines of `templatesFile` (each with `{ID}` where the id goes). Returns
- * { pid, opened, failed, run(args), stop() }; run({ rate | depth, warmup_ms, window_ms, …,
- * server_pid }) resolves to the run's JSON report (see bench/load-client/src/main.rs).
+ * { pid, opened, failed, run(args), jitter(args), stop() }; run({ rate | depth, warmup_ms,
+ * window_ms, …, server_pid }) resolves to the run's JSON report (see
+ * bench/load-client/src/main.rs).
  */
 export async function startLoadClient(bin, url, connections, templatesFile, { timeoutMs = 60_000 } = {}) {
   const u = new URL(url);
@@ -139,6 +140,11 @@ export async function startLoadClient(bin, url, connections, templatesFile, { ti
         const out = JSON.parse(await next(bound));
         if (out.error) throw new Error(`load-client ${child.pid}: ${out.error}`);
         return out;
+      },
+      /** The generator's own wake-up lateness over `count` sleeps of `sleep_us` (machine jitter). */
+      async jitter({ count = 20_000, sleep_us = 50 } = {}) {
+        child.stdin.write(`jitter count=${count} sleep_us=${sleep_us}\n`);
+        return JSON.parse(await next(60_000));
       },
       stop: () => quit(child),
     };

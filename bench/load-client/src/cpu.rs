@@ -20,8 +20,8 @@ fn clk_tck() -> f64 {
     if t > 0 { t as f64 } else { 100.0 }
 }
 
-/// CPU of process `pid` (all threads); zeros when it cannot be read.
-pub fn process(pid: i32) -> Cpu {
+/// utime and stime of `pid` (all threads) from /proc/<pid>/stat.
+fn process_stat(pid: i32) -> Cpu {
     let mut c = Cpu::default();
     if pid <= 0 {
         return c;
@@ -34,6 +34,15 @@ pub fn process(pid: i32) -> Cpu {
             c.user_us = f.get(11).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0) * tick_us;
             c.system_us = f.get(12).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0) * tick_us;
         }
+    }
+    c
+}
+
+/// CPU of process `pid` (all threads); zeros when it cannot be read.
+pub fn process(pid: i32) -> Cpu {
+    let mut c = process_stat(pid);
+    if pid <= 0 {
+        return c;
     }
     if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
@@ -73,4 +82,29 @@ pub fn machine_busy_us() -> f64 {
     let f: Vec<f64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap_or(0.0)).collect();
     let busy = [0usize, 1, 2, 5, 6, 7].iter().map(|&i| f.get(i).copied().unwrap_or(0.0)).sum::<f64>();
     busy * 1e6 / clk_tck()
+}
+
+/// The kernel's softirq threads (ksoftirqd/N): loopback packets they process for the server
+/// or this process are charged to them, not to either.
+pub fn softirq_threads() -> Vec<i32> {
+    let mut pids = Vec::new();
+    if let Ok(dir) = fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+            if fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("ksoftirqd/")) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Total CPU time (µs, /proc/<pid>/stat ticks) of `pids`.
+pub fn sum_us(pids: &[i32]) -> f64 {
+    pids.iter()
+        .map(|&p| {
+            let c = process_stat(p);
+            c.user_us + c.system_us
+        })
+        .sum()
 }

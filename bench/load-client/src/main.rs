@@ -10,7 +10,9 @@
 //!   when it was written), so a stalled server or generator is charged for every request it
 //!   delayed (no coordinated omission). `rate=0 depth=<d>` runs a closed loop instead: `d`
 //!   requests in flight per connection, each reply sending the next (for a maximum).
-//!   Prints one JSON line (see `report`).
+//!   Prints one JSON line: the window's counts, latency and send-lag percentiles, and CPU.
+//! - `jitter count= sleep_us=` sleeps `count` times and reports how late it woke (the
+//!   machine's scheduling jitter, a floor under every latency percentile measured here).
 //! - `quit` (or end of input) exits.
 //!
 //! Between runs the connections are still served: pings answered, late replies read.
@@ -24,13 +26,15 @@
 //! (so the window's last requests meet the same load), then replies are awaited up to
 //! `drain_ms`. At the window's edges this process reads the server's CPU (`server_pid`, from
 //! /proc) and its own (getrusage): it shares the machine with the server, so its cost is
-//! reported too. Requests due in the window make the latency histogram (unanswered ones enter
-//! it at the time the run gave up on them); replies received in it make the throughput. A
-//! request due while `max_outstanding` are unanswered is not sent and counts as dropped.
+//! reported too; so are the kernel's ksoftirqd threads and, as `other_cpu`, the rest of the
+//! machine's busy time (/proc/stat), to tell a disturbed window. Requests due in the window
+//! make the latency histogram (unanswered ones enter it at the time the run gave up on them);
+//! replies received in it make the throughput. A request due while `max_outstanding` are
+//! unanswered is not sent and counts as dropped.
 //!
 //! One thread, level-triggered epoll, `epoll_pwait2` with a timer slack of 1 µs; the wait
-//! before the next due request is at least `tick_us`, so requests due closer together go out
-//! in one write per connection.
+//! before the next due request is at least `tick_us`, so requests due within one tick go out
+//! together (still one frame each, on their own connections).
 
 mod cpu;
 mod hist;
@@ -322,7 +326,7 @@ impl Run {
     }
 }
 
-fn run(ep: i32, conns: &mut [Conn], tpl: &[Template], next_id: &mut u64, a: &Args) -> String {
+fn run(ep: i32, conns: &mut [Conn], tpl: &[Template], softirqd: &[i32], next_id: &mut u64, a: &Args) -> String {
     let n = conns.len();
     let closed_loop = a.rate <= 0.0;
     let ms = 1_000_000u64;
@@ -360,6 +364,7 @@ fn run(ep: i32, conns: &mut [Conn], tpl: &[Template], next_id: &mut u64, a: &Arg
     let (mut srv0, mut srv1) = (cpu::Cpu::default(), cpu::Cpu::default());
     let (mut own0, mut own1) = ((0.0, 0.0), (0.0, 0.0));
     let (mut all0, mut all1) = (0.0, 0.0);
+    let (mut sirq0, mut sirq1) = (0.0, 0.0);
     let (mut w0a, mut w1a) = (0u64, 0u64);
     let mut started = false;
     let mut resend: Vec<usize> = Vec::new();
@@ -368,6 +373,7 @@ fn run(ep: i32, conns: &mut [Conn], tpl: &[Template], next_id: &mut u64, a: &Arg
         let now = now_ns();
         if phase == 0 && now >= w0 {
             all0 = cpu::machine_busy_us();
+            sirq0 = cpu::sum_us(softirqd);
             srv0 = cpu::process(a.server_pid);
             own0 = cpu::own();
             w0a = now_ns();
@@ -376,6 +382,7 @@ fn run(ep: i32, conns: &mut [Conn], tpl: &[Template], next_id: &mut u64, a: &Arg
         }
         if phase == 1 && now >= w1 {
             all1 = cpu::machine_busy_us();
+            sirq1 = cpu::sum_us(softirqd);
             srv1 = cpu::process(a.server_pid);
             own1 = cpu::own();
             w1a = now_ns();
@@ -460,6 +467,7 @@ fn run(ep: i32, conns: &mut [Conn], tpl: &[Template], next_id: &mut u64, a: &Arg
         // Ended before the window closed (max_requests reached in a closed loop is not possible
         // before it; this is a drain timeout during it): close the window now.
         all1 = cpu::machine_busy_us();
+        sirq1 = cpu::sum_us(softirqd);
         srv1 = cpu::process(a.server_pid);
         own1 = cpu::own();
         w1a = end;
@@ -492,7 +500,8 @@ fn run(ep: i32, conns: &mut [Conn], tpl: &[Template], next_id: &mut u64, a: &Arg
     let own_us = own1.0 - own0.0 + own1.1 - own0.1;
     // What the rest of the machine ran in the window (other engineers' builds, the bench's Node
     // parent): tick-granular, so only a guide (a few % of a core either way).
-    let other_us = (all1 - all0 - srv_us - own_us).max(0.0);
+    let sirq_us = sirq1 - sirq0;
+    let other_us = (all1 - all0 - srv_us - own_us - sirq_us).max(0.0);
     let per = |x: f64| if r.window_replies > 0 { x / r.window_replies as f64 } else { 0.0 };
     let (bmin, bmax) = if r.window_replies > 0 { r.reply_bytes } else { (0, 0) };
     format!(
@@ -505,7 +514,7 @@ fn run(ep: i32, conns: &mut [Conn], tpl: &[Template], next_id: &mut u64, a: &Arg
             "\"server_cpu\":{{\"user_us\":{:.0},\"system_us\":{:.0},\"total_us\":{:.0},\"sched_us\":{:.0},\"ctx_switches\":{},",
             "\"us_per_reply\":{:.4},\"sched_us_per_reply\":{:.4},\"user_us_per_reply\":{:.4},\"system_us_per_reply\":{:.4},\"utilization\":{:.4}}},",
             "\"client_cpu\":{{\"user_us\":{:.0},\"system_us\":{:.0},\"us_per_reply\":{:.4},\"utilization\":{:.4}}},",
-            "\"other_cpu\":{{\"us\":{:.0},\"utilization\":{:.4}}},",
+            "\"softirqd_cpu\":{{\"us\":{:.0},\"utilization\":{:.4}}},\"other_cpu\":{{\"us\":{:.0},\"utilization\":{:.4}}},",
             "\"reply_bytes\":{{\"min\":{},\"max\":{}}},\"sample_reply\":{}}}"
         ),
         if closed_loop { "closed" } else { "open" },
@@ -544,12 +553,35 @@ fn run(ep: i32, conns: &mut [Conn], tpl: &[Template], next_id: &mut u64, a: &Arg
         own1.1 - own0.1,
         per(own_us),
         own_us / 1e6 / win_s,
+        sirq_us,
+        sirq_us / 1e6 / win_s,
         other_us,
         other_us / 1e6 / win_s,
         bmin,
         bmax,
         r.sample.as_deref().map_or("null".into(), json_str),
     )
+}
+
+/// `jitter count=<n> sleep_us=<µs>`: how late this process wakes from `n` sleeps of `sleep_us`
+/// with nothing else to do, the machine's own floor under every latency percentile here.
+fn jitter(words: &[&str]) -> String {
+    let (mut count, mut sleep_us) = (20_000u64, 50u64);
+    for w in words {
+        match w.split_once('=') {
+            Some(("count", v)) => count = v.parse().unwrap_or(count).min(1_000_000),
+            Some(("sleep_us", v)) => sleep_us = v.parse().unwrap_or(sleep_us).min(100_000),
+            _ => return format!("{{\"error\":{}}}", json_str(format!("bad argument {w}").as_bytes())),
+        }
+    }
+    let mut late = Histogram::new();
+    let d = std::time::Duration::from_micros(sleep_us);
+    for _ in 0..count {
+        let t = now_ns();
+        std::thread::sleep(d);
+        late.record((now_ns() - t).saturating_sub(sleep_us * 1000));
+    }
+    format!("{{\"sleep_us\":{sleep_us},\"late\":{}}}", late.json_us())
 }
 
 fn load_templates(path: &str) -> Vec<Template> {
@@ -576,6 +608,7 @@ fn main() {
     let port: u16 = args[2].parse().expect("port");
     let n: usize = args[4].parse().expect("connections");
     let tpl = load_templates(&args[5]);
+    let softirqd = cpu::softirq_threads();
     // SAFETY: prctl with an integer argument; a 1 µs timer slack lets epoll_pwait2 wake on time.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
 
@@ -657,12 +690,13 @@ fn main() {
                     Ok(_) if !conns.iter().any(|c| c.open) => say("{\"error\":\"no open connections\"}"),
                     Ok(a) => {
                         stdin_ctl(libc::EPOLL_CTL_DEL);
-                        let report = run(ep, &mut conns, &tpl, &mut next_id, &a);
+                        let report = run(ep, &mut conns, &tpl, &softirqd, &mut next_id, &a);
                         stdin_ctl(libc::EPOLL_CTL_ADD);
                         say(&report);
                     }
                     Err(e) => say(&format!("{{\"error\":{}}}", json_str(e.as_bytes()))),
                 },
+                Some("jitter") => say(&jitter(&words[1..])),
                 Some("quit") => return,
                 None => {}
                 Some(c) => say(&format!("{{\"error\":{}}}", json_str(format!("unknown command {c}").as_bytes()))),
