@@ -14,11 +14,14 @@
 //
 // Per command and server:
 //  1. saturation: a closed-loop probe (BENCH_CONNECTIONS × 16 in flight) gives the server's
-//     maximum C; then open-loop steps at 0.6, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5 × C until one
-//     fails (achieved < 95% of offered, p99 > BENCH_P99_LIMIT_MS (50), or any drop or error;
-//     if 0.6 × C fails, down by × 0.7 until one passes), then two bisections between the last
-//     pass and the first failure. Saturation throughput = the highest offered rate that passed
-//     (what the server sustains open-loop, to ~5%); C is kept too.
+//     maximum C; then open-loop steps at 0.6, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5 × C and on by
+//     × 1.25 (up to 4 × C) until one fails (achieved < 95% of offered, p99 >
+//     BENCH_P99_LIMIT_MS (50), or any drop or error; if 0.6 × C fails, down by × 0.7 until
+//     one passes), then two bisections between the last pass and the first failure.
+//     Saturation throughput = the highest offered rate that passed (what the server sustains
+//     open-loop, to ~5%); C is kept too. `bound` says whether the
+//     server was busy for a whole core at the first failing step, or held back by the load
+//     generator or the machine (then the figure is a lower bound).
 //  2. at 25%, 50% and 90% of OUR open-loop saturation rate, for every server: server CPU per
 //     reply (time on CPU of all its threads over the window, /proc/<pid>/task/*/schedstat,
 //     read by the load generator at the window's edges; user/system split from
@@ -168,7 +171,9 @@ async function saturation(command, name, s) {
   let hi = 0;
   if (await step(c * STEPS[0])) {
     lo = c * STEPS[0];
-    for (const f of STEPS.slice(1)) {
+    // The listed steps, then on by × 1.25 (a server can sustain more open-loop than its
+    // closed-loop maximum: `ws` does), up to 4 × C.
+    for (let i = 1, f = STEPS[1]; f <= 4; i++, f = i < STEPS.length ? STEPS[i] : f * 1.25) {
       if (await step(c * f)) lo = c * f;
       else {
         hi = c * f;
@@ -190,7 +195,20 @@ async function saturation(command, name, s) {
     if (await step(mid)) lo = mid;
     else hi = mid;
   }
-  return { closed_loop_max_per_s: c, closed_loop_probe: probe, sustained_per_s: Math.round(lo), first_failing_per_s: hi ? Math.round(hi) : null, steps };
+  // What bound it: a server whose threads were not busy for a whole core when it first failed
+  // was held back by something else (the load generator, or the machine).
+  const failed = steps.filter((p) => !p.passed).sort((a, b) => a.offered_per_s - b.offered_per_s)[0];
+  const bound = !failed ? null : failed.server_cpu_utilization >= 0.95 ? 'server' : 'not the server (below one core busy): load generator or machine';
+  return {
+    closed_loop_max_per_s: c,
+    closed_loop_probe: probe,
+    sustained_per_s: Math.round(lo),
+    first_failing_per_s: failed ? Math.round(failed.offered_per_s) : null,
+    bound,
+    first_failure_cpu: failed ? { server: failed.server_cpu_utilization, generator: failed.client_cpu_utilization, others: failed.other_cpu_utilization } : null,
+    disturbed_steps: steps.filter((p) => p.disturbed).length,
+    steps,
+  };
 }
 
 const summary = (runs) => {
