@@ -3,8 +3,9 @@
 // built around the request's type and id, whose data is a fixed `stats`-sized body (the text
 // of a real global `stats` reply, taken once at start). No handler, store call, rate limiter,
 // metrics, ordering queue or keep-alive: what is left is uWS.js, the V8 boundary and the
-// kernel's loopback TCP. Same uWS.js build and socket options as WsServer.
-import uWS from 'uWebSockets.js';
+// kernel's loopback TCP. Same uWS.js build (the server's own loader, dist/server/uws.js, never
+// the package's entry point with its JS fallback) and socket options as WsServer.
+import { uWS } from '../../dist/server/uws.js';
 
 export function startUwsFloorServer({ host = '127.0.0.1', port = 0, dataJson }) {
   const decoder = new TextDecoder();
