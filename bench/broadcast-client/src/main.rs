@@ -29,6 +29,12 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 
+// The WebSocket frame parsing shared with the load generator (one copy of the framing code).
+#[allow(dead_code)] // this client uses only `find` and `frames` of it
+#[path = "../../load-client/src/ws.rs"]
+mod ws;
+use ws::find;
+
 const TYPE_TAG: &[u8] = b"\"type\":\"bench_broadcast\"";
 const SEQ_TAG: &[u8] = b"\"seq\":";
 const HEAD: usize = 400;
@@ -54,9 +60,6 @@ fn now_ms() -> f64 {
     ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
 
 fn raise_fd_limit() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -118,45 +121,20 @@ fn record(receipts: &mut BTreeMap<i64, Receipt>, payload: &[u8], t: f64) {
     r.last = r.last.max(t);
 }
 
-/// Parses the complete server frames at the start of `buf`; returns the bytes consumed.
+/// Handles the complete server frames at the start of `buf`; returns the bytes consumed.
 fn frames(c: &mut Client, buf: &[u8], receipts: &mut BTreeMap<i64, Receipt>, t: f64) -> usize {
-    let mut off = 0;
-    while buf.len() - off >= 2 {
-        let op = buf[off] & 0x0f;
-        let mut len = (buf[off + 1] & 0x7f) as usize;
-        let mut h = 2;
-        if len == 126 {
-            if buf.len() - off < 4 {
-                break;
-            }
-            len = u16::from_be_bytes([buf[off + 2], buf[off + 3]]) as usize;
-            h = 4;
-        } else if len == 127 {
-            if buf.len() - off < 10 {
-                break;
-            }
-            len = u64::from_be_bytes(buf[off + 2..off + 10].try_into().unwrap()) as usize;
-            h = 10;
+    ws::frames(buf, |op, p| match op {
+        0x1 | 0x2 => record(receipts, p, t),
+        0x9 if p.len() <= 125 => {
+            // Pong with the ping's payload, masked with a zero key (payload unchanged).
+            let mut pong = Vec::with_capacity(6 + p.len());
+            pong.extend_from_slice(&[0x8a, 0x80 | p.len() as u8, 0, 0, 0, 0]);
+            pong.extend_from_slice(p);
+            let _ = c.stream.write_all(&pong);
         }
-        if buf.len() - off < h + len {
-            break;
-        }
-        let p = &buf[off + h..off + h + len];
-        match op {
-            0x1 | 0x2 => record(receipts, p, t),
-            0x9 if len <= 125 => {
-                // Pong with the ping's payload, masked with a zero key (payload unchanged).
-                let mut pong = Vec::with_capacity(6 + len);
-                pong.extend_from_slice(&[0x8a, 0x80 | len as u8, 0, 0, 0, 0]);
-                pong.extend_from_slice(p);
-                let _ = c.stream.write_all(&pong);
-            }
-            0x8 => c.open = false,
-            _ => {}
-        }
-        off += h + len;
-    }
-    off
+        0x8 => c.open = false,
+        _ => {}
+    })
 }
 
 fn report(clients: &[Client], receipts: &BTreeMap<i64, Receipt>) -> String {
