@@ -30,7 +30,7 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 
 // The WebSocket frame parsing shared with the load generator (one copy of the framing code).
-#[allow(dead_code)] // this client uses only `find` and `frames` of it
+#[allow(dead_code)] // this client does not send data frames (`push_frame`)
 #[path = "../../load-client/src/ws.rs"]
 mod ws;
 use ws::find;
@@ -38,7 +38,6 @@ use ws::find;
 const TYPE_TAG: &[u8] = b"\"type\":\"bench_broadcast\"";
 const SEQ_TAG: &[u8] = b"\"seq\":";
 const HEAD: usize = 400;
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 struct Client {
     stream: TcpStream,
@@ -73,31 +72,8 @@ fn raise_fd_limit() {
 }
 
 fn open_one(host: &str, port: u16, path: &str) -> io::Result<Client> {
-    let mut stream = TcpStream::connect((host, port))?;
-    stream.set_nodelay(true)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )?;
-    let mut head = Vec::with_capacity(256);
-    let mut buf = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during upgrade"));
-        }
-        head.extend_from_slice(&buf[..n]);
-        if let Some(end) = find(&head, b"\r\n\r\n") {
-            if !head[..head.len().min(16)].windows(4).any(|w| w == b" 101") {
-                return Err(io::Error::other("upgrade refused"));
-            }
-            stream.set_nonblocking(true)?;
-            return Ok(Client { stream, partial: head[end + 4..].to_vec(), open: true });
-        }
-        if head.len() > 16 * 1024 {
-            return Err(io::Error::other("upgrade response too long"));
-        }
-    }
+    let (stream, partial) = ws::connect(host, port, path)?;
+    Ok(Client { stream, partial, open: true })
 }
 
 fn record(receipts: &mut BTreeMap<i64, Receipt>, payload: &[u8], t: f64) {
