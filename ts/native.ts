@@ -7,6 +7,7 @@
  * unavailable, storage_full, corrupt, locked, io, internal).
  */
 import { createRequire } from 'node:module';
+import { glibcVersion } from './platform.js';
 import type * as Addon from '../native/index.cjs';
 
 const require = createRequire(import.meta.url);
@@ -28,8 +29,7 @@ export class NativeLoadError extends Error {
 export function platformTriple(): string {
   const { platform, arch } = process;
   if (platform !== 'linux') return `${platform}-${arch}`;
-  const report = process.report?.getReport?.() as { header?: { glibcVersionRuntime?: string } } | undefined;
-  const abi = report?.header?.glibcVersionRuntime ? 'gnu' : 'musl';
+  const abi = glibcVersion() ? 'gnu' : 'musl';
   return `${platform}-${arch}-${abi}${arch === 'arm' ? 'eabihf' : ''}`;
 }
 

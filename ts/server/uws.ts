@@ -13,6 +13,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type uWSTypes from 'uWebSockets.js';
+import { glibcVersion } from '../platform.js';
 
 export type UwsModule = typeof uWSTypes;
 
@@ -49,12 +50,7 @@ export function assertNativeUws(mod: unknown): void {
   }
 }
 
-/** The C library's version on Linux with glibc ("2.36"), else null. */
-export function glibcVersion(): string | null {
-  if (process.platform !== 'linux') return null;
-  const report = process.report?.getReport?.() as { header?: { glibcVersionRuntime?: string } } | undefined;
-  return report?.header?.glibcVersionRuntime ?? null;
-}
+export { glibcVersion };
 
 interface UwsBuild {
   readonly name: string;
