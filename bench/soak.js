@@ -277,7 +277,7 @@ async function main() {
   console.log(
     `\nsoak ${result.pass ? 'PASSED' : 'FAILED'}: RSS baseline ${rss.baseline_mb} MB, final ${rss.final_mb} MB (${rss.final_over_baseline}×), max ${rss.max_after_warmup_mb} MB (${rss.max_over_baseline}×); ` +
       `acked ${check.acked}, missing ${check.missing}, deletes undone ${check.resurrected_deletes}; ` +
-      `flooder ${fl.stats.rate_limited} rate_limited, closes ${JSON.stringify(fl.stats.closes)}; never-reader closed ${nr.stats.closed_by_server}, not closed ${nr.stats.not_closed}`,
+      `flooder ${fl.stats.rate_limited} rate_limited, closes ${JSON.stringify(fl.stats.closes)}; never-reader closed ${nr.stats.closed_by_server ?? '(off)'}, not closed ${nr.stats.not_closed ?? '(off)'}`,
   );
   if (process.env.SOAK_KEEP) console.log(`work dir kept: ${work}`);
   else removeDir(work);
