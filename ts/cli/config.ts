@@ -49,6 +49,9 @@ export const OPTIONS: OptionDef[] = [
   { key: 'origins', flag: 'origins', kind: 'list', description: 'allowed browser origins, comma separated (* = any)', defaultText: 'http(s)://localhost:*, http(s)://127.0.0.1:*' },
   { key: 'token', flag: 'token', kind: 'string', description: 'shared-secret auth (Authorization: Bearer … or ?token=)' },
   { key: 'jwtSecret', flag: 'jwt-secret', kind: 'string', description: 'HS256 JWT auth key (ns claim limits namespaces)' },
+  { key: 'jwtRequireExp', flag: 'jwt-require-exp', kind: 'bool', description: 'refuse JWTs without an exp claim', defaultText: 'false' },
+  { key: 'jwtAudience', flag: 'jwt-audience', kind: 'list', description: 'JWT aud must be one of these, comma separated' },
+  { key: 'jwtIssuer', flag: 'jwt-issuer', kind: 'list', description: 'JWT iss must be one of these, comma separated' },
   { key: 'tlsCert', flag: 'tls-cert', kind: 'string', description: 'PEM certificate: serve wss://' },
   { key: 'tlsKey', flag: 'tls-key', kind: 'string', description: 'PEM private key' },
   { key: 'compression', flag: 'compression', kind: 'bool', description: 'permessage-deflate', defaultText: 'false' },
@@ -90,6 +93,9 @@ export const configSchema = z
     origins: z.array(z.string().min(1)).min(1).optional(),
     token: z.string().min(1).optional(),
     jwtSecret: z.string().min(1).optional(),
+    jwtRequireExp: z.boolean().default(false),
+    jwtAudience: z.array(z.string().min(1)).min(1).optional(),
+    jwtIssuer: z.array(z.string().min(1)).min(1).optional(),
     tlsCert: z.string().min(1).optional(),
     tlsKey: z.string().min(1).optional(),
     compression: z.boolean().default(false),
@@ -107,6 +113,14 @@ export const configSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    for (const k of ['jwtAudience', 'jwtIssuer'] as const) {
+      if (c[k] !== undefined && c.jwtSecret === undefined) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: [k], message: 'only applies with --jwt-secret' });
+      }
+    }
+    if (c.jwtRequireExp && c.jwtSecret === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['jwtRequireExp'], message: 'only applies with --jwt-secret' });
+    }
     if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['tlsKey'], message: '--tls-cert and --tls-key go together' });
     }

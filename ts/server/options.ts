@@ -45,6 +45,14 @@ export interface WsServerOptions {
   token?: string;
   /** HS256 JWT auth. */
   jwtSecret?: string;
+  /** Refuse JWTs without `exp`. Default false. */
+  jwtRequireExp?: boolean;
+  /** Required JWT `aud` (one of these). */
+  jwtAudience?: string | string[];
+  /** Required JWT `iss` (one of these). */
+  jwtIssuer?: string | string[];
+  /** Clock skew allowed on JWT `exp`/`nbf`, seconds. Default 5. */
+  jwtClockToleranceS?: number;
   /** PEM file paths: serve wss:// / https://. */
   tlsCert?: string;
   tlsKey?: string;
@@ -87,6 +95,10 @@ export const ENDPOINT_OPTIONS = [
   'origins',
   'token',
   'jwtSecret',
+  'jwtRequireExp',
+  'jwtAudience',
+  'jwtIssuer',
+  'jwtClockToleranceS',
   'tlsCert',
   'tlsKey',
   'tlsPassphrase',
