@@ -54,7 +54,10 @@ export function addApiRoutes(
     () => {
       const states: Record<string, ComponentStatus['state']> = {};
       for (const [k, c] of components) states[k] = c.status().state;
-      return { body: { status: 'ok', version: VERSION, components: states } satisfies HealthReply };
+      // A hung child still has a pid and a port: health checks must see it.
+      const hung = Object.values(states).includes('unresponsive');
+      const body = { status: hung ? 'unresponsive' : 'ok', version: VERSION, components: states } satisfies HealthReply;
+      return hung ? { status: 503, body } : { body };
     },
     { public: true },
   );

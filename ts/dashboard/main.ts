@@ -103,7 +103,7 @@ function renderComponent(key: string, c: ComponentStatus): void {
   $(tid(`${key}-error`), card).textContent = c.error ?? '';
   const disabled = busy.has(key);
   const transitional = c.state === 'starting' || c.state === 'stopping';
-  ($(tid(`start-${key}`), card) as HTMLButtonElement).disabled = disabled || transitional || c.state === 'running';
+  ($(tid(`start-${key}`), card) as HTMLButtonElement).disabled = disabled || transitional || c.state === 'running' || c.state === 'unresponsive';
   ($(tid(`stop-${key}`), card) as HTMLButtonElement).disabled = disabled || transitional || c.state === 'stopped';
   ($(tid(`restart-${key}`), card) as HTMLButtonElement).disabled = disabled || transitional;
 }
