@@ -144,6 +144,7 @@ function connectionOptions(cfg: CliConfig): SharedServerOptions {
     host: cfg.host,
     compression: cfg.compression,
     ...(cfg.origins ? { origins: cfg.origins } : {}),
+    ...(cfg.allowedHosts ? { allowedHosts: cfg.allowedHosts } : {}),
     ...(cfg.token ? { token: cfg.token } : {}),
     ...(cfg.jwtSecret ? { jwtSecret: cfg.jwtSecret } : {}),
     ...(cfg.jwtRequireExp ? { jwtRequireExp: true } : {}),

@@ -164,6 +164,16 @@ export interface ComponentsReply {
   components: Record<string, ComponentStatus>;
 }
 
+/** Name of the `<meta>` element of the dashboard page holding the control center's CSRF token. */
+export const CSRF_META = 'csrf-token';
+/** The header state-changing control-center requests carry it in (unless they carry credentials). */
+export const CSRF_HEADER = 'X-CSRF-Token';
+
+/** `GET /api/csrf` (same-origin or non-browser clients only). */
+export interface CsrfReply {
+  csrf_token: string;
+}
+
 /** `GET /healthz`: `{ status: 'ok', version, components: { memory: 'running', … } }`; `status: 'unresponsive'` (HTTP 503) while a component is. */
 export interface HealthReply {
   status: string;

@@ -30,6 +30,16 @@ export interface WsServerOptions {
   wsPaths?: readonly string[];
   /** Origin allow-list; `*` allows all. Requests without Origin are always allowed. */
   origins?: readonly string[];
+  /**
+   * `Host` names accepted besides localhost, 127.0.0.1, [::1] and `host` (DNS rebinding
+   * guard, see host-check.ts); `*` accepts any.
+   */
+  allowedHosts?: readonly string[];
+  /**
+   * Which requests must carry an allowed `Host` (else 403): `all` (HTTP and upgrades), `http`
+   * (plain HTTP routes), `off`. Default `http` when `host` is a loopback address, else `off`.
+   */
+  hostCheck?: 'all' | 'http' | 'off';
   pingIntervalMs?: number;
   pongTimeoutMs?: number;
   /** Budget for graceful shutdown (waiting for in-flight replies) before force-closing. */
@@ -93,6 +103,7 @@ export interface WsServerOptions {
 export const ENDPOINT_OPTIONS = [
   'host',
   'origins',
+  'allowedHosts',
   'token',
   'jwtSecret',
   'jwtRequireExp',

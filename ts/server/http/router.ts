@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { ERROR_MESSAGES, ProtocolError } from '../../protocol/index.js';
 import { authenticate, extractToken, type AuthClaims, type AuthOptions, type AuthResult } from '../auth.js';
 import type { OriginPolicy } from '../origin.js';
+import type { HostPolicy } from '../host-check.js';
 import type { TemplatedApp, UwsHttpRequest, UwsHttpResponse } from '../uws.js';
 import { correlationId, isThenable } from '../ws/dispatch.js';
 import { answerNotFound, answerPreflight, writeHttp } from './response.js';
@@ -53,6 +54,8 @@ interface RouteEntry {
 /** What the router needs from its server. */
 export interface RouterContext {
   readonly origins: OriginPolicy;
+  /** `Host` allow-list (DNS rebinding guard); null: not checked. */
+  readonly hosts: HostPolicy | null;
   readonly auth: AuthOptions;
   /** Largest accepted request body. */
   readonly maxBodyBytes: number;
@@ -161,6 +164,7 @@ export class HttpRouter {
       if (aborted) return;
       writeHttp(res, corsOrigin, reply.status ?? 200, reply.headers ?? {}, reply.body);
     };
+    if (ctx.hosts && !ctx.hosts.allows(head.headers.host)) return respond({ status: 403, body: { error: 'Host not allowed' } });
     if (!ctx.origins.allows(head.origin)) return respond({ status: 403, body: { error: 'Origin not allowed' } });
     const presented = route.options.public
       ? ({ ok: true, claims: { method: 'none' } } as const)

@@ -12,6 +12,7 @@ import { writeHttp } from '../http/response.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { ResolvedOptions } from '../options.js';
 import type { OriginPolicy } from '../origin.js';
+import type { HostPolicy } from '../host-check.js';
 import type { ConnectionRegistry } from '../pubsub.js';
 import type { UwsHttpRequest, UwsHttpResponse, UwsWebSocket } from '../uws.js';
 import { Connection, nextConnectionId, stateOf, type ConnState, type ConnectionHost } from './connection.js';
@@ -35,6 +36,8 @@ interface UpgradeHead {
 export interface AdmissionContext {
   readonly options: Readonly<ResolvedOptions>;
   readonly origins: OriginPolicy;
+  /** `Host` allow-list for upgrades (DNS rebinding guard); null: not checked. */
+  readonly hosts: HostPolicy | null;
   readonly auth: AuthOptions;
   readonly logger: Logger;
   readonly metrics: ServerMetrics;
@@ -87,6 +90,11 @@ export class Admission {
 
     if (!this.ctx.running()) {
       writeHttp(res, head.corsOrigin, 503, {}, { error: 'Server is shutting down' });
+      return;
+    }
+    if (this.ctx.hosts && !this.ctx.hosts.allows(req.getHeader('host'))) {
+      logger.warn({ ip: head.ip, host: req.getHeader('host') }, 'upgrade refused: host not allowed');
+      writeHttp(res, null, 403, {}, { error: 'Host not allowed' });
       return;
     }
     if (!origins.allows(origin)) {
