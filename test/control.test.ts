@@ -32,7 +32,10 @@ describe('control center with forked children', () => {
   let client: TestClient;
   const clients: TestClient[] = [];
   const wsUrl = (): string => `ws://127.0.0.1:${port}/ws`;
-  const api = (method: string, p: string, headers: Record<string, string> = {}) => httpRequest(port, method, p, headers);
+  // Actions carry the control center's CSRF token (ts/control/guard.ts), as the dashboard's do.
+  let csrf = '';
+  const api = (method: string, p: string, headers: Record<string, string> = {}) =>
+    httpRequest(port, method, p, method === 'POST' ? { 'X-CSRF-Token': csrf, ...headers } : headers);
 
   beforeAll(async () => {
     cc = await startControlCenter({
@@ -48,6 +51,7 @@ describe('control center with forked children', () => {
       supervisor: { restartInitialMs: 200, killTimeoutMs: 5_000 },
     });
     port = cc.port;
+    csrf = JSON.parse((await httpRequest(port, 'GET', '/api/csrf')).body).csrf_token;
     client = await connect(wsUrl());
     clients.push(client);
   }, 120_000);
@@ -284,9 +288,10 @@ describe('control center over in-process servers', () => {
       expect(first.components.memory!.pid).toBe(process.pid);
       expect(first.components.memory!.state).toBe('running');
       expect(Object.keys(first.components.memory!).sort()).toEqual(COMPONENT_KEYS);
-      let r = await httpRequest(cc.port, 'POST', '/api/components/memory/restart');
+      const csrf = { 'X-CSRF-Token': JSON.parse((await httpRequest(cc.port, 'GET', '/api/csrf')).body).csrf_token };
+      let r = await httpRequest(cc.port, 'POST', '/api/components/memory/restart', csrf);
       expect(JSON.parse(r.body).component).toMatchObject({ state: 'running', restarts: 1 });
-      r = await httpRequest(cc.port, 'POST', '/api/components/memory/stop');
+      r = await httpRequest(cc.port, 'POST', '/api/components/memory/stop', csrf);
       expect(JSON.parse(r.body).component.state).toBe('stopped');
       await c.waitFor((m) => isStatus(m) && m.components.memory.state === 'stopped', 5_000);
       c.close();

@@ -312,24 +312,24 @@ describe('server metrics', () => {
 });
 
 describe('auth', () => {
-  it('verifies HS256 JWTs', () => {
+  it('verifies HS256 JWTs', async () => {
     const now = Date.now();
     const t = signJwtHs256({ exp: Math.floor(now / 1000) + 10, ns: ['a'] }, 'k');
-    expect(verifyJwtHs256(t, 'k', now)).toMatchObject({ ok: true, claims: { method: 'jwt', namespaces: ['a'] } });
-    expect(verifyJwtHs256(t, 'k', now + 20_000)).toEqual({ ok: false, reason: 'token expired' });
-    expect(verifyJwtHs256(t, 'other', now).ok).toBe(false);
-    expect(verifyJwtHs256('a.b', 'k').ok).toBe(false);
+    expect(await verifyJwtHs256(t, 'k', {}, now)).toMatchObject({ ok: true, claims: { method: 'jwt', namespaces: ['a'] } });
+    expect(await verifyJwtHs256(t, 'k', {}, now + 20_000)).toEqual({ ok: false, reason: 'token expired' });
+    expect((await verifyJwtHs256(t, 'other', {}, now)).ok).toBe(false);
+    expect((await verifyJwtHs256('a.b', 'k')).ok).toBe(false);
     const badNs = signJwtHs256({ ns: [1] }, 'k');
-    expect(verifyJwtHs256(badNs, 'k').ok).toBe(false);
+    expect((await verifyJwtHs256(badNs, 'k')).ok).toBe(false);
   });
 
-  it('extracts tokens and authenticates', () => {
+  it('extracts tokens and authenticates', async () => {
     expect(extractToken('Bearer abc', '')).toBe('abc');
     expect(extractToken('', 'x=1&token=def')).toBe('def');
     expect(extractToken('', '')).toBeUndefined();
-    expect(authenticate({}, undefined).ok).toBe(true);
-    expect(authenticate({ token: 't' }, undefined).ok).toBe(false);
-    expect(authenticate({ token: 't' }, 't').ok).toBe(true);
-    expect(authenticate({ token: 't' }, 'tt').ok).toBe(false);
+    expect((await authenticate({}, undefined)).ok).toBe(true);
+    expect((await authenticate({ token: 't' }, undefined)).ok).toBe(false);
+    expect((await authenticate({ token: 't' }, 't')).ok).toBe(true);
+    expect((await authenticate({ token: 't' }, 'tt')).ok).toBe(false);
   });
 });

@@ -47,8 +47,12 @@ export const OPTIONS: OptionDef[] = [
   { key: 'threads', flag: 'threads', kind: 'int', description: 'onnx: onnxruntime threads per process', defaultText: 'CPU cores' },
   { key: 'reembed', flag: 'reembed', kind: 'bool', description: 'accept a data directory written by another embedder of the same dims' },
   { key: 'origins', flag: 'origins', kind: 'list', description: 'allowed browser origins, comma separated (* = any)', defaultText: 'http(s)://localhost:*, http(s)://127.0.0.1:*' },
+  { key: 'allowedHosts', flag: 'allowed-hosts', kind: 'list', description: 'Host header names accepted besides localhost, 127.0.0.1, [::1] and --host, comma separated (* = any; DNS rebinding guard)' },
   { key: 'token', flag: 'token', kind: 'string', description: 'shared-secret auth (Authorization: Bearer … or ?token=)' },
   { key: 'jwtSecret', flag: 'jwt-secret', kind: 'string', description: 'HS256 JWT auth key (ns claim limits namespaces)' },
+  { key: 'jwtRequireExp', flag: 'jwt-require-exp', kind: 'bool', description: 'refuse JWTs without an exp claim', defaultText: 'false' },
+  { key: 'jwtAudience', flag: 'jwt-audience', kind: 'list', description: 'JWT aud must be one of these, comma separated' },
+  { key: 'jwtIssuer', flag: 'jwt-issuer', kind: 'list', description: 'JWT iss must be one of these, comma separated' },
   { key: 'tlsCert', flag: 'tls-cert', kind: 'string', description: 'PEM certificate: serve wss://' },
   { key: 'tlsKey', flag: 'tls-key', kind: 'string', description: 'PEM private key' },
   { key: 'compression', flag: 'compression', kind: 'bool', description: 'permessage-deflate', defaultText: 'false' },
@@ -88,8 +92,12 @@ export const configSchema = z
     threads: positive.max(1024).optional(),
     reembed: z.boolean().default(false),
     origins: z.array(z.string().min(1)).min(1).optional(),
+    allowedHosts: z.array(z.string().min(1)).min(1).optional(),
     token: z.string().min(1).optional(),
     jwtSecret: z.string().min(1).optional(),
+    jwtRequireExp: z.boolean().default(false),
+    jwtAudience: z.array(z.string().min(1)).min(1).optional(),
+    jwtIssuer: z.array(z.string().min(1)).min(1).optional(),
     tlsCert: z.string().min(1).optional(),
     tlsKey: z.string().min(1).optional(),
     compression: z.boolean().default(false),
@@ -107,6 +115,14 @@ export const configSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    for (const k of ['jwtAudience', 'jwtIssuer'] as const) {
+      if (c[k] !== undefined && c.jwtSecret === undefined) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: [k], message: 'only applies with --jwt-secret' });
+      }
+    }
+    if (c.jwtRequireExp && c.jwtSecret === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['jwtRequireExp'], message: 'only applies with --jwt-secret' });
+    }
     if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['tlsKey'], message: '--tls-cert and --tls-key go together' });
     }

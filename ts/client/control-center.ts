@@ -11,6 +11,7 @@ import type {
   ComponentState,
   ComponentStatus,
   ComponentsReply,
+  CsrfReply,
   HealthReply,
   MetricKey,
   StatusMessage,
@@ -20,6 +21,9 @@ import type {
 } from '../protocol/control.js';
 import { BaseClient, type ConnectionEvents, type ConnectionOptions } from './connection.js';
 import { ClientError } from './errors.js';
+
+/** = CSRF_HEADER of protocol/control.ts (kept literal: only types are imported from there). */
+const CSRF_HEADER = 'X-CSRF-Token';
 
 export type { ComponentName, ComponentState, ComponentStatus, StatusMessage, StatusMetrics as SystemMetrics, MetricKey, ComponentActionReply };
 
@@ -147,10 +151,22 @@ export class ControlCenterClient extends BaseClient<ControlCenterClientEvents> {
   }
 
 
+  private csrfToken: Promise<string> | null = null;
+
   private async http<T>(method: string, path: string, text = false): Promise<T> {
     if (!this.fetchImpl) throw new ClientError('no_fetch', 'No fetch implementation: pass the `fetch` option');
     const headers: Record<string, string> = { accept: text ? 'text/plain' : 'application/json' };
     if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+    else if (method !== 'GET') {
+      // Without credentials, actions carry the control center's CSRF token (fetched once).
+      this.csrfToken ??= this.http<CsrfReply>('GET', '/api/csrf').then((r) => r.csrf_token);
+      try {
+        headers[CSRF_HEADER] = await this.csrfToken;
+      } catch (err) {
+        this.csrfToken = null;
+        throw err;
+      }
+    }
     const res = await this.fetchImpl(`${this.httpUrl}${path}`, { method, headers });
     const body = await res.text();
     if (text && res.ok) return body as T;

@@ -10,6 +10,9 @@ import { StatusBroadcaster } from './broadcast.js';
 import { createPrometheusRegistry } from './prometheus.js';
 import { DEFAULT_DASHBOARD_DIR, addApiRoutes, addDashboardRoutes } from './routes.js';
 import { StatusCollector } from './status.js';
+import { guardedRoutes, newCsrfToken } from './guard.js';
+import { isRestricted } from '../server/auth.js';
+import { CLOSE_CODES } from '../protocol/index.js';
 import { CONTROL_DEFAULTS, type ComponentHandle } from './types.js';
 
 export { DEFAULT_DASHBOARD_DIR } from './routes.js';
@@ -62,15 +65,23 @@ export function createControlCenter(options: ControlCenterOptions): ControlCente
     ...wsOptions,
     wsPaths: ['/ws'],
     serviceInfo: false,
-    onOpen: broadcaster.onOpen,
+    // DNS rebinding: every request, the /ws upgrade included, must name us in `Host`.
+    hostCheck: 'all',
+    onOpen: (conn) => {
+      // The status is global: a token limited to namespaces gets none of it.
+      if (isRestricted(conn.auth)) conn.close(CLOSE_CODES.POLICY_VIOLATION, 'Token limited to namespaces');
+      else broadcaster.onOpen(conn);
+    },
     commands: {
       subscribe: broadcaster.subscribeCommand,
       status: () => collector.message(),
     },
   });
   broadcaster.server = server;
-  addApiRoutes(server, components, collector, createPrometheusRegistry(components, collector));
-  addDashboardRoutes(server, dashboardDir);
+  const csrfToken = newCsrfToken();
+  const routes = guardedRoutes(server, csrfToken);
+  addApiRoutes(routes, components, collector, createPrometheusRegistry(components, collector));
+  addDashboardRoutes(routes, dashboardDir, csrfToken);
   const unsubscribers = [...components.values()].map((c) => c.onChange(() => broadcaster.schedulePublish()));
 
   let refreshing: Promise<void> | null = null;

@@ -84,6 +84,9 @@ process.on('message', (raw: unknown) => {
       });
   } else if (msg.type === 'stop') {
     void shutdown(0);
+  } else if (msg.type === 'ping') {
+    // Answered from this event loop: a stopped or blocked process does not answer.
+    send({ type: 'pong', n: msg.n });
   }
 });
 process.on('SIGTERM', () => void shutdown(0));

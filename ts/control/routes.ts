@@ -5,9 +5,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Buffer } from 'node:buffer';
+import { Buffer } from 'node:buffer';
 import type { ComponentActionReply, ComponentStatus, ComponentsReply, HealthReply } from '../protocol/control.js';
 import type { HttpReply, WsServer } from '../server/ws-server.js';
+import { CSRF_META } from '../protocol/control.js';
 import { VERSION } from '../version.js';
 import type { createPrometheusRegistry } from './prometheus.js';
 import type { StatusCollector } from './status.js';
@@ -18,7 +19,7 @@ type Action = (typeof ACTIONS)[number];
 
 /** REST, /metrics and /healthz (the only public one: health checks carry no token). */
 export function addApiRoutes(
-  server: WsServer,
+  server: Pick<WsServer, 'http'>,
   components: ReadonlyMap<string, ComponentHandle>,
   collector: StatusCollector,
   registry: ReturnType<typeof createPrometheusRegistry>,
@@ -54,7 +55,10 @@ export function addApiRoutes(
     () => {
       const states: Record<string, ComponentStatus['state']> = {};
       for (const [k, c] of components) states[k] = c.status().state;
-      return { body: { status: 'ok', version: VERSION, components: states } satisfies HealthReply };
+      // A hung child still has a pid and a port: health checks must see it.
+      const hung = Object.values(states).includes('unresponsive');
+      const body = { status: hung ? 'unresponsive' : 'ok', version: VERSION, components: states } satisfies HealthReply;
+      return hung ? { status: 503, body } : { body };
     },
     { public: true },
   );
@@ -86,19 +90,22 @@ const CSP = [
   'connect-src * ws: wss:',
 ].join('; ');
 
-function loadDashboard(dir: string): Map<string, Buffer> | null {
+function loadDashboard(dir: string, csrfToken: string): Map<string, Buffer> | null {
   if (!existsSync(path.join(dir, 'index.html'))) return null;
   const files = new Map<string, Buffer>();
   for (const [route, file] of Object.entries(ASSETS)) {
     const p = path.join(dir, file);
     if (existsSync(p)) files.set(route, readFileSync(p));
   }
+  // The page carries this start's CSRF token for its POSTs (guard.ts).
+  const html = files.get('/')!.toString('utf8').replace('</head>', `<meta name="${CSRF_META}" content="${csrfToken}">\n</head>`);
+  files.set('/', Buffer.from(html));
   return files;
 }
 
 /** The dashboard's files, read once from `dir` (public: the page asks for the token itself). */
-export function addDashboardRoutes(server: WsServer, dir: string): void {
-  const dashboard = loadDashboard(dir);
+export function addDashboardRoutes(server: Pick<WsServer, 'http'>, dir: string, csrfToken: string): void {
+  const dashboard = loadDashboard(dir, csrfToken);
   for (const route of Object.keys(ASSETS)) {
     server.http(
       'get',

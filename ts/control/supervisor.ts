@@ -7,6 +7,12 @@
  * unasked goes to `error` (reason: exit code / signal / stderr tail) and is
  * restarted after a backoff of 1 s doubling to 30 s (reset once a child has run
  * `stableAfterMs`). Stop = SIGTERM, then SIGKILL after `killTimeoutMs`.
+ *
+ * A running child is pinged over IPC every `pingIntervalMs`; after
+ * `unresponsiveAfterMissed` unanswered pings in a row (a stopped or hung process: its
+ * clients time out, yet it has not exited) it is `unresponsive`; an answer makes it
+ * `running` again, and one still unresponsive after `unresponsiveRestartMs` is killed
+ * (SIGKILL) and restarted like a crashed one.
  */
 import type { EmbedderOptions } from '../embedder.js';
 import { fork, type ChildProcess } from 'node:child_process';
@@ -46,6 +52,12 @@ export interface ChildComponentOptions {
   startTimeoutMs?: number;
   /** Restart after a crash (default true). */
   autoRestart?: boolean;
+  /** IPC ping period of a running child. */
+  pingIntervalMs?: number;
+  /** Unanswered pings in a row before the child is `unresponsive`. */
+  unresponsiveAfterMissed?: number;
+  /** An `unresponsive` child is killed and restarted after this long. */
+  unresponsiveRestartMs?: number;
 }
 
 const DISPLAY: Record<ComponentName, string> = { memory: 'Memory Server', inference: 'Inference Server' };
@@ -66,7 +78,16 @@ export class ChildComponent extends ComponentLifecycle {
   private readonly opts: Required<
     Pick<
       ChildComponentOptions,
-      'metricsIntervalMs' | 'restartInitialMs' | 'restartMaxMs' | 'stableAfterMs' | 'killTimeoutMs' | 'startTimeoutMs' | 'autoRestart'
+      | 'metricsIntervalMs'
+      | 'restartInitialMs'
+      | 'restartMaxMs'
+      | 'stableAfterMs'
+      | 'killTimeoutMs'
+      | 'startTimeoutMs'
+      | 'autoRestart'
+      | 'pingIntervalMs'
+      | 'unresponsiveAfterMissed'
+      | 'unresponsiveRestartMs'
     >
   > &
     ChildComponentOptions;
@@ -84,6 +105,11 @@ export class ChildComponent extends ComponentLifecycle {
   private cpuPercent: number | null = null;
   private startWaiters: Waiter[] = [];
   private exitWaiters: Array<() => void> = [];
+  private pingTimer: NodeJS.Timeout | null = null;
+  private unresponsiveTimer: NodeJS.Timeout | null = null;
+  private pingsSent = 0;
+  private lastPong = 0;
+  private missedPings = 0;
 
   constructor(options: ChildComponentOptions) {
     super('stopped');
@@ -96,6 +122,9 @@ export class ChildComponent extends ComponentLifecycle {
       killTimeoutMs: CONTROL_DEFAULTS.killTimeoutMs,
       startTimeoutMs: CONTROL_DEFAULTS.startTimeoutMs,
       autoRestart: true,
+      pingIntervalMs: CONTROL_DEFAULTS.pingIntervalMs,
+      unresponsiveAfterMissed: CONTROL_DEFAULTS.unresponsiveAfterMissed,
+      unresponsiveRestartMs: CONTROL_DEFAULTS.unresponsiveRestartMs,
       ...options,
     };
     this.backoffMs = this.opts.restartInitialMs;
@@ -132,7 +161,8 @@ export class ChildComponent extends ComponentLifecycle {
       clearTimeout(this.restartTimer);
       this.restartTimer = null;
     }
-    if (this._state === 'running') return Promise.resolve();
+    // An unresponsive child is still started: it recovers, or is killed and restarted.
+    if (this._state === 'running' || this._state === 'unresponsive') return Promise.resolve();
     if (this.child && this._state === 'starting') return this.waitStarted();
     this.spawn();
     return this.waitStarted();
@@ -210,6 +240,17 @@ export class ChildComponent extends ComponentLifecycle {
         this.runningSince = Date.now();
         this.setState('running');
         this.settleStart(null);
+        this.startPinging(child);
+        break;
+      case 'pong':
+        this.lastPong = Math.max(this.lastPong, msg.n);
+        this.missedPings = 0;
+        if (this._state === 'unresponsive') {
+          if (this.unresponsiveTimer) clearTimeout(this.unresponsiveTimer);
+          this.unresponsiveTimer = null;
+          this.error = null;
+          this.setState('running');
+        }
         break;
       case 'metrics': {
         const prev = this.last;
@@ -230,9 +271,50 @@ export class ChildComponent extends ComponentLifecycle {
     }
   }
 
+  /** Pings `child` every pingIntervalMs while it is current; counts the pings it leaves unanswered. */
+  private startPinging(child: ChildProcess): void {
+    this.stopPinging();
+    this.pingsSent = 0;
+    this.lastPong = 0;
+    this.missedPings = 0;
+    this.pingTimer = setInterval(() => {
+      if (child !== this.child || (this._state !== 'running' && this._state !== 'unresponsive')) return;
+      if (this.lastPong < this.pingsSent) this.missedPings++;
+      if (this.missedPings >= this.opts.unresponsiveAfterMissed && this._state === 'running') this.markUnresponsive(child);
+      try {
+        child.send({ type: 'ping', n: ++this.pingsSent }, () => undefined);
+      } catch {
+        /* channel closed: 'exit' follows */
+      }
+    }, this.opts.pingIntervalMs);
+    this.pingTimer.unref();
+  }
+
+  private stopPinging(): void {
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.pingTimer = null;
+    if (this.unresponsiveTimer) clearTimeout(this.unresponsiveTimer);
+    this.unresponsiveTimer = null;
+  }
+
+  private markUnresponsive(child: ChildProcess): void {
+    const silentMs = this.missedPings * this.opts.pingIntervalMs;
+    this.error = `no answer to ${this.missedPings} pings (~${silentMs} ms)`;
+    this.setState('unresponsive');
+    this.unresponsiveTimer = setTimeout(() => {
+      this.unresponsiveTimer = null;
+      if (child !== this.child || this._state !== 'unresponsive') return;
+      // SIGTERM would wait for a stopped or blocked process; the exit then restarts it.
+      this.fatalMessage = `unresponsive for ${this.opts.unresponsiveRestartMs} ms, killed`;
+      child.kill('SIGKILL');
+    }, this.opts.unresponsiveRestartMs);
+    this.unresponsiveTimer.unref();
+  }
+
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (child !== this.child) return;
     this.child = null;
+    this.stopPinging();
     if (this.startTimer) clearTimeout(this.startTimer);
     this.startTimer = null;
     const ranMs = this.runningSince ? Date.now() - this.runningSince : 0;
@@ -278,6 +360,7 @@ export class ChildComponent extends ComponentLifecycle {
       clearTimeout(this.restartTimer);
       this.restartTimer = null;
     }
+    this.stopPinging();
     const child = this.child;
     if (!child) {
       if (this._state !== 'stopped') {

@@ -60,13 +60,15 @@ export interface ChildStartMessage {
   logLevel?: string;
 }
 
-export type ParentToChild = ChildStartMessage | { type: 'stop' };
+/** `ping`: the supervisor's liveness check; the child answers `pong` with the same `n`. */
+export type ParentToChild = ChildStartMessage | { type: 'stop' } | { type: 'ping'; n: number };
 
 export type ChildToParent =
   | { type: 'ready'; port: number; pid: number }
   | { type: 'metrics'; snapshot: ServerSnapshot }
   | { type: 'fatal'; message: string }
-  | { type: 'stopping' };
+  | { type: 'stopping' }
+  | { type: 'pong'; n: number };
 
 /** A supervised component: a forked child (ChildComponent) or an in-process server (InProcessComponent). */
 export interface ComponentHandle {
@@ -92,4 +94,10 @@ export const CONTROL_DEFAULTS = {
   killTimeoutMs: 10_000,
   startTimeoutMs: 30_000,
   stderrTailBytes: 4_096,
+  /** The supervisor pings each running child this often over IPC. */
+  pingIntervalMs: 2_000,
+  /** This many pings in a row without an answer → `unresponsive`. */
+  unresponsiveAfterMissed: 3,
+  /** A child `unresponsive` this long is killed (SIGKILL) and restarted like a crashed one. */
+  unresponsiveRestartMs: 10_000,
 } as const;

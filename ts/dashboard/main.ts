@@ -4,10 +4,12 @@
  * the memory and inference servers directly (ports from the status message).
  */
 import uPlot from 'uplot';
-import type { ComponentActionReply, ComponentStatus, MetricKey, StatusMessage, StatusMetrics } from '../protocol/control.js';
+import { CSRF_HEADER, CSRF_META, type ComponentActionReply, type ComponentStatus, type MetricKey, type StatusMessage, type StatusMetrics } from '../protocol/control.js';
 
 const params = new URLSearchParams(location.search);
 const token = params.get('token');
+/** This control-center start's CSRF token, embedded in the page: our POSTs carry it (ts/control/guard.ts). */
+const csrfToken = document.querySelector<HTMLMetaElement>(`meta[name="${CSRF_META}"]`)?.content ?? '';
 const RECONNECT_BASE_MS = Number(params.get('reconnect_ms')) || 3_000;
 const RECONNECT_MAX_MS = 60_000;
 const RECONNECT_ATTEMPTS = 10;
@@ -103,13 +105,15 @@ function renderComponent(key: string, c: ComponentStatus): void {
   $(tid(`${key}-error`), card).textContent = c.error ?? '';
   const disabled = busy.has(key);
   const transitional = c.state === 'starting' || c.state === 'stopping';
-  ($(tid(`start-${key}`), card) as HTMLButtonElement).disabled = disabled || transitional || c.state === 'running';
+  ($(tid(`start-${key}`), card) as HTMLButtonElement).disabled = disabled || transitional || c.state === 'running' || c.state === 'unresponsive';
   ($(tid(`stop-${key}`), card) as HTMLButtonElement).disabled = disabled || transitional || c.state === 'stopped';
   ($(tid(`restart-${key}`), card) as HTMLButtonElement).disabled = disabled || transitional;
 }
 
 function authHeaders(): Record<string, string> {
-  return token ? { Authorization: `Bearer ${token}` } : {};
+  const headers: Record<string, string> = { [CSRF_HEADER]: csrfToken };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return headers;
 }
 
 async function control(key: string, action: 'start' | 'stop' | 'restart'): Promise<void> {

@@ -8,7 +8,11 @@
 export type ComponentName = 'memory' | 'inference';
 export const COMPONENT_NAMES: readonly ComponentName[] = ['memory', 'inference'];
 
-export type ComponentState = 'stopped' | 'starting' | 'running' | 'stopping' | 'error';
+/**
+ * `unresponsive`: the process lives but has not answered the supervisor's pings (stopped,
+ * hung); it is restarted if it stays so.
+ */
+export type ComponentState = 'stopped' | 'starting' | 'running' | 'unresponsive' | 'stopping' | 'error';
 
 /** One component in the status message. */
 export interface ComponentStatus {
@@ -160,7 +164,17 @@ export interface ComponentsReply {
   components: Record<string, ComponentStatus>;
 }
 
-/** `GET /healthz`: `{ status: 'ok', version, components: { memory: 'running', … } }`. */
+/** Name of the `<meta>` element of the dashboard page holding the control center's CSRF token. */
+export const CSRF_META = 'csrf-token';
+/** The header state-changing control-center requests carry it in (unless they carry credentials). */
+export const CSRF_HEADER = 'X-CSRF-Token';
+
+/** `GET /api/csrf` (same-origin or non-browser clients only). */
+export interface CsrfReply {
+  csrf_token: string;
+}
+
+/** `GET /healthz`: `{ status: 'ok', version, components: { memory: 'running', … } }`; `status: 'unresponsive'` (HTTP 503) while a component is. */
 export interface HealthReply {
   status: string;
   version?: string;

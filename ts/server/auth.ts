@@ -1,16 +1,28 @@
 /**
- * Optional connection auth: a shared-secret token, or an HS256 JWT whose `exp`
- * is checked and whose `ns` claim limits the namespaces the connection may use.
- * Tiny on purpose (no jose dependency): only HS256 is accepted, never `none`.
+ * Optional connection auth: a shared-secret token, or an HS256 JWT verified with `jose`
+ * (`alg` pinned to HS256, `exp`/`nbf` with a clock tolerance, optional `aud`/`iss`, optionally
+ * `exp` required) whose `ns` claim limits the namespaces the connection may use.
  */
 import { createHmac, createHash, timingSafeEqual } from 'node:crypto';
+import { jwtVerify, errors as joseErrors } from 'jose';
 
 export interface AuthOptions {
   /** Shared secret: clients present it as the bearer token. */
   token?: string;
   /** HS256 key: clients present a JWT signed with it. */
   jwtSecret?: string;
+  /** Refuse JWTs without `exp` (default false: such a token never expires). */
+  jwtRequireExp?: boolean;
+  /** Required `aud` (one of these). */
+  jwtAudience?: string | string[];
+  /** Required `iss` (one of these). */
+  jwtIssuer?: string | string[];
+  /** Clock skew allowed on `exp` and `nbf`, seconds. Default JWT_CLOCK_TOLERANCE_S. */
+  jwtClockToleranceS?: number;
 }
+
+/** Default clock tolerance on `exp`/`nbf` (issuer and server clocks differ a little). */
+export const JWT_CLOCK_TOLERANCE_S = 5;
 
 export interface AuthClaims {
   method: 'none' | 'token' | 'jwt';
@@ -20,15 +32,16 @@ export interface AuthClaims {
   namespaces?: string[];
   /** JWT `exp` (seconds since epoch), when present. */
   expiresAt?: number;
+  /**
+   * When the server ends a connection made with this token (ms since epoch): `exp` plus the
+   * clock tolerance, the last instant the token would still be accepted.
+   */
+  validUntilMs?: number;
   /** All JWT claims. */
   claims?: Record<string, unknown>;
 }
 
 export type AuthResult = { ok: true; claims: AuthClaims } | { ok: false; reason: string };
-
-function b64urlDecode(s: string): Buffer {
-  return Buffer.from(s, 'base64url');
-}
 
 function b64urlJson(value: unknown): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -49,37 +62,62 @@ export function signJwtHs256(payload: Record<string, unknown>, secret: string): 
   return `${head}.${body}.${sig}`;
 }
 
-/** Verifies an HS256 JWT: signature, `exp` and `nbf` (seconds), shape of `ns`. */
-export function verifyJwtHs256(token: string, secret: string, nowMs = Date.now()): AuthResult {
+const SEGMENT = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * Whether every segment is canonical unpadded base64url. jose (like atob) tolerates padding,
+ * whitespace and non-zero spare bits, so `<jwt>=` or a changed last character would still
+ * verify: one token must have one spelling.
+ */
+function strictCompact(token: string): boolean {
   const parts = token.split('.');
-  if (parts.length !== 3) return { ok: false, reason: 'malformed token' };
-  const [head, body, sig] = parts as [string, string, string];
-  let header: Record<string, unknown>;
+  if (parts.length !== 3) return false;
+  return parts.every((p) => SEGMENT.test(p) && p.length % 4 !== 1 && Buffer.from(p, 'base64url').toString('base64url') === p);
+}
+
+function reasonOf(err: unknown): string {
+  if (err instanceof joseErrors.JWTExpired) return 'token expired';
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    if (err.claim === 'nbf') return 'token not yet valid';
+    if (err.claim === 'exp') return err.reason === 'missing' ? 'token has no exp' : 'token expired';
+    return `bad ${err.claim} claim`;
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'unsupported algorithm';
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'bad signature';
+  return 'malformed token';
+}
+
+const encoder = new TextEncoder();
+
+/** Verifies an HS256 JWT: signature, `exp` and `nbf` (seconds, with tolerance), `aud`/`iss` if configured, shape of `ns`. */
+export async function verifyJwtHs256(
+  token: string,
+  secret: string,
+  options: Omit<AuthOptions, 'token' | 'jwtSecret'> = {},
+  nowMs = Date.now(),
+): Promise<AuthResult> {
+  if (!strictCompact(token)) return { ok: false, reason: 'malformed token' };
+  const tolerance = options.jwtClockToleranceS ?? JWT_CLOCK_TOLERANCE_S;
   let payload: Record<string, unknown>;
   try {
-    header = JSON.parse(b64urlDecode(head).toString('utf8'));
-    payload = JSON.parse(b64urlDecode(body).toString('utf8'));
-  } catch {
-    return { ok: false, reason: 'malformed token' };
-  }
-  if (typeof header !== 'object' || header === null || header.alg !== 'HS256') {
-    return { ok: false, reason: 'unsupported algorithm' };
-  }
-  const expected = createHmac('sha256', secret).update(`${head}.${body}`).digest();
-  if (!safeEqual(expected, b64urlDecode(sig))) return { ok: false, reason: 'bad signature' };
-  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
-    return { ok: false, reason: 'malformed claims' };
-  }
-  const nowS = nowMs / 1000;
-  if (payload.exp !== undefined && (typeof payload.exp !== 'number' || payload.exp <= nowS)) {
-    return { ok: false, reason: 'token expired' };
-  }
-  if (payload.nbf !== undefined && (typeof payload.nbf !== 'number' || payload.nbf > nowS)) {
-    return { ok: false, reason: 'token not yet valid' };
+    const verified = await jwtVerify(token, encoder.encode(secret), {
+      algorithms: ['HS256'],
+      clockTolerance: tolerance,
+      currentDate: new Date(nowMs),
+      ...(options.jwtRequireExp ? { requiredClaims: ['exp'] } : {}),
+      ...(options.jwtAudience !== undefined ? { audience: options.jwtAudience } : {}),
+      ...(options.jwtIssuer !== undefined ? { issuer: options.jwtIssuer } : {}),
+    });
+    payload = verified.payload as Record<string, unknown>;
+  } catch (err) {
+    return { ok: false, reason: reasonOf(err) };
   }
   const claims: AuthClaims = { method: 'jwt', claims: payload };
   if (typeof payload.sub === 'string') claims.subject = payload.sub;
-  if (typeof payload.exp === 'number') claims.expiresAt = payload.exp;
+  if (typeof payload.exp === 'number') {
+    claims.expiresAt = payload.exp;
+    claims.validUntilMs = (payload.exp + tolerance) * 1000;
+  }
   if (payload.ns !== undefined) {
     const ns = typeof payload.ns === 'string' ? [payload.ns] : payload.ns;
     if (!Array.isArray(ns) || !ns.every((x) => typeof x === 'string')) {
@@ -101,19 +139,32 @@ export function extractToken(authorizationHeader: string, query: string): string
   return undefined;
 }
 
-/** Authenticates a request; with neither option set every request passes. */
 // Shared by every connection of a server without auth (claims are never mutated).
 const NO_AUTH: AuthResult = Object.freeze({ ok: true, claims: Object.freeze({ method: 'none' }) }) as AuthResult;
 
-export function authenticate(options: AuthOptions, presented: string | undefined): AuthResult {
-  if (!options.token && !options.jwtSecret) return NO_AUTH;
+/** Whether any auth is configured. */
+export function authRequired(options: AuthOptions): boolean {
+  return Boolean(options.token || options.jwtSecret);
+}
+
+/**
+ * Authenticates a request; with neither option set every request passes. Synchronous (a
+ * plain value) unless a JWT has to be verified.
+ */
+export function authenticate(options: AuthOptions, presented: string | undefined): AuthResult | Promise<AuthResult> {
+  if (!authRequired(options)) return NO_AUTH;
   if (!presented) return { ok: false, reason: 'missing token' };
   if (options.token && safeEqual(presented, options.token)) return { ok: true, claims: { method: 'token' } };
-  if (options.jwtSecret) return verifyJwtHs256(presented, options.jwtSecret);
+  if (options.jwtSecret) return verifyJwtHs256(presented, options.jwtSecret, options);
   return { ok: false, reason: 'bad token' };
 }
 
 /** Whether claims allow a namespace. */
 export function allowsNamespace(claims: AuthClaims, namespace: string): boolean {
   return claims.namespaces === undefined || claims.namespaces.includes(namespace);
+}
+
+/** Whether claims limit the connection to some namespaces (it then sees nothing global). */
+export function isRestricted(claims: AuthClaims): boolean {
+  return claims.namespaces !== undefined;
 }

@@ -37,6 +37,8 @@ import { ServerBase } from './server-base.js';
 import { MemoryEventLog, topicOf } from './memory-events.js';
 import { f32, isoToMs, mapped, startupError, toWireMemory } from './memory-convert.js';
 import { VERSION } from '../version.js';
+import { authRequired } from './auth.js';
+import { scopedCounts, scopedStatsReply } from './memory-scope.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'off';
 
@@ -131,7 +133,8 @@ export class MemoryServer extends ServerBase {
         version: VERSION,
         model: this.embedder.name,
         dims: this.embedder.dims,
-        total_memories: this._store?.stats().totalMemories ?? 0,
+        // Public (no credentials): with auth configured, counts are for authenticated `stats` only.
+        ...(authRequired(wsOptions) ? {} : { total_memories: this._store?.stats().totalMemories ?? 0 }),
       }),
       ...wsOptions,
       pipelining: 'serial',
@@ -488,6 +491,8 @@ export class MemoryServer extends ServerBase {
     // once, and the reply is one object literal (spreads and late properties cost more than
     // the rest of the handler).
     const d = req.data === undefined ? null : parseRequestData(statsSchema, req.data, req.type);
+    const scoped = scopedCounts(conn.auth, this.store);
+    if (scoped !== null) return this.scopedStats(conn, d?.namespace, scoped);
     const st = this.store.counters();
     const fixed = (this.statsFixed ??= (() => {
       const s = this.store.stats();
@@ -528,6 +533,22 @@ export class MemoryServer extends ServerBase {
     }
     const totals: MemoryStatsCounts = { total_memories: st.totalMemories, memory_count: st.totalMemories, namespaces: st.namespaces };
     return { ...reply, namespace, totals };
+  }
+
+  /** `stats` for a connection limited to some namespaces: only what concerns them (memory-scope.ts). */
+  private scopedStats(conn: Connection, ns: string | undefined, counts: MemoryStatsCounts): unknown {
+    const s = this.store.stats();
+    const facts = {
+      dims: s.dims,
+      model: this.embedder.name,
+      device: this.embedder.device,
+      uptime_s: Math.round(Date.now() - this.ws.metrics.startedAt) / 1000,
+      fsync: s.fsync,
+      isa: s.isa,
+    };
+    if (ns === undefined) return scopedStatsReply(counts, facts, undefined);
+    const name = this.namespaceOf(conn, ns);
+    return scopedStatsReply(counts, facts, { name, total: this.store.count(name) });
   }
 }
 

@@ -30,6 +30,16 @@ export interface WsServerOptions {
   wsPaths?: readonly string[];
   /** Origin allow-list; `*` allows all. Requests without Origin are always allowed. */
   origins?: readonly string[];
+  /**
+   * `Host` names accepted besides localhost, 127.0.0.1, [::1] and `host` (DNS rebinding
+   * guard, see host-check.ts); `*` accepts any.
+   */
+  allowedHosts?: readonly string[];
+  /**
+   * Which requests must carry an allowed `Host` (else 403): `all` (HTTP and upgrades), `http`
+   * (plain HTTP routes), `off`. Default `http` when `host` is a loopback address, else `off`.
+   */
+  hostCheck?: 'all' | 'http' | 'off';
   pingIntervalMs?: number;
   pongTimeoutMs?: number;
   /** Budget for graceful shutdown (waiting for in-flight replies) before force-closing. */
@@ -45,6 +55,14 @@ export interface WsServerOptions {
   token?: string;
   /** HS256 JWT auth. */
   jwtSecret?: string;
+  /** Refuse JWTs without `exp`. Default false. */
+  jwtRequireExp?: boolean;
+  /** Required JWT `aud` (one of these). */
+  jwtAudience?: string | string[];
+  /** Required JWT `iss` (one of these). */
+  jwtIssuer?: string | string[];
+  /** Clock skew allowed on JWT `exp`/`nbf`, seconds. Default 5. */
+  jwtClockToleranceS?: number;
   /** PEM file paths: serve wss:// / https://. */
   tlsCert?: string;
   tlsKey?: string;
@@ -85,8 +103,13 @@ export interface WsServerOptions {
 export const ENDPOINT_OPTIONS = [
   'host',
   'origins',
+  'allowedHosts',
   'token',
   'jwtSecret',
+  'jwtRequireExp',
+  'jwtAudience',
+  'jwtIssuer',
+  'jwtClockToleranceS',
   'tlsCert',
   'tlsKey',
   'tlsPassphrase',

@@ -21,6 +21,7 @@ import { Lifecycle, type ListenInfo, type ServerState } from './lifecycle.js';
 import { ServerMetrics, type MetricsSnapshot } from './metrics.js';
 import { resolveOptions, type ResolvedOptions, type ServiceInfo, type WsServerOptions } from './options.js';
 import { OriginPolicy } from './origin.js';
+import { HostPolicy, defaultHostCheck } from './host-check.js';
 import { ConnectionRegistry } from './pubsub.js';
 import { uWS, type TemplatedApp, type UwsWebSocket } from './uws.js';
 import { BROADCAST_TOPIC, stateOf, type Connection, type ConnState } from './ws/connection.js';
@@ -57,10 +58,13 @@ export class WsServer {
     this.origins = new OriginPolicy(options.origins ?? DEFAULTS.origins);
     this.commands = new Map(Object.entries(options.commands ?? {}));
     this.registry = new ConnectionRegistry(this.options.compression);
+    const hostCheck = options.hostCheck ?? defaultHostCheck(this.options.host);
+    const hosts = hostCheck === 'off' ? null : new HostPolicy(this.options.host, options.allowedHosts);
     this.dispatcher = new Dispatcher(this.options, this.metrics, this.logger, this.commands, options.onMessage);
     this.admission = new Admission({
       options: this.options,
       origins: this.origins,
+      hosts: hostCheck === 'all' ? hosts : null,
       auth: options,
       logger: this.logger,
       metrics: this.metrics,
@@ -72,6 +76,7 @@ export class WsServer {
     });
     this.router = new HttpRouter({
       origins: this.origins,
+      hosts,
       auth: options,
       maxBodyBytes: this.options.maxFrameBytes,
       logger: this.logger,

@@ -5,8 +5,9 @@
  */
 import type { Logger } from 'pino';
 import { ERROR_MESSAGES, ProtocolError } from '../../protocol/index.js';
-import { authenticate, extractToken, type AuthClaims, type AuthOptions } from '../auth.js';
+import { authenticate, extractToken, type AuthClaims, type AuthOptions, type AuthResult } from '../auth.js';
 import type { OriginPolicy } from '../origin.js';
+import type { HostPolicy } from '../host-check.js';
 import type { TemplatedApp, UwsHttpRequest, UwsHttpResponse } from '../uws.js';
 import { correlationId, isThenable } from '../ws/dispatch.js';
 import { answerNotFound, answerPreflight, writeHttp } from './response.js';
@@ -53,6 +54,8 @@ interface RouteEntry {
 /** What the router needs from its server. */
 export interface RouterContext {
   readonly origins: OriginPolicy;
+  /** `Host` allow-list (DNS rebinding guard); null: not checked. */
+  readonly hosts: HostPolicy | null;
   readonly auth: AuthOptions;
   /** Largest accepted request body. */
   readonly maxBodyBytes: number;
@@ -161,37 +164,66 @@ export class HttpRouter {
       if (aborted) return;
       writeHttp(res, corsOrigin, reply.status ?? 200, reply.headers ?? {}, reply.body);
     };
+    if (ctx.hosts && !ctx.hosts.allows(head.headers.host)) return respond({ status: 403, body: { error: 'Host not allowed' } });
     if (!ctx.origins.allows(head.origin)) return respond({ status: 403, body: { error: 'Origin not allowed' } });
-    const auth = route.options.public
+    const presented = route.options.public
       ? ({ ok: true, claims: { method: 'none' } } as const)
       : authenticate(ctx.auth, extractToken(head.headers.authorization ?? '', head.query));
-    if (!auth.ok) return respond({ status: 401, body: { error: `Unauthorized: ${auth.reason}` } });
-
-    const run = (body: Buffer): void => {
-      const fail = (err: unknown): void => {
-        if (err instanceof ProtocolError) {
-          respond({ status: err.code === 'not_found' ? 404 : 400, body: { success: false, error: err.message, code: err.code } });
-          return;
-        }
-        const cid = correlationId();
-        ctx.logger.error({ err, correlationId: cid, path: head.path }, 'http handler failed');
-        respond({ status: 500, body: { success: false, error: ERROR_MESSAGES.internal(cid) } });
+    if (isThenable(presented)) {
+      // A JWT is verified asynchronously: the body is read meanwhile (uWS wants onData now).
+      let body: Buffer | null = null;
+      let auth: AuthResult | null = null;
+      const go = (): void => {
+        if (body === null || auth === null) return;
+        if (!auth.ok) respond({ status: 401, body: { error: `Unauthorized: ${auth.reason}` } });
+        else this.run(route, head, auth.claims, body, respond);
       };
-      try {
-        const out = route.handler(requestInfo(head, auth.claims, body));
-        if (isThenable(out)) (out as Promise<HttpReply>).then(respond, fail);
-        else respond(out);
-      } catch (err) {
-        fail(err);
-      }
-    };
-
-    if (head.method === 'get' || head.method === 'head' || head.method === 'options') {
-      run(Buffer.alloc(0));
+      (presented as Promise<AuthResult>).then(
+        (r) => {
+          auth = r;
+          go();
+        },
+        () => respond({ status: 401, body: { error: 'Unauthorized: malformed token' } }),
+      );
+      this.withBody(res, head, respond, (b) => {
+        body = b;
+        go();
+      });
       return;
     }
-    readBody(res, ctx.maxBodyBytes, run, () =>
-      respond({ status: 413, body: { error: `Body exceeds ${ctx.maxBodyBytes} bytes` } }),
-    );
+    const auth = presented as AuthResult;
+    if (!auth.ok) return respond({ status: 401, body: { error: `Unauthorized: ${auth.reason}` } });
+    this.withBody(res, head, respond, (body) => this.run(route, head, auth.claims, body, respond));
+  }
+
+  /** Reads the request body (none for GET/HEAD/OPTIONS), or answers 413 over the limit. */
+  private withBody(res: UwsHttpResponse, head: RequestHead, respond: (r: HttpReply) => void, then: (body: Buffer) => void): void {
+    const ctx = this.ctx;
+    if (head.method === 'get' || head.method === 'head' || head.method === 'options') {
+      then(Buffer.alloc(0));
+      return;
+    }
+    readBody(res, ctx.maxBodyBytes, then, () => respond({ status: 413, body: { error: `Body exceeds ${ctx.maxBodyBytes} bytes` } }));
+  }
+
+  /** Runs a route's handler behind the error boundary. */
+  private run(route: RouteEntry, head: RequestHead, claims: AuthClaims, body: Buffer, respond: (r: HttpReply) => void): void {
+    const ctx = this.ctx;
+    const fail = (err: unknown): void => {
+      if (err instanceof ProtocolError) {
+        respond({ status: err.code === 'not_found' ? 404 : 400, body: { success: false, error: err.message, code: err.code } });
+        return;
+      }
+      const cid = correlationId();
+      ctx.logger.error({ err, correlationId: cid, path: head.path }, 'http handler failed');
+      respond({ status: 500, body: { success: false, error: ERROR_MESSAGES.internal(cid) } });
+    };
+    try {
+      const out = route.handler(requestInfo(head, claims, body));
+      if (isThenable(out)) (out as Promise<HttpReply>).then(respond, fail);
+      else respond(out);
+    } catch (err) {
+      fail(err);
+    }
   }
 }

@@ -3,24 +3,41 @@
  * token/JWT are checked (refusals are plain HTTP answers: 503, 403, 401); at open the
  * connection limits (total and per client address) are, and a refused socket is closed at
  * once with 1013 (1001 while shutting down). Admitted sockets are registered, and released
- * on close.
+ * on close; one made with an expiring JWT is closed with 1008 when the token expires.
  */
 import type { Logger } from 'pino';
 import { CLOSE_CODES } from '../../protocol/index.js';
-import { authenticate, extractToken, type AuthOptions } from '../auth.js';
+import { authenticate, extractToken, type AuthOptions, type AuthResult } from '../auth.js';
 import { writeHttp } from '../http/response.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { ResolvedOptions } from '../options.js';
 import type { OriginPolicy } from '../origin.js';
+import type { HostPolicy } from '../host-check.js';
 import type { ConnectionRegistry } from '../pubsub.js';
 import type { UwsHttpRequest, UwsHttpResponse, UwsWebSocket } from '../uws.js';
 import { Connection, nextConnectionId, stateOf, type ConnState, type ConnectionHost } from './connection.js';
+import { isThenable } from './dispatch.js';
 
 const textOf = (ab: ArrayBuffer): string => Buffer.from(ab).toString('utf8');
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** What the upgrade keeps of its request (uWS's request is only valid during the callback). */
+interface UpgradeHead {
+  origin: string;
+  key: string;
+  protocol: string;
+  extensions: string;
+  ip: string;
+  corsOrigin: string | null;
+  path: string;
+}
 
 export interface AdmissionContext {
   readonly options: Readonly<ResolvedOptions>;
   readonly origins: OriginPolicy;
+  /** `Host` allow-list for upgrades (DNS rebinding guard); null: not checked. */
+  readonly hosts: HostPolicy | null;
   readonly auth: AuthOptions;
   readonly logger: Logger;
   readonly metrics: ServerMetrics;
@@ -37,6 +54,8 @@ export class Admission {
   private readonly perIp = new Map<string, number>();
   /** One string per client address (connections from one address share it). */
   private readonly ipNames = new Map<string, string>();
+  /** Per connection made with an expiring JWT: the timer that ends it at expiry. */
+  private readonly expiryTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly ctx: AdmissionContext) {}
 
@@ -51,44 +70,72 @@ export class Admission {
 
   /** The uWS `upgrade` callback of the WebSocket path `path`. */
   upgrade(res: UwsHttpResponse, req: UwsHttpRequest, context: unknown, path: string): void {
-    const { options, origins, logger } = this.ctx;
-    // Everything below is synchronous, but register onAborted first in case that changes.
-    let aborted = false;
+    const { origins, logger } = this.ctx;
+    // A JWT is verified asynchronously (jose): register onAborted before any async work, read
+    // every header now (uWS's request object is only valid during this callback).
+    const abort = { aborted: false };
     res.onAborted(() => {
-      aborted = true;
+      abort.aborted = true;
     });
     const origin = req.getHeader('origin');
-    const key = req.getHeader('sec-websocket-key');
-    const protocol = (req.getHeader('sec-websocket-protocol') ?? '').split(',')[0]?.trim() ?? '';
-    const extensions = req.getHeader('sec-websocket-extensions');
-    const authorization = req.getHeader('authorization');
-    const query = req.getQuery() ?? '';
-    const ip = this.remoteIp(res);
-    const corsOrigin = origin && origins.allows(origin) ? origin : null;
+    const head: UpgradeHead = {
+      origin,
+      key: req.getHeader('sec-websocket-key'),
+      protocol: (req.getHeader('sec-websocket-protocol') ?? '').split(',')[0]?.trim() ?? '',
+      extensions: req.getHeader('sec-websocket-extensions'),
+      ip: this.remoteIp(res),
+      corsOrigin: origin && origins.allows(origin) ? origin : null,
+      path,
+    };
 
     if (!this.ctx.running()) {
-      writeHttp(res, corsOrigin, 503, {}, { error: 'Server is shutting down' });
+      writeHttp(res, head.corsOrigin, 503, {}, { error: 'Server is shutting down' });
+      return;
+    }
+    if (this.ctx.hosts && !this.ctx.hosts.allows(req.getHeader('host'))) {
+      logger.warn({ ip: head.ip, host: req.getHeader('host') }, 'upgrade refused: host not allowed');
+      writeHttp(res, null, 403, {}, { error: 'Host not allowed' });
       return;
     }
     if (!origins.allows(origin)) {
-      logger.warn({ ip, origin }, 'upgrade refused: origin not allowed');
+      logger.warn({ ip: head.ip, origin }, 'upgrade refused: origin not allowed');
       writeHttp(res, null, 403, {}, { error: 'Origin not allowed' });
       return;
     }
-    const auth = authenticate(this.ctx.auth, extractToken(authorization, query));
-    if (!auth.ok) {
-      logger.warn({ ip, reason: auth.reason }, 'upgrade refused: unauthorized');
-      writeHttp(res, corsOrigin, 401, {}, { error: `Unauthorized: ${auth.reason}` });
+    const auth = authenticate(this.ctx.auth, extractToken(req.getHeader('authorization'), req.getQuery() ?? ''));
+    if (!isThenable(auth)) {
+      this.admit(res, context, head, auth, abort);
       return;
     }
-    if (aborted) return;
+    (auth as Promise<AuthResult>).then(
+      (result) => this.admit(res, context, head, result, abort),
+      (err: unknown) => {
+        logger.error({ err, ip: head.ip }, 'upgrade: auth failed');
+        if (!abort.aborted) writeHttp(res, head.corsOrigin, 500, {}, { error: 'Internal server error' });
+      },
+    );
+  }
+
+  /** Completes (or refuses with 401) an upgrade once its credentials were checked. */
+  private admit(res: UwsHttpResponse, context: unknown, head: UpgradeHead, auth: AuthResult, abort: { aborted: boolean }): void {
+    if (abort.aborted) return;
+    const { options, logger } = this.ctx;
+    if (!auth.ok) {
+      logger.warn({ ip: head.ip, reason: auth.reason }, 'upgrade refused: unauthorized');
+      writeHttp(res, head.corsOrigin, 401, {}, { error: `Unauthorized: ${auth.reason}` });
+      return;
+    }
+    if (!this.ctx.running()) {
+      writeHttp(res, head.corsOrigin, 503, {}, { error: 'Server is shutting down' });
+      return;
+    }
     const now = performance.now();
     const rl = options.rateLimit;
     const st: ConnState = {
       id: nextConnectionId(),
-      ip,
-      origin,
-      path,
+      ip: head.ip,
+      origin: head.origin,
+      path: head.path,
       auth: auth.claims,
       openedAt: Date.now(),
       closed: false,
@@ -113,7 +160,7 @@ export class Admission {
     res.cork(() => {
       // uWS copies the user-data object it is given into a slow dictionary-mode object; hand it
       // a one-field holder so the connection state keeps its fast (and smaller) shape.
-      res.upgrade({ st } as unknown as ConnState, key, protocol, extensions, context as Parameters<UwsHttpResponse['upgrade']>[4]);
+      res.upgrade({ st } as unknown as ConnState, head.key, head.protocol, head.extensions, context as Parameters<UwsHttpResponse['upgrade']>[4]);
     });
   }
 
@@ -138,6 +185,7 @@ export class Admission {
     metrics.connections = registry.size;
     metrics.connectionsOpened++;
     st.conn = new Connection(this.ctx.host, ws, st);
+    if (st.auth.validUntilMs !== undefined) this.armExpiry(ws, st);
     logger.info({ id: st.id, remoteAddress: st.ip, origin: st.origin || undefined, path: st.path }, 'connection established');
     if (this.ctx.onOpen) {
       try {
@@ -153,6 +201,11 @@ export class Admission {
     const { logger, metrics, registry } = this.ctx;
     const st = stateOf(ws);
     st.closed = true;
+    const timer = this.expiryTimers.get(st.id);
+    if (timer) {
+      clearTimeout(timer);
+      this.expiryTimers.delete(st.id);
+    }
     if (!st.registered) return;
     st.registered = false;
     registry.delete(st.id);
@@ -173,8 +226,28 @@ export class Admission {
     logger.info({ id: st.id, queued: st.queued, droppedEvents: st.droppedEvents }, 'connection cleanup');
   }
 
+  /**
+   * Ends a connection with 1008 `Token expired` once its JWT would no longer be accepted
+   * (a token checked only at the upgrade would otherwise work for as long as the socket lives).
+   */
+  private armExpiry(ws: UwsWebSocket<ConnState>, st: ConnState): void {
+    const left = (st.auth.validUntilMs ?? 0) - Date.now();
+    if (left <= 0) {
+      this.expiryTimers.delete(st.id);
+      this.ctx.logger.info({ id: st.id }, 'token expired: closing connection');
+      this.ctx.host.endSocket(ws, st, CLOSE_CODES.POLICY_VIOLATION, 'Token expired');
+      return;
+    }
+    // setTimeout fires at once beyond 2^31-1 ms (~24.8 days): far expiries re-arm in steps.
+    const timer = setTimeout(() => this.armExpiry(ws, st), Math.min(left, MAX_TIMER_MS));
+    timer.unref();
+    this.expiryTimers.set(st.id, timer);
+  }
+
   /** Forgets the per-address counts (after shutdown closed every connection). */
   clear(): void {
     this.perIp.clear();
+    for (const t of this.expiryTimers.values()) clearTimeout(t);
+    this.expiryTimers.clear();
   }
 }
