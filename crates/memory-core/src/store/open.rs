@@ -1,4 +1,4 @@
-//! Opening a data directory: its lock, its identity (`store.json`: dims and embedder), the
+//! Opening a data directory: its lock ([`super::dirlock`]), its identity (`store.json`: dims and embedder), the
 //! current log replayed into a fresh state ([`super::replay`]), leftovers of interrupted
 //! compactions removed, and the writer and searcher threads started.
 
@@ -19,7 +19,8 @@ use super::state::State;
 use super::types::{EmbedderInfo, StoreOptions};
 use super::vecfile::VecFile;
 use super::writer::{Op, Writer};
-use super::{TensorStore, LOCK_FILE, META_FILE};
+use super::dirlock::{self, DirLock};
+use super::{TensorStore, META_FILE};
 use crate::error::{Error, Result};
 use crate::search::q8::{self, Q8Rows};
 
@@ -38,7 +39,7 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         return Err(Error::invalid(format!("dims must be between 1 and 16384, got {}", opts.dims)));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let lock = lock_dir(dir)?;
+    let lock = dirlock::lock(dir, "")?;
     let meta = identity(dir, &opts)?;
     // Leftovers of an interrupted compaction.
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -71,20 +72,6 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         closed: AtomicBool::new(false),
     });
     start(shared, log, vec_file, lock)
-}
-
-/// Take the directory's lock (held until close).
-fn lock_dir(dir: &Path) -> Result<File> {
-    let lock_path = dir.join(LOCK_FILE);
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-    match fs4::fs_std::FileExt::try_lock_exclusive(&lock) {
-        Ok(true) => Ok(lock),
-        Ok(false) | Err(_) => Err(Error::Locked(format!(
-            "data directory {} is in use by another memory server (lock {} is held)",
-            dir.display(),
-            lock_path.display()
-        ))),
-    }
 }
 
 /// The directory's identity: dims and embedder, checked against `opts` (a different
@@ -196,7 +183,7 @@ fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {
 }
 
 /// Start the writer and searcher threads.
-fn start(shared: Arc<Shared>, log: LogWriter, vec_file: Option<VecFile>, lock: File) -> Result<TensorStore> {
+fn start(shared: Arc<Shared>, log: LogWriter, vec_file: Option<VecFile>, lock: DirLock) -> Result<TensorStore> {
     let (tx, rx) = mpsc::channel::<Op>();
     let (stx, srx) = mpsc::channel::<SearchJob>();
     let w = Writer::new(shared.clone(), log, rx, vec_file);

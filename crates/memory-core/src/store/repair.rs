@@ -24,24 +24,11 @@ pub struct RepairReport {
 /// Keep every valid record before the first bad one; move the rest of the file aside into
 /// `<log>.corrupt-<offset>` and truncate the log there.
 pub fn repair(dir: &Path) -> Result<RepairReport> {
+    if !dir.is_dir() {
+        return Err(Error::NotFound(format!("no data directory {}", dir.display())));
+    }
     // Never cut a log under a running store.
-    let lock_path = dir.join(super::LOCK_FILE);
-    let _lock = if dir.is_dir() {
-        let f = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-        match fs4::fs_std::FileExt::try_lock_exclusive(&f) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => {
-                return Err(Error::Locked(format!(
-                    "data directory {} is in use by a running memory server (lock {} is held); stop it before repair",
-                    dir.display(),
-                    lock_path.display()
-                )))
-            }
-        }
-        Some(f)
-    } else {
-        None
-    };
+    let _lock = super::dirlock::lock(dir, "; stop it before repair")?;
     let Some((_, path)) = find_current(dir)? else {
         return Err(Error::NotFound(format!("no log file (wal-*.log) in {}", dir.display())));
     };
