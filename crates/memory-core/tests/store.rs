@@ -1888,6 +1888,38 @@ fn torn_header_of_a_new_log_is_recreated() {
 }
 
 /// A refused open must not rewrite the directory's identity (store.json).
+/// A directory whose log is gone refuses to open (it used to start empty and truncate the
+/// vectors file); a new or empty directory still starts empty.
+#[test]
+fn missing_log_is_refused_and_nothing_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let dims = 8;
+    {
+        let s = open_always(d, dims);
+        s.put_blocking(vec![item("a", "x", "kept in the log", unit(dims, 1))]).unwrap();
+        wait_vectors_file(d, 1, dims);
+    }
+    std::fs::rename(wal_path(d), d.join("elsewhere")).unwrap();
+    let files = |d: &std::path::Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d).unwrap().flatten().map(|e| (e.file_name().to_string_lossy().to_string(), std::fs::read(e.path()).unwrap())).filter(|(n, _)| n != "LOCK").collect();
+        v.sort();
+        v
+    };
+    let before = files(d);
+    let e = TensorStore::open(d, opts(dims, FsyncPolicy::Off)).err().expect("must refuse");
+    assert_eq!(e.code(), ErrorCode::NotFound, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("no log") && msg.contains("store.json") && msg.contains("vectors-000001.f32") && msg.contains(&d.display().to_string()), "{msg}");
+    assert_eq!(files(d), before);
+    // An empty directory (LOCK aside) and one that does not exist yet start empty.
+    let empty = d.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("LOCK"), b"").unwrap();
+    assert_eq!(open(&empty, dims).count("a"), 0);
+    assert_eq!(open(&d.join("new/deeper"), dims).count("a"), 0);
+}
+
 #[test]
 fn refused_open_does_not_poison_store_json() {
     let dir = tempfile::tempdir().unwrap();

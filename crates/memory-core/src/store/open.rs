@@ -40,6 +40,10 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let lock = dirlock::lock(dir, "")?;
+    let current = logfile::find_current(dir)?;
+    if current.is_none() {
+        refuse_without_log(dir)?;
+    }
     let meta = identity(dir, &opts)?;
     // Leftovers of an interrupted compaction.
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -50,7 +54,7 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         }
     }
     let mut st = State::new(opts.dims);
-    let (log, vec_file) = match logfile::find_current(dir)? {
+    let (log, vec_file) = match current {
         None => create_log(dir, opts.dims)?,
         Some((gen, path)) => reopen_log(dir, gen, &path, opts.dims, &mut st)?,
     };
@@ -72,6 +76,28 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         closed: AtomicBool::new(false),
     });
     start(shared, log, vec_file, lock)
+}
+
+/// A directory without a log may only be new: if it holds a store's other files (its
+/// identity, a vectors file, what `repair` set aside), the log has been lost or moved, and
+/// starting empty would silently drop every memory (and a new log would truncate the
+/// vectors file). Refuse, naming what is there.
+fn refuse_without_log(dir: &Path) -> Result<()> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut found: Vec<String> = rd
+        .flatten()
+        .map(|ent| ent.file_name().to_string_lossy().to_string())
+        .filter(|name| name == META_FILE || (name.starts_with("vectors-") && name.ends_with(".f32")) || (name.starts_with("wal-") && name.contains(".log.")))
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    found.sort();
+    Err(Error::NotFound(format!(
+        "data directory {} has no log (wal-*.log) but holds {}: its memories are in the log, so it will not start empty; put the log back, or use an empty --data-dir",
+        dir.display(),
+        found.join(", ")
+    )))
 }
 
 /// The directory's identity: dims and embedder, checked against `opts` (a different
