@@ -62,7 +62,7 @@ use shared::Shared;
 use writer::{fail_op, Op};
 
 pub use log::PutRecord;
-pub use repair::{repair, RepairReport};
+pub use repair::{repair, LostRange, MetaRepair, RepairReport};
 pub use scan::Hit;
 pub use shared::now_ms;
 pub use types::*;

@@ -26,10 +26,10 @@ use crate::search::q8::{self, Q8Rows};
 
 /// `store.json`: what the directory's vectors are.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct MetaFile {
-    format: u32,
-    dims: usize,
-    embedder: Option<EmbedderInfo>,
+pub(super) struct MetaFile {
+    pub format: u32,
+    pub dims: usize,
+    pub embedder: Option<EmbedderInfo>,
 }
 
 /// Open (or create) the store in `dir`, replaying its log.
@@ -195,7 +195,7 @@ fn remove_other_generations(dir: &Path, gen: u64) {
     }
 }
 
-fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {
+pub(super) fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {
     let path = dir.join(META_FILE);
     let tmp = dir.join(format!("{META_FILE}.tmp"));
     let text = serde_json::to_string_pretty(meta).map_err(|e| Error::Internal(e.to_string()))?;
