@@ -1159,6 +1159,17 @@ fn corruption_before_tail_is_refused_and_repaired() {
     assert_eq!(rep.kept_records, 10);
     assert_eq!(rep.lost.iter().map(|l| (l.start, l.end)).collect::<Vec<_>>(), vec![(0, 40)]);
     assert_eq!(open(&d, dims).count("a"), 10);
+    // An intact header of another format version is not "repaired" away.
+    let d = base.path().join("version");
+    copy_dir(&src, &d);
+    let mut b = bytes.clone();
+    b[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32c::crc32c(&b[..32]);
+    b[32..36].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(wal_path(&d), &b).unwrap();
+    let e = repair(&d).expect_err("another version is not damage");
+    assert!(e.to_string().contains("unsupported log version 2"), "{e}");
+    assert_eq!(std::fs::read(wal_path(&d)).unwrap(), b);
 }
 
 /// One flipped bit in the middle record of many: repair keeps every other record, each with

@@ -19,15 +19,18 @@ use crate::error::{Error, Result};
 
 /// Held until dropped (the store's close, or the end of a repair).
 pub struct DirLock {
-    _dir: File,
+    _dir: Option<File>,
     _file: File,
 }
 
 /// Lock `dir` (which must exist) or say who holds it; `what` ends the refusal ("stop it
 /// before repair").
 pub fn lock(dir: &Path, what: &str) -> Result<DirLock> {
-    let handle = File::open(dir).map_err(|e| Error::io(dir, e))?;
-    try_lock(&handle, dir, dir, what)?;
+    // Directories open as files on Unix only; elsewhere the LOCK file is all there is.
+    let handle = if cfg!(unix) { Some(File::open(dir).map_err(|e| Error::io(dir, e))?) } else { None };
+    if let Some(h) = &handle {
+        try_lock(h, dir, dir, what)?;
+    }
     let lock_path = dir.join(LOCK_FILE);
     let mut file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
     try_lock(&file, dir, &lock_path, what)?;

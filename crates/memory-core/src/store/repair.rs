@@ -86,7 +86,10 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
     let (header, mut lost) = match Header::decode(&bytes, &file) {
         Ok(h) => (h, Vec::new()),
         Err(e) => {
-            let Ok(m) = &meta else { return Err(e) };
+            // A header whose checksum verifies is not damaged (another format version, say):
+            // rebuilding it would throw away records this build cannot read.
+            let intact = bytes.len() >= HEADER_LEN && crc32c::crc32c(&bytes[..32]).to_le_bytes() == bytes[32..36];
+            let (Ok(m), false) = (&meta, intact) else { return Err(e) };
             let end = HEADER_LEN.min(bytes.len()) as u64;
             let range = LostRange { start: 0, end, first_seq: 1, last_seq: None, records: Some(0), reason: format!("file header: {e}") };
             (Header { dims: m.dims as u32, gen, high_water: 0 }, vec![range])
@@ -148,19 +151,22 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
     let txt = PathBuf::from(format!("{}.txt", damaged.display()));
     write_synced(&txt, describe(&report, &damaged).as_bytes())?;
 
+    // Written straight from the (mapped) old log: a log of gigabytes is not copied in memory.
     let tmp = PathBuf::from(format!("{file}.tmp"));
-    let mut out = Vec::with_capacity(HEADER_LEN + kept.iter().map(|(a, b)| b - a).sum::<usize>());
-    out.extend_from_slice(&header.encode());
+    let mut out = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut kept_bytes = HEADER_LEN as u64;
+    out.write_all(&header.encode()).map_err(|e| Error::io(&tmp, e))?;
     for &(a, b) in &kept {
-        out.extend_from_slice(&bytes[a..b]);
+        out.write_all(&bytes[a..b]).map_err(|e| Error::io(&tmp, e))?;
+        kept_bytes += (b - a) as u64;
     }
-    drop(bytes);
-    write_synced(&tmp, &out)?;
+    out.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    drop((out, bytes));
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
     // Its rows followed the puts of the old log; the next open writes it again.
     let _ = std::fs::remove_file(dir.join(vectors_name(gen)));
     sync_dir(dir)?;
-    report.kept_bytes = out.len() as u64;
+    report.kept_bytes = kept_bytes;
     report.damaged_to = Some(damaged);
     report.report_to = Some(txt);
     Ok(report)
