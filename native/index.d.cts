@@ -176,6 +176,18 @@ export interface ListPage {
   nextCursor?: number
 }
 
+export interface LostRange {
+  /** Bytes `start..end` of the log as it was. */
+  start: number
+  end: number
+  /** The lost sequence numbers lie in `firstSeq..=lastSeq` (no `lastSeq`: to the end). */
+  firstSeq: number
+  lastSeq?: number
+  /** Records the range held, when their length prefixes still tile it. */
+  records?: number
+  reason: string
+}
+
 /** Characters of a memory id. */
 export declare const MAX_ID_CHARS: number
 
@@ -251,16 +263,28 @@ export interface PutResult {
   namespaceTotal: number
 }
 
-/** Keep every record before the first corrupt one; move the rest aside (stopped store only). */
+/**
+ * Salvage every intact record of a damaged log and rebuild an unreadable `store.json`;
+ * the damaged bytes are kept aside (stopped store only).
+ */
 export declare function repair(dir: string): RepairResult
 
+/** What `repair` did (see `crates/memory-core/src/store/repair.rs`). */
 export interface RepairResult {
+  /** The log. */
   file: string
+  /** Records and bytes of the log after repair. */
   keptRecords: number
   keptBytes: number
-  movedTo?: string
-  movedBytes: number
-  reason?: string
+  /** The damaged ranges that were not kept, in file order (empty: the log was intact). */
+  lost: Array<LostRange>
+  lostBytes: number
+  /** The damaged bytes (concatenated in file order) and the report describing them. */
+  damagedTo?: string
+  reportTo?: string
+  /** Why `store.json` was rebuilt from the log, and where the unreadable one was kept. */
+  metaReason?: string
+  metaMovedTo?: string
 }
 
 export interface SearchOptions {

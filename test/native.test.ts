@@ -233,8 +233,9 @@ describe('native MemoryStore', () => {
     closeSync(fd);
     await expectCode(() => MemoryStore.open(dir, { dims: DIMS }), 'corrupt', /wal-000001\.log.*offset \d+/);
     const r = repair(dir);
-    expect(r.movedTo).toMatch(/corrupt-/);
-    expect(r.keptRecords).toBeGreaterThan(0);
+    expect(r.damagedTo).toMatch(/\.damaged-\d+$/);
+    expect(r.lost).toHaveLength(1);
+    expect(r.keptRecords).toBe(4);
     const s2 = MemoryStore.open(dir, { dims: DIMS });
     expect(s2.count('default')).toBe(r.keptRecords);
     s2.close();

@@ -91,6 +91,7 @@ export type {
   EncodedBatch,
   KernelInfo,
   ListPage,
+  LostRange,
   Memory as NativeMemory,
   NamespaceCount,
   OpenOptions,

@@ -324,8 +324,9 @@ const COMMAND_HELP: Record<Exclude<CliCommand, 'start'>, { usage: string[]; abou
   repair: {
     usage: ['memory-server repair [options]'],
     about: [
-      'Repairs a stopped data directory whose log is corrupt: keeps every record before the',
-      'first corrupt one and moves the rest aside into a file it names.',
+      'Repairs a stopped data directory: keeps every intact record of a damaged log (before and',
+      'after the damage), reports the lost byte and sequence ranges, and keeps the damaged bytes',
+      'aside in a file it names; rebuilds an unreadable store.json from the log.',
     ],
     keys: ['dataDir', 'config'],
   },
@@ -367,7 +368,7 @@ export function helpText(version: string, command: CliCommand = 'start'): string
     '  memory-server [start] [options]        run the memory and inference servers',
     '  memory-server export [options] > f.jsonl   every memory as JSON lines (stopped data dir, or --url)',
     '  memory-server import f.jsonl [options]  bulk-load JSON lines into the data directory',
-    '  memory-server repair [options]          keep records before the first corrupt one, move the rest aside',
+    '  memory-server repair [options]          salvage every intact record of a damaged log, set the damage aside',
     '  memory-server COMMAND --help            the options of one command',
     '  memory-server --help | --version',
     '',

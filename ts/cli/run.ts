@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { pino, destination, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { createEmbedder, type Embedder, type EmbedderOptions } from '../embedder.js';
-import { HASH_DIMS, MemoryStore, NativeError, repair, type BulkRecord } from '../native.js';
+import { HASH_DIMS, MemoryStore, NativeError, repair, type BulkRecord, type LostRange } from '../native.js';
 import { createServers, type Servers, type SharedServerOptions } from '../servers.js';
 import { startControlCenter, type RunningControlCenter } from '../control/index.js';
 import { VERSION } from '../version.js';
@@ -376,19 +376,32 @@ async function runImport(cfg: CliConfig, positionals: string[]): Promise<void> {
 
 function runRepair(cfg: CliConfig): void {
   const dir = path.resolve(cfg.dataDir);
-  let r;
-  try {
-    r = repair(dir);
-  } catch (e) {
-    if (e instanceof NativeError && e.code === 'locked') throw new Error(`data directory ${dir} is in use by a running memory server; stop it first`, { cause: e });
-    throw e;
+  const r = repair(dir);
+  if (r.metaReason) {
+    out(`${path.join(dir, 'store.json')} was unreadable (${r.metaReason}): rebuilt from the log; the embedder is recorded at the next start`);
+    out(`the old store.json kept in ${r.metaMovedTo}`);
   }
-  if (!r.movedTo) {
-    out(`${r.file}: nothing to repair (${r.keptRecords} records, ${r.keptBytes} bytes kept)`);
+  if (r.lost.length === 0) {
+    out(`${r.file}: ${r.metaReason ? 'the log is intact' : 'nothing to repair'} (${r.keptRecords} records, ${r.keptBytes} bytes)`);
     return;
   }
-  out(`${r.file}: kept ${r.keptRecords} records (${r.keptBytes} bytes)${r.reason ? `; first bad record: ${r.reason}` : ''}`);
-  out(`moved the remaining ${r.movedBytes} bytes to ${r.movedTo}`);
+  out(`${r.file}: kept ${r.keptRecords} records (${r.keptBytes} bytes); lost ${r.lost.length} damaged range${r.lost.length === 1 ? '' : 's'} (${r.lostBytes} bytes):`);
+  for (const l of r.lost) out(`  ${describeLost(l)}`);
+  out(`damaged bytes kept in ${r.damagedTo} (described in ${r.reportTo})`);
+}
+
+/** `bytes a..b (n bytes): sequence s (1 record): reason`, as in the report beside the damaged bytes. */
+function describeLost(l: LostRange): string {
+  const seqs =
+    l.lastSeq === undefined
+      ? `sequences from ${l.firstSeq} to the end`
+      : l.lastSeq === l.firstSeq
+        ? `sequence ${l.firstSeq}`
+        : l.lastSeq > l.firstSeq
+          ? `sequences ${l.firstSeq}..${l.lastSeq}`
+          : 'no sequence number missing';
+  const records = l.records === undefined ? '' : ` (${l.records} record${l.records === 1 ? '' : 's'})`;
+  return `bytes ${l.start}..${l.end} (${l.end - l.start} bytes): ${seqs}${records}: ${l.reason}`;
 }
 
 // ---------------------------------------------------------------- main

@@ -1081,6 +1081,7 @@ fn corruption_before_tail_is_refused_and_repaired() {
     let offs = record_offsets(&bytes);
     assert_eq!(offs.len(), 10);
     let bad = offs[3];
+    let next = offs[4];
     // (what, byte index to change, new value)
     let cases: Vec<(&str, usize, u8)> = vec![
         ("body byte", bad + 8 + 30, bytes[bad + 8 + 30] ^ 0x40),
@@ -1115,30 +1116,37 @@ fn corruption_before_tail_is_refused_and_repaired() {
         // Nothing was changed by the failed open.
         assert_eq!(std::fs::read(&wal).unwrap(), b, "{what}: a refused open must not touch the log");
 
+        // Repair resynchronises on record 4: only record 3 (sequence 4) is lost.
         let rep = repair(&d).unwrap();
-        assert_eq!(rep.kept_records, 3, "{what}");
-        assert_eq!(rep.kept_bytes, bad as u64, "{what}");
-        let aside = rep.moved_to.clone().expect("moved aside");
-        assert!(aside.exists(), "{what}");
-        assert_eq!(file_len(&aside), (b.len() - bad) as u64, "{what}");
-        assert_eq!(std::fs::read(&aside).unwrap(), b[bad..].to_vec(), "{what}");
-        assert_eq!(rep.moved_bytes, (b.len() - bad) as u64);
-        assert_eq!(file_len(&wal), bad as u64);
+        assert_eq!(rep.kept_records, 9, "{what}");
+        assert_eq!(rep.lost.len(), 1, "{what}: {:?}", rep.lost);
+        let l = &rep.lost[0];
+        assert_eq!((l.start, l.end), (bad as u64, next as u64), "{what}");
+        assert_eq!((l.first_seq, l.last_seq), (4, Some(4)), "{what}");
+        assert_eq!(rep.lost_bytes, (next - bad) as u64);
+        let aside = rep.damaged_to.clone().expect("damaged bytes kept");
+        assert_eq!(std::fs::read(&aside).unwrap(), b[bad..next].to_vec(), "{what}");
+        let txt = std::fs::read_to_string(rep.report_to.as_ref().unwrap()).unwrap();
+        assert!(txt.contains(&format!("bytes {bad}..{next}")) && txt.contains("sequence 4"), "{what}: {txt}");
+        assert_eq!(rep.kept_bytes, (b.len() - (next - bad)) as u64);
+        assert_eq!(file_len(&wal), rep.kept_bytes);
         {
             let s = open(&d, dims);
             let ids: Vec<String> = list_all(&s, "a", 100).into_iter().map(|m| m.id).collect();
-            assert_eq!(ids, vec!["p0", "p1", "p2"], "{what}");
+            assert_eq!(ids, vec!["p0", "p1", "p2", "p4", "p5", "p6", "p7", "p8", "p9"], "{what}");
             s.put_blocking(vec![item("a", "p3", "again", unit(dims, 0))]).unwrap();
         }
         let s = open(&d, dims);
-        assert_eq!(s.count("a"), 4);
+        assert_eq!(s.count("a"), 10);
         // Repairing a clean log is a no-op.
         drop(s);
+        let before = std::fs::read(&wal).unwrap();
         let rep = repair(&d).unwrap();
-        assert!(rep.moved_to.is_none());
-        assert_eq!(rep.kept_records, 4);
+        assert!(rep.lost.is_empty() && rep.damaged_to.is_none() && rep.meta.is_none());
+        assert_eq!(rep.kept_records, 10);
+        assert_eq!(std::fs::read(&wal).unwrap(), before);
     }
-    // A bad header is corruption at offset 0.
+    // A bad header is corruption at offset 0; repair rebuilds it from store.json.
     let d = base.path().join("hdr");
     copy_dir(&src, &d);
     let mut b = bytes.clone();
@@ -1147,6 +1155,72 @@ fn corruption_before_tail_is_refused_and_repaired() {
     let e = TensorStore::open(&d, opts(dims, FsyncPolicy::Off)).err().unwrap();
     assert_eq!(e.code(), ErrorCode::Corrupt, "{e}");
     assert!(e.to_string().contains(WAL) && e.to_string().contains("offset 0"), "{e}");
+    let rep = repair(&d).unwrap();
+    assert_eq!(rep.kept_records, 10);
+    assert_eq!(rep.lost.iter().map(|l| (l.start, l.end)).collect::<Vec<_>>(), vec![(0, 40)]);
+    assert_eq!(open(&d, dims).count("a"), 10);
+    // An intact header of another format version is not "repaired" away.
+    let d = base.path().join("version");
+    copy_dir(&src, &d);
+    let mut b = bytes.clone();
+    b[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32c::crc32c(&b[..32]);
+    b[32..36].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(wal_path(&d), &b).unwrap();
+    let e = repair(&d).expect_err("another version is not damage");
+    assert!(e.to_string().contains("unsupported log version 2"), "{e}");
+    assert_eq!(std::fs::read(wal_path(&d)).unwrap(), b);
+}
+
+/// One flipped bit in the middle record of many: repair keeps every other record, each with
+/// its own vector (readable and searchable), reports the lost one, and a garbage store.json
+/// is rebuilt from the log.
+#[test]
+fn repair_salvages_every_intact_record_after_the_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (dims, n) = (16, 301);
+    let mut r = rng(77);
+    let vecs: Vec<Vec<f32>> = (0..n).map(|_| rvec(&mut r, dims)).collect();
+    {
+        let s = open_always(d, dims);
+        for (i, v) in vecs.iter().enumerate() {
+            s.put_blocking(vec![item("a", &format!("m{i}"), &format!("memory {i}"), v.clone())]).unwrap();
+        }
+        // Let the writer fill the vectors file: its rows after the lost one must not be trusted.
+        wait_vectors_file(d, n, dims);
+    }
+    let mut b = std::fs::read(wal_path(d)).unwrap();
+    let offs = record_offsets(&b);
+    let mid = n / 2;
+    let (bad, next) = (offs[mid], offs[mid + 1]);
+    b[bad + (next - bad) / 2] ^= 0x04;
+    std::fs::write(wal_path(d), &b).unwrap();
+    std::fs::write(d.join("store.json"), b"\x00garbage").unwrap();
+
+    let rep = repair(d).unwrap();
+    assert_eq!(rep.kept_records, n as u64 - 1);
+    assert_eq!(rep.lost.len(), 1);
+    let l = &rep.lost[0];
+    assert_eq!((l.start, l.end, l.first_seq, l.last_seq, l.records), (bad as u64, next as u64, mid as u64 + 1, Some(mid as u64 + 1), Some(1)));
+    assert_eq!(l.reason, "checksum mismatch");
+    let meta = rep.meta.expect("store.json rebuilt");
+    assert_eq!(meta.dims, dims);
+    assert_eq!(std::fs::read(&meta.moved_to).unwrap(), b"\x00garbage");
+
+    let s = open(d, dims);
+    assert_eq!(s.count("a"), n - 1);
+    assert!(s.get("a", &format!("m{mid}"), false).is_none());
+    let req = SearchRequest { namespace: "a".into(), k: 1, ..Default::default() };
+    for (i, v) in vecs.iter().enumerate().filter(|&(i, _)| i != mid) {
+        let m = s.get("a", &format!("m{i}"), true).unwrap_or_else(|| panic!("m{i} lost"));
+        assert_eq!(m.text, format!("memory {i}"));
+        let stored = m.embedding.unwrap();
+        let want = norm64(v);
+        assert!(stored.iter().zip(&want).all(|(a, b)| (*a as f64 - b).abs() < 1e-6), "m{i}: embedding changed");
+        let hits = s.search(v, 1, &req).unwrap();
+        assert_eq!(hits[0][0].id, format!("m{i}"));
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1888,6 +1962,38 @@ fn torn_header_of_a_new_log_is_recreated() {
 }
 
 /// A refused open must not rewrite the directory's identity (store.json).
+/// A directory whose log is gone refuses to open (it used to start empty and truncate the
+/// vectors file); a new or empty directory still starts empty.
+#[test]
+fn missing_log_is_refused_and_nothing_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let dims = 8;
+    {
+        let s = open_always(d, dims);
+        s.put_blocking(vec![item("a", "x", "kept in the log", unit(dims, 1))]).unwrap();
+        wait_vectors_file(d, 1, dims);
+    }
+    std::fs::rename(wal_path(d), d.join("elsewhere")).unwrap();
+    let files = |d: &std::path::Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d).unwrap().flatten().map(|e| (e.file_name().to_string_lossy().to_string(), std::fs::read(e.path()).unwrap())).filter(|(n, _)| n != "LOCK").collect();
+        v.sort();
+        v
+    };
+    let before = files(d);
+    let e = TensorStore::open(d, opts(dims, FsyncPolicy::Off)).err().expect("must refuse");
+    assert_eq!(e.code(), ErrorCode::NotFound, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("no log") && msg.contains("store.json") && msg.contains("vectors-000001.f32") && msg.contains(&d.display().to_string()), "{msg}");
+    assert_eq!(files(d), before);
+    // An empty directory (LOCK aside) and one that does not exist yet start empty.
+    let empty = d.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("LOCK"), b"").unwrap();
+    assert_eq!(open(&empty, dims).count("a"), 0);
+    assert_eq!(open(&d.join("new/deeper"), dims).count("a"), 0);
+}
+
 #[test]
 fn refused_open_does_not_poison_store_json() {
     let dir = tempfile::tempdir().unwrap();

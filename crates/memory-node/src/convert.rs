@@ -177,13 +177,28 @@ pub fn counter_values(s: core_store::StoreCounters) -> [f64; 10] {
 
 impl From<core_store::RepairReport> for RepairResult {
     fn from(r: core_store::RepairReport) -> Self {
+        let path = |p: std::path::PathBuf| p.display().to_string();
         RepairResult {
-            file: r.file.display().to_string(),
+            file: path(r.file),
             kept_records: r.kept_records as i64,
             kept_bytes: r.kept_bytes as i64,
-            moved_to: r.moved_to.map(|p| p.display().to_string()),
-            moved_bytes: r.moved_bytes as i64,
-            reason: r.reason,
+            lost: r
+                .lost
+                .into_iter()
+                .map(|l| LostRange {
+                    start: l.start as i64,
+                    end: l.end as i64,
+                    first_seq: l.first_seq as i64,
+                    last_seq: l.last_seq.map(|s| s as i64),
+                    records: l.records.map(|n| n as i64),
+                    reason: l.reason,
+                })
+                .collect(),
+            lost_bytes: r.lost_bytes as i64,
+            damaged_to: r.damaged_to.map(path),
+            report_to: r.report_to.map(path),
+            meta_reason: r.meta.as_ref().map(|m| m.reason.clone()),
+            meta_moved_to: r.meta.map(|m| path(m.moved_to)),
         }
     }
 }

@@ -82,7 +82,8 @@ pub const HASH_DIMS: u32 = memory_core::embed::HASH_DIMS as u32;
 #[napi]
 pub const HASH_EMBEDDER_NAME: &str = memory_core::embed::HASH_NAME;
 
-/// Keep every record before the first corrupt one; move the rest aside (stopped store only).
+/// Salvage every intact record of a damaged log and rebuild an unreadable `store.json`;
+/// the damaged bytes are kept aside (stopped store only).
 #[napi]
 pub fn repair(dir: String) -> napi::Result<RepairResult> {
     core_store::repair(std::path::Path::new(&dir)).map(RepairResult::from).map_err(to_napi)

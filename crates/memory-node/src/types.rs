@@ -152,14 +152,36 @@ pub struct BulkRecord {
     pub embedding: Float32Array,
 }
 
+/// What `repair` did (see `crates/memory-core/src/store/repair.rs`).
 #[napi(object)]
 pub struct RepairResult {
+    /// The log.
     pub file: String,
+    /// Records and bytes of the log after repair.
     pub kept_records: i64,
     pub kept_bytes: i64,
-    pub moved_to: Option<String>,
-    pub moved_bytes: i64,
-    pub reason: Option<String>,
+    /// The damaged ranges that were not kept, in file order (empty: the log was intact).
+    pub lost: Vec<LostRange>,
+    pub lost_bytes: i64,
+    /// The damaged bytes (concatenated in file order) and the report describing them.
+    pub damaged_to: Option<String>,
+    pub report_to: Option<String>,
+    /// Why `store.json` was rebuilt from the log, and where the unreadable one was kept.
+    pub meta_reason: Option<String>,
+    pub meta_moved_to: Option<String>,
+}
+
+#[napi(object)]
+pub struct LostRange {
+    /// Bytes `start..end` of the log as it was.
+    pub start: i64,
+    pub end: i64,
+    /// The lost sequence numbers lie in `firstSeq..=lastSeq` (no `lastSeq`: to the end).
+    pub first_seq: i64,
+    pub last_seq: Option<i64>,
+    /// Records the range held, when their length prefixes still tile it.
+    pub records: Option<i64>,
+    pub reason: String,
 }
 
 #[napi(object)]

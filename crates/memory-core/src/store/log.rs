@@ -44,8 +44,9 @@
 //! Opening replays every record. A tail that is incomplete (a header or body running past
 //! the end of the file, a zero-filled tail, or a bad checksum on the very last record) is a
 //! torn write and is truncated. Any other bad record is corruption: open refuses with an
-//! error naming the file and byte offset; [`repair`](super::repair::repair) keeps every record
-//! before it and moves the rest aside into a file it names. Naming, mapping and appending to
+//! error naming the file and byte offset; [`repair`](super::repair::repair) keeps every intact
+//! record — before the damage and, resynchronising on the next valid record, after it — and
+//! sets the damaged bytes aside in a file it names. Naming, mapping and appending to
 //! the files themselves: `store/logfile.rs`.
 
 use crate::error::{Error, Result};
@@ -524,20 +525,36 @@ pub fn scan(bytes: &[u8], file: &str, mut on_record: impl FnMut(Record, u64)) ->
 
 /// The first offset at or after `from` holding a complete, checksum-valid, decodable record
 /// with a sequence number after `after_seq` (used to tell a damaged length field from a torn
-/// tail).
-fn find_valid_record(bytes: &[u8], from: usize, dims: usize, after_seq: u64) -> Option<usize> {
+/// tail, and by repair to resynchronise after damage).
+pub fn find_valid_record(bytes: &[u8], from: usize, dims: usize, after_seq: u64) -> Option<usize> {
     let total = bytes.len();
     let mut p = from;
     while p + 8 + 17 <= total {
+        // Cheap filters first (a plausible length and kind) before the checksum.
         let len = u32::from_le_bytes(bytes[p..p + 4].try_into().unwrap()) as usize;
-        if (17..=MAX_RECORD).contains(&len) && p + 8 + len <= total && matches!(bytes[p + 8], KIND_PUT | KIND_UPDATE | KIND_DELETE) {
-            let crc = u32::from_le_bytes(bytes[p + 4..p + 8].try_into().unwrap());
-            let body = &bytes[p + 8..p + 8 + len];
-            if crc32c::crc32c(body) == crc && decode_body(body, dims).is_some_and(|r| r.seq() > after_seq) {
-                return Some(p);
-            }
+        if (17..=MAX_RECORD).contains(&len) && p + 8 + len <= total && matches!(bytes[p + 8], KIND_PUT | KIND_UPDATE | KIND_DELETE) && valid_record_at(bytes, p, dims).is_some_and(|(_, seq)| seq > after_seq) {
+            return Some(p);
         }
         p += 1;
     }
     None
+}
+
+/// The complete, checksum-valid, decodable record at `off`, if there is one: its body length
+/// and sequence number.
+pub fn valid_record_at(bytes: &[u8], off: usize, dims: usize) -> Option<(usize, u64)> {
+    let total = bytes.len();
+    if off + 8 > total {
+        return None;
+    }
+    let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+    if len == 0 || len > MAX_RECORD || off + 8 + len > total {
+        return None;
+    }
+    let crc = u32::from_le_bytes(bytes[off + 4..off + 8].try_into().unwrap());
+    let body = &bytes[off + 8..off + 8 + len];
+    if crc32c::crc32c(body) != crc {
+        return None;
+    }
+    decode_body_ref(body, dims).map(|r| (len, r.seq()))
 }

@@ -17,7 +17,7 @@
 //! | --- | --- |
 //! | `types` | options, inputs, outcomes, memories |
 //! | `validate` | input checks on the caller's thread (metadata parsed once, there) |
-//! | `open`, `replay` | opening a directory: lock, identity, log replay, threads |
+//! | `open`, `replay`, `dirlock` | opening a directory: lock, identity, log replay, threads |
 //! | `writer/` | the writer thread; `writer/put` put groups, `writer/compact` compaction |
 //! | `searcher` | the searcher thread: batched single-query searches |
 //! | `reads` | reads under the state's shared lock |
@@ -28,6 +28,7 @@
 //!
 //! The significance pass of a put group is [`crate::significance`]'s.
 
+mod dirlock;
 pub mod log;
 mod logfile;
 mod open;
@@ -45,7 +46,6 @@ mod vecfile;
 mod vectors;
 mod writer;
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
@@ -62,7 +62,7 @@ use shared::Shared;
 use writer::{fail_op, Op};
 
 pub use log::PutRecord;
-pub use repair::{repair, RepairReport};
+pub use repair::{repair, LostRange, MetaRepair, RepairReport};
 pub use scan::Hit;
 pub use shared::now_ms;
 pub use types::*;
@@ -71,7 +71,8 @@ pub use vectors::CHUNK_ROWS as VECTOR_CHUNK_ROWS;
 
 /// The directory's identity (dims, embedder).
 pub const META_FILE: &str = "store.json";
-/// Locked (flock) by the process that has the directory open.
+/// Holds the PID of the process that has the directory open (locked too; the directory
+/// itself carries the lock that counts, see `dirlock`).
 pub const LOCK_FILE: &str = "LOCK";
 
 pub struct TensorStore {
@@ -79,8 +80,8 @@ pub struct TensorStore {
     tx: Mutex<Option<Sender<Op>>>,
     search_tx: Mutex<Option<Sender<SearchJob>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Held (flock) until close.
-    lock: Mutex<Option<File>>,
+    /// The directory's lock, held until close.
+    lock: Mutex<Option<dirlock::DirLock>>,
 }
 
 fn closed() -> Error {

@@ -1,4 +1,4 @@
-//! Opening a data directory: its lock, its identity (`store.json`: dims and embedder), the
+//! Opening a data directory: its lock ([`super::dirlock`]), its identity (`store.json`: dims and embedder), the
 //! current log replayed into a fresh state ([`super::replay`]), leftovers of interrupted
 //! compactions removed, and the writer and searcher threads started.
 
@@ -19,16 +19,17 @@ use super::state::State;
 use super::types::{EmbedderInfo, StoreOptions};
 use super::vecfile::VecFile;
 use super::writer::{Op, Writer};
-use super::{TensorStore, LOCK_FILE, META_FILE};
+use super::dirlock::{self, DirLock};
+use super::{TensorStore, META_FILE};
 use crate::error::{Error, Result};
 use crate::search::q8::{self, Q8Rows};
 
 /// `store.json`: what the directory's vectors are.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct MetaFile {
-    format: u32,
-    dims: usize,
-    embedder: Option<EmbedderInfo>,
+pub(super) struct MetaFile {
+    pub format: u32,
+    pub dims: usize,
+    pub embedder: Option<EmbedderInfo>,
 }
 
 /// Open (or create) the store in `dir`, replaying its log.
@@ -38,7 +39,11 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         return Err(Error::invalid(format!("dims must be between 1 and 16384, got {}", opts.dims)));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let lock = lock_dir(dir)?;
+    let lock = dirlock::lock(dir, "")?;
+    let current = logfile::find_current(dir)?;
+    if current.is_none() {
+        refuse_without_log(dir)?;
+    }
     let meta = identity(dir, &opts)?;
     // Leftovers of an interrupted compaction.
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -49,7 +54,7 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         }
     }
     let mut st = State::new(opts.dims);
-    let (log, vec_file) = match logfile::find_current(dir)? {
+    let (log, vec_file) = match current {
         None => create_log(dir, opts.dims)?,
         Some((gen, path)) => reopen_log(dir, gen, &path, opts.dims, &mut st)?,
     };
@@ -73,18 +78,26 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
     start(shared, log, vec_file, lock)
 }
 
-/// Take the directory's lock (held until close).
-fn lock_dir(dir: &Path) -> Result<File> {
-    let lock_path = dir.join(LOCK_FILE);
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-    match fs4::fs_std::FileExt::try_lock_exclusive(&lock) {
-        Ok(true) => Ok(lock),
-        Ok(false) | Err(_) => Err(Error::Locked(format!(
-            "data directory {} is in use by another memory server (lock {} is held)",
-            dir.display(),
-            lock_path.display()
-        ))),
+/// A directory without a log may only be new: if it holds a store's other files (its
+/// identity, a vectors file, what `repair` set aside), the log has been lost or moved, and
+/// starting empty would silently drop every memory (and a new log would truncate the
+/// vectors file). Refuse, naming what is there.
+fn refuse_without_log(dir: &Path) -> Result<()> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut found: Vec<String> = rd
+        .flatten()
+        .map(|ent| ent.file_name().to_string_lossy().to_string())
+        .filter(|name| name == META_FILE || (name.starts_with("vectors-") && name.ends_with(".f32")) || (name.starts_with("wal-") && name.contains(".log.")))
+        .collect();
+    if found.is_empty() {
+        return Ok(());
     }
+    found.sort();
+    Err(Error::NotFound(format!(
+        "data directory {} has no log (wal-*.log) but holds {}: its memories are in the log, so it will not start empty; put the log back, or use an empty --data-dir",
+        dir.display(),
+        found.join(", ")
+    )))
 }
 
 /// The directory's identity: dims and embedder, checked against `opts` (a different
@@ -182,7 +195,7 @@ fn remove_other_generations(dir: &Path, gen: u64) {
     }
 }
 
-fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {
+pub(super) fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {
     let path = dir.join(META_FILE);
     let tmp = dir.join(format!("{META_FILE}.tmp"));
     let text = serde_json::to_string_pretty(meta).map_err(|e| Error::Internal(e.to_string()))?;
@@ -196,7 +209,7 @@ fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {
 }
 
 /// Start the writer and searcher threads.
-fn start(shared: Arc<Shared>, log: LogWriter, vec_file: Option<VecFile>, lock: File) -> Result<TensorStore> {
+fn start(shared: Arc<Shared>, log: LogWriter, vec_file: Option<VecFile>, lock: DirLock) -> Result<TensorStore> {
     let (tx, rx) = mpsc::channel::<Op>();
     let (stx, srx) = mpsc::channel::<SearchJob>();
     let w = Writer::new(shared.clone(), log, rx, vec_file);

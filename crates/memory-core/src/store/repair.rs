@@ -1,73 +1,296 @@
-//! `memory-server repair`: keep every record of a damaged log before the first bad one.
+//! `memory-server repair`: salvage every intact record of a damaged log, and rebuild a
+//! damaged `store.json` from the log.
+//!
+//! Damage is rarely more than a few bytes (a flipped bit, a torn sector), so after a bad
+//! record repair resynchronises: it scans forward byte by byte for the next record whose
+//! length, checksum and body verify and whose sequence number follows the last one kept,
+//! and goes on from there to the end of the file. The log is rewritten with every record
+//! kept (to `<log>.tmp`, fsynced, renamed over it); the damaged byte ranges are copied, as
+//! they were, into `<log>.damaged-<ms>` with a report `<log>.damaged-<ms>.txt` saying where
+//! each came from. Put records carry their vectors, so every salvaged memory keeps its
+//! embedding; the vectors file (a cache whose rows follow the puts) is removed, and the
+//! next open rebuilds it.
 
-use std::fs::{File, OpenOptions};
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::log::{scan, ScanEnd};
-use super::logfile::{find_current, read_all, sync_dir};
+use super::dirlock;
+use super::log::{find_valid_record, valid_record_at, Header, HEADER_LEN, MAX_RECORD};
+use super::logfile::{find_current, sync_dir, vectors_name, LogImage};
+use super::open::{write_meta, MetaFile};
+use super::{now_ms, META_FILE};
 use crate::error::{Error, Result};
+
+/// A damaged byte range of the log that repair could not keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostRange {
+    /// Bytes `start..end` of the log as it was.
+    pub start: u64,
+    pub end: u64,
+    /// The lost sequence numbers lie in `first_seq..=last_seq` (`None`: to the end of the
+    /// log, nothing after it was kept). Exact when the log's sequence numbers were
+    /// consecutive, as they are until a compaction drops deleted memories.
+    pub first_seq: u64,
+    pub last_seq: Option<u64>,
+    /// How many records the range held, when their length prefixes still tile it exactly
+    /// (e.g. one record with a flipped bit in its body); `None` when the framing is damaged.
+    pub records: Option<u64>,
+    /// What was wrong with its first record.
+    pub reason: String,
+}
+
+/// `store.json` could not be read and was rebuilt from the log.
+#[derive(Debug, Clone)]
+pub struct MetaRepair {
+    pub reason: String,
+    /// Where the unreadable file was kept.
+    pub moved_to: PathBuf,
+    pub dims: usize,
+}
 
 /// What [`repair`] did.
 #[derive(Debug, Clone)]
 pub struct RepairReport {
     pub file: PathBuf,
-    /// Records kept (before the first bad one).
+    /// Records in the log after repair.
     pub kept_records: u64,
-    /// Byte offset where the kept prefix ends.
+    /// Bytes of the log after repair.
     pub kept_bytes: u64,
-    /// Where the rest was moved, if anything was cut.
-    pub moved_to: Option<PathBuf>,
-    pub moved_bytes: u64,
-    pub reason: Option<String>,
+    /// The damaged ranges, in file order (empty: the log needed no repair).
+    pub lost: Vec<LostRange>,
+    pub lost_bytes: u64,
+    /// The damaged bytes, concatenated in file order, and the report describing them.
+    pub damaged_to: Option<PathBuf>,
+    pub report_to: Option<PathBuf>,
+    pub meta: Option<MetaRepair>,
 }
 
-/// Keep every valid record before the first bad one; move the rest of the file aside into
-/// `<log>.corrupt-<offset>` and truncate the log there.
+/// Repair the stopped data directory `dir` (see the module documentation).
 pub fn repair(dir: &Path) -> Result<RepairReport> {
-    // Never cut a log under a running store.
-    let lock_path = dir.join(super::LOCK_FILE);
-    let _lock = if dir.is_dir() {
-        let f = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-        match fs4::fs_std::FileExt::try_lock_exclusive(&f) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => {
-                return Err(Error::Locked(format!(
-                    "data directory {} is in use by a running memory server (lock {} is held); stop it before repair",
-                    dir.display(),
-                    lock_path.display()
-                )))
-            }
-        }
-        Some(f)
-    } else {
-        None
-    };
-    let Some((_, path)) = find_current(dir)? else {
+    if !dir.is_dir() {
+        return Err(Error::NotFound(format!("no data directory {}", dir.display())));
+    }
+    // Never rewrite files under a running store.
+    let _lock = dirlock::lock(dir, "; stop it before repair")?;
+    let Some((gen, path)) = find_current(dir)? else {
         return Err(Error::NotFound(format!("no log file (wal-*.log) in {}", dir.display())));
     };
-    let bytes = read_all(&path)?;
     let file = path.display().to_string();
-    let mut kept = 0u64;
-    let sc = scan(&bytes, &file, |_, _| kept += 1)?;
-    let (cut, reason) = match sc.end {
-        ScanEnd::Clean => {
-            return Ok(RepairReport { file: path, kept_records: kept, kept_bytes: sc.valid_len, moved_to: None, moved_bytes: 0, reason: None })
+    let bytes = LogImage::open(&path)?;
+    let meta = read_meta(dir);
+    let stamp = now_ms();
+
+    // The header: as written, or rebuilt from store.json (then its 40 bytes are a lost range).
+    let (header, mut lost) = match Header::decode(&bytes, &file) {
+        Ok(h) => (h, Vec::new()),
+        Err(e) => {
+            // A header whose checksum verifies is not damaged (another format version, say):
+            // rebuilding it would throw away records this build cannot read.
+            let intact = bytes.len() >= HEADER_LEN && crc32c::crc32c(&bytes[..32]).to_le_bytes() == bytes[32..36];
+            let (Ok(m), false) = (&meta, intact) else { return Err(e) };
+            let end = HEADER_LEN.min(bytes.len()) as u64;
+            let range = LostRange { start: 0, end, first_seq: 1, last_seq: None, records: Some(0), reason: format!("file header: {e}") };
+            (Header { dims: m.dims as u32, gen, high_water: 0 }, vec![range])
         }
-        ScanEnd::Torn { offset, reason } | ScanEnd::Corrupt { offset, reason } => (offset, reason),
     };
-    let aside = PathBuf::from(format!("{}.corrupt-{}", path.display(), cut));
-    std::fs::write(&aside, &bytes[cut as usize..]).map_err(|e| Error::io(&aside, e))?;
-    File::open(&aside).and_then(|f| f.sync_all()).map_err(|e| Error::io(&aside, e))?;
-    let f = OpenOptions::new().write(true).open(&path).map_err(|e| Error::io(&path, e))?;
-    f.set_len(cut).map_err(|e| Error::io(&path, e))?;
-    f.sync_all().map_err(|e| Error::io(&path, e))?;
+    let meta = match meta {
+        Ok(m) if m.dims == header.dims as usize => None,
+        Ok(m) => Some(format!("it says {} dimensions, the log {}", m.dims, header.dims)),
+        Err(reason) => reason,
+    }
+    .map(|reason| rebuild_meta(dir, &reason, header.dims as usize, stamp))
+    .transpose()?;
+
+    let dims = header.dims as usize;
+    let mut kept: Vec<(usize, usize)> = Vec::new();
+    let mut kept_records = 0u64;
+    let mut last_seq = 0u64;
+    let mut off = HEADER_LEN.min(bytes.len());
+    while off < bytes.len() {
+        if let Some((len, seq)) = valid_record_at(&bytes, off, dims).filter(|&(_, seq)| seq > last_seq) {
+            if let Some(l) = lost.last_mut().filter(|l| l.end == off as u64) {
+                l.last_seq = Some(seq - 1);
+            }
+            match kept.last_mut() {
+                Some(run) if run.1 == off => run.1 = off + 8 + len,
+                _ => kept.push((off, off + 8 + len)),
+            }
+            kept_records += 1;
+            last_seq = seq;
+            off += 8 + len;
+            continue;
+        }
+        let next = find_valid_record(&bytes, off + 1, dims, last_seq).unwrap_or(bytes.len());
+        let reason = diagnose(&bytes, off, dims, last_seq);
+        lost.push(LostRange { start: off as u64, end: next as u64, first_seq: last_seq + 1, last_seq: None, records: tiling(&bytes, off, next), reason });
+        off = next;
+    }
+
+    let mut report = RepairReport {
+        file: path.clone(),
+        kept_records,
+        kept_bytes: bytes.len() as u64,
+        lost_bytes: lost.iter().map(|l| l.end - l.start).sum(),
+        lost,
+        damaged_to: None,
+        report_to: None,
+        meta,
+    };
+    if report.lost.is_empty() {
+        return Ok(report);
+    }
+    // Set the damaged bytes aside first: if anything below fails, the log is still as it was.
+    let damaged = PathBuf::from(format!("{file}.damaged-{stamp}"));
+    let mut aside = Vec::with_capacity(report.lost_bytes as usize);
+    for l in &report.lost {
+        aside.extend_from_slice(&bytes[l.start as usize..l.end as usize]);
+    }
+    write_synced(&damaged, &aside)?;
+    let txt = PathBuf::from(format!("{}.txt", damaged.display()));
+    write_synced(&txt, describe(&report, &damaged).as_bytes())?;
+
+    // Written straight from the (mapped) old log: a log of gigabytes is not copied in memory.
+    let tmp = PathBuf::from(format!("{file}.tmp"));
+    let mut out = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut kept_bytes = HEADER_LEN as u64;
+    out.write_all(&header.encode()).map_err(|e| Error::io(&tmp, e))?;
+    for &(a, b) in &kept {
+        out.write_all(&bytes[a..b]).map_err(|e| Error::io(&tmp, e))?;
+        kept_bytes += (b - a) as u64;
+    }
+    out.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    drop((out, bytes));
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    // Its rows followed the puts of the old log; the next open writes it again.
+    let _ = std::fs::remove_file(dir.join(vectors_name(gen)));
     sync_dir(dir)?;
-    Ok(RepairReport {
-        file: path,
-        kept_records: kept,
-        kept_bytes: cut,
-        moved_to: Some(aside),
-        moved_bytes: bytes.len() as u64 - cut,
-        reason: Some(reason),
-    })
+    report.kept_bytes = kept_bytes;
+    report.damaged_to = Some(damaged);
+    report.report_to = Some(txt);
+    Ok(report)
+}
+
+/// `store.json` as recorded, or why it cannot be read (`None`: there is none, which open
+/// handles by writing one).
+fn read_meta(dir: &Path) -> std::result::Result<MetaFile, Option<String>> {
+    let path = dir.join(META_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
+        Err(e) => return Err(Some(e.to_string())),
+    };
+    serde_json::from_slice::<MetaFile>(&text).map_err(|e| Some(e.to_string()))
+}
+
+/// Keep the unreadable `store.json` aside and write one from the log's dimensions. The
+/// embedder it named is not known any more: the next open records its own.
+fn rebuild_meta(dir: &Path, reason: &str, dims: usize, stamp: i64) -> Result<MetaRepair> {
+    let path = dir.join(META_FILE);
+    let moved_to = dir.join(format!("{META_FILE}.damaged-{stamp}"));
+    std::fs::rename(&path, &moved_to).map_err(|e| Error::io(&path, e))?;
+    write_meta(dir, &MetaFile { format: 1, dims, embedder: None })?;
+    Ok(MetaRepair { reason: reason.to_string(), moved_to, dims })
+}
+
+/// Why the record at `off` was not kept.
+fn diagnose(bytes: &[u8], off: usize, dims: usize, last_seq: u64) -> String {
+    let rest = &bytes[off..];
+    if rest.len() < 8 {
+        return "partial record header at end of file".into();
+    }
+    let len = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
+    if len == 0 {
+        return if rest.iter().all(|&b| b == 0) { "zero-filled tail".into() } else { "record of length 0".into() };
+    }
+    if len > MAX_RECORD {
+        return format!("record length {len} over the {MAX_RECORD}-byte limit");
+    }
+    if 8 + len > rest.len() {
+        return format!("record length {len} runs past end of file");
+    }
+    let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
+    if crc32c::crc32c(&rest[8..8 + len]) != crc {
+        return "checksum mismatch".into();
+    }
+    match valid_record_at(bytes, off, dims) {
+        None => "malformed record body".into(),
+        Some((_, seq)) => format!("sequence number {seq} not after {last_seq}"),
+    }
+}
+
+/// The number of records in `start..end` if their length prefixes tile it exactly.
+fn tiling(bytes: &[u8], start: usize, end: usize) -> Option<u64> {
+    let (mut p, mut n) = (start, 0u64);
+    while p < end {
+        if end - p < 8 {
+            return None;
+        }
+        let len = u32::from_le_bytes(bytes[p..p + 4].try_into().unwrap()) as usize;
+        if len == 0 || len > end - p - 8 {
+            return None;
+        }
+        p += 8 + len;
+        n += 1;
+    }
+    Some(n)
+}
+
+/// One line per lost range, as the CLI prints them: `bytes a..b (n bytes): sequence s (1
+/// record): reason`.
+fn describe_range(l: &LostRange) -> String {
+    let seqs = match l.last_seq {
+        Some(last) if last == l.first_seq => format!("sequence {last}"),
+        Some(last) if last > l.first_seq => format!("sequences {}..{last}", l.first_seq),
+        Some(_) => "no sequence number missing".to_string(),
+        None => format!("sequences from {} to the end", l.first_seq),
+    };
+    let records = match l.records {
+        Some(1) => " (1 record)".to_string(),
+        Some(n) => format!(" ({n} records)"),
+        None => String::new(),
+    };
+    format!("bytes {}..{} ({} bytes): {seqs}{records}: {}", l.start, l.end, l.end - l.start, l.reason)
+}
+
+/// The report kept beside the damaged bytes.
+fn describe(r: &RepairReport, damaged: &Path) -> String {
+    let mut s = format!(
+        "memory-server repair of {}\n{} records kept; {} damaged ranges ({} bytes) were not, and are in {} in this order:\n",
+        r.file.display(),
+        r.kept_records,
+        r.lost.len(),
+        r.lost_bytes,
+        damaged.display()
+    );
+    let mut at = 0u64;
+    for l in &r.lost {
+        let _ = writeln!(s, "  at {at} in that file: {}", describe_range(l));
+        at += l.end - l.start;
+    }
+    s
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiling_counts_whole_frames_only() {
+        let mut b = vec![0u8; 40];
+        for len in [10u32, 20] {
+            b.extend_from_slice(&len.to_le_bytes());
+            b.extend_from_slice(&[0; 4]);
+            b.extend(std::iter::repeat_n(7u8, len as usize));
+        }
+        assert_eq!(tiling(&b, 40, b.len()), Some(2));
+        assert_eq!(tiling(&b, 40, b.len() - 1), None);
+        assert_eq!(tiling(&b, 41, b.len()), None);
+    }
 }
