@@ -21,6 +21,13 @@ export const CLOSE_CODES = {
   TRY_AGAIN_LATER: 1013,
 } as const;
 
+/**
+ * Objects and arrays a request frame may nest, counting the envelope object as level 1
+ * (so `data.metadata` of a single store is level 3). Deeper frames are `invalid_request`
+ * before anything recursive (msgpackr's decoder, JSON.stringify, the store) sees them.
+ */
+export const MAX_NESTING_DEPTH = 32;
+
 export type CloseCode = (typeof CLOSE_CODES)[keyof typeof CLOSE_CODES];
 
 const KiB = 1024;

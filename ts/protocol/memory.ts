@@ -74,14 +74,23 @@ export const namespaceSchema = z
 
 export const memoryIdSchema = z.string().min(1, { message: 'must be a non-empty string' }).max(MEMORY_LIMITS.maxIdChars);
 
-const metadataSchema = z.record(z.unknown(), {
-  invalid_type_error: 'must be an object',
-}).refine((v) => v !== null && !Array.isArray(v), { message: 'must be an object' });
+/**
+ * A JSON object, passed through as decoded: not copied, because a copy made by assignment
+ * (as z.record does) turns a `__proto__` key into the copy's prototype and loses it.
+ */
+const plainObject = (v: unknown): v is Record<string, unknown> => {
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || ArrayBuffer.isView(v)) return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+};
+const objectSchema = z.custom<Record<string, unknown>>(plainObject, { message: 'must be an object' });
+
+const metadataSchema = objectSchema;
 
 const significanceSchema = z.number().min(0).max(1);
 
 /** The filter language (docs/protocol.md "Filter language"); operators are checked in detail by the core. */
-export const filterSchema = z.record(z.unknown(), { invalid_type_error: 'must be an object' });
+export const filterSchema = objectSchema;
 export type Filter = Record<string, unknown>;
 
 const isoSchema = z
