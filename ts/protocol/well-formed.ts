@@ -128,8 +128,9 @@ export function scanMessagePack(bytes: Uint8Array, maxDepth: number = MAX_NESTIN
   };
   const pathOf = (): string =>
     formatPath(
-      stack.map((l) => {
-        if (!l.map) return l.read;
+      stack.map((l, i) => {
+        // The item being read: not counted yet at the top level, already counted below it.
+        if (!l.map) return i === stack.length - 1 ? l.read : l.read - 1;
         const k = l.key;
         return Array.isArray(k) ? lenientUtf8.decode(bytes.subarray(k[0], k[1])) : k;
       }),
@@ -208,13 +209,9 @@ export function scanMessagePack(bytes: Uint8Array, maxDepth: number = MAX_NESTIN
     } else if (scalarKey !== undefined && !isKey && topKeyIs('id')) {
       envelope.id = scalarKey;
     }
+    if (container >= 0 && stack.length + 1 > maxDepth) return problem(pathOf(), NESTED(maxDepth));
     if (top !== undefined) top.read++;
     if (container >= 0) {
-      if (stack.length + 1 > maxDepth) {
-        if (top === undefined) return problem('request', NESTED(maxDepth));
-        top.read--; // name the container itself
-        return problem(pathOf(), NESTED(maxDepth));
-      }
       stack.push({ left: container, map: isMap, read: 0, key: '?' });
     } else if (top !== undefined) {
       top.left--;
