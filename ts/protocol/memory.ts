@@ -99,14 +99,18 @@ const isoSchema = z
 
 const base = { namespace: namespaceSchema.optional() };
 
-export const storeItemSchema = z.object({
-  text: z.string({ invalid_type_error: 'must be a string' }).min(1, { message: 'must be a non-empty string' }),
-  metadata: metadataSchema.optional(),
-  significance: significanceSchema.optional(),
-  embedding: vectorSchema.optional(),
-  id: memoryIdSchema.optional(),
-  ttl_s: z.number().positive().max(MEMORY_LIMITS.maxTtlS).optional(),
-});
+// Every command schema is strict: an unknown field is `invalid_request` naming it (a
+// misplaced field, e.g. a per-item `namespace`, would otherwise be dropped silently).
+export const storeItemSchema = z
+  .object({
+    text: z.string({ invalid_type_error: 'must be a string' }).min(1, { message: 'must be a non-empty string' }),
+    metadata: metadataSchema.optional(),
+    significance: significanceSchema.optional(),
+    embedding: vectorSchema.optional(),
+    id: memoryIdSchema.optional(),
+    ttl_s: z.number().positive().max(MEMORY_LIMITS.maxTtlS).optional(),
+  })
+  .strict();
 export type StoreItem = z.infer<typeof storeItemSchema>;
 
 /** Parsed with a branch chosen by the presence of `items` (clearer errors than a zod union). */
@@ -114,7 +118,7 @@ export const storeSingleSchema = storeItemSchema.extend(base);
 export const storeBatchSchema = z.object({
   ...base,
   items: z.array(storeItemSchema, { invalid_type_error: 'must be an array' }).min(1).max(MEMORY_LIMITS.maxBatchItems),
-});
+}).strict();
 export type StoreData = z.infer<typeof storeSingleSchema> | z.infer<typeof storeBatchSchema>;
 
 export const retrieveSchema = z.object({
@@ -130,7 +134,7 @@ export const retrieveSchema = z.object({
   until: isoSchema.optional(),
   recency_half_life_s: z.number().positive().optional(),
   include_embeddings: z.boolean().optional(),
-});
+}).strict();
 export type RetrieveData = z.infer<typeof retrieveSchema>;
 
 export const listSchema = z.object({
@@ -139,14 +143,14 @@ export const listSchema = z.object({
   limit: z.number().int().min(1).max(MEMORY_LIMITS.maxListLimit).default(MEMORY_LIMITS.defaultListLimit),
   filter: filterSchema.optional(),
   include_embeddings: z.boolean().optional(),
-});
+}).strict();
 export type ListData = z.infer<typeof listSchema>;
 
 export const getSchema = z.object({
   ...base,
   id: memoryIdSchema,
   include_embeddings: z.boolean().optional(),
-});
+}).strict();
 export type GetData = z.infer<typeof getSchema>;
 
 export const updateSchema = z.object({
@@ -154,7 +158,7 @@ export const updateSchema = z.object({
   id: memoryIdSchema,
   metadata: metadataSchema.optional(),
   significance: significanceSchema.optional(),
-});
+}).strict();
 export type UpdateData = z.infer<typeof updateSchema>;
 /** Fields an update may not carry (delete and store instead). */
 export const IMMUTABLE_FIELDS = ['text', 'embedding'] as const;
@@ -165,21 +169,21 @@ export const deleteSchema = z.object({
   ids: z.array(memoryIdSchema).min(1).max(MEMORY_LIMITS.maxDeleteIds).optional(),
   filter: filterSchema.optional(),
   all: z.boolean().optional(),
-});
+}).strict();
 export type DeleteData = z.infer<typeof deleteSchema>;
 
-export const namespacesSchema = z.object({});
+export const namespacesSchema = z.object({}).strict();
 
 export const subscribeSchema = z.object({
   ...base,
   events: z.array(z.enum(MEMORY_EVENTS)).optional(),
   since_seq: z.number().int().nonnegative().optional(),
-});
+}).strict();
 export type SubscribeData = z.infer<typeof subscribeSchema>;
 
-export const unsubscribeSchema = z.object({ ...base });
+export const unsubscribeSchema = z.object({ ...base }).strict();
 
-export const statsSchema = z.object({ ...base });
+export const statsSchema = z.object({ ...base }).strict();
 
 // ---------------------------------------------------------------- replies
 

@@ -4,7 +4,7 @@
  * on the shared connection layer (WsServer).
  */
 import path from 'node:path';
-import { DEFAULTS, JSON_TEXT, ProtocolError, flatJson, parseRequestData, type Request } from '../protocol/index.js';
+import { DEFAULTS, JSON_TEXT, ProtocolError, flatJson, parseRequestData, strictEnvelope, type Request } from '../protocol/index.js';
 import {
   DEFAULT_NAMESPACE,
   IMMUTABLE_FIELDS,
@@ -111,7 +111,7 @@ export class MemoryServer extends ServerBase {
     if (this.embedder.prepare && this.embedder.runPrepared) this.batcher = new EmbeddingBatcher(this.embedder, { maxWaitMs: 1 });
     this.reembed = reembed ?? false;
     if (store) this._store = store;
-    this.commands = {
+    this.commands = strictEnvelope<Connection, CommandHandler>({
       store: (c, r) => this.store_(c, r),
       retrieve: (c, r) => this.retrieve(c, r),
       list: (c, r) => this.list(c, r),
@@ -122,7 +122,7 @@ export class MemoryServer extends ServerBase {
       subscribe: (c, r) => this.subscribe(c, r),
       unsubscribe: (c, r) => this.unsubscribe(c, r),
       stats: (c, r) => this.stats(c, r),
-    };
+    });
     this.ws = new WsServer({
       name: 'memory-server',
       port: DEFAULTS.ports.memory,
@@ -438,7 +438,7 @@ export class MemoryServer extends ServerBase {
   }
 
   private namespaces(conn: Connection, req: Request): unknown {
-    parseRequestData(namespacesSchema.passthrough(), req.data, req.type);
+    parseRequestData(namespacesSchema, req.data, req.type);
     const list = this.store
       .namespaces()
       .filter((n) => conn.allowsNamespace(n.name))
