@@ -212,12 +212,19 @@ export interface StoreResult {
   associations: string[];
   existing: boolean;
 }
+/** The store reply's counts (docs/protocol.md "store"). */
+export interface StoreStats {
+  /** Every memory in the store, as `stats` without a namespace (a namespace-limited token: namespace_total). */
+  total_memories: number;
+  /** The namespace's memories right after this store (a batch: its last item) took effect. */
+  namespace_total: number;
+}
 export interface StoreReply extends StoreResult {
-  stats: { total_memories: number };
+  stats: StoreStats;
 }
 export interface StoreBatchReply {
   items: StoreResult[];
-  stats: { total_memories: number };
+  stats: StoreStats;
 }
 export interface RetrieveReply {
   memories: WireMemory[];

@@ -27,6 +27,7 @@ import {
   type MemoryStatsReply,
   type StoreItem,
   type StoreResult,
+  type StoreStats,
   type WireMemory,
 } from '../protocol/memory.js';
 import { MemoryStore, type PutItem, type PutResult, type SearchOptions } from '../native.js';
@@ -304,11 +305,17 @@ export class MemoryServer extends ServerBase {
         this.events.publish(namespace, 'memory_added', memory, r.seq);
       }
     }
-    // Exact for pipelined stores sharing a group commit: the count right after this store
-    // (a batch: after its last item) took effect.
+    // namespace_total is exact for pipelined stores sharing a group commit: the count right
+    // after this store (a batch: after its last item) took effect. total_memories is global,
+    // as in `stats` — except for a connection limited to some namespaces, which must not
+    // learn the global count: there it is the namespace's.
     let total = -1;
     for (const r of results) if (typeof r.namespaceTotal === 'number' && r.namespaceTotal > total) total = r.namespaceTotal;
-    const stats = { total_memories: total >= 0 ? total : store.count(namespace) };
+    const namespaceTotal = total >= 0 ? total : store.count(namespace);
+    const stats: StoreStats = {
+      total_memories: conn.auth.namespaces === undefined ? store.counters().totalMemories : namespaceTotal,
+      namespace_total: namespaceTotal,
+    };
     for (const r of out) {
       if (!r.existing) continue;
       // An existing memory: report what is stored.
