@@ -9,6 +9,7 @@ import { connect, type TestClient } from '../helpers/ws-client.js';
 import { packWithRawBytes, rawBinary, rawJson, startInference, startMemory, type Started } from './protocol-servers.js';
 import type { MemoryServer } from '../../ts/server/memory.js';
 import type { InferenceServer } from '../../ts/server/inference.js';
+import { parseRequestData, storeSingleSchema } from '../../ts/protocol/memory.js';
 
 describe('lone surrogates and invalid UTF-8: memory server', () => {
   let s: Started<MemoryServer>;
@@ -106,5 +107,24 @@ describe('lone surrogates and invalid UTF-8: inference server', () => {
   it('MessagePack: invalid UTF-8 in a text is invalid_request', async () => {
     const bytes = packWithRawBytes({ type: 'embeddings', id: 'inf-utf8', data: { text: 'aXXb' } }, 'XX', [0xc0, 0xaf]);
     expect(await rawBinary(c, bytes, 'inf-utf8')).toMatchObject({ status: 'error', code: 'invalid_request', data: { field: 'data.text' } });
+  });
+});
+
+describe('the schemas check the same without the codec (another transport, import files)', () => {
+  it('parseRequestData refuses lone surrogates and deep nesting, naming the field', () => {
+    const fail = (data: unknown): unknown => {
+      try {
+        parseRequestData(storeSingleSchema, data, 'store');
+      } catch (err) {
+        return err;
+      }
+      return undefined;
+    };
+    expect(fail({ text: 'x', id: '\ud800' })).toMatchObject({ code: 'invalid_request', data: { field: 'data.id' } });
+    expect(fail({ text: 'x', metadata: { a: { ['\udc00']: 1 } } })).toMatchObject({ code: 'invalid_request', data: { field: 'data.metadata.a.\\udc00' } });
+    let deep: unknown = 1;
+    for (let i = 0; i < 100; i++) deep = [deep];
+    expect(fail({ text: 'x', metadata: { deep } })).toMatchObject({ code: 'invalid_request' });
+    expect(parseRequestData(storeSingleSchema, { text: 'fine \ud83d\ude00' }, 'store').text).toBe('fine \ud83d\ude00');
   });
 });

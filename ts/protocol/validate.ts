@@ -6,7 +6,7 @@
 import { z, type ZodIssue, type ZodType, type ZodTypeDef } from 'zod';
 import { ProtocolError } from './errors.js';
 import type { Request } from './envelope.js';
-import { printable } from './well-formed.js';
+import { checkDecoded, printable } from './well-formed.js';
 
 function issuePath(issue: ZodIssue): string {
   return issue.path.length === 0 ? 'data' : issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : p)).join('.').replace(/\.\[/g, '[');
@@ -34,7 +34,8 @@ export function issueToProtocolError(issue: ZodIssue): ProtocolError {
 
 /**
  * Validates a request's `data` against a schema; returns the parsed value or
- * throws ProtocolError. `type` is only used to name the command in the message
+ * throws ProtocolError. Strings must be well-formed and nesting within MAX_NESTING_DEPTH
+ * (well-formed.ts) whatever the schema says. `type` is only used to name the command in the message
  * when `data` itself is missing.
  */
 export function parseData<Out, Def extends ZodTypeDef, In>(
@@ -42,6 +43,10 @@ export function parseData<Out, Def extends ZodTypeDef, In>(
   data: unknown,
   type?: string,
 ): Out {
+  // Also checked per frame by decodeRequest; here too for data that comes another way
+  // (commands served over another transport, import files).
+  const problem = checkDecoded(data ?? {});
+  if (problem) throw new ProtocolError('invalid_request', `${problem.path}: ${problem.rule}`, { field: problem.path });
   const result = schema.safeParse(data ?? {});
   if (result.success) return result.data;
   const issue = result.error.issues[0];
