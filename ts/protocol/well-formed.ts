@@ -103,133 +103,199 @@ interface Level {
   map: boolean;
   /** Items read so far. */
   read: number;
-  /** The current map key: its bytes (start, end) for a string key, or a number. */
-  key: Segment | [number, number];
+  /** The current map key: a string key's bytes [keyStart, keyEnd), or (keyStart -1) keyScalar. */
+  keyStart: number;
+  keyEnd: number;
+  keyScalar: string;
 }
 
 /**
  * The first problem in a MessagePack value (one value filling `bytes`), or null. Throws
  * MalformedMessagePack when the bytes are truncated, have trailing data or use the reserved
- * byte 0xC1 (the caller answers `invalid_json`).
+ * byte 0xC1 (the caller answers `invalid_json`). On the hot path: no closures over state
+ * that changes shape, no allocation but one object per container.
  */
 export function scanMessagePack(bytes: Uint8Array, maxDepth: number = MAX_NESTING_DEPTH): FrameProblem | null {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const end = bytes.byteLength;
   const stack: Level[] = [];
   let pos = 0;
-  const need = (n: number): void => {
+  // The envelope's `type` and `id` values (string: byte range), decoded only for an error.
+  let typeStart = -1;
+  let typeEnd = -1;
+  let idStart = -1;
+  let idEnd = -1;
+  let idNumber: number | undefined;
+  const uint = (n: number): number => {
     if (pos + n > end) throw new MalformedMessagePack('truncated');
-  };
-  const uint = (n: 1 | 2 | 4): number => {
-    need(n);
-    const v = n === 1 ? view.getUint8(pos) : n === 2 ? view.getUint16(pos) : view.getUint32(pos);
+    let v = 0;
+    for (let i = 0; i < n; i++) v = v * 256 + bytes[pos + i]!;
     pos += n;
     return v;
   };
-  const pathOf = (): string =>
-    formatPath(
-      stack.map((l, i) => {
+  const decode = (start: number, stop: number): string => lenientUtf8.decode(bytes.subarray(start, stop));
+  const problem = (rule: string): FrameProblem => {
+    const path = formatPath(
+      stack.map((l, i): Segment => {
         // The item being read: not counted yet at the top level, already counted below it.
         if (!l.map) return i === stack.length - 1 ? l.read : l.read - 1;
-        const k = l.key;
-        return Array.isArray(k) ? lenientUtf8.decode(bytes.subarray(k[0], k[1])) : k;
+        return l.keyStart >= 0 ? decode(l.keyStart, l.keyEnd) : l.keyScalar;
       }),
     );
-  const envelope: { type?: string; id?: string | number } = {};
-  const problem = (path: string, rule: string): FrameProblem => ({ path, rule, ...envelope });
-  const topKeyIs = (name: string): boolean => {
-    const k = stack[0]?.key;
-    return stack.length === 1 && Array.isArray(k) && k[1] - k[0] === name.length && lenientUtf8.decode(bytes.subarray(k[0], k[1])) === name;
+    const p: FrameProblem = { path, rule };
+    if (typeStart >= 0) p.type = decode(typeStart, typeEnd);
+    if (idStart >= 0) p.id = decode(idStart, idEnd);
+    else if (idNumber !== undefined) p.id = idNumber;
+    return p;
   };
-  let done = false;
-  while (!done) {
+  /** Whether the current map key of the envelope is `name` (ASCII). */
+  const envelopeKeyIs = (name: string): boolean => {
+    const l = stack[0]!;
+    if (l.keyEnd - l.keyStart !== name.length || l.keyStart < 0) return false;
+    for (let i = 0; i < name.length; i++) if (bytes[l.keyStart + i] !== name.charCodeAt(i)) return false;
+    return true;
+  };
+  for (;;) {
     // Where this item sits: a map key, a map value or an array element.
-    const top = stack[stack.length - 1];
+    const top = stack.length > 0 ? stack[stack.length - 1]! : undefined;
     const isKey = top !== undefined && top.map && top.read % 2 === 0;
-    need(1);
+    if (pos >= end) throw new MalformedMessagePack('truncated');
     const b = bytes[pos++]!;
-    let container = -1; // items of a new map (×2) or array
+    let items = -1; // a new container: its items (a map: keys and values)
     let isMap = false;
     let strLen = -1;
     let skip = 0;
-    let scalarKey: number | undefined;
-    if (b <= 0x7f) scalarKey = b;
-    else if (b <= 0x8f) [container, isMap] = [(b & 0x0f) * 2, true];
-    else if (b <= 0x9f) container = b & 0x0f;
+    let int: number | undefined; // an integer small enough to name a key or an id
+    if (b <= 0x7f) int = b;
+    else if (b <= 0x8f) {
+      items = (b & 0x0f) * 2;
+      isMap = true;
+    } else if (b <= 0x9f) items = b & 0x0f;
     else if (b <= 0xbf) strLen = b & 0x1f;
-    else if (b >= 0xe0) scalarKey = b - 0x100;
+    else if (b >= 0xe0) int = b - 0x100;
     else {
       switch (b) {
-        case 0xc0: case 0xc2: case 0xc3: break; // nil, false, true
-        case 0xc1: throw new MalformedMessagePack('reserved byte 0xc1');
-        case 0xc4: skip = uint(1); break; // bin 8/16/32
-        case 0xc5: skip = uint(2); break;
-        case 0xc6: skip = uint(4); break;
-        case 0xc7: skip = uint(1) + 1; break; // ext 8/16/32: length, type, data
-        case 0xc8: skip = uint(2) + 1; break;
-        case 0xc9: skip = uint(4) + 1; break;
-        case 0xca: skip = 4; break; // float 32/64
-        case 0xcb: skip = 8; break;
-        case 0xcc: scalarKey = uint(1); break; // uint 8/16/32/64
-        case 0xcd: scalarKey = uint(2); break;
-        case 0xce: scalarKey = uint(4); break;
-        case 0xcf: skip = 8; break;
-        case 0xd0: skip = 1; break; // int 8/16/32/64
-        case 0xd1: skip = 2; break;
-        case 0xd2: skip = 4; break;
-        case 0xd3: skip = 8; break;
-        case 0xd4: skip = 2; break; // fixext 1/2/4/8/16 (type + data)
-        case 0xd5: skip = 3; break;
-        case 0xd6: skip = 5; break;
-        case 0xd7: skip = 9; break;
-        case 0xd8: skip = 17; break;
-        case 0xd9: strLen = uint(1); break; // str 8/16/32
-        case 0xda: strLen = uint(2); break;
-        case 0xdb: strLen = uint(4); break;
-        case 0xdc: container = uint(2); break; // array 16/32
-        case 0xdd: container = uint(4); break;
-        case 0xde: [container, isMap] = [uint(2) * 2, true]; break; // map 16/32
-        case 0xdf: [container, isMap] = [uint(4) * 2, true]; break;
+        case 0xc0: // nil, false, true
+        case 0xc2:
+        case 0xc3:
+          break;
+        case 0xc1:
+          throw new MalformedMessagePack('reserved byte 0xc1');
+        case 0xc4: // bin 8/16/32
+          skip = uint(1);
+          break;
+        case 0xc5:
+          skip = uint(2);
+          break;
+        case 0xc6:
+          skip = uint(4);
+          break;
+        case 0xc7: // ext 8/16/32: length, type, data
+          skip = uint(1) + 1;
+          break;
+        case 0xc8:
+          skip = uint(2) + 1;
+          break;
+        case 0xc9:
+          skip = uint(4) + 1;
+          break;
+        case 0xca: // float 32
+        case 0xd2: // int 32
+          skip = 4;
+          break;
+        case 0xcb: // float 64, uint 64, int 64
+        case 0xcf:
+        case 0xd3:
+          skip = 8;
+          break;
+        case 0xcc: // uint 8/16/32
+          int = uint(1);
+          break;
+        case 0xcd:
+          int = uint(2);
+          break;
+        case 0xce:
+          int = uint(4);
+          break;
+        case 0xd0: // int 8/16
+          skip = 1;
+          break;
+        case 0xd1:
+        case 0xd4: // fixext 1/2/4/8/16: type + data
+          skip = 2;
+          break;
+        case 0xd5:
+          skip = 3;
+          break;
+        case 0xd6:
+          skip = 5;
+          break;
+        case 0xd7:
+          skip = 9;
+          break;
+        case 0xd8:
+          skip = 17;
+          break;
+        case 0xd9: // str 8/16/32
+          strLen = uint(1);
+          break;
+        case 0xda:
+          strLen = uint(2);
+          break;
+        case 0xdb:
+          strLen = uint(4);
+          break;
+        case 0xdc: // array 16/32
+          items = uint(2);
+          break;
+        case 0xdd:
+          items = uint(4);
+          break;
+        case 0xde: // map 16/32
+          items = uint(2) * 2;
+          isMap = true;
+          break;
+        case 0xdf:
+          items = uint(4) * 2;
+          isMap = true;
+          break;
       }
     }
-    if (isKey) top.key = scalarKey === undefined ? '?' : String(scalarKey);
+    if (isKey) {
+      top.keyStart = -1;
+      top.keyScalar = int === undefined ? '?' : String(int);
+    }
     if (strLen >= 0) {
-      need(strLen);
-      if (isKey) top.key = [pos, pos + strLen];
-      if (!validUtf8(bytes, pos, pos + strLen)) {
-        return problem(pathOf(), isKey ? 'key must be valid UTF-8' : 'must be valid UTF-8');
+      if (pos + strLen > end) throw new MalformedMessagePack('truncated');
+      if (isKey) {
+        top.keyStart = pos;
+        top.keyEnd = pos + strLen;
       }
-      if (!isKey && (topKeyIs('type') || topKeyIs('id'))) {
-        envelope[topKeyIs('type') ? 'type' : 'id'] = lenientUtf8.decode(bytes.subarray(pos, pos + strLen));
+      if (!validUtf8(bytes, pos, pos + strLen)) return problem(isKey ? 'key must be valid UTF-8' : 'must be valid UTF-8');
+      if (!isKey && stack.length === 1) {
+        if (envelopeKeyIs('type')) [typeStart, typeEnd] = [pos, pos + strLen];
+        else if (envelopeKeyIs('id')) [idStart, idEnd] = [pos, pos + strLen];
       }
       pos += strLen;
     } else if (skip > 0) {
-      need(skip);
+      if (pos + skip > end) throw new MalformedMessagePack('truncated');
       pos += skip;
-    } else if (scalarKey !== undefined && !isKey && topKeyIs('id')) {
-      envelope.id = scalarKey;
+    } else if (int !== undefined && !isKey && stack.length === 1 && envelopeKeyIs('id')) {
+      idNumber = int;
     }
-    if (container >= 0 && stack.length + 1 > maxDepth) return problem(pathOf(), NESTED(maxDepth));
+    if (items >= 0 && stack.length + 1 > maxDepth) return problem(NESTED(maxDepth));
     if (top !== undefined) top.read++;
-    if (container >= 0) {
-      stack.push({ left: container, map: isMap, read: 0, key: '?' });
-    } else if (top !== undefined) {
-      top.left--;
-    } else {
-      done = true; // a scalar at the top level
+    if (items > 0) {
+      stack.push({ left: items, map: isMap, read: 0, keyStart: -1, keyEnd: -1, keyScalar: '?' });
+      continue;
     }
-    // Close every container that is complete.
-    for (;;) {
-      const l = stack[stack.length - 1];
-      if (l === undefined || l.left > 0) break;
+    // A scalar or an empty container: one item done; close every container now complete.
+    if (top === undefined) break;
+    top.left--;
+    while (stack.length > 0 && stack[stack.length - 1]!.left === 0) {
       stack.pop();
-      const parent = stack[stack.length - 1];
-      if (parent === undefined) {
-        done = true;
-        break;
-      }
-      parent.left--;
+      if (stack.length > 0) stack[stack.length - 1]!.left--;
     }
+    if (stack.length === 0) break;
   }
   if (pos !== end) throw new MalformedMessagePack('trailing data');
   return null;
