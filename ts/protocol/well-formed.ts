@@ -109,11 +109,138 @@ interface Level {
   keyScalar: string;
 }
 
+/** One MessagePack item header, as readHeader reads it (one reused object: no allocation). */
+interface Header {
+  /** A container: its items (a map: keys and values); else -1. */
+  items: number;
+  isMap: boolean;
+  /** A string: its byte length; else -1. */
+  strLen: number;
+  /** Bytes of payload to skip (bin, ext, floats, wide integers). */
+  skip: number;
+  /** An integer small enough to name a key or an id. */
+  int: number | undefined;
+}
+const tok: Header = { items: -1, isMap: false, strLen: -1, skip: 0, int: undefined };
+
+/** The big-endian unsigned integer of `n` bytes at `at`. */
+function readUint(bytes: Uint8Array, at: number, n: number): number {
+  if (at + n > bytes.byteLength) throw new MalformedMessagePack('truncated');
+  let v = 0;
+  for (let i = 0; i < n; i++) v = v * 256 + bytes[at + i]!;
+  return v;
+}
+
+/** Reads the rest of the header whose first byte `b` was at `pos - 1` into `t`; returns the position after the header. */
+function readHeader(bytes: Uint8Array, pos: number, b: number, t: Header): number {
+  t.items = -1;
+  t.isMap = false;
+  t.strLen = -1;
+  t.skip = 0;
+  t.int = undefined;
+  if (b <= 0x7f) t.int = b;
+  else if (b <= 0x8f) {
+    t.items = (b & 0x0f) * 2;
+    t.isMap = true;
+  } else if (b <= 0x9f) t.items = b & 0x0f;
+  else if (b <= 0xbf) t.strLen = b & 0x1f;
+  else if (b >= 0xe0) t.int = b - 0x100;
+  else {
+    switch (b) {
+      case 0xc0: // nil, false, true
+      case 0xc2:
+      case 0xc3:
+        break;
+      case 0xc1:
+        throw new MalformedMessagePack('reserved byte 0xc1');
+      case 0xc4: // bin 8/16/32
+        t.skip = readUint(bytes, pos, 1);
+        return pos + 1;
+      case 0xc5:
+        t.skip = readUint(bytes, pos, 2);
+        return pos + 2;
+      case 0xc6:
+        t.skip = readUint(bytes, pos, 4);
+        return pos + 4;
+      case 0xc7: // ext 8/16/32: length, type, data
+        t.skip = readUint(bytes, pos, 1) + 1;
+        return pos + 1;
+      case 0xc8:
+        t.skip = readUint(bytes, pos, 2) + 1;
+        return pos + 2;
+      case 0xc9:
+        t.skip = readUint(bytes, pos, 4) + 1;
+        return pos + 4;
+      case 0xca: // float 32
+      case 0xd2: // int 32
+        t.skip = 4;
+        break;
+      case 0xcb: // float 64, uint 64, int 64
+      case 0xcf:
+      case 0xd3:
+        t.skip = 8;
+        break;
+      case 0xcc: // uint 8/16/32
+        t.int = readUint(bytes, pos, 1);
+        return pos + 1;
+      case 0xcd:
+        t.int = readUint(bytes, pos, 2);
+        return pos + 2;
+      case 0xce:
+        t.int = readUint(bytes, pos, 4);
+        return pos + 4;
+      case 0xd0: // int 8/16
+        t.skip = 1;
+        break;
+      case 0xd1:
+      case 0xd4: // fixext 1/2/4/8/16: type + data
+        t.skip = 2;
+        break;
+      case 0xd5:
+        t.skip = 3;
+        break;
+      case 0xd6:
+        t.skip = 5;
+        break;
+      case 0xd7:
+        t.skip = 9;
+        break;
+      case 0xd8:
+        t.skip = 17;
+        break;
+      case 0xd9: // str 8/16/32
+        t.strLen = readUint(bytes, pos, 1);
+        return pos + 1;
+      case 0xda:
+        t.strLen = readUint(bytes, pos, 2);
+        return pos + 2;
+      case 0xdb:
+        t.strLen = readUint(bytes, pos, 4);
+        return pos + 4;
+      case 0xdc: // array 16/32
+        t.items = readUint(bytes, pos, 2);
+        return pos + 2;
+      case 0xdd:
+        t.items = readUint(bytes, pos, 4);
+        return pos + 4;
+      case 0xde: // map 16/32
+        t.items = readUint(bytes, pos, 2) * 2;
+        t.isMap = true;
+        return pos + 2;
+      case 0xdf:
+        t.items = readUint(bytes, pos, 4) * 2;
+        t.isMap = true;
+        return pos + 4;
+    }
+  }
+  return pos;
+}
+
 /**
  * The first problem in a MessagePack value (one value filling `bytes`), or null. Throws
  * MalformedMessagePack when the bytes are truncated, have trailing data or use the reserved
- * byte 0xC1 (the caller answers `invalid_json`). On the hot path: no closures over state
- * that changes shape, no allocation but one object per container.
+ * byte 0xC1 (the caller answers `invalid_json`). It runs on every binary frame: it
+ * allocates one object per container and decodes nothing unless it reports a problem.
  */
 export function scanMessagePack(bytes: Uint8Array, maxDepth: number = MAX_NESTING_DEPTH): FrameProblem | null {
   const end = bytes.byteLength;
@@ -125,13 +252,6 @@ export function scanMessagePack(bytes: Uint8Array, maxDepth: number = MAX_NESTIN
   let idStart = -1;
   let idEnd = -1;
   let idNumber: number | undefined;
-  const uint = (n: number): number => {
-    if (pos + n > end) throw new MalformedMessagePack('truncated');
-    let v = 0;
-    for (let i = 0; i < n; i++) v = v * 256 + bytes[pos + i]!;
-    pos += n;
-    return v;
-  };
   const decode = (start: number, stop: number): string => lenientUtf8.decode(bytes.subarray(start, stop));
   const problem = (rule: string): FrameProblem => {
     const path = formatPath(
@@ -160,106 +280,8 @@ export function scanMessagePack(bytes: Uint8Array, maxDepth: number = MAX_NESTIN
     const isKey = top !== undefined && top.map && top.read % 2 === 0;
     if (pos >= end) throw new MalformedMessagePack('truncated');
     const b = bytes[pos++]!;
-    let items = -1; // a new container: its items (a map: keys and values)
-    let isMap = false;
-    let strLen = -1;
-    let skip = 0;
-    let int: number | undefined; // an integer small enough to name a key or an id
-    if (b <= 0x7f) int = b;
-    else if (b <= 0x8f) {
-      items = (b & 0x0f) * 2;
-      isMap = true;
-    } else if (b <= 0x9f) items = b & 0x0f;
-    else if (b <= 0xbf) strLen = b & 0x1f;
-    else if (b >= 0xe0) int = b - 0x100;
-    else {
-      switch (b) {
-        case 0xc0: // nil, false, true
-        case 0xc2:
-        case 0xc3:
-          break;
-        case 0xc1:
-          throw new MalformedMessagePack('reserved byte 0xc1');
-        case 0xc4: // bin 8/16/32
-          skip = uint(1);
-          break;
-        case 0xc5:
-          skip = uint(2);
-          break;
-        case 0xc6:
-          skip = uint(4);
-          break;
-        case 0xc7: // ext 8/16/32: length, type, data
-          skip = uint(1) + 1;
-          break;
-        case 0xc8:
-          skip = uint(2) + 1;
-          break;
-        case 0xc9:
-          skip = uint(4) + 1;
-          break;
-        case 0xca: // float 32
-        case 0xd2: // int 32
-          skip = 4;
-          break;
-        case 0xcb: // float 64, uint 64, int 64
-        case 0xcf:
-        case 0xd3:
-          skip = 8;
-          break;
-        case 0xcc: // uint 8/16/32
-          int = uint(1);
-          break;
-        case 0xcd:
-          int = uint(2);
-          break;
-        case 0xce:
-          int = uint(4);
-          break;
-        case 0xd0: // int 8/16
-          skip = 1;
-          break;
-        case 0xd1:
-        case 0xd4: // fixext 1/2/4/8/16: type + data
-          skip = 2;
-          break;
-        case 0xd5:
-          skip = 3;
-          break;
-        case 0xd6:
-          skip = 5;
-          break;
-        case 0xd7:
-          skip = 9;
-          break;
-        case 0xd8:
-          skip = 17;
-          break;
-        case 0xd9: // str 8/16/32
-          strLen = uint(1);
-          break;
-        case 0xda:
-          strLen = uint(2);
-          break;
-        case 0xdb:
-          strLen = uint(4);
-          break;
-        case 0xdc: // array 16/32
-          items = uint(2);
-          break;
-        case 0xdd:
-          items = uint(4);
-          break;
-        case 0xde: // map 16/32
-          items = uint(2) * 2;
-          isMap = true;
-          break;
-        case 0xdf:
-          items = uint(4) * 2;
-          isMap = true;
-          break;
-      }
-    }
+    pos = readHeader(bytes, pos, b, tok);
+    const { items, isMap, strLen, skip, int } = tok;
     if (isKey) {
       top.keyStart = -1;
       top.keyScalar = int === undefined ? '?' : String(int);
