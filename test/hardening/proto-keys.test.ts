@@ -87,6 +87,17 @@ describe('__proto__ keys in metadata and filters', () => {
     });
   }
 
+  it('MessagePack: a __proto__ key written as str8 (as other encoders may) is kept too', async () => {
+    const str = (text: string): number[] => [0xa0 | text.length, ...Buffer.from(text)];
+    const str8 = (text: string): number[] => [0xd9, text.length, ...Buffer.from(text)];
+    const frame = [0x83, ...str('type'), ...str('store'), ...str('id'), ...str('str8'), ...str('data')];
+    const data = [0x84, ...str('namespace'), ...str('proto-str8'), ...str('id'), ...str('s1'), ...str('text'), ...str('str8 key')];
+    const metadata = [...str('metadata'), 0x81, ...str8('__proto__'), 0x01];
+    const r = await rawBinary(c, new Uint8Array([...frame, ...data, ...metadata]), 'str8');
+    expect(r.status).toBe('success');
+    expect(JSON.stringify((await c.request('get', { namespace: 'proto-str8', id: 's1' })).data.metadata)).toBe('{"__proto__":1}');
+  });
+
   it('a MessagePack key "__proto_" stays itself and does not collide with "__proto__"', async () => {
     const ns = 'proto-near';
     const id = 'near';

@@ -60,14 +60,18 @@ export function setOwn(obj: Record<string, unknown>, key: string, value: unknown
   else obj[key] = value;
 }
 
-const PROTO_KEY = [0xa9, ...Array.from('__proto__', (ch) => ch.charCodeAt(0))];
+const PROTO = Array.from('__proto__', (ch) => ch.charCodeAt(0));
 
-/** Whether MessagePack bytes hold the string `__proto__` (a fixstr of 9 bytes) anywhere. */
+/**
+ * Whether MessagePack bytes hold the bytes of `__proto__` anywhere (as a key in any string
+ * encoding, or inside some other string: then the slower Map path is taken for nothing).
+ */
 function holdsProtoKey(bytes: Uint8Array): boolean {
-  for (let i = bytes.indexOf(0xa9); i >= 0 && i + PROTO_KEY.length <= bytes.length; i = bytes.indexOf(0xa9, i + 1)) {
-    let j = 1;
-    while (j < PROTO_KEY.length && bytes[i + j] === PROTO_KEY[j]) j++;
-    if (j === PROTO_KEY.length) return true;
+  // Anchored on the 'p' (third byte): rarer than '_'.
+  for (let i = bytes.indexOf(0x70, 2); i >= 0 && i + 7 <= bytes.length; i = bytes.indexOf(0x70, i + 1)) {
+    let j = 0;
+    while (j < PROTO.length && bytes[i - 2 + j] === PROTO[j]) j++;
+    if (j === PROTO.length) return true;
   }
   return false;
 }
