@@ -1,5 +1,6 @@
 /**
- * Checks on a request frame that the schemas cannot make (docs/protocol.md "Envelope"):
+ * Checks on a request frame that the schemas cannot make (docs/protocol.md "What a
+ * request may contain"):
  * objects and arrays nest at most MAX_NESTING_DEPTH levels, and every string — keys
  * included, at any depth — is well-formed: no lone surrogate in JSON (`"\ud800"` would
  * otherwise reach the store as U+FFFD, so `"\ud800"` and `"\udfff"` would be one id), valid
@@ -8,8 +9,7 @@
  * - checkDecoded walks a value JSON.parse produced (V8's JSON.parse is not recursive, so a
  *   deep frame parses; this walk stops at the limit instead of recursing further).
  * - scanMessagePack walks MessagePack bytes *before* msgpackr decodes them (its decoder is
- *   recursive and overflows the stack at a few thousand levels), without recursion and
- *   without allocating except for an error's path.
+ *   recursive and overflows the stack at a few thousand levels), without recursion.
  */
 import { MAX_NESTING_DEPTH } from './constants.js';
 
@@ -45,10 +45,7 @@ const NESTED = (limit: number): string => `nested deeper than ${limit} levels of
 const LONE_SURROGATE = 'must be well-formed Unicode (it holds a lone surrogate)';
 const KEY_LONE_SURROGATE = 'key must be well-formed Unicode (it holds a lone surrogate)';
 
-/**
- * The first problem in a decoded (JSON) value, or null. `depth` is the nesting level of
- * `value` itself (the envelope object is level 1).
- */
+/** The first problem in a decoded (JSON) value, or null; `value` itself is level 1 (the envelope). */
 export function checkDecoded(value: unknown, maxDepth: number = MAX_NESTING_DEPTH): FrameProblem | null {
   const path: Segment[] = [];
   const walk = (v: unknown, depth: number): string | null => {
