@@ -2,20 +2,23 @@
  * #23: the frame limit and the batch size disagreed — a batch of 1,000 items with 384-d
  * embeddings is ~7.7 MB of JSON at full float precision (1.6 MB even as MessagePack float32
  * bins), over the old 1 MiB default, and such a frame was cut with 1006 and no reason. Now
- * the default limit (16 MiB) fits the documented batch, a frame over it is closed with 1009
- * naming the limit to raise, and one so large that uWS drops it logs which limit to raise.
+ * the default limit (17 MiB) fits the documented batch and the inference server's largest
+ * `embeddings` request, a frame over it is closed with 1009 naming the limit to raise, and
+ * one so large that uWS drops it logs which limit to raise.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLOSE_CODES, DEFAULTS } from '../../ts/protocol/index.js';
 import { MEMORY_LIMITS } from '../../ts/protocol/memory.js';
+import { INFERENCE_LIMITS } from '../../ts/protocol/inference.js';
 import { HASH_DIMS } from '../../ts/native.js';
 import { connect, until, type TestClient } from '../helpers/ws-client.js';
-import { startMemory, type Started } from './protocol-servers.js';
+import { startInference, startMemory, type Started } from './protocol-servers.js';
 import type { MemoryServer } from '../../ts/server/memory.js';
+import type { InferenceServer } from '../../ts/server/inference.js';
 
 const WARN = 40;
 
-let s: Started<MemoryServer> | undefined;
+let s: Started<MemoryServer | InferenceServer> | undefined;
 let c: TestClient | undefined;
 afterEach(async () => {
   c?.ws.terminate();
@@ -54,6 +57,20 @@ describe('frame limit vs batch size', () => {
     expect(frame.length).toBeLessThan(DEFAULTS.maxFrameBytes);
     expect(r.data.items).toHaveLength(MEMORY_LIMITS.maxBatchItems);
     expect(r.data.stats.namespace_total).toBe(MEMORY_LIMITS.maxBatchItems);
+  });
+
+  it("the inference server's largest embeddings request (256 texts of 64 KiB) fits the default frame limit", async () => {
+    s = await startInference();
+    c = await connect(s.url);
+    const text = 'lorem ipsum dolor sit amet '.repeat(Math.ceil(INFERENCE_LIMITS.maxTextBytes / 27)).slice(0, INFERENCE_LIMITS.maxTextBytes);
+    const texts = Array.from({ length: INFERENCE_LIMITS.maxTexts }, (_, i) => `${i}`.padEnd(4, ' ') + text.slice(4));
+    const frame = JSON.stringify({ type: 'embeddings', id: 'widest', data: { texts } });
+    expect(frame.length).toBeGreaterThan(16 * 1024 * 1024);
+    const reply = c.waitFor((m) => m.id === 'widest', 25_000);
+    c.ws.send(frame);
+    const r = await Promise.race([reply, c.closed.then((closed) => ({ status: 'closed', closed }))]);
+    expect(r).toMatchObject({ status: 'success' });
+    expect(r.data.embeddings).toHaveLength(INFERENCE_LIMITS.maxTexts);
   });
 
   it('a frame over maxFrameBytes is closed with 1009 and a reason naming the limit to raise', async () => {

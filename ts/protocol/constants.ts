@@ -60,10 +60,12 @@ export const DEFAULTS = {
   closeTimeoutMs: 10_000,
   /**
    * Largest accepted frame; larger frames are closed with 1009 (docs/connection.md "Limits").
-   * Fits a full store batch (1,000 items) with 384-d embeddings as JSON numbers at float32
-   * precision (~20 characters each: ~7.7 MB) plus texts of ~8 KB on average.
+   * Fits the inference server's largest `embeddings` request (256 texts at the 64 KiB text
+   * limit: 16 MiB of text, plus its JSON) and a full store batch (1,000 items) with 384-d
+   * embeddings as JSON numbers at float32 precision (~20 characters each: ~7.7 MB) plus
+   * texts of ~9 KB on average.
    */
-  maxFrameBytes: 16 * MiB,
+  maxFrameBytes: 17 * MiB,
   /** Per-connection send buffer bound: events are dropped above it; a reply that cannot be queued closes with 1013. */
   maxBufferedBytes: 4 * MiB,
   /** Requests queued (received, not yet answered) per connection before the connection is closed with 1013. */
