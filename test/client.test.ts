@@ -282,14 +282,14 @@ describe('MemoryClient and InferenceClient against real servers', () => {
     expect(c.state).toBe('open');
 
     const a = await c.store('The cat sat on the mat', { metadata: { type: 'note', importance: 0.9 } });
-    expect(a).toMatchObject({ existing: false, stats: { total_memories: 1 } });
+    expect(a).toMatchObject({ existing: false, stats: { namespace_total: 1 } });
     expect(a.id).toMatch(/^[0-9a-f-]{36}$/); // client-assigned
     expect(typeof a.significance).toBe('number');
     const b = await c.store({ text: 'Dogs bark at night', id: 'dog-1', significance: 0.2, metadata: { type: 'fact' } });
     expect(b.id).toBe('dog-1');
     const batch = await c.storeMany(['Birds fly south in winter', { text: 'Fish swim', significance: 0.95, metadata: { type: 'fact' } }]);
     expect(batch.items).toHaveLength(2);
-    expect(batch.stats.total_memories).toBe(4);
+    expect(batch.stats.namespace_total).toBe(4);
 
     const top = await c.retrieve(5, 0.7);
     expect(top.memories.length).toBeGreaterThan(0);
@@ -385,7 +385,7 @@ describe('MemoryClient and InferenceClient against real servers', () => {
     const stats = c.stats({ namespace: 'pipe' });
     const replies = await Promise.all(stores);
     expect(replies.map((r) => r.id)).toEqual(Array.from({ length: n }, (_, i) => `p${i}`));
-    expect(replies.map((r) => r.stats.total_memories)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    expect(replies.map((r) => r.stats.namespace_total)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
     expect((await after).memories).toHaveLength(n);
     expect((await stats).total_memories).toBe(n);
   });

@@ -80,7 +80,7 @@ describe('memory server', () => {
       expect(listed).toEqual(ids); // log (seq) order = request order, and the list waited for all
       // Each reply counts the namespace right after its own store, even when stores shared a
       // commit (how many share one depends on timing; bench-store reports it).
-      expect(replies.map((r) => r.data.stats.total_memories)).toEqual(ids.map((_, i) => i + 1));
+      expect(replies.map((r) => r.data.stats.namespace_total)).toEqual(ids.map((_, i) => i + 1));
       c2.close();
     } finally {
       await s2.close();
@@ -101,7 +101,7 @@ describe('memory server', () => {
     const r = await c.request('store', { namespace: ns, items: [{ text: 'one' }, { text: 'two', id: 'b2' }, { text: 'three' }] });
     expect(r.data.items).toHaveLength(3);
     expect(r.data.items[1]).toMatchObject({ id: 'b2', existing: false });
-    expect(r.data.stats.total_memories).toBe(3);
+    expect(r.data.stats.namespace_total).toBe(3);
     const bad = await c.request('store', { namespace: ns, items: [{ text: 'four' }, { text: '' }] });
     expect(bad).toMatchObject({ status: 'error', code: 'invalid_request' });
     expect(bad.message).toMatch(/^data\.items\[1\]\.text: /);

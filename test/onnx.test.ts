@@ -305,7 +305,7 @@ describe('servers on the onnx embedder', () => {
     try {
       const c = await connect(`ws://127.0.0.1:${info.port}`);
       for (const s of SAMPLES) expect((await c.request('store', { text: s })).type).toBe('store');
-      const r = await c.request('retrieve', { query: SAMPLES[1], limit: 2 });
+      const r = await c.request('retrieve', { query: SAMPLES[1], count: 2 });
       expect(r.data.memories[0].text).toBe(SAMPLES[1]);
       expect(r.data.memories[0].score).toBeCloseTo(1, 4);
       const st = (await c.request('stats')).data;
@@ -346,7 +346,7 @@ describe('servers on the onnx embedder', () => {
       const inf = await connect(`ws://127.0.0.1:${port('inference server')}`);
       await mem.request('store', { text: SAMPLES[0] });
       await mem.request('store', { text: SAMPLES[1] });
-      const r = await mem.request('retrieve', { query: SAMPLES[1], limit: 1 });
+      const r = await mem.request('retrieve', { query: SAMPLES[1], count: 1 });
       expect(r.data.memories[0].text).toBe(SAMPLES[1]);
       const ms = (await mem.request('stats')).data;
       const is = (await inf.request('stats')).data;

@@ -32,7 +32,7 @@ describe('constants', () => {
     expect(Object.values(CLOSE_CODES).sort()).toEqual([1000, 1001, 1008, 1009, 1011, 1013]);
     expect(PROTOCOL_VERSION).toBe(1);
     expect(DEFAULTS.ports).toMatchObject({ memory: 5000, inference: 5005, control: 9000 });
-    expect(DEFAULTS.maxFrameBytes).toBe(1024 * 1024);
+    expect(DEFAULTS.maxFrameBytes).toBe(17 * 1024 * 1024);
     expect(DEFAULTS.rateLimit).toMatchObject({ messagesPerSecond: 2000, messagesBurst: 4000 });
     expect(DEFAULTS.pingIntervalMs).toBe(20_000);
     expect(DEFAULTS.pongTimeoutMs).toBe(20_000);

@@ -9,6 +9,11 @@
  *   other MessagePack implementations). On decode, a `bin` found under one of
  *   the VECTOR_KEYS (`embedding`, `embeddings`, `vector`, `vectors`, `query_embedding`)
  *   becomes a Float32Array again (a list of bins becomes Float32Array[]).
+ * - Keys are data: `__proto__` (and `constructor`, `prototype`) stay own properties, as
+ *   JSON.parse leaves them. msgpackr renames a `__proto__` key to `__proto_`, so a frame
+ *   holding that key is decoded into Maps and rebuilt here with own properties.
+ * - Requests (decodeRequest) are checked first (well-formed.ts): nesting depth, lone
+ *   surrogates (JSON), invalid UTF-8 (MessagePack) → `invalid_request` naming the field.
  * - Decode decisions: a frame that does not parse is `invalid_json`; a frame that
  *   parses but is not a map/object (array, string, number, null) is
  *   `invalid_request` ("request: must be an object"); a missing or non-string
@@ -18,6 +23,7 @@
 import { Packr } from 'msgpackr';
 import { ProtocolError, invalidJson, invalidRequest, unknownType } from './errors.js';
 import { isRequestId, type Request, type RequestId } from './envelope.js';
+import { MalformedMessagePack, checkDecoded, scanMessagePack, type FrameProblem } from './well-formed.js';
 
 export const VECTOR_KEYS: ReadonlySet<string> = new Set([
   'embedding',
@@ -36,7 +42,56 @@ const packr = new Packr({
   encodeUndefinedAsNil: false,
 });
 
+/** Same options, but maps decode as Maps: for frames with a `__proto__` key (see mapsToObjects). */
+const mapPackr = new Packr({
+  useRecords: false,
+  mapsAsObjects: false,
+  copyBuffers: true,
+  moreTypes: false,
+  int64AsType: 'number',
+  encodeUndefinedAsNil: false,
+});
+
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Defines an own enumerable property (a plain assignment of `__proto__` would set the prototype instead). */
+export function setOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  else obj[key] = value;
+}
+
+const PROTO = Array.from('__proto__', (ch) => ch.charCodeAt(0));
+
+/**
+ * Whether MessagePack bytes hold the bytes of `__proto__` anywhere (as a key in any string
+ * encoding, or inside some other string: then the slower Map path is taken for nothing).
+ */
+function holdsProtoKey(bytes: Uint8Array): boolean {
+  // Anchored on the 'p' (third byte): rarer than '_'.
+  for (let i = bytes.indexOf(0x70, 2); i >= 0 && i + 7 <= bytes.length; i = bytes.indexOf(0x70, i + 1)) {
+    let j = 0;
+    while (j < PROTO.length && bytes[i - 2 + j] === PROTO[j]) j++;
+    if (j === PROTO.length) return true;
+  }
+  return false;
+}
+
+/** Maps (from mapPackr) → plain objects with own properties for every key, `__proto__` included. */
+function mapsToObjects(value: unknown): unknown {
+  if (value instanceof Map) {
+    const obj: Record<string, unknown> = {};
+    for (const [k, v] of value as Map<unknown, unknown>) setOwn(obj, String(k), mapsToObjects(v));
+    return obj;
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = mapsToObjects(value[i]);
+  }
+  return value;
+}
+
+function unpack(bytes: Uint8Array): unknown {
+  return holdsProtoKey(bytes) ? mapsToObjects(mapPackr.unpack(bytes)) : packr.unpack(bytes);
+}
 
 export type Frame = ArrayBuffer | Uint8Array | string;
 
@@ -48,10 +103,10 @@ function toBytes(frame: ArrayBuffer | Uint8Array): Uint8Array {
 export function decodeValue(frame: Frame, isBinary: boolean): unknown {
   try {
     if (typeof frame === 'string') {
-      return isBinary ? reviveVectors(packr.unpack(new TextEncoder().encode(frame))) : JSON.parse(frame);
+      return isBinary ? reviveVectors(unpack(new TextEncoder().encode(frame))) : JSON.parse(frame);
     }
     if (isBinary) {
-      const value: unknown = packr.unpack(toBytes(frame));
+      const value: unknown = unpack(toBytes(frame));
       // 0xC1 is the one byte MessagePack never uses; msgpackr returns a marker object for it.
       if (typeof value === 'object' && value !== null && value.constructor?.name === 'C1Type') throw invalidJson();
       return reviveVectors(value);
@@ -67,13 +122,34 @@ export type DecodeResult =
   | { ok: true; request: Request }
   | { ok: false; error: ProtocolError; type?: string; id?: RequestId };
 
+function frameError(p: FrameProblem): DecodeResult {
+  const r: DecodeResult = { ok: false, error: new ProtocolError('invalid_request', `${p.path}: ${p.rule}`, { field: p.path }) };
+  if (p.type !== undefined) r.type = p.type;
+  if (p.id !== undefined && isRequestId(p.id)) r.id = p.id;
+  return r;
+}
+
 /** Decodes and validates the envelope of a client request. Never throws. */
 export function decodeRequest(frame: Frame, isBinary: boolean): DecodeResult {
   let value: unknown;
   try {
+    if (isBinary) {
+      // Checked before msgpackr decodes (and turns bad UTF-8 into U+FFFD, or recurses too deep).
+      const problem = scanMessagePack(typeof frame === 'string' ? new TextEncoder().encode(frame) : toBytes(frame));
+      if (problem) return frameError(problem);
+    }
     value = decodeValue(frame, isBinary);
   } catch (err) {
-    return { ok: false, error: err as ProtocolError };
+    return { ok: false, error: err instanceof MalformedMessagePack ? invalidJson() : (err as ProtocolError) };
+  }
+  if (!isBinary) {
+    const problem = checkDecoded(value);
+    if (problem) {
+      const raw = typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
+      if (typeof raw.type === 'string' && problem.path !== 'type') problem.type = raw.type;
+      if (isRequestId(raw.id) && problem.path !== 'id') problem.id = raw.id;
+      return frameError(problem);
+    }
   }
   const proto: unknown = typeof value === 'object' && value !== null ? Object.getPrototypeOf(value) : undefined;
   if (proto !== Object.prototype && proto !== null) {
@@ -105,7 +181,7 @@ export function decodeRequest(frame: Frame, isBinary: boolean): DecodeResult {
   if (data !== undefined && data !== null) request.data = data as Record<string, unknown>;
   for (const k in raw) {
     if (k === 'type' || k === 'id' || k === 'timestamp' || k === 'data') continue;
-    (request.extra ??= {})[k] = raw[k];
+    setOwn((request.extra ??= {}), k, raw[k]);
   }
   return { ok: true, request };
 }

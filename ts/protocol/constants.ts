@@ -21,6 +21,13 @@ export const CLOSE_CODES = {
   TRY_AGAIN_LATER: 1013,
 } as const;
 
+/**
+ * Objects and arrays a request frame may nest, counting the envelope object as level 1
+ * (so `data.metadata` of a single store is level 3). Deeper frames are `invalid_request`
+ * before anything recursive (msgpackr's decoder, JSON.stringify, the store) sees them.
+ */
+export const MAX_NESTING_DEPTH = 32;
+
 export type CloseCode = (typeof CLOSE_CODES)[keyof typeof CLOSE_CODES];
 
 const KiB = 1024;
@@ -51,8 +58,14 @@ export const DEFAULTS = {
   pongTimeoutMs: 20_000,
   /** Graceful-close budget: how long shutdown waits for in-flight replies before closing anyway. */
   closeTimeoutMs: 10_000,
-  /** Largest accepted frame; larger frames are closed with 1009. */
-  maxFrameBytes: 1 * MiB,
+  /**
+   * Largest accepted frame; larger frames are closed with 1009 (docs/connection.md "Limits").
+   * Fits the inference server's largest `embeddings` request (256 texts at the 64 KiB text
+   * limit: 16 MiB of text, plus its JSON) and a full store batch (1,000 items) with 384-d
+   * embeddings as JSON numbers at float32 precision (~20 characters each: ~7.7 MB) plus
+   * texts of ~9 KB on average.
+   */
+  maxFrameBytes: 17 * MiB,
   /** Per-connection send buffer bound: events are dropped above it; a reply that cannot be queued closes with 1013. */
   maxBufferedBytes: 4 * MiB,
   /** Requests queued (received, not yet answered) per connection before the connection is closed with 1013. */

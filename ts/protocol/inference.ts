@@ -29,9 +29,10 @@ export const embeddingsSchema = z
     texts: z.array(text, { invalid_type_error: 'must be an array of strings' }).min(1).max(INFERENCE_LIMITS.maxTexts).optional(),
     config: z
       .object({ normalize: z.boolean().default(true) })
-      .passthrough()
+      .strict()
       .default({}),
   })
+  .strict()
   .superRefine((v, ctx) => {
     if (v.text === undefined && v.texts === undefined) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['text'], message: 'is required (or texts)' });
@@ -50,9 +51,10 @@ export const processSchema = z
         max_tokens: z.number().int().min(1).max(INFERENCE_LIMITS.maxMaxTokens).default(INFERENCE_LIMITS.defaultMaxTokens),
         stride: z.number().int().min(0).default(INFERENCE_LIMITS.defaultStride),
       })
-      .passthrough()
+      .strict()
       .default({}),
   })
+  .strict()
   .superRefine((v, ctx) => {
     if (v.config.stride >= v.config.max_tokens) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['config', 'stride'], message: 'must be smaller than config.max_tokens' });
@@ -60,7 +62,7 @@ export const processSchema = z
   });
 export type ProcessData = z.infer<typeof processSchema>;
 
-export const inferenceStatsSchema = z.object({}).passthrough();
+export const inferenceStatsSchema = z.object({}).strict();
 
 export interface EmbeddingsReply {
   embedding?: Float32Array;

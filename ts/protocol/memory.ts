@@ -74,14 +74,23 @@ export const namespaceSchema = z
 
 export const memoryIdSchema = z.string().min(1, { message: 'must be a non-empty string' }).max(MEMORY_LIMITS.maxIdChars);
 
-const metadataSchema = z.record(z.unknown(), {
-  invalid_type_error: 'must be an object',
-}).refine((v) => v !== null && !Array.isArray(v), { message: 'must be an object' });
+/**
+ * A JSON object, passed through as decoded: not copied, because a copy made by assignment
+ * (as z.record does) turns a `__proto__` key into the copy's prototype and loses it.
+ */
+const plainObject = (v: unknown): v is Record<string, unknown> => {
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || ArrayBuffer.isView(v)) return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+};
+const objectSchema = z.custom<Record<string, unknown>>(plainObject, { message: 'must be an object' });
+
+const metadataSchema = objectSchema;
 
 const significanceSchema = z.number().min(0).max(1);
 
 /** The filter language (docs/protocol.md "Filter language"); operators are checked in detail by the core. */
-export const filterSchema = z.record(z.unknown(), { invalid_type_error: 'must be an object' });
+export const filterSchema = objectSchema;
 export type Filter = Record<string, unknown>;
 
 const isoSchema = z
@@ -90,14 +99,18 @@ const isoSchema = z
 
 const base = { namespace: namespaceSchema.optional() };
 
-export const storeItemSchema = z.object({
-  text: z.string({ invalid_type_error: 'must be a string' }).min(1, { message: 'must be a non-empty string' }),
-  metadata: metadataSchema.optional(),
-  significance: significanceSchema.optional(),
-  embedding: vectorSchema.optional(),
-  id: memoryIdSchema.optional(),
-  ttl_s: z.number().positive().max(MEMORY_LIMITS.maxTtlS).optional(),
-});
+// Every command schema is strict: an unknown field is `invalid_request` naming it (a
+// misplaced field, e.g. a per-item `namespace`, would otherwise be dropped silently).
+export const storeItemSchema = z
+  .object({
+    text: z.string({ invalid_type_error: 'must be a string' }).min(1, { message: 'must be a non-empty string' }),
+    metadata: metadataSchema.optional(),
+    significance: significanceSchema.optional(),
+    embedding: vectorSchema.optional(),
+    id: memoryIdSchema.optional(),
+    ttl_s: z.number().positive().max(MEMORY_LIMITS.maxTtlS).optional(),
+  })
+  .strict();
 export type StoreItem = z.infer<typeof storeItemSchema>;
 
 /** Parsed with a branch chosen by the presence of `items` (clearer errors than a zod union). */
@@ -105,7 +118,7 @@ export const storeSingleSchema = storeItemSchema.extend(base);
 export const storeBatchSchema = z.object({
   ...base,
   items: z.array(storeItemSchema, { invalid_type_error: 'must be an array' }).min(1).max(MEMORY_LIMITS.maxBatchItems),
-});
+}).strict();
 export type StoreData = z.infer<typeof storeSingleSchema> | z.infer<typeof storeBatchSchema>;
 
 export const retrieveSchema = z.object({
@@ -121,7 +134,7 @@ export const retrieveSchema = z.object({
   until: isoSchema.optional(),
   recency_half_life_s: z.number().positive().optional(),
   include_embeddings: z.boolean().optional(),
-});
+}).strict();
 export type RetrieveData = z.infer<typeof retrieveSchema>;
 
 export const listSchema = z.object({
@@ -130,14 +143,14 @@ export const listSchema = z.object({
   limit: z.number().int().min(1).max(MEMORY_LIMITS.maxListLimit).default(MEMORY_LIMITS.defaultListLimit),
   filter: filterSchema.optional(),
   include_embeddings: z.boolean().optional(),
-});
+}).strict();
 export type ListData = z.infer<typeof listSchema>;
 
 export const getSchema = z.object({
   ...base,
   id: memoryIdSchema,
   include_embeddings: z.boolean().optional(),
-});
+}).strict();
 export type GetData = z.infer<typeof getSchema>;
 
 export const updateSchema = z.object({
@@ -145,7 +158,7 @@ export const updateSchema = z.object({
   id: memoryIdSchema,
   metadata: metadataSchema.optional(),
   significance: significanceSchema.optional(),
-});
+}).strict();
 export type UpdateData = z.infer<typeof updateSchema>;
 /** Fields an update may not carry (delete and store instead). */
 export const IMMUTABLE_FIELDS = ['text', 'embedding'] as const;
@@ -156,21 +169,21 @@ export const deleteSchema = z.object({
   ids: z.array(memoryIdSchema).min(1).max(MEMORY_LIMITS.maxDeleteIds).optional(),
   filter: filterSchema.optional(),
   all: z.boolean().optional(),
-});
+}).strict();
 export type DeleteData = z.infer<typeof deleteSchema>;
 
-export const namespacesSchema = z.object({});
+export const namespacesSchema = z.object({}).strict();
 
 export const subscribeSchema = z.object({
   ...base,
   events: z.array(z.enum(MEMORY_EVENTS)).optional(),
   since_seq: z.number().int().nonnegative().optional(),
-});
+}).strict();
 export type SubscribeData = z.infer<typeof subscribeSchema>;
 
-export const unsubscribeSchema = z.object({ ...base });
+export const unsubscribeSchema = z.object({ ...base }).strict();
 
-export const statsSchema = z.object({ ...base });
+export const statsSchema = z.object({ ...base }).strict();
 
 // ---------------------------------------------------------------- replies
 
@@ -199,12 +212,19 @@ export interface StoreResult {
   associations: string[];
   existing: boolean;
 }
+/** The store reply's counts (docs/protocol.md "store"). */
+export interface StoreStats {
+  /** Every memory in the store, as `stats` without a namespace (a namespace-limited token: namespace_total). */
+  total_memories: number;
+  /** The namespace's memories right after this store (a batch: its last item) took effect. */
+  namespace_total: number;
+}
 export interface StoreReply extends StoreResult {
-  stats: { total_memories: number };
+  stats: StoreStats;
 }
 export interface StoreBatchReply {
   items: StoreResult[];
-  stats: { total_memories: number };
+  stats: StoreStats;
 }
 export interface RetrieveReply {
   memories: WireMemory[];

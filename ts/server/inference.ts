@@ -2,7 +2,7 @@
  * The inference server: `embeddings`, `process` and `stats` (docs/protocol.md), with
  * dynamic batching across all connections (EmbeddingBatcher).
  */
-import { DEFAULTS, parseRequestData, type Request } from '../protocol/index.js';
+import { DEFAULTS, parseRequestData, strictEnvelope, type Request } from '../protocol/index.js';
 import {
   embeddingsSchema,
   inferenceStatsSchema,
@@ -13,7 +13,7 @@ import {
 import { HashEmbedder, dot, normalize, type Embedder, type TextWindow } from '../embedder.js';
 import { wordWindows } from '../native.js';
 import { EmbeddingBatcher, type BatcherOptions } from './inference-batcher.js';
-import { WsServer, type Connection, type WsServerOptions } from './ws-server.js';
+import { WsServer, type CommandHandler, type Connection, type WsServerOptions } from './ws-server.js';
 import { ServerBase } from './server-base.js';
 import { VERSION } from '../version.js';
 
@@ -45,11 +45,11 @@ export class InferenceServer extends ServerBase {
       serviceInfo: { service: 'inference-server', version: VERSION, model: this.embedder.name, dims: this.embedder.dims },
       ...wsOptions,
       pipelining: 'concurrent',
-      commands: {
+      commands: strictEnvelope<Connection, CommandHandler>({
         embeddings: (c, r) => this.embeddings(c, r),
         process: (c, r) => this.process(c, r),
         stats: (c, r) => this.stats(c, r),
-      },
+      }),
       beforeClose: async () => {
         await userBeforeClose?.();
       },

@@ -4,7 +4,7 @@
  * on the shared connection layer (WsServer).
  */
 import path from 'node:path';
-import { DEFAULTS, JSON_TEXT, ProtocolError, flatJson, parseRequestData, type Request } from '../protocol/index.js';
+import { DEFAULTS, JSON_TEXT, ProtocolError, flatJson, parseRequestData, strictEnvelope, type Request } from '../protocol/index.js';
 import {
   DEFAULT_NAMESPACE,
   IMMUTABLE_FIELDS,
@@ -27,6 +27,7 @@ import {
   type MemoryStatsReply,
   type StoreItem,
   type StoreResult,
+  type StoreStats,
   type WireMemory,
 } from '../protocol/memory.js';
 import { MemoryStore, type PutItem, type PutResult, type SearchOptions } from '../native.js';
@@ -113,7 +114,7 @@ export class MemoryServer extends ServerBase {
     if (this.embedder.prepare && this.embedder.runPrepared) this.batcher = new EmbeddingBatcher(this.embedder, { maxWaitMs: 1 });
     this.reembed = reembed ?? false;
     if (store) this._store = store;
-    this.commands = {
+    this.commands = strictEnvelope<Connection, CommandHandler>({
       store: (c, r) => this.store_(c, r),
       retrieve: (c, r) => this.retrieve(c, r),
       list: (c, r) => this.list(c, r),
@@ -124,7 +125,7 @@ export class MemoryServer extends ServerBase {
       subscribe: (c, r) => this.subscribe(c, r),
       unsubscribe: (c, r) => this.unsubscribe(c, r),
       stats: (c, r) => this.stats(c, r),
-    };
+    });
     this.ws = new WsServer({
       name: 'memory-server',
       port: DEFAULTS.ports.memory,
@@ -307,11 +308,17 @@ export class MemoryServer extends ServerBase {
         this.events.publish(namespace, 'memory_added', memory, r.seq);
       }
     }
-    // Exact for pipelined stores sharing a group commit: the count right after this store
-    // (a batch: after its last item) took effect.
+    // namespace_total is exact for pipelined stores sharing a group commit: the count right
+    // after this store (a batch: after its last item) took effect. total_memories is global,
+    // as in `stats` — except for a connection limited to some namespaces, which must not
+    // learn the global count: there it is the namespace's.
     let total = -1;
     for (const r of results) if (typeof r.namespaceTotal === 'number' && r.namespaceTotal > total) total = r.namespaceTotal;
-    const stats = { total_memories: total >= 0 ? total : store.count(namespace) };
+    const namespaceTotal = total >= 0 ? total : store.count(namespace);
+    const stats: StoreStats = {
+      total_memories: conn.auth.namespaces === undefined ? store.counters().totalMemories : namespaceTotal,
+      namespace_total: namespaceTotal,
+    };
     for (const r of out) {
       if (!r.existing) continue;
       // An existing memory: report what is stored.
@@ -441,7 +448,7 @@ export class MemoryServer extends ServerBase {
   }
 
   private namespaces(conn: Connection, req: Request): unknown {
-    parseRequestData(namespacesSchema.passthrough(), req.data, req.type);
+    parseRequestData(namespacesSchema, req.data, req.type);
     const list = this.store
       .namespaces()
       .filter((n) => conn.allowsNamespace(n.name))

@@ -154,7 +154,17 @@ export class WsServer {
         pong: (ws) => {
           stateOf(ws).awaitingPong = false;
         },
-        close: (ws, code) => admission.close(ws, code),
+        close: (ws, code, message) => {
+          // uWS cuts a frame over its own maxPayloadLength (2 × maxFrameBytes) without a close
+          // frame: the client sees only 1006, so the operator at least learns which limit.
+          if (code === 1006 && message.byteLength > 0 && Buffer.from(message).toString() === 'Received too big message') {
+            this.logger.warn(
+              { id: stateOf(ws).id, limit: o.maxFrameBytes },
+              'frame over twice maxFrameBytes: connection dropped (1006); raise maxFrameBytes / --max-frame-bytes if such frames are expected',
+            );
+          }
+          admission.close(ws, code);
+        },
       });
     }
     const root = this.opts.serviceInfo === false ? null : (): { body: ServiceInfo } => ({ body: this.serviceInfo() });

@@ -82,8 +82,10 @@ export class Dispatcher implements ConnectionHost {
     const size = message.byteLength;
     st.awaitingPong = false; // any frame proves the peer alive
     if (size > this.options.maxFrameBytes) {
-      this.logger.warn({ id: st.id, size, limit: this.options.maxFrameBytes }, 'frame too big');
-      this.endSocket(ws, st, CLOSE_CODES.MESSAGE_TOO_BIG, 'Message too big');
+      const limit = this.options.maxFrameBytes;
+      this.logger.warn({ id: st.id, size, limit }, 'frame too big (raise maxFrameBytes / --max-frame-bytes if such frames are expected)');
+      // The close reason (≤ 123 bytes) tells the client which limit it hit and how it is raised.
+      this.endSocket(ws, st, CLOSE_CODES.MESSAGE_TOO_BIG, `Message too big: ${size} bytes > ${limit} (maxFrameBytes, --max-frame-bytes)`);
       return;
     }
     const received = performance.now();
