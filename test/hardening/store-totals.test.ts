@@ -3,7 +3,7 @@
  * a namespace counts everything. Now the reply says both: `total_memories` is global (as in
  * `stats`), `namespace_total` the namespace's count right after this store. A connection
  * whose token limits it to some namespaces does not learn the global count: its
- * `total_memories` equals `namespace_total`.
+ * `total_memories` is the sum over its own namespaces (here one, so `namespace_total`).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signJwtHs256 } from '../../ts/server/auth.js';

@@ -39,7 +39,7 @@ import { MemoryEventLog, topicOf } from './memory-events.js';
 import { f32, isoToMs, mapped, startupError, toWireMemory } from './memory-convert.js';
 import { VERSION } from '../version.js';
 import { authRequired } from './auth.js';
-import { scopedCounts, scopedStatsReply } from './memory-scope.js';
+import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'off';
 
@@ -310,13 +310,13 @@ export class MemoryServer extends ServerBase {
     }
     // namespace_total is exact for pipelined stores sharing a group commit: the count right
     // after this store (a batch: after its last item) took effect. total_memories is global,
-    // as in `stats` — except for a connection limited to some namespaces, which must not
-    // learn the global count: there it is the namespace's.
+    // as in `stats`, except for a connection limited to some namespaces, which must not learn
+    // the global count: there it is the sum over its own namespaces (visibleTotal).
     let total = -1;
     for (const r of results) if (typeof r.namespaceTotal === 'number' && r.namespaceTotal > total) total = r.namespaceTotal;
     const namespaceTotal = total >= 0 ? total : store.count(namespace);
     const stats: StoreStats = {
-      total_memories: conn.auth.namespaces === undefined ? store.counters().totalMemories : namespaceTotal,
+      total_memories: visibleTotal(conn.auth, store, () => store.counters().totalMemories),
       namespace_total: namespaceTotal,
     };
     for (const r of out) {
