@@ -77,8 +77,9 @@ export const DEFAULTS = {
     messagesBurst: 4_000,
     bytesPerSecond: 64 * MiB,
     bytesBurst: 128 * MiB,
-    /** Close with 1008 after this many consecutive rate-limited frames. */
+    /** Close with 1008 after more than this many rate-limited frames within `rejectWindowMs`. */
     closeAfterRejected: 1_000,
+    rejectWindowMs: 10_000,
   },
   /** permessage-deflate (SHARED_COMPRESSOR) off by default. */
   compression: false,

@@ -26,8 +26,9 @@ import {
 } from '../../protocol/index.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { ResolvedOptions } from '../options.js';
-import { takeBudget } from '../rate-limit.js';
+import { countRejection, takeBudget } from '../rate-limit.js';
 import type { UwsWebSocket } from '../uws.js';
+import { peekEnvelope } from './peek.js';
 import { endSocket, stateOf, type Connection, type ConnState, type ConnectionHost } from './connection.js';
 
 /** Handles one command; the returned value (or resolved value) is the reply's `data`. Throw ProtocolError for error replies. */
@@ -94,31 +95,30 @@ export class Dispatcher implements ConnectionHost {
     st.binary = isBinary;
 
     const rl = this.options.rateLimit;
-    const retryAfter = rl ? takeBudget(st, rl, size, received) : 0;
-    // Decode synchronously: the ArrayBuffer is only valid during this callback.
-    const decoded = decodeRequest(message, isBinary);
-    const type = decoded.ok ? decoded.request.type : decoded.type;
-    const id = decoded.ok ? decoded.request.id : decoded.id;
-
-    if (retryAfter > 0 && rl) {
-      this.metrics.rateLimited++;
-      st.rejectedStreak++;
-      if (st.rejectedStreak > rl.closeAfterRejected) {
-        this.logger.warn({ id: st.id, ip: st.ip }, 'closing abusive connection (sustained rate-limit excess)');
-        this.endSocket(ws, st, CLOSE_CODES.POLICY_VIOLATION, 'Rate limit exceeded');
+    if (rl) {
+      // Before decoding: a refused frame costs a bucket check and a peek, never a parse.
+      const retryAfter = takeBudget(st, rl, size, received);
+      if (retryAfter > 0) {
+        this.metrics.rateLimited++;
+        if (countRejection(st, rl, received)) {
+          this.logger.warn({ id: st.id, ip: st.ip }, 'closing abusive connection (sustained rate-limit excess)');
+          this.endSocket(ws, st, CLOSE_CODES.POLICY_VIOLATION, 'Rate limit exceeded');
+          return;
+        }
+        const { type, id } = peekEnvelope(message, isBinary);
+        this.enqueueReady(ws, st, errorReply('rate_limited', ERROR_MESSAGES.rateLimited, {
+          ...(type !== undefined ? { type } : {}),
+          ...(id !== undefined ? { id } : {}),
+          data: { retry_after_ms: Number.isFinite(retryAfter) ? retryAfter : 60_000 },
+        }), isBinary, received, undefined);
         return;
       }
-      this.enqueueReady(ws, st, errorReply('rate_limited', ERROR_MESSAGES.rateLimited, {
-        ...(type !== undefined ? { type } : {}),
-        ...(id !== undefined ? { id } : {}),
-        data: { retry_after_ms: Number.isFinite(retryAfter) ? retryAfter : 60_000 },
-      }), isBinary, received, undefined);
-      return;
     }
-    st.rejectedStreak = 0;
+    // Decode synchronously: the ArrayBuffer is only valid during this callback.
+    const decoded = decodeRequest(message, isBinary);
 
     if (!decoded.ok) {
-      const e = decoded.error;
+      const { error: e, type, id } = decoded;
       this.enqueueReady(ws, st, errorReply(e.code, e.message, {
         ...(type !== undefined ? { type } : {}),
         ...(id !== undefined ? { id } : {}),
