@@ -68,6 +68,8 @@ export const DEFAULTS = {
   maxFrameBytes: 17 * MiB,
   /** Per-connection send buffer bound: events are dropped above it; a reply that cannot be queued closes with 1013. */
   maxBufferedBytes: 4 * MiB,
+  /** Byte budget of one `list` / `retrieve` reply's memories (a page stops there; at least one memory is sent). */
+  maxReplyBytes: 1 * MiB,
   /** Requests queued (received, not yet answered) per connection before the connection is closed with 1013. */
   maxQueuedRequests: 4096,
   maxConnections: 20_000,
