@@ -258,8 +258,7 @@ export class Dispatcher implements ConnectionHost {
     this.metrics.recordReply(type, performance.now() - received, reply.status === 'error');
     if (st.closed) return; // the client left: never touch the socket
     if (ws.getBufferedAmount() > this.options.maxBufferedBytes) {
-      this.logger.warn({ id: st.id, buffered: ws.getBufferedAmount() }, 'send buffer full: reply cannot be queued');
-      this.endSocket(ws, st, CLOSE_CODES.TRY_AGAIN_LATER, 'Send buffer full');
+      this.closeSlowConsumer(ws, st);
       return;
     }
     let payload: string | Uint8Array;
@@ -276,7 +275,20 @@ export class Dispatcher implements ConnectionHost {
         status = ws.send(payload, binary, this.options.compression);
       });
     }
-    if (status === 2) this.endSocket(ws, st, CLOSE_CODES.TRY_AGAIN_LATER, 'Send buffer full');
+    if (status === 2) this.closeSlowConsumer(ws, st);
+  }
+
+  /**
+   * The output-buffer limit (Redis' client-output-buffer-limit, NATS' slow consumer): a
+   * client that does not read its replies is closed with 1013, once, counted and logged. The
+   * close frame is queued behind what is buffered (a client that resumes reading gets it);
+   * a client that never reads is cut by uWS a few seconds after the close, which frees the
+   * buffer.
+   */
+  private closeSlowConsumer(ws: UwsWebSocket<ConnState>, st: ConnState): void {
+    this.metrics.slowConsumersClosed++;
+    this.logger.warn({ id: st.id, ip: st.ip, buffered: ws.getBufferedAmount(), limit: this.options.maxBufferedBytes }, 'send buffer full: closing slow consumer');
+    this.endSocket(ws, st, CLOSE_CODES.TRY_AGAIN_LATER, 'Send buffer full');
   }
 
   /** Event push with the slow-consumer policy: dropped (and counted) when the send buffer is over the bound. */
