@@ -7,7 +7,9 @@
  *
  * The estimate is the size of the memory's JSON (the larger of the two encodings), computed
  * from the string lengths, not by serialising: cheap enough to run on every row, exact for
- * strings and an upper bound for the rest.
+ * strings and an upper bound for the rest. The store is given the same budget (`maxBytes`)
+ * and stops building rows just past it, counting their raw bytes (never more than this
+ * estimate), so the rows it returns always reach the budget here when it cut them.
  */
 import type { NativeMemory } from '../native.js';
 
