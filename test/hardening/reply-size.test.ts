@@ -60,7 +60,7 @@ describe('reply size bound', () => {
       let pages = 0;
       do {
         const id: string = `p${pages}`;
-        const r = await c.request('list', { limit: 1000, ...(cursor === null ? {} : { cursor }) }, { id });
+        const r: { status: string; data: { memories: Array<{ id: string; text: string }>; next_cursor: string | null } } = await c.request('list', { limit: 1000, ...(cursor === null ? {} : { cursor }) }, { id });
         expect(r.status).toBe('success');
         expect(r.data.memories.length).toBeGreaterThan(0);
         expect(sizes.get(id)).toBeLessThanOrEqual(DEFAULTS.maxReplyBytes + worstMemoryJson);
