@@ -4,6 +4,7 @@
  * and `retrieve` stop at the reply byte budget (`maxReplyBytes`, default 1 MiB): `list`
  * returns a cursor to continue, `retrieve` the best memories that fit and `truncated: true`.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,7 +12,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../../ts/protocol/index.js';
 import { MEMORY_LIMITS } from '../../ts/protocol/memory.js';
 import { MemoryServer, type MemoryServerOptions } from '../../ts/server/memory.js';
-import { connect, silentLogger, type TestClient } from '../helpers/ws-client.js';
+import { ensureBuilt, root } from '../helpers/build-dist.js';
+import { connect, silentLogger, until, type TestClient } from '../helpers/ws-client.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -150,6 +152,34 @@ describe('reply size bound', () => {
     } finally {
       c.close();
       await server.close();
+    }
+  });
+});
+
+describe('--max-reply-bytes', () => {
+  it('reaches the memory server the CLI supervises', async () => {
+    ensureBuilt();
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'memsrv-reply-cli-'));
+    dirs.push(dataDir);
+    const args = ['--host', '127.0.0.1', '--port', '0', '--no-inference', '--control-port', '0', '--data-dir', dataDir, '--log-level', 'silent', '--max-reply-bytes', '4096'];
+    const child = spawn(process.execPath, [path.join(root, 'dist/cli/main.js'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      await until(() => /memory server\s+ws:\/\/[^\s]+:\d+/.test(out), 20_000);
+      const port = Number(/memory server\s+ws:\/\/[^\s]+:(\d+)/.exec(out)![1]);
+      const c = await connect(`ws://127.0.0.1:${port}`);
+      const items = Array.from({ length: 10 }, (_, i) => ({ text: `${i} ${'y'.repeat(1000)}` }));
+      expect((await c.request('store', { items })).status).toBe('success');
+      const page = await c.request('list', { limit: 10 });
+      // ~1.2 KB of JSON each: a 4 KiB budget stops the page at three or four.
+      expect(page.data.memories.length).toBeGreaterThan(1);
+      expect(page.data.memories.length).toBeLessThan(5);
+      expect(page.data.next_cursor).not.toBeNull();
+      c.close();
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
     }
   });
 });
