@@ -48,8 +48,11 @@ export declare class MemoryStore {
   searchBatched(query: Float32Array, options: SearchOptions): Promise<Memory[]>
   /** Highest significance first (newest first on ties), from the ordered index. */
   top(options: SearchOptions): Memory[]
-  /** A page of a namespace in store order after `afterSeq` (0 = from the start). */
-  list(namespace: string, afterSeq: number, limit: number, filter?: string | undefined | null): ListPage
+  /**
+   * A page of a namespace in store order after `afterSeq` (0 = from the start). With
+   * `maxBytes`, the page also stops once its memories' bytes pass it (see `SearchOptions.maxBytes`).
+   */
+  list(namespace: string, afterSeq: number, limit: number, filter?: string | undefined | null, maxBytes?: number | undefined | null): ListPage
   /** Every memory (all namespaces, with embeddings) after `afterSeq`, up to `limit`. */
   export(afterSeq: number, limit: number): Memory[]
   namespaces(): Array<NamespaceCount>
@@ -304,6 +307,12 @@ export interface SearchOptions {
    * false): for measuring the scan itself, or ruling the pre-pass out.
    */
   f32Scan?: boolean
+  /**
+   * `top` and `searchBatched`: stop once the results' own bytes (id, namespace, text,
+   * metadata, associations, 4 per embedding float) pass this; the memory that passes it and
+   * one more are still returned, so a caller estimating a larger encoding sees the cut.
+   */
+  maxBytes?: number
 }
 
 /**

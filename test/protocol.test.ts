@@ -260,6 +260,7 @@ describe('rate limiter', () => {
     bytesPerSecond: 1e9,
     bytesBurst: 1e9,
     closeAfterRejected: 1,
+    rejectWindowMs: 10_000,
     ...o,
   });
   const full = (l: RateLimitOptions, now = 0): RateBudget => ({ msgTokens: l.messagesBurst, byteTokens: l.bytesBurst, tokensAt: now });

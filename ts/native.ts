@@ -255,9 +255,10 @@ export class MemoryStore {
     this.live();
     return wrapSync(() => this.s.top(options));
   }
-  list(namespace: string, afterSeq: number, limit: number, filter?: string | null): Addon.ListPage {
+  /** `maxBytes`: the page also stops once its memories' bytes pass it (and one more memory is returned; see the addon's docs). */
+  list(namespace: string, afterSeq: number, limit: number, filter?: string | null, maxBytes?: number): Addon.ListPage {
     this.live();
-    return wrapSync(() => this.s.list(namespace, afterSeq, limit, filter ?? undefined));
+    return wrapSync(() => this.s.list(namespace, afterSeq, limit, filter ?? undefined, maxBytes));
   }
   export(afterSeq: number, limit: number): Addon.Memory[] {
     this.live();

@@ -155,6 +155,7 @@ function connectionOptions(cfg: CliConfig): SharedServerOptions {
     ...(cfg.maxConnections ? { maxConnections: cfg.maxConnections } : {}),
     ...(cfg.maxConnectionsPerIp ? { maxConnectionsPerIp: cfg.maxConnectionsPerIp } : {}),
     ...(cfg.maxFrameBytes ? { maxFrameBytes: cfg.maxFrameBytes } : {}),
+    ...(cfg.maxReplyBytes ? { maxReplyBytes: cfg.maxReplyBytes } : {}),
     ...(cfg.rateLimit !== undefined
       ? { rateLimit: cfg.rateLimit === 0 ? (false as const) : { messagesPerSecond: cfg.rateLimit, messagesBurst: cfg.rateLimit * 2 } }
       : {}),

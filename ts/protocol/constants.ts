@@ -68,6 +68,8 @@ export const DEFAULTS = {
   maxFrameBytes: 17 * MiB,
   /** Per-connection send buffer bound: events are dropped above it; a reply that cannot be queued closes with 1013. */
   maxBufferedBytes: 4 * MiB,
+  /** Byte budget of one `list` / `retrieve` reply's memories (a page stops there; at least one memory is sent). */
+  maxReplyBytes: 1 * MiB,
   /** Requests queued (received, not yet answered) per connection before the connection is closed with 1013. */
   maxQueuedRequests: 4096,
   maxConnections: 20_000,
@@ -77,8 +79,9 @@ export const DEFAULTS = {
     messagesBurst: 4_000,
     bytesPerSecond: 64 * MiB,
     bytesBurst: 128 * MiB,
-    /** Close with 1008 after this many consecutive rate-limited frames. */
+    /** Close with 1008 after more than this many rate-limited frames within `rejectWindowMs`. */
     closeAfterRejected: 1_000,
+    rejectWindowMs: 10_000,
   },
   /** permessage-deflate (SHARED_COMPRESSOR) off by default. */
   compression: false,

@@ -228,6 +228,8 @@ export interface StoreBatchReply {
 }
 export interface RetrieveReply {
   memories: WireMemory[];
+  /** Present (true) when the top memories did not all fit the reply byte budget: only the best that fit are sent. */
+  truncated?: boolean;
 }
 export interface ListReply {
   memories: WireMemory[];

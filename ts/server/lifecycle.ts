@@ -6,6 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { CLOSE_CODES } from '../protocol/index.js';
+import { processConnectionCap } from './fd-limit.js';
 import type { ResolvedOptions } from './options.js';
 import type { ConnectionRegistry } from './pubsub.js';
 import { LISTEN_EXCLUSIVE, uWS, type TemplatedApp, type us_listen_socket } from './uws.js';
@@ -86,6 +87,13 @@ export class Lifecycle {
     const scheme = this.parts.tls ? 'wss' : 'ws';
     const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${this._port}`;
     logger.info({ host, port: this._port }, 'listening');
+    const fd = processConnectionCap();
+    if (fd.maxConnections < options.maxConnections) {
+      logger.info(
+        { maxConnections: fd.maxConnections, configured: options.maxConnections, openFileLimit: fd.openFileLimit, openFiles: fd.openFiles },
+        `connection limit capped at ${fd.maxConnections} by the open-file limit (${fd.openFileLimit}); raise it with ulimit -n`,
+      );
+    }
     if (options.printListening) process.stdout.write(`WebSocket server listening on ${host}:${this._port}\n`);
     return { host, port: this._port, url };
   }

@@ -30,7 +30,8 @@ import {
   type StoreStats,
   type WireMemory,
 } from '../protocol/memory.js';
-import { MemoryStore, type PutItem, type PutResult, type SearchOptions } from '../native.js';
+import { MemoryStore, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
+import { fittingPrefix } from './reply-budget.js';
 import { HashEmbedder, type Embedder } from '../embedder.js';
 import { EmbeddingBatcher } from './inference-batcher.js';
 import { WsServer, type CommandHandler, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
@@ -342,7 +343,8 @@ export class MemoryServer extends ServerBase {
     if (since !== undefined && until !== undefined && since > until) {
       throw new ProtocolError('invalid_request', 'data.until: must not be before data.since', { field: 'data.until' });
     }
-    const opts: SearchOptions = { namespace, k: d.count, minSignificance: d.min_significance };
+    const budget = this.ws.options.maxReplyBytes;
+    const opts: SearchOptions = { namespace, k: d.count, minSignificance: d.min_significance, maxBytes: budget };
     if (filter !== undefined) opts.filter = JSON.stringify(filter);
     if (since !== undefined) opts.sinceMs = since;
     if (until !== undefined) opts.untilMs = until;
@@ -353,14 +355,19 @@ export class MemoryServer extends ServerBase {
       checkTextSize(d.query, 'data.query');
       query = (await this.embed([d.query])).slice(0, this.embedder.dims);
     }
+    let rows: NativeMemory[];
     if (query === undefined) {
-      const rows = await mapped(() => this.store.top(opts));
-      return { memories: rows.map((m) => toWireMemory(m, include)) };
+      rows = await mapped(() => this.store.top(opts));
+    } else {
+      if (d.min_score !== undefined) opts.minScore = d.min_score;
+      if (d.recency_half_life_s !== undefined) opts.recencyHalfLifeS = d.recency_half_life_s;
+      rows = await mapped(this.store.searchBatched(query, opts));
     }
-    if (d.min_score !== undefined) opts.minScore = d.min_score;
-    if (d.recency_half_life_s !== undefined) opts.recencyHalfLifeS = d.recency_half_life_s;
-    const rows = await mapped(this.store.searchBatched(query, opts));
-    return { memories: rows.map((m) => toWireMemory(m, include)) };
+    // The best memories that fit the reply byte budget; `truncated` says some were left out.
+    const n = fittingPrefix(rows, include, budget);
+    const memories = new Array<WireMemory>(n);
+    for (let i = 0; i < n; i++) memories[i] = toWireMemory(rows[i]!, include);
+    return n < rows.length ? { memories, truncated: true } : { memories };
   }
 
   private async list(conn: Connection, req: Request): Promise<unknown> {
@@ -376,14 +383,19 @@ export class MemoryServer extends ServerBase {
       }
     }
     const filter = d.filter !== undefined ? JSON.stringify(d.filter) : undefined;
-    const page = await mapped(() => this.store.list(namespace, after, d.limit, filter));
     const include = d.include_embeddings ?? false;
-    let memories = page.memories;
-    if (include) memories = memories.map((m) => this.store.get(namespace, m.id, true) ?? m);
-    return {
-      memories: memories.map((m) => toWireMemory(m, include)),
-      next_cursor: page.nextCursor === undefined || page.nextCursor === null ? null : String(page.nextCursor),
-    };
+    const store = this.store;
+    // The page stops at `limit` memories or at the reply byte budget, whichever comes first;
+    // the store stops building rows at the budget too (see ts/server/reply-budget.ts).
+    const budget = this.ws.options.maxReplyBytes;
+    const page = await mapped(() => store.list(namespace, after, d.limit, filter, budget));
+    const rows = include ? page.memories.map((m) => store.get(namespace, m.id, true) ?? m) : page.memories;
+    const n = fittingPrefix(rows, include, budget);
+    const memories = new Array<WireMemory>(n);
+    for (let i = 0; i < n; i++) memories[i] = toWireMemory(rows[i]!, include);
+    // Cut by bytes: continue after the last memory sent.
+    const next = n < rows.length ? rows[n - 1]!.seq : page.nextCursor;
+    return { memories, next_cursor: next === undefined || next === null ? null : String(next) };
   }
 
   private get(conn: Connection, req: Request): unknown {

@@ -17,6 +17,8 @@ export interface MetricsSnapshot {
   internalErrors: number;
   rateLimited: number;
   droppedEvents: number;
+  /** Connections closed (1013) because their send buffer passed maxBufferedBytes. */
+  slowConsumersClosed: number;
   /** Replies completed over the last ~10 s, per second. */
   queriesPerSecond: number;
   /** Mean reply latency (receipt → reply queued), ms, over all replies. */
@@ -37,6 +39,7 @@ export class ServerMetrics {
   internalErrors = 0;
   rateLimited = 0;
   droppedEvents = 0;
+  slowConsumersClosed = 0;
   replies = 0;
   latencyMsSum = 0;
   readonly byType = new Map<string, TypeMetrics>();
@@ -127,6 +130,7 @@ export class ServerMetrics {
       internalErrors: this.internalErrors,
       rateLimited: this.rateLimited,
       droppedEvents: this.droppedEvents,
+      slowConsumersClosed: this.slowConsumersClosed,
       queriesPerSecond: this.queriesPerSecond(),
       avgLatencyMs: this.replies === 0 ? 0 : this.latencyMsSum / this.replies,
       byType,

@@ -46,6 +46,12 @@ export interface WsServerOptions {
   closeTimeoutMs?: number;
   maxFrameBytes?: number;
   maxBufferedBytes?: number;
+  /**
+   * Byte budget of one reply's memories: `list` and `retrieve` stop at it (a cursor or
+   * `truncated: true` says so). Default 1 MiB; keep it well under maxBufferedBytes so a
+   * client may have a few replies in flight.
+   */
+  maxReplyBytes?: number;
   maxQueuedRequests?: number;
   maxConnections?: number;
   maxConnectionsPerIp?: number;
@@ -128,6 +134,7 @@ export const SHARED_SERVER_OPTIONS = [
   'maxConnectionsPerIp',
   'maxFrameBytes',
   'maxBufferedBytes',
+  'maxReplyBytes',
   'rateLimit',
   'pingIntervalMs',
   'pongTimeoutMs',
@@ -150,6 +157,7 @@ export interface ResolvedOptions {
   closeTimeoutMs: number;
   maxFrameBytes: number;
   maxBufferedBytes: number;
+  maxReplyBytes: number;
   maxQueuedRequests: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
@@ -173,6 +181,7 @@ export function resolveOptions(options: WsServerOptions): ResolvedOptions {
     closeTimeoutMs: options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs,
     maxFrameBytes: options.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
     maxBufferedBytes: options.maxBufferedBytes ?? DEFAULTS.maxBufferedBytes,
+    maxReplyBytes: options.maxReplyBytes ?? DEFAULTS.maxReplyBytes,
     maxQueuedRequests: options.maxQueuedRequests ?? DEFAULTS.maxQueuedRequests,
     maxConnections: options.maxConnections ?? DEFAULTS.maxConnections,
     maxConnectionsPerIp: options.maxConnectionsPerIp ?? DEFAULTS.maxConnectionsPerIp,

@@ -2,7 +2,9 @@
  * The rate limiter: two token buckets per connection, one on messages and one on bytes,
  * refilled lazily on use. A frame takes one message token and its size in byte tokens
  * (at most a full byte bucket, so a frame larger than the burst can still pass), from both
- * buckets or from neither.
+ * buckets or from neither. The check comes before the frame is decoded: a refused frame
+ * costs no parse. Rejections are counted per window (`countRejection`); too many close the
+ * connection.
  *
  * The buckets are three numbers in the connection's own state (`RateBudget`), not objects:
  * at tens of thousands of idle connections two bucket objects each cost more memory than
@@ -14,8 +16,14 @@ export interface RateLimitOptions {
   messagesBurst: number;
   bytesPerSecond: number;
   bytesBurst: number;
-  /** Consecutive rate-limited frames after which the connection is closed with 1008. */
+  /** Rate-limited frames within `rejectWindowMs` after which the connection is closed with 1008. */
   closeAfterRejected: number;
+  /**
+   * The window over which rejections are counted. Accepted frames do not reset the count
+   * (they used to: a client just over the rate, one rejection per refilled token, was never
+   * closed).
+   */
+  rejectWindowMs: number;
 }
 
 /** A connection's two buckets: tokens left and when they were last refilled (performance.now() ms). */
@@ -23,6 +31,22 @@ export interface RateBudget {
   msgTokens: number;
   byteTokens: number;
   tokensAt: number;
+}
+
+/** A connection's rate-limited frames in the current window. */
+export interface RejectionCount {
+  /** performance.now() ms at which the current window began. */
+  rejectedSince: number;
+  rejected: number;
+}
+
+/** Counts one rejected frame at `now`; true when the connection has now earned its close (1008). */
+export function countRejection(c: RejectionCount, limits: RateLimitOptions, now: number): boolean {
+  if (now - c.rejectedSince > limits.rejectWindowMs) {
+    c.rejectedSince = now;
+    c.rejected = 0;
+  }
+  return ++c.rejected > limits.closeAfterRejected;
 }
 
 /** Milliseconds until `need` tokens are there at `perSecond` (at least 1; infinite when the bucket never refills). */

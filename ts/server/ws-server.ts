@@ -141,7 +141,11 @@ export class WsServer {
         // Above the limit so that over-limit frames reach message() and get 1009
         // (uWS itself closes frames over maxPayloadLength with 1006).
         maxPayloadLength: Math.max(o.maxFrameBytes * 2, o.maxFrameBytes + 64 * 1024),
-        maxBackpressure: o.maxBufferedBytes,
+        // Twice our own bound (checked in JS before every reply and event): the reply that
+        // fills the buffer may take it past the bound, and the 1013 close frame that follows
+        // must still be queued — uWS drops any send, the close frame included, over this.
+        // Pub/sub subscribers are skipped over it too.
+        maxBackpressure: o.maxBufferedBytes * 2,
         closeOnBackpressureLimit: 0,
         // Keep-alive is our JS sweep (ws/keepalive.ts).
         idleTimeout: 0,

@@ -28,6 +28,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 // Modules with `#[napi]` items are public: napi-rs registers them, nothing in Rust calls them.
 #[cfg(feature = "bench")]
 pub mod bench;
+mod budget;
 mod completion;
 mod convert;
 pub mod embed;

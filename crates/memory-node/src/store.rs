@@ -8,6 +8,7 @@ use memory_core::store::{self as core_store, TensorStore};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use crate::budget::{list_within, over_budget, truncate_within};
 use crate::convert::{counter_values, parse_filter, put_input, search_request, store_options};
 use crate::factory::{MemoryValue, PutResultValue};
 use crate::types::*;
@@ -177,21 +178,35 @@ impl MemoryStore {
     pub fn search_batched<'env>(&self, env: &'env Env, query: Float32Array, options: SearchOptions) -> napi::Result<PromiseRaw<'env, Vec<MemoryValue>>> {
         let req = search_request(&options)?;
         let q = query.to_vec();
-        submit(env, |d| self.inner.search_batched(q, req, d), |r| Ok(memories(r)))
+        let max_bytes = options.max_bytes;
+        submit(env, |d| self.inner.search_batched(q, req, d), move |mut r| {
+            truncate_within(&mut r, max_bytes);
+            Ok(memories(r))
+        })
     }
 
     /// Highest significance first (newest first on ties), from the ordered index.
     #[napi(ts_return_type = "Memory[]")]
     pub fn top(&self, options: SearchOptions) -> napi::Result<Vec<MemoryValue>> {
         let req = search_request(&options)?;
-        Ok(memories(self.inner.top(&req, options.k as usize)))
+        let k = options.k as usize;
+        let rows = match options.max_bytes {
+            Some(max) => self.inner.top_until(&req, k, over_budget(max)),
+            None => self.inner.top(&req, k),
+        };
+        Ok(memories(rows))
     }
 
-    /// A page of a namespace in store order after `afterSeq` (0 = from the start).
+    /// A page of a namespace in store order after `afterSeq` (0 = from the start). With
+    /// `maxBytes`, the page also stops once its memories' bytes pass it (see `SearchOptions.maxBytes`).
     #[napi]
-    pub fn list(&self, namespace: String, after_seq: i64, limit: u32, filter: Option<String>) -> napi::Result<ListPage> {
+    pub fn list(&self, namespace: String, after_seq: i64, limit: u32, filter: Option<String>, max_bytes: Option<f64>) -> napi::Result<ListPage> {
         let f = parse_filter(filter.as_deref())?;
-        let (m, next) = self.inner.list(&namespace, after_seq.max(0) as u64, limit as usize, f.as_ref());
+        let after = after_seq.max(0) as u64;
+        let (m, next) = match max_bytes {
+            Some(max) => list_within(&self.inner, &namespace, after, limit as usize, f.as_ref(), max),
+            None => self.inner.list(&namespace, after, limit as usize, f.as_ref()),
+        };
         Ok(ListPage { memories: memories(m), next_cursor: next.map(|s| s as i64) })
     }
 

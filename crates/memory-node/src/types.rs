@@ -77,6 +77,10 @@ pub struct SearchOptions {
     /// Scan the f32 vectors even where the int8 pre-pass could serve (same results; default
     /// false): for measuring the scan itself, or ruling the pre-pass out.
     pub f32_scan: Option<bool>,
+    /// `top` and `searchBatched`: stop once the results' own bytes (id, namespace, text,
+    /// metadata, associations, 4 per embedding float) pass this; the memory that passes it and
+    /// one more are still returned, so a caller estimating a larger encoding sees the cut.
+    pub max_bytes: Option<f64>,
 }
 
 #[napi(object)]

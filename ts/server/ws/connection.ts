@@ -6,11 +6,11 @@
 import type { Logger } from 'pino';
 import { CLOSE_CODES, event } from '../../protocol/index.js';
 import { allowsNamespace, type AuthClaims } from '../auth.js';
-import type { RateBudget } from '../rate-limit.js';
+import type { RateBudget, RejectionCount } from '../rate-limit.js';
 import type { UwsWebSocket } from '../uws.js';
 
 /** Per-connection state: the uWS user data of each socket. */
-export interface ConnState extends RateBudget {
+export interface ConnState extends RateBudget, RejectionCount {
   id: string;
   ip: string;
   origin: string;
@@ -27,7 +27,6 @@ export interface ConnState extends RateBudget {
   lastPingAt: number;
   pingSentAt: number;
   awaitingPong: boolean;
-  rejectedStreak: number;
   /** Requests received and not yet answered. */
   queued: number;
   tail: Promise<void> | null;

@@ -26,8 +26,9 @@ import {
 } from '../../protocol/index.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { ResolvedOptions } from '../options.js';
-import { takeBudget } from '../rate-limit.js';
+import { countRejection, takeBudget } from '../rate-limit.js';
 import type { UwsWebSocket } from '../uws.js';
+import { peekEnvelope } from './peek.js';
 import { endSocket, stateOf, type Connection, type ConnState, type ConnectionHost } from './connection.js';
 
 /** Handles one command; the returned value (or resolved value) is the reply's `data`. Throw ProtocolError for error replies. */
@@ -94,31 +95,30 @@ export class Dispatcher implements ConnectionHost {
     st.binary = isBinary;
 
     const rl = this.options.rateLimit;
-    const retryAfter = rl ? takeBudget(st, rl, size, received) : 0;
-    // Decode synchronously: the ArrayBuffer is only valid during this callback.
-    const decoded = decodeRequest(message, isBinary);
-    const type = decoded.ok ? decoded.request.type : decoded.type;
-    const id = decoded.ok ? decoded.request.id : decoded.id;
-
-    if (retryAfter > 0 && rl) {
-      this.metrics.rateLimited++;
-      st.rejectedStreak++;
-      if (st.rejectedStreak > rl.closeAfterRejected) {
-        this.logger.warn({ id: st.id, ip: st.ip }, 'closing abusive connection (sustained rate-limit excess)');
-        this.endSocket(ws, st, CLOSE_CODES.POLICY_VIOLATION, 'Rate limit exceeded');
+    if (rl) {
+      // Before decoding: a refused frame costs a bucket check and a peek, never a parse.
+      const retryAfter = takeBudget(st, rl, size, received);
+      if (retryAfter > 0) {
+        this.metrics.rateLimited++;
+        if (countRejection(st, rl, received)) {
+          this.logger.warn({ id: st.id, ip: st.ip }, 'closing abusive connection (sustained rate-limit excess)');
+          this.endSocket(ws, st, CLOSE_CODES.POLICY_VIOLATION, 'Rate limit exceeded');
+          return;
+        }
+        const { type, id } = peekEnvelope(message, isBinary);
+        this.enqueueReady(ws, st, errorReply('rate_limited', ERROR_MESSAGES.rateLimited, {
+          ...(type !== undefined ? { type } : {}),
+          ...(id !== undefined ? { id } : {}),
+          data: { retry_after_ms: Number.isFinite(retryAfter) ? retryAfter : 60_000 },
+        }), isBinary, received, undefined);
         return;
       }
-      this.enqueueReady(ws, st, errorReply('rate_limited', ERROR_MESSAGES.rateLimited, {
-        ...(type !== undefined ? { type } : {}),
-        ...(id !== undefined ? { id } : {}),
-        data: { retry_after_ms: Number.isFinite(retryAfter) ? retryAfter : 60_000 },
-      }), isBinary, received, undefined);
-      return;
     }
-    st.rejectedStreak = 0;
+    // Decode synchronously: the ArrayBuffer is only valid during this callback.
+    const decoded = decodeRequest(message, isBinary);
 
     if (!decoded.ok) {
-      const e = decoded.error;
+      const { error: e, type, id } = decoded;
       this.enqueueReady(ws, st, errorReply(e.code, e.message, {
         ...(type !== undefined ? { type } : {}),
         ...(id !== undefined ? { id } : {}),
@@ -258,8 +258,7 @@ export class Dispatcher implements ConnectionHost {
     this.metrics.recordReply(type, performance.now() - received, reply.status === 'error');
     if (st.closed) return; // the client left: never touch the socket
     if (ws.getBufferedAmount() > this.options.maxBufferedBytes) {
-      this.logger.warn({ id: st.id, buffered: ws.getBufferedAmount() }, 'send buffer full: reply cannot be queued');
-      this.endSocket(ws, st, CLOSE_CODES.TRY_AGAIN_LATER, 'Send buffer full');
+      this.closeSlowConsumer(ws, st);
       return;
     }
     let payload: string | Uint8Array;
@@ -276,7 +275,20 @@ export class Dispatcher implements ConnectionHost {
         status = ws.send(payload, binary, this.options.compression);
       });
     }
-    if (status === 2) this.endSocket(ws, st, CLOSE_CODES.TRY_AGAIN_LATER, 'Send buffer full');
+    if (status === 2) this.closeSlowConsumer(ws, st);
+  }
+
+  /**
+   * The output-buffer limit (Redis' client-output-buffer-limit, NATS' slow consumer): a
+   * client that does not read its replies is closed with 1013, once, counted and logged. The
+   * close frame is queued behind what is buffered (a client that resumes reading gets it);
+   * a client that never reads is cut by uWS a few seconds after the close, which frees the
+   * buffer.
+   */
+  private closeSlowConsumer(ws: UwsWebSocket<ConnState>, st: ConnState): void {
+    this.metrics.slowConsumersClosed++;
+    this.logger.warn({ id: st.id, ip: st.ip, buffered: ws.getBufferedAmount(), limit: this.options.maxBufferedBytes }, 'send buffer full: closing slow consumer');
+    this.endSocket(ws, st, CLOSE_CODES.TRY_AGAIN_LATER, 'Send buffer full');
   }
 
   /** Event push with the slow-consumer policy: dropped (and counted) when the send buffer is over the bound. */

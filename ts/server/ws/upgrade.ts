@@ -1,15 +1,17 @@
 /**
  * Who may connect: at the HTTP upgrade the server state, the browser Origin and the
  * token/JWT are checked (refusals are plain HTTP answers: 503, 403, 401); at open the
- * connection limits (total and per client address) are, and a refused socket is closed at
- * once with 1013 (1001 while shutting down). Admitted sockets are registered, and released
- * on close; one made with an expiring JWT is closed with 1008 when the token expires.
+ * connection limits (total, per client address, and the process's share of its open-file
+ * limit: ts/server/fd-limit.ts) are, and a refused socket is closed at once with 1013 (1001
+ * while shutting down). Admitted sockets are registered, and released on close; one made
+ * with an expiring JWT is closed with 1008 when the token expires.
  */
 import type { Logger } from 'pino';
 import { CLOSE_CODES } from '../../protocol/index.js';
 import { authenticate, extractToken, type AuthOptions, type AuthResult } from '../auth.js';
 import { writeHttp } from '../http/response.js';
 import type { ServerMetrics } from '../metrics.js';
+import { processConnectionCap, processSockets } from '../fd-limit.js';
 import type { ResolvedOptions } from '../options.js';
 import type { OriginPolicy } from '../origin.js';
 import type { HostPolicy } from '../host-check.js';
@@ -148,7 +150,8 @@ export class Admission {
       msgTokens: rl ? rl.messagesBurst : 0,
       byteTokens: rl ? rl.bytesBurst : 0,
       tokensAt: now,
-      rejectedStreak: 0,
+      rejectedSince: now,
+      rejected: 0,
       queued: 0,
       tail: null,
       gate: undefined,
@@ -172,6 +175,7 @@ export class Admission {
     // Limits are checked at open: the upgrade completes and the socket is closed at once with 1013.
     if (!running) st.rejectReason = 'Server is shutting down';
     else if (registry.size >= o.maxConnections) st.rejectReason = 'Too many connections';
+    else if (processSockets.open >= processConnectionCap().maxConnections) st.rejectReason = 'Too many connections (open-file limit)';
     else if ((this.perIp.get(st.ip) ?? 0) >= o.maxConnectionsPerIp) st.rejectReason = 'Too many connections from this address';
     if (st.rejectReason) {
       metrics.connectionsRejected++;
@@ -180,6 +184,7 @@ export class Admission {
       return;
     }
     st.registered = true;
+    processSockets.open++;
     registry.add(st, ws);
     this.perIp.set(st.ip, (this.perIp.get(st.ip) ?? 0) + 1);
     metrics.connections = registry.size;
@@ -208,6 +213,7 @@ export class Admission {
     }
     if (!st.registered) return;
     st.registered = false;
+    processSockets.open--;
     registry.delete(st.id);
     const n = (this.perIp.get(st.ip) ?? 1) - 1;
     if (n <= 0) {

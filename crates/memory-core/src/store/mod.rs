@@ -267,6 +267,13 @@ impl TensorStore {
         reads::top(&self.shared, req, count)
     }
 
+    /// [`top`](Self::top), building memories only until `enough` says so: the memory for
+    /// which it first returns true and one more are the last built (a caller with a reply
+    /// byte budget stops there without copying the rest out of the store).
+    pub fn top_until(&self, req: &SearchRequest, count: usize, enough: impl FnMut(&Memory) -> bool) -> Vec<Memory> {
+        reads::top_until(&self.shared, req, count, enough)
+    }
+
     /// Memories of a namespace in store order, after the cursor (a `seq`). Returns the page
     /// and the cursor of the next page, if any.
     pub fn list(&self, namespace: &str, after_seq: u64, limit: usize, filter: Option<&Filter>) -> (Vec<Memory>, Option<u64>) {

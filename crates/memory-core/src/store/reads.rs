@@ -40,6 +40,25 @@ pub(super) fn top(sh: &Shared, req: &SearchRequest, count: usize) -> Vec<Memory>
     rows.into_iter().map(|r| memory_of(&st, r, req.include_embeddings, None)).collect()
 }
 
+pub(super) fn top_until(sh: &Shared, req: &SearchRequest, count: usize, mut enough: impl FnMut(&Memory) -> bool) -> Vec<Memory> {
+    let st = sh.state.read();
+    let rows = scan::top_by_significance(&st, &req.params(now_ms()), count);
+    let mut out = Vec::with_capacity(rows.len());
+    let mut end = rows.len();
+    let mut stopping = false;
+    let mut i = 0;
+    while i < end {
+        let m = memory_of(&st, rows[i], req.include_embeddings, None);
+        if !stopping && enough(&m) {
+            stopping = true;
+            end = end.min(i + 2);
+        }
+        out.push(m);
+        i += 1;
+    }
+    out
+}
+
 pub(super) fn list(sh: &Shared, namespace: &str, after_seq: u64, limit: usize, filter: Option<&Filter>) -> (Vec<Memory>, Option<u64>) {
     let st = sh.state.read();
     let Some(ns) = st.ns_id(namespace) else { return (Vec::new(), None) };
