@@ -2,7 +2,7 @@
  * The inference server: `embeddings`, `process` and `stats` (docs/protocol.md), with
  * dynamic batching across all connections (EmbeddingBatcher).
  */
-import { DEFAULTS, parseRequestData, strictEnvelope, type Request } from '../protocol/index.js';
+import { DEFAULTS, ProtocolError, parseRequestData, strictEnvelope, type Request } from '../protocol/index.js';
 import {
   embeddingsSchema,
   inferenceStatsSchema,
@@ -16,6 +16,7 @@ import { EmbeddingBatcher, type BatcherOptions } from './inference-batcher.js';
 import { WsServer, type CommandHandler, type Connection, type WsServerOptions } from './ws-server.js';
 import { ServerBase } from './server-base.js';
 import { VERSION } from '../version.js';
+import { jsonStringBytes } from './reply-budget.js';
 
 export interface InferenceServerOptions extends Omit<WsServerOptions, 'commands' | 'onMessage'>, BatcherOptions {
   /** Default: the built-in hash embedder. The caller keeps ownership (close() does not close it). */
@@ -83,10 +84,35 @@ export class InferenceServer extends ServerBase {
     return w.length > 0 ? w : [{ start: 0, end: text.length, text }];
   }
 
+  /**
+   * Each chunk repeats its window's text, so overlapping windows multiply the reply: a 256 KiB
+   * text with `max_tokens: 8192, stride: 8160` was a 63 MB reply (seconds of embedding and
+   * JSON encoding). Refused before any embedding when the estimate passes the larger of
+   * `maxReplyBytes` and PROCESS_REPLY_TEXT_FACTOR × the text's own JSON size (the default
+   * windows repeat ~1.3× of the text; a multibyte 256 Ki-character text may pass 1 MiB).
+   */
+  private checkProcessReply(text: string, windows: readonly TextWindow[], dims: number): void {
+    const allowed = Math.max(this.ws.options.maxReplyBytes, PROCESS_REPLY_TEXT_FACTOR * jsonStringBytes(text));
+    let bytes = PROCESS_REPLY_OVERHEAD_BYTES + 2 * dims * JSON_FLOAT_BYTES;
+    for (const w of windows) {
+      bytes += jsonStringBytes(w.text) + CHUNK_OVERHEAD_BYTES;
+      if (bytes > allowed) {
+        const field = 'data.config.stride';
+        throw new ProtocolError(
+          'invalid_request',
+          `${field}: the reply (${windows.length} overlapping windows) would pass ${allowed} bytes ` +
+            `(the larger of maxReplyBytes and ${PROCESS_REPLY_TEXT_FACTOR}× the text); lower stride or raise max_tokens`,
+          { field },
+        );
+      }
+    }
+  }
+
   private async process(conn: Connection, req: Request): Promise<unknown> {
     const d = parseRequestData(processSchema, req.data, req.type);
     const windows = this.windows(d.text, d.config.max_tokens, d.config.stride);
     const dims = this.embedder.dims;
+    this.checkProcessReply(d.text, windows, dims);
     const rows = await this.batcher.embed([...windows.map((w) => w.text), ...d.context], { cancelled: () => conn.closed });
     const chunkRows = windows.map((_, i) => normalize(rows.slice(i * dims, (i + 1) * dims)));
     const ctxRows = d.context.map((_, j) => normalize(rows.slice((windows.length + j) * dims, (windows.length + j + 1) * dims)));
@@ -130,6 +156,15 @@ export class InferenceServer extends ServerBase {
     };
   }
 }
+
+/** How many times its own JSON size a `process` reply may repeat of the text (overlapping windows). */
+export const PROCESS_REPLY_TEXT_FACTOR = 4;
+/** `{"text":,"start":…,"end":…,"significance":…}` of one chunk: an upper bound. */
+const CHUNK_OVERHEAD_BYTES = 96;
+/** The reply's other keys, model name and numbers: an upper bound. */
+const PROCESS_REPLY_OVERHEAD_BYTES = 256;
+/** One float of the embedding in JSON (see reply-budget.ts). */
+const JSON_FLOAT_BYTES = 24;
 
 /** Creates an inference server and starts listening (5005…5014 by default). */
 export async function createInferenceServer(options: InferenceServerOptions = {}): Promise<InferenceServer> {
