@@ -84,6 +84,16 @@ process.on('message', (raw: unknown) => {
       });
   } else if (msg.type === 'stop') {
     void shutdown(0);
+  } else if (msg.type === 'compact') {
+    const s = server;
+    if (!s || !('compact' in s)) {
+      send({ type: 'compacted', id: msg.id, error: 'the memory server is not running' });
+      return;
+    }
+    s.compact().then(
+      (compaction) => send({ type: 'compacted', id: msg.id, compaction }),
+      (err: unknown) => send({ type: 'compacted', id: msg.id, error: err instanceof Error ? err.message : String(err) }),
+    );
   }
 });
 process.on('SIGTERM', () => void shutdown(0));

@@ -5,7 +5,7 @@
  */
 
 import type { EmbedderOptions } from '../embedder.js';
-import type { ComponentName, ComponentStatus } from '../protocol/control.js';
+import type { CompactionSummary, ComponentName, ComponentStatus } from '../protocol/control.js';
 
 export {
   COMPONENT_NAMES,
@@ -60,10 +60,11 @@ export interface ChildStartMessage {
   logLevel?: string;
 }
 
-export type ParentToChild = ChildStartMessage | { type: 'stop' };
+export type ParentToChild = ChildStartMessage | { type: 'stop' } | { type: 'compact'; id: number };
 
 export type ChildToParent =
   | { type: 'ready'; port: number; pid: number }
+  | { type: 'compacted'; id: number; compaction?: CompactionSummary; error?: string }
   | { type: 'metrics'; snapshot: ServerSnapshot }
   | { type: 'fatal'; message: string }
   | { type: 'stopping' };
@@ -78,6 +79,8 @@ export interface ComponentHandle {
   start(): Promise<void>;
   stop(): Promise<void>;
   restart(): Promise<void>;
+  /** The memory server only: compact its store's log now (rejects when not running). */
+  compact?(): Promise<CompactionSummary>;
   /** Called on every state change (and when the port or error changes). Returns an unsubscribe function. */
   onChange(listener: (status: ComponentStatus) => void): () => void;
 }
