@@ -229,17 +229,19 @@ impl Writer {
 
     /// Without idle work: block until an operation arrives or an interval fsync is due.
     fn wait_step(&mut self) -> Next {
-        let mut wait = match self.shared.fsync {
+        let policy_wait = match self.shared.fsync {
             FsyncPolicy::Interval(iv) if self.dirty => iv.saturating_sub(self.last_sync.elapsed()),
             _ => Duration::from_secs(3600),
         };
-        if let Some(b) = self.background_wait() {
-            wait = wait.min(b);
-        }
-        match self.rx.recv_timeout(wait) {
+        // Woken earlier for background work (a compaction to switch, an expiry sweep), the
+        // writer does not sync: the policy's own timing decides that.
+        let background = self.background_wait().filter(|&b| b < policy_wait);
+        match self.rx.recv_timeout(background.unwrap_or(policy_wait)) {
             Ok(op) => Next::Op(op),
             Err(RecvTimeoutError::Timeout) => {
-                self.interval_sync();
+                if background.is_none() {
+                    self.interval_sync();
+                }
                 Next::Again
             }
             Err(RecvTimeoutError::Disconnected) => Next::Hangup,
