@@ -34,7 +34,7 @@ export function addApiRoutes(
     const [name = '', action = ''] = req.params;
     const c = components.get(name);
     if (!c) return { status: 404, body: { success: false, error: `Unknown component: ${name}` } };
-    if (action === 'compact' && c.compact) {
+    if (action === 'compact' && c.name === 'memory' && c.compact) {
       // The memory server rewrites its log without deleted and expired memories (it keeps
       // serving; writes wait only for the final switch).
       try {
@@ -45,7 +45,7 @@ export function addApiRoutes(
       }
     }
     if (!(ACTIONS as readonly string[]).includes(action)) {
-      return { status: 404, body: { success: false, error: `Unknown action: ${action} (start, stop, restart${c.compact ? ', compact' : ''})` } };
+      return { status: 404, body: { success: false, error: `Unknown action: ${action} (start, stop, restart${c.name === 'memory' ? ', compact' : ''})` } };
     }
     try {
       await c[action as Action]();
