@@ -232,6 +232,8 @@ export interface SubscribeReply {
 export interface MemoryEventData {
   memory: WireMemory | { id: string; namespace: string };
   seq: number;
+  /** `memory_removed` only: a `delete`, or its TTL passed. */
+  reason?: 'deleted' | 'expired';
 }
 export interface MemoryStatsCounts {
   total_memories: number;

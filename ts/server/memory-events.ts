@@ -4,11 +4,11 @@
  * subscribes with `since_seq` gets the ones it missed (or learns that some were evicted).
  */
 import { event, type SuccessReply } from '../protocol/index.js';
-import type { MemoryEventName, WireMemory } from '../protocol/memory.js';
+import type { MemoryEventData, MemoryEventName, WireMemory } from '../protocol/memory.js';
 import type { WsServer } from './ws-server.js';
 
 /** Why a memory was removed (`memory_removed`'s `reason`). */
-export type RemovedReason = 'deleted' | 'expired';
+export type RemovedReason = NonNullable<MemoryEventData['reason']>;
 
 export interface LoggedEvent {
   seq: number;
