@@ -79,11 +79,9 @@ impl Writer {
         let (rows, expired, buf) = {
             let st = self.shared.state.read();
             let rows = st.expired_rows(now, max);
-            let mut seq = st.last_seq;
             let mut buf = Vec::new();
             let mut expired = Vec::with_capacity(rows.len());
-            for &r in &rows {
-                seq += 1;
+            for (seq, &r) in (st.last_seq + 1..).zip(&rows) {
                 let namespace = st.namespaces[st.ns_col[r as usize] as usize].name.clone();
                 let id = st.rows[r as usize].id.to_string();
                 log::encode_record(&mut buf, &Record::Delete(DeleteRecord { seq, ts: now, namespace: namespace.clone(), id: id.clone() }));
