@@ -203,15 +203,17 @@ impl Writer {
         // Everything is in the new file, fsynced.
         self.dirty = false;
         let rows_after = new_state.len();
-        {
+        let old_state = {
             let mut st = self.shared.state.write();
-            *st = new_state;
             // Rows were renumbered: the int8 codes are rebuilt from the new state (cleared
             // under the state's write lock, so no search pairs new rows with old codes).
             if let Some(q) = &self.shared.q8 {
                 q.rows.write().clear();
             }
-        }
+            std::mem::replace(&mut *st, new_state)
+        };
+        // Freed once readers and the next operation no longer wait for the lock.
+        drop(old_state);
         // A new vectors file for the new generation, filled while idle.
         if let Some(old) = self.vec_file.take() {
             let _ = std::fs::remove_file(&old.path);
