@@ -26,7 +26,8 @@ afterAll(() => {
 });
 
 async function start(options: MemoryServerOptions): Promise<{ server: MemoryServer; url: string }> {
-  const server = new MemoryServer({ host: '127.0.0.1', port: 0, logger: silentLogger, printListening: false, closeTimeoutMs: 2_000, ...options });
+  // No rate limit: one connection sends the 4,000 requests of the cycles as fast as it can.
+  const server = new MemoryServer({ host: '127.0.0.1', port: 0, logger: silentLogger, printListening: false, closeTimeoutMs: 2_000, rateLimit: false, ...options });
   const info = await server.listen();
   return { server, url: `ws://127.0.0.1:${info.port}` };
 }
@@ -71,7 +72,7 @@ describe('automatic compaction', () => {
           replies.push(a.request('store', { id: `gone-${i}`, text: `${prefix}${i}- a secret that must not stay on disk` }));
           replies.push(a.request('delete', { id: `gone-${i}` }));
         }
-        for (const r of await Promise.all(replies)) expect(r.status).toBe('success');
+        for (const r of await Promise.all(replies)) expect(r, 'a store or delete of the cycles').toMatchObject({ status: 'success' });
       }
       cyclesDone = true;
       await writer;
@@ -91,24 +92,24 @@ describe('automatic compaction', () => {
         if (covered() >= CYCLES / 2) break;
         await new Promise((r) => setTimeout(r, 50));
       }
-      expect(stats.last_compaction, 'stats.last_compaction after the cycles').toMatchObject({ automatic: true });
-      expect(covered(), 'deletes merged by an automatic compaction').toBeGreaterThanOrEqual(CYCLES / 2);
-      expect(stats.garbage_bytes).toBeGreaterThanOrEqual(0);
-      expect(stats.live_bytes).toBeGreaterThan(0);
-      expect(stats.live_bytes + stats.garbage_bytes).toBeLessThanOrEqual(stats.storage_bytes);
-      expect(stats.last_compaction.bytes_after).toBeLessThan(stats.last_compaction.bytes_before);
+      const about = JSON.stringify(stats);
+      expect(stats.last_compaction, `stats.last_compaction after the cycles: ${about}`).toMatchObject({ automatic: true });
+      expect(covered(), `deletes merged by an automatic compaction: ${about}`).toBeGreaterThanOrEqual(CYCLES / 2);
+      expect(stats.live_bytes, about).toBeGreaterThan(0);
+      expect(stats.live_bytes + stats.garbage_bytes, about).toBeLessThanOrEqual(stats.storage_bytes);
+      expect(stats.last_compaction.bytes_after, about).toBeLessThan(stats.last_compaction.bytes_before);
 
       const left = onDisk(dir, prefix);
       const merged = [...deleteSeq].filter(([, s]) => s <= stats.last_compaction.start_seq).map(([i]) => i);
       expect(merged.filter((i) => left.has(i)), 'deleted texts still on disk after the compaction that merged their deletion').toEqual([]);
       // The log does not grow without bound: far less than the ~3.4 MB the cycles wrote.
-      expect(stats.storage_bytes).toBeLessThan(CYCLES * 1_700);
+      expect(stats.storage_bytes, about).toBeLessThan(CYCLES * 1_700);
 
-      for (let i = 0; i < 20; i++) expect((await a.request('get', { id: `keep-${i}` })).data.text).toBe(`hardening-keep-${i}- stays`);
+      for (let i = 0; i < 20; i++) expect((await a.request('get', { id: `keep-${i}` })).data?.text, `keep-${i}`).toBe(`hardening-keep-${i}- stays`);
       expect(during.length).toBeGreaterThan(0);
       for (const d of during) {
-        expect(d.status).toBe('success');
-        expect((await a.request('get', { id: d.id })).status).toBe('success');
+        expect(d.status, `store ${d.id}`).toBe('success');
+        expect((await a.request('get', { id: d.id })).status, `get ${d.id}`).toBe('success');
       }
       expect((await a.request('get', { id: 'gone-7' })).code).toBe('not_found');
     } finally {

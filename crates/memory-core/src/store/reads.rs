@@ -145,9 +145,11 @@ pub(super) fn stats(sh: &Shared) -> StoreStats {
 }
 
 pub(super) fn compaction_info(sh: &Shared) -> (u64, u64, u64, Option<CompactReport>) {
+    let count = sh.compactions.load(Ordering::SeqCst);
+    let last = sh.last_compaction.lock().clone();
     let live = sh.state.read().live_bytes;
     let log = sh.storage_bytes.load(Ordering::Relaxed);
-    (live, garbage_bytes(log, live), sh.compactions.load(Ordering::Relaxed), sh.last_compaction.lock().clone())
+    (live, garbage_bytes(log, live), count, last)
 }
 
 /// The log's bytes that a compaction would drop (its header is neither).

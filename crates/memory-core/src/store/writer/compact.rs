@@ -134,8 +134,10 @@ impl Writer {
                     start_seq: c.start_seq,
                     automatic: c.automatic,
                 };
-                self.shared.compactions.fetch_add(1, Ordering::Relaxed);
+                // The report before the count: a reader that sees the new count (compaction_info
+                // reads the count first) also sees this report.
                 *self.shared.last_compaction.lock() = Some(report.clone());
+                self.shared.compactions.fetch_add(1, Ordering::SeqCst);
                 for w in waiters {
                     w(Ok(report.clone()));
                 }
