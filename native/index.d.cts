@@ -35,6 +35,14 @@ export declare class MemoryStore {
   bulkLoad(records: Array<BulkRecord>): Promise<number>
   /** Rewrite the log without deleted/expired memories. */
   compact(): Promise<CompactResult>
+  /** Live and garbage bytes of the log, compactions so far and the last one. */
+  compactionInfo(): CompactionInfo
+  /**
+   * Resolves with the memories the expiry sweep deletes next (those swept since the last
+   * call at once, else after the next pass that sweeps any); rejects with `unavailable`
+   * once the store closes. Call it again after each resolution to keep watching.
+   */
+  nextExpired(): Promise<ExpiredMemory[]>
   /** fsync anything written but not yet synced. */
   flush(): Promise<void>
   /** Flush and close; later calls fail with `unavailable`. */
@@ -107,11 +115,26 @@ export interface BulkRecord {
   embedding: Float32Array
 }
 
+/** Log bytes of the live memories and the rest, and the last compaction (null before one). */
+export interface CompactionInfo {
+  liveBytes: number
+  garbageBytes: number
+  compactions: number
+  last?: CompactResult
+}
+
 export interface CompactResult {
   rowsBefore: number
   rowsAfter: number
   bytesBefore: number
   bytesAfter: number
+  /** When it finished (ms since the Unix epoch) and how long it took. */
+  finishedAt: number
+  durationMs: number
+  /** The store's last sequence number when it started: every change up to it is merged. */
+  startSeq: number
+  /** Started by the policy rather than asked for. */
+  automatic: boolean
 }
 
 export interface DeletedId {
@@ -137,6 +160,13 @@ export interface EncodedBatch {
   seqLen: number
   /** Real (unpadded) length of each row. */
   lengths: Uint32Array
+}
+
+/** A memory the expiry sweep deleted; `seq` is its delete record's. */
+export interface ExpiredMemory {
+  namespace: string
+  id: string
+  seq: number
 }
 
 /** Dimensions of the built-in `hash` embedder. */
@@ -242,6 +272,10 @@ export interface OpenOptions {
   reembed?: boolean
   /** Let concurrent writes share one fsync (default true; false = one fsync per write). */
   groupCommit?: boolean
+  /** Automatic compaction once this share of the log is garbage (default 0.5; 0 = off). */
+  compactGarbageRatio?: number
+  /** …and the log holds at least this many bytes (default 1 MiB). */
+  compactMinBytes?: number
 }
 
 export interface PutItem {
@@ -357,6 +391,11 @@ export interface StoreStats {
    * of copied out of the log (whole chunks of 16,384 rows; see docs/storage.md).
    */
   mappedRows: number
+  /** Log bytes of the live memories (what a compaction keeps) and the rest. */
+  liveBytes: number
+  garbageBytes: number
+  compactions: number
+  lastCompaction?: CompactResult
 }
 
 export interface TextWindow {

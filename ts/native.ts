@@ -87,7 +87,9 @@ addon.setMemoryFactory((id, namespace, text, metadata, significance, timestamp, 
 export type {
   BulkRecord,
   CompactResult,
+  CompactionInfo,
   DeleteResult,
+  ExpiredMemory,
   EncodedBatch,
   KernelInfo,
   ListPage,
@@ -224,8 +226,19 @@ export class MemoryStore {
   bulkLoad(records: Addon.BulkRecord[]): Promise<number> {
     return wrapAsync(() => this.s.bulkLoad(records));
   }
+  /** Compacts now (or joins the compaction running); resolves after the switch. */
   compact(): Promise<Addon.CompactResult> {
     return wrapAsync(() => this.s.compact());
+  }
+  /** Live and garbage log bytes, compactions so far and the last one. */
+  compactionInfo(): Addon.CompactionInfo {
+    this.live();
+    return wrapSync(() => this.s.compactionInfo());
+  }
+  /** The memories the expiry sweep deletes next; rejects (`unavailable`) once the store closes. */
+  nextExpired(): Promise<Addon.ExpiredMemory[]> {
+    if (this.closed) return Promise.reject(closedError());
+    return wrapAsync(() => this.s.nextExpired());
   }
   flush(): Promise<void> {
     return wrapAsync(() => this.s.flush());

@@ -67,6 +67,9 @@ export const OPTIONS: OptionDef[] = [
   { key: 'batchWaitMs', flag: 'batch-wait-ms', kind: 'int', description: 'inference: max wait to fill a batch', defaultText: '2' },
   { key: 'url', flag: 'url', kind: 'string', description: 'export: read from a running server (ws://…) instead of the data directory' },
   { key: 'batchSize', flag: 'batch-size', kind: 'int', description: 'import: records per bulk-load batch', defaultText: '1000' },
+  { key: 'skipInvalid', flag: 'skip-invalid', kind: 'bool', description: 'import: leave out rejected lines and import the rest (without it, one rejected line imports nothing)', defaultText: 'false' },
+  { key: 'compactGarbagePercent', flag: 'compact-garbage-percent', kind: 'int', description: 'compact the log automatically once this % of it is garbage (deleted/expired memories; 0 = only when asked)', defaultText: '50' },
+  { key: 'compactMinMb', flag: 'compact-min-mb', kind: 'int', description: '…and the log is at least this many MiB', defaultText: '1' },
   { key: 'config', flag: 'config', kind: 'string', description: 'JSON config file (keys as flags, kebab-case or camelCase)', short: 'c' },
 ];
 
@@ -113,6 +116,9 @@ export const configSchema = z
     batchWaitMs: z.number().int().min(0).max(1000).optional(),
     url: z.string().regex(/^wss?:\/\//, 'must be a ws:// or wss:// URL').optional(),
     batchSize: positive.max(100_000).default(1000),
+    skipInvalid: z.boolean().default(false),
+    compactGarbagePercent: z.number().int().min(0).max(99).default(50),
+    compactMinMb: z.number().int().min(0).max(1024 * 1024).default(1),
     config: z.string().optional(),
   })
   .strict()
@@ -137,7 +143,7 @@ export const configSchema = z
   });
 export type CliConfig = z.infer<typeof configSchema>;
 
-export const COMMANDS = ['start', 'export', 'import', 'repair'] as const;
+export const COMMANDS = ['start', 'export', 'import', 'compact', 'repair'] as const;
 export type CliCommand = (typeof COMMANDS)[number];
 
 export interface ParsedArgs {
@@ -320,8 +326,19 @@ const COMMAND_HELP: Record<Exclude<CliCommand, 'start'>, { usage: string[]; abou
     about: [
       'Bulk-loads JSON lines (the export format) into a stopped data directory.',
       'Rows keep their recorded significance and associations; rows without an embedding are embedded.',
+      'Every line is checked first with the rules of `store`; a rejected line is reported as',
+      '`line N: <field>: <reason>` and then nothing is imported (exit 1) unless --skip-invalid.',
     ],
-    keys: ['dataDir', 'batchSize', 'embedder', 'model', 'device', 'maxLength', 'threads', 'reembed', 'fsync', 'config', 'logLevel'],
+    keys: ['dataDir', 'batchSize', 'skipInvalid', 'embedder', 'model', 'device', 'maxLength', 'threads', 'reembed', 'fsync', 'config', 'logLevel'],
+  },
+  compact: {
+    usage: ['memory-server compact [options]'],
+    about: [
+      'Compacts a stopped data directory: rewrites its log with only the live memories, so',
+      'deleted and expired memories leave the disk. A running server compacts by itself',
+      '(--compact-garbage-percent) and on POST /api/components/memory/compact (control center).',
+    ],
+    keys: ['dataDir', 'config'],
   },
   repair: {
     usage: ['memory-server repair [options]'],
@@ -370,6 +387,7 @@ export function helpText(version: string, command: CliCommand = 'start'): string
     '  memory-server [start] [options]        run the memory and inference servers',
     '  memory-server export [options] > f.jsonl   every memory as JSON lines (stopped data dir, or --url)',
     '  memory-server import f.jsonl [options]  bulk-load JSON lines into the data directory',
+    '  memory-server compact [options]         rewrite the log without deleted and expired memories',
     '  memory-server repair [options]          salvage every intact record of a damaged log, set the damage aside',
     '  memory-server COMMAND --help            the options of one command',
     '  memory-server --help | --version',

@@ -1,20 +1,21 @@
 /**
- * The `memory-server` CLI: start (memory + inference servers), export, import, repair.
+ * The `memory-server` CLI: start (memory + inference servers), export, import, compact, repair.
  * Exit codes: 0 ok, 1 runtime error, 2 usage error. Loaded by main.ts, which reports a
  * missing native addon or uWebSockets.js build in one line.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { pino, destination, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { createEmbedder, type Embedder, type EmbedderOptions } from '../embedder.js';
-import { HASH_DIMS, MemoryStore, NativeError, repair, type BulkRecord, type LostRange } from '../native.js';
+import { HASH_DIMS, MemoryStore, NativeError, repair, type LostRange } from '../native.js';
 import { createServers, type Servers, type SharedServerOptions } from '../servers.js';
 import { startControlCenter, type RunningControlCenter } from '../control/index.js';
 import { VERSION } from '../version.js';
 import { f32 } from '../server/memory.js';
+import { isoOf } from '../server/memory-convert.js';
 import { UsageError, helpText, parseArgs, resolveConfig, type CliConfig } from './config.js';
+import { runImport } from './import.js';
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 const err = (s: string): void => void process.stderr.write(`${s}\n`);
@@ -123,7 +124,9 @@ async function startSupervised(cfg: CliConfig, logger: Logger): Promise<void> {
 
 /** Memory server options from the CLI config (both start paths). */
 function memoryOptions(cfg: CliConfig) {
-  return { port: cfg.port, dataDir: cfg.dataDir, fsync: cfg.fsync, reembed: cfg.reembed };
+  const compaction =
+    cfg.compactGarbagePercent === 0 ? (false as const) : { garbageRatio: cfg.compactGarbagePercent / 100, minBytes: cfg.compactMinMb * 1024 * 1024 };
+  return { port: cfg.port, dataDir: cfg.dataDir, fsync: cfg.fsync, reembed: cfg.reembed, compaction };
 }
 
 /** Inference server options from the CLI config, or false with --no-inference. */
@@ -239,10 +242,10 @@ async function exportOffline(cfg: CliConfig, target: NodeJS.WritableStream): Pro
           text: m.text,
           metadata: JSON.parse(m.metadata || '{}'),
           significance: f32(m.significance),
-          timestamp: new Date(m.timestamp).toISOString(),
+          timestamp: isoOf(m.timestamp),
           associations: m.associations,
         };
-        if (m.expiresAt !== undefined && m.expiresAt !== null) rec.expires_at = new Date(m.expiresAt).toISOString();
+        if (m.expiresAt !== undefined && m.expiresAt !== null) rec.expires_at = isoOf(m.expiresAt);
         rec.embedding = m.embedding ? Array.from(m.embedding, f32) : [];
         await writeLine(target, JSON.stringify(rec));
         n++;
@@ -314,65 +317,34 @@ async function runExport(cfg: CliConfig, positionals: string[]): Promise<void> {
   err(`exported ${n} memories${file ? ` to ${file}` : ''}`);
 }
 
-async function runImport(cfg: CliConfig, positionals: string[]): Promise<void> {
+async function runImportCommand(cfg: CliConfig, positionals: string[]): Promise<void> {
   const file = positionals[0];
   if (!file) throw new UsageError('import needs a file: memory-server import f.jsonl');
   const embedder = await embedderFor(cfg);
-  const store = await openOffline(cfg, embedder);
-  let n = 0;
-  let lineNo = 0;
+  const code = await runImport({
+    file,
+    dataDir: cfg.dataDir,
+    batchSize: cfg.batchSize,
+    skipInvalid: cfg.skipInvalid,
+    embedder,
+    open: () => openOffline(cfg, embedder),
+    out,
+    err,
+  });
+  if (code !== 0) process.exit(code);
+}
+
+/** `compact`: rewrite a stopped data directory's log without deleted and expired memories. */
+async function runCompact(cfg: CliConfig): Promise<void> {
+  const store = await openOffline(cfg, null);
   try {
-    const rl = createInterface({ input: file === '-' ? process.stdin : createReadStream(file), crlfDelay: Infinity });
-    let batch: BulkRecord[] = [];
-    let needEmbed: number[] = [];
-    const flush = async (): Promise<void> => {
-      if (batch.length === 0) return;
-      if (needEmbed.length > 0) {
-        const rows = await embedder.embed(needEmbed.map((i) => batch[i]!.text));
-        needEmbed.forEach((i, j) => (batch[i]!.embedding = rows.slice(j * embedder.dims, (j + 1) * embedder.dims)));
-      }
-      n += await store.bulkLoad(batch);
-      batch = [];
-      needEmbed = [];
-    };
-    for await (const line of rl) {
-      lineNo++;
-      if (line.trim() === '') continue;
-      let r: Record<string, unknown>;
-      try {
-        r = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        throw new Error(`${file}:${lineNo}: not valid JSON`);
-      }
-      if (typeof r.text !== 'string') throw new Error(`${file}:${lineNo}: text is required`);
-      if (typeof r.id !== 'string') throw new Error(`${file}:${lineNo}: id is required`);
-      const ts = typeof r.timestamp === 'string' ? Date.parse(r.timestamp) : typeof r.timestamp === 'number' ? r.timestamp : Date.now();
-      if (Number.isNaN(ts)) throw new Error(`${file}:${lineNo}: timestamp is not an ISO date`);
-      const emb = Array.isArray(r.embedding) && r.embedding.length > 0 ? Float32Array.from(r.embedding as number[]) : null;
-      if (emb && emb.length !== embedder.dims) {
-        throw new Error(`${file}:${lineNo}: embedding has ${emb.length} dimensions, the embedder ${embedder.name} has ${embedder.dims}`);
-      }
-      const rec: BulkRecord = {
-        namespace: typeof r.namespace === 'string' && r.namespace ? r.namespace : 'default',
-        id: r.id,
-        text: r.text,
-        metadata: JSON.stringify(r.metadata ?? {}),
-        significance: typeof r.significance === 'number' ? r.significance : 0.5,
-        timestamp: ts,
-        associations: Array.isArray(r.associations) ? (r.associations as string[]) : [],
-        embedding: emb ?? new Float32Array(0),
-      };
-      if (typeof r.expires_at === 'string') rec.expiresAt = Date.parse(r.expires_at);
-      if (!emb) needEmbed.push(batch.length);
-      batch.push(rec);
-      if (batch.length >= cfg.batchSize) await flush();
-    }
-    await flush();
-    await store.flush();
+    const r = await store.compact();
+    out(
+      `${path.resolve(cfg.dataDir)}: compacted ${r.bytesBefore} → ${r.bytesAfter} bytes (${r.rowsBefore} → ${r.rowsAfter} rows) in ${r.durationMs} ms`,
+    );
   } finally {
     store.close();
   }
-  out(`imported ${n} memories into ${path.resolve(cfg.dataDir)}`);
 }
 
 function runRepair(cfg: CliConfig): void {
@@ -441,7 +413,10 @@ export async function main(): Promise<void> {
         await runExport(cfg, args.positionals);
         return;
       case 'import':
-        await runImport(cfg, args.positionals);
+        await runImportCommand(cfg, args.positionals);
+        return;
+      case 'compact':
+        await runCompact(cfg);
         return;
       case 'repair':
         runRepair(cfg);

@@ -32,6 +32,8 @@ export interface MemoryEvent {
   /** The memory (without embedding); for `memory_removed` only `{ id, namespace }`. */
   memory: WireMemory | { id: string; namespace: string };
   seq: number;
+  /** `memory_removed` only: `deleted` (a delete) or `expired` (its TTL passed). */
+  reason?: 'deleted' | 'expired';
   /** ISO-8601 time the server sent the event. */
   timestamp: string;
 }
@@ -299,7 +301,7 @@ export class MemoryClient extends BaseClient<MemoryClientEvents> {
   protected override handleEvent(msg: Record<string, unknown>): boolean {
     const type = msg.type as MemoryEventName;
     if (msg.status !== 'success' || !(MEMORY_EVENT_NAMES as readonly string[]).includes(type)) return false;
-    const data = msg.data as { memory: MemoryEvent['memory']; seq: number } | undefined;
+    const data = msg.data as { memory: MemoryEvent['memory']; seq: number; reason?: MemoryEvent['reason'] } | undefined;
     if (!data || typeof data.seq !== 'number' || !data.memory) return true;
     const namespace = data.memory.namespace;
     const sub = this.subscriptions.get(namespace);
@@ -310,7 +312,9 @@ export class MemoryClient extends BaseClient<MemoryClientEvents> {
       if (sub.seenOrder.length > DEFAULTS.seenEventWindow) sub.seen.delete(sub.seenOrder.shift()!);
       if (sub.lastSeq === undefined || data.seq > sub.lastSeq) sub.lastSeq = data.seq;
     }
-    this.emit(type, { type, namespace, memory: data.memory, seq: data.seq, timestamp: String(msg.timestamp ?? '') });
+    const event: MemoryEvent = { type, namespace, memory: data.memory, seq: data.seq, timestamp: String(msg.timestamp ?? '') };
+    if (data.reason !== undefined) event.reason = data.reason;
+    this.emit(type, event);
     return true;
   }
 

@@ -87,6 +87,16 @@ process.on('message', (raw: unknown) => {
   } else if (msg.type === 'ping') {
     // Answered from this event loop: a stopped or blocked process does not answer.
     send({ type: 'pong', n: msg.n });
+  } else if (msg.type === 'compact') {
+    const s = server;
+    if (!s || !('compact' in s)) {
+      send({ type: 'compacted', id: msg.id, error: 'the memory server is not running' });
+      return;
+    }
+    s.compact().then(
+      (compaction) => send({ type: 'compacted', id: msg.id, compaction }),
+      (err: unknown) => send({ type: 'compacted', id: msg.id, error: err instanceof Error ? err.message : String(err) }),
+    );
   }
 });
 process.on('SIGTERM', () => void shutdown(0));

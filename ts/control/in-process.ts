@@ -8,6 +8,7 @@ import type { InferenceServer } from '../server/inference.js';
 import { ComponentLifecycle } from './component-base.js';
 import { inferenceSnapshot, memorySnapshot } from './instrument.js';
 import type { ComponentName, ComponentStatus, ServerSnapshot } from './types.js';
+import type { CompactionSummary } from '../protocol/control.js';
 
 type AnyServer = MemoryServer | InferenceServer;
 
@@ -71,6 +72,12 @@ export class InProcessComponent<S extends AnyServer = AnyServer> extends Compone
       connections: snap ? snap.connections : null,
       restarts: this.restarts,
     };
+  }
+
+  async compact(): Promise<CompactionSummary> {
+    const s = this.server;
+    if (this.name !== 'memory' || !s || this._state !== 'running') throw new Error(`${this.name} is not a running memory server`);
+    return (s as MemoryServer).compact();
   }
 
   protected async doStart(): Promise<void> {

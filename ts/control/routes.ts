@@ -35,8 +35,18 @@ export function addApiRoutes(
     const [name = '', action = ''] = req.params;
     const c = components.get(name);
     if (!c) return { status: 404, body: { success: false, error: `Unknown component: ${name}` } };
+    if (action === 'compact' && c.name === 'memory' && c.compact) {
+      // The memory server rewrites its log without deleted and expired memories (it keeps
+      // serving; writes wait only for the final switch).
+      try {
+        const compaction = await c.compact();
+        return { body: { success: true, component: c.status(), compaction } };
+      } catch (err) {
+        return { status: 409, body: { success: false, error: (err as Error).message, component: c.status() } };
+      }
+    }
     if (!(ACTIONS as readonly string[]).includes(action)) {
-      return { status: 404, body: { success: false, error: `Unknown action: ${action} (start, stop, restart)` } };
+      return { status: 404, body: { success: false, error: `Unknown action: ${action} (start, stop, restart${c.name === 'memory' ? ', compact' : ''})` } };
     }
     try {
       await c[action as Action]();

@@ -19,11 +19,13 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ComponentLifecycle } from './component-base.js';
+import type { CompactionSummary } from '../protocol/control.js';
 import {
   CONTROL_DEFAULTS,
   type ChildStartMessage,
   type ChildToParent,
   type ComponentName,
+  type ParentToChild,
   type ComponentState,
   type ComponentStatus,
   type ServerSnapshot,
@@ -104,6 +106,9 @@ export class ChildComponent extends ComponentLifecycle {
   private last: ServerSnapshot | null = null;
   private cpuPercent: number | null = null;
   private startWaiters: Waiter[] = [];
+  /** `compact` requests sent to the child, by id, until it answers or exits. */
+  private compactions = new Map<number, { resolve(c: CompactionSummary): void; reject(err: Error): void }>();
+  private nextCompactId = 1;
   private exitWaiters: Array<() => void> = [];
   private pingTimer: NodeJS.Timeout | null = null;
   private unresponsiveTimer: NodeJS.Timeout | null = null;
@@ -154,6 +159,19 @@ export class ChildComponent extends ComponentLifecycle {
 
   snapshot(): ServerSnapshot | null {
     return this._state === 'running' ? this.last : null;
+  }
+
+  /** Asks the memory child to compact its store's log; resolves with the compaction. */
+  compact(): Promise<CompactionSummary> {
+    const child = this.child;
+    if (this.name !== 'memory' || !child || this._state !== 'running') {
+      return Promise.reject(new Error(`${this.name} is not a running memory server`));
+    }
+    const id = this.nextCompactId++;
+    return new Promise<CompactionSummary>((resolve, reject) => {
+      this.compactions.set(id, { resolve, reject });
+      child.send({ type: 'compact', id } satisfies ParentToChild);
+    });
   }
 
   protected doStart(): Promise<void> {
@@ -268,6 +286,13 @@ export class ChildComponent extends ComponentLifecycle {
         break;
       case 'stopping':
         break;
+      case 'compacted': {
+        const p = this.compactions.get(msg.id);
+        this.compactions.delete(msg.id);
+        if (msg.compaction) p?.resolve(msg.compaction);
+        else p?.reject(new Error(msg.error ?? 'compaction failed'));
+        break;
+      }
     }
   }
 
@@ -315,6 +340,8 @@ export class ChildComponent extends ComponentLifecycle {
     if (child !== this.child) return;
     this.child = null;
     this.stopPinging();
+    for (const p of this.compactions.values()) p.reject(new Error(`${this.name} exited before its compaction finished`));
+    this.compactions.clear();
     if (this.startTimer) clearTimeout(this.startTimer);
     this.startTimer = null;
     const ranMs = this.runningSince ? Date.now() - this.runningSince : 0;

@@ -5,7 +5,7 @@
  */
 
 import type { EmbedderOptions } from '../embedder.js';
-import type { ComponentName, ComponentStatus } from '../protocol/control.js';
+import type { CompactionSummary, ComponentName, ComponentStatus } from '../protocol/control.js';
 
 export {
   COMPONENT_NAMES,
@@ -60,11 +60,12 @@ export interface ChildStartMessage {
   logLevel?: string;
 }
 
-/** `ping`: the supervisor's liveness check; the child answers `pong` with the same `n`. */
-export type ParentToChild = ChildStartMessage | { type: 'stop' } | { type: 'ping'; n: number };
+/** `ping`: the supervisor's liveness check (the child answers `pong` with the same `n`); `compact`: compact now. */
+export type ParentToChild = ChildStartMessage | { type: 'stop' } | { type: 'ping'; n: number } | { type: 'compact'; id: number };
 
 export type ChildToParent =
   | { type: 'ready'; port: number; pid: number }
+  | { type: 'compacted'; id: number; compaction?: CompactionSummary; error?: string }
   | { type: 'metrics'; snapshot: ServerSnapshot }
   | { type: 'fatal'; message: string }
   | { type: 'stopping' }
@@ -80,6 +81,8 @@ export interface ComponentHandle {
   start(): Promise<void>;
   stop(): Promise<void>;
   restart(): Promise<void>;
+  /** The memory server only: compact its store's log now (rejects when not running). */
+  compact?(): Promise<CompactionSummary>;
   /** Called on every state change (and when the port or error changes). Returns an unsubscribe function. */
   onChange(listener: (status: ComponentStatus) => void): () => void;
 }

@@ -320,7 +320,12 @@ export function flatJson(keys: readonly string[]): JsonTextFn {
       const v = this[k];
       if (typeof v === 'number') out += heads[i]! + (Number.isFinite(v) ? '' + v : 'null');
       else if (typeof v === 'string') out += heads[i]! + memos[i]!.get(v);
-      else return JSON.stringify(this);
+      else if (typeof v === 'object') {
+        // null or a nested object (e.g. stats' last_compaction): as JSON.stringify nests it.
+        const j = JSON.stringify(v) as string | undefined;
+        if (j === undefined) return JSON.stringify(this);
+        out += heads[i]! + j;
+      } else return JSON.stringify(this);
       i++;
     }
     if (i !== n) return JSON.stringify(this);

@@ -151,10 +151,27 @@ export function applyFilter(msg: StatusMessage, f: StatusFilter): StatusMessage 
 
 // ------------------------------------------------------------------ REST replies
 
-/** `POST /api/components/:name/:action` (start, stop, restart). */
+/** A compaction of the memory server's log (`stats.last_compaction`, the `compact` action). */
+export interface CompactionSummary {
+  /** When it finished (ISO). */
+  at: string;
+  duration_ms: number;
+  bytes_before: number;
+  bytes_after: number;
+  rows_before: number;
+  rows_after: number;
+  /** The store's last sequence number when it started: every change up to it is merged (a memory deleted by then is gone from disk). */
+  start_seq: number;
+  /** Started by the automatic policy rather than asked for. */
+  automatic: boolean;
+}
+
+/** `POST /api/components/:name/:action` (start, stop, restart; compact for memory). */
 export interface ComponentActionReply {
   success: boolean;
   component?: ComponentStatus;
+  /** The `compact` action's compaction. */
+  compaction?: CompactionSummary;
   error?: string;
 }
 

@@ -254,6 +254,8 @@ export interface SubscribeReply {
 export interface MemoryEventData {
   memory: WireMemory | { id: string; namespace: string };
   seq: number;
+  /** `memory_removed` only: a `delete`, or its TTL passed. */
+  reason?: 'deleted' | 'expired';
 }
 export interface MemoryStatsCounts {
   total_memories: number;
@@ -272,6 +274,20 @@ export interface MemoryStatsReply extends MemoryStatsCounts {
   queries_per_second: number;
   avg_latency_ms: number;
   fsync: string;
+  /** Log bytes of the live memories (what a compaction keeps) and the rest. */
+  live_bytes: number;
+  garbage_bytes: number;
+  /** The last compaction since start (see CompactionSummary in control.ts), or null. */
+  last_compaction: {
+    at: string;
+    duration_ms: number;
+    bytes_before: number;
+    bytes_after: number;
+    rows_before: number;
+    rows_after: number;
+    start_seq: number;
+    automatic: boolean;
+  } | null;
   totals?: MemoryStatsCounts;
 }
 

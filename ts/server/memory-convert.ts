@@ -15,13 +15,26 @@ export function toWireMemory(m: NativeMemory, includeEmbedding = false): WireMem
     text: m.text,
     metadata: parseMetadata(m.metadata),
     significance: f32(m.significance),
-    timestamp: new Date(m.timestamp).toISOString(),
+    timestamp: isoOf(m.timestamp),
     associations: m.associations,
   };
-  if (m.expiresAt !== undefined && m.expiresAt !== null) out.expires_at = new Date(m.expiresAt).toISOString();
+  if (m.expiresAt !== undefined && m.expiresAt !== null) out.expires_at = isoOf(m.expiresAt);
   if (m.score !== undefined && m.score !== null) out.score = f32(m.score);
   if (includeEmbedding && m.embedding) out.embedding = m.embedding;
   return out;
+}
+
+/** JavaScript's Date range: ±8.64e15 ms around the epoch. */
+const MAX_DATE_MS = 8.64e15;
+
+/**
+ * Milliseconds since the epoch as an ISO string, clamped into JavaScript's Date range: a
+ * stored value outside it (the core keeps any i64) must not make a read or an export throw
+ * "Invalid time value".
+ */
+export function isoOf(ms: number): string {
+  const t = Number.isFinite(ms) ? Math.max(-MAX_DATE_MS, Math.min(MAX_DATE_MS, ms)) : ms > 0 ? MAX_DATE_MS : -MAX_DATE_MS;
+  return new Date(t).toISOString();
 }
 
 /** Float32 values from the core as the shortest decimal that round-trips in float32 (0.4, not 0.4000000059604645). */

@@ -4,8 +4,11 @@
  * subscribes with `since_seq` gets the ones it missed (or learns that some were evicted).
  */
 import { event, type SuccessReply } from '../protocol/index.js';
-import type { MemoryEventName, WireMemory } from '../protocol/memory.js';
+import type { MemoryEventData, MemoryEventName, WireMemory } from '../protocol/memory.js';
 import type { WsServer } from './ws-server.js';
+
+/** Why a memory was removed (`memory_removed`'s `reason`). */
+export type RemovedReason = NonNullable<MemoryEventData['reason']>;
 
 export interface LoggedEvent {
   seq: number;
@@ -28,9 +31,12 @@ export class MemoryEventLog {
     private readonly size: number,
   ) {}
 
-  /** Logs the event (evicting the oldest when full) and publishes it to its topic's subscribers. */
-  publish(namespace: string, name: MemoryEventName, memory: WireMemory | { id: string; namespace: string }, seq: number): void {
-    const message = event(name, { memory, seq });
+  /**
+   * Logs the event (evicting the oldest when full) and publishes it to its topic's subscribers.
+   * `reason` goes with `memory_removed`: `deleted` (a `delete`) or `expired` (its TTL passed).
+   */
+  publish(namespace: string, name: MemoryEventName, memory: WireMemory | { id: string; namespace: string }, seq: number, reason?: RemovedReason): void {
+    const message = event(name, reason === undefined ? { memory, seq } : { memory, seq, reason });
     const entry: LoggedEvent = { seq, namespace, name, message };
     if (this.events.length < this.size) {
       this.events.push(entry);

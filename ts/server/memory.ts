@@ -30,17 +30,18 @@ import {
   type StoreStats,
   type WireMemory,
 } from '../protocol/memory.js';
-import { MemoryStore, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
+import { MemoryStore, type CompactResult, type CompactionInfo, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
 import { fittingPrefix } from './reply-budget.js';
 import { HashEmbedder, type Embedder } from '../embedder.js';
 import { EmbeddingBatcher } from './inference-batcher.js';
 import { WsServer, type CommandHandler, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
 import { ServerBase } from './server-base.js';
 import { MemoryEventLog, topicOf } from './memory-events.js';
-import { f32, isoToMs, mapped, startupError, toWireMemory } from './memory-convert.js';
+import { f32, isoOf, isoToMs, mapped, startupError, toWireMemory } from './memory-convert.js';
 import { VERSION } from '../version.js';
 import { authRequired } from './auth.js';
 import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js';
+import type { CompactionSummary } from '../protocol/control.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'off';
 
@@ -55,6 +56,12 @@ export interface MemoryServerOptions extends Omit<WsServerOptions, 'commands' | 
   reembed?: boolean;
   /** Events kept for `since_seq` replay. Default 10,000. */
   eventLogSize?: number;
+  /**
+   * Automatic compaction (docs/storage.md): once `garbageRatio` of the log (default 0.5) is
+   * garbage and the log holds at least `minBytes` (default 1 MiB). `false` or a ratio of 0:
+   * only when asked (`compact()`, the control center, `memory-server compact`).
+   */
+  compaction?: { garbageRatio?: number; minBytes?: number } | false;
   /**
    * An already-open store to serve instead of opening `dataDir` (e.g. a benchmark's
    * store-like baseline with the same methods). The server closes it on close().
@@ -83,7 +90,28 @@ const statsJson = flatJson([
   'fsyncs',
   'last_seq',
   'isa',
+  'live_bytes',
+  'garbage_bytes',
+  'last_compaction',
 ]);
+
+export type { CompactionSummary };
+
+const NO_COMPACTION_INFO: CompactionInfo = { liveBytes: 0, garbageBytes: 0, compactions: 0 };
+
+/** A native compaction report in its wire form. */
+export function compactionSummary(r: CompactResult): CompactionSummary {
+  return {
+    at: isoOf(r.finishedAt),
+    duration_ms: r.durationMs,
+    bytes_before: r.bytesBefore,
+    bytes_after: r.bytesAfter,
+    rows_before: r.rowsBefore,
+    rows_after: r.rowsAfter,
+    start_seq: r.startSeq,
+    automatic: r.automatic,
+  };
+}
 
 /** The memory server. `listen()` opens the store and starts serving; `close()` shuts down gracefully and closes the store. */
 export class MemoryServer extends ServerBase {
@@ -98,6 +126,9 @@ export class MemoryServer extends ServerBase {
   private statsFixed: { dims: number; storage_path: string; fsync: string; isa: string } | null = null;
   private readonly events: MemoryEventLog;
   private readonly reembed: boolean;
+  private readonly compaction: { garbageRatio?: number; minBytes?: number } | false;
+  /** The last compaction's summary, rebuilt only when another one happened. */
+  private lastCompaction: { count: number; summary: CompactionSummary | null } = { count: 0, summary: null };
   /**
    * The command table (type → handler), transport-independent: the WsServer dispatches to it,
    * and a handler can be called with any Connection-like object (e.g. a benchmark's `ws` baseline).
@@ -106,7 +137,8 @@ export class MemoryServer extends ServerBase {
 
   constructor(options: MemoryServerOptions = {}) {
     super();
-    const { dataDir, fsync, embedder, reembed, eventLogSize, store, ...wsOptions } = options;
+    const { dataDir, fsync, embedder, reembed, eventLogSize, store, compaction, ...wsOptions } = options;
+    this.compaction = compaction ?? {};
     this.dataDir = path.resolve(dataDir ?? './memory-data');
     this.fsync = fsync ?? 'always';
     this.embedder = embedder ?? new HashEmbedder();
@@ -149,7 +181,10 @@ export class MemoryServer extends ServerBase {
       },
     });
     this.events = new MemoryEventLog(this.ws, Math.max(1, eventLogSize ?? MEMORY_LIMITS.eventLogSize));
-    if (store) this.events.floor = store.stats().lastSeq;
+    if (store) {
+      this.events.floor = store.stats().lastSeq;
+      this.watchExpired(store);
+    }
   }
 
   get store(): MemoryStore {
@@ -179,13 +214,44 @@ export class MemoryServer extends ServerBase {
           embedderName: this.embedder.name,
           embedderHash: this.embedder.hash,
           reembed: this.reembed,
+          ...(this.compaction === false
+            ? { compactGarbageRatio: 0 }
+            : {
+                ...(this.compaction.garbageRatio !== undefined ? { compactGarbageRatio: this.compaction.garbageRatio } : {}),
+                ...(this.compaction.minBytes !== undefined ? { compactMinBytes: this.compaction.minBytes } : {}),
+              }),
         });
       } catch (err) {
         throw startupError(err, this.dataDir);
       }
       this.events.floor = this._store.stats().lastSeq;
+      this.watchExpired(this._store);
     }
     return this._store;
+  }
+
+  /**
+   * Publishes `memory_removed` (`reason: "expired"`) for every memory the store's expiry sweep
+   * deletes, until the store closes (which rejects the pending call and ends the loop).
+   */
+  private watchExpired(store: MemoryStore): void {
+    // A store-like baseline given as `store` (benchmarks) may have no expiry sweep.
+    if (typeof store.nextExpired !== 'function') return;
+    const next = (): void => {
+      store.nextExpired().then(
+        (list) => {
+          for (const e of list) this.events.publish(e.namespace, 'memory_removed', { id: e.id, namespace: e.namespace }, e.seq, 'expired');
+          next();
+        },
+        () => undefined,
+      );
+    };
+    next();
+  }
+
+  /** Compacts the store now (or joins the compaction running): deleted and expired memories leave the disk. */
+  async compact(): Promise<CompactionSummary> {
+    return compactionSummary(await mapped(this.store.compact()));
   }
 
   /** After the graceful shutdown (in-flight replies finished, store flushed, clients closed with 1001): closes the store. */
@@ -292,7 +358,7 @@ export class MemoryServer extends ServerBase {
     const out: StoreResult[] = new Array(results.length);
     for (let i = 0; i < results.length; i++) {
       const r = results[i]!;
-      const timestamp = new Date(r.timestamp).toISOString();
+      const timestamp = isoOf(r.timestamp);
       out[i] = { id: r.id, significance: f32(r.significance), timestamp, associations: r.associations, existing: r.existing };
       if (!r.existing) {
         const it = items[i]!;
@@ -305,7 +371,7 @@ export class MemoryServer extends ServerBase {
           timestamp,
           associations: r.associations,
         };
-        if (it.ttl_s !== undefined) memory.expires_at = new Date(r.timestamp + it.ttl_s * 1000).toISOString();
+        if (it.ttl_s !== undefined) memory.expires_at = isoOf(r.timestamp + it.ttl_s * 1000);
         this.events.publish(namespace, 'memory_added', memory, r.seq);
       }
     }
@@ -324,7 +390,7 @@ export class MemoryServer extends ServerBase {
       if (!r.existing) continue;
       // An existing memory: report what is stored.
       const m = store.get(namespace, r.id, false);
-      if (m) Object.assign(r, { significance: f32(m.significance), timestamp: new Date(m.timestamp).toISOString(), associations: m.associations });
+      if (m) Object.assign(r, { significance: f32(m.significance), timestamp: isoOf(m.timestamp), associations: m.associations });
     }
     if (batch) return { items: out, stats };
     return { ...out[0]!, stats };
@@ -455,7 +521,7 @@ export class MemoryServer extends ServerBase {
       }
       result = await mapped(this.store.deleteWhere(namespace, empty ? undefined : JSON.stringify(d.filter)));
     }
-    for (const x of result.deleted) this.events.publish(namespace, 'memory_removed', { id: x.id, namespace }, x.seq);
+    for (const x of result.deleted) this.events.publish(namespace, 'memory_removed', { id: x.id, namespace }, x.seq, 'deleted');
     return { deleted: result.deleted.length, not_found: result.notFound };
   }
 
@@ -526,6 +592,11 @@ export class MemoryServer extends ServerBase {
       total = this.store.count(namespace);
       namespaces = total > 0 ? 1 : 0;
     }
+    // A store-like baseline given as `store` (benchmarks) may not count compactions.
+    const compaction = typeof this.store.compactionInfo === 'function' ? this.store.compactionInfo() : NO_COMPACTION_INFO;
+    if (compaction.compactions !== this.lastCompaction.count) {
+      this.lastCompaction = { count: compaction.compactions, summary: compaction.last ? compactionSummary(compaction.last) : null };
+    }
     const reply: MemoryStatsReply & { total_associations: number; fsyncs: number; last_seq: number; isa: string; [JSON_TEXT]?: unknown } = {
       total_memories: total,
       memory_count: total,
@@ -545,6 +616,9 @@ export class MemoryServer extends ServerBase {
       fsyncs: st.fsyncs,
       last_seq: st.lastSeq,
       isa: fixed.isa,
+      live_bytes: compaction.liveBytes,
+      garbage_bytes: compaction.garbageBytes,
+      last_compaction: this.lastCompaction.summary,
     };
     if (namespace === undefined) {
       reply[JSON_TEXT] = statsJson;

@@ -31,6 +31,20 @@ pub fn store_options(o: OpenOptions) -> napi::Result<StoreOptions> {
     };
     so.reembed = o.reembed.unwrap_or(false);
     so.group_commit = o.group_commit.unwrap_or(true);
+    let mut policy = core_store::CompactPolicy::default();
+    if let Some(r) = o.compact_garbage_ratio {
+        if !(0.0..1.0).contains(&r) {
+            return Err(invalid(format!("compactGarbageRatio must be at least 0 and below 1, got {r}")));
+        }
+        policy.garbage_ratio = r;
+    }
+    if let Some(b) = o.compact_min_bytes {
+        if !(b >= 0.0 && b.is_finite()) {
+            return Err(invalid(format!("compactMinBytes must be a number of bytes, got {b}")));
+        }
+        policy.min_bytes = b as u64;
+    }
+    so.compact = (policy.garbage_ratio > 0.0).then_some(policy);
     Ok(so)
 }
 
@@ -130,7 +144,16 @@ impl From<core_store::DeleteOutcome> for DeleteResult {
 
 impl From<core_store::CompactReport> for CompactResult {
     fn from(r: core_store::CompactReport) -> Self {
-        CompactResult { rows_before: r.rows_before as u32, rows_after: r.rows_after as u32, bytes_before: r.bytes_before as i64, bytes_after: r.bytes_after as i64 }
+        CompactResult {
+            rows_before: r.rows_before as u32,
+            rows_after: r.rows_after as u32,
+            bytes_before: r.bytes_before as i64,
+            bytes_after: r.bytes_after as i64,
+            finished_at: r.finished_at_ms,
+            duration_ms: r.duration_ms as i64,
+            start_seq: r.start_seq as i64,
+            automatic: r.automatic,
+        }
     }
 }
 
@@ -155,6 +178,10 @@ impl From<core_store::StoreStats> for StoreStats {
             embedder_hash: s.embedder.map(|e| e.hash),
             int8_rows: s.int8_rows as u32,
             mapped_rows: s.mapped_rows as u32,
+            live_bytes: s.live_bytes as i64,
+            garbage_bytes: s.garbage_bytes as i64,
+            compactions: s.compactions as i64,
+            last_compaction: s.last_compaction.map(CompactResult::from),
         }
     }
 }

@@ -143,6 +143,21 @@ impl MemoryStore {
         submit(env, |d| self.inner.compact(d), |r| Ok(CompactResult::from(r)))
     }
 
+    /// Live and garbage bytes of the log, compactions so far and the last one.
+    #[napi]
+    pub fn compaction_info(&self) -> CompactionInfo {
+        let (live, garbage, n, last) = self.inner.compaction_info();
+        CompactionInfo { live_bytes: live as i64, garbage_bytes: garbage as i64, compactions: n as i64, last: last.map(CompactResult::from) }
+    }
+
+    /// Resolves with the memories the expiry sweep deletes next (those swept since the last
+    /// call at once, else after the next pass that sweeps any); rejects with `unavailable`
+    /// once the store closes. Call it again after each resolution to keep watching.
+    #[napi(ts_return_type = "Promise<ExpiredMemory[]>")]
+    pub fn next_expired<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, Vec<ExpiredMemory>>> {
+        submit(env, |d| self.inner.watch_expired(d), |v| Ok(v.into_iter().map(|e| ExpiredMemory { namespace: e.namespace, id: e.id, seq: e.seq as i64 }).collect()))
+    }
+
     /// fsync anything written but not yet synced.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {

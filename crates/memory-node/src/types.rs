@@ -18,6 +18,10 @@ pub struct OpenOptions {
     pub reembed: Option<bool>,
     /// Let concurrent writes share one fsync (default true; false = one fsync per write).
     pub group_commit: Option<bool>,
+    /// Automatic compaction once this share of the log is garbage (default 0.5; 0 = off).
+    pub compact_garbage_ratio: Option<f64>,
+    /// …and the log holds at least this many bytes (default 1 MiB).
+    pub compact_min_bytes: Option<f64>,
 }
 
 #[napi(object)]
@@ -133,6 +137,11 @@ pub struct StoreStats {
     /// Rows whose vectors were mapped from the data directory's vectors file at open instead
     /// of copied out of the log (whole chunks of 16,384 rows; see docs/storage.md).
     pub mapped_rows: u32,
+    /// Log bytes of the live memories (what a compaction keeps) and the rest.
+    pub live_bytes: i64,
+    pub garbage_bytes: i64,
+    pub compactions: i64,
+    pub last_compaction: Option<CompactResult>,
 }
 
 #[napi(object)]
@@ -141,6 +150,30 @@ pub struct CompactResult {
     pub rows_after: u32,
     pub bytes_before: i64,
     pub bytes_after: i64,
+    /// When it finished (ms since the Unix epoch) and how long it took.
+    pub finished_at: i64,
+    pub duration_ms: i64,
+    /// The store's last sequence number when it started: every change up to it is merged.
+    pub start_seq: i64,
+    /// Started by the policy rather than asked for.
+    pub automatic: bool,
+}
+
+/// Log bytes of the live memories and the rest, and the last compaction (null before one).
+#[napi(object)]
+pub struct CompactionInfo {
+    pub live_bytes: i64,
+    pub garbage_bytes: i64,
+    pub compactions: i64,
+    pub last: Option<CompactResult>,
+}
+
+/// A memory the expiry sweep deleted; `seq` is its delete record's.
+#[napi(object)]
+pub struct ExpiredMemory {
+    pub namespace: String,
+    pub id: String,
+    pub seq: i64,
 }
 
 #[napi(object)]

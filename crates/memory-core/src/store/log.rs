@@ -224,6 +224,13 @@ pub fn encode_put(buf: &mut Vec<u8>, r: &PutRecord) {
     frame(buf, start, body_start);
 }
 
+/// Bytes [`encode_put`] writes for a put with these field lengths (frame included): what a
+/// memory costs in a compacted log, which is how the store counts live and garbage bytes.
+pub fn put_len(namespace: usize, id: usize, text: usize, metadata: usize, associations: impl Iterator<Item = usize>, dims: usize) -> u64 {
+    let assoc: usize = associations.map(|a| 2 + a).sum();
+    (8 + 1 + 8 + 8 + 2 + namespace + 2 + id + 4 + text + 4 + metadata + 4 + 8 + 1 + assoc + dims * 4) as u64
+}
+
 /// Little-endian f32s (one copy on little-endian targets).
 fn put_f32s(buf: &mut Vec<u8>, v: &[f32]) {
     #[cfg(target_endian = "little")]
@@ -407,8 +414,13 @@ pub fn decode_body(body: &[u8], dims: usize) -> Option<Record> {
 /// checksums). `true` when they cover the file exactly; `false` when something at the tail
 /// does not frame (the caller falls back to [`scan`] to classify it).
 pub fn frames(bytes: &[u8]) -> (Vec<(usize, usize)>, bool) {
+    frames_from(bytes, HEADER_LEN.min(bytes.len()))
+}
+
+/// [`frames`] of records starting at `start` (e.g. a slice of a log holding no header).
+pub fn frames_from(bytes: &[u8], start: usize) -> (Vec<(usize, usize)>, bool) {
     let total = bytes.len();
-    let mut off = HEADER_LEN.min(total);
+    let mut off = start;
     let mut out = Vec::with_capacity(total / 512 + 1);
     while off < total {
         if total - off < 8 {
@@ -557,4 +569,29 @@ pub fn valid_record_at(bytes: &[u8], off: usize, dims: usize) -> Option<(usize, 
         return None;
     }
     decode_body_ref(body, dims).map(|r| (len, r.seq()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_len_is_what_encode_put_writes() {
+        let r = PutRecord {
+            seq: 9,
+            ts: 1,
+            namespace: "ns-é".into(),
+            id: "id".into(),
+            text: "some text".into(),
+            metadata: r#"{"a":1}"#.into(),
+            significance: 0.5,
+            expires_at: NO_EXPIRY,
+            associations: vec!["x".into(), "yz".into()],
+            vector: vec![0.25; 12],
+        };
+        let mut buf = Vec::new();
+        encode_put(&mut buf, &r);
+        let n = put_len(r.namespace.len(), r.id.len(), r.text.len(), r.metadata.len(), r.associations.iter().map(|a| a.len()), 12);
+        assert_eq!(n, buf.len() as u64);
+    }
 }

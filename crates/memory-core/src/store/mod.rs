@@ -18,7 +18,7 @@
 //! | `types` | options, inputs, outcomes, memories |
 //! | `validate` | input checks on the caller's thread (metadata parsed once, there) |
 //! | `open`, `replay`, `dirlock` | opening a directory: lock, identity, log replay, threads |
-//! | `writer/` | the writer thread; `writer/put` put groups, `writer/compact` compaction |
+//! | `writer/` | the writer thread; `writer/put` put groups, `writer/compact` compaction, `writer/expiry` the expiry sweep |
 //! | `searcher` | the searcher thread: batched single-query searches |
 //! | `reads` | reads under the state's shared lock |
 //! | `shared` | what the threads share: the state, the int8 codes, counters |
@@ -154,8 +154,17 @@ impl TensorStore {
         }
     }
 
+    /// Compact the log now (or join the compaction running); `done` runs after the switch.
+    /// The copy runs on a thread of its own: writes wait only for the switch.
     pub fn compact(&self, done: Done<CompactReport>) {
         self.send(Op::Compact(done))
+    }
+
+    /// `done` gets the memories the expiry sweep deletes next: at once those swept since the
+    /// last call (once watched, the writer keeps them for the next call), else after the next
+    /// pass that deletes any. Fails with `unavailable` when the store closes.
+    pub fn watch_expired(&self, done: Done<Vec<ExpiredMemory>>) {
+        self.send(Op::WatchExpired(done))
     }
 
     /// fsync whatever is written (a no-op under `always`).
@@ -303,6 +312,12 @@ impl TensorStore {
 
     pub fn stats(&self) -> StoreStats {
         reads::stats(&self.shared)
+    }
+
+    /// Live and garbage log bytes, compactions so far and the last one: [`stats`](Self::stats)'s
+    /// compaction numbers alone.
+    pub fn compaction_info(&self) -> (u64, u64, u64, Option<CompactReport>) {
+        reads::compaction_info(&self.shared)
     }
 }
 

@@ -66,6 +66,7 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         dims: opts.dims,
         fsync: opts.fsync,
         group_commit: opts.group_commit,
+        compact: opts.compact,
         embedder: meta.embedder.clone(),
         storage_bytes: AtomicU64::new(log.len),
         state: RwLock::new(st),
@@ -74,6 +75,8 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         groups: AtomicU64::new(0),
         records: AtomicU64::new(0),
         closed: AtomicBool::new(false),
+        compactions: AtomicU64::new(0),
+        last_compaction: Mutex::new(None),
     });
     start(shared, log, vec_file, lock)
 }

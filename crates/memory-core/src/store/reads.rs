@@ -8,7 +8,7 @@ use serde_json::Map;
 use super::scan;
 use super::shared::{memory_of, now_ms, Shared};
 use super::state::State;
-use super::types::{Memory, SearchRequest, StoreCounters, StoreStats};
+use super::types::{CompactReport, Memory, SearchRequest, StoreCounters, StoreStats};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::search::{check_vector, normalize};
@@ -156,5 +156,22 @@ pub(super) fn stats(sh: &Shared) -> StoreStats {
         embedder: sh.embedder.clone(),
         int8_rows: sh.q8.as_ref().map_or(0, |q| q.rows.read().len()),
         mapped_rows: st.vectors.mapped_rows(),
+        live_bytes: st.live_bytes,
+        garbage_bytes: garbage_bytes(c.storage_bytes, st.live_bytes),
+        compactions: sh.compactions.load(Ordering::Relaxed),
+        last_compaction: sh.last_compaction.lock().clone(),
     }
+}
+
+pub(super) fn compaction_info(sh: &Shared) -> (u64, u64, u64, Option<CompactReport>) {
+    let count = sh.compactions.load(Ordering::SeqCst);
+    let last = sh.last_compaction.lock().clone();
+    let live = sh.state.read().live_bytes;
+    let log = sh.storage_bytes.load(Ordering::Relaxed);
+    (live, garbage_bytes(log, live), count, last)
+}
+
+/// The log's bytes that a compaction would drop (its header is neither).
+pub(super) fn garbage_bytes(log_bytes: u64, live_bytes: u64) -> u64 {
+    log_bytes.saturating_sub(super::log::HEADER_LEN as u64 + live_bytes)
 }

@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use super::log::NO_EXPIRY;
 use super::prepass;
 use super::scan::{self, Hit, ScanParams};
 use super::state::State;
-use super::types::{EmbedderInfo, FsyncPolicy, Memory};
+use super::types::{CompactPolicy, CompactReport, EmbedderInfo, FsyncPolicy, Memory};
 use crate::search::q8::{Q8Kernels, Q8Rows};
 
 /// Rows coded per slice of the writer's idle catch-up (a few ms; the writer checks for new
@@ -30,6 +30,7 @@ pub(super) struct Shared {
     pub dims: usize,
     pub fsync: FsyncPolicy,
     pub group_commit: bool,
+    pub compact: Option<CompactPolicy>,
     pub embedder: Option<EmbedderInfo>,
     pub state: RwLock<State>,
     /// Int8 codes of the rows (CPUs with an int8 kernel only), see [`Q8Shared`].
@@ -39,6 +40,8 @@ pub(super) struct Shared {
     pub groups: AtomicU64,
     pub records: AtomicU64,
     pub closed: AtomicBool,
+    pub compactions: AtomicU64,
+    pub last_compaction: Mutex<Option<CompactReport>>,
 }
 
 /// Int8 codes of a prefix of the state's rows (`rows.len() <= state.len()`), for the exact

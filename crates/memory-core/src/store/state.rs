@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 pub use super::vectors::{Vectors, CHUNK_ROWS};
 use crate::filter::{index_entries, IndexKey};
-use crate::store::log::{PutRecord, NO_EXPIRY};
+use crate::store::log::{put_len, PutRecord, NO_EXPIRY};
 
 /// Hash maps keyed by client-supplied strings: aHash is fast and randomly seeded (no HashDoS).
 pub type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
@@ -67,6 +67,9 @@ pub struct State {
     pub last_seq: u64,
     pub live_count: usize,
     pub associations_total: usize,
+    /// Bytes the live rows' put records take in the log ([`put_len`]): what a compaction
+    /// would write. The rest of the log is garbage (deleted rows, superseded updates).
+    pub live_bytes: u64,
     /// Set during bulk replay; see [`State::rebuild_sig_index`].
     pub defer_sig_index: bool,
 }
@@ -127,6 +130,7 @@ impl State {
             last_seq: 0,
             live_count: 0,
             associations_total: 0,
+            live_bytes: 0,
             defer_sig_index: false,
         }
     }
@@ -234,6 +238,7 @@ impl State {
         self.exp_col.push(r.expires_at);
         self.live_col.push(true);
         self.associations_total += r.associations.len();
+        self.live_bytes += put_len(r.namespace.len(), r.id.len(), r.text.len(), r.metadata_raw.len(), r.associations.iter().map(|a| a.len()), self.dims);
         self.rows.push(Row {
             seq: r.seq,
             ts: r.ts,
@@ -308,6 +313,15 @@ impl State {
         }
         self.associations_total -= self.rows[r].associations.len();
         self.live_count -= 1;
+        self.live_bytes = self.live_bytes.saturating_sub(self.row_bytes(row));
+    }
+
+    /// [`put_len`] of a row as it stands (updates merged in).
+    fn row_bytes(&self, row: u32) -> u64 {
+        let r = row as usize;
+        let x = &self.rows[r];
+        let ns = &self.namespaces[self.ns_col[r] as usize].name;
+        put_len(ns.len(), x.id.len(), x.text.len(), x.metadata_raw.len(), x.associations.iter().map(|a| a.len()), self.dims)
     }
 
     /// Apply an update: new significance and/or new metadata (its text and parsed object).
@@ -341,6 +355,9 @@ impl State {
                 }
             }
             self.rows[r].metadata = parsed;
+            if self.live_col[r] {
+                self.live_bytes = (self.live_bytes + raw.len() as u64).saturating_sub(self.rows[r].metadata_raw.len() as u64);
+            }
             self.rows[r].metadata_raw = raw.into_boxed_str();
         }
         self.last_seq = self.last_seq.max(seq);
@@ -351,6 +368,32 @@ impl State {
         let n = &self.namespaces[ns as usize];
         let expired = n.expiring.iter().filter(|&&r| self.live_col[r as usize] && self.expired(r as usize, now_ms)).count();
         n.live - expired
+    }
+
+    /// The earliest expiry among rows not deleted yet (expired ones included): when the
+    /// writer's expiry sweep is next due. O(rows given a TTL).
+    pub fn next_expiry(&self) -> Option<i64> {
+        self.namespaces.iter().flat_map(|n| n.expiring.iter()).filter(|&&r| self.live_col[r as usize]).map(|&r| self.exp_col[r as usize]).min()
+    }
+
+    /// Up to `max` rows not deleted yet whose expiry has passed.
+    pub fn expired_rows(&self, now_ms: i64, max: usize) -> Vec<u32> {
+        self.namespaces
+            .iter()
+            .flat_map(|n| n.expiring.iter())
+            .copied()
+            .filter(|&r| self.live_col[r as usize] && self.expired(r as usize, now_ms))
+            .take(max)
+            .collect()
+    }
+
+    /// Forget deleted rows in the per-namespace lists of rows given a TTL (they only grow
+    /// otherwise).
+    pub fn prune_expiring(&mut self) {
+        let live = &self.live_col;
+        for n in &mut self.namespaces {
+            n.expiring.retain(|&r| live[r as usize]);
+        }
     }
 
     /// The last `n` visible rows of a namespace (newest last).

@@ -58,12 +58,51 @@ pub struct StoreOptions {
     /// Let concurrent writes share one fsync (default). `false` commits every operation on
     /// its own — the one-fsync-per-put baseline the benchmarks compare against.
     pub group_commit: bool,
+    /// When the writer compacts the log by itself; `None` = only when asked.
+    pub compact: Option<CompactPolicy>,
 }
 
 impl StoreOptions {
     pub fn new(dims: usize) -> Self {
-        StoreOptions { dims, fsync: FsyncPolicy::Always, embedder: None, reembed: false, group_commit: true }
+        StoreOptions { dims, fsync: FsyncPolicy::Always, embedder: None, reembed: false, group_commit: true, compact: Some(CompactPolicy::default()) }
     }
+}
+
+/// Share of the log that must be garbage (deleted memories, superseded updates, delete
+/// records) before the writer compacts by itself: then a compaction writes at most as many
+/// bytes as the garbage it drops, so its cost stays proportional to what was written.
+pub const DEFAULT_COMPACT_GARBAGE_RATIO: f64 = 0.5;
+/// Smallest log the writer compacts by itself: below it a compaction would run too often
+/// for too little (1 MiB is ~600 memories of 384 dims, rewritten in milliseconds).
+pub const DEFAULT_COMPACT_MIN_BYTES: u64 = 1 << 20;
+
+/// Automatic compaction: once the log holds at least `min_bytes` of which at least
+/// `garbage_ratio` is garbage (checked after every write).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompactPolicy {
+    pub garbage_ratio: f64,
+    pub min_bytes: u64,
+}
+
+impl Default for CompactPolicy {
+    fn default() -> Self {
+        CompactPolicy { garbage_ratio: DEFAULT_COMPACT_GARBAGE_RATIO, min_bytes: DEFAULT_COMPACT_MIN_BYTES }
+    }
+}
+
+impl CompactPolicy {
+    /// Is a log of `log_bytes`, `garbage_bytes` of them garbage, due for compaction?
+    pub fn due(&self, log_bytes: u64, garbage_bytes: u64) -> bool {
+        log_bytes >= self.min_bytes && garbage_bytes > 0 && garbage_bytes as f64 >= self.garbage_ratio * log_bytes as f64
+    }
+}
+
+/// A memory the writer's expiry sweep deleted (its TTL passed): `seq` is its delete record's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpiredMemory {
+    pub namespace: String,
+    pub id: String,
+    pub seq: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -121,6 +160,13 @@ pub struct CompactReport {
     pub rows_after: usize,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// When it finished (ms since the Unix epoch) and how long it took from start to switch.
+    pub finished_at_ms: i64,
+    pub duration_ms: u64,
+    /// The store's last sequence number when it started: every record up to it is merged.
+    pub start_seq: u64,
+    /// Started by the policy rather than asked for.
+    pub automatic: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -147,6 +193,11 @@ pub struct StoreStats {
     /// Rows whose vectors were mapped from the vectors file at open rather than copied out of
     /// the log (whole chunks of 16,384 rows; see docs/storage.md).
     pub mapped_rows: usize,
+    /// Log bytes of the live memories (what a compaction would keep) and the rest.
+    pub live_bytes: u64,
+    pub garbage_bytes: u64,
+    pub compactions: u64,
+    pub last_compaction: Option<CompactReport>,
 }
 
 /// The numbers of [`StoreStats`] that change (see [`super::TensorStore::counters`]).

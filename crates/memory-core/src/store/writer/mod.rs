@@ -4,9 +4,11 @@
 //! together form one group ([`put`]): one significance pass, one `write`, one fsync. Between
 //! operations the writer does its idle work: the int8 codes of rows not coded yet, interval
 //! fsyncs, and appending rows to the vectors file once nothing has arrived for a moment.
-//! Compaction ([`compact`]) also runs here, so it never races a write.
+//! Compaction ([`compact`]) copies the log on a thread of its own and the writer makes the
+//! switch; the expiry sweep ([`expiry`]) turns expired memories into deletions.
 
 mod compact;
+mod expiry;
 mod put;
 
 use std::sync::atomic::Ordering;
@@ -18,7 +20,7 @@ use super::log::{self, DeleteRecord, PutRecord, Record, UpdateRecord};
 use super::logfile::LogWriter;
 use super::scan::{self, ScanParams};
 use super::shared::{memory_of, now_ms, Shared, Q8_CATCH_UP_ROWS};
-use super::types::{CompactReport, DeleteOutcome, Done, FsyncPolicy, Memory, PutOutcome};
+use super::types::{CompactReport, DeleteOutcome, Done, ExpiredMemory, FsyncPolicy, Memory, PutOutcome};
 use super::validate::{Metadata, ValidPut};
 use super::vecfile::{VecFile, VEC_FILE_QUIET, VEC_FILE_SLICE_ROWS};
 use crate::error::{Error, Result};
@@ -39,6 +41,8 @@ pub(super) enum Op {
     DeleteWhere { namespace: String, filter: Option<Filter>, done: Done<DeleteOutcome> },
     BulkLoad(Vec<PutRecord>, Done<usize>),
     Compact(Done<CompactReport>),
+    /// Completed with the memories the expiry sweep deletes next (see [`expiry`]).
+    WatchExpired(Done<Vec<ExpiredMemory>>),
     Flush(Done<()>),
     Close(Done<()>),
 }
@@ -52,6 +56,7 @@ pub(super) fn fail_op(op: Op, e: Error) {
         Op::DeleteWhere { done, .. } => done(Err(e)),
         Op::BulkLoad(_, d) => d(Err(e)),
         Op::Compact(d) => d(Err(e)),
+        Op::WatchExpired(d) => d(Err(e)),
         Op::Flush(d) => d(Err(e)),
         Op::Close(d) => d(Err(e)),
     }
@@ -80,7 +85,14 @@ pub(super) struct Writer {
     vec_file: Option<VecFile>,
     /// No operation has arrived for [`VEC_FILE_QUIET`] (reset by every operation).
     quiet: bool,
+    compaction: Option<compact::Running>,
+    /// After a failed automatic compaction: not before then.
+    compact_retry_at: Option<Instant>,
+    expiry: expiry::Expiry,
 }
+
+/// While a compaction runs, the writer looks this often whether it can switch.
+const COMPACTION_POLL: Duration = Duration::from_millis(5);
 
 /// What waiting for the next operation gave.
 enum Next {
@@ -93,7 +105,21 @@ enum Next {
 
 impl Writer {
     pub(super) fn new(shared: Arc<Shared>, log: LogWriter, rx: Receiver<Op>, vec_file: Option<VecFile>) -> Self {
-        Writer { shared, log, rx, stash: None, dirty: false, last_sync: Instant::now(), idle_work: true, vec_file, quiet: false }
+        let next_expiry = shared.state.read().next_expiry();
+        Writer {
+            shared,
+            log,
+            rx,
+            stash: None,
+            dirty: false,
+            last_sync: Instant::now(),
+            idle_work: true,
+            vec_file,
+            quiet: false,
+            compaction: None,
+            compact_retry_at: None,
+            expiry: expiry::Expiry::new(next_expiry),
+        }
     }
 
     /// The thread's body: until close, or until every handle is gone.
@@ -103,6 +129,34 @@ impl Writer {
             if !self.handle(op) {
                 return;
             }
+            self.maybe_compact();
+        }
+        self.shutdown();
+    }
+
+    /// Closing: a running compaction is abandoned, expiry watchers are told.
+    fn shutdown(&mut self) {
+        let closed = Error::Unavailable("the store is closed".into());
+        self.abort_compaction(Error::Unavailable("the store is closed".into()));
+        self.close_expiry(&closed);
+    }
+
+    /// Background work between operations: the switch of a finished compaction, an expiry
+    /// sweep that is due.
+    fn background(&mut self) {
+        if self.compaction_ready() {
+            self.finish_compaction();
+        }
+        self.sweep_if_due();
+        self.maybe_compact();
+    }
+
+    /// How long the writer may block waiting for an operation before background work is due.
+    fn background_wait(&self) -> Option<Duration> {
+        let c = self.compaction.is_some().then_some(COMPACTION_POLL);
+        match (c, self.sweep_wait()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -110,6 +164,7 @@ impl Writer {
     /// (after a last fsync) once every sender is gone.
     fn next_op(&mut self) -> Option<Op> {
         loop {
+            self.background();
             let next = if let Some(op) = self.stash.take() {
                 Next::Op(op)
             } else if self.idle_work {
@@ -174,14 +229,19 @@ impl Writer {
 
     /// Without idle work: block until an operation arrives or an interval fsync is due.
     fn wait_step(&mut self) -> Next {
-        let wait = match self.shared.fsync {
+        let policy_wait = match self.shared.fsync {
             FsyncPolicy::Interval(iv) if self.dirty => iv.saturating_sub(self.last_sync.elapsed()),
             _ => Duration::from_secs(3600),
         };
-        match self.rx.recv_timeout(wait) {
+        // Woken earlier for background work (a compaction to switch, an expiry sweep), the
+        // writer does not sync: the policy's own timing decides that.
+        let background = self.background_wait().filter(|&b| b < policy_wait);
+        match self.rx.recv_timeout(background.unwrap_or(policy_wait)) {
             Ok(op) => Next::Op(op),
             Err(RecvTimeoutError::Timeout) => {
-                self.interval_sync();
+                if background.is_none() {
+                    self.interval_sync();
+                }
                 Next::Again
             }
             Err(RecvTimeoutError::Disconnected) => Next::Hangup,
@@ -203,9 +263,11 @@ impl Writer {
                 done(self.bulk_load(records));
                 self.idle_work = true;
             }
-            Op::Compact(done) => done(self.compact()),
+            Op::Compact(done) => self.start_compaction(Some(done), false),
+            Op::WatchExpired(done) => self.watch_expired(done),
             Op::Flush(done) => done(self.sync_now()),
             Op::Close(done) => {
+                self.shutdown();
                 done(self.sync_now());
                 // Fail anything still queued.
                 while let Ok(op) = self.rx.try_recv() {
@@ -380,9 +442,12 @@ impl Writer {
             self.shared.storage_bytes.store(self.log.len, Ordering::Relaxed);
             let mut st = self.shared.state.write();
             added += keep.len();
+            let soonest = keep.iter().map(|r| r.expires_at).filter(|&e| e != log::NO_EXPIRY).min();
             for r in keep {
                 st.apply_put(r, None);
             }
+            drop(st);
+            self.note_expiry(soonest);
         }
         if self.shared.fsync != FsyncPolicy::Off {
             self.sync_now()?;

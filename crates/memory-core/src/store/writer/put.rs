@@ -41,7 +41,9 @@ impl Writer {
             }
             return;
         }
+        let soonest = news.iter().map(|n| n.record.expires_at).filter(|&e| e != NO_EXPIRY).min();
         self.apply(&group, news, &mut outcomes, now);
+        self.note_expiry(soonest);
         for ((_, done), slots) in group.into_iter().zip(outcomes) {
             done(Ok(slots.into_iter().map(|o| o.expect("every item has an outcome")).collect()));
         }
