@@ -209,7 +209,9 @@ describe('compaction when asked', () => {
       const mem = cc.components.memory!.status();
       expect(mem.state).toBe('running');
       expect(onDisk(dir, 'cc-gone-').size).toBe(2);
-      const res = await httpRequest(cc.port, 'POST', '/api/components/memory/compact');
+      // Actions carry the control center's CSRF token (ts/control/guard.ts), as the dashboard's do.
+      const csrf = { 'X-CSRF-Token': JSON.parse((await httpRequest(cc.port, 'GET', '/api/csrf')).body).csrf_token };
+      const res = await httpRequest(cc.port, 'POST', '/api/components/memory/compact', csrf);
       expect(res.status).toBe(200);
       const body = JSON.parse(res.body);
       expect(body).toMatchObject({ success: true, compaction: { automatic: false, rows_before: 3, rows_after: 1 } });
@@ -222,7 +224,7 @@ describe('compaction when asked', () => {
         c.close();
       }
       // Only the memory server has a log to compact.
-      const other = await httpRequest(cc.port, 'POST', '/api/components/memory/shrink');
+      const other = await httpRequest(cc.port, 'POST', '/api/components/inference/compact', csrf);
       expect(other.status).toBe(404);
     } finally {
       await cc.close();
