@@ -622,6 +622,9 @@ describe('reconnect across a server restart (same data dir)', () => {
       proxy.setTarget(t.memoryPort);
       const replies = await Promise.all(stream);
       expect(replies.map((r) => r.id)).toEqual(Array.from({ length: 300 }, (_, i) => `g${i}`));
+      // When every store was answered before the shutdown, the replies resolve before the
+      // close frame (forwarded by the proxy) reaches the client: wait for its event.
+      await until(() => codes.length > 0, 5_000, 'the reconnecting event');
       expect(codes[0]).toBe(1001);
       expect((await c.stats({ namespace: 'graceful' })).total_memories).toBe(300);
     } finally {
