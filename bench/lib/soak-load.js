@@ -262,9 +262,12 @@ export function writers(url, { namespace, n = 2, ledgerFd, maxPerWriter = 1_000_
           await Promise.all(Array.from({ length: depth }, () => isRunning() && storeOne()));
           return;
         }
-        const t0 = Date.now();
-        if (perWriterIntervalMs !== Infinity) await storeOne();
-        await sleep(Math.min(1000, Math.max(0, perWriterIntervalMs - (Date.now() - t0))));
+        if (perWriterIntervalMs === Infinity) return sleep(1000);
+        const next = Date.now() + perWriterIntervalMs;
+        await storeOne();
+        // To the next store in steps of ≤ 1 s, so stop() and burst() are seen within a second
+        // (a single capped sleep made 2 writers at 1/s in all store 2/s).
+        while (isRunning() && depth === 0 && Date.now() < next) await sleep(Math.min(1000, next - Date.now()));
       }),
     );
   }
