@@ -215,6 +215,14 @@ export class JsMemoryStore {
     return [...this.spaces].map(([name, s]) => ({ name, totalMemories: s.n }));
   }
 
+  /** The changing counters the server reads per reply (as `MemoryStore.counters()` in ts/native.ts). */
+  counters() {
+    let total = 0;
+    for (const s of this.spaces.values()) total += s.n;
+    const st = { totalMemories: total, namespaces: this.spaces.size, storageBytes: 0, totalAssociations: this.totalAssociations };
+    return { ...st, lastSeq: this.seq, fsyncs: this.fsyncs };
+  }
+
   stats() {
     let total = 0;
     for (const s of this.spaces.values()) total += s.n;

@@ -69,7 +69,7 @@ if (cfg.transport === 'ws') {
 } else if (cfg.transport === 'uws-floor') {
   // The fixed body: a real global `stats` reply's data, taken once.
   await server.open();
-  const conn = { id: 'floor', allowsNamespace: () => true };
+  const conn = { id: 'floor', auth: { method: 'none' }, allowsNamespace: () => true };
   const data = await server.commands.stats(conn, { type: 'stats' });
   transport = await startUwsFloorServer({ host: '127.0.0.1', port: 0, dataJson: JSON.stringify(data) });
   port = transport.port;
