@@ -16,7 +16,7 @@ import { EmbeddingBatcher, type BatcherOptions } from './inference-batcher.js';
 import { WsServer, type CommandHandler, type Connection, type WsServerOptions } from './ws-server.js';
 import { ServerBase } from './server-base.js';
 import { VERSION } from '../version.js';
-import { jsonStringBytes } from './reply-budget.js';
+import { JSON_FLOAT_BYTES, jsonStringBytes } from './reply-budget.js';
 
 export interface InferenceServerOptions extends Omit<WsServerOptions, 'commands' | 'onMessage'>, BatcherOptions {
   /** Default: the built-in hash embedder. The caller keeps ownership (close() does not close it). */
@@ -163,8 +163,6 @@ export const PROCESS_REPLY_TEXT_FACTOR = 4;
 const CHUNK_OVERHEAD_BYTES = 96;
 /** The reply's other keys, model name and numbers: an upper bound. */
 const PROCESS_REPLY_OVERHEAD_BYTES = 256;
-/** One float of the embedding in JSON (see reply-budget.ts). */
-const JSON_FLOAT_BYTES = 24;
 
 /** Creates an inference server and starts listening (5005…5014 by default). */
 export async function createInferenceServer(options: InferenceServerOptions = {}): Promise<InferenceServer> {

@@ -16,7 +16,7 @@ import type { NativeMemory } from '../native.js';
 /** Keys, punctuation, namespace-free numbers and the ISO timestamps of one wire memory: an upper bound. */
 const MEMORY_OVERHEAD_BYTES = 200;
 /** One float32 of an embedding in JSON: up to 22 characters as a double (-0.0012345678918063641) and a comma. */
-const JSON_FLOAT_BYTES = 24;
+export const JSON_FLOAT_BYTES = 24;
 /** The characters JSON.stringify escapes or encodes as more than their UTF-8: controls, `"`, `\`, surrogates. */
 // eslint-disable-next-line no-control-regex
 const SPECIAL = /[\u0000-\u001f"\\\ud800-\udfff]/;
