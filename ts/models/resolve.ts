@@ -11,7 +11,7 @@
  */
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { hubCacheDir, isRepoId, isRepoPath, isRevision, RepoCache } from './cache.js';
+import { hubCacheDir, isBlobName, isRepoId, isRepoPath, isRevision, RepoCache } from './cache.js';
 import { HubClient, HubError, type HubClientOptions, type RemoteFile } from './hub.js';
 import { createProgress, type Progress } from './progress.js';
 import { poolingDir, SETTINGS_FILES } from './st-config.js';
@@ -166,7 +166,7 @@ function cachedSnapshot(cache: RepoCache, spec: ModelSpec, revision: string): Re
 async function ensureFile(hub: HubClient, cache: RepoCache, repo: string, commit: string, file: string, remote: RemoteFile | undefined, progress: Progress): Promise<void> {
   if (cache.hasFile(commit, file)) return;
   const known = remote?.sha256 ?? remote?.blobId;
-  if (known && existsSync(cache.blobPath(known))) {
+  if (known && isBlobName(known) && existsSync(cache.blobPath(known))) {
     cache.link(cache.blobPath(known), commit, file);
     return;
   }
