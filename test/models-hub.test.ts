@@ -7,13 +7,15 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createEmbedder } from '../ts/embedder.js';
 import { listCachedModels, removeCachedModel } from '../ts/models/cache.js';
-import type { Progress } from '../ts/models/progress.js';
+import { createProgress, type Progress } from '../ts/models/progress.js';
 import { resolveModel, type ModelSpec } from '../ts/models/resolve.js';
 import { ModelTokenizer } from '../ts/native.js';
 import { ensureBuilt, root } from './helpers/build-dist.js';
@@ -68,6 +70,7 @@ function repos(): Record<string, FakeRepo> {
     'acme/tiny-cls': { revisions: { main: { commit: commitId('cls'), files: stFiles({ '1_Pooling/config.json': pooling('cls_token') }) } } },
     'acme/tiny-max': { revisions: { main: { commit: commitId('max'), files: stFiles({ '1_Pooling/config.json': pooling('max_tokens') }) } } },
     'acme/no-onnx': { revisions: { main: { commit: commitId('no-onnx'), files: { 'tokenizer.json': TOKENIZER, 'pytorch_model.bin': Buffer.from('x') } } } },
+    'acme/old-name': { renamedTo: 'acme/tiny-st', revisions: {} },
     'acme/gated': { gatedToken: 'hf_test_token', revisions: { main: { commit: commitId('gated'), files: stFiles() } } },
   };
 }
@@ -82,6 +85,15 @@ function resolveWith(spec: ModelSpec, cache: string, env: Record<string, string>
     progress: silent,
     ...(attempts !== undefined ? { hub: { attempts } } : {}),
   });
+}
+
+/** An address nothing listens on: a port just released. */
+async function closedPortUrl(): Promise<string> {
+  const server = http.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((r) => server.close(() => r()));
+  return `http://127.0.0.1:${port}`;
 }
 
 const repoDir = (cache: string, repo: string): string => path.join(cache, `models--${repo.replace('/', '--')}`);
@@ -229,6 +241,15 @@ describe('hub models', () => {
     expect(listCachedModels(cache)).toEqual([]);
   });
 
+  it('follows a renamed repository\'s relative redirects (API and resolve), caching under the name asked for', async () => {
+    const cache = tempDir();
+    const m = await resolveWith({ model: 'acme/old-name' }, cache);
+    expect(m).toMatchObject({ commit: COMMIT_MAIN, name: 'onnx:acme/old-name', dir: path.join(repoDir(cache, 'acme/old-name'), 'snapshots', COMMIT_MAIN) });
+    expect(readFileSync(path.join(m.dir, 'onnx/model.onnx')).equals(MODEL)).toBe(true);
+    expect(hub.requests.some((r) => r.url.startsWith('/api/models/acme/tiny-st/'))).toBe(true);
+    expect(hub.requests.some((r) => r.method === 'HEAD' && r.url.startsWith('/acme/tiny-st/resolve/'))).toBe(true);
+  });
+
   it('a gated model needs HF_TOKEN; with it, it is fetched', async () => {
     const cache = tempDir();
     await expect(resolveWith({ model: 'acme/gated' }, cache)).rejects.toThrow(/access denied .*\(HTTP 401\): a gated or private model needs HF_TOKEN/);
@@ -261,12 +282,12 @@ describe('hub models', () => {
   it('an unreachable hub falls back to a cached snapshot with a note, and otherwise names the endpoint', async () => {
     const cache = tempDir();
     await resolveWith({ model: 'acme/tiny-st' }, cache);
-    const dead = 'http://127.0.0.1:9'; // discard port: connection refused
+    const dead = await closedPortUrl();
     const notes: string[] = [];
     const m = await resolveWith({ model: 'acme/tiny-st' }, cache, { HF_ENDPOINT: dead }, notes);
     expect(m.commit).toBe(COMMIT_MAIN);
-    expect(notes.join('\n')).toMatch(/http:\/\/127\.0\.0\.1:9 unreachable .*using the cached acme\/tiny-st/);
-    await expect(resolveWith({ model: 'acme/tiny-cls' }, cache, { HF_ENDPOINT: dead })).rejects.toThrow(/cannot reach http:\/\/127\.0\.0\.1:9/);
+    expect(notes.join('\n')).toContain(`${dead} unreachable (cannot reach ${dead} (ECONNREFUSED)); using the cached acme/tiny-st at ${COMMIT_MAIN}`);
+    await expect(resolveWith({ model: 'acme/tiny-cls' }, cache, { HF_ENDPOINT: dead })).rejects.toThrow(`cannot reach ${dead} (ECONNREFUSED); there is no local directory`);
   });
 
   it('removes one model from the cache and leaves the others', async () => {
@@ -277,6 +298,39 @@ describe('hub models', () => {
     expect(removeCachedModel(cache, 'acme/tiny-st')!.bytes).toBeGreaterThan(MODEL.length);
     expect(listCachedModels(cache).map((m) => m.repo)).toEqual(['acme/tiny-cls']);
     expect(removeCachedModel(cache, 'acme/tiny-st')).toBeNull();
+  });
+});
+
+describe('download progress', () => {
+  const fakeStream = (isTTY: boolean, writes: string[]) => ({ isTTY, write: (s: string) => writes.push(s) > 0 }) as unknown as NodeJS.WriteStream;
+
+  it('a terminal gets a bar redrawn in place; otherwise (or with HF_HUB_DISABLE_PROGRESS_BARS) one line per file', () => {
+    const writes: string[] = [];
+    const lines: string[] = [];
+    const bar = createProgress(fakeStream(true, writes), (m) => lines.push(m), {});
+    bar.start('acme/x/model.onnx', 2048);
+    bar.update(1024, 2048);
+    bar.update(2048, 2048);
+    bar.end();
+    expect(lines).toEqual([]);
+    expect(writes[0]).toMatch(/^\racme\/x\/model\.onnx \[\.{24}\] {3}0% 0 B\/2\.0 KB/);
+    expect(writes[1]).toMatch(/^\racme\/x\/model\.onnx \[#{12}\.{12}\] {2}50% 1\.0 KB\/2\.0 KB/);
+    expect(writes[2]).toMatch(/\[#{24}\] 100% 2\.0 KB\/2\.0 KB/);
+    expect(writes.at(-1)).toBe('\n');
+
+    for (const [tty, env] of [
+      [false, {}],
+      [true, { HF_HUB_DISABLE_PROGRESS_BARS: '1' }],
+    ] as const) {
+      const w: string[] = [];
+      const l: string[] = [];
+      const p = createProgress(fakeStream(tty, w), (m) => l.push(m), env);
+      p.start('acme/x/model.onnx', 3 * 1024 * 1024);
+      p.update(1024, 3 * 1024 * 1024);
+      p.end();
+      expect(l).toEqual(['fetching acme/x/model.onnx (3.0 MB)']);
+      expect(w).toEqual([]);
+    }
   });
 });
 

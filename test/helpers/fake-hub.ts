@@ -20,6 +20,8 @@ export interface FakeRepo {
   revisions: Record<string, FakeRevision>;
   /** Only with `Authorization: Bearer <token>`. */
   gatedToken?: string;
+  /** A renamed repository: every request is redirected (307, relative) to this id. */
+  renamedTo?: string;
 }
 
 export interface SeenRequest {
@@ -102,6 +104,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>): Promise<Fak
     const repo = repoId ? hub.repos.get(repoId) : undefined;
     const fail = (status: number, code: string): void => void res.writeHead(status, { 'X-Error-Code': code, 'Content-Type': 'application/json' }).end(JSON.stringify({ error: code }));
     if (!repo) return fail(404, 'RepoNotFound');
+    if (repo.renamedTo) return void res.writeHead(307, { Location: req.url!.replace(`/${repoId}/`, `/${repo.renamedTo}/`) }).end();
     if (repo.gatedToken && req.headers.authorization !== `Bearer ${repo.gatedToken}`) return fail(401, 'GatedRepo');
     const revName = decodeURIComponent((api ?? resolve)![2]!);
     const rev = repo.revisions[revName] ?? Object.values(repo.revisions).find((r) => r.commit === revName);

@@ -116,7 +116,7 @@ export class HubClient {
   /** The commit a revision names and the repository's files at it. */
   async repoInfo(repo: string, revision: string): Promise<RepoInfo> {
     const url = `${this.endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}?blobs=true`;
-    const res = await this.request(url, 'GET', {}, true);
+    const res = await this.followRedirects(url, {}, true); // a renamed repository redirects to its new name
     if (!res.ok) throw this.httpError(res, repo, revision, null);
     let body: unknown;
     try {
@@ -222,9 +222,9 @@ export class HubClient {
   }
 
   /** GET, following redirects by hand: the token only ever goes to the hub's origin. */
-  private async followRedirects(url: string, headers: Record<string, string>): Promise<Response> {
+  private async followRedirects(url: string, headers: Record<string, string>, totalTimeout = false): Promise<Response> {
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-      const res = await this.request(url, 'GET', headers, false);
+      const res = await this.request(url, 'GET', headers, totalTimeout);
       const location = res.headers.get('location');
       if (res.status < 300 || res.status >= 400 || !location) return res;
       await res.body?.cancel();

@@ -147,9 +147,9 @@ async function resolveHub(spec: ModelSpec, options: ResolveOptions): Promise<Res
   return { dir: cache.snapshotDir(info.commit), modelFile: onnx, name: `onnx:${repo}`, source: 'hub', repo, revision, commit: info.commit };
 }
 
-/** A network or not-found error about an id that might have been meant as a local directory. */
+/** A not-found or network error about an id that might have been meant as a local directory. */
 function withLocalHint(e: unknown, repo: string): unknown {
-  if (!(e instanceof HubError) || e.code !== 'not_found') return e;
+  if (!(e instanceof HubError) || (e.code !== 'not_found' && e.code !== 'network')) return e;
   return new HubError(e.code, `${e.message}; there is no local directory ${path.resolve(repo)} either`, { cause: e });
 }
 
