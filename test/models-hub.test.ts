@@ -16,6 +16,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createEmbedder } from '../ts/embedder.js';
 import { listCachedModels, removeCachedModel } from '../ts/models/cache.js';
 import { createProgress, type Progress } from '../ts/models/progress.js';
+import type { HubClientOptions } from '../ts/models/hub.js';
 import { resolveModel, type ModelSpec } from '../ts/models/resolve.js';
 import { ModelTokenizer } from '../ts/native.js';
 import { ensureBuilt, root } from './helpers/build-dist.js';
@@ -78,12 +79,12 @@ function repos(): Record<string, FakeRepo> {
 const silent: Progress = { start: () => undefined, update: () => undefined, end: () => undefined };
 
 /** Resolves against the loopback hub with a fresh or given cache. */
-function resolveWith(spec: ModelSpec, cache: string, env: Record<string, string> = {}, notes: string[] = [], attempts?: number) {
+function resolveWith(spec: ModelSpec, cache: string, env: Record<string, string> = {}, notes: string[] = [], hubOptions: HubClientOptions = {}) {
   return resolveModel(spec, {
     env: { HF_ENDPOINT: hub.endpoint, HF_HUB_CACHE: cache, ...env },
     log: (m) => notes.push(m),
     progress: silent,
-    ...(attempts !== undefined ? { hub: { attempts } } : {}),
+    hub: hubOptions,
   });
 }
 
@@ -204,10 +205,21 @@ describe('hub models', () => {
     expect(readFileSync(path.join(m.dir, 'onnx/model.onnx')).equals(MODEL)).toBe(true);
   });
 
+  it('a transfer that stalls is abandoned after the timeout and resumed', async () => {
+    const cache = tempDir();
+    hub.stallOnce.add(sha256(MODEL));
+    const m = await resolveWith({ model: 'acme/tiny-st' }, cache, {}, [], { stallMs: 1000 });
+    const ranges = hub.requests.filter((r) => r.server === 'cdn' && r.method === 'GET').map((r) => r.range);
+    expect(ranges[0]).toBeUndefined();
+    expect(ranges).toContain(`bytes=${MODEL.length >> 1}-`);
+    expect(readFileSync(path.join(m.dir, 'onnx/model.onnx')).equals(MODEL)).toBe(true);
+  });
+
   it('keeps a cut download and resumes it in the next run', async () => {
     const cache = tempDir();
     hub.truncateOnce.add(sha256(MODEL));
-    await expect(resolveWith({ model: 'acme/tiny-st' }, cache, {}, [], 1)).rejects.toThrow(/download interrupted at \d+ of \d+ bytes .*the next fetch resumes it/);
+    await expect(resolveWith({ model: 'acme/tiny-st' }, cache, {}, [], { attempts: 1 })).rejects.toThrow(/download interrupted at \d+ of \d+ bytes .*the next fetch resumes it/);
+    // (one attempt: the run gives up after the cut)
     const partial = path.join(repoDir(cache, 'acme/tiny-st'), 'blobs', `${sha256(MODEL)}.incomplete`);
     const have = statSync(partial).size;
     expect(have).toBeGreaterThan(0);

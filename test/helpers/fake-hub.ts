@@ -38,6 +38,8 @@ export interface FakeHub {
   requests: SeenRequest[];
   /** sha256s whose next CDN transfer is cut after half the bytes (each entry used once). */
   truncateOnce: Set<string>;
+  /** sha256s whose next CDN transfer sends half the bytes and then nothing, holding the connection open. */
+  stallOnce: Set<string>;
   /** sha256s the CDN serves with one byte flipped. */
   corrupt: Set<string>;
   close(): Promise<void>;
@@ -54,7 +56,7 @@ function listen(server: http.Server): Promise<string> {
 }
 
 export async function startFakeHub(repos: Record<string, FakeRepo>): Promise<FakeHub> {
-  const hub: Omit<FakeHub, 'endpoint' | 'close'> = { repos: new Map(Object.entries(repos)), requests: [], truncateOnce: new Set(), corrupt: new Set() };
+  const hub: Omit<FakeHub, 'endpoint' | 'close'> = { repos: new Map(Object.entries(repos)), requests: [], truncateOnce: new Set(), stallOnce: new Set(), corrupt: new Set() };
   const blobs = new Map<string, Buffer>();
   const refresh = (): void => {
     for (const repo of hub.repos.values()) for (const rev of Object.values(repo.revisions)) for (const b of Object.values(rev.files)) blobs.set(sha256(b), b);
@@ -86,6 +88,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>): Promise<Fak
     const part = data.subarray(from);
     res.writeHead(m ? 206 : 200, { 'Content-Length': String(part.length), ...(m ? { 'Content-Range': `bytes ${from}-${data.length - 1}/${data.length}` } : {}) });
     if (req.method === 'HEAD') return void res.end();
+    if (hub.stallOnce.delete(sha!)) return void res.write(part.subarray(0, part.length >> 1));
     if (hub.truncateOnce.delete(sha!)) {
       res.write(part.subarray(0, part.length >> 1), () => res.destroy());
       return;

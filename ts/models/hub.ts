@@ -58,8 +58,10 @@ export interface HubClientOptions {
   endpoint?: string;
   /** Default HF_TOKEN. */
   token?: string;
-  /** Per request, and the longest pause inside a download (ms). Default 10 s. */
+  /** Per request: headers (and the API's body) must arrive within it (ms). Default 10 s. */
   timeoutMs?: number;
+  /** The longest pause inside a download before it is cut and resumed (ms). Default timeoutMs. */
+  stallMs?: number;
   /** Attempts of one download before giving up (each resumes where the last stopped). Default 5. */
   attempts?: number;
 }
@@ -104,12 +106,14 @@ export class HubClient {
   readonly endpoint: string;
   private readonly token: string | undefined;
   private readonly timeoutMs: number;
+  private readonly stallMs: number;
   private readonly attempts: number;
 
   constructor(options: HubClientOptions = {}, env: NodeJS.ProcessEnv = process.env) {
     this.endpoint = (options.endpoint ?? env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
     this.token = options.token ?? (env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined);
     this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.stallMs = options.stallMs ?? this.timeoutMs;
     this.attempts = options.attempts ?? 5;
   }
 
@@ -199,11 +203,11 @@ export class HubClient {
     }
     let done = append ? from : 0;
     const abort = new AbortController();
-    let stall = setTimeout(() => abort.abort(), this.timeoutMs);
+    let stall = setTimeout(() => abort.abort(), this.stallMs);
     const counter = new Transform({
       transform: (chunk: Buffer, _enc, cb) => {
         clearTimeout(stall);
-        stall = setTimeout(() => abort.abort(), this.timeoutMs);
+        stall = setTimeout(() => abort.abort(), this.stallMs);
         done += chunk.length;
         if (done > total) return cb(new HubError('integrity', `${url}: the hub sent more than the ${total} bytes it announced`));
         onBytes?.(done, total);
@@ -214,7 +218,7 @@ export class HubClient {
       await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), counter, createWriteStream(dest, { flags: append ? 'a' : 'w' }), { signal: abort.signal });
     } catch (e) {
       if (e instanceof HubError) throw e;
-      throw new HubError('network', abort.signal.aborted ? `no data for ${this.timeoutMs} ms` : (e as Error).message, { cause: e });
+      throw new HubError('network', abort.signal.aborted ? `no data for ${this.stallMs} ms` : (e as Error).message, { cause: e });
     } finally {
       clearTimeout(stall);
     }
@@ -237,10 +241,17 @@ export class HubClient {
   private async request(url: string, method: 'GET' | 'HEAD', headers: Record<string, string>, bodyTimeout: boolean): Promise<Response> {
     const h: Record<string, string> = { 'User-Agent': 'memory-server', ...headers };
     if (this.token && new URL(url).origin === new URL(this.endpoint).origin) h.Authorization = `Bearer ${this.token}`;
+    // Every request must answer (headers) within the timeout; the API's body must arrive in it
+    // too, while a download's body is timed by its stalls (fetchInto), not its total time.
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(new DOMException(`no answer in ${this.timeoutMs} ms`, 'TimeoutError')), this.timeoutMs);
+    timer.unref();
     try {
-      // Downloads time out by stalls (fetchInto), not by total time; small requests by total time.
-      return await fetch(url, { method, headers: h, redirect: 'manual', signal: bodyTimeout || method === 'HEAD' ? AbortSignal.timeout(this.timeoutMs) : null });
+      const res = await fetch(url, { method, headers: h, redirect: 'manual', signal: ctl.signal });
+      if (!bodyTimeout) clearTimeout(timer);
+      return res;
     } catch (e) {
+      clearTimeout(timer);
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       const why = (e as Error).name === 'TimeoutError' ? `no answer in ${this.timeoutMs} ms` : (cause?.code ?? cause?.message ?? (e as Error).message);
       throw new HubError('network', `cannot reach ${new URL(url).origin} (${why})`, { cause: e });
