@@ -19,6 +19,7 @@ import { createProgress, type Progress } from '../ts/models/progress.js';
 import type { HubClientOptions } from '../ts/models/hub.js';
 import { resolveModel, type ModelSpec } from '../ts/models/resolve.js';
 import { ModelTokenizer } from '../ts/native.js';
+import type { OnnxEmbedder } from '../ts/onnx/embedder.js';
 import { ensureBuilt, root } from './helpers/build-dist.js';
 import { commitId, gitBlobId, sha256, startFakeHub, type FakeHub, type FakeRepo } from './helpers/fake-hub.js';
 
@@ -384,6 +385,8 @@ describe('hub models in the embedder', () => {
       const mean = await createEmbedder({ model: 'acme/tiny-st', device: 'cpu', threads: 1, log: () => undefined });
       try {
         expect(cls.name).toBe('onnx:acme/tiny-cls');
+        // max_seq_length from the repo's sentence_bert_config.json (the fixture's config.json alone says 512).
+        expect((mean as OnnxEmbedder).maxLength).toBe(128);
         expect(maxDiff(await cls.embed([text]), unit(hidden.slice(0, d)))).toBeLessThan(1e-5);
         const avg = new Float32Array(d);
         for (let t = 0; t < n; t++) for (let k = 0; k < d; k++) avg[k]! += hidden[t * d + k]! / n;
