@@ -6,7 +6,8 @@
  *   padding and attention masks: Rust core, on the calling thread (`prepare`).
  * - The session: an onnxruntime worker thread (onnxruntime-node runs sessions
  *   synchronously on the calling thread, which must not be the event loop).
- * - Mean pooling over the attention mask and L2 normalization: Rust core, in the worker.
+ * - Pooling (mean over the attention mask, or the first token for CLS models — from the
+ *   sentence-transformers Pooling config) and L2 normalization: Rust core, in the worker.
  *
  * `device`: `auto` tries the CUDA execution provider and falls back to CPU with a log
  * line; `cuda` insists; `cpu` never tries. Intra-op threads default to the machine's
