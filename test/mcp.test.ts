@@ -3,14 +3,14 @@
  * server on port 0, and over stdio against `memory-server mcp` (its own data directory, and
  * `--url` to a running server). Errors included: unknown id, bad input, missing auth → 401.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { MemoryServer, type MemoryServerOptions } from '../ts/server/memory.js';
 import { signJwtHs256 } from '../ts/server/auth.js';
 import { connect, silentLogger } from './helpers/ws-client.js';
@@ -250,8 +250,13 @@ interface StdioSession {
   errors: Error[];
 }
 
-async function stdioClient(args: string[]): Promise<StdioSession> {
-  const transport = new StdioClientTransport({ command: process.execPath, args: [bin, 'mcp', ...args], stderr: 'pipe' });
+async function stdioClient(args: string[], env?: Record<string, string>): Promise<StdioSession> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [bin, 'mcp', ...args],
+    stderr: 'pipe',
+    ...(env ? { env: { ...getDefaultEnvironment(), ...env } } : {}),
+  });
   let stderr = '';
   transport.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
   const client = new Client({ name: 'mcp-test', version: '1.0.0' });
@@ -283,7 +288,7 @@ toolSuite('MCP over stdio (memory-server mcp --data-dir)', async () => {
 });
 
 describe('memory-server mcp', () => {
-  it('logs go to stderr, stdout carries only MCP; closing stdin exits 0 and the memories are on disk', async () => {
+  it('logs go to stderr, stdout carries only MCP; after the session the process is gone and the memories are on disk', async () => {
     const dir = tempDir();
     const s = await stdioClient(['--data-dir', dir, '--log-level', 'info']);
     const added = await call(s.client, 'add_memory', { text: 'kept across sessions', id: 'keep-1' });
@@ -298,6 +303,22 @@ describe('memory-server mcp', () => {
     const got = await call(again.client, 'get_memory', { id: 'keep-1' });
     expect(got.structuredContent).toMatchObject({ id: 'keep-1', text: 'kept across sessions' });
     expect(() => process.kill(pid, 0)).toThrow();
+  }, 60_000);
+
+  it('stdin closed at once: exit 0, nothing on stdout', async () => {
+    const r = await runCli(['mcp', '--data-dir', tempDir(), '--log-level', 'info']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/mcp: closing/);
+  }, 40_000);
+
+  it('--data-dir ~/… is under the home directory (hosts start the command without a shell)', async () => {
+    const home = tempDir();
+    const s = await stdioClient(['--data-dir', '~/.memory-server'], { HOME: home });
+    sessions.push(s);
+    expect((await call(s.client, 'add_memory', { text: 'at home' })).isError).toBeFalsy();
+    expect(existsSync(path.join(home, '.memory-server'))).toBe(true);
+    expect(existsSync(path.join(root, '~'))).toBe(false);
   }, 60_000);
 
   it('a data directory in use by a running server: exit 1 naming --url', async () => {

@@ -5,6 +5,8 @@
  * without listening on any port; with `--url` it is a client of a running memory server.
  * stdout carries MCP messages only: logs go to stderr.
  */
+import { homedir } from 'node:os';
+import path from 'node:path';
 import { pino, destination, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
@@ -31,10 +33,24 @@ interface Served {
   close(): Promise<void>;
 }
 
+/**
+ * `~/…` as the home directory: MCP hosts start the command without a shell, so the
+ * `~/.memory-server` a user writes in the host's config would otherwise be a directory named `~`.
+ */
+export function expandHome(dir: string): string {
+  return dir === '~' || dir.startsWith('~/') ? path.join(homedir(), dir.slice(1)) : dir;
+}
+
 async function ownStore(cfg: CliConfig, parts: McpCommandParts, logger: Logger): Promise<Served> {
   const embedder = await parts.embedder();
   const { port: _port, ...memory } = parts.memory;
-  const server = new MemoryServer({ ...memory, embedder, logger, ...(cfg.maxReplyBytes ? { maxReplyBytes: cfg.maxReplyBytes } : {}) });
+  const server = new MemoryServer({
+    ...memory,
+    dataDir: expandHome(memory.dataDir ?? cfg.dataDir),
+    embedder,
+    logger,
+    ...(cfg.maxReplyBytes ? { maxReplyBytes: cfg.maxReplyBytes } : {}),
+  });
   try {
     await server.open();
   } catch (e) {
@@ -118,5 +134,5 @@ export async function runMcp(cfg: CliConfig, parts: McpCommandParts): Promise<vo
   process.once('SIGINT', () => void shutdown('SIGINT'));
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   await mcp.connect(transport);
-  logger.info({ source: cfg.url ?? cfg.dataDir }, 'mcp: serving on stdio');
+  logger.info({ source: cfg.url ?? path.resolve(expandHome(cfg.dataDir)) }, 'mcp: serving on stdio');
 }

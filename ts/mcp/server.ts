@@ -5,13 +5,26 @@
  * stdio (`memory-server mcp`) and over streamable HTTP (`/mcp` on the memory server).
  */
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod/v4';
 import { VERSION } from '../version.js';
 import { CommandError, type MemoryBackend } from './backend.js';
 import { MEMORY_TOOLS, memoryTool } from './tools.js';
 
 export const STATS_URI = 'memory://stats';
 const STATS_TEMPLATE = 'memory://stats/{namespace}';
+
+/**
+ * `tools/call` as the handler is registered with: only the method. The SDK's Server checks the
+ * request against the full schema itself, answering invalid params (-32602) for, e.g.,
+ * arguments that are not an object; registered with the full schema, the same request would
+ * fail an earlier parse and be answered as an internal error (-32603).
+ */
+const ToolCallRequest = z.object({
+  method: z.literal('tools/call'),
+  // Not z.record: that would copy the arguments, and a copy made by assignment loses a `__proto__` key.
+  params: z.object({ name: z.string(), arguments: z.unknown() }).passthrough(),
+});
 
 const INSTRUCTIONS = [
   'A durable semantic memory. Save what is worth remembering with add_memory (short, self-contained texts;',
@@ -74,11 +87,13 @@ export function createMemoryMcpServer(backend: MemoryBackend): McpServer {
       annotations: { title: t.title, ...t.annotations },
     })),
   }));
-  mcp.server.setRequestHandler(CallToolRequestSchema, async (request) => {
+  mcp.server.setRequestHandler(ToolCallRequest, async (request) => {
     const tool = memoryTool(request.params.name);
     if (!tool) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${request.params.name}`);
     try {
-      return toolResult(await backend.call(tool.command, request.params.arguments ?? {}));
+      // An object by now: the SDK's Server checked the request against the full schema.
+      const args = (request.params.arguments ?? {}) as Record<string, unknown>;
+      return toolResult(await backend.call(tool.command, args));
     } catch (err) {
       if (err instanceof CommandError) return toolError(err);
       throw err;
