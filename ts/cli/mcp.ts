@@ -114,6 +114,7 @@ export async function runMcp(cfg: CliConfig, parts: McpCommandParts): Promise<vo
   // A stray console.log from any library would corrupt the MCP stream: send it to stderr.
   console.log = console.error;
   console.info = console.error;
+  console.debug = console.error;
   const logger = pino({ level: cfg.logLevel, base: { pid: process.pid } }, destination({ dest: 2, sync: true }));
   const served = cfg.url !== undefined ? await remoteServer(cfg, cfg.url) : await ownStore(cfg, parts, logger);
   const backend = tracked(served.backend);
