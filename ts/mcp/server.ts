@@ -6,6 +6,7 @@
  */
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 import { z } from 'zod/v4';
 import { VERSION } from '../version.js';
 import { CommandError, type MemoryBackend } from './backend.js';
@@ -70,9 +71,19 @@ async function statsContents(backend: MemoryBackend, uri: string, namespace: str
   }
 }
 
+/**
+ * One JSON Schema validator for every server made here: /mcp makes a server per request, and
+ * each would otherwise build its own Ajv instance (the larger part of making one).
+ */
+let validator: AjvJsonSchemaValidator | null = null;
+
 /** An MCP server whose tools and resources call `backend`; connect it to a transport. */
 export function createMemoryMcpServer(backend: MemoryBackend): McpServer {
-  const mcp = new McpServer({ name: 'memory-server', title: 'memory-server', version: VERSION }, { instructions: INSTRUCTIONS });
+  validator ??= new AjvJsonSchemaValidator();
+  const mcp = new McpServer(
+    { name: 'memory-server', title: 'memory-server', version: VERSION },
+    { instructions: INSTRUCTIONS, jsonSchemaValidator: validator },
+  );
 
   // Tools are served through the low-level handlers rather than registerTool: the SDK would
   // validate the arguments with the zod schema itself, before the command, with messages of

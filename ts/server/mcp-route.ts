@@ -29,12 +29,22 @@ function webRequest(req: HttpRequestInfo): Request {
   return new Request(url, { method: req.method.toUpperCase(), headers, body: req.body.byteLength > 0 ? req.body.toString('utf8') : null });
 }
 
-async function serveMcpPost(host: McpHost, req: HttpRequestInfo): Promise<HttpReply> {
-  const [{ createMemoryMcpServer }, { commandBackend }, { WebStandardStreamableHTTPServerTransport }] = await Promise.all([
+/** The MCP modules, imported on the first request and kept. */
+type McpModules = [
+  typeof import('../mcp/server.js'),
+  typeof import('../mcp/backend.js'),
+  typeof import('@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'),
+];
+let modules: Promise<McpModules> | null = null;
+const loadMcp = (): Promise<McpModules> =>
+  (modules ??= Promise.all([
     import('../mcp/server.js'),
     import('../mcp/backend.js'),
     import('@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js'),
-  ]);
+  ]));
+
+async function serveMcpPost(host: McpHost, req: HttpRequestInfo): Promise<HttpReply> {
+  const [{ createMemoryMcpServer }, { commandBackend }, { WebStandardStreamableHTTPServerTransport }] = await loadMcp();
   // The caller's claims (JWT `ns`) scope the commands, as on a WebSocket connection.
   const mcp = createMemoryMcpServer(commandBackend(host.commands, req.auth, host.logger));
   const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
