@@ -13,7 +13,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { MemoryServer, type MemoryServerOptions } from '../ts/server/memory.js';
 import { signJwtHs256 } from '../ts/server/auth.js';
-import { connect, silentLogger } from './helpers/ws-client.js';
+import { connect, httpRequest, silentLogger } from './helpers/ws-client.js';
 import { ensureBuilt, root } from './helpers/build-dist.js';
 
 const bin = path.join(root, 'dist/cli/main.js');
@@ -155,8 +155,10 @@ function toolSuite(name: string, setup: () => Promise<{ client: Client; count: (
 
 let httpServer: MemoryServer;
 let httpPort: number;
-toolSuite('MCP over streamable HTTP (/mcp)', async () => {
+beforeAll(async () => {
   ({ server: httpServer, port: httpPort } = await startServer());
+});
+toolSuite('MCP over streamable HTTP (/mcp)', async () => {
   const client = await httpClient(httpPort);
   return { client, count: async () => httpServer.store.stats().totalMemories };
 });
@@ -186,6 +188,21 @@ describe('/mcp over HTTP', () => {
       body: 'x'.repeat(httpServer.ws.options.maxFrameBytes + 1),
     });
     expect(big.status).toBe(413);
+  });
+
+  it('a foreign Origin or Host (DNS rebinding) is refused with 403 before any tool runs', async () => {
+    const before = httpServer.store.stats().totalMemories;
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'add_memory', arguments: { text: 'should not be stored' } } });
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' };
+    const origin = await httpRequest(httpPort, 'POST', '/mcp', { ...headers, origin: 'http://evil.example' }, body);
+    expect(origin.status).toBe(403);
+    expect(JSON.parse(origin.body)).toEqual({ error: 'Origin not allowed' });
+    const host = await httpRequest(httpPort, 'POST', '/mcp', { ...headers, host: 'evil.example:5000' }, body);
+    expect(host.status).toBe(403);
+    expect(JSON.parse(host.body)).toEqual({ error: 'Host not allowed' });
+    const allowed = await httpRequest(httpPort, 'POST', '/mcp', { ...headers, origin: 'http://localhost:3000' }, body);
+    expect(allowed.status).toBe(200);
+    expect(httpServer.store.stats().totalMemories).toBe(before + 1);
   });
 
   it('a body that is not JSON-RPC gets a JSON-RPC parse error', async () => {
