@@ -43,7 +43,10 @@ export interface MemoryTool {
  */
 const HAND_CHECKED_FIELDS: Record<string, Record<string, unknown>> = {
   metadata: { type: 'object', description: 'Any JSON object (at most 16 KiB as JSON)' },
-  filter: { type: 'object', description: 'Filter on metadata, e.g. {"type": "preference"} (docs/protocol.md "Filter language")' },
+  filter: {
+    type: 'object',
+    description: 'Match on metadata keys (dotted keys reach into nested objects): {"type": "preference"} is equality; operators such as {"n": {"$gte": 3}} as in the protocol',
+  },
   embedding: { type: 'array', items: { type: 'number' }, description: "A vector of the server's dimensions" },
 };
 
