@@ -34,7 +34,7 @@ function sessionOptions(device: 'cpu' | 'cuda'): ort.InferenceSession.SessionOpt
  * offers no way to hand those lines to JavaScript. So its sink is kept to fatal (the
  * process-wide logger, set up by the first session, and each session's and run's own), and
  * what it would have printed reaches us instead: a failed run rejects with the same message
- * (the embedder and the batcher log it through the server's logger), a failed CUDA load
+ * (the batcher logs it through the server's logger at warn), a failed CUDA load
  * throws (reported as one fallback line).
  */
 const ORT_LOG_FATAL = 4;
