@@ -30,13 +30,15 @@ export class InferenceServer extends ServerBase {
 
   constructor(options: InferenceServerOptions = {}) {
     super();
-    const { embedder, maxBatch, maxQueue, maxWaitMs, maxBatchTokens, ...wsOptions } = options;
+    const { embedder, maxBatch, maxQueue, maxWaitMs, maxBatchTokens, runOverheadTokens, log, ...wsOptions } = options;
     this.embedder = embedder ?? new HashEmbedder();
     const b: BatcherOptions = {};
     if (maxBatch !== undefined) b.maxBatch = maxBatch;
     if (maxQueue !== undefined) b.maxQueue = maxQueue;
     if (maxWaitMs !== undefined) b.maxWaitMs = maxWaitMs;
     if (maxBatchTokens !== undefined) b.maxBatchTokens = maxBatchTokens;
+    if (runOverheadTokens !== undefined) b.runOverheadTokens = runOverheadTokens;
+    b.log = log ?? ((m) => this.ws.logger.warn(m));
     this.batcher = new EmbeddingBatcher(this.embedder, b);
     const userBeforeClose = wsOptions.beforeClose;
     this.ws = new WsServer({
@@ -151,6 +153,8 @@ export class InferenceServer extends ServerBase {
       p50_ms: b.percentile(50),
       p99_ms: b.percentile(99),
       skipped: b.skipped,
+      padding_ratio: Math.round(b.paddingRatio * 1000) / 1000,
+      failed_texts: b.failedTexts,
       connections: m.connections,
       uptime_s: Math.round(m.uptimeS * 1000) / 1000,
     };

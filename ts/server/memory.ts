@@ -143,7 +143,7 @@ export class MemoryServer extends ServerBase {
     this.embedder = embedder ?? new HashEmbedder();
     // A model embedder (two-phase, runs on a runtime thread): concurrent stores and
     // queries share its runs through the same dynamic batcher as the inference server.
-    if (this.embedder.prepare && this.embedder.runPrepared) this.batcher = new EmbeddingBatcher(this.embedder, { maxWaitMs: 1 });
+    if (this.embedder.prepare && this.embedder.runPrepared) this.batcher = new EmbeddingBatcher(this.embedder, { maxWaitMs: 1, log: (m) => this.ws.logger.warn(m) });
     this.reembed = reembed ?? false;
     if (store) this._store = store;
     this.commands = strictEnvelope<Connection, CommandHandler>({
