@@ -42,6 +42,7 @@ import { VERSION } from '../version.js';
 import { authRequired } from './auth.js';
 import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js';
 import type { CompactionSummary } from '../protocol/control.js';
+import { addMemoryServerRoutes } from './http/server-routes.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'off';
 
@@ -180,6 +181,7 @@ export class MemoryServer extends ServerBase {
         if (this._store) await this._store.flush().catch((err: unknown) => this.ws.logger.error({ err }, 'store flush failed'));
       },
     });
+    addMemoryServerRoutes(this);
     this.events = new MemoryEventLog(this.ws, Math.max(1, eventLogSize ?? MEMORY_LIMITS.eventLogSize));
     if (store) {
       this.events.floor = store.stats().lastSeq;
