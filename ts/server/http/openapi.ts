@@ -14,12 +14,12 @@ import { MEMORY_API_ROUTES, type ApiRoute } from './memory-api.js';
 type JsonSchema = Record<string, unknown>;
 
 /**
- * zod schema → JSON Schema (2019-09, which OpenAPI 3.1's dialect reads alike). The two
+ * zod schema → JSON Schema (draft 7 keywords, which OpenAPI 3.1's 2020-12 dialect reads alike). The two
  * `z.custom` schemas (a vector; a plain JSON object) say in JSON Schema what their check does.
  */
 export function jsonSchemaOf(schema: ZodTypeAny): JsonSchema {
   const out = zodToJsonSchema(schema, {
-    target: 'jsonSchema2019-09',
+    target: 'jsonSchema7',
     $refStrategy: 'none',
     override: (def) => {
       if (def === vectorSchema._def) return { type: 'array', items: { type: 'number' }, minItems: 1 };
