@@ -215,12 +215,13 @@ export class HttpRouter {
     if (ctx.hosts && !ctx.hosts.allows(head.headers.host)) return respond(errorReply('forbidden', 'Host not allowed'));
     if (!ctx.origins.allows(head.origin)) return respond(errorReply('forbidden', 'Origin not allowed'));
     const declared = head.headers['content-length'];
-    if (declared !== undefined && Number(declared) > ctx.maxBodyBytes) return respond(tooBig(ctx.maxBodyBytes));
+    const declaredTooBig = declared !== undefined && Number(declared) > ctx.maxBodyBytes;
     const isAborted = (): boolean => aborted;
     const presented = route.options.public
       ? ({ ok: true, claims: { method: 'none' } } as const)
       : authenticate(ctx.auth, extractToken(head.headers.authorization ?? '', head.query));
     if (isThenable(presented)) {
+      if (declaredTooBig) return respond(tooBig(ctx.maxBodyBytes));
       // A JWT is verified asynchronously: the body is read meanwhile (uWS wants onData now).
       let body: Buffer | null = null;
       let auth: AuthResult | null = null;
@@ -245,6 +246,8 @@ export class HttpRouter {
     const auth = presented as AuthResult;
     // Refused before the body is read: an unauthenticated client costs no buffering.
     if (!auth.ok) return respond(unauthorized(auth.reason));
+    // A declared length over the limit is refused before a byte of the body is read.
+    if (declaredTooBig) return respond(tooBig(ctx.maxBodyBytes));
     this.withBody(res, head, respond, (body) => this.run(route, head, auth.claims, body, respond, isAborted));
   }
 
