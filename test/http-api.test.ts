@@ -267,6 +267,15 @@ describe('memory HTTP API: auth and rate limits', () => {
       const late = await request(server.port, 'GET', '/v1/namespaces', undefined, { Authorization: `Bearer ${expired}` });
       expect(late.status).toBe(401);
       expect(late.body.message).toBe('Unauthorized: token expired');
+      // Store-wide figures stay hidden from a namespace-limited token: 403 on /metrics, its own counts in /v1/stats.
+      const metrics = await request(server.port, 'GET', '/metrics', undefined, auth);
+      expect(metrics.status).toBe(403);
+      expect(metrics.body.code).toBe('forbidden');
+      const stats = await request(server.port, 'GET', '/v1/stats', undefined, auth);
+      expect(stats.body.total_memories).toBe(1);
+      expect(stats.body.storage_path).toBeUndefined();
+      const full = signJwtHs256({ sub: 'admin' }, 'k');
+      expect((await request(server.port, 'GET', '/metrics', undefined, { Authorization: `Bearer ${full}` })).status).toBe(200);
     } finally {
       await server.close();
     }

@@ -3,13 +3,16 @@
  * memory or inference server's own port: what an orchestrator or scraper needs without the
  * control center. `/metrics` has the control center's metric names (registerComponentMetrics),
  * for this one component. The two health routes are public (probes carry no token);
- * `/metrics` needs the token when one is configured, as on the control center.
+ * `/metrics` needs the token when one is configured, and is refused (403) to a token limited to
+ * some namespaces, as on the control center.
  */
 import { Registry } from 'prom-client';
 import type { ServerHealthReply } from '../../protocol/http.js';
 import { registerComponentMetrics } from '../../control/prometheus.js';
 import type { ServerSnapshot } from '../../control/types.js';
 import { VERSION } from '../../version.js';
+import { isRestricted } from '../auth.js';
+import { errorReply } from './router.js';
 import type { WsServer } from '../ws-server.js';
 
 export interface OperationalTarget {
@@ -47,7 +50,9 @@ export function addOperationalRoutes(target: OperationalTarget): void {
     },
     { public: true },
   );
-  ws.http('get', '/metrics', async () => {
+  ws.http('get', '/metrics', async (req) => {
+    // Store-wide figures: not for a token limited to some namespaces (as on the control center).
+    if (isRestricted(req.auth)) return errorReply('forbidden', 'Forbidden: a token limited to namespaces cannot read /metrics');
     // A registry per scrape (a few objects) around one snapshot every family reads.
     const snapshot = target.snapshot();
     const registry = new Registry();
