@@ -15,8 +15,12 @@ import { hashEmbed, HASH_DIMS } from '../ts/native.js';
 import { signJwtHs256 } from '../ts/server/auth.js';
 import { HTTP_STATUS_OF_CODE } from '../ts/protocol/http.js';
 import { ERROR_CODES } from '../ts/protocol/errors.js';
-import { MEMORY_API_ROUTES } from '../ts/server/http/memory-api.js';
+import { MEMORY_API_ROUTES, addMemoryApiRoutes } from '../ts/server/http/memory-api.js';
+import type { CommandHandler } from '../ts/server/ws/dispatch.js';
 import { createPrometheusRegistry } from '../ts/control/prometheus.js';
+import { inferenceSnapshot } from '../ts/control/instrument.js';
+import { addOperationalRoutes } from '../ts/server/http/operational.js';
+import { WsServer } from '../ts/server/ws-server.js';
 import { connect, silentLogger, until } from './helpers/ws-client.js';
 import { openApiChecker, request, type JsonResult, type OpenApiChecker } from './helpers/http-api.js';
 
@@ -300,6 +304,37 @@ describe('memory HTTP API: auth and rate limits', () => {
   });
 });
 
+describe('memory HTTP API: shutdown', () => {
+  it('a graceful shutdown answers the HTTP commands in flight before it completes', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const commands: Record<string, CommandHandler> = {};
+    for (const r of MEMORY_API_ROUTES) commands[r.command] = () => ({});
+    commands.retrieve = async () => {
+      started();
+      await gate;
+      return { memories: [] };
+    };
+    const ws = new WsServer({ host: '127.0.0.1', port: 0, logger: silentLogger, printListening: false, closeTimeoutMs: 5_000 });
+    addMemoryApiRoutes({ ws, commands });
+    await ws.listen();
+    const reply = request(ws.port, 'POST', '/v1/memories/search', { count: 1 });
+    await running;
+    let closed = false;
+    const shutdown = ws.shutdown().then(() => (closed = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(closed).toBe(false);
+    release();
+    const r = await reply;
+    expect(r.status).toBe(200);
+    expect(r.body).toEqual({ memories: [] });
+    await shutdown;
+    expect(closed).toBe(true);
+  });
+});
+
 describe('/healthz, /readyz and /metrics on the servers themselves', () => {
   it('memory: alive, ready (listening, store open, embedder loaded)', async () => {
     const server = await start();
@@ -330,6 +365,23 @@ describe('/healthz, /readyz and /metrics on the servers themselves', () => {
       expect(m.text).toContain('memory_server_command_latency_seconds_count{component="inference",command="embeddings"} 1');
     } finally {
       await server.close();
+    }
+  });
+
+  it('/readyz is 503 not_ready, naming the failed check, while one fails (and /healthz stays 200)', async () => {
+    let storeOpen = false;
+    const ws = new WsServer({ host: '127.0.0.1', port: 0, logger: silentLogger, printListening: false });
+    addOperationalRoutes({ ws, component: 'memory', readiness: () => ({ store: storeOpen }), snapshot: () => inferenceSnapshot({ ws } as never) });
+    await ws.listen();
+    try {
+      const r = await request(ws.port, 'GET', '/readyz');
+      expect(r.status).toBe(503);
+      expect(r.body).toMatchObject({ status: 'not_ready', checks: { listening: true, store: false } });
+      expect((await request(ws.port, 'GET', '/healthz')).status).toBe(200);
+      storeOpen = true;
+      expect((await request(ws.port, 'GET', '/readyz')).status).toBe(200);
+    } finally {
+      await ws.shutdown();
     }
   });
 

@@ -262,6 +262,7 @@ async function serveCommand(
     }
   }
   let reply: HttpReply;
+  const done = ws.beginRequest();
   try {
     const request: Request = { type: route.command, data: requestData(route, req) };
     const caller = new HttpCaller(req.ip, req.origin, req.auth, req.path, req.aborted);
@@ -282,6 +283,8 @@ async function serveCommand(
       metrics.recordReply(route.command, performance.now() - received, true);
       throw err; // the router's boundary: 500 with a correlation id, logged
     }
+  } finally {
+    done();
   }
   metrics.recordReply(route.command, performance.now() - received, (reply.status ?? 200) >= 400);
   return reply;
