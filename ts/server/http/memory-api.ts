@@ -21,7 +21,7 @@ import { deleteSchema, listSchema, retrieveSchema, storeBatchSchema, storeSingle
 import type { WsServer } from '../ws-server.js';
 import type { CommandHandler } from '../ws/dispatch.js';
 import { HttpCaller, HttpRateLimiter } from './caller.js';
-import { errorReply as errorOf, type HttpMethod, type HttpReply, type HttpRequestInfo } from './router.js';
+import { httpError, type HttpMethod, type HttpReply, type HttpRequestInfo } from './router.js';
 
 /** A query parameter: its schema (for OpenAPI) and how its text becomes a value of `data`. */
 export interface QueryParam {
@@ -250,7 +250,7 @@ async function serveCommand(
   metrics.bytesIn += req.body.length;
   if (ws.state !== 'running') {
     metrics.recordReply(route.command, performance.now() - received, true);
-    return errorOf('unavailable', ERROR_MESSAGES.shuttingDown, { reason: 'shutting_down' });
+    return httpError('unavailable', ERROR_MESSAGES.shuttingDown, { reason: 'shutting_down' });
   }
   if (limiter) {
     const wait = limiter.take(req.ip, req.body.length, received);
@@ -258,7 +258,7 @@ async function serveCommand(
       metrics.rateLimited++;
       metrics.recordReply(route.command, performance.now() - received, true);
       const ms = Number.isFinite(wait) ? wait : 60_000;
-      return errorOf('rate_limited', ERROR_MESSAGES.rateLimited, { retry_after_ms: ms }, { 'Retry-After': String(Math.ceil(ms / 1000)) });
+      return httpError('rate_limited', ERROR_MESSAGES.rateLimited, { retry_after_ms: ms }, { 'Retry-After': String(Math.ceil(ms / 1000)) });
     }
   }
   let reply: HttpReply;
@@ -276,9 +276,9 @@ async function serveCommand(
     };
   } catch (err) {
     if (err instanceof UnsupportedMediaType) {
-      reply = errorOf('unsupported_media_type', err.message, { field: 'content-type' });
+      reply = httpError('unsupported_media_type', err.message, { field: 'content-type' });
     } else if (err instanceof ProtocolError) {
-      reply = errorOf(err.code, err.message, err.data, err.code === 'overloaded' ? { 'Retry-After': '1' } : undefined);
+      reply = httpError(err.code, err.message, err.data, err.code === 'overloaded' ? { 'Retry-After': '1' } : undefined);
     } else {
       metrics.recordReply(route.command, performance.now() - received, true);
       throw err; // the router's boundary: 500 with a correlation id, logged

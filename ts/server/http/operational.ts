@@ -12,7 +12,7 @@ import { registerComponentMetrics } from '../../control/prometheus.js';
 import type { ServerSnapshot } from '../../control/types.js';
 import { VERSION } from '../../version.js';
 import { isRestricted } from '../auth.js';
-import { errorReply } from './router.js';
+import { httpError } from './router.js';
 import type { WsServer } from '../ws-server.js';
 
 export interface OperationalTarget {
@@ -52,7 +52,7 @@ export function addOperationalRoutes(target: OperationalTarget): void {
   );
   ws.http('get', '/metrics', async (req) => {
     // Store-wide figures: not for a token limited to some namespaces (as on the control center).
-    if (isRestricted(req.auth)) return errorReply('forbidden', 'Forbidden: a token limited to namespaces cannot read /metrics');
+    if (isRestricted(req.auth)) return httpError('forbidden', 'Forbidden: a token limited to namespaces cannot read /metrics');
     // A registry per scrape (a few objects) around one snapshot every family reads.
     const snapshot = target.snapshot();
     const registry = new Registry();

@@ -106,7 +106,7 @@ function requestInfo(head: RequestHead, auth: AuthClaims, body: Buffer, aborted:
 }
 
 /** An error reply of the router itself (before or around a handler). */
-export function errorReply(code: HttpErrorCode, message: string, data?: Record<string, unknown>, headers?: Record<string, string>): HttpReply {
+export function httpError(code: HttpErrorCode, message: string, data?: Record<string, unknown>, headers?: Record<string, string>): HttpReply {
   return { status: httpStatusOf(code), body: httpErrorBody(code, message, data), ...(headers ? { headers } : {}) };
 }
 
@@ -139,11 +139,11 @@ function readBody(res: UwsHttpResponse, limit: number, done: (body: Buffer) => v
 }
 
 function unauthorized(reason: string): HttpReply {
-  return errorReply('unauthorized', `Unauthorized: ${reason}`, undefined, { 'WWW-Authenticate': 'Bearer' });
+  return httpError('unauthorized', `Unauthorized: ${reason}`, undefined, { 'WWW-Authenticate': 'Bearer' });
 }
 
 function tooBig(limit: number): HttpReply {
-  return errorReply('payload_too_large', `Body exceeds the limit of ${limit} bytes`, { field: 'body', limit });
+  return httpError('payload_too_large', `Body exceeds the limit of ${limit} bytes`, { field: 'body', limit });
 }
 
 export class HttpRouter {
@@ -186,7 +186,7 @@ export class HttpRouter {
         const origin = req.getHeader('origin');
         if (!this.ctx.origins.allows(origin)) return answerNotFound(res, req, this.ctx.origins);
         const method = req.getMethod().toUpperCase();
-        const reply = errorReply('method_not_allowed', `Method ${method} not allowed on ${req.getUrl()} (allowed: ${allow})`, { allow }, { Allow: allow });
+        const reply = httpError('method_not_allowed', `Method ${method} not allowed on ${req.getUrl()} (allowed: ${allow})`, { allow }, { Allow: allow });
         writeHttp(res, origin || null, reply.status!, reply.headers!, reply.body);
       });
     }
@@ -212,8 +212,8 @@ export class HttpRouter {
       if (aborted) return;
       writeHttp(res, corsOrigin, reply.status ?? 200, reply.headers ?? {}, reply.body);
     };
-    if (ctx.hosts && !ctx.hosts.allows(head.headers.host)) return respond(errorReply('forbidden', 'Host not allowed'));
-    if (!ctx.origins.allows(head.origin)) return respond(errorReply('forbidden', 'Origin not allowed'));
+    if (ctx.hosts && !ctx.hosts.allows(head.headers.host)) return respond(httpError('forbidden', 'Host not allowed'));
+    if (!ctx.origins.allows(head.origin)) return respond(httpError('forbidden', 'Origin not allowed'));
     const declared = head.headers['content-length'];
     const declaredTooBig = declared !== undefined && Number(declared) > ctx.maxBodyBytes;
     const isAborted = (): boolean => aborted;
@@ -273,12 +273,12 @@ export class HttpRouter {
     const ctx = this.ctx;
     const fail = (err: unknown): void => {
       if (err instanceof ProtocolError) {
-        respond(errorReply(err.code, err.message, err.data));
+        respond(httpError(err.code, err.message, err.data));
         return;
       }
       const cid = correlationId();
       ctx.logger.error({ err, correlationId: cid, path: head.path }, 'http handler failed');
-      respond(errorReply('internal', ERROR_MESSAGES.internal(cid), { correlation_id: cid }));
+      respond(httpError('internal', ERROR_MESSAGES.internal(cid), { correlation_id: cid }));
     };
     try {
       const out = route.handler(requestInfo(head, claims, body, aborted));
