@@ -17,6 +17,7 @@ import { WsServer, type CommandHandler, type Connection, type WsServerOptions } 
 import { ServerBase } from './server-base.js';
 import { VERSION } from '../version.js';
 import { JSON_FLOAT_BYTES, jsonStringBytes } from './reply-budget.js';
+import { addInferenceServerRoutes } from './http/server-routes.js';
 
 export interface InferenceServerOptions extends Omit<WsServerOptions, 'commands' | 'onMessage'>, BatcherOptions {
   /** Default: the built-in hash embedder. The caller keeps ownership (close() does not close it). */
@@ -57,6 +58,7 @@ export class InferenceServer extends ServerBase {
         await userBeforeClose?.();
       },
     });
+    addInferenceServerRoutes(this);
   }
 
   /** After the graceful shutdown: stops the batcher (the embedder stays the caller's). */

@@ -43,6 +43,7 @@ import { authRequired } from './auth.js';
 import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js';
 import type { CompactionSummary } from '../protocol/control.js';
 import { registerMcpRoute } from './mcp-route.js';
+import { addMemoryServerRoutes } from './http/server-routes.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'off';
 
@@ -181,6 +182,7 @@ export class MemoryServer extends ServerBase {
     });
     // MCP over streamable HTTP at /mcp: the same commands, auth and limits (docs/mcp.md).
     registerMcpRoute(this);
+    addMemoryServerRoutes(this);
     this.events = new MemoryEventLog(this.ws, Math.max(1, eventLogSize ?? MEMORY_LIMITS.eventLogSize));
     if (store) {
       this.events.floor = store.stats().lastSeq;
