@@ -177,6 +177,34 @@ describe('/mcp over HTTP', () => {
     await client.close();
   });
 
+  it('tool calls are counted in the server metrics as their commands; over the rate limit a POST gets 429 with Retry-After and runs nothing', async () => {
+    const { server, port } = await startServer({ rateLimit: { messagesPerSecond: 0.001, messagesBurst: 4 } });
+    try {
+      const client = await httpClient(port); // initialize + initialized: two POSTs
+      const added = await call(client, 'add_memory', { text: 'counted' });
+      expect(added.isError).toBeFalsy();
+      expect(server.ws.metrics.byType.get('store')).toMatchObject({ count: 1, errors: 0 });
+      const missing = await call(client, 'get_memory', { id: 'no-such-id' });
+      expect(missing.isError).toBe(true);
+      expect(server.ws.metrics.byType.get('get')).toMatchObject({ count: 1, errors: 1 });
+      const before = server.store.stats().totalMemories;
+      const body = JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'add_memory', arguments: { text: 'over the limit' } } });
+      const r = await fetch(`http://127.0.0.1:${port}/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body,
+      });
+      expect(r.status).toBe(429);
+      expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(await r.json()).toMatchObject({ code: 'rate_limited' });
+      expect(server.store.stats().totalMemories).toBe(before);
+      expect(server.ws.metrics.rateLimited).toBe(1);
+      await client.close().catch(() => undefined);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('GET and DELETE are 405 (no SSE stream, no sessions); an oversized body is 413', async () => {
     const get = await fetch(`http://127.0.0.1:${httpPort}/mcp`, { headers: { accept: 'text/event-stream' } });
     expect(get.status).toBe(405);

@@ -59,8 +59,18 @@ class ToolCaller {
   }
 }
 
+/** Where a served command is counted (the server's metrics: `/mcp` counts as the WebSocket does). */
+export interface ReplyMetrics {
+  recordReply(command: string, latencyMs: number, isError: boolean): void;
+}
+
 /** Calls the command table of a memory server (MemoryServer.commands) as a caller with `auth`. */
-export function commandBackend(commands: Readonly<Record<string, CommandHandler>>, auth: AuthClaims, logger: Logger): MemoryBackend {
+export function commandBackend(
+  commands: Readonly<Record<string, CommandHandler>>,
+  auth: AuthClaims,
+  logger: Logger,
+  metrics?: ReplyMetrics,
+): MemoryBackend {
   // One caller per backend: a backend lives for one HTTP request, or for one stdio session.
   const caller = new ToolCaller(auth) as unknown as Connection;
   let requestId = 0;
@@ -69,13 +79,19 @@ export function commandBackend(commands: Readonly<Record<string, CommandHandler>
       const handler = commands[command];
       if (!handler) throw new CommandError({ code: 'unknown_type', message: ERROR_MESSAGES.unknownType(command) });
       const request: Request = data === undefined ? { type: command, id: ++requestId } : { type: command, id: ++requestId, data };
+      const started = performance.now();
+      let failed = true;
       try {
-        return await handler(caller, request);
+        const out = await handler(caller, request);
+        failed = false;
+        return out;
       } catch (err) {
         if (err instanceof ProtocolError) throw new CommandError(failureOf(err));
         const cid = correlationId();
         logger.error({ err, correlationId: cid, command }, 'mcp tool failed');
         throw new CommandError({ code: 'internal', message: ERROR_MESSAGES.internal(cid) });
+      } finally {
+        metrics?.recordReply(command, performance.now() - started, failed);
       }
     },
   };

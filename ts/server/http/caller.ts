@@ -116,3 +116,19 @@ export class HttpRateLimiter {
     for (const [ip, b] of this.clients) if (now - b.lastSeen > IDLE_MS) this.clients.delete(ip);
   }
 }
+
+const limiters = new WeakMap<object, HttpRateLimiter | null>();
+
+/**
+ * The one per-address limiter of a server's HTTP routes (the `/v1` API and `/mcp` share a
+ * client's budget, as the commands of one WebSocket connection do); null without limits.
+ */
+export function httpLimiterOf(server: { readonly options: { readonly rateLimit?: RateLimitOptions | false | null } }): HttpRateLimiter | null {
+  let l = limiters.get(server);
+  if (l === undefined) {
+    const limits = server.options.rateLimit;
+    l = limits ? new HttpRateLimiter(limits) : null;
+    limiters.set(server, l);
+  }
+  return l;
+}

@@ -20,7 +20,7 @@ import {
 import { deleteSchema, listSchema, retrieveSchema, storeBatchSchema, storeSingleSchema, updateSchema } from '../../protocol/memory.js';
 import type { WsServer } from '../ws-server.js';
 import type { CommandHandler } from '../ws/dispatch.js';
-import { HttpCaller, HttpRateLimiter } from './caller.js';
+import { HttpCaller, httpLimiterOf, type HttpRateLimiter } from './caller.js';
 import { httpError, type HttpMethod, type HttpReply, type HttpRequestInfo } from './router.js';
 
 /** A query parameter: its schema (for OpenAPI) and how its text becomes a value of `data`. */
@@ -228,8 +228,7 @@ export interface MemoryApiTarget {
 /** Registers MEMORY_API_ROUTES on the server's HTTP router. */
 export function addMemoryApiRoutes(target: MemoryApiTarget): void {
   const { ws, commands } = target;
-  const limits = ws.options.rateLimit;
-  const limiter = limits ? new HttpRateLimiter(limits) : null;
+  const limiter = httpLimiterOf(ws);
   for (const route of MEMORY_API_ROUTES) {
     const handler = commands[route.command];
     if (!handler) throw new Error(`no handler for ${route.command}`);
