@@ -7,6 +7,7 @@ import {
   embeddingsSchema,
   inferenceStatsSchema,
   processSchema,
+  type EmbeddingsReply,
   type InferenceStatsReply,
   type ProcessChunk,
 } from '../protocol/inference.js';
@@ -17,6 +18,7 @@ import { WsServer, type CommandHandler, type Connection, type WsServerOptions } 
 import { ServerBase } from './server-base.js';
 import { VERSION } from '../version.js';
 import { JSON_FLOAT_BYTES, jsonStringBytes } from './reply-budget.js';
+import { addOpenAiRoutes } from './openai.js';
 
 export interface InferenceServerOptions extends Omit<WsServerOptions, 'commands' | 'onMessage'>, BatcherOptions {
   /** Default: the built-in hash embedder. The caller keeps ownership (close() does not close it). */
@@ -55,6 +57,7 @@ export class InferenceServer extends ServerBase {
         await userBeforeClose?.();
       },
     });
+    addOpenAiRoutes(this);
   }
 
   /** After the graceful shutdown: stops the batcher (the embedder stays the caller's). */
@@ -62,11 +65,20 @@ export class InferenceServer extends ServerBase {
     this.batcher.close();
   }
 
-  private async embeddings(conn: Connection, req: Request): Promise<unknown> {
-    const d = parseRequestData(embeddingsSchema, req.data, req.type);
+  private embeddings(conn: Connection, req: Request): Promise<EmbeddingsReply> {
+    return this.runEmbeddings(req.data, () => conn.closed);
+  }
+
+  /**
+   * The `embeddings` command, whatever carried it (a WebSocket frame, the OpenAI-compatible
+   * `POST /v1/embeddings`): validation, the shared batcher, the reply. `cancelled` says the
+   * client has gone (its texts are skipped if not yet run).
+   */
+  async runEmbeddings(data: unknown, cancelled: () => boolean): Promise<EmbeddingsReply> {
+    const d = parseRequestData(embeddingsSchema, data, 'embeddings');
     const texts = d.texts ?? [d.text!];
     const dims = this.embedder.dims;
-    const rows = await this.batcher.embed(texts, { cancelled: () => conn.closed });
+    const rows = await this.batcher.embed(texts, { cancelled });
     const vecs: Float32Array[] = [];
     for (let i = 0; i < texts.length; i++) {
       const v = rows.slice(i * dims, (i + 1) * dims);
