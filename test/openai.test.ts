@@ -201,6 +201,21 @@ describe('OpenAI-compatible API: auth, rate limits, overload', () => {
     }
   });
 
+  it('a body over maxFrameBytes is 413 and a refused Origin 403, both in OpenAI’s shape', async () => {
+    const { server, port } = await start({ maxFrameBytes: 4096 });
+    try {
+      const big = await postEmbeddings(port, { model: 'hash-v1', input: 'x'.repeat(8192) });
+      expect(big.status).toBe(413);
+      expect(JSON.parse(big.body).error).toMatchObject({ type: 'invalid_request_error', code: 'payload_too_large', message: 'Body exceeds 4096 bytes' });
+      const foreign = await postEmbeddings(port, { model: 'hash-v1', input: 'x' }, { origin: 'https://evil.example' });
+      expect(foreign.status).toBe(403);
+      expect(JSON.parse(foreign.body).error).toMatchObject({ type: 'permission_error', code: 'forbidden' });
+      expect(server.batcher.requests).toBe(0);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('a full embedding queue is 503 overloaded, as the WebSocket command’s', async () => {
     // An embedder whose first run waits until released: the queue fills deterministically.
     const hash = new HashEmbedder();

@@ -12,9 +12,6 @@ import type { ErrorCode } from './errors.js';
 export const OPENAI_ENCODING_FORMATS = ['float', 'base64'] as const;
 export type OpenAiEncodingFormat = (typeof OPENAI_ENCODING_FORMATS)[number];
 
-/** Token-id input (`[1, 2, 3]` or `[[1, 2], [3]]`), which OpenAI accepts and a text embedder cannot. */
-const tokenIds = z.union([z.array(z.number()).min(1), z.array(z.array(z.number())).min(1)]);
-
 export const openAiEmbeddingsSchema = z
   .object({
     input: z.union([z.string(), z.array(z.string(), { invalid_type_error: 'must be a string or an array of strings' })], {
@@ -31,9 +28,15 @@ export const openAiEmbeddingsSchema = z
   .strict();
 export type OpenAiEmbeddingsRequest = z.infer<typeof openAiEmbeddingsSchema>;
 
-/** Whether `input` is token ids, so the error can say what to send instead. */
+/**
+ * Whether `input` is token ids (`[1, 2, 3]` or `[[1, 2], [3]]`), which OpenAI accepts and a
+ * text embedder cannot, so the error can say what to send instead. By hand, not zod: a failed
+ * zod parse builds an error object, and this runs on every request.
+ */
 export function isTokenIdInput(input: unknown): boolean {
-  return tokenIds.safeParse(input).success;
+  if (!Array.isArray(input) || input.length === 0) return false;
+  const first: unknown = input[0];
+  return typeof first === 'number' || (Array.isArray(first) && typeof first[0] === 'number');
 }
 
 export interface OpenAiEmbedding {
