@@ -101,7 +101,7 @@ describe.skipIf(!available)('docs/python.md examples, run with Debian’s Python
       return stdout;
     } catch (err) {
       const e = err as { stdout?: string; stderr?: string; message: string };
-      throw new Error(`${file} failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`);
+      throw new Error(`${file} failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`, { cause: err });
     }
   }
 

@@ -9,7 +9,7 @@
  * rate limits (the WebSocket buckets, per client address) and metrics (counted as
  * `embeddings`). Errors use OpenAI's shape `{ error: { message, type, param, code } }`.
  */
-import { ERROR_MESSAGES, ProtocolError, parseData } from '../protocol/index.js';
+import { ERROR_MESSAGES, ProtocolError, decodeValue, parseData } from '../protocol/index.js';
 import type { EmbeddingsReply } from '../protocol/inference.js';
 import {
   OPENAI_ERROR_STATUS,
@@ -125,7 +125,8 @@ async function embed(host: OpenAiHost, budgets: AddressBudgets | null, req: Http
   let reply: HttpReply;
   try {
     if (host.ws.state !== 'running') throw new ProtocolError('unavailable', ERROR_MESSAGES.shuttingDown, { reason: 'shutting_down' });
-    const { data, format } = commandData(req.json(), host.embedder);
+    // decodeValue, not req.json(): invalid UTF-8 is refused, as in a WebSocket text frame, never read as U+FFFD.
+    const { data, format } = commandData(decodeValue(req.body, false), host.embedder);
     const out = await host.runEmbeddings(data, req.aborted);
     const texts = 'texts' in data ? data.texts : [data.text];
     const vectors = out.embeddings ?? [out.embedding!];
