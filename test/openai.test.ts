@@ -3,11 +3,14 @@
  * (`openai`) where it can say what a user sees, and by plain HTTP where the exact bytes
  * matter. The vectors must equal the WebSocket `embeddings` command's for the same texts.
  */
+import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HashEmbedder, type Embedder } from '../ts/embedder.js';
 import { InferenceServer, type InferenceServerOptions } from '../ts/server/inference.js';
 import { signJwtHs256 } from '../ts/server/index.js';
+import { OnnxEmbedder } from '../ts/onnx/embedder.js';
+import { ensureBuilt, root } from './helpers/build-dist.js';
 import { connect, httpRequest, silentLogger, type TestClient } from './helpers/ws-client.js';
 
 async function start(options: InferenceServerOptions = {}): Promise<{ server: InferenceServer; port: number; baseURL: string }> {
@@ -249,4 +252,49 @@ describe('OpenAI-compatible API: auth, rate limits, overload', () => {
       await server.close();
     }
   });
+});
+
+describe('OpenAI-compatible API with the onnx embedder (test/fixtures/tiny-bert)', () => {
+  let emb: OnnxEmbedder;
+  let server: InferenceServer;
+  let baseURL: string;
+  let port: number;
+  beforeAll(async () => {
+    ensureBuilt(); // the onnxruntime worker runs from dist/onnx/worker.js
+    emb = await OnnxEmbedder.load({ model: path.join(root, 'test/fixtures/tiny-bert'), device: 'cpu', threads: 1 });
+    ({ server, baseURL, port } = await start({ embedder: emb }));
+  }, 180_000);
+  afterAll(async () => {
+    await server?.close();
+    await emb?.close();
+  });
+
+  it('lists onnx:<directory>, embeds with it as the WebSocket command does, counts tokenizer tokens', async () => {
+    const openai = client(baseURL);
+    const [model] = (await openai.models.list()).data;
+    expect(model!.id).toBe('onnx:tiny-bert');
+    const input = ['hello world', 'the quick brown fox jumps over the lazy dog'];
+    const res = await openai.embeddings.create({ model: model!.id, input, encoding_format: 'float' });
+    expect(res.model).toBe('onnx:tiny-bert');
+    const ws = await connect(`ws://127.0.0.1:${port}`);
+    try {
+      const viaWs = await ws.request('embeddings', { texts: input });
+      for (let i = 0; i < input.length; i++) {
+        expect(res.data[i]!.embedding).toHaveLength(emb.dims);
+        const a = res.data[i]!.embedding;
+        const b = viaWs.data.embeddings[i] as number[];
+        // Deterministic within 1e-5 whatever shares the batch (docs/protocol.md).
+        for (let k = 0; k < a.length; k++) expect(Math.abs(a[k]! - b[k]!)).toBeLessThan(1e-5);
+      }
+    } finally {
+      ws.close();
+    }
+    const counts = Array.from(emb.tokenCounts(input));
+    // [CLS] and [SEP] around at least one token per word.
+    expect(counts[0]).toBeGreaterThanOrEqual(4);
+    expect(res.usage.prompt_tokens).toBe(counts[0]! + counts[1]!);
+    const wrong = await openAiFailure(openai.embeddings.create({ model: 'hash-v1', input: 'x' }));
+    expect(wrong.status).toBe(404);
+    expect(wrong.error.message).toContain('onnx:tiny-bert');
+  }, 60_000);
 });
