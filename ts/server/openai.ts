@@ -23,7 +23,7 @@ import {
 } from '../protocol/openai.js';
 import type { Embedder } from '../embedder.js';
 import { AddressBudgets } from './http/address-budget.js';
-import type { HttpReply, HttpRequestInfo, HttpRouteError, HttpRouteOptions } from './http/router.js';
+import type { HttpReply, HttpRequestInfo, HttpRouteOptions } from './http/router.js';
 import type { WsServer } from './ws-server.js';
 
 /** What the routes need from the inference server. */
@@ -38,9 +38,25 @@ const METRICS_TYPE = 'embeddings';
 const OWNED_BY = 'memory-server';
 const MODELS_PREFIX = '/v1/models/';
 
-/** The router's own errors (auth, origin, body size, bugs) in OpenAI's shape. */
-function routeErrorBody(e: HttpRouteError): object {
-  return openAiError(e.message, openAiErrorType(e.status), e.code, e.field ?? null);
+/** The server's error code for a status the router answers itself, when its body names none. */
+const ROUTER_CODES: Record<number, string> = { 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 413: 'payload_too_large', 500: 'internal' };
+
+/**
+ * Any error reply on these routes in OpenAI's shape: ours already are; the router's own
+ * (auth, origin, body size, a bug's 500) are rebuilt from their message, code and field.
+ */
+function routeErrorBody(status: number, body: unknown): object {
+  const b = (typeof body === 'object' && body !== null ? body : {}) as {
+    error?: unknown;
+    message?: unknown;
+    code?: unknown;
+    data?: { field?: unknown };
+  };
+  if (typeof b.error === 'object' && b.error !== null) return b; // already OpenAI's shape
+  const message = typeof b.message === 'string' ? b.message : typeof b.error === 'string' ? b.error : `HTTP ${status}`;
+  const code = typeof b.code === 'string' ? b.code : (ROUTER_CODES[status] ?? (status >= 500 ? 'internal' : 'invalid_request'));
+  const field = typeof b.data?.field === 'string' ? b.data.field : null;
+  return openAiError(message, openAiErrorType(status), code, field);
 }
 
 const ROUTE_OPTIONS: HttpRouteOptions = { errorBody: routeErrorBody };

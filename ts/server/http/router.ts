@@ -28,7 +28,7 @@ export interface HttpRequestInfo {
   body: Buffer;
   /** Parses the body as JSON (throws ProtocolError('invalid_json')). */
   json<T = unknown>(): T;
-  /** Whether the client has gone (a handler may skip work nobody will read). */
+  /** Whether the client has gone (uWS `onAborted`): its answer will never be sent. */
   aborted(): boolean;
 }
 
@@ -45,21 +45,11 @@ export interface HttpRouteOptions {
   /** Skip token/JWT auth for this route. Default false (auth applies when configured). */
   public?: boolean;
   /**
-   * The body of the errors the router itself answers on this route (401, 403, 413, 400/404
-   * from a ProtocolError, 500), for routes that speak another API's error shape (the
-   * OpenAI-compatible routes). Default: `{ error }` / `{ success: false, error, code }`.
+   * Reshapes every error reply (status ≥ 400) sent on this route, the router's own (401, 403,
+   * 413, a ProtocolError's 4xx, 500) included, for routes that speak another API's error
+   * format (the OpenAI-compatible routes). Gets the status and the body as built.
    */
-  errorBody?: (error: HttpRouteError) => object;
-}
-
-/** An error the router answers on a route's behalf. */
-export interface HttpRouteError {
-  status: number;
-  message: string;
-  /** The protocol error code, or `unauthorized`, `forbidden`, `payload_too_large`, `internal`. */
-  code: string;
-  /** The offending field, when a ProtocolError named one. */
-  field?: string;
+  errorBody?: (status: number, body: unknown) => object;
 }
 
 interface RouteEntry {
@@ -179,17 +169,16 @@ export class HttpRouter {
     });
     const head = readHead(res, req, paramCount, ctx);
     const corsOrigin = head.origin && ctx.origins.allows(head.origin) ? head.origin : null;
+    const reshape = route.options.errorBody;
     const respond = (reply: HttpReply): void => {
       if (aborted) return;
-      writeHttp(res, corsOrigin, reply.status ?? 200, reply.headers ?? {}, reply.body);
+      const status = reply.status ?? 200;
+      const body = reshape && status >= 400 ? reshape(status, reply.body) : reply.body;
+      writeHttp(res, corsOrigin, status, reply.headers ?? {}, body);
     };
-    const refuse = (status: number, code: string, message: string, legacy: object): void =>
-      respond({ status, body: route.options.errorBody ? route.options.errorBody({ status, code, message }) : legacy });
-    const unauthorized = (reason: string): void =>
-      refuse(401, 'unauthorized', `Unauthorized: ${reason}`, { error: `Unauthorized: ${reason}` });
-    if (ctx.hosts && !ctx.hosts.allows(head.headers.host)) return refuse(403, 'forbidden', 'Host not allowed', { error: 'Host not allowed' });
-    if (!ctx.origins.allows(head.origin)) return refuse(403, 'forbidden', 'Origin not allowed', { error: 'Origin not allowed' });
     const isAborted = (): boolean => aborted;
+    if (ctx.hosts && !ctx.hosts.allows(head.headers.host)) return respond({ status: 403, body: { error: 'Host not allowed' } });
+    if (!ctx.origins.allows(head.origin)) return respond({ status: 403, body: { error: 'Origin not allowed' } });
     const presented = route.options.public
       ? ({ ok: true, claims: { method: 'none' } } as const)
       : authenticate(ctx.auth, extractToken(head.headers.authorization ?? '', head.query));
@@ -199,7 +188,7 @@ export class HttpRouter {
       let auth: AuthResult | null = null;
       const go = (): void => {
         if (body === null || auth === null) return;
-        if (!auth.ok) unauthorized(auth.reason);
+        if (!auth.ok) respond({ status: 401, body: { error: `Unauthorized: ${auth.reason}` } });
         else this.run(route, head, auth.claims, body, respond, isAborted);
       };
       (presented as Promise<AuthResult>).then(
@@ -207,31 +196,27 @@ export class HttpRouter {
           auth = r;
           go();
         },
-        () => unauthorized('malformed token'),
+        () => respond({ status: 401, body: { error: 'Unauthorized: malformed token' } }),
       );
-      this.withBody(res, head, route, respond, (b) => {
+      this.withBody(res, head, respond, (b) => {
         body = b;
         go();
       });
       return;
     }
     const auth = presented as AuthResult;
-    if (!auth.ok) return unauthorized(auth.reason);
-    this.withBody(res, head, route, respond, (body) => this.run(route, head, auth.claims, body, respond, isAborted));
+    if (!auth.ok) return respond({ status: 401, body: { error: `Unauthorized: ${auth.reason}` } });
+    this.withBody(res, head, respond, (body) => this.run(route, head, auth.claims, body, respond, isAborted));
   }
 
   /** Reads the request body (none for GET/HEAD/OPTIONS), or answers 413 over the limit. */
-  private withBody(res: UwsHttpResponse, head: RequestHead, route: RouteEntry, respond: (r: HttpReply) => void, then: (body: Buffer) => void): void {
+  private withBody(res: UwsHttpResponse, head: RequestHead, respond: (r: HttpReply) => void, then: (body: Buffer) => void): void {
     const ctx = this.ctx;
     if (head.method === 'get' || head.method === 'head' || head.method === 'options') {
       then(Buffer.alloc(0));
       return;
     }
-    readBody(res, ctx.maxBodyBytes, then, () => {
-      const message = `Body exceeds ${ctx.maxBodyBytes} bytes`;
-      const shape = route.options.errorBody;
-      respond({ status: 413, body: shape ? shape({ status: 413, code: 'payload_too_large', message }) : { error: message } });
-    });
+    readBody(res, ctx.maxBodyBytes, then, () => respond({ status: 413, body: { error: `Body exceeds ${ctx.maxBodyBytes} bytes` } }));
   }
 
   /** Runs a route's handler behind the error boundary. */
@@ -244,23 +229,14 @@ export class HttpRouter {
     aborted: () => boolean,
   ): void {
     const ctx = this.ctx;
-    const shape = route.options.errorBody;
     const fail = (err: unknown): void => {
       if (err instanceof ProtocolError) {
-        const status = err.code === 'not_found' ? 404 : 400;
-        const field = typeof err.data?.field === 'string' ? err.data.field : undefined;
-        respond({
-          status,
-          body: shape
-            ? shape({ status, code: err.code, message: err.message, ...(field !== undefined ? { field } : {}) })
-            : { success: false, error: err.message, code: err.code },
-        });
+        respond({ status: err.code === 'not_found' ? 404 : 400, body: { success: false, error: err.message, code: err.code } });
         return;
       }
       const cid = correlationId();
       ctx.logger.error({ err, correlationId: cid, path: head.path }, 'http handler failed');
-      const message = ERROR_MESSAGES.internal(cid);
-      respond({ status: 500, body: shape ? shape({ status: 500, code: 'internal', message }) : { success: false, error: message } });
+      respond({ status: 500, body: { success: false, error: ERROR_MESSAGES.internal(cid) } });
     };
     try {
       const out = route.handler(requestInfo(head, claims, body, aborted));
