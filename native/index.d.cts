@@ -68,11 +68,11 @@ export declare class MemoryStore {
   /**
    * The changing counters only, as numbers in one array (cheap to call per request):
    * `[totalMemories, namespaces, storageBytes, totalAssociations, lastSeq, fsyncs, groups,
-   * records, rows, deadRows]`.
+   * records, rows, deadRows, liveBytes, garbageBytes, compactions]`.
    */
   counters(): Float64Array
   /**
-   * Writes the numbers of `counters()` into `out` (length ≥ 10): no allocation, for
+   * Writes the numbers of `counters()` into `out` (length ≥ 13): no allocation, for
    * handlers called at high rates (`stats`).
    */
   countersInto(out: Float64Array): void

@@ -1,14 +1,17 @@
 /**
  * The dashboard in a real browser (Debian chromium via playwright-core; never a
  * downloaded one): component dots, stop/start buttons, live charts, the
- * playground, reconnect after a control-center restart, screenshots at 1280/390.
+ * playground, the memory browser, reconnect after a control-center restart, screenshots
+ * at 1280/390.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChildComponent, createControlCenter, type ControlCenter } from '../ts/control/index.js';
+import { MemoryClient, ClientError } from '../ts/client/index.js';
 import { freePort, silentLogger } from './helpers/ws-client.js';
 import { ensureBuilt, root } from './helpers/build-dist.js';
 import { CHROMIUM, hasChromium } from './helpers/client-browser.js';
@@ -80,6 +83,17 @@ describe.skipIf(!available)('dashboard (chromium)', () => {
   const GREEN = 'rgb(46, 160, 67)';
   const RED = 'rgb(229, 83, 75)';
 
+  it('the time axis of each chart span their real window from the first point (not years)', async () => {
+    await expect.poll(async () => Number(await page.getByTestId('chart-qps').getAttribute('data-points')), { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
+    const windows = await page.evaluate(() => (window as unknown as { __controlCenter: { chartWindows(): Record<string, [number, number]> } }).__controlCenter.chartWindows());
+    const now = Date.now() / 1000;
+    for (const [name, [min, max]] of Object.entries(windows)) {
+      expect(max - min, name).toBeGreaterThanOrEqual(59);
+      expect(max - min, name).toBeLessThanOrEqual(120);
+      expect(Math.abs(max - now), name).toBeLessThan(30);
+    }
+  });
+
   it('shows both components running (green dots) with pid, port and the connection indicator', async () => {
     await expect.poll(() => page.getByTestId('ws-status').getAttribute('data-state'), { timeout: 10_000 }).toBe('connected');
     for (const name of ['memory', 'inference']) {
@@ -139,6 +153,95 @@ describe.skipIf(!available)('dashboard (chromium)', () => {
     await expect.poll(async () => (await reply.textContent()) ?? '', { timeout: 10_000 }).toContain('"emb"');
     expect(JSON.parse((await reply.textContent())!).data.dims).toBeGreaterThan(0);
   });
+
+  it('the memory browser pages, filters, searches, opens, edits and deletes memories, live', async () => {
+    const memoryPort = components[0]!.status().port!;
+    const node = new MemoryClient({ url: `ws://127.0.0.1:${memoryPort}/`, namespace: 'browse', WebSocket });
+    try {
+      // Similar texts, so the hash embedder links some of them (associations).
+      const items = Array.from({ length: 30 }, (_, i) => ({ text: `heron note ${i} about violet herons by the lake`, id: `h${i}`, metadata: { type: i % 3 === 0 ? 'todo' : 'note', n: i } }));
+      await node.storeMany(items);
+      const rows = page.getByTestId('browser-row');
+      await page.getByTestId('browser-refresh').click();
+      await expect.poll(() => page.getByTestId('browser-namespace').locator('option[value="browse"]').count(), { timeout: 10_000 }).toBe(1);
+      await page.getByTestId('browser-namespace').selectOption('browse');
+      await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(25);
+      await page.getByTestId('browser-more').click();
+      await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(30);
+      await expect(page.getByTestId('browser-more').isHidden()).resolves.toBe(true);
+
+      // A metadata filter on the list, then a bad filter: a clear error, the rows stay.
+      await page.getByTestId('browser-filter').fill('{"type": "todo"}');
+      await page.getByTestId('browser-search').click();
+      await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(10);
+      await page.getByTestId('browser-filter').fill('{"type": ');
+      await page.getByTestId('browser-search').click();
+      await expect.poll(async () => (await page.getByTestId('browser-error').textContent()) ?? '', { timeout: 5_000 }).toContain('not JSON');
+      expect(await rows.count()).toBe(10);
+      await page.getByTestId('browser-filter').fill('');
+
+      // Vector search: scored rows.
+      await page.getByTestId('browser-query').fill('violet herons by the lake');
+      await page.getByTestId('browser-mode').selectOption('vector');
+      await page.getByTestId('browser-search').click();
+      await expect.poll(async () => (await page.getByTestId('browser-count').textContent()) ?? '', { timeout: 10_000 }).toMatch(/found \(vector\)/);
+      expect(await rows.first().textContent()).toMatch(/score/);
+
+      // Open one: text, metadata, associations that open the associated memory.
+      await page.getByTestId('browser-query').fill('');
+      await page.getByTestId('browser-search').click();
+      await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(25);
+      await page.getByTestId('browser-more').click();
+      await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(30);
+      await page.locator('[data-testid="browser-row"][data-id="h3"]').click();
+      const detail = page.getByTestId('browser-detail');
+      await expect.poll(() => detail.getAttribute('data-id'), { timeout: 5_000 }).toBe('h3');
+      expect(await page.getByTestId('browser-detail-text').textContent()).toBe(items[3]!.text);
+      expect(JSON.parse(await page.getByTestId('browser-metadata').inputValue())).toEqual({ type: 'todo', n: 3 });
+      const h3 = await node.get('h3');
+      expect(h3.associations.length).toBeGreaterThan(0);
+      const links = page.getByTestId('browser-assoc-link');
+      expect(await links.count()).toBe(h3.associations.length);
+      const target = (await links.first().getAttribute('data-id'))!;
+      await links.first().click();
+      await expect.poll(() => detail.getAttribute('data-id'), { timeout: 5_000 }).toBe(target);
+
+      // Edit metadata: bad JSON is refused with nothing sent; good JSON is saved.
+      const before = await node.get(target);
+      await page.getByTestId('browser-metadata').fill('{"type": "done",');
+      await page.getByTestId('browser-save').click();
+      await expect.poll(async () => (await page.getByTestId('browser-error').textContent()) ?? '', { timeout: 5_000 }).toContain('not JSON');
+      expect((await node.get(target)).metadata).toEqual(before.metadata);
+      await page.getByTestId('browser-metadata').fill('{"type": "done", "edited": true}');
+      await page.getByTestId('browser-save').click();
+      await expect.poll(async () => (await node.get(target)).metadata, { timeout: 5_000 }).toEqual({ type: 'done', edited: true });
+
+      // Live: an update from elsewhere shows in the open memory; a new memory appears at the top of the list.
+      await node.update(target, { metadata: { type: 'done', by: 'node' } });
+      await expect.poll(async () => JSON.parse(await page.getByTestId('browser-metadata').inputValue()), { timeout: 5_000 }).toEqual({ type: 'done', by: 'node' });
+      await page.getByTestId('browser-query').fill('');
+      await page.getByTestId('browser-search').click();
+      await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(25);
+      await node.store('a live heron arrives', { id: 'live1' });
+      await expect.poll(() => rows.first().getAttribute('data-id'), { timeout: 5_000 }).toBe('live1');
+
+      // Delete: the first click arms, the second deletes; the row and the detail go.
+      await page.getByTestId('browser-delete').click();
+      expect(await node.get(target)).toBeTruthy();
+      await page.getByTestId('browser-delete').click();
+      await expect.poll(() => detail.isHidden(), { timeout: 5_000 }).toBe(true);
+      const gone = await node.get(target).then(() => null, (e: unknown) => e);
+      expect(gone).toBeInstanceOf(ClientError);
+      expect((gone as ClientError).code).toBe('not_found');
+      expect(await page.locator(`[data-testid="browser-row"][data-id="${target}"]`).count()).toBe(0);
+      // A delete from elsewhere removes its row live.
+      await node.delete('live1');
+      await expect.poll(() => page.locator('[data-testid="browser-row"][data-id="live1"]').count(), { timeout: 5_000 }).toBe(0);
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await node.close();
+    }
+  }, 60_000);
 
   it('renders at 1280 and 390 widths (screenshots saved)', async () => {
     await page.setViewportSize({ width: 1280, height: 900 });

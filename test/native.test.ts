@@ -119,7 +119,17 @@ describe('native MemoryStore', () => {
     expect(st.fsyncs).toBeLessThan(n); // group commit: writers shared fsyncs
     // counters() (filled in place) agrees with stats(), and keeps agreeing as the store changes.
     const c = s.counters();
-    expect(c).toEqual({ totalMemories: n, namespaces: st.namespaces, storageBytes: st.storageBytes, totalAssociations: st.totalAssociations, lastSeq: st.lastSeq, fsyncs: st.fsyncs });
+    expect(c).toEqual({
+      totalMemories: n,
+      namespaces: st.namespaces,
+      storageBytes: st.storageBytes,
+      totalAssociations: st.totalAssociations,
+      lastSeq: st.lastSeq,
+      fsyncs: st.fsyncs,
+      liveBytes: st.liveBytes,
+      garbageBytes: st.garbageBytes,
+      compactions: st.compactions,
+    });
     await s.put([item('one more', { id: 'extra', namespace: 'other' })]);
     expect(s.counters()).toMatchObject({ totalMemories: n + 1, namespaces: st.namespaces + 1, lastSeq: st.lastSeq + 1 });
     expect(results.map((r) => r[0].namespaceTotal).sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i + 1));

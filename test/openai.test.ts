@@ -220,6 +220,28 @@ describe('OpenAI-compatible API: auth, rate limits, overload', () => {
     }
   });
 
+  it('a hub model id (with a slash) is listed, retrieved and accepted as model', async () => {
+    const hash = new HashEmbedder();
+    const named: Embedder = {
+      name: 'onnx:sentence-transformers/all-MiniLM-L6-v2',
+      hash: hash.hash,
+      dims: hash.dims,
+      device: 'cpu',
+      maxBatch: hash.maxBatch,
+      embed: (texts) => hash.embed(texts),
+    };
+    const { server, baseURL } = await start({ embedder: named });
+    try {
+      const openai = client(baseURL);
+      expect((await openai.models.list()).data.map((m) => m.id)).toEqual([named.name]);
+      expect((await openai.models.retrieve(named.name)).id).toBe(named.name);
+      const res = await openai.embeddings.create({ model: named.name, input: 'x' });
+      expect(res.model).toBe(named.name);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('a full embedding queue is 503 overloaded, as the WebSocket command’s', async () => {
     // An embedder whose first run waits until released: the queue fills deterministically.
     const hash = new HashEmbedder();

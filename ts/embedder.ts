@@ -73,8 +73,16 @@ export type EmbedderKind = 'hash' | 'onnx';
 export interface EmbedderOptions {
   /** Default: onnx when `model` is given, else hash. */
   kind?: EmbedderKind;
-  /** Directory with model.onnx and tokenizer.json (onnx). */
+  /** onnx: a directory with model.onnx and tokenizer.json, or a hub model id fetched into the Hugging Face cache (docs/models.md). */
   model?: string;
+  /** onnx, hub models: branch, tag or commit. Default main. */
+  revision?: string;
+  /** onnx: use a quantized ONNX variant of the model. */
+  quantized?: boolean;
+  /** onnx: the ONNX file inside the model directory or repository. Default: model.onnx, onnx/model.onnx. */
+  modelFile?: string;
+  /** onnx: name recorded in the data directory. Default `onnx:<hub id>` or `onnx:<directory name>`. */
+  modelName?: string;
   /** onnx: auto (CUDA if the runtime has it, else CPU) | cpu | cuda. */
   device?: 'auto' | 'cpu' | 'cuda';
   /** onnx: tokens per text after truncation. */
@@ -96,9 +104,11 @@ export async function createEmbedder(options: EmbedderOptions = {}): Promise<Emb
   }
   if (kind !== 'onnx') throw new Error(`unknown embedder ${String(kind)} (hash | onnx)`);
   if (!options.model) throw new Error('the onnx embedder needs --model DIR (a directory with model.onnx and tokenizer.json)');
-  const { OnnxEmbedder } = await import('./onnx/embedder.js');
-  const { kind: _kind, ...onnx } = options;
-  return OnnxEmbedder.load({ ...onnx, model: options.model });
+  const [{ OnnxEmbedder }, { resolveModel }] = await Promise.all([import('./onnx/embedder.js'), import('./models/resolve.js')]);
+  const { kind: _kind, revision, quantized, modelFile, modelName, ...onnx } = options;
+  const spec = { model: options.model, ...(revision !== undefined ? { revision } : {}), ...(quantized ? { quantized } : {}), ...(modelFile !== undefined ? { modelFile } : {}) };
+  const resolved = await resolveModel(spec, options.log ? { log: options.log } : {});
+  return OnnxEmbedder.load({ ...onnx, model: resolved.dir, modelFile: resolved.modelFile, name: modelName ?? resolved.name });
 }
 
 /** Row `i` of a row-major matrix (a view, no copy). */

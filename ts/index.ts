@@ -6,6 +6,8 @@ export { EmbeddingBatcher, type BatcherOptions } from './server/inference-batche
 export { WsServer, Connection, type WsServerOptions, type ListenInfo } from './server/ws-server.js';
 export { uwsBuild } from './server/uws.js';
 export { HashEmbedder, createEmbedder, type Embedder, type EmbedderOptions } from './embedder.js';
+export { resolveModel, type ModelSpec, type ResolvedModel } from './models/resolve.js';
+export { hubCacheDir, listCachedModels, removeCachedModel, type CachedModel } from './models/cache.js';
 export { MemoryStore, NativeError, NativeLoadError, kernelInfo, hashEmbed, wordWindows, HASH_DIMS, HASH_EMBEDDER_NAME } from './native.js';
 export * from './protocol/index.js';
 export * as memoryProtocol from './protocol/memory.js';

@@ -171,6 +171,10 @@ export interface StoreCounters {
   totalAssociations: number;
   lastSeq: number;
   fsyncs: number;
+  /** Log bytes of live rows / of what a compaction would drop; compactions so far. */
+  liveBytes: number;
+  garbageBytes: number;
+  compactions: number;
 }
 
 /**
@@ -179,7 +183,7 @@ export interface StoreCounters {
  */
 export class MemoryStore {
   /** Reused by counters() (filled in place by the addon: no allocation per call). */
-  private readonly countersBuf = new Float64Array(10);
+  private readonly countersBuf = new Float64Array(13);
   private closed = false;
   private constructor(private readonly s: Store) {}
 
@@ -301,6 +305,9 @@ export class MemoryStore {
       totalAssociations: c[3]!,
       lastSeq: c[4]!,
       fsyncs: c[5]!,
+      liveBytes: c[10]!,
+      garbageBytes: c[11]!,
+      compactions: c[12]!,
     };
   }
 }

@@ -220,7 +220,7 @@ export class JsMemoryStore {
     let total = 0;
     for (const s of this.spaces.values()) total += s.n;
     const st = { totalMemories: total, namespaces: this.spaces.size, storageBytes: 0, totalAssociations: this.totalAssociations };
-    return { ...st, lastSeq: this.seq, fsyncs: this.fsyncs };
+    return { ...st, lastSeq: this.seq, fsyncs: this.fsyncs, liveBytes: 0, garbageBytes: 0, compactions: 0 };
   }
 
   stats() {

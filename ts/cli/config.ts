@@ -41,7 +41,10 @@ export const OPTIONS: OptionDef[] = [
   { key: 'dataDir', flag: 'data-dir', kind: 'string', description: 'data directory', env: ['MEMORY_SERVER_DATA'], defaultText: './memory-data', short: 'd' },
   { key: 'fsync', flag: 'fsync', kind: 'string', description: 'always | interval | off', defaultText: 'always' },
   { key: 'embedder', flag: 'embedder', kind: 'string', description: 'hash (built in) | onnx', defaultText: 'onnx with --model, else hash' },
-  { key: 'model', flag: 'model', kind: 'string', description: 'model directory for the onnx embedder (model.onnx + tokenizer.json)' },
+  { key: 'model', flag: 'model', kind: 'string', description: 'onnx embedder model: a directory (model.onnx + tokenizer.json) or a hub id such as sentence-transformers/all-MiniLM-L6-v2 (fetched into the Hugging Face cache; HF_ENDPOINT, HF_TOKEN, HF_HUB_CACHE, HF_HUB_OFFLINE)' },
+  { key: 'revision', flag: 'revision', kind: 'string', description: 'hub model: branch, tag or commit to use', defaultText: 'main' },
+  { key: 'quantized', flag: 'quantized', kind: 'bool', description: 'onnx: use the model\'s quantized ONNX variant (onnx/model_quantized.onnx, …)', defaultText: 'false' },
+  { key: 'modelFile', flag: 'model-file', kind: 'string', description: 'onnx: the ONNX file inside the model directory or repository', defaultText: 'model.onnx or onnx/model.onnx' },
   { key: 'device', flag: 'device', kind: 'string', description: 'onnx: auto (CUDA if onnxruntime has it, else CPU) | cpu | cuda', defaultText: 'auto' },
   { key: 'maxLength', flag: 'max-length', kind: 'int', description: 'onnx: tokens per text after truncation', defaultText: "the model's max_seq_length" },
   { key: 'threads', flag: 'threads', kind: 'int', description: 'onnx: onnxruntime threads per process', defaultText: 'CPU cores' },
@@ -91,6 +94,9 @@ export const configSchema = z
     fsync: z.enum(['always', 'interval', 'off']).default('always'),
     embedder: z.enum(['hash', 'onnx']).optional(),
     model: z.string().min(1).optional(),
+    revision: z.string().min(1).optional(),
+    quantized: z.boolean().default(false),
+    modelFile: z.string().min(1).optional(),
     device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
     maxLength: z.number().int().min(2).max(8192).optional(),
     threads: positive.max(1024).optional(),
@@ -137,13 +143,17 @@ export const configSchema = z
     if (c.embedder === 'onnx' && c.model === undefined) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['model'], message: 'the onnx embedder needs --model DIR' });
     }
+    for (const k of ['revision', 'modelFile'] as const) {
+      if (c[k] !== undefined && c.model === undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [k], message: 'only applies with --model' });
+    }
+    if (c.quantized && c.model === undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['quantized'], message: 'only applies with --model' });
     if (c.embedder === 'hash' && c.model !== undefined) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['model'], message: '--model is for the onnx embedder, not hash' });
     }
   });
 export type CliConfig = z.infer<typeof configSchema>;
 
-export const COMMANDS = ['start', 'export', 'import', 'compact', 'repair'] as const;
+export const COMMANDS = ['start', 'export', 'import', 'compact', 'repair', 'models'] as const;
 export type CliCommand = (typeof COMMANDS)[number];
 
 export interface ParsedArgs {
@@ -329,7 +339,7 @@ const COMMAND_HELP: Record<Exclude<CliCommand, 'start'>, { usage: string[]; abou
       'Every line is checked first with the rules of `store`; a rejected line is reported as',
       '`line N: <field>: <reason>` and then nothing is imported (exit 1) unless --skip-invalid.',
     ],
-    keys: ['dataDir', 'batchSize', 'skipInvalid', 'embedder', 'model', 'device', 'maxLength', 'threads', 'reembed', 'fsync', 'config', 'logLevel'],
+    keys: ['dataDir', 'batchSize', 'skipInvalid', 'embedder', 'model', 'revision', 'quantized', 'modelFile', 'device', 'maxLength', 'threads', 'reembed', 'fsync', 'config', 'logLevel'],
   },
   compact: {
     usage: ['memory-server compact [options]'],
@@ -339,6 +349,18 @@ const COMMAND_HELP: Record<Exclude<CliCommand, 'start'>, { usage: string[]; abou
       '(--compact-garbage-percent) and on POST /api/components/memory/compact (control center).',
     ],
     keys: ['dataDir', 'config'],
+  },
+  models: {
+    usage: ['memory-server models list', 'memory-server models fetch HUB_ID [--revision REV] [--quantized] [--model-file PATH]', 'memory-server models remove HUB_ID'],
+    about: [
+      'Manages the models --model HUB_ID uses, in the Hugging Face cache (HF_HUB_CACHE, else',
+      '$HF_HOME/hub, else ~/.cache/huggingface/hub; shared with Python tools).',
+      '  list    every cached model: revisions, snapshots, size on disk',
+      '  fetch   download a model ahead of time (ONNX export, tokenizer, settings); resumes a cut download',
+      '  remove  delete a model from the cache',
+      'Environment: HF_ENDPOINT (a mirror), HF_TOKEN (gated models), HF_HUB_OFFLINE=1 (cache only).',
+    ],
+    keys: ['revision', 'quantized', 'modelFile', 'config'],
   },
   repair: {
     usage: ['memory-server repair [options]'],
@@ -389,6 +411,7 @@ export function helpText(version: string, command: CliCommand = 'start'): string
     '  memory-server import f.jsonl [options]  bulk-load JSON lines into the data directory',
     '  memory-server compact [options]         rewrite the log without deleted and expired memories',
     '  memory-server repair [options]          salvage every intact record of a damaged log, set the damage aside',
+    '  memory-server models list|fetch ID|remove ID   the hub models in the Hugging Face cache (--model HUB_ID)',
     '  memory-server COMMAND --help            the options of one command',
     '  memory-server --help | --version',
     '',

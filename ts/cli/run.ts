@@ -16,15 +16,27 @@ import { f32 } from '../server/memory.js';
 import { isoOf } from '../server/memory-convert.js';
 import { UsageError, helpText, parseArgs, resolveConfig, type CliConfig } from './config.js';
 import { runImport } from './import.js';
+import { modelLabel, resolveCliModel, runModels } from './models.js';
+import type { ResolvedModel } from '../models/resolve.js';
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 const err = (s: string): void => void process.stderr.write(`${s}\n`);
+
+/**
+ * `--model` resolved once per run by main() (a hub id becomes its cached snapshot
+ * directory), so every embedder this process or its children make loads the same files.
+ */
+let resolvedModel: ResolvedModel | undefined;
 
 /** Embedder options from the CLI config (in-process, children and offline commands). */
 function embedderOptions(cfg: CliConfig): EmbedderOptions {
   const o: EmbedderOptions = { kind: cfg.embedder ?? (cfg.model !== undefined ? 'onnx' : 'hash') };
   if (cfg.model !== undefined) {
-    o.model = path.resolve(cfg.model);
+    o.model = resolvedModel?.dir ?? path.resolve(cfg.model);
+    if (resolvedModel) {
+      o.modelFile = resolvedModel.modelFile;
+      o.modelName = resolvedModel.name;
+    }
     o.device = cfg.device;
     if (cfg.maxLength !== undefined) o.maxLength = cfg.maxLength;
     if (cfg.threads !== undefined) o.threads = cfg.threads;
@@ -114,7 +126,8 @@ async function startSupervised(cfg: CliConfig, logger: Logger): Promise<void> {
   out('');
   out(`memory-server ${VERSION}`);
   if (mem) out(`  memory server     ${scheme}://${hostText}:${mem.port}   (pid ${mem.pid}, data ${path.resolve(cfg.dataDir)}, fsync ${cfg.fsync})`);
-  if (inf) out(`  inference server  ${scheme}://${hostText}:${inf.port}   (pid ${inf.pid}, embedder ${embedderOptions(cfg).kind}${cfg.model ? ` ${path.resolve(cfg.model)}, device ${cfg.device}` : ''})`);
+  const modelText = resolvedModel ? ` ${modelLabel(resolvedModel)}, device ${cfg.device}` : '';
+  if (inf) out(`  inference server  ${scheme}://${hostText}:${inf.port}   (pid ${inf.pid}, embedder ${embedderOptions(cfg).kind}${modelText})`);
   out(`  control center    ${http}://${hostText}:${running.port}/   (dashboard; status ${scheme}://${hostText}:${running.port}/ws)`);
   out('  Ctrl-C to stop');
   out('');
@@ -392,7 +405,9 @@ export async function main(): Promise<void> {
       out(VERSION);
       return;
     }
-    cfg = resolveConfig(args);
+    // `models fetch ID --revision R`: the id plays --model's part for the options that need one.
+    const modelsId = args.command === 'models' ? args.positionals[1] : undefined;
+    cfg = resolveConfig(modelsId !== undefined ? { ...args, flags: { model: modelsId, ...args.flags } } : args);
     if (args.command === 'start' && args.positionals.length > 0) {
       throw new UsageError(`unexpected argument "${args.positionals[0]}"`);
     }
@@ -405,7 +420,13 @@ export async function main(): Promise<void> {
     throw e;
   }
   try {
+    if ((args.command === 'start' || args.command === 'import') && cfg.model !== undefined && cfg.embedder !== 'hash') {
+      resolvedModel = await resolveCliModel(cfg, err);
+    }
     switch (args.command) {
+      case 'models':
+        await runModels(cfg, args.positionals, out, err);
+        return;
       case 'start':
         await start(cfg);
         return;

@@ -4,6 +4,8 @@
  * the memory and inference servers directly (ports from the status message).
  */
 import uPlot from 'uplot';
+import { $, el, tid } from './dom.js';
+import { initBrowser, onMemoryUrl } from './browser.js';
 import { CSRF_HEADER, CSRF_META, type ComponentActionReply, type ComponentStatus, type MetricKey, type StatusMessage, type StatusMetrics } from '../protocol/control.js';
 
 const params = new URLSearchParams(location.search);
@@ -14,20 +16,6 @@ const RECONNECT_BASE_MS = Number(params.get('reconnect_ms')) || 3_000;
 const RECONNECT_MAX_MS = 60_000;
 const RECONNECT_ATTEMPTS = 10;
 const CHART_POINTS = 150;
-
-const $ = <T extends Element = HTMLElement>(sel: string, root: ParentNode = document): T => {
-  const el = root.querySelector<T>(sel);
-  if (!el) throw new Error(`missing ${sel}`);
-  return el;
-};
-const tid = (id: string): string => `[data-testid="${id}"]`;
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 function toast(message: string): void {
   const t = $(tid('toast'));
@@ -169,6 +157,19 @@ interface Chart {
 }
 const charts: Record<string, Chart> = {};
 
+/**
+ * The time axis spans the points the chart holds, ending at the newest, and at least
+ * MIN_SPAN_S: uPlot's automatic range for one or two points (a zero or tiny span) spread
+ * the axis over years.
+ */
+const MIN_SPAN_S = 60;
+function xWindow(_u: uPlot, min: number | null, max: number | null): [number, number] {
+  const now = Date.now() / 1000;
+  const last = max ?? now;
+  const first = min ?? last;
+  return [last - Math.max(last - first, MIN_SPAN_S), last];
+}
+
 function makeChart(testid: string, color: string): Chart {
   const root = $(tid(testid));
   const box = $('.plot', root);
@@ -179,7 +180,7 @@ function makeChart(testid: string, color: string): Chart {
       height: 180,
       legend: { show: false },
       cursor: { show: false },
-      scales: { x: { time: true }, y: { range: (_u, min, max) => [0, Math.max(1, max * 1.1, min)] } },
+      scales: { x: { time: true, range: xWindow }, y: { range: (_u, min, max) => [0, Math.max(1, max * 1.1, min)] } },
       axes: [
         { stroke: '#8b98a5', grid: { stroke: '#2a3440' }, ticks: { stroke: '#2a3440' } },
         { stroke: '#8b98a5', grid: { stroke: '#2a3440' }, ticks: { stroke: '#2a3440' }, size: 50 },
@@ -235,6 +236,7 @@ function onStatus(msg: StatusMessage): void {
   lastStatus = msg;
   for (const [key, c] of Object.entries(msg.components)) renderComponent(key, c);
   renderMetrics(msg.metrics);
+  onMemoryUrl(serverBase('memory'));
   const t = Date.parse(msg.metrics.timestamp) / 1000;
   const num = (k: MetricKey): number => msg.metrics[k] ?? 0;
   if (Number.isFinite(t)) {
@@ -301,12 +303,18 @@ const pgSockets = new Map<string, { url: string; sock: WebSocket; ready: Promise
 const pending = new Map<string, (reply: unknown) => void>();
 let pgSeq = 0;
 
-function serverUrl(target: string): string | null {
+/** A server's WebSocket URL from the status (its port on this page's host), without the token. */
+function serverBase(target: string): string | null {
   const port = lastStatus?.components[target]?.port;
   if (!port) return null;
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const q = token ? `?token=${encodeURIComponent(token)}` : '';
-  return `${proto}//${location.hostname}:${port}/${q}`;
+  return `${proto}//${location.hostname}:${port}/`;
+}
+
+function serverUrl(target: string): string | null {
+  const base = serverBase(target);
+  if (base === null) return null;
+  return token ? `${base}?token=${encodeURIComponent(token)}` : base;
 }
 
 function socketFor(target: string): { sock: WebSocket; ready: Promise<void> } {
@@ -415,6 +423,7 @@ $(tid('pg-target')).addEventListener('change', fillExamples);
 $(tid('pg-example')).addEventListener('change', showExample);
 $(tid('pg-send')).addEventListener('click', () => void sendPlayground());
 fillExamples();
+initBrowser(token);
 renderMetrics({});
 connect();
 // test hook / debugging
@@ -424,5 +433,9 @@ connect();
   },
   get reconnectTimer() {
     return reconnectTimer;
+  },
+  /** Each chart's time axis, [min, max] in seconds. */
+  chartWindows(): Record<string, [number, number]> {
+    return Object.fromEntries(Object.entries(charts).map(([k, c]) => [k, [c.plot.scales.x!.min!, c.plot.scales.x!.max!]]));
   },
 };

@@ -6,7 +6,8 @@
  *   padding and attention masks: Rust core, on the calling thread (`prepare`).
  * - The session: an onnxruntime worker thread (onnxruntime-node runs sessions
  *   synchronously on the calling thread, which must not be the event loop).
- * - Mean pooling over the attention mask and L2 normalization: Rust core, in the worker.
+ * - Pooling (mean over the attention mask, or the first token for CLS models — from the
+ *   sentence-transformers Pooling config) and L2 normalization: Rust core, in the worker.
  *
  * `device`: `auto` tries the CUDA execution provider and falls back to CPU with a log
  * line; `cuda` insists; `cpu` never tries. Intra-op threads default to the machine's
@@ -22,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ModelTokenizer, NativeError, type TextWindow } from '../native.js';
 import type { Embedder, PreparedBatch } from '../embedder.js';
+import { readPooling, type Pooling } from '../models/st-config.js';
 import { postTransferring, type InitReply, type RunReply, type RunRequest, type WorkerInit } from './messages.js';
 
 export type OnnxDevice = 'auto' | 'cpu' | 'cuda';
@@ -29,6 +31,12 @@ export type OnnxDevice = 'auto' | 'cpu' | 'cuda';
 export interface OnnxEmbedderOptions {
   /** Directory holding model.onnx and tokenizer.json. */
   model: string;
+  /** The ONNX file, relative to `model`. Default model.onnx. */
+  modelFile?: string;
+  /** Name recorded in the data directory and reported by stats. Default `onnx:<directory name>`. */
+  name?: string;
+  /** Token states → one vector. Default: the model's sentence-transformers Pooling config, else mean. */
+  pooling?: Pooling;
   /** Default auto. */
   device?: OnnxDevice;
   /** Tokens per text after truncation (special tokens included). Default: the model's
@@ -160,10 +168,11 @@ export class OnnxEmbedder implements Embedder {
     if (!existsSync(dir) || !statSync(dir).isDirectory()) {
       throw new Error(`Model directory not found: ${dir} (expected a directory with model.onnx and tokenizer.json)`);
     }
-    const modelPath = join(dir, 'model.onnx');
+    const modelFile = options.modelFile ?? 'model.onnx';
+    const modelPath = join(dir, modelFile);
     const tokPath = join(dir, 'tokenizer.json');
     for (const [p, what] of [
-      [modelPath, 'model.onnx'],
+      [modelPath, modelFile],
       [tokPath, 'tokenizer.json'],
     ] as const) {
       if (!existsSync(p)) throw new Error(`Model directory ${dir} has no ${what} (expected model.onnx and tokenizer.json of a sentence-transformers ONNX export)`);
@@ -171,6 +180,7 @@ export class OnnxEmbedder implements Embedder {
     assertOnnxRuntimeInstalled();
     const device = options.device ?? 'auto';
     if (!['auto', 'cpu', 'cuda'].includes(device)) throw new Error(`device must be auto, cpu or cuda, got ${String(device)}`);
+    const pooling = options.pooling ?? readPooling(dir);
     const maxLength = options.maxLength ?? defaultMaxLength(dir);
     if (!Number.isInteger(maxLength) || maxLength < 2 || maxLength > 8192) throw new Error(`maxLength must be an integer in 2…8192, got ${maxLength}`);
     const maxBatch = options.maxBatch ?? 32;
@@ -188,7 +198,7 @@ export class OnnxEmbedder implements Embedder {
     const probeIds = Array.from(probe.inputIds.subarray(0, probe.lengths[0]!), (v) => Number(v));
     const hash = await sha256File(modelPath);
 
-    const init: WorkerInit = { modelPath, device, intraOpThreads: threads, allowSpinning: options.allowSpinning ?? false, probeIds };
+    const init: WorkerInit = { modelPath, device, intraOpThreads: threads, allowSpinning: options.allowSpinning ?? false, probeIds, pooling };
     const worker = new Worker(workerPath(), { workerData: init });
     const reply = await new Promise<InitReply>((res, rej) => {
       const onExit = (code: number) => rej(new Error(`onnxruntime worker exited during start-up (code ${code})`));
@@ -207,7 +217,7 @@ export class OnnxEmbedder implements Embedder {
     const log = options.log ?? ((m: string) => console.warn(m));
     for (const n of reply.notes) log(`onnx embedder: ${n}`);
     return new OnnxEmbedder({
-      name: `onnx:${basename(dir)}`,
+      name: options.name ?? `onnx:${basename(dir)}`,
       hash: `sha256:${hash}`,
       dims: reply.dims,
       device: reply.device,

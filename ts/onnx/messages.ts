@@ -7,6 +7,8 @@ export interface WorkerInit {
   allowSpinning: boolean;
   /** Token ids of a short text for the probe run at start-up. */
   probeIds: number[];
+  /** mean: over the attention mask; cls: the first token's state. */
+  pooling: 'mean' | 'cls';
 }
 
 export type InitReply =

@@ -2,7 +2,7 @@
  * The onnxruntime worker thread. onnxruntime-node runs a session synchronously on
  * the thread that calls it, so the session lives here, off the event loop: the main
  * thread tokenizes and pads a batch (Rust core), posts the tensors (transferred, not
- * copied), and this thread runs the model and mean-pools + normalizes the output
+ * copied), and this thread runs the model and pools (mean or CLS) + normalizes the output
  * (Rust core again) before posting the embeddings back. Messages are handled one at a
  * time, so a batch posted while another runs starts the moment that one ends.
  */
@@ -93,6 +93,13 @@ async function runRaw(ids: BigInt64Array, batch: number, seq: number, mask?: Big
   return t;
 }
 
+/** CLS pooling as a mean over a mask that keeps only each row's first token ([CLS]): the same core kernel, no second one. */
+function firstTokenMask(batch: number, seqLen: number): BigInt64Array {
+  const mask = new BigInt64Array(batch * seqLen);
+  for (let b = 0; b < batch; b++) mask[b * seqLen] = 1n;
+  return mask;
+}
+
 async function run(req: RunRequest): Promise<Extract<RunReply, { ok: true }>> {
   const t0 = performance.now();
   const t = await runRaw(req.inputIds, req.batch, req.seqLen, req.attentionMask, req.tokenTypeIds);
@@ -102,7 +109,8 @@ async function run(req: RunRequest): Promise<Extract<RunReply, { ok: true }>> {
   if (pooled) {
     embeddings = meanPool(hidden, new BigInt64Array(req.batch).fill(1n), req.batch, 1, hidden.length / req.batch, true);
   } else {
-    embeddings = meanPool(hidden, req.attentionMask, req.batch, req.seqLen, t.dims[2]!, true);
+    const mask = init.pooling === 'cls' ? firstTokenMask(req.batch, req.seqLen) : req.attentionMask;
+    embeddings = meanPool(hidden, mask, req.batch, req.seqLen, t.dims[2]!, true);
   }
   t.dispose?.();
   const t2 = performance.now();

@@ -30,7 +30,7 @@ import {
   type StoreStats,
   type WireMemory,
 } from '../protocol/memory.js';
-import { MemoryStore, type CompactResult, type CompactionInfo, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
+import { MemoryStore, type CompactResult, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
 import { fittingPrefix } from './reply-budget.js';
 import { HashEmbedder, type Embedder } from '../embedder.js';
 import { EmbeddingBatcher } from './inference-batcher.js';
@@ -96,8 +96,6 @@ const statsJson = flatJson([
 ]);
 
 export type { CompactionSummary };
-
-const NO_COMPACTION_INFO: CompactionInfo = { liveBytes: 0, garbageBytes: 0, compactions: 0 };
 
 /** A native compaction report in its wire form. */
 export function compactionSummary(r: CompactResult): CompactionSummary {
@@ -592,10 +590,12 @@ export class MemoryServer extends ServerBase {
       total = this.store.count(namespace);
       namespaces = total > 0 ? 1 : 0;
     }
+    // The last compaction's report is a native object: fetched only when the count moves.
     // A store-like baseline given as `store` (benchmarks) may not count compactions.
-    const compaction = typeof this.store.compactionInfo === 'function' ? this.store.compactionInfo() : NO_COMPACTION_INFO;
-    if (compaction.compactions !== this.lastCompaction.count) {
-      this.lastCompaction = { count: compaction.compactions, summary: compaction.last ? compactionSummary(compaction.last) : null };
+    const compactions = st.compactions;
+    if (compactions !== this.lastCompaction.count) {
+      const last = typeof this.store.compactionInfo === 'function' ? this.store.compactionInfo().last : undefined;
+      this.lastCompaction = { count: compactions, summary: last ? compactionSummary(last) : null };
     }
     const reply: MemoryStatsReply & { total_associations: number; fsyncs: number; last_seq: number; isa: string; [JSON_TEXT]?: unknown } = {
       total_memories: total,
@@ -616,8 +616,8 @@ export class MemoryServer extends ServerBase {
       fsyncs: st.fsyncs,
       last_seq: st.lastSeq,
       isa: fixed.isa,
-      live_bytes: compaction.liveBytes,
-      garbage_bytes: compaction.garbageBytes,
+      live_bytes: st.liveBytes,
+      garbage_bytes: st.garbageBytes,
       last_compaction: this.lastCompaction.summary,
     };
     if (namespace === undefined) {

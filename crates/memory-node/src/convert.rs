@@ -187,7 +187,7 @@ impl From<core_store::StoreStats> for StoreStats {
 }
 
 /// The counters as the numbers of `counters()`, in its order.
-pub fn counter_values(s: core_store::StoreCounters) -> [f64; 10] {
+pub fn counter_values(s: core_store::StoreCounters) -> [f64; COUNTERS] {
     [
         s.total_memories as f64,
         s.namespaces as f64,
@@ -199,8 +199,14 @@ pub fn counter_values(s: core_store::StoreCounters) -> [f64; 10] {
         s.records as f64,
         s.rows as f64,
         s.dead_rows as f64,
+        s.live_bytes as f64,
+        s.garbage_bytes as f64,
+        s.compactions as f64,
     ]
 }
+
+/// How many numbers `counters()` gives.
+pub const COUNTERS: usize = 13;
 
 impl From<core_store::RepairReport> for RepairResult {
     fn from(r: core_store::RepairReport) -> Self {

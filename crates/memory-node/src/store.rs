@@ -9,7 +9,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use crate::budget::{list_within, over_budget, truncate_within};
-use crate::convert::{counter_values, parse_filter, put_input, search_request, store_options};
+use crate::convert::{counter_values, parse_filter, COUNTERS, put_input, search_request, store_options};
 use crate::factory::{MemoryValue, PutResultValue};
 use crate::types::*;
 use crate::{invalid, submit, to_napi};
@@ -243,13 +243,13 @@ impl MemoryStore {
 
     /// The changing counters only, as numbers in one array (cheap to call per request):
     /// `[totalMemories, namespaces, storageBytes, totalAssociations, lastSeq, fsyncs, groups,
-    /// records, rows, deadRows]`.
+    /// records, rows, deadRows, liveBytes, garbageBytes, compactions]`.
     #[napi]
     pub fn counters(&self) -> Float64Array {
         Float64Array::new(counter_values(self.inner.counters()).to_vec())
     }
 
-    /// Writes the numbers of `counters()` into `out` (length ≥ 10): no allocation, for
+    /// Writes the numbers of `counters()` into `out` (length ≥ 13): no allocation, for
     /// handlers called at high rates (`stats`).
     #[napi]
     pub fn counters_into(&self, mut out: Float64ArraySlice) -> napi::Result<()> {
@@ -257,10 +257,10 @@ impl MemoryStore {
         // buffer. This call is synchronous on the JS thread and runs no JavaScript until it
         // returns, so nothing else reads or writes the buffer while the slice lives.
         let o = unsafe { out.as_mut() };
-        if o.len() < 10 {
-            return Err(invalid("countersInto: out must hold at least 10 numbers"));
+        if o.len() < COUNTERS {
+            return Err(invalid("countersInto: out must hold at least 13 numbers"));
         }
-        o[..10].copy_from_slice(&counter_values(self.inner.counters()));
+        o[..COUNTERS].copy_from_slice(&counter_values(self.inner.counters()));
         Ok(())
     }
 

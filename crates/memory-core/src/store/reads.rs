@@ -121,10 +121,11 @@ pub(super) fn counters(sh: &Shared) -> StoreCounters {
 /// The counters, from a state the caller holds locked.
 fn counters_of(sh: &Shared, st: &State) -> StoreCounters {
     let now = now_ms();
+    let storage_bytes = sh.storage_bytes.load(Ordering::Relaxed);
     StoreCounters {
         total_memories: (0..st.namespaces.len()).map(|n| st.visible_count(n as u32, now)).sum(),
         namespaces: st.namespaces.iter().filter(|n| n.live > 0).count(),
-        storage_bytes: sh.storage_bytes.load(Ordering::Relaxed),
+        storage_bytes,
         total_associations: st.associations_total,
         last_seq: st.last_seq,
         fsyncs: sh.fsyncs.load(Ordering::Relaxed),
@@ -132,6 +133,9 @@ fn counters_of(sh: &Shared, st: &State) -> StoreCounters {
         records: sh.records.load(Ordering::Relaxed),
         rows: st.len(),
         dead_rows: st.len() - st.live_count,
+        live_bytes: st.live_bytes,
+        garbage_bytes: garbage_bytes(storage_bytes, st.live_bytes),
+        compactions: sh.compactions.load(Ordering::Relaxed),
     }
 }
 
@@ -156,9 +160,9 @@ pub(super) fn stats(sh: &Shared) -> StoreStats {
         embedder: sh.embedder.clone(),
         int8_rows: sh.q8.as_ref().map_or(0, |q| q.rows.read().len()),
         mapped_rows: st.vectors.mapped_rows(),
-        live_bytes: st.live_bytes,
-        garbage_bytes: garbage_bytes(c.storage_bytes, st.live_bytes),
-        compactions: sh.compactions.load(Ordering::Relaxed),
+        live_bytes: c.live_bytes,
+        garbage_bytes: c.garbage_bytes,
+        compactions: c.compactions,
         last_compaction: sh.last_compaction.lock().clone(),
     }
 }

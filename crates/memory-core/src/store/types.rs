@@ -213,6 +213,11 @@ pub struct StoreCounters {
     pub records: u64,
     pub rows: usize,
     pub dead_rows: usize,
+    /// Log bytes of the live rows, and of what a compaction would drop.
+    pub live_bytes: u64,
+    pub garbage_bytes: u64,
+    /// Compactions so far (the last one's report: `compaction_info`).
+    pub compactions: u64,
 }
 
 /// Owned search parameters (for the batched path).
