@@ -68,7 +68,7 @@ export const OPTIONS: OptionDef[] = [
   { key: 'maxBatch', flag: 'max-batch', kind: 'int', description: 'inference: texts per embedding batch', defaultText: '256 (hash), 32 (onnx)' },
   { key: 'maxQueue', flag: 'max-queue', kind: 'int', description: 'inference: queued texts before `overloaded`', defaultText: '4096' },
   { key: 'batchWaitMs', flag: 'batch-wait-ms', kind: 'int', description: 'inference: max wait to fill a batch', defaultText: '2' },
-  { key: 'url', flag: 'url', kind: 'string', description: 'export: read from a running server (ws://…) instead of the data directory' },
+  { key: 'url', flag: 'url', kind: 'string', description: 'export, mcp: use a running memory server (ws://…) instead of the data directory' },
   { key: 'batchSize', flag: 'batch-size', kind: 'int', description: 'import: records per bulk-load batch', defaultText: '1000' },
   { key: 'skipInvalid', flag: 'skip-invalid', kind: 'bool', description: 'import: leave out rejected lines and import the rest (without it, one rejected line imports nothing)', defaultText: 'false' },
   { key: 'compactGarbagePercent', flag: 'compact-garbage-percent', kind: 'int', description: 'compact the log automatically once this % of it is garbage (deleted/expired memories; 0 = only when asked)', defaultText: '50' },
@@ -153,7 +153,7 @@ export const configSchema = z
   });
 export type CliConfig = z.infer<typeof configSchema>;
 
-export const COMMANDS = ['start', 'export', 'import', 'compact', 'repair', 'models'] as const;
+export const COMMANDS = ['start', 'export', 'import', 'compact', 'repair', 'models', 'mcp'] as const;
 export type CliCommand = (typeof COMMANDS)[number];
 
 export interface ParsedArgs {
@@ -362,6 +362,17 @@ const COMMAND_HELP: Record<Exclude<CliCommand, 'start'>, { usage: string[]; abou
     ],
     keys: ['revision', 'quantized', 'modelFile', 'config'],
   },
+  mcp: {
+    usage: ['memory-server mcp [options]', 'memory-server mcp --url ws://HOST:PORT [--token T]'],
+    about: [
+      'Serves MCP (Model Context Protocol) over stdio, for an MCP host that starts it as a child',
+      'process: tools to add, search, list, get, update and delete memories and list namespaces;',
+      'the stats as resources. Uses a data directory of its own (--data-dir, no port opened), or',
+      'a running memory server with --url (its --token). stdout carries MCP only; logs go to',
+      'stderr. A running memory server also serves MCP over HTTP at /mcp. See docs/mcp.md.',
+    ],
+    keys: ['dataDir', 'url', 'token', 'fsync', 'embedder', 'model', 'revision', 'quantized', 'modelFile', 'device', 'maxLength', 'threads', 'reembed', 'maxReplyBytes', 'compactGarbagePercent', 'compactMinMb', 'config', 'logLevel'],
+  },
   repair: {
     usage: ['memory-server repair [options]'],
     about: [
@@ -412,6 +423,7 @@ export function helpText(version: string, command: CliCommand = 'start'): string
     '  memory-server compact [options]         rewrite the log without deleted and expired memories',
     '  memory-server repair [options]          salvage every intact record of a damaged log, set the damage aside',
     '  memory-server models list|fetch ID|remove ID   the hub models in the Hugging Face cache (--model HUB_ID)',
+    '  memory-server mcp [options]             MCP over stdio for an MCP host (own data dir, or --url)',
     '  memory-server COMMAND --help            the options of one command',
     '  memory-server --help | --version',
     '',

@@ -1,5 +1,6 @@
 /**
- * The `memory-server` CLI: start (memory + inference servers), export, import, compact, repair.
+ * The `memory-server` CLI: start (memory + inference servers), export, import, compact, repair,
+ * mcp (the MCP server over stdio: cli/mcp.ts).
  * Exit codes: 0 ok, 1 runtime error, 2 usage error. Loaded by main.ts, which reports a
  * missing native addon or uWebSockets.js build in one line.
  */
@@ -442,6 +443,13 @@ export async function main(): Promise<void> {
       case 'repair':
         runRepair(cfg);
         return;
+      case 'mcp': {
+        // Loaded only here: the MCP SDK is not needed by the other commands.
+        const { runMcp } = await import('./mcp.js');
+        if (args.positionals.length > 0) throw new UsageError(`unexpected argument "${args.positionals[0]}"`);
+        await runMcp(cfg, { embedder: () => embedderFor(cfg), memory: memoryOptions(cfg) });
+        return;
+      }
     }
   } catch (e) {
     if (e instanceof UsageError) {

@@ -42,6 +42,7 @@ import { VERSION } from '../version.js';
 import { authRequired } from './auth.js';
 import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js';
 import type { CompactionSummary } from '../protocol/control.js';
+import { registerMcpRoute } from './mcp-route.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'off';
 
@@ -178,6 +179,8 @@ export class MemoryServer extends ServerBase {
         if (this._store) await this._store.flush().catch((err: unknown) => this.ws.logger.error({ err }, 'store flush failed'));
       },
     });
+    // MCP over streamable HTTP at /mcp: the same commands, auth and limits (docs/mcp.md).
+    registerMcpRoute(this);
     this.events = new MemoryEventLog(this.ws, Math.max(1, eventLogSize ?? MEMORY_LIMITS.eventLogSize));
     if (store) {
       this.events.floor = store.stats().lastSeq;
