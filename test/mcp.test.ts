@@ -196,10 +196,10 @@ describe('/mcp over HTTP', () => {
     const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' };
     const origin = await httpRequest(httpPort, 'POST', '/mcp', { ...headers, origin: 'http://evil.example' }, body);
     expect(origin.status).toBe(403);
-    expect(JSON.parse(origin.body)).toEqual({ error: 'Origin not allowed' });
+    expect(JSON.parse(origin.body)).toMatchObject({ status: 'error', error: 'Origin not allowed' });
     const host = await httpRequest(httpPort, 'POST', '/mcp', { ...headers, host: 'evil.example:5000' }, body);
     expect(host.status).toBe(403);
-    expect(JSON.parse(host.body)).toEqual({ error: 'Host not allowed' });
+    expect(JSON.parse(host.body)).toMatchObject({ status: 'error', error: 'Host not allowed' });
     const allowed = await httpRequest(httpPort, 'POST', '/mcp', { ...headers, origin: 'http://localhost:3000' }, body);
     expect(allowed.status).toBe(200);
     expect(httpServer.store.stats().totalMemories).toBe(before + 1);

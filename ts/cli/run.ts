@@ -59,7 +59,7 @@ async function start(cfg: CliConfig): Promise<void> {
   let servers: Servers;
   let embedder: Embedder;
   try {
-    embedder = await embedderFor(cfg);
+    embedder = await createEmbedder({ ...embedderOptions(cfg), log: (m) => logger.warn(m) });
     servers = await createServers({
       ...common,
       embedder,

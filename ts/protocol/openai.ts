@@ -1,13 +1,12 @@
 /**
  * The OpenAI-compatible embeddings API of the inference server (docs/embeddings.md "OpenAI-
  * compatible HTTP API"): the request schema, the reply and error shapes OpenAI's clients
- * parse, and how the server's error codes map onto OpenAI's statuses. Browser-safe.
+ * parse, and OpenAI's error type for each status. Browser-safe.
  *
  * The texts themselves are validated by the `embeddings` command's own schema (the request
  * is handed to the same handler); this schema only covers the OpenAI envelope.
  */
 import { z } from 'zod';
-import type { ErrorCode } from './errors.js';
 
 export const OPENAI_ENCODING_FORMATS = ['float', 'base64'] as const;
 export type OpenAiEncodingFormat = (typeof OPENAI_ENCODING_FORMATS)[number];
@@ -79,20 +78,7 @@ export interface OpenAiErrorBody {
   error: { message: string; type: OpenAiErrorType; param: string | null; code: string };
 }
 
-/** HTTP status and OpenAI error type of each error code of the protocol. */
-export const OPENAI_ERROR_STATUS: Record<ErrorCode, { status: number; type: OpenAiErrorType }> = {
-  invalid_json: { status: 400, type: 'invalid_request_error' },
-  unknown_type: { status: 404, type: 'not_found_error' },
-  invalid_request: { status: 400, type: 'invalid_request_error' },
-  payload_too_large: { status: 413, type: 'invalid_request_error' },
-  rate_limited: { status: 429, type: 'rate_limit_error' },
-  not_found: { status: 404, type: 'not_found_error' },
-  overloaded: { status: 503, type: 'server_error' },
-  unavailable: { status: 503, type: 'server_error' },
-  internal: { status: 500, type: 'server_error' },
-};
-
-/** OpenAI's error type for a status the router answers itself (auth, origin, body size, bugs). */
+/** OpenAI's error type for a status (the status of a code is the one table of protocol/http.ts). */
 export function openAiErrorType(status: number): OpenAiErrorType {
   if (status === 401) return 'authentication_error';
   if (status === 403) return 'permission_error';

@@ -18,7 +18,7 @@ import { WsServer, type CommandHandler, type Connection, type WsServerOptions } 
 import { ServerBase } from './server-base.js';
 import { VERSION } from '../version.js';
 import { JSON_FLOAT_BYTES, jsonStringBytes } from './reply-budget.js';
-import { addOpenAiRoutes } from './openai.js';
+import { addInferenceServerRoutes } from './http/server-routes.js';
 
 export interface InferenceServerOptions extends Omit<WsServerOptions, 'commands' | 'onMessage'>, BatcherOptions {
   /** Default: the built-in hash embedder. The caller keeps ownership (close() does not close it). */
@@ -32,13 +32,15 @@ export class InferenceServer extends ServerBase {
 
   constructor(options: InferenceServerOptions = {}) {
     super();
-    const { embedder, maxBatch, maxQueue, maxWaitMs, maxBatchTokens, ...wsOptions } = options;
+    const { embedder, maxBatch, maxQueue, maxWaitMs, maxBatchTokens, runOverheadTokens, log, ...wsOptions } = options;
     this.embedder = embedder ?? new HashEmbedder();
     const b: BatcherOptions = {};
     if (maxBatch !== undefined) b.maxBatch = maxBatch;
     if (maxQueue !== undefined) b.maxQueue = maxQueue;
     if (maxWaitMs !== undefined) b.maxWaitMs = maxWaitMs;
     if (maxBatchTokens !== undefined) b.maxBatchTokens = maxBatchTokens;
+    if (runOverheadTokens !== undefined) b.runOverheadTokens = runOverheadTokens;
+    b.log = log ?? ((m) => this.ws.logger.warn(m));
     this.batcher = new EmbeddingBatcher(this.embedder, b);
     const userBeforeClose = wsOptions.beforeClose;
     this.ws = new WsServer({
@@ -57,7 +59,7 @@ export class InferenceServer extends ServerBase {
         await userBeforeClose?.();
       },
     });
-    addOpenAiRoutes(this);
+    addInferenceServerRoutes(this);
   }
 
   /** After the graceful shutdown: stops the batcher (the embedder stays the caller's). */
@@ -163,6 +165,8 @@ export class InferenceServer extends ServerBase {
       p50_ms: b.percentile(50),
       p99_ms: b.percentile(99),
       skipped: b.skipped,
+      padding_ratio: Math.round(b.paddingRatio * 1000) / 1000,
+      failed_texts: b.failedTexts,
       connections: m.connections,
       uptime_s: Math.round(m.uptimeS * 1000) / 1000,
     };

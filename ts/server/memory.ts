@@ -43,6 +43,7 @@ import { authRequired } from './auth.js';
 import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js';
 import type { CompactionSummary } from '../protocol/control.js';
 import { registerMcpRoute } from './mcp-route.js';
+import { addMemoryServerRoutes } from './http/server-routes.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'off';
 
@@ -143,7 +144,7 @@ export class MemoryServer extends ServerBase {
     this.embedder = embedder ?? new HashEmbedder();
     // A model embedder (two-phase, runs on a runtime thread): concurrent stores and
     // queries share its runs through the same dynamic batcher as the inference server.
-    if (this.embedder.prepare && this.embedder.runPrepared) this.batcher = new EmbeddingBatcher(this.embedder, { maxWaitMs: 1 });
+    if (this.embedder.prepare && this.embedder.runPrepared) this.batcher = new EmbeddingBatcher(this.embedder, { maxWaitMs: 1, log: (m) => this.ws.logger.warn(m) });
     this.reembed = reembed ?? false;
     if (store) this._store = store;
     this.commands = strictEnvelope<Connection, CommandHandler>({
@@ -181,6 +182,7 @@ export class MemoryServer extends ServerBase {
     });
     // MCP over streamable HTTP at /mcp: the same commands, auth and limits (docs/mcp.md).
     registerMcpRoute(this);
+    addMemoryServerRoutes(this);
     this.events = new MemoryEventLog(this.ws, Math.max(1, eventLogSize ?? MEMORY_LIMITS.eventLogSize));
     if (store) {
       this.events.floor = store.stats().lastSeq;

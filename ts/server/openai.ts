@@ -11,8 +11,8 @@
  */
 import { ERROR_MESSAGES, ProtocolError, decodeValue, parseData } from '../protocol/index.js';
 import type { EmbeddingsReply } from '../protocol/inference.js';
+import { httpStatusOf } from '../protocol/http.js';
 import {
-  OPENAI_ERROR_STATUS,
   isTokenIdInput,
   openAiEmbeddingsSchema,
   openAiError,
@@ -22,7 +22,7 @@ import {
   type OpenAiModel,
 } from '../protocol/openai.js';
 import type { Embedder } from '../embedder.js';
-import { AddressBudgets } from './http/address-budget.js';
+import { HttpRateLimiter } from './http/caller.js';
 import type { HttpReply, HttpRequestInfo, HttpRouteOptions } from './http/router.js';
 import type { WsServer } from './ws-server.js';
 
@@ -39,7 +39,7 @@ const OWNED_BY = 'memory-server';
 const MODELS_PREFIX = '/v1/models/';
 
 /** The server's error code for a status the router answers itself, when its body names none. */
-const ROUTER_CODES: Record<number, string> = { 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 413: 'payload_too_large', 500: 'internal' };
+const ROUTER_CODES: Record<number, string> = { 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 405: 'method_not_allowed', 413: 'payload_too_large', 415: 'unsupported_media_type', 500: 'internal' };
 
 /**
  * Any error reply on these routes in OpenAI's shape: ours already are; the router's own
@@ -70,13 +70,15 @@ function inputField(field: string): string {
 }
 
 function errorReply(err: ProtocolError): HttpReply {
-  const { status, type } = OPENAI_ERROR_STATUS[err.code];
+  const status = httpStatusOf(err.code);
+  const type = openAiErrorType(status);
   const field = typeof err.data?.field === 'string' ? err.data.field : null;
   const param = field === null ? null : inputField(field);
   const message = field === null ? err.message : err.message.replace(field, param!);
   const headers: Record<string, string> = {};
   const retryMs = err.data?.retry_after_ms;
   if (typeof retryMs === 'number') headers['Retry-After'] = String(Math.max(1, Math.ceil(retryMs / 1000)));
+  else if (err.code === 'overloaded') headers['Retry-After'] = '1';
   return { status, headers, body: openAiError(message, type, err.code, param) };
 }
 
@@ -124,23 +126,28 @@ function commandData(body: unknown, embedder: Embedder): { data: { text: string 
   return { data: typeof r.input === 'string' ? { text: r.input } : { texts: r.input }, format: r.encoding_format };
 }
 
-async function embed(host: OpenAiHost, budgets: AddressBudgets | null, req: HttpRequestInfo): Promise<HttpReply> {
+async function embed(host: OpenAiHost, limiter: HttpRateLimiter | null, req: HttpRequestInfo): Promise<HttpReply> {
   const metrics = host.ws.metrics;
   const received = performance.now();
   metrics.messages++;
   metrics.bytesIn += req.body.length;
-  if (budgets) {
-    const retryAfter = budgets.take(req.ip, req.body.length, received);
+  if (host.ws.state !== 'running') {
+    metrics.recordReply(METRICS_TYPE, performance.now() - received, true);
+    return errorReply(new ProtocolError('unavailable', ERROR_MESSAGES.shuttingDown, { reason: 'shutting_down' }));
+  }
+  if (limiter) {
+    const retryAfter = limiter.take(req.ip, req.body.length, received);
     if (retryAfter > 0) {
       metrics.rateLimited++;
-      metrics.recordReply(undefined, performance.now() - received, true);
+      metrics.recordReply(METRICS_TYPE, performance.now() - received, true);
       const retry_after_ms = Number.isFinite(retryAfter) ? retryAfter : 60_000;
       return errorReply(new ProtocolError('rate_limited', ERROR_MESSAGES.rateLimited, { retry_after_ms }));
     }
   }
   let reply: HttpReply;
+  // Counted in flight: a graceful shutdown waits for this answer.
+  const done = host.ws.beginRequest();
   try {
-    if (host.ws.state !== 'running') throw new ProtocolError('unavailable', ERROR_MESSAGES.shuttingDown, { reason: 'shutting_down' });
     // decodeValue, not req.json(): invalid UTF-8 is refused, as in a WebSocket text frame, never read as U+FFFD.
     const { data, format } = commandData(decodeValue(req.body, false), host.embedder);
     const out = await host.runEmbeddings(data, req.aborted);
@@ -162,6 +169,8 @@ async function embed(host: OpenAiHost, budgets: AddressBudgets | null, req: Http
       throw err;
     }
     reply = errorReply(err);
+  } finally {
+    done();
   }
   metrics.recordReply(METRICS_TYPE, performance.now() - received, (reply.status ?? 200) >= 400);
   return reply;
@@ -175,8 +184,8 @@ function models(host: OpenAiHost, created: number): OpenAiModel[] {
 export function addOpenAiRoutes(host: OpenAiHost): void {
   const created = Math.floor(Date.now() / 1000);
   const limits = host.ws.options.rateLimit;
-  const budgets = limits ? new AddressBudgets(limits) : null;
-  host.ws.http('post', '/v1/embeddings', (req) => embed(host, budgets, req), ROUTE_OPTIONS);
+  const limiter = limits ? new HttpRateLimiter(limits) : null;
+  host.ws.http('post', '/v1/embeddings', (req) => embed(host, limiter, req), ROUTE_OPTIONS);
   host.ws.http('get', '/v1/models', () => ({ body: { object: 'list', data: models(host, created) } }), ROUTE_OPTIONS);
   // `*`, not `:id`: model ids may hold slashes (hub ids such as `sentence-transformers/all-MiniLM-L6-v2`).
   host.ws.http(
