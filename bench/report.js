@@ -101,6 +101,17 @@ if (ox) {
   row('… time outside onnxruntime (tokenize, pool, framing, gaps), 64 concurrent', `${n(100 * ox.outside_ort_fraction_64, 1)}%`, '—', '≤ 10%', ox.outside_ort_fraction_64 <= 0.1);
   row('… latency p50 / p99 at 1, 16, 64, 256 concurrent', ['1', '16', '64', '256'].map((c) => `${n(d[c].p50_ms, 0)}/${n(d[c].p99_ms, 0)}`).join(', ') + ' ms', '—', '(reported)', true);
 }
+const oa = load('openai');
+if (oa) {
+  const us = (v) => `${n(v.server_cpu_us_per_request, 1)} µs`;
+  row(
+    '`POST /v1/embeddings` (OpenAI-compatible, float), hash embedder, 16 conn: server CPU per request',
+    `${us(oa.http_float)} = ${n(oa.ratio_http_float_to_ws, 2)}× (base64: ${us(oa.http_base64)})`,
+    `WebSocket \`embeddings\`: ${us(oa.ws)}`,
+    '≤ 1.5×',
+    oa.met,
+  );
+}
 const bt = load('batching');
 if (bt) {
   const at = (c) => bt.server[c];

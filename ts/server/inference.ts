@@ -7,6 +7,7 @@ import {
   embeddingsSchema,
   inferenceStatsSchema,
   processSchema,
+  type EmbeddingsReply,
   type InferenceStatsReply,
   type ProcessChunk,
 } from '../protocol/inference.js';
@@ -66,11 +67,20 @@ export class InferenceServer extends ServerBase {
     this.batcher.close();
   }
 
-  private async embeddings(conn: Connection, req: Request): Promise<unknown> {
-    const d = parseRequestData(embeddingsSchema, req.data, req.type);
+  private embeddings(conn: Connection, req: Request): Promise<EmbeddingsReply> {
+    return this.runEmbeddings(req.data, () => conn.closed);
+  }
+
+  /**
+   * The `embeddings` command, whatever carried it (a WebSocket frame, the OpenAI-compatible
+   * `POST /v1/embeddings`): validation, the shared batcher, the reply. `cancelled` says the
+   * client has gone (its texts are skipped if not yet run).
+   */
+  async runEmbeddings(data: unknown, cancelled: () => boolean): Promise<EmbeddingsReply> {
+    const d = parseRequestData(embeddingsSchema, data, 'embeddings');
     const texts = d.texts ?? [d.text!];
     const dims = this.embedder.dims;
-    const rows = await this.batcher.embed(texts, { cancelled: () => conn.closed });
+    const rows = await this.batcher.embed(texts, { cancelled });
     const vecs: Float32Array[] = [];
     for (let i = 0; i < texts.length; i++) {
       const v = rows.slice(i * dims, (i + 1) * dims);

@@ -49,6 +49,12 @@ export type HttpHandler = (req: HttpRequestInfo) => HttpReply | Promise<HttpRepl
 export interface HttpRouteOptions {
   /** Skip token/JWT auth for this route. Default false (auth applies when configured). */
   public?: boolean;
+  /**
+   * Reshapes every error reply (status ≥ 400) sent on this route, the router's own (401, 403,
+   * 413, a ProtocolError's 4xx, 500) included, for routes that speak another API's error
+   * format (the OpenAI-compatible routes). Gets the status and the body as built.
+   */
+  errorBody?: (status: number, body: unknown) => object;
 }
 
 interface RouteEntry {
@@ -208,9 +214,12 @@ export class HttpRouter {
     });
     const head = readHead(res, req, paramCount, ctx);
     const corsOrigin = head.origin && ctx.origins.allows(head.origin) ? head.origin : null;
+    const reshape = route.options.errorBody;
     const respond = (reply: HttpReply): void => {
       if (aborted) return;
-      writeHttp(res, corsOrigin, reply.status ?? 200, reply.headers ?? {}, reply.body);
+      const status = reply.status ?? 200;
+      const body = reshape && status >= 400 ? reshape(status, reply.body) : reply.body;
+      writeHttp(res, corsOrigin, status, reply.headers ?? {}, body);
     };
     if (ctx.hosts && !ctx.hosts.allows(head.headers.host)) return respond(httpError('forbidden', 'Host not allowed'));
     if (!ctx.origins.allows(head.origin)) return respond(httpError('forbidden', 'Origin not allowed'));

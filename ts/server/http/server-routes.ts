@@ -1,6 +1,7 @@
 /**
  * The HTTP routes each server adds beside its WebSocket paths: the memory server its API
- * (`/v1/…`, `/openapi.json`), both servers `/healthz`, `/readyz` and `/metrics`. Kept apart
+ * (`/v1/…`, `/openapi.json`), the inference server OpenAI's embeddings API (`/v1/embeddings`,
+ * `/v1/models`), both servers `/healthz`, `/readyz` and `/metrics`. Kept apart
  * from the servers' files so that more routes (OpenAI-compatible, MCP) join here.
  */
 import { inferenceSnapshot, memorySnapshot } from '../../control/instrument.js';
@@ -9,6 +10,7 @@ import type { MemoryServer } from '../memory.js';
 import { addMemoryApiRoutes } from './memory-api.js';
 import { memoryOpenApiDocument } from './openapi.js';
 import { addOperationalRoutes } from './operational.js';
+import { addOpenAiRoutes } from '../openai.js';
 
 export function addMemoryServerRoutes(server: MemoryServer): void {
   addMemoryApiRoutes(server);
@@ -28,6 +30,7 @@ export function addMemoryServerRoutes(server: MemoryServer): void {
 }
 
 export function addInferenceServerRoutes(server: InferenceServer): void {
+  addOpenAiRoutes(server);
   addOperationalRoutes({
     ws: server.ws,
     component: 'inference',
