@@ -22,7 +22,7 @@ import {
   type OpenAiModel,
 } from '../protocol/openai.js';
 import type { Embedder } from '../embedder.js';
-import { HttpRateLimiter } from './http/caller.js';
+import { httpLimiterOf, type HttpRateLimiter } from './http/caller.js';
 import type { HttpReply, HttpRequestInfo, HttpRouteOptions } from './http/router.js';
 import type { WsServer } from './ws-server.js';
 
@@ -183,8 +183,7 @@ function models(host: OpenAiHost, created: number): OpenAiModel[] {
 /** Registers the OpenAI-compatible routes on the inference server (before it listens). */
 export function addOpenAiRoutes(host: OpenAiHost): void {
   const created = Math.floor(Date.now() / 1000);
-  const limits = host.ws.options.rateLimit;
-  const limiter = limits ? new HttpRateLimiter(limits) : null;
+  const limiter = httpLimiterOf(host.ws);
   host.ws.http('post', '/v1/embeddings', (req) => embed(host, limiter, req), ROUTE_OPTIONS);
   host.ws.http('get', '/v1/models', () => ({ body: { object: 'list', data: models(host, created) } }), ROUTE_OPTIONS);
   // `*`, not `:id`: model ids may hold slashes (hub ids such as `sentence-transformers/all-MiniLM-L6-v2`).
