@@ -17,9 +17,17 @@ use serde_json::{json, Map, Value};
 
 const DIMS: usize = 4;
 
-/// What the store should hold: per id, its namespace, metadata and significance.
+/// What the store should hold, in store order.
 struct Model {
-    rows: Vec<(String, String, Map<String, Value>, f32, bool)>,
+    rows: Vec<MRow>,
+}
+
+struct MRow {
+    ns: String,
+    id: String,
+    meta: Map<String, Value>,
+    sig: f32,
+    live: bool,
 }
 
 fn scalar(r: &mut StdRng) -> Value {
@@ -100,27 +108,27 @@ fn put(s: &TensorStore, model: &mut Model, r: &mut StdRng, ns: &str, n: usize) {
         it.metadata = Some(Value::Object(md.clone()).to_string());
         it.significance = Some(sig);
         s.put_blocking(vec![it]).unwrap();
-        model.rows.push((ns.into(), id, md, sig, true));
+        model.rows.push(MRow { ns: ns.into(), id, meta: md, sig, live: true });
     }
 }
 
 /// Change the metadata of some memories and delete others.
 fn churn(s: &TensorStore, model: &mut Model, r: &mut StdRng) {
-    for row in model.rows.iter_mut().filter(|x| x.4) {
+    for row in model.rows.iter_mut().filter(|x| x.live) {
         if r.gen_bool(0.1) {
             let md = metadata(r);
-            s.update_blocking(&row.0, &row.1, Some(Value::Object(md.clone()).to_string()), None).unwrap();
-            row.2 = md;
+            s.update_blocking(&row.ns, &row.id, Some(Value::Object(md.clone()).to_string()), None).unwrap();
+            row.meta = md;
         } else if r.gen_bool(0.05) {
-            s.delete_blocking(&row.0, vec![row.1.clone()]).unwrap();
-            row.4 = false;
+            s.delete_blocking(&row.ns, vec![row.id.clone()]).unwrap();
+            row.live = false;
         }
     }
 }
 
 /// Ids the filter selects in `ns`, by per-row evaluation, in store order.
 fn naive(model: &Model, ns: &str, f: &Filter) -> Vec<String> {
-    model.rows.iter().filter(|x| x.4 && x.0 == ns && f.matches(&x.2)).map(|x| x.1.clone()).collect()
+    model.rows.iter().filter(|x| x.live && x.ns == ns && f.matches(&x.meta)).map(|x| x.id.clone()).collect()
 }
 
 fn check_reads(s: &TensorStore, model: &Model, r: &mut StdRng, rounds: usize) {
@@ -140,12 +148,12 @@ fn check_reads(s: &TensorStore, model: &Model, r: &mut StdRng, rounds: usize) {
                 assert_eq!(rest, want[3..].to_vec(), "list rest: {what}");
             }
             let req = SearchRequest { namespace: ns.into(), k: 10_000, filter: Some(f.clone().into()), filter_key: fj.to_string(), ..Default::default() };
-            let mut by_sig: Vec<&(String, String, Map<String, Value>, f32, bool)> = model.rows.iter().filter(|x| x.4 && x.0 == ns && f.matches(&x.2)).collect();
+            let mut by_sig: Vec<&MRow> = model.rows.iter().filter(|x| x.live && x.ns == ns && f.matches(&x.meta)).collect();
             // Significance desc, then newer first (later puts are newer rows).
             by_sig.reverse();
-            by_sig.sort_by(|a, b| b.3.total_cmp(&a.3));
+            by_sig.sort_by(|a, b| b.sig.total_cmp(&a.sig));
             let top: Vec<String> = s.top(&req, 10_000).into_iter().map(|m| m.id).collect();
-            assert_eq!(top, by_sig.iter().map(|x| x.1.clone()).collect::<Vec<_>>(), "top: {what}");
+            assert_eq!(top, by_sig.iter().map(|x| x.id.clone()).collect::<Vec<_>>(), "top: {what}");
             let top5: Vec<String> = s.top(&req, 5).into_iter().map(|m| m.id).collect();
             assert_eq!(top5, top.iter().take(5).cloned().collect::<Vec<_>>(), "top 5: {what}");
             let found: BTreeSet<String> = s.search(&rvec(r, DIMS), 1, &req).unwrap().remove(0).into_iter().map(|m| m.id).collect();
@@ -195,8 +203,8 @@ fn delete_by_filter_equals_per_row_evaluation() {
         want_sorted.sort();
         assert_eq!(got_ids, want_sorted, "delete {fj}");
         deleted_some |= !want.is_empty();
-        for row in model.rows.iter_mut().filter(|x| x.0 == "a" && want.contains(&x.1)) {
-            row.4 = false;
+        for row in model.rows.iter_mut().filter(|x| x.ns == "a" && want.contains(&x.id)) {
+            row.live = false;
         }
         let left: Vec<String> = list_all(&s, "a", 1000).into_iter().map(|m| m.id).collect();
         assert_eq!(left, naive(&model, "a", &Filter::default()), "left after {fj}");

@@ -77,15 +77,11 @@ pub fn index_entries(metadata: &Map<String, Value>) -> Vec<(String, IndexKey)> {
             // entries come from the top level), but what lies below it is still reachable.
             let shadowed = !prefix.is_empty() && top.contains_key(&path);
             match v {
-                Value::Array(items) if !shadowed => out.extend(items.iter().filter_map(IndexKey::of).map(|key| (path.clone(), key))),
-                Value::Object(inner) => {
-                    if depth < MAX_INDEX_DEPTH && !k.contains('.') {
-                        walk(top, inner, &path, depth + 1, out);
-                    }
-                }
-                Value::Array(_) => {}
-                scalar if !shadowed => out.extend(IndexKey::of(scalar).map(|key| (path, key))),
-                _ => {}
+                Value::Object(inner) if depth < MAX_INDEX_DEPTH && !k.contains('.') => walk(top, inner, &path, depth + 1, out),
+                Value::Object(_) => {}
+                _ if shadowed => {}
+                Value::Array(items) => out.extend(items.iter().filter_map(IndexKey::of).map(|key| (path.clone(), key))),
+                scalar => out.extend(IndexKey::of(scalar).map(|key| (path, key))),
             }
         }
     }

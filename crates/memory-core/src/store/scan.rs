@@ -280,7 +280,8 @@ fn run_list(ctx: &Ctx, list: &[u32]) -> Vec<TopK> {
 }
 
 /// "Retrieve without query": highest significance first, newest first on ties, from the
-/// ordered index (no sort per call).
+/// ordered index (no sort per call) — or, when the posting lists narrow the filter to a small
+/// share of the namespace, by sorting those few rows.
 pub fn top_by_significance(st: &State, p: &ScanParams, count: usize) -> Vec<u32> {
     let Some(ns) = st.ns_id(p.namespace) else { return Vec::new() };
     let (ctx, cand) = filtered_ctx(st, p, ns);
