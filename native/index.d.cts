@@ -169,6 +169,9 @@ export interface ExpiredMemory {
   seq: number
 }
 
+/** Every operator of the filter language: the logical ones, then the field ones. */
+export declare function filterOperators(): Array<string>
+
 /** Dimensions of the built-in `hash` embedder. */
 export declare const HASH_DIMS: number
 
@@ -220,6 +223,9 @@ export interface LostRange {
   records?: number
   reason: string
 }
+
+/** Filter objects a filter may nest through `$and` / `$or` / `$not`. */
+export declare const MAX_FILTER_DEPTH: number
 
 /** Characters of a memory id. */
 export declare const MAX_ID_CHARS: number

@@ -7,6 +7,9 @@
  */
 import { z } from 'zod';
 import { ProtocolError } from './errors.js';
+import { filterProblem } from './filter.js';
+
+export { FIELD_OPERATORS, LOGICAL_OPERATORS, MAX_FILTER_DEPTH } from './filter.js';
 
 export const MEMORY_LIMITS = {
   /** UTF-8 bytes of `text`. */
@@ -89,8 +92,14 @@ const metadataSchema = objectSchema;
 
 const significanceSchema = z.number().min(0).max(1);
 
-/** The filter language (docs/protocol.md "Filter language"); operators are checked in detail by the core. */
-export const filterSchema = objectSchema;
+/**
+ * The filter language (docs/protocol.md "Filter language"): its operators and nesting are
+ * checked here (filter.ts), operands in detail by the core.
+ */
+export const filterSchema = objectSchema.superRefine((f, ctx) => {
+  const problem = filterProblem(f);
+  if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, path: problem.path, message: problem.message });
+});
 export type Filter = Record<string, unknown>;
 
 const isoSchema = z

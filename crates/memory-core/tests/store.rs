@@ -1392,6 +1392,9 @@ fn queries<'a>(now: i64, ns: &'a str) -> Vec<Query<'a>> {
         q(10, None, 0.0, None, Some(now - 50_000), None, Some(3600.0)),
         q(10, None, 0.0, Some(json!({"g": 999})), None, None, None),
         q(10, None, 0.0, Some(json!({"type": {"$in": []}})), None, None, None),
+        q(10, None, 0.0, Some(json!({"$or": [{"type": "a"}, {"tags": "t3"}]})), None, None, None),
+        q(10, None, 0.0, Some(json!({"tags": {"$contains": "t1"}, "$not": {"type": "b"}})), None, None, None),
+        q(10, None, 0.2, Some(json!({"g": {"$ne": 7}, "$or": [{"n": {"$lt": 30}}, {"type": "c"}]})), None, None, None),
         q(10, Some(2.0), 0.0, None, None, None, None),
     ]
 }

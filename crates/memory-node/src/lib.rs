@@ -82,6 +82,16 @@ pub const HASH_DIMS: u32 = memory_core::embed::HASH_DIMS as u32;
 /// The built-in `hash` embedder's name.
 #[napi]
 pub const HASH_EMBEDDER_NAME: &str = memory_core::embed::HASH_NAME;
+/// Filter objects a filter may nest through `$and` / `$or` / `$not`.
+#[napi]
+pub const MAX_FILTER_DEPTH: u32 = memory_core::filter::MAX_FILTER_DEPTH as u32;
+
+/// Every operator of the filter language: the logical ones, then the field ones.
+#[napi]
+pub fn filter_operators() -> Vec<&'static str> {
+    use memory_core::filter::{FIELD_OPERATORS, LOGICAL_OPERATORS};
+    LOGICAL_OPERATORS.iter().chain(FIELD_OPERATORS.iter()).copied().collect()
+}
 
 /// Salvage every intact record of a damaged log and rebuild an unreadable `store.json`;
 /// the damaged bytes are kept aside (stopped store only).
