@@ -11,8 +11,8 @@
  *   done        → `reembed/`, `reembed-old/` and `reembed.json` are removed.
  * Only this process writes these files, and only while the data directory is not open.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { writeFile, rename, open as openFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, open as openFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Embedder } from '../embedder.js';
 
@@ -83,36 +83,17 @@ export async function saveState(dataDir: string, state: ReembedState): Promise<v
   const file = path.join(dataDir, STATE_FILE);
   const tmp = `${file}.tmp`;
   await writeFile(tmp, JSON.stringify(state));
-  const fh = await openFile(tmp, 'r+');
+  await syncPath(tmp);
+  await rename(tmp, file);
+  await syncPath(dataDir);
+}
+
+async function syncPath(p: string): Promise<void> {
+  const fh = await openFile(p, 'r');
   try {
     await fh.sync();
   } finally {
     await fh.close();
-  }
-  await rename(tmp, file);
-  const dir = await openFile(dataDir, 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
-}
-
-function saveStateSync(dataDir: string, state: ReembedState): void {
-  const file = path.join(dataDir, STATE_FILE);
-  const tmp = `${file}.tmp`;
-  writeFileSync(tmp, JSON.stringify(state));
-  syncPath(tmp);
-  renameSync(tmp, file);
-  syncPath(dataDir);
-}
-
-function syncPath(p: string): void {
-  const fd = openSync(p, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }
 
@@ -121,44 +102,44 @@ const isStoreFile = (name: string): boolean => name === 'store.json' || /^wal-\d
 const isVectorsCache = (name: string): boolean => /^vectors-\d+\.f32$/.test(name);
 
 /** Drops a re-embedding that was never switched to (another target was asked for). */
-export function discardShadow(dataDir: string): void {
-  rmSync(path.join(dataDir, SHADOW_DIR), { recursive: true, force: true });
-  rmSync(path.join(dataDir, STATE_FILE), { force: true });
-  syncPath(dataDir);
+export async function discardShadow(dataDir: string): Promise<void> {
+  await rm(path.join(dataDir, SHADOW_DIR), { recursive: true, force: true });
+  await rm(path.join(dataDir, STATE_FILE), { force: true });
+  await syncPath(dataDir);
 }
 
 /**
  * Runs (or finishes, after a crash) the switch on disk from `state.phase` on; both stores
  * must be closed. Afterwards the directory holds the new embedder's log and identity.
  */
-export function finishSwitch(dataDir: string, state: ReembedState): void {
+export async function finishSwitch(dataDir: string, state: ReembedState): Promise<void> {
   const shadow = path.join(dataDir, SHADOW_DIR);
   const old = path.join(dataDir, OLD_DIR);
   let phase = state.phase;
   if (phase === 'copying') phase = 'switching';
   if (phase === 'switching') {
-    saveStateSync(dataDir, { ...state, phase });
-    mkdirSync(old, { recursive: true });
+    await saveState(dataDir, { ...state, phase });
+    await mkdir(old, { recursive: true });
     // No file of the new store has moved in yet: every log here is the old store's.
-    for (const name of readdirSync(dataDir)) if (isStoreFile(name)) renameSync(path.join(dataDir, name), path.join(old, name));
-    syncPath(old);
-    syncPath(dataDir);
+    for (const name of await readdir(dataDir)) if (isStoreFile(name)) await rename(path.join(dataDir, name), path.join(old, name));
+    await syncPath(old);
+    await syncPath(dataDir);
     phase = 'installing';
-    saveStateSync(dataDir, { ...state, phase });
+    await saveState(dataDir, { ...state, phase });
   }
   if (phase === 'installing') {
-    for (const name of readdirSync(dataDir)) if (isVectorsCache(name)) rmSync(path.join(dataDir, name), { force: true });
+    for (const name of await readdir(dataDir)) if (isVectorsCache(name)) await rm(path.join(dataDir, name), { force: true });
     if (existsSync(shadow)) {
-      for (const name of readdirSync(shadow)) {
-        if (isStoreFile(name) || isVectorsCache(name)) renameSync(path.join(shadow, name), path.join(dataDir, name));
+      for (const name of await readdir(shadow)) {
+        if (isStoreFile(name) || isVectorsCache(name)) await rename(path.join(shadow, name), path.join(dataDir, name));
       }
     }
-    syncPath(dataDir);
+    await syncPath(dataDir);
     phase = 'done';
-    saveStateSync(dataDir, { ...state, phase });
+    await saveState(dataDir, { ...state, phase });
   }
-  rmSync(shadow, { recursive: true, force: true });
-  rmSync(old, { recursive: true, force: true });
-  rmSync(path.join(dataDir, STATE_FILE), { force: true });
-  syncPath(dataDir);
+  await rm(shadow, { recursive: true, force: true });
+  await rm(old, { recursive: true, force: true });
+  await rm(path.join(dataDir, STATE_FILE), { force: true });
+  await syncPath(dataDir);
 }
