@@ -323,7 +323,7 @@ describe('--reembed: crash recovery', () => {
     const first = await startCli(dir);
     const c = await connect(`ws://127.0.0.1:${first.port}`);
     // Wait for some progress to be durable, then kill the process without warning.
-    let copied = 0;
+    let copied: number;
     const deadline = Date.now() + 60_000;
     for (;;) {
       const st = (await c.request('stats')).data;

@@ -43,6 +43,7 @@ import { authRequired } from './auth.js';
 import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js';
 import { CommandGate } from './reembed-gate.js';
 import { Reembedder, planReembed, type ReembedProgress } from './reembed.js';
+import type { ReembedState } from './reembed-files.js';
 import type { CompactionSummary } from '../protocol/control.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'off';
@@ -54,12 +55,9 @@ export interface MemoryServerOptions extends Omit<WsServerOptions, 'commands' | 
   fsync?: FsyncPolicy;
   /** Default: the built-in hash embedder. */
   embedder?: Embedder;
-  /**
-   * A data directory written by another embedder is re-embedded with this one in the
-   * background (ts/server/reembed.ts); without it, such a directory is refused.
-   */
+  /** Re-embed a directory written by another embedder, in the background (ts/server/reembed.ts); else it is refused. */
   reembed?: boolean;
-  /** The embedder a directory to re-embed was written with, when it is not the built-in hash (it answers queries until the switch). */
+  /** The embedder such a directory was written with, unless the built-in hash: it answers queries until the switch. */
   previousEmbedder?: Embedder;
   /** Events kept for `since_seq` replay. Default 10,000. */
   eventLogSize?: number;
@@ -123,14 +121,12 @@ export function compactionSummary(r: CompactResult): CompactionSummary {
 /** The memory server. `listen()` opens the store and starts serving; `close()` shuts down gracefully and closes the store. */
 export class MemoryServer extends ServerBase {
   readonly ws: WsServer;
-  /** The embedder stores and queries use: during a re-embedding, the one the data directory was written with. */
-  private _embedder!: Embedder;
-  /** The configured embedder (`embedder` once a re-embedding has switched). */
+  /** What stores and queries use: during a re-embedding, the embedder the directory was written with (set by useEmbedder). */
+  embedder!: Embedder;
+  /** The configured embedder (also `embedder` once a re-embedding has switched). */
   private readonly target: Embedder;
-  private readonly previousEmbedder: Embedder | undefined;
   private batcher: EmbeddingBatcher | null = null;
-  /** Holds commands while a re-embedding switches stores. */
-  private readonly gate = new CommandGate();
+  private readonly gate = new CommandGate(); // holds commands while a re-embedding switches stores
   private reembedder: Reembedder | null = null;
   /** Per connection: resolves once its latest store was handed to the store (request order). */
   private readonly putTurns = new WeakMap<Connection, Promise<void>>();
@@ -139,7 +135,8 @@ export class MemoryServer extends ServerBase {
   private _store: MemoryStore | null = null;
   private statsFixed: { dims: number; storage_path: string; fsync: string; isa: string } | null = null;
   private readonly events: MemoryEventLog;
-  private readonly reembed: boolean;
+  /** `--reembed`, and the embedder a directory to re-embed was written with (options.previousEmbedder). */
+  private readonly reembed: { on: boolean; from: Embedder | undefined };
   private readonly compaction: { garbageRatio?: number; minBytes?: number } | false;
   /** The last compaction's summary, rebuilt only when another one happened. */
   private lastCompaction: { count: number; summary: CompactionSummary | null } = { count: 0, summary: null };
@@ -156,9 +153,8 @@ export class MemoryServer extends ServerBase {
     this.dataDir = path.resolve(dataDir ?? './memory-data');
     this.fsync = fsync ?? 'always';
     this.target = embedder ?? new HashEmbedder();
-    this.previousEmbedder = previousEmbedder;
     this.useEmbedder(this.target);
-    this.reembed = reembed ?? false;
+    this.reembed = { on: reembed ?? false, from: previousEmbedder };
     if (store) this._store = store;
     const table = strictEnvelope<Connection, CommandHandler>({
       store: (c, r) => this.store_(c, r),
@@ -201,14 +197,10 @@ export class MemoryServer extends ServerBase {
     }
   }
 
-  get embedder(): Embedder {
-    return this._embedder;
-  }
-
   private useEmbedder(e: Embedder): void {
     this.batcher?.close();
     this.batcher = null;
-    this._embedder = e;
+    this.embedder = e;
     // A model embedder (two-phase, runs on a runtime thread): concurrent stores and
     // queries share its runs through the same dynamic batcher as the inference server.
     if (e.prepare && e.runPrepared) this.batcher = new EmbeddingBatcher(e, { maxWaitMs: 1 });
@@ -239,7 +231,7 @@ export class MemoryServer extends ServerBase {
   /** Opens the data directory (if not open yet) without listening: `commands` can then be served over another transport. */
   async open(): Promise<MemoryStore> {
     if (!this._store) {
-      const plan = await planReembed(this.dataDir, this.target, this.reembed, this.previousEmbedder).catch((err: unknown) => {
+      const plan = await planReembed(this.dataDir, this.target, this.reembed.on, this.reembed.from).catch((err: unknown) => {
         throw startupError(err, this.dataDir);
       });
       if (plan) this.useEmbedder(plan.previous);
@@ -271,29 +263,23 @@ export class MemoryServer extends ServerBase {
     });
   }
 
-  private async startReembedding(state: Parameters<typeof Reembedder.start>[0]['state']): Promise<void> {
-    this.reembedder = await Reembedder.start({
-      dataDir: this.dataDir,
-      live: this._store!,
-      target: this.target,
-      state,
-      gate: this.gate,
-      logger: this.ws.logger,
-      reopen: () => {
-        this._store = null;
-        this.useEmbedder(this.target);
-        return this.openStore();
-      },
-      install: (store) => {
-        this.reembedder = null;
-        this.statsFixed = null;
-        this._store = store;
-        if (!store) return;
-        // Sequence numbers are the new store's from here on (docs/embeddings.md).
-        this.events.floor = store.stats().lastSeq;
-        this.watchExpired(store);
-      },
-    });
+  private async startReembedding(state: ReembedState): Promise<void> {
+    const { dataDir, target, gate } = this;
+    const switchServer = () => this.switchToTarget();
+    this.reembedder = await Reembedder.start({ dataDir, live: this._store!, target, state, gate, logger: this.ws.logger, switchServer });
+  }
+
+  /** A re-embedding has switched the directory's files: serve the new store with the configured embedder. */
+  private async switchToTarget(): Promise<MemoryStore> {
+    this.reembedder = null;
+    this.statsFixed = null;
+    this._store = null;
+    this.useEmbedder(this.target);
+    const store = (this._store = await this.openStore());
+    // Sequence numbers are the new store's from here on (docs/embeddings.md).
+    this.events.floor = store.stats().lastSeq;
+    this.watchExpired(store);
+    return store;
   }
 
   /**

@@ -120,10 +120,8 @@ export interface ReembedderOptions {
   state: ReembedState;
   gate: CommandGate;
   logger: Logger;
-  /** Opens the data directory with the target embedder's identity (after the switch). */
-  reopen(): Promise<MemoryStore>;
-  /** Installs the new store and embedder in the server (called with every command held). */
-  install(store: MemoryStore | null, embedder: Embedder): void;
+  /** After the switch on disk, with every command held: the server opens the directory with the target embedder and serves it. */
+  switchServer(): Promise<MemoryStore>;
 }
 
 /** One re-embedding run: the copy loop, the mirror of updates and deletes, the switch. */
@@ -320,12 +318,7 @@ export class Reembedder {
         lock.release();
       }
       this.o.gate.counting = false;
-      let store: MemoryStore | null = null;
-      try {
-        store = await this.o.reopen();
-      } finally {
-        this.o.install(store, this.o.target);
-      }
+      const store = await this.o.switchServer();
       this.o.logger.info({ memories: store.counters().totalMemories }, `re-embedding done: the server now uses ${this.o.state.to.name}`);
     } finally {
       gate.release();
