@@ -244,10 +244,32 @@ export class Reembedder {
   /** The next page of live memories after `after`, its embedding started. */
   private read(after: number): { page: NativeMemory[]; vectors: Promise<Float32Array> } {
     const page = this.o.live.export(after, PAGE);
-    const vectors = page.length > 0 ? this.o.target.embed(page.map((m) => m.text)) : Promise.resolve(new Float32Array(0));
+    const vectors = this.embedPage(page.map((m) => m.text));
     // Awaited later, or dropped when the run stops or fails: never an unhandled rejection.
     vectors.catch(() => undefined);
     return { page, vectors };
+  }
+
+  /**
+   * Embeds a page one model batch at a time, each handed over in its own turn of the event
+   * loop: a model embedder tokenizes on the calling thread (20–130 ms for 512 texts on the
+   * loaded development VM), which would otherwise hold queries up at every page. The runs
+   * still queue back to back on the model's thread.
+   */
+  private async embedPage(texts: string[]): Promise<Float32Array> {
+    const { target } = this.o;
+    const step = Math.max(1, target.maxBatch);
+    if (texts.length <= step) return target.embed(texts);
+    const out = new Float32Array(texts.length * target.dims);
+    const runs: Array<Promise<void>> = [];
+    for (let i = 0; i < texts.length; i += step) {
+      const run = target.embed(texts.slice(i, i + step)).then((v) => out.set(v, i * target.dims));
+      run.catch(() => undefined); // rejected before Promise.all below: still handled
+      runs.push(run);
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    await Promise.all(runs);
+    return out;
   }
 
   /**
@@ -300,7 +322,7 @@ export class Reembedder {
     for (;;) {
       const page = live.export(this.o.state.cursor, PAGE);
       if (page.length === 0) break;
-      await this.copy(page, await this.o.target.embed(page.map((m) => m.text)));
+      await this.copy(page, await this.embedPage(page.map((m) => m.text)));
     }
     await this.reconcile();
     await this.shadow.flush();
@@ -331,7 +353,7 @@ export class Reembedder {
    * missing), and every live memory in the new store.
    */
   private async reconcile(): Promise<void> {
-    const { live, target } = this.o;
+    const { live } = this.o;
     for (const { name } of this.shadow.namespaces()) {
       let after = 0;
       for (;;) {
@@ -355,7 +377,7 @@ export class Reembedder {
         const page = live.list(name, after, RECONCILE_PAGE);
         const missing = page.memories.filter((m) => !this.shadow.get(name, m.id, false));
         if (missing.length > 0) {
-          const vectors = await target.embed(missing.map((m) => m.text));
+          const vectors = await this.embedPage(missing.map((m) => m.text));
           await this.copy(missing, vectors, false);
         }
         if (page.nextCursor === null || page.nextCursor === undefined) break;
