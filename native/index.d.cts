@@ -10,6 +10,18 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * A data directory's lock, held from JavaScript while a directory's files are switched
+ * around with no store open (a re-embedding's switch, or finishing one at start):
+ * `acquire` fails with `[locked]` while a store of any process has the directory open.
+ */
+export declare class DataDirLock {
+  /** Locks `dir` (which must exist). */
+  static acquire(dir: string): DataDirLock
+  /** Unlocks (idempotent); dropping the object unlocks too. */
+  release(): void
+}
+
+/**
  * A durable memory store (one data directory). Writes resolve once durable under the
  * fsync policy; reads never see an unacknowledged write.
  */
@@ -293,6 +305,10 @@ export interface PutItem {
   significance?: number
   embedding: Float32Array
   ttlMs?: number
+  /** The memory's time (ms since the epoch) instead of now (re-embedding keeps the original). */
+  timestampMs?: number
+  /** Absolute expiry (ms since the epoch); wins over `ttlMs`. */
+  expiresAtMs?: number
 }
 
 export interface PutResult {

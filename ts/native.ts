@@ -313,6 +313,14 @@ export class MemoryStore {
 }
 
 export const repair = (dir: string): Addon.RepairResult => wrapSync(() => addon.repair(dir));
+/**
+ * Locks a data directory (which must exist) while its files are switched around with no
+ * store open; refused (`locked`) while a store of any process has it open.
+ */
+export function lockDataDir(dir: string): { release(): void } {
+  const lock = wrapSync(() => addon.DataDirLock.acquire(dir));
+  return { release: () => lock.release() };
+}
 export const hashEmbed = (texts: string[], dims?: number): Float32Array => wrapSync(() => addon.hashEmbed(texts, dims));
 export const hashEmbedAsync = (texts: string[], dims?: number): Promise<Float32Array> =>
   wrapAsync(() => addon.hashEmbedAsync(texts, dims));

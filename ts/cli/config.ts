@@ -48,7 +48,7 @@ export const OPTIONS: OptionDef[] = [
   { key: 'device', flag: 'device', kind: 'string', description: 'onnx: auto (CUDA if onnxruntime has it, else CPU) | cpu | cuda', defaultText: 'auto' },
   { key: 'maxLength', flag: 'max-length', kind: 'int', description: 'onnx: tokens per text after truncation', defaultText: "the model's max_seq_length" },
   { key: 'threads', flag: 'threads', kind: 'int', description: 'onnx: onnxruntime threads per process', defaultText: 'CPU cores' },
-  { key: 'reembed', flag: 'reembed', kind: 'bool', description: 'accept a data directory written by another embedder of the same dims' },
+  { key: 'reembed', flag: 'reembed', kind: 'bool', description: 'a data directory written by another embedder: re-embed every memory with this one, in the background (queries use the old one until the switch)' },
   { key: 'origins', flag: 'origins', kind: 'list', description: 'allowed browser origins, comma separated (* = any)', defaultText: 'http(s)://localhost:*, http(s)://127.0.0.1:*' },
   { key: 'allowedHosts', flag: 'allowed-hosts', kind: 'list', description: 'Host header names accepted besides localhost, 127.0.0.1, [::1] and --host, comma separated (* = any; DNS rebinding guard)' },
   { key: 'token', flag: 'token', kind: 'string', description: 'shared-secret auth (Authorization: Bearer … or ?token=)' },
@@ -339,7 +339,7 @@ const COMMAND_HELP: Record<Exclude<CliCommand, 'start'>, { usage: string[]; abou
       'Every line is checked first with the rules of `store`; a rejected line is reported as',
       '`line N: <field>: <reason>` and then nothing is imported (exit 1) unless --skip-invalid.',
     ],
-    keys: ['dataDir', 'batchSize', 'skipInvalid', 'embedder', 'model', 'revision', 'quantized', 'modelFile', 'device', 'maxLength', 'threads', 'reembed', 'fsync', 'config', 'logLevel'],
+    keys: ['dataDir', 'batchSize', 'skipInvalid', 'embedder', 'model', 'revision', 'quantized', 'modelFile', 'device', 'maxLength', 'threads', 'fsync', 'config', 'logLevel'],
   },
   compact: {
     usage: ['memory-server compact [options]'],

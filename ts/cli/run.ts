@@ -213,7 +213,7 @@ async function openOffline(cfg: CliConfig, embedder: Embedder | null): Promise<M
     MemoryStore.openAsync(dir, {
       dims,
       fsync: cfg.fsync,
-      ...(embedder ? { embedderName: embedder.name, embedderHash: embedder.hash, reembed: cfg.reembed } : {}),
+      ...(embedder ? { embedderName: embedder.name, embedderHash: embedder.hash } : {}),
     });
   try {
     try {

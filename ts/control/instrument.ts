@@ -45,6 +45,8 @@ export function memorySnapshot(server: MemoryServer): ServerSnapshot {
     snap.totalAssociations = st.totalAssociations;
     snap.storageBytes = st.storageBytes;
     snap.storagePath = st.storagePath;
+    const reembed = server.reembedProgress();
+    if (reembed) snap.reembed = reembed;
   } catch {
     // store not open (starting or closing): leave the store figures out
   }

@@ -51,6 +51,7 @@ const FIELDS: Array<[keyof ComponentStatus, string, (c: ComponentStatus) => stri
   ['port', 'Port', (c) => (c.port === null ? '—' : String(c.port))],
   ['connections', 'Connections', (c) => (c.connections === null ? '—' : String(c.connections))],
   ['restarts', 'Restarts', (c) => String(c.restarts)],
+  ['reembed', 'Re-embedding', (c) => (c.reembed ? `${c.reembed.state} ${c.reembed.done} / ${c.reembed.total}${c.reembed.error ? `: ${c.reembed.error}` : ''}` : '—')],
 ];
 
 const cards = new Map<string, HTMLElement>();

@@ -5,6 +5,8 @@
  * dashboard all use these. Browser-safe: no Node imports.
  */
 
+import type { ReembedProgress } from './memory.js';
+
 export type ComponentName = 'memory' | 'inference';
 export const COMPONENT_NAMES: readonly ComponentName[] = ['memory', 'inference'];
 
@@ -30,6 +32,8 @@ export interface ComponentStatus {
   port: number | null;
   connections: number | null;
   restarts: number;
+  /** The memory server's re-embedding under way (`--reembed`), as its `stats` reports it. */
+  reembed?: ReembedProgress;
 }
 
 export interface StatusMetrics {

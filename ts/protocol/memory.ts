@@ -298,6 +298,23 @@ export interface MemoryStatsReply extends MemoryStatsCounts {
     automatic: boolean;
   } | null;
   totals?: MemoryStatsCounts;
+  /** A re-embedding under way (`--reembed`; docs/embeddings.md). */
+  reembed?: ReembedProgress;
+}
+
+/** A re-embedding's progress (`stats.reembed`, the control center's memory card). */
+export interface ReembedProgress {
+  state: 'copying' | 'switching' | 'failed';
+  /** Embedder names: the directory's, and the one being switched to. */
+  from: string;
+  to: string;
+  /** Memories in the new embedder's store, and in the live one. */
+  done: number;
+  total: number;
+  /** Memories re-embedded per second since this start. */
+  per_second: number;
+  started_at: string;
+  error?: string;
 }
 
 // ---------------------------------------------------------------- size checks

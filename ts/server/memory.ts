@@ -41,6 +41,9 @@ import { f32, isoOf, isoToMs, mapped, startupError, toWireMemory } from './memor
 import { VERSION } from '../version.js';
 import { authRequired } from './auth.js';
 import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js';
+import { CommandGate } from './reembed-gate.js';
+import { Reembedder, planReembed, type ReembedProgress } from './reembed.js';
+import type { ReembedState } from './reembed-files.js';
 import type { CompactionSummary } from '../protocol/control.js';
 import { registerMcpRoute } from './mcp-route.js';
 import { addMemoryServerRoutes } from './http/server-routes.js';
@@ -54,8 +57,10 @@ export interface MemoryServerOptions extends Omit<WsServerOptions, 'commands' | 
   fsync?: FsyncPolicy;
   /** Default: the built-in hash embedder. */
   embedder?: Embedder;
-  /** Accept a data directory recorded with another embedder of the same dims. */
+  /** Re-embed a directory written by another embedder, in the background (ts/server/reembed.ts); else it is refused. */
   reembed?: boolean;
+  /** The embedder such a directory was written with, unless the built-in hash: it answers queries until the switch. */
+  previousEmbedder?: Embedder;
   /** Events kept for `since_seq` replay. Default 10,000. */
   eventLogSize?: number;
   /**
@@ -116,8 +121,13 @@ export function compactionSummary(r: CompactResult): CompactionSummary {
 /** The memory server. `listen()` opens the store and starts serving; `close()` shuts down gracefully and closes the store. */
 export class MemoryServer extends ServerBase {
   readonly ws: WsServer;
-  readonly embedder: Embedder;
-  private readonly batcher: EmbeddingBatcher | null = null;
+  /** What stores and queries use: during a re-embedding, the embedder the directory was written with (set by useEmbedder). */
+  embedder!: Embedder;
+  /** The configured embedder (also `embedder` once a re-embedding has switched). */
+  private readonly target: Embedder;
+  private batcher: EmbeddingBatcher | null = null;
+  private readonly gate = new CommandGate(); // holds commands while a re-embedding switches stores
+  private reembedder: Reembedder | null = null;
   /** Per connection: resolves once its latest store was handed to the store (request order). */
   private readonly putTurns = new WeakMap<Connection, Promise<void>>();
   readonly dataDir: string;
@@ -125,7 +135,8 @@ export class MemoryServer extends ServerBase {
   private _store: MemoryStore | null = null;
   private statsFixed: { dims: number; storage_path: string; fsync: string; isa: string } | null = null;
   private readonly events: MemoryEventLog;
-  private readonly reembed: boolean;
+  /** `--reembed`, and the embedder a directory to re-embed was written with (options.previousEmbedder). */
+  private readonly reembed: { on: boolean; from: Embedder | undefined };
   private readonly compaction: { garbageRatio?: number; minBytes?: number } | false;
   /** The last compaction's summary, rebuilt only when another one happened. */
   private lastCompaction: { count: number; summary: CompactionSummary | null } = { count: 0, summary: null };
@@ -137,17 +148,15 @@ export class MemoryServer extends ServerBase {
 
   constructor(options: MemoryServerOptions = {}) {
     super();
-    const { dataDir, fsync, embedder, reembed, eventLogSize, store, compaction, ...wsOptions } = options;
+    const { dataDir, fsync, embedder, reembed, previousEmbedder, eventLogSize, store, compaction, ...wsOptions } = options;
     this.compaction = compaction ?? {};
     this.dataDir = path.resolve(dataDir ?? './memory-data');
     this.fsync = fsync ?? 'always';
-    this.embedder = embedder ?? new HashEmbedder();
-    // A model embedder (two-phase, runs on a runtime thread): concurrent stores and
-    // queries share its runs through the same dynamic batcher as the inference server.
-    if (this.embedder.prepare && this.embedder.runPrepared) this.batcher = new EmbeddingBatcher(this.embedder, { maxWaitMs: 1, log: (m) => this.ws.logger.warn(m) });
-    this.reembed = reembed ?? false;
+    this.target = embedder ?? new HashEmbedder();
+    this.useEmbedder(this.target);
+    this.reembed = { on: reembed ?? false, from: previousEmbedder };
     if (store) this._store = store;
-    this.commands = strictEnvelope<Connection, CommandHandler>({
+    const table = strictEnvelope<Connection, CommandHandler>({
       store: (c, r) => this.store_(c, r),
       retrieve: (c, r) => this.retrieve(c, r),
       list: (c, r) => this.list(c, r),
@@ -159,6 +168,7 @@ export class MemoryServer extends ServerBase {
       unsubscribe: (c, r) => this.unsubscribe(c, r),
       stats: (c, r) => this.stats(c, r),
     });
+    this.commands = this.gate.wrap<Connection, CommandHandler>(table, new Set(['store', 'update', 'delete']));
     this.ws = new WsServer({
       name: 'memory-server',
       port: DEFAULTS.ports.memory,
@@ -190,6 +200,20 @@ export class MemoryServer extends ServerBase {
     }
   }
 
+  private useEmbedder(e: Embedder): void {
+    this.batcher?.close();
+    this.batcher = null;
+    this.embedder = e;
+    // A model embedder (two-phase, runs on a runtime thread): concurrent stores and
+    // queries share its runs through the same dynamic batcher as the inference server.
+    if (e.prepare && e.runPrepared) this.batcher = new EmbeddingBatcher(e, { maxWaitMs: 1, log: (m) => this.ws.logger.warn(m) });
+  }
+
+  /** A re-embedding under way (`stats.reembed`), or null. */
+  reembedProgress(): ReembedProgress | null {
+    return this.reembedder?.progress() ?? null;
+  }
+
   get store(): MemoryStore {
     if (!this._store) throw new ProtocolError('unavailable', 'The memory store is not open');
     return this._store;
@@ -210,27 +234,55 @@ export class MemoryServer extends ServerBase {
   /** Opens the data directory (if not open yet) without listening: `commands` can then be served over another transport. */
   async open(): Promise<MemoryStore> {
     if (!this._store) {
+      const plan = await planReembed(this.dataDir, this.target, this.reembed.on, this.reembed.from).catch((err: unknown) => {
+        throw startupError(err, this.dataDir);
+      });
+      if (plan) this.useEmbedder(plan.previous);
       try {
-        this._store = await MemoryStore.openAsync(this.dataDir, {
-          dims: this.embedder.dims,
-          fsync: this.fsync,
-          embedderName: this.embedder.name,
-          embedderHash: this.embedder.hash,
-          reembed: this.reembed,
-          ...(this.compaction === false
-            ? { compactGarbageRatio: 0 }
-            : {
-                ...(this.compaction.garbageRatio !== undefined ? { compactGarbageRatio: this.compaction.garbageRatio } : {}),
-                ...(this.compaction.minBytes !== undefined ? { compactMinBytes: this.compaction.minBytes } : {}),
-              }),
-        });
+        this._store = await this.openStore();
       } catch (err) {
         throw startupError(err, this.dataDir);
       }
       this.events.floor = this._store.stats().lastSeq;
       this.watchExpired(this._store);
+      if (plan) await this.startReembedding(plan.state);
     }
     return this._store;
+  }
+
+  /** Opens the data directory with the current embedder's identity. */
+  private openStore(): Promise<MemoryStore> {
+    return MemoryStore.openAsync(this.dataDir, {
+      dims: this.embedder.dims,
+      fsync: this.fsync,
+      embedderName: this.embedder.name,
+      embedderHash: this.embedder.hash,
+      ...(this.compaction === false
+        ? { compactGarbageRatio: 0 }
+        : {
+            ...(this.compaction.garbageRatio !== undefined ? { compactGarbageRatio: this.compaction.garbageRatio } : {}),
+            ...(this.compaction.minBytes !== undefined ? { compactMinBytes: this.compaction.minBytes } : {}),
+          }),
+    });
+  }
+
+  private async startReembedding(state: ReembedState): Promise<void> {
+    const { dataDir, target, gate } = this;
+    const switchServer = () => this.switchToTarget();
+    this.reembedder = await Reembedder.start({ dataDir, live: this._store!, target, state, gate, logger: this.ws.logger, switchServer });
+  }
+
+  /** A re-embedding has switched the directory's files: serve the new store with the configured embedder. */
+  private async switchToTarget(): Promise<MemoryStore> {
+    this.reembedder = null;
+    this.statsFixed = null;
+    this._store = null;
+    this.useEmbedder(this.target);
+    const store = (this._store = await this.openStore());
+    // Sequence numbers are the new store's from here on (docs/embeddings.md).
+    this.events.floor = store.stats().lastSeq;
+    this.watchExpired(store);
+    return store;
   }
 
   /**
@@ -258,7 +310,8 @@ export class MemoryServer extends ServerBase {
   }
 
   /** After the graceful shutdown (in-flight replies finished, store flushed, clients closed with 1001): closes the store. */
-  protected release(): void {
+  protected async release(): Promise<void> {
+    await this.reembedder?.stop();
     this.batcher?.close();
     if (this._store) {
       try {
@@ -494,6 +547,7 @@ export class MemoryServer extends ServerBase {
       throw new ProtocolError('not_found', `Memory not found: ${d.id}`, { id: d.id, namespace });
     }
     const m = await mapped(this.store.update(namespace, d.id, metadata, d.significance));
+    this.reembedder?.mirrorUpdate(namespace, d.id, metadata, d.significance);
     const wire = toWireMemory(m);
     this.events.publish(namespace, 'memory_updated', wire, m.seq);
     return wire;
@@ -524,6 +578,7 @@ export class MemoryServer extends ServerBase {
       }
       result = await mapped(this.store.deleteWhere(namespace, empty ? undefined : JSON.stringify(d.filter)));
     }
+    this.reembedder?.mirrorDelete(namespace, result.deleted.map((x) => x.id));
     for (const x of result.deleted) this.events.publish(namespace, 'memory_removed', { id: x.id, namespace }, x.seq, 'deleted');
     return { deleted: result.deleted.length, not_found: result.notFound };
   }
@@ -625,12 +680,15 @@ export class MemoryServer extends ServerBase {
       garbage_bytes: st.garbageBytes,
       last_compaction: this.lastCompaction.summary,
     };
+    // A re-embedding under way adds its progress (a rare case: the fixed-keys text is skipped).
+    const reembed = this.reembedder ? { reembed: this.reembedder.progress() } : null;
     if (namespace === undefined) {
+      if (reembed) return { ...reply, ...reembed };
       reply[JSON_TEXT] = statsJson;
       return reply;
     }
     const totals: MemoryStatsCounts = { total_memories: st.totalMemories, memory_count: st.totalMemories, namespaces: st.namespaces };
-    return { ...reply, namespace, totals };
+    return { ...reply, namespace, totals, ...reembed };
   }
 
   /** `stats` for a connection limited to some namespaces: only what concerns them (memory-scope.ts). */

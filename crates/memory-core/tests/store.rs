@@ -385,6 +385,29 @@ fn existing_id_changes_nothing() {
     assert_eq!(s.count("n"), 3);
 }
 
+/// A put may carry the memory's original time and absolute expiry (re-embedding copies
+/// memories into the new embedder's store with them); significance is still computed, and
+/// both survive a reopen.
+#[test]
+fn put_keeps_a_given_timestamp_and_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 8);
+    let far = 4_102_444_800_000; // 2100-01-01
+    let mut old = item("n", "a", "old", unit(8, 0));
+    old.timestamp = Some(1_000_000);
+    old.expires_at = Some(far);
+    old.ttl_ms = Some(5); // the absolute expiry wins
+    let r = s.put_blocking(vec![old, item("n", "b", "now", unit(8, 1))]).unwrap();
+    assert_eq!(r[0].timestamp, 1_000_000);
+    assert!(r[1].timestamp > far / 10_000, "no timestamp given: now ({})", r[1].timestamp);
+    assert!((r[0].significance - 0.9).abs() < 1e-6, "computed as for any put: {}", r[0].significance);
+    drop(s);
+    let s = open(dir.path(), 8);
+    let m = s.get("n", "a", false).unwrap();
+    assert_eq!((m.timestamp, m.expires_at), (1_000_000, Some(far)));
+    assert_eq!(s.get("n", "b", false).unwrap().expires_at, None);
+}
+
 /// Clustered vectors with some exact duplicates (ties) and explicit significances.
 fn batch_items(seed: u64, n: usize, dims: usize) -> Vec<PutInput> {
     let mut r = rng(seed);
@@ -1692,6 +1715,8 @@ mod model {
                             significance: it.sig.map(|i| SIGS[i]),
                             vector: vec_of(it),
                             ttl_ms: None,
+                            timestamp: None,
+                            expires_at: None,
                         })
                         .collect();
                     let outs = st.put_blocking(inputs.clone()).unwrap_or_else(|e| panic!("{when}: {e}"));

@@ -75,12 +75,17 @@ pub fn put_input(namespace: String, id: Option<String>, text: String, metadata: 
         significance: significance.map(|s| s as f32),
         vector: embedding.to_vec(),
         ttl_ms: ttl_ms.map(|t| t.max(0.0) as u64),
+        timestamp: None,
+        expires_at: None,
     }
 }
 
 impl From<PutItem> for core_store::PutInput {
     fn from(it: PutItem) -> Self {
-        put_input(it.namespace, it.id, it.text, it.metadata, it.significance, it.ttl_ms, &it.embedding)
+        let mut input = put_input(it.namespace, it.id, it.text, it.metadata, it.significance, it.ttl_ms, &it.embedding);
+        input.timestamp = it.timestamp_ms;
+        input.expires_at = it.expires_at_ms;
+        input
     }
 }
 

@@ -100,6 +100,30 @@ pub fn repair(dir: String) -> napi::Result<RepairResult> {
     core_store::repair(std::path::Path::new(&dir)).map(RepairResult::from).map_err(to_napi)
 }
 
+/// A data directory's lock, held from JavaScript while a directory's files are switched
+/// around with no store open (a re-embedding's switch, or finishing one at start):
+/// `acquire` fails with `[locked]` while a store of any process has the directory open.
+#[napi]
+pub struct DataDirLock {
+    held: Option<core_store::DirLock>,
+}
+
+#[napi]
+impl DataDirLock {
+    /// Locks `dir` (which must exist).
+    #[napi(factory)]
+    pub fn acquire(dir: String) -> napi::Result<Self> {
+        let held = core_store::lock_dir(std::path::Path::new(&dir), "").map_err(to_napi)?;
+        Ok(DataDirLock { held: Some(held) })
+    }
+
+    /// Unlocks (idempotent); dropping the object unlocks too.
+    #[napi]
+    pub fn release(&mut self) {
+        self.held = None;
+    }
+}
+
 /// Register `(id, seq, significance, timestamp, associations, existing, namespaceTotal) =>
 /// PutResult` as this thread's put-result factory: put results are then built in JavaScript,
 /// several times cheaper than a native object conversion (see `factory.rs`).

@@ -61,6 +61,7 @@ use searcher::SearchJob;
 use shared::Shared;
 use writer::{fail_op, Op};
 
+pub use dirlock::{lock as lock_dir, DirLock};
 pub use log::PutRecord;
 pub use repair::{repair, LostRange, MetaRepair, RepairReport};
 pub use scan::Hit;

@@ -126,7 +126,7 @@ fn identity(dir: &Path, opts: &StoreOptions) -> Result<MetaFile> {
         if have != want {
             if !opts.reembed {
                 return Err(Error::invalid(format!(
-                    "data directory {} was written by embedder {} (model hash {}), not {} (model hash {}); start with --reembed to accept it",
+                    "data directory {} was written by embedder {} (model hash {}), not {} (model hash {}); start with --reembed to re-embed its memories with the new embedder (in the background)",
                     dir.display(),
                     have.name,
                     have.hash,

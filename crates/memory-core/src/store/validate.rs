@@ -49,6 +49,8 @@ pub(crate) struct ValidPut {
     pub significance: Option<f32>,
     pub vector: Vec<f32>,
     pub ttl_ms: Option<u64>,
+    pub timestamp: Option<i64>,
+    pub expires_at: Option<i64>,
 }
 
 pub(crate) fn check_name(what: &str, s: &str, max: usize) -> Result<()> {
@@ -133,6 +135,8 @@ pub(crate) fn prepare(items: Vec<PutInput>, dims: usize) -> Result<Vec<ValidPut>
             significance: it.significance,
             vector: it.vector,
             ttl_ms: it.ttl_ms,
+            timestamp: it.timestamp,
+            expires_at: it.expires_at,
         });
     }
     Ok(out)
