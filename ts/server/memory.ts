@@ -4,7 +4,7 @@
  * on the shared connection layer (WsServer).
  */
 import path from 'node:path';
-import { DEFAULTS, JSON_TEXT, ProtocolError, flatJson, parseRequestData, strictEnvelope, type Request } from '../protocol/index.js';
+import { DEFAULTS, JSON_TEXT, ProtocolError, parseRequestData, strictEnvelope, type Request } from '../protocol/index.js';
 import {
   DEFAULT_NAMESPACE,
   IMMUTABLE_FIELDS,
@@ -30,14 +30,14 @@ import {
   type StoreStats,
   type WireMemory,
 } from '../protocol/memory.js';
-import { MemoryStore, type CompactResult, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
+import { MemoryStore, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
 import { fittingPrefix } from './reply-budget.js';
 import { HashEmbedder, type Embedder } from '../embedder.js';
 import { EmbeddingBatcher } from './inference-batcher.js';
 import { WsServer, type CommandHandler, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
 import { ServerBase } from './server-base.js';
 import { MemoryEventLog, topicOf } from './memory-events.js';
-import { f32, isoOf, isoToMs, mapped, startupError, toWireMemory } from './memory-convert.js';
+import { STATS_JSON, compactionSummary, f32, isoOf, isoToMs, mapped, startupError, toWireMemory } from './memory-convert.js';
 import { VERSION } from '../version.js';
 import { authRequired } from './auth.js';
 import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js';
@@ -78,45 +78,8 @@ export interface MemoryServerOptions extends Omit<WsServerOptions, 'commands' | 
 
 export { toWireMemory, f32, toProtocolError } from './memory-convert.js';
 
-/** Text of the global `stats` reply (the keys of its object literal, in order); see flatJson. */
-const statsJson = flatJson([
-  'total_memories',
-  'memory_count',
-  'namespaces',
-  'dims',
-  'model',
-  'device',
-  'storage_bytes',
-  'storage_path',
-  'connections',
-  'uptime_s',
-  'queries_per_second',
-  'avg_latency_ms',
-  'fsync',
-  'total_associations',
-  'fsyncs',
-  'last_seq',
-  'isa',
-  'live_bytes',
-  'garbage_bytes',
-  'last_compaction',
-]);
-
 export type { CompactionSummary };
-
-/** A native compaction report in its wire form. */
-export function compactionSummary(r: CompactResult): CompactionSummary {
-  return {
-    at: isoOf(r.finishedAt),
-    duration_ms: r.durationMs,
-    bytes_before: r.bytesBefore,
-    bytes_after: r.bytesAfter,
-    rows_before: r.rowsBefore,
-    rows_after: r.rowsAfter,
-    start_seq: r.startSeq,
-    automatic: r.automatic,
-  };
-}
+export { compactionSummary };
 
 /** The memory server. `listen()` opens the store and starts serving; `close()` shuts down gracefully and closes the store. */
 export class MemoryServer extends ServerBase {
@@ -684,7 +647,7 @@ export class MemoryServer extends ServerBase {
     const reembed = this.reembedder ? { reembed: this.reembedder.progress() } : null;
     if (namespace === undefined) {
       if (reembed) return { ...reply, ...reembed };
-      reply[JSON_TEXT] = statsJson;
+      reply[JSON_TEXT] = STATS_JSON;
       return reply;
     }
     const totals: MemoryStatsCounts = { total_memories: st.totalMemories, memory_count: st.totalMemories, namespaces: st.namespaces };
