@@ -61,6 +61,13 @@ fn main() {
     let texts = corpus(n, 50_000, 20);
     let docs: Vec<(u32, &str)> = texts.iter().enumerate().map(|(i, t)| (i as u32, t.as_str())).collect();
     let t = Instant::now();
+    let mut an = memory_core::text::Analyzer::new();
+    let mut tokens = 0usize;
+    for x in &texts {
+        an.for_each_term(x, |_| tokens += 1);
+    }
+    let analyze_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
     let (ix, lens) = TextIndex::build(&docs);
     let build_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
@@ -87,7 +94,7 @@ fn main() {
     }
     let common_ms = t.elapsed().as_secs_f64() * 1e3 / 20.0;
     println!(
-        "{{\"engine\":\"memory-core TextIndex\",\"docs\":{n},\"terms\":{},\"postings\":{},\"bulk_build_s\":{build_s:.3},\"bulk_docs_per_s\":{:.0},\"one_by_one_s\":{add_s:.3},\"one_by_one_docs_per_s\":{:.0},\"query_p50_ms\":{:.3},\"query_p99_ms\":{:.3},\"common_words_query_ms\":{common_ms:.3}}}",
+        "{{\"engine\":\"memory-core TextIndex\",\"docs\":{n},\"tokens\":{tokens},\"analyze_one_thread_s\":{analyze_s:.3},\"terms\":{},\"postings\":{},\"bulk_build_s\":{build_s:.3},\"bulk_docs_per_s\":{:.0},\"one_by_one_s\":{add_s:.3},\"one_by_one_docs_per_s\":{:.0},\"query_p50_ms\":{:.3},\"query_p99_ms\":{:.3},\"common_words_query_ms\":{common_ms:.3}}}",
         ix.terms(),
         ix.postings(),
         n as f64 / build_s,

@@ -10,18 +10,30 @@
 //!    identifiers match exactly;
 //! 4. words longer than [`MAX_TERM_BYTES`] after folding are dropped (hashes, base64 blobs).
 
+use std::borrow::Cow;
+
 use rust_stemmers::{Algorithm, Stemmer};
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 use unicode_segmentation::UnicodeSegmentation;
 
+use crate::store::state::HashMap;
+
 /// Longest term kept, in bytes (a SHA-256 in hex is 64).
 pub const MAX_TERM_BYTES: usize = 64;
 
-/// Reusable analyzer: holds the stemmer and a scratch buffer (one per thread).
+/// Words whose stems an analyzer remembers (then it starts over): the Snowball stemmer costs
+/// about a microsecond a word, a lookup a tenth of that, and word frequencies are so skewed
+/// that a few thousand words cover most of any text (building the index of 100,000 texts of
+/// 20 words went from 3.9 s to well under one).
+const STEM_MEMO_WORDS: usize = 100_000;
+
+/// Reusable analyzer: holds the stemmer, its memo and a scratch buffer (one per thread).
 pub struct Analyzer {
     stemmer: Stemmer,
     buf: String,
+    /// word → its stem, `None` where the stem is the word itself.
+    stems: HashMap<Box<str>, Option<Box<str>>>,
 }
 
 impl Default for Analyzer {
@@ -32,30 +44,66 @@ impl Default for Analyzer {
 
 impl Analyzer {
     pub fn new() -> Self {
-        Analyzer { stemmer: Stemmer::create(Algorithm::English), buf: String::new() }
+        Analyzer { stemmer: Stemmer::create(Algorithm::English), buf: String::new(), stems: HashMap::default() }
+    }
+
+    /// Fold `word` into the buffer (steps 2 and 4); false when nothing is left to index.
+    fn fold(&mut self, word: &str) -> bool {
+        self.buf.clear();
+        if word.is_ascii() {
+            self.buf.push_str(word);
+            self.buf.make_ascii_lowercase();
+        } else {
+            for c in word.chars().flat_map(char::to_lowercase).nfkd() {
+                if !is_combining_mark(c) {
+                    self.buf.push(c);
+                }
+            }
+        }
+        !self.buf.is_empty() && self.buf.len() <= MAX_TERM_BYTES
+    }
+
+    /// Call `word` for every folded word of `text` (steps 1, 2 and 4: not stemmed yet; see
+    /// [`stem_word`](Self::stem_word)), in order.
+    pub fn for_each_word(&mut self, text: &str, mut word: impl FnMut(&str)) {
+        for w in text.unicode_words() {
+            if self.fold(w) {
+                word(&self.buf);
+            }
+        }
+    }
+
+    /// The term of a folded word (step 3).
+    pub fn stem_word<'a>(&self, word: &'a str) -> Cow<'a, str> {
+        if word.bytes().all(|b| b.is_ascii_lowercase()) {
+            self.stemmer.stem(word)
+        } else {
+            Cow::Borrowed(word)
+        }
     }
 
     /// Call `term` for every term of `text`, in order (repeats included).
     pub fn for_each_term(&mut self, text: &str, mut term: impl FnMut(&str)) {
         for word in text.unicode_words() {
-            self.buf.clear();
-            if word.is_ascii() {
-                self.buf.push_str(word);
-                self.buf.make_ascii_lowercase();
-            } else {
-                for c in word.chars().flat_map(char::to_lowercase).nfkd() {
-                    if !is_combining_mark(c) {
-                        self.buf.push(c);
-                    }
-                }
-            }
-            if self.buf.is_empty() || self.buf.len() > MAX_TERM_BYTES {
+            if !self.fold(word) {
                 continue;
             }
-            if self.buf.bytes().all(|b| b.is_ascii_lowercase()) {
-                term(&self.stemmer.stem(&self.buf));
-            } else {
+            if !self.buf.bytes().all(|b| b.is_ascii_lowercase()) {
                 term(&self.buf);
+                continue;
+            }
+            match self.stems.get(self.buf.as_str()) {
+                Some(Some(stem)) => term(stem),
+                Some(None) => term(&self.buf),
+                None => {
+                    let stem = self.stemmer.stem(&self.buf);
+                    let memo = (*stem != *self.buf).then(|| Box::from(&*stem));
+                    term(&stem);
+                    if self.stems.len() >= STEM_MEMO_WORDS {
+                        self.stems.clear();
+                    }
+                    self.stems.insert(Box::from(self.buf.as_str()), memo);
+                }
             }
         }
     }

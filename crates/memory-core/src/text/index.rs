@@ -20,8 +20,9 @@ pub const K1: f32 = 1.2;
 /// BM25 length normalisation (Lucene's and tantivy's default).
 pub const B: f32 = 0.75;
 
-/// Rows per parallel task of a bulk build.
-const BUILD_CHUNK: usize = 8192;
+/// Fewest rows per parallel task of a bulk build. Tasks are otherwise as large as two per
+/// core allows: each task keeps its own word maps, so more tasks repeat more of that work.
+const MIN_BUILD_CHUNK: usize = 8192;
 
 thread_local! {
     static ANALYZER: RefCell<Analyzer> = RefCell::new(Analyzer::new());
@@ -138,10 +139,15 @@ impl TextIndex {
             docs: Vec<Vec<(u32, u16)>>,
             lens: Vec<u32>,
         }
+        let chunk = docs.len().div_ceil(2 * rayon::current_num_threads()).max(MIN_BUILD_CHUNK);
         let parts: Vec<Part> = docs
-            .par_chunks(BUILD_CHUNK)
+            .par_chunks(chunk)
             .map(|chunk| {
-                let mut local: HashMap<Box<str>, u32> = HashMap::default();
+                // Folded word → local term id, then term → local term id: one lookup per
+                // word in the common case, the stemmer once per distinct word.
+                let mut by_word: HashMap<Box<str>, u32> = HashMap::default();
+                let mut by_term: HashMap<Box<str>, u32> = HashMap::default();
+                let stemmer = Analyzer::new();
                 let mut terms = Vec::new();
                 let mut out = Vec::with_capacity(chunk.len());
                 let mut lens = Vec::with_capacity(chunk.len());
@@ -149,13 +155,21 @@ impl TextIndex {
                 with_analyzer(|a| {
                     for &(_, text) in chunk {
                         ids.clear();
-                        a.for_each_term(text, |t| {
-                            let id = match local.get(t) {
+                        a.for_each_word(text, |w| {
+                            let id = match by_word.get(w) {
                                 Some(&id) => id,
                                 None => {
-                                    let id = terms.len() as u32;
-                                    terms.push(Box::from(t));
-                                    local.insert(Box::from(t), id);
+                                    let t = stemmer.stem_word(w);
+                                    let id = match by_term.get(&*t) {
+                                        Some(&id) => id,
+                                        None => {
+                                            let id = terms.len() as u32;
+                                            terms.push(Box::from(&*t));
+                                            by_term.insert(Box::from(&*t), id);
+                                            id
+                                        }
+                                    };
+                                    by_word.insert(Box::from(w), id);
                                     id
                                 }
                             };
