@@ -66,6 +66,11 @@ export declare class MemoryStore {
   searchSync(queries: Float32Array, nq: number, options: SearchOptions): Memory[][]
   /** One query; concurrent calls with equal options share one pass over memory. */
   searchBatched(query: Float32Array, options: SearchOptions): Promise<Memory[]>
+  /**
+   * Text query: BM25 over the namespace's text index on the searcher thread, same filters
+   * as `searchBatched` (`minScore` does not apply); `score` is the BM25 score.
+   */
+  searchText(query: string, options: SearchOptions): Promise<Memory[]>
   /** Highest significance first (newest first on ties), from the ordered index. */
   top(options: SearchOptions): Memory[]
   /**
@@ -294,6 +299,8 @@ export interface OpenOptions {
   compactGarbageRatio?: number
   /** …and the log holds at least this many bytes (default 1 MiB). */
   compactMinBytes?: number
+  /** Keep a full-text (BM25) index of the texts, built at open (default true). */
+  textIndex?: boolean
 }
 
 export interface PutItem {

@@ -268,6 +268,11 @@ export class MemoryStore {
     if (this.closed) return Promise.reject(closedError());
     return wrapAsync(() => this.s.searchBatched(query, options));
   }
+  /** BM25 over the namespace's text index (off the JS thread); `score` is the BM25 score. */
+  searchText(query: string, options: Addon.SearchOptions): Promise<Addon.Memory[]> {
+    if (this.closed) return Promise.reject(closedError());
+    return wrapAsync(() => this.s.searchText(query, options));
+  }
   top(options: Addon.SearchOptions): Addon.Memory[] {
     this.live();
     return wrapSync(() => this.s.top(options));

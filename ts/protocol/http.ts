@@ -84,6 +84,8 @@ export const httpErrorSchema = z
   })
   .strict();
 
+const signalScoreSchema = z.object({ rank: z.number().int(), score: z.number() }).strict();
+
 export const wireMemorySchema = z
   .object({
     id: z.string(),
@@ -96,6 +98,11 @@ export const wireMemorySchema = z
     expires_at: z.string().optional(),
     embedding: z.array(z.number()).optional(),
     score: z.number().optional(),
+    signals: z
+      .object({ vector: signalScoreSchema.optional(), text: signalScoreSchema.optional() })
+      .strict()
+      .optional()
+      .describe('With a retrieve `mode`: the rankings that scored this memory (1-based rank and that ranking\'s score: cosine, or BM25).'),
   })
   .strict();
 

@@ -130,6 +130,10 @@ export const storeBatchSchema = z.object({
 }).strict();
 export type StoreData = z.infer<typeof storeSingleSchema> | z.infer<typeof storeBatchSchema>;
 
+/** The `mode`s of `retrieve` (docs/search.md). */
+export const RETRIEVE_MODES = ['vector', 'text', 'hybrid'] as const;
+export type RetrieveMode = (typeof RETRIEVE_MODES)[number];
+
 export const retrieveSchema = z.object({
   ...base,
   count: z.number().int().min(1).max(MEMORY_LIMITS.maxCount).default(MEMORY_LIMITS.defaultCount),
@@ -143,6 +147,8 @@ export const retrieveSchema = z.object({
   until: isoSchema.optional(),
   recency_half_life_s: z.number().positive().optional(),
   include_embeddings: z.boolean().optional(),
+  /** How `query` ranks (docs/search.md): by embedding (`vector`, the default), BM25 over the texts (`text`), or both fused (`hybrid`). */
+  mode: z.enum(RETRIEVE_MODES, { errorMap: () => ({ message: `must be one of ${RETRIEVE_MODES.join(', ')}` }) }).optional(),
 }).strict();
 export type RetrieveData = z.infer<typeof retrieveSchema>;
 
@@ -212,6 +218,19 @@ export interface WireMemory {
   embedding?: Float32Array;
   /** Only for retrieve with a query. */
   score?: number;
+  /** Only for retrieve with a `mode`: which rankings scored this memory, and how. */
+  signals?: RetrieveSignals;
+}
+
+/** A memory's place in one ranking: 1-based rank and that ranking's score (cosine, or BM25). */
+export interface SignalScore {
+  rank: number;
+  score: number;
+}
+/** The rankings that scored a memory of a `retrieve` with a `mode` (docs/search.md). */
+export interface RetrieveSignals {
+  vector?: SignalScore;
+  text?: SignalScore;
 }
 
 export interface StoreResult {

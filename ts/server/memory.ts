@@ -32,6 +32,7 @@ import {
 } from '../protocol/memory.js';
 import { MemoryStore, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
 import { fittingPrefix } from './reply-budget.js';
+import { retrieveWithMode } from './retrieve-modes.js';
 import { HashEmbedder, type Embedder } from '../embedder.js';
 import { EmbeddingBatcher } from './inference-batcher.js';
 import { WsServer, type CommandHandler, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
@@ -418,7 +419,7 @@ export class MemoryServer extends ServerBase {
   private async retrieve(conn: Connection, req: Request): Promise<unknown> {
     const d = parseRequestData(retrieveSchema, req.data, req.type);
     const namespace = this.namespaceOf(conn, d.namespace);
-    if (d.query !== undefined && d.embedding !== undefined) {
+    if (d.query !== undefined && d.embedding !== undefined && d.mode !== 'hybrid') {
       throw new ProtocolError('invalid_request', 'data.embedding: give either query or embedding, not both', { field: 'data.embedding' });
     }
     let filter = d.filter;
@@ -435,6 +436,12 @@ export class MemoryServer extends ServerBase {
     if (until !== undefined) opts.untilMs = until;
     if (d.include_embeddings) opts.includeEmbeddings = true;
     const include = d.include_embeddings ?? false;
+    if (d.mode !== undefined) {
+      if (d.query !== undefined) checkTextSize(d.query, 'data.query');
+      const queryVector = async (): Promise<Float32Array | undefined> =>
+        this.vector(d.embedding, 'data.embedding') ?? (d.query === undefined ? undefined : (await this.embed([d.query])).slice(0, this.embedder.dims));
+      return retrieveWithMode(this.store, { mode: d.mode, data: d, opts, queryVector });
+    }
     let query = this.vector(d.embedding, 'data.embedding');
     if (query === undefined && d.query !== undefined) {
       checkTextSize(d.query, 'data.query');

@@ -4,6 +4,7 @@
 //! - [`search`]: SIMD similarity kernels (scalar oracle, AVX2+FMA, AVX-512, NEON) and top-k
 //! - [`filter`]: the metadata filter language of searches, lists and deletes
 //! - [`significance`]: novelty / surprise / importance scoring, and the pass that scores a put group
+//! - [`text`]: the full-text analyzer, inverted index and BM25 ranking
 //! - [`embed`]: the deterministic `hash` embedder and text windowing for `process`
 
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -14,5 +15,6 @@ pub mod filter;
 pub mod search;
 pub mod significance;
 pub mod store;
+pub mod text;
 
 pub use error::{Error, Result};

@@ -31,6 +31,7 @@ pub fn store_options(o: OpenOptions) -> napi::Result<StoreOptions> {
     };
     so.reembed = o.reembed.unwrap_or(false);
     so.group_commit = o.group_commit.unwrap_or(true);
+    so.text_index = o.text_index.unwrap_or(true);
     let mut policy = core_store::CompactPolicy::default();
     if let Some(r) = o.compact_garbage_ratio {
         if !(0.0..1.0).contains(&r) {

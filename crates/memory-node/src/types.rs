@@ -22,6 +22,8 @@ pub struct OpenOptions {
     pub compact_garbage_ratio: Option<f64>,
     /// …and the log holds at least this many bytes (default 1 MiB).
     pub compact_min_bytes: Option<f64>,
+    /// Keep a full-text (BM25) index of the texts, built at open (default true).
+    pub text_index: Option<bool>,
 }
 
 #[napi(object)]

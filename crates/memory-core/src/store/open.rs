@@ -54,6 +54,7 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         }
     }
     let mut st = State::new(opts.dims);
+    st.text_on = opts.text_index;
     let (log, vec_file) = match current {
         None => create_log(dir, opts.dims)?,
         Some((gen, path)) => reopen_log(dir, gen, &path, opts.dims, &mut st)?,
@@ -67,6 +68,7 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         fsync: opts.fsync,
         group_commit: opts.group_commit,
         compact: opts.compact,
+        text_index: opts.text_index,
         embedder: meta.embedder.clone(),
         storage_bytes: AtomicU64::new(log.len),
         state: RwLock::new(st),

@@ -34,6 +34,12 @@ pub(super) fn search(sh: &Shared, queries: &[f32], nq: usize, req: &SearchReques
     Ok(hits.into_iter().map(|h| h.into_iter().map(|x| memory_of(&st, x.row, req.include_embeddings, Some(x.score))).collect()).collect())
 }
 
+pub(super) fn search_text(sh: &Shared, query: &str, req: &SearchRequest) -> Result<Vec<Memory>> {
+    let st = sh.state.read();
+    let hits = super::textsearch::search_text(&st, query, &req.params(now_ms()))?;
+    Ok(hits.into_iter().map(|x| memory_of(&st, x.row, req.include_embeddings, Some(x.score))).collect())
+}
+
 pub(super) fn top(sh: &Shared, req: &SearchRequest, count: usize) -> Vec<Memory> {
     let st = sh.state.read();
     let rows = scan::top_by_significance(&st, &req.params(now_ms()), count);

@@ -60,11 +60,14 @@ pub struct StoreOptions {
     pub group_commit: bool,
     /// When the writer compacts the log by itself; `None` = only when asked.
     pub compact: Option<CompactPolicy>,
+    /// Keep a full-text (BM25) index of the texts, built at open (default). Without it,
+    /// text searches fail with `invalid_request`.
+    pub text_index: bool,
 }
 
 impl StoreOptions {
     pub fn new(dims: usize) -> Self {
-        StoreOptions { dims, fsync: FsyncPolicy::Always, embedder: None, reembed: false, group_commit: true, compact: Some(CompactPolicy::default()) }
+        StoreOptions { dims, fsync: FsyncPolicy::Always, embedder: None, reembed: false, group_commit: true, compact: Some(CompactPolicy::default()), text_index: true }
     }
 }
 

@@ -233,6 +233,9 @@ fn write_generation(shared: &Shared, tmp: &Path, gen: u64, rows: usize, cancel: 
     let dims = shared.dims;
     let mut file = logfile::create(tmp, Header { dims: dims as u32, gen, high_water: 0 })?;
     let mut state = State::new(dims);
+    state.text_on = shared.text_index;
+    // Texts are indexed once at the end, on every core.
+    state.defer_text_index();
     let mut buf = Vec::with_capacity(1 << 20);
     let mut r = 0;
     while r < rows {
@@ -258,6 +261,7 @@ fn write_generation(shared: &Shared, tmp: &Path, gen: u64, rows: usize, cancel: 
         buf.clear();
     }
     file.sync_data().map_err(|e| Error::io(tmp, e))?;
+    state.build_text_index();
     Ok(Prepared { file, state })
 }
 
