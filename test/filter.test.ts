@@ -107,6 +107,21 @@ describe('filter language over the memory server', () => {
     expect(texts(left.data.memories)).toEqual(['n1', 'n2', 'n3']);
   });
 
+  it('delete refuses a filter that names no field (it matches everything or nothing) unless all: true', async () => {
+    const dns = 'filter-delete-vacuous';
+    await c.request('store', { namespace: dns, items: NOTES });
+    for (const filter of [{ $and: [{}] }, { $or: [{}, { $and: [{}] }] }, { $not: { $or: [{}] } }]) {
+      const r = await c.request('delete', { namespace: dns, filter });
+      expect(r, JSON.stringify(filter)).toMatchObject({ status: 'error', code: 'invalid_request' });
+      expect(r.message).toBe('data.filter: a filter that names no field matches every memory or none; pass all: true to empty the namespace');
+    }
+    expect((await c.request('list', { namespace: dns })).data.memories).toHaveLength(NOTES.length);
+    // A field anywhere inside makes it a real filter; all: true empties the namespace.
+    expect((await c.request('delete', { namespace: dns, filter: { $and: [{}, { n: 5 }] } })).status).toBe('success');
+    expect((await c.request('delete', { namespace: dns, filter: { $and: [{}] }, all: true })).status).toBe('success');
+    expect((await c.request('list', { namespace: dns })).data.memories).toHaveLength(0);
+  });
+
   it('bad filters are invalid_request naming where, and change nothing', async () => {
     const bad: [unknown, string][] = [
       [{ $nor: [{ a: 1 }] }, 'data.filter: unknown operator $nor'],

@@ -74,3 +74,22 @@ function conditionProblem(spec: unknown, at: (string | number)[]): FilterProblem
   const unknown = keys.find((k) => !FIELD.has(k));
   return unknown === undefined ? null : { path: at, message: `unknown operator ${unknown}` };
 }
+
+/**
+ * Whether a (valid) filter names a metadata field anywhere. One that does not — `{}`,
+ * `{"$and": [{}]}`, `{"$not": {"$or": [{}]}}` — matches every memory or none, whatever they
+ * hold: delete-by-filter refuses it without `all: true`, as it refuses `{}`.
+ */
+export function namesAField(filter: unknown): boolean {
+  if (typeof filter !== 'object' || filter === null || Array.isArray(filter)) return false;
+  for (const [key, value] of Object.entries(filter)) {
+    if (key === '$and' || key === '$or') {
+      if (Array.isArray(value) && value.some((f) => namesAField(f))) return true;
+    } else if (key === '$not') {
+      if (namesAField(value)) return true;
+    } else {
+      return true;
+    }
+  }
+  return false;
+}

@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { DEFAULTS, JSON_TEXT, ProtocolError, parseRequestData, strictEnvelope, type Request } from '../protocol/index.js';
+import { namesAField } from '../protocol/filter.js';
 import {
   DEFAULT_NAMESPACE,
   IMMUTABLE_FIELDS,
@@ -541,10 +542,9 @@ export class MemoryServer extends ServerBase {
       result = await mapped(this.store.delete(namespace, d.ids));
     } else {
       const empty = d.filter === undefined || Object.keys(d.filter).length === 0;
-      if (empty && d.all !== true) {
-        throw new ProtocolError('invalid_request', 'data.filter: an empty filter deletes everything; pass all: true to empty the namespace', {
-          field: 'data.filter',
-        });
+      if (!namesAField(d.filter) && d.all !== true) {
+        const what = empty ? 'an empty filter deletes everything' : 'a filter that names no field matches every memory or none';
+        throw new ProtocolError('invalid_request', `data.filter: ${what}; pass all: true to empty the namespace`, { field: 'data.filter' });
       }
       result = await mapped(this.store.deleteWhere(namespace, empty ? undefined : JSON.stringify(d.filter)));
     }
