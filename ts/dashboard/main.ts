@@ -5,6 +5,7 @@
  */
 import uPlot from 'uplot';
 import { $, el, tid } from './dom.js';
+import { xWindow } from './time-window.js';
 import { initBrowser, onMemoryUrl } from './browser.js';
 import { CSRF_HEADER, CSRF_META, type ComponentActionReply, type ComponentStatus, type MetricKey, type StatusMessage, type StatusMetrics } from '../protocol/control.js';
 
@@ -157,19 +158,6 @@ interface Chart {
   data: [number[], number[]];
 }
 const charts: Record<string, Chart> = {};
-
-/**
- * The time axis spans the points the chart holds, ending at the newest, and at least
- * MIN_SPAN_S: uPlot's automatic range for one or two points (a zero or tiny span) spread
- * the axis over years.
- */
-const MIN_SPAN_S = 60;
-function xWindow(_u: uPlot, min: number | null, max: number | null): [number, number] {
-  const now = Date.now() / 1000;
-  const last = max ?? now;
-  const first = min ?? last;
-  return [last - Math.max(last - first, MIN_SPAN_S), last];
-}
 
 function makeChart(testid: string, color: string): Chart {
   const root = $(tid(testid));
