@@ -287,6 +287,8 @@ export interface PutItem {
   significance?: number
   embedding: Float32Array
   ttlMs?: number
+  /** Milliseconds since the epoch; default: the time of the put (cluster replicas pass the receiving instance's). */
+  timestamp?: number
 }
 
 export interface PutResult {

@@ -385,6 +385,31 @@ fn existing_id_changes_nothing() {
     assert_eq!(s.count("n"), 3);
 }
 
+/// A put may carry its timestamp (a cluster replica applies the receiving instance's): it is
+/// stored, survives a reopen, and the expiry counts from it; a negative one is refused.
+#[test]
+fn given_timestamp_is_kept_and_expiry_counts_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 8);
+    let mut a = item("n", "a", "first", unit(8, 0));
+    a.timestamp = Some(1_700_000_000_000);
+    let r = s.put_blocking(vec![a]).unwrap().remove(0);
+    assert_eq!(r.timestamp, 1_700_000_000_000);
+    // An hour of TTL counted from 2023: long expired, so not visible.
+    let mut old = item("n", "old", "expired at once", unit(8, 1));
+    old.timestamp = Some(1_700_000_000_000);
+    old.ttl_ms = Some(3_600_000);
+    s.put_blocking(vec![old]).unwrap();
+    assert!(s.get("n", "old", false).is_none());
+    let mut bad = item("n", "b", "negative", unit(8, 2));
+    bad.timestamp = Some(-5);
+    assert_err(s.put_blocking(vec![bad]), ErrorCode::InvalidRequest, "timestamp must not be negative");
+    drop(s);
+    let s = open(dir.path(), 8);
+    assert_eq!(s.get("n", "a", false).unwrap().timestamp, 1_700_000_000_000);
+    assert!(s.get("n", "b", false).is_none());
+}
+
 /// Clustered vectors with some exact duplicates (ties) and explicit significances.
 fn batch_items(seed: u64, n: usize, dims: usize) -> Vec<PutInput> {
     let mut r = rng(seed);
@@ -1689,6 +1714,7 @@ mod model {
                             significance: it.sig.map(|i| SIGS[i]),
                             vector: vec_of(it),
                             ttl_ms: None,
+                            timestamp: None,
                         })
                         .collect();
                     let outs = st.put_blocking(inputs.clone()).unwrap_or_else(|e| panic!("{when}: {e}"));

@@ -75,12 +75,16 @@ pub fn put_input(namespace: String, id: Option<String>, text: String, metadata: 
         significance: significance.map(|s| s as f32),
         vector: embedding.to_vec(),
         ttl_ms: ttl_ms.map(|t| t.max(0.0) as u64),
+        timestamp: None,
     }
 }
 
 impl From<PutItem> for core_store::PutInput {
     fn from(it: PutItem) -> Self {
-        put_input(it.namespace, it.id, it.text, it.metadata, it.significance, it.ttl_ms, &it.embedding)
+        let mut input = put_input(it.namespace, it.id, it.text, it.metadata, it.significance, it.ttl_ms, &it.embedding);
+        // NaN or negative: refused by validation (as a negative timestamp).
+        input.timestamp = it.timestamp.map(|t| if t.is_finite() && t >= 0.0 { t as i64 } else { -1 });
+        input
     }
 }
 

@@ -34,6 +34,8 @@ pub struct PutItem {
     pub significance: Option<f64>,
     pub embedding: Float32Array,
     pub ttl_ms: Option<f64>,
+    /// Milliseconds since the epoch; default: the time of the put (cluster replicas pass the receiving instance's).
+    pub timestamp: Option<f64>,
 }
 
 #[napi(object)]

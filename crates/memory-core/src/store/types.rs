@@ -115,6 +115,10 @@ pub struct PutInput {
     pub significance: Option<f32>,
     pub vector: Vec<f32>,
     pub ttl_ms: Option<u64>,
+    /// The memory's timestamp (ms since the epoch) instead of the put's clock: a cluster
+    /// replica applies a write with the time its receiving instance gave it, so every replica
+    /// stores the same timestamp and expiry.
+    pub timestamp: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
