@@ -134,6 +134,8 @@ export const retrieveSchema = z.object({
   until: isoSchema.optional(),
   recency_half_life_s: z.number().positive().optional(),
   include_embeddings: z.boolean().optional(),
+  /** Wait (bounded) until this instance has applied at least this sequence (docs/cluster.md). */
+  min_seq: z.number().int().nonnegative().optional(),
 }).strict();
 export type RetrieveData = z.infer<typeof retrieveSchema>;
 
@@ -150,6 +152,8 @@ export const getSchema = z.object({
   ...base,
   id: memoryIdSchema,
   include_embeddings: z.boolean().optional(),
+  /** As retrieve's `min_seq`. */
+  min_seq: z.number().int().nonnegative().optional(),
 }).strict();
 export type GetData = z.infer<typeof getSchema>;
 

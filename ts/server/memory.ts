@@ -42,6 +42,11 @@ import { VERSION } from '../version.js';
 import { authRequired } from './auth.js';
 import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js';
 import type { CompactionSummary } from '../protocol/control.js';
+import { LocalWritePath, type WritePath } from './write-path.js';
+import type { ClusterOptions } from '../cluster/options.js';
+
+/** How long `min_seq` waits for this instance to apply the sequence before `unavailable`. */
+export const MIN_SEQ_WAIT_MS = 5000;
 
 export type FsyncPolicy = 'always' | 'interval' | 'off';
 
@@ -67,6 +72,8 @@ export interface MemoryServerOptions extends Omit<WsServerOptions, 'commands' | 
    * store-like baseline with the same methods). The server closes it on close().
    */
   store?: MemoryStore;
+  /** Join a cluster on NATS JetStream (docs/cluster.md); NATS is loaded only with this. */
+  cluster?: ClusterOptions;
 }
 
 export { toWireMemory, f32, toProtocolError } from './memory-convert.js';
@@ -125,6 +132,9 @@ export class MemoryServer extends ServerBase {
   private readonly events: MemoryEventLog;
   private readonly reembed: boolean;
   private readonly compaction: { garbageRatio?: number; minBytes?: number } | false;
+  private readonly clusterOptions: ClusterOptions | undefined;
+  /** Where the write commands send a validated write: the local store, or the cluster's stream. */
+  private writes: WritePath;
   /** The last compaction's summary, rebuilt only when another one happened. */
   private lastCompaction: { count: number; summary: CompactionSummary | null } = { count: 0, summary: null };
   /**
@@ -135,7 +145,8 @@ export class MemoryServer extends ServerBase {
 
   constructor(options: MemoryServerOptions = {}) {
     super();
-    const { dataDir, fsync, embedder, reembed, eventLogSize, store, compaction, ...wsOptions } = options;
+    const { dataDir, fsync, embedder, reembed, eventLogSize, store, compaction, cluster, ...wsOptions } = options;
+    this.clusterOptions = cluster;
     this.compaction = compaction ?? {};
     this.dataDir = path.resolve(dataDir ?? './memory-data');
     this.fsync = fsync ?? 'always';
@@ -179,6 +190,7 @@ export class MemoryServer extends ServerBase {
       },
     });
     this.events = new MemoryEventLog(this.ws, Math.max(1, eventLogSize ?? MEMORY_LIMITS.eventLogSize));
+    this.writes = new LocalWritePath(() => this.store, this.events);
     if (store) {
       this.events.floor = store.stats().lastSeq;
       this.watchExpired(store);
@@ -224,6 +236,7 @@ export class MemoryServer extends ServerBase {
       }
       this.events.floor = this._store.stats().lastSeq;
       this.watchExpired(this._store);
+      if (this.clusterOptions) await this.joinCluster(this._store, this.clusterOptions);
     }
     return this._store;
   }
@@ -238,7 +251,10 @@ export class MemoryServer extends ServerBase {
     const next = (): void => {
       store.nextExpired().then(
         (list) => {
-          for (const e of list) this.events.publish(e.namespace, 'memory_removed', { id: e.id, namespace: e.namespace }, e.seq, 'expired');
+          // In a cluster every replica expires the memory itself (at the replicated expires_at),
+          // so the event carries the applied stream sequence, not a position of its own.
+          const cluster = this.writes.clusterStats();
+          for (const e of list) this.events.publish(e.namespace, 'memory_removed', { id: e.id, namespace: e.namespace }, cluster ? cluster.applied_seq : e.seq, 'expired');
           next();
         },
         () => undefined,
@@ -247,14 +263,30 @@ export class MemoryServer extends ServerBase {
     next();
   }
 
+  /**
+   * Becomes a cluster member: writes go through the JetStream stream, which this instance
+   * applies to its store (ts/cluster/, imported only here so a single server never loads NATS).
+   */
+  private async joinCluster(store: MemoryStore, options: ClusterOptions): Promise<void> {
+    const { joinCluster } = await import('../cluster/index.js');
+    try {
+      this.writes = await joinCluster({ store, events: this.events, logger: this.ws.logger, dataDir: this.dataDir, embedder: this.embedder, options, fsyncAlways: this.fsync === 'always' });
+    } catch (err) {
+      this._store = null;
+      store.close();
+      throw err;
+    }
+  }
+
   /** Compacts the store now (or joins the compaction running): deleted and expired memories leave the disk. */
   async compact(): Promise<CompactionSummary> {
     return compactionSummary(await mapped(this.store.compact()));
   }
 
   /** After the graceful shutdown (in-flight replies finished, store flushed, clients closed with 1001): closes the store. */
-  protected release(): void {
+  protected async release(): Promise<void> {
     this.batcher?.close();
+    await this.writes.close().catch((err: unknown) => this.ws.logger.error({ err }, 'leaving the cluster failed'));
     if (this._store) {
       try {
         this._store.close();
@@ -347,31 +379,17 @@ export class MemoryServer extends ServerBase {
         });
       }
       if (before) await before;
-      pending = store.put(puts);
+      pending = this.writes.put({ namespace, puts, metas });
     } finally {
       handedOver();
       if (this.putTurns.get(conn) === turn) this.putTurns.delete(conn);
     }
+    // The write path publishes the `memory_added` events once the puts are applied.
     const results = await mapped(pending);
     const out: StoreResult[] = new Array(results.length);
     for (let i = 0; i < results.length; i++) {
       const r = results[i]!;
-      const timestamp = isoOf(r.timestamp);
-      out[i] = { id: r.id, significance: f32(r.significance), timestamp, associations: r.associations, existing: r.existing };
-      if (!r.existing) {
-        const it = items[i]!;
-        const memory: WireMemory = {
-          id: r.id,
-          namespace,
-          text: it.text,
-          metadata: metas[i]!,
-          significance: f32(r.significance),
-          timestamp,
-          associations: r.associations,
-        };
-        if (it.ttl_s !== undefined) memory.expires_at = isoOf(r.timestamp + it.ttl_s * 1000);
-        this.events.publish(namespace, 'memory_added', memory, r.seq);
-      }
+      out[i] = { id: r.id, significance: f32(r.significance), timestamp: isoOf(r.timestamp), associations: r.associations, existing: r.existing };
     }
     // namespace_total is exact for pipelined stores sharing a group commit: the count right
     // after this store (a batch: after its last item) took effect. total_memories is global,
@@ -397,6 +415,7 @@ export class MemoryServer extends ServerBase {
   private async retrieve(conn: Connection, req: Request): Promise<unknown> {
     const d = parseRequestData(retrieveSchema, req.data, req.type);
     const namespace = this.namespaceOf(conn, d.namespace);
+    if (d.min_seq !== undefined) await this.writes.waitApplied(d.min_seq, MIN_SEQ_WAIT_MS);
     if (d.query !== undefined && d.embedding !== undefined) {
       throw new ProtocolError('invalid_request', 'data.embedding: give either query or embedding, not both', { field: 'data.embedding' });
     }
@@ -465,6 +484,11 @@ export class MemoryServer extends ServerBase {
   private get(conn: Connection, req: Request): unknown {
     const d = parseRequestData(getSchema, req.data, req.type);
     const namespace = this.namespaceOf(conn, d.namespace);
+    if (d.min_seq !== undefined) return this.writes.waitApplied(d.min_seq, MIN_SEQ_WAIT_MS).then(() => this.getNow(namespace, d));
+    return this.getNow(namespace, d);
+  }
+
+  private getNow(namespace: string, d: { id: string; include_embeddings?: boolean | undefined }): unknown {
     const m = this.store.get(namespace, d.id, d.include_embeddings ?? false);
     if (!m) throw new ProtocolError('not_found', `Memory not found: ${d.id}`, { id: d.id, namespace });
     return toWireMemory(m, d.include_embeddings ?? false);
@@ -488,10 +512,8 @@ export class MemoryServer extends ServerBase {
     if (!this.store.get(namespace, d.id, false)) {
       throw new ProtocolError('not_found', `Memory not found: ${d.id}`, { id: d.id, namespace });
     }
-    const m = await mapped(this.store.update(namespace, d.id, metadata, d.significance));
-    const wire = toWireMemory(m);
-    this.events.publish(namespace, 'memory_updated', wire, m.seq);
-    return wire;
+    const m = await this.writes.update(namespace, d.id, metadata, d.significance);
+    return toWireMemory(m);
   }
 
   private async delete_(conn: Connection, req: Request): Promise<unknown> {
@@ -506,10 +528,10 @@ export class MemoryServer extends ServerBase {
     }
     let result;
     if (d.id !== undefined) {
-      result = await mapped(this.store.delete(namespace, [d.id]));
+      result = await this.writes.delete(namespace, [d.id]);
       if (result.deleted.length === 0) throw new ProtocolError('not_found', `Memory not found: ${d.id}`, { id: d.id, namespace });
     } else if (d.ids !== undefined) {
-      result = await mapped(this.store.delete(namespace, d.ids));
+      result = await this.writes.delete(namespace, d.ids);
     } else {
       const empty = d.filter === undefined || Object.keys(d.filter).length === 0;
       if (empty && d.all !== true) {
@@ -517,9 +539,8 @@ export class MemoryServer extends ServerBase {
           field: 'data.filter',
         });
       }
-      result = await mapped(this.store.deleteWhere(namespace, empty ? undefined : JSON.stringify(d.filter)));
+      result = await this.writes.deleteWhere(namespace, empty ? undefined : JSON.stringify(d.filter));
     }
-    for (const x of result.deleted) this.events.publish(namespace, 'memory_removed', { id: x.id, namespace }, x.seq, 'deleted');
     return { deleted: result.deleted.length, not_found: result.notFound };
   }
 
@@ -551,7 +572,7 @@ export class MemoryServer extends ServerBase {
     // Subscribing after the replay, in the same tick: no event can fall between the two.
     for (const name of events) conn.subscribe(topicOf(namespace, name));
     const subscribed = MEMORY_EVENTS.filter((n) => conn.isSubscribed(topicOf(namespace, n)));
-    const reply: Record<string, unknown> = { events: subscribed, seq: this.store.stats().lastSeq, namespace };
+    const reply: Record<string, unknown> = { events: subscribed, seq: this.writes.lastSeq(), namespace };
     if (d.since_seq !== undefined) {
       reply.replayed = replayed;
       reply.gap = gap;
@@ -565,7 +586,7 @@ export class MemoryServer extends ServerBase {
     const events = d.events && d.events.length > 0 ? d.events : [...MEMORY_EVENTS];
     for (const name of events) conn.unsubscribe(topicOf(namespace, name));
     const remaining = MEMORY_EVENTS.filter((n) => conn.isSubscribed(topicOf(namespace, n)));
-    return { events: remaining, seq: this.store.stats().lastSeq, namespace };
+    return { events: remaining, seq: this.writes.lastSeq(), namespace };
   }
 
   private stats(conn: Connection, req: Request): unknown {
@@ -620,8 +641,11 @@ export class MemoryServer extends ServerBase {
       garbage_bytes: st.garbageBytes,
       last_compaction: this.lastCompaction.summary,
     };
+    const cluster = this.writes.clusterStats();
+    if (cluster !== undefined) Object.assign(reply, { cluster });
     if (namespace === undefined) {
-      reply[JSON_TEXT] = statsJson;
+      // The pre-built text holds the single server's keys only.
+      if (cluster === undefined) reply[JSON_TEXT] = statsJson;
       return reply;
     }
     const totals: MemoryStatsCounts = { total_memories: st.totalMemories, memory_count: st.totalMemories, namespaces: st.namespaces };

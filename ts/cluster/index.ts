@@ -1,0 +1,347 @@
+/**
+ * Cluster mode on NATS JetStream (docs/cluster.md), loaded by dynamic import only when the
+ * memory server is given `cluster` options.
+ *
+ * The JetStream stream is the write log. A write is validated and embedded by the instance
+ * that received it (memory.ts, unchanged), published to the stream with a message id for
+ * de-duplication, and answered once JetStream acknowledged it (on a quorum of a replicated
+ * stream) and this instance applied it. Every instance applies the whole stream, in order,
+ * to its own store (applier.ts) and serves reads from it.
+ */
+import { randomBytes, createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import type { Logger } from 'pino';
+import { connect, credsAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type ConsumerMessages } from '@nats-io/jetstream';
+import type { Embedder } from '../embedder.js';
+import type { DeleteResult, MemoryStore, NativeMemory, PutResult } from '../native.js';
+import { ProtocolError } from '../protocol/index.js';
+import type { MemoryEventLog } from '../server/memory-events.js';
+import { waitUntilApplied, type ClusterStats, type PutRequest, type WritePath } from '../server/write-path.js';
+import { Applier } from './applier.js';
+import { Checkpoint } from './checkpoint.js';
+import { encodeWrite, putItemMessage, type WriteMessage } from './messages.js';
+import { clusterNames, type ClusterOptions } from './options.js';
+
+export type { ClusterOptions } from './options.js';
+
+export interface JoinOptions {
+  store: MemoryStore;
+  events: MemoryEventLog;
+  logger: Logger;
+  dataDir: string;
+  embedder: Embedder;
+  options: ClusterOptions;
+  /** Whether the store fsyncs every write (then the checkpoint is fsynced too). */
+  fsyncAlways?: boolean;
+}
+
+/** How long a writer waits for its own instance to apply its acknowledged write. */
+const APPLY_WAIT_FACTOR = 6;
+
+export function natsConnectionOptions(o: ClusterOptions, nodeId: string): ConnectionOptions {
+  const opts: ConnectionOptions = {
+    servers: o.servers,
+    name: `memory-server ${nodeId}`,
+    // Keep trying: the instance serves reads meanwhile, and writes fail with `unavailable`.
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    pingInterval: 5000,
+  };
+  if (o.user !== undefined) opts.user = o.user;
+  if (o.pass !== undefined) opts.pass = o.pass;
+  if (o.token !== undefined) opts.token = o.token;
+  if (o.credsFile !== undefined) {
+    const file = o.credsFile;
+    opts.authenticator = credsAuthenticator(() => readFileSync(file));
+  }
+  if (o.tlsCa !== undefined || o.tlsCert !== undefined) {
+    opts.tls = {
+      ...(o.tlsCa !== undefined ? { caFile: o.tlsCa } : {}),
+      ...(o.tlsCert !== undefined ? { certFile: o.tlsCert } : {}),
+      ...(o.tlsKey !== undefined ? { keyFile: o.tlsKey } : {}),
+    };
+  }
+  return opts;
+}
+
+export const defaultNodeId = (): string => `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+
+/** Connects, makes sure the stream exists, starts applying it, and returns the write path. */
+export async function joinCluster(j: JoinOptions): Promise<ClusterWritePath> {
+  const o = j.options;
+  if (o.servers.length === 0) throw new Error('cluster: no NATS server URL given');
+  const nodeId = o.nodeId ?? defaultNodeId();
+  const names = clusterNames(o.name);
+  let nc: NatsConnection;
+  try {
+    nc = await connect(natsConnectionOptions(o, nodeId));
+  } catch (err) {
+    throw new Error(`cluster: cannot connect to NATS at ${o.servers.join(', ')}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    const jsm = await jetstreamManager(nc, { timeout: o.publishTimeoutMs ?? 5000 });
+    const replicas = o.replicas ?? (o.servers.length >= 3 ? 3 : 1);
+    const info = await retrying(() => ensureStream(jsm, names.stream, names.subject, replicas), STARTUP_RETRY_MS, j.logger);
+    const checkpoint = new Checkpoint(j.dataDir, j.fsyncAlways ?? true);
+    const streamId = { stream: names.stream, created: info.created };
+    const saved = checkpoint.read();
+    let from = 0;
+    if (saved && saved.stream === streamId.stream && saved.created === streamId.created) {
+      from = saved.applied_seq;
+    } else if (j.store.counters().totalMemories > 0) {
+      throw new Error(
+        `cluster: the data directory ${j.dataDir} holds memories that are not in the cluster's write log (stream ${names.stream}); ` +
+          'start a cluster member on an empty data directory (import existing memories through a member)',
+      );
+    }
+    if (info.firstSeq > from + 1) {
+      throw new Error(`cluster: the stream starts at sequence ${info.firstSeq} but this instance has applied only ${from}; it needs a snapshot to catch up`);
+    }
+    j.events.floor = from;
+    const applier = new Applier(j.store, j.events, checkpoint, streamId, nodeId, j.logger, from);
+    const path = new ClusterWritePath(nc, jetstream(nc), jsm, applier, names, nodeId, o, j.logger);
+    await path.start(info.lastSeq);
+    j.logger.info({ node_id: nodeId, stream: names.stream, replicas: info.replicas, applied_seq: from, stream_seq: info.lastSeq }, 'joined the cluster');
+    return path;
+  } catch (err) {
+    await nc.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** How long joining keeps retrying while JetStream is not ready (a NATS cluster still electing its leader). */
+const STARTUP_RETRY_MS = 30_000;
+
+async function retrying<T>(f: () => Promise<T>, forMs: number, logger: Logger): Promise<T> {
+  const end = Date.now() + forMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await f();
+    } catch (err) {
+      if (Date.now() >= end) throw err;
+      if (attempt === 1) logger.info({ err: (err as Error).message }, 'cluster: JetStream not ready yet; retrying');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+interface StreamFacts {
+  created: string;
+  firstSeq: number;
+  lastSeq: number;
+  replicas: number;
+}
+
+/** The stream as it is, creating it when missing (whichever instance comes first). */
+async function ensureStream(jsm: JetStreamManager, name: string, subject: string, replicas: number): Promise<StreamFacts> {
+  let si;
+  try {
+    si = await jsm.streams.info(name);
+  } catch (err) {
+    if (!/not found/i.test((err as Error).message)) throw err;
+    try {
+      si = await jsm.streams.add({
+        name,
+        subjects: [subject],
+        num_replicas: replicas,
+        // The log is kept whole: every write since the cluster began (docs/cluster.md "Retention").
+        max_msgs: -1,
+        max_bytes: -1,
+        max_age: 0,
+        duplicate_window: 120 * 1e9,
+      });
+    } catch (e) {
+      // Another instance created it at the same moment.
+      if (!/already in use|exists/i.test((e as Error).message)) throw e;
+      si = await jsm.streams.info(name);
+    }
+  }
+  return { created: si.created, firstSeq: si.state.first_seq, lastSeq: si.state.last_seq, replicas: si.config.num_replicas };
+}
+
+/** Publishes writes to the stream and waits until this instance applied them. */
+export class ClusterWritePath implements WritePath {
+  private counter = 0;
+  private readonly tokenPrefix = randomBytes(6).toString('hex');
+  private streamSeq = 0;
+  private messages: ConsumerMessages | null = null;
+  private consuming: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private readonly publishTimeoutMs: number;
+
+  constructor(
+    readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    readonly jsm: JetStreamManager,
+    readonly applier: Applier,
+    readonly names: ReturnType<typeof clusterNames>,
+    readonly nodeId: string,
+    readonly options: ClusterOptions,
+    private readonly logger: Logger,
+  ) {
+    this.publishTimeoutMs = options.publishTimeoutMs ?? 5000;
+  }
+
+  /** Starts the ordered consumer from the applied sequence, and the stream-sequence poll. */
+  async start(streamSeq: number): Promise<void> {
+    this.streamSeq = streamSeq;
+    const from = this.applier.applied;
+    const consumer = await this.js.consumers.get(
+      this.names.stream,
+      from === 0 ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from + 1 },
+    );
+    const messages = await consumer.consume({ max_messages: 1024 });
+    this.messages = messages;
+    this.consuming = (async () => {
+      for await (const m of messages) {
+        const top = m.seq + m.info.pending;
+        if (top > this.streamSeq) this.streamSeq = top;
+        await this.applier.push({ seq: m.seq, data: m.data });
+      }
+    })().catch((err: unknown) => {
+      if (!this.closed) this.logger.error({ err }, 'cluster: the write log consumer stopped');
+    });
+    // The stream's last sequence, for `lag` while nothing arrives (bounded request, unref'd timer).
+    this.timer = setInterval(() => {
+      this.jsm.streams
+        .info(this.names.stream)
+        .then((si) => {
+          if (si.state.last_seq > this.streamSeq) this.streamSeq = si.state.last_seq;
+        })
+        .catch(() => undefined);
+    }, 1000);
+    this.timer.unref();
+  }
+
+  private nextToken(): string {
+    return `${this.tokenPrefix}-${++this.counter}`;
+  }
+
+  /**
+   * Publishes a write and resolves with this instance's result of applying it. Fails with
+   * `unavailable` when JetStream does not acknowledge in time (no quorum, NATS down): then the
+   * write may or may not be in the log — a retry with the same memory id is safe.
+   */
+  private async replicate<T>(msg: WriteMessage, msgID: string): Promise<T | { duplicateOf: number }> {
+    if (this.closed) throw new ProtocolError('unavailable', 'Server is shutting down');
+    const applied = this.applier.expect(msg.token);
+    // Not left unhandled when the publish fails first.
+    applied.catch(() => undefined);
+    let ack;
+    try {
+      ack = await this.js.publish(this.names.subject, encodeWrite(msg), { msgID, timeout: this.publishTimeoutMs, retries: 1 });
+    } catch (err) {
+      this.applier.forget(msg.token);
+      throw new ProtocolError('unavailable', `Cluster write log unavailable: ${(err as Error).message}`, { reason: 'cluster_unavailable' });
+    }
+    if (ack.seq > this.streamSeq) this.streamSeq = ack.seq;
+    if (ack.duplicate) {
+      this.applier.forget(msg.token);
+      await this.waitApplied(ack.seq, this.publishTimeoutMs * APPLY_WAIT_FACTOR);
+      return { duplicateOf: ack.seq };
+    }
+    const timeout = this.publishTimeoutMs * APPLY_WAIT_FACTOR;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.applier.forget(msg.token);
+        reject(
+          new ProtocolError('unavailable', `Write ${ack.seq} is in the cluster's log but not yet applied here`, {
+            reason: 'apply_timeout',
+            seq: ack.seq,
+            applied_seq: this.applier.applied,
+          }),
+        );
+      }, timeout);
+    });
+    try {
+      return (await Promise.race([applied, late])) as T;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  put(req: PutRequest): Promise<PutResult[]> {
+    const ts = Date.now();
+    const token = this.nextToken();
+    const clientIds = req.puts.every((p) => p.id !== undefined);
+    const items = req.puts.map((p) => putItemMessage({ ...p, id: p.id ?? randomId() }, ts));
+    // A client's ids make a retry (after a failover, say) the same message: JetStream drops it
+    // within its duplicate window, and the store's existing-id rule covers it after that.
+    const msgID = clientIds ? `put:${digest([req.namespace, ...items.map((i) => i.id)])}` : `${this.nodeId}:${token}`;
+    const msg: WriteMessage = { op: 'put', ns: req.namespace, items, origin: this.nodeId, token };
+    return this.replicate<PutResult[]>(msg, msgID).then((r) => {
+      if (!('duplicateOf' in r)) return r;
+      // Already in the log: answer with what is stored, as for any existing memory.
+      return items.map((it) => {
+        const m = this.applier.storedMemory(req.namespace, it.id);
+        return { id: it.id, seq: m?.seq ?? 0, significance: m?.significance ?? 0, timestamp: m?.timestamp ?? ts, associations: m?.associations ?? [], existing: true, namespaceTotal: -1 };
+      });
+    });
+  }
+
+  async update(namespace: string, id: string, metadata: string | undefined, significance: number | undefined): Promise<NativeMemory> {
+    const token = this.nextToken();
+    const msg: WriteMessage = { op: 'update', ns: namespace, id, origin: this.nodeId, token };
+    if (metadata !== undefined) msg.meta = metadata;
+    if (significance !== undefined) msg.sig = significance;
+    return this.single<NativeMemory>(msg);
+  }
+
+  delete(namespace: string, ids: string[]): Promise<DeleteResult> {
+    const token = this.nextToken();
+    return this.single<DeleteResult>({ op: 'delete', ns: namespace, ids, origin: this.nodeId, token });
+  }
+
+  deleteWhere(namespace: string, filter: string | undefined): Promise<DeleteResult> {
+    const token = this.nextToken();
+    const msg: WriteMessage = { op: 'delete_where', ns: namespace, origin: this.nodeId, token };
+    if (filter !== undefined) msg.filter = filter;
+    return this.single<DeleteResult>(msg);
+  }
+
+  /** A write that is not de-duplicated (repeating an update or a delete is harmless). */
+  private async single<T>(msg: WriteMessage): Promise<T> {
+    const r = await this.replicate<T>(msg, `${this.nodeId}:${msg.token}`);
+    if (r !== null && typeof r === 'object' && 'duplicateOf' in r) throw new ProtocolError('internal', 'cluster: a unique write was reported as a duplicate');
+    return r as T;
+  }
+
+  lastSeq(): number {
+    return this.applier.applied;
+  }
+
+  waitApplied(seq: number, timeoutMs: number): Promise<void> {
+    return waitUntilApplied(() => this.applier.applied, seq, timeoutMs);
+  }
+
+  clusterStats(): ClusterStats {
+    const applied = this.applier.applied;
+    const streamSeq = Math.max(this.streamSeq, applied);
+    return { node_id: this.nodeId, applied_seq: applied, stream_seq: streamSeq, lag: streamSeq - applied };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.messages?.stop();
+    await this.consuming;
+    await this.applier.close();
+    await this.nc.close().catch(() => undefined);
+  }
+}
+
+function digest(parts: string[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p).update('\u0000');
+  return h.digest('base64url');
+}
+
+/** A memory id for a store without one (the same on every replica: it travels in the message). */
+function randomId(): string {
+  return randomBytes(12).toString('hex');
+}
