@@ -20,10 +20,10 @@ import { connect, type TestClient } from './helpers/ws-client.js';
 
 const PUBLISH_TIMEOUT = ['--cluster-publish-timeout-ms', '2000'];
 const NS = 'ha';
+const PER_WRITER = 500;
 
 /** Writes `count` stores with ids `<prefix>-<i>`, `parallel` at a time, retrying a failed one (same id) until acknowledged or the deadline. */
-async function writer(client: MemoryClient, prefix: string, count: number, parallel: number, deadline: number): Promise<{ acked: Set<string>; failures: number }> {
-  const acked = new Set<string>();
+async function writer(client: MemoryClient, prefix: string, count: number, parallel: number, deadline: number, acked: Set<string>): Promise<{ acked: Set<string>; failures: number }> {
   let failures = 0;
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -117,25 +117,30 @@ describe.skipIf(!NATS_SERVER)('cluster: three nats-servers (R3), three instances
         }),
     );
     const deadline = Date.now() + 90_000;
-    const writing = clients.map((c, k) => writer(c, `w${k}`, 150, 4, deadline));
-    await sleep(800);
+    const progress = [new Set<string>(), new Set<string>(), new Set<string>()];
+    const done = (): number => progress.reduce((n, s) => n + s.size, 0);
+    const writing = clients.map((c, k) => writer(c, `w${k}`, PER_WRITER, 4, deadline, progress[k]!));
+    // The kills happen while the writes are under way (checked: not all acknowledged yet).
+    await until(() => done() >= 150, 30_000, '150 writes');
     await nats.kill(1);
-    await sleep(700);
+    await until(() => done() >= 400, 30_000, '400 writes');
     const c = instances[2]!;
     await killInstance(c);
-    await sleep(1500);
+    const atKill = done();
+    expect(atKill).toBeLessThan(3 * PER_WRITER);
+    await sleep(1000);
     await nats.restart(1);
     instances[2] = await startInstance({ natsUrls: nats.urls, dataDir: c.dataDir, nodeId: 'c', extra: PUBLISH_TIMEOUT });
     const results = await Promise.all(writing);
     for (const cl of clients) await cl.close();
     const acked = new Set(results.flatMap((r) => [...r.acked]));
-    expect(acked.size).toBe(450);
+    expect(acked.size).toBe(3 * PER_WRITER);
     await converged(instances, 60_000);
     const ds = await digests(instances);
     for (const d of ds) {
       expect(d.digest).toBe(ds[0]!.digest);
       // Every acknowledged write is there, once (ids are unique per namespace; nothing else was written).
-      expect(d.count).toBe(450);
+      expect(d.count).toBe(3 * PER_WRITER);
       expect(new Set(d.ids)).toEqual(acked);
     }
   }, 180_000);
@@ -166,7 +171,7 @@ describe.skipIf(!NATS_SERVER)('cluster: three nats-servers (R3), three instances
     const ds = await digests(instances);
     for (const d of ds) {
       expect(d.digest).toBe(ds[0]!.digest);
-      expect(d.count).toBe(453);
+      expect(d.count).toBe(3 * PER_WRITER + 3);
     }
   }, 180_000);
 });

@@ -81,7 +81,7 @@ export async function joinCluster(j: JoinOptions): Promise<ClusterWritePath> {
     throw new Error(`cluster: cannot connect to NATS at ${o.servers.join(', ')}: ${(err as Error).message}`, { cause: err });
   }
   try {
-    const jsm = await jetstreamManager(nc, { timeout: o.publishTimeoutMs ?? 5000 });
+    const jsm = await retrying(() => jetstreamManager(nc, { timeout: o.publishTimeoutMs ?? 5000 }), STARTUP_RETRY_MS, j.logger);
     const replicas = o.replicas ?? (o.servers.length >= 3 ? 3 : 1);
     const info = await retrying(() => ensureStream(jsm, names.stream, names.subject, replicas), STARTUP_RETRY_MS, j.logger);
     const checkpoint = new Checkpoint(j.dataDir, j.fsyncAlways ?? true);
@@ -102,7 +102,7 @@ export async function joinCluster(j: JoinOptions): Promise<ClusterWritePath> {
     j.events.floor = from;
     const applier = new Applier(j.store, j.events, checkpoint, streamId, nodeId, j.logger, from);
     const path = new ClusterWritePath(nc, jetstream(nc), jsm, applier, names, nodeId, o, j.logger);
-    await path.start(info.lastSeq);
+    await retrying(() => path.start(info.lastSeq), STARTUP_RETRY_MS, j.logger);
     j.logger.info({ node_id: nodeId, stream: names.stream, replicas: info.replicas, applied_seq: from, stream_seq: info.lastSeq }, 'joined the cluster');
     return path;
   } catch (err) {
@@ -193,7 +193,10 @@ export class ClusterWritePath implements WritePath {
       this.names.stream,
       from === 0 ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from + 1 },
     );
-    const messages = await consumer.consume({ max_messages: 1024 });
+    // Short pull requests: the ordered consumer notices a lost server consumer (its NATS
+    // server died) after two missed heartbeats of half this, and recreates it from the last
+    // sequence it delivered — seconds, not the default minute.
+    const messages = await consumer.consume({ max_messages: 1024, expires: 2000 });
     this.messages = messages;
     this.consuming = (async () => {
       for await (const m of messages) {
