@@ -174,4 +174,31 @@ describe.skipIf(!NATS_SERVER)('cluster: three nats-servers (R3), three instances
       expect(d.count).toBe(3 * PER_WRITER + 3);
     }
   }, 180_000);
+
+  it('subscribe through A, A killed, the client fails over to B with since_seq: no event missed, none duplicated', async () => {
+    const [a, b] = [instances[0]!, instances[1]!];
+    const sub = new MemoryClient({ urls: [a.url, b.url], WebSocket, reconnect: { initialDelayMs: 50, maxDelayMs: 200, maxAttempts: 100 } });
+    const seen: Array<{ id: string; seq: number }> = [];
+    sub.on('memory_added', (e) => seen.push({ id: e.memory.id, seq: e.seq }));
+    const opened: string[] = [];
+    sub.on('open', (info) => opened.push(info.url));
+    await sub.subscribe(['memory_added'], undefined, { namespace: 'events' });
+    const w = await connect(b.url);
+    const ids: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      if (i === 60) await killInstance(a);
+      const r = await w.request('store', { namespace: 'events', id: `e-${i}`, text: `event ${i}` });
+      expect(r.status).toBe('success');
+      ids.push(r.data.id);
+    }
+    await until(() => seen.length >= 200, 20_000, 'every event');
+    await sleep(300);
+    expect(opened).toEqual([a.url, b.url]);
+    expect(seen.map((e) => e.id)).toEqual(ids);
+    const seqs = seen.map((e) => e.seq);
+    expect(new Set(seqs).size).toBe(200);
+    expect([...seqs].sort((x, y) => x - y)).toEqual(seqs);
+    w.close();
+    await sub.close();
+  }, 60_000);
 });
