@@ -122,6 +122,14 @@ describe.skipIf(!NATS_SERVER)('cluster: one nats-server, R1 stream', () => {
     expect(sub.data.seq).toBeLessThan(seqs[0]);
   });
 
+  it('a write larger than the NATS max_payload is refused with payload_too_large, storing nothing', async () => {
+    const items = Array.from({ length: 1000 }, (_, i) => ({ text: `${'long text '.repeat(150)} ${i}`, id: `big-${i}` }));
+    const r = await ca.request('store', { namespace: 'big', items });
+    expect(r).toMatchObject({ status: 'error', code: 'payload_too_large', data: { field: 'data.items', limit: 1024 * 1024 } });
+    expect(r.message).toMatch(/max_payload/);
+    expect((await ca.request('namespaces')).data.namespaces.find((n: { name: string }) => n.name === 'big')).toBeUndefined();
+  });
+
   it('min_seq beyond what exists waits (bounded) and fails with unavailable, changing nothing', async () => {
     const applied = (await ca.request('stats')).data.cluster.applied_seq;
     const t0 = Date.now();

@@ -230,12 +230,23 @@ export class ClusterWritePath implements WritePath {
    */
   private async replicate<T>(msg: WriteMessage, msgID: string): Promise<T | { duplicateOf: number }> {
     if (this.closed) throw new ProtocolError('unavailable', 'Server is shutting down');
+    const data = encodeWrite(msg);
+    // One write is one message, so that it is applied all-or-nothing at one stream position:
+    // it must fit the NATS servers' max_payload (1 MiB unless configured).
+    const limit = this.nc.info?.max_payload;
+    if (limit !== undefined && data.length > limit) {
+      throw new ProtocolError(
+        'payload_too_large',
+        `data: this write is ${data.length} bytes as a cluster message, over the NATS servers' max_payload of ${limit} bytes (store fewer items per batch, or raise max_payload in the nats-server configuration)`,
+        { field: msg.op === 'put' ? 'data.items' : 'data', limit },
+      );
+    }
     const applied = this.applier.expect(msg.token);
     // Not left unhandled when the publish fails first.
     applied.catch(() => undefined);
     let ack;
     try {
-      ack = await this.js.publish(this.names.subject, encodeWrite(msg), { msgID, timeout: this.publishTimeoutMs, retries: 1 });
+      ack = await this.js.publish(this.names.subject, data, { msgID, timeout: this.publishTimeoutMs, retries: 1 });
     } catch (err) {
       this.applier.forget(msg.token);
       throw new ProtocolError('unavailable', `Cluster write log unavailable: ${(err as Error).message}`, { reason: 'cluster_unavailable' });
