@@ -12,6 +12,8 @@ import { root } from './build-dist.js';
 
 export const NATS_SERVER = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'].find((p) => existsSync(p)) ?? (spawnSync('which', ['nats-server']).stdout?.toString().trim() || null);
 
+if (!NATS_SERVER) console.warn('nats-server is not installed: the cluster tests are skipped (apt-get install -y nats-server)');
+
 const bin = path.join(root, 'dist/cli/main.js');
 
 /** A free TCP port on 127.0.0.1 (asked of the OS, then released). */
