@@ -17,8 +17,11 @@ import { ensureBuilt } from './helpers/build-dist.js';
 import { NATS_SERVER, killInstance, sleep, startInstance, startNats, stopAll, until, type Instance, type NatsCluster } from './helpers/cluster.js';
 import { contentDigest } from './helpers/cluster-content.js';
 import { connect, type TestClient } from './helpers/ws-client.js';
+import { connect as natsConnect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { Objm } from '@nats-io/obj';
 
-const PUBLISH_TIMEOUT = ['--cluster-publish-timeout-ms', '2000'];
+const PUBLISH_TIMEOUT = ['--cluster-publish-timeout-ms', '2000', '--cluster-snapshot-interval-s', '1'];
 const NS = 'ha';
 const PER_WRITER = 500;
 
@@ -201,4 +204,59 @@ describe.skipIf(!NATS_SERVER)('cluster: three nats-servers (R3), three instances
     w.close();
     await sub.close();
   }, 60_000);
+
+  it('a fourth instance joins late from a snapshot (the stream before it purged) and converges; members are listed', async () => {
+    const live = [instances[1]!, instances[2]!];
+    const top = await converged(live, 30_000);
+    // The snapshot writer (lease holder) writes one once the stream moved: wait for one at the top.
+    const nc = await natsConnect({ servers: nats.urls });
+    try {
+      const os = await new Objm(nc).open('memory_memory_snapshots');
+      const snapSeq = await until(async () => {
+        const info = await os.info('latest');
+        const seq = Number(info?.metadata?.seq ?? 0);
+        return seq >= top ? seq : 0;
+      }, 30_000, 'a snapshot at the top of the stream', 200);
+      // Without the snapshot, the first writes are gone: joining needs it.
+      await (await jetstreamManager(nc)).streams.purge('MEMORY_memory', { seq: snapSeq + 1 });
+    } finally {
+      await nc.close();
+    }
+    const d = await startInstance({ natsUrls: nats.urls, dataDir: dataDir(), nodeId: 'd', extra: PUBLISH_TIMEOUT });
+    instances.push(d);
+    const c = await connect(live[0]!.url);
+    expect((await c.request('store', { namespace: NS, id: 'after-join', text: 'written after the late join' })).status).toBe('success');
+    c.close();
+    await converged([...live, d], 60_000);
+    const ds = await digests([...live, d]);
+    {
+      const c1 = await connect(live[0]!.url);
+      const c2 = await connect(d.url);
+      const m1 = (await contentDigest(c1, [NS])).memories;
+      const m2 = (await contentDigest(c2, [NS])).memories;
+      let shown = 0;
+      for (let i = 0; i < m1.length && shown < 3; i++) {
+        const x = { ...m1[i], embedding: undefined };
+        const y = { ...m2[i], embedding: undefined };
+        if (JSON.stringify(x) !== JSON.stringify(y) || JSON.stringify(m1[i]!.embedding) !== JSON.stringify(m2[i]!.embedding)) {
+          shown++;
+          console.log('DIFF', JSON.stringify(x), JSON.stringify(y), JSON.stringify(m1[i]!.embedding) === JSON.stringify(m2[i]!.embedding));
+        }
+      }
+      c1.close();
+      c2.close();
+    }
+    for (const x of ds) {
+      expect(x.digest).toBe(ds[0]!.digest);
+      expect(x.count).toBe(3 * PER_WRITER + 3 + 1);
+    }
+    const cd = await connect(d.url);
+    const members = await until(async () => {
+      const m = (await cd.request('stats')).data.cluster.members as Array<{ node_id: string; url: string }>;
+      return m.length === 3 ? m : null;
+    }, 15_000, 'three live members', 200);
+    cd.close();
+    expect(members.map((m) => m.node_id)).toEqual(['b', 'c', 'd']);
+    expect(members.find((m) => m.node_id === 'd')!.url).toBe(d.url);
+  }, 120_000);
 });

@@ -78,6 +78,7 @@ export const OPTIONS: OptionDef[] = [
   { key: 'nodeId', flag: 'node-id', kind: 'string', description: 'cluster: this instance\'s id', defaultText: '<hostname>-<pid>-<random>' },
   { key: 'clusterReplicas', flag: 'cluster-replicas', kind: 'int', description: 'cluster: stream replicas when creating it', defaultText: '3 with ≥ 3 URLs, else 1' },
   { key: 'clusterPublishTimeoutMs', flag: 'cluster-publish-timeout-ms', kind: 'int', description: 'cluster: how long a write waits for the quorum\'s ack before `unavailable`', defaultText: '5000' },
+  { key: 'clusterSnapshotIntervalS', flag: 'cluster-snapshot-interval-s', kind: 'int', description: 'cluster: seconds between snapshots by the elected instance (0 = none)', defaultText: '300' },
   { key: 'clusterUser', flag: 'cluster-user', kind: 'string', description: 'cluster: NATS user' },
   { key: 'clusterPass', flag: 'cluster-pass', kind: 'string', description: 'cluster: NATS password' },
   { key: 'clusterToken', flag: 'cluster-token', kind: 'string', description: 'cluster: NATS token' },
@@ -142,6 +143,7 @@ export const configSchema = z
     nodeId: z.string().min(1).max(128).optional(),
     clusterReplicas: z.number().int().min(1).max(5).optional(),
     clusterPublishTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+    clusterSnapshotIntervalS: z.number().int().min(0).max(86_400 * 7).optional(),
     clusterUser: z.string().min(1).optional(),
     clusterPass: z.string().min(1).optional(),
     clusterToken: z.string().min(1).optional(),
@@ -171,7 +173,7 @@ export const configSchema = z
       if (c[k] !== undefined && c.model === undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [k], message: 'only applies with --model' });
     }
     if (c.quantized && c.model === undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['quantized'], message: 'only applies with --model' });
-    for (const k of ['clusterName', 'nodeId', 'clusterReplicas', 'clusterPublishTimeoutMs', 'clusterUser', 'clusterPass', 'clusterToken', 'clusterCreds', 'clusterTlsCa', 'clusterTlsCert', 'clusterTlsKey'] as const) {
+    for (const k of ['clusterName', 'nodeId', 'clusterReplicas', 'clusterPublishTimeoutMs', 'clusterSnapshotIntervalS', 'clusterUser', 'clusterPass', 'clusterToken', 'clusterCreds', 'clusterTlsCa', 'clusterTlsCert', 'clusterTlsKey'] as const) {
       if (c[k] !== undefined && c.cluster === undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [k], message: 'only applies with --cluster' });
     }
     if (c.embedder === 'hash' && c.model !== undefined) {

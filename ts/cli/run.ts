@@ -154,6 +154,7 @@ function clusterOptions(cfg: CliConfig): { cluster?: ClusterOptions } {
   set('nodeId', cfg.nodeId);
   set('replicas', cfg.clusterReplicas);
   set('publishTimeoutMs', cfg.clusterPublishTimeoutMs);
+  set('snapshotIntervalS', cfg.clusterSnapshotIntervalS);
   set('user', cfg.clusterUser);
   set('pass', cfg.clusterPass);
   set('token', cfg.clusterToken);

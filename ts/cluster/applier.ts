@@ -51,6 +51,9 @@ export class Applier {
   private draining: Promise<void> | null = null;
   private readonly waiters = new Map<string, Waiter>();
   private closed = false;
+  /** While set, no step starts (a snapshot is being taken). */
+  private gate: Promise<void> | null = null;
+  private inStep = false;
   /** Steps applied and messages applied (for stats and tests). */
   messages = 0;
 
@@ -74,6 +77,24 @@ export class Applier {
   /** The write was not published (or was a duplicate): nobody waits for `token` any more. */
   forget(token: string): void {
     this.waiters.delete(token);
+  }
+
+  /**
+   * Runs `f` between two steps, with nothing applied meanwhile: `f` sees the store exactly at
+   * sequence `applied` (a snapshot). Writers wait; reads go on.
+   */
+  async whilePaused<T>(f: (applied: number) => Promise<T>): Promise<T> {
+    while (this.gate) await this.gate;
+    let open!: () => void;
+    this.gate = new Promise<void>((r) => (open = r));
+    try {
+      // A step under way finishes first (bounded by the step's own work).
+      while (this.inStep) await new Promise((r) => setTimeout(r, 2));
+      return await f(this.applied);
+    } finally {
+      this.gate = null;
+      open();
+    }
   }
 
   /** The stored memory (a duplicate write's answer). */
@@ -101,8 +122,14 @@ export class Applier {
   private async drain(): Promise<void> {
     try {
       while (this.queue.length > 0 && !this.closed) {
+        while (this.gate) await this.gate;
         const step = this.nextStep();
-        await this.applyStep(step);
+        this.inStep = true;
+        try {
+          await this.applyStep(step);
+        } finally {
+          this.inStep = false;
+        }
       }
     } finally {
       this.draining = null;

@@ -22,6 +22,8 @@ import { waitUntilApplied, type ClusterStats, type PutRequest, type WritePath } 
 import { Applier } from './applier.js';
 import { Checkpoint } from './checkpoint.js';
 import { encodeWrite, putItemMessage, type WriteMessage } from './messages.js';
+import { Membership, type MemberInfo } from './membership.js';
+import { Snapshots } from './snapshot.js';
 import { clusterNames, type ClusterOptions } from './options.js';
 
 export type { ClusterOptions } from './options.js';
@@ -35,6 +37,8 @@ export interface JoinOptions {
   options: ClusterOptions;
   /** Whether the store fsyncs every write (then the checkpoint is fsynced too). */
   fsyncAlways?: boolean;
+  /** This instance's client URL once it listens (for the membership bucket). */
+  url?: () => string | null;
 }
 
 /** How long a writer waits for its own instance to apply its acknowledged write. */
@@ -87,6 +91,8 @@ export async function joinCluster(j: JoinOptions): Promise<ClusterWritePath> {
     const checkpoint = new Checkpoint(j.dataDir, j.fsyncAlways ?? true);
     const streamId = { stream: names.stream, created: info.created };
     const saved = checkpoint.read();
+    const snapshots = new Snapshots(nc, names.snapshotsBucket, replicas, j.logger);
+    await retrying(() => snapshots.open(), STARTUP_RETRY_MS, j.logger);
     let from = 0;
     if (saved && saved.stream === streamId.stream && saved.created === streamId.created) {
       from = saved.applied_seq;
@@ -95,6 +101,14 @@ export async function joinCluster(j: JoinOptions): Promise<ClusterWritePath> {
         `cluster: the data directory ${j.dataDir} holds memories that are not in the cluster's write log (stream ${names.stream}); ` +
           'start a cluster member on an empty data directory (import existing memories through a member)',
       );
+    } else {
+      // A new member: the latest snapshot of this stream, then the stream after it.
+      const snap = await snapshots.latest();
+      if (snap && snap.stream === streamId.stream && snap.created === streamId.created && snap.seq > 0) {
+        await snapshots.restore(j.store);
+        from = snap.seq;
+        await checkpoint.save({ ...streamId, applied_seq: from });
+      }
     }
     if (info.firstSeq > from + 1) {
       throw new Error(`cluster: the stream starts at sequence ${info.firstSeq} but this instance has applied only ${from}; it needs a snapshot to catch up`);
@@ -103,6 +117,9 @@ export async function joinCluster(j: JoinOptions): Promise<ClusterWritePath> {
     const applier = new Applier(j.store, j.events, checkpoint, streamId, nodeId, j.logger, from);
     const path = new ClusterWritePath(nc, jetstream(nc), jsm, applier, names, nodeId, o, j.logger);
     await retrying(() => path.start(info.lastSeq), STARTUP_RETRY_MS, j.logger);
+    const membership = new Membership(nc, names.membersBucket, replicas, () => ({ ...path.ownStats(), url: o.advertiseUrl ?? j.url?.() ?? null, at: new Date().toISOString() }), j.logger);
+    await retrying(() => membership.start(), STARTUP_RETRY_MS, j.logger);
+    path.startSnapshots(membership, snapshots, j.store, streamId, (o.snapshotIntervalS ?? 300) * 1000);
     j.logger.info({ node_id: nodeId, stream: names.stream, replicas: info.replicas, applied_seq: from, stream_seq: info.lastSeq }, 'joined the cluster');
     return path;
   } catch (err) {
@@ -171,6 +188,12 @@ export class ClusterWritePath implements WritePath {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private readonly publishTimeoutMs: number;
+  private membership: Membership | null = null;
+  private members: MemberInfo[] = [];
+  private snapshotTimer: NodeJS.Timeout | null = null;
+  private snapshotting: Promise<unknown> | null = null;
+  /** The sequence of the last snapshot this instance wrote. */
+  lastSnapshotSeq = 0;
 
   constructor(
     readonly nc: NatsConnection,
@@ -217,6 +240,32 @@ export class ClusterWritePath implements WritePath {
         .catch(() => undefined);
     }, 1000);
     this.timer.unref();
+  }
+
+  /**
+   * Heartbeats keep the member list fresh (for `stats.cluster.members`); the lease holder
+   * writes a snapshot every `intervalMs` when the stream moved since its last one.
+   */
+  startSnapshots(membership: Membership, snapshots: Snapshots, store: MemoryStore, stream: { stream: string; created: string }, intervalMs: number): void {
+    this.membership = membership;
+    const tick = async (): Promise<void> => {
+      this.members = await membership.members().catch(() => this.members);
+      if (intervalMs <= 0 || !membership.leader || this.applier.applied <= this.lastSnapshotSeq || this.closed) return;
+      const seq = await this.applier.whilePaused(async (applied) => {
+        await snapshots.write(store, stream, applied);
+        return applied;
+      });
+      this.lastSnapshotSeq = seq;
+    };
+    let last = Date.now();
+    this.snapshotTimer = setInterval(() => {
+      if (this.snapshotting) return;
+      const due = Date.now() - last >= intervalMs;
+      this.snapshotting = (due ? tick().then(() => (last = Date.now())) : membership.members().then((m) => (this.members = m)))
+        .catch((err: unknown) => this.logger.error({ err }, 'cluster: snapshot failed'))
+        .finally(() => (this.snapshotting = null));
+    }, Math.min(1000, Math.max(100, intervalMs)));
+    this.snapshotTimer.unref();
   }
 
   private nextToken(): string {
@@ -332,16 +381,25 @@ export class ClusterWritePath implements WritePath {
     return waitUntilApplied(() => this.applier.applied, seq, timeoutMs);
   }
 
-  clusterStats(): ClusterStats {
+  /** This instance's figures (as heartbeated). */
+  ownStats(): ClusterStats {
     const applied = this.applier.applied;
     const streamSeq = Math.max(this.streamSeq, applied);
     return { node_id: this.nodeId, applied_seq: applied, stream_seq: streamSeq, lag: streamSeq - applied };
+  }
+
+  /** `stats.cluster`: own figures, the live members (from the KV bucket) and the NATS server this instance talks to. */
+  clusterStats(): ClusterStats {
+    return { ...this.ownStats(), members: this.members, nats_server: this.nc.info?.server_name ?? null };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.snapshotTimer) clearInterval(this.snapshotTimer);
+    await this.snapshotting;
+    await this.membership?.stop();
     this.messages?.stop();
     await this.consuming;
     await this.applier.close();

@@ -270,7 +270,7 @@ export class MemoryServer extends ServerBase {
   private async joinCluster(store: MemoryStore, options: ClusterOptions): Promise<void> {
     const { joinCluster } = await import('../cluster/index.js');
     try {
-      this.writes = await joinCluster({ store, events: this.events, logger: this.ws.logger, dataDir: this.dataDir, embedder: this.embedder, options, fsyncAlways: this.fsync === 'always' });
+      this.writes = await joinCluster({ store, events: this.events, logger: this.ws.logger, dataDir: this.dataDir, embedder: this.embedder, options, fsyncAlways: this.fsync === 'always', url: () => (this.ws.port ? this.url : null) });
     } catch (err) {
       this._store = null;
       store.close();

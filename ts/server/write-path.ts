@@ -33,6 +33,10 @@ export interface ClusterStats {
   applied_seq: number;
   stream_seq: number;
   lag: number;
+  /** The live members as last read from the membership bucket (docs/cluster.md). */
+  members?: Array<ClusterStats & { url: string | null; at: string }>;
+  /** The NATS server this instance is connected to. */
+  nats_server?: string | null;
 }
 
 export interface WritePath {
