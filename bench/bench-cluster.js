@@ -11,7 +11,9 @@
 //      the time from the kill to the first reply served by B;
 //  (d) catch-up: BENCH_CLUSTER_ROWS (100,000) memories stored in batches of 200; then a new
 //      instance starts on an empty data directory; the time from its spawn until it has
-//      applied the whole stream (it replays the stream: snapshots are not implemented yet).
+//      applied the whole stream. The members run with --cluster-snapshot-interval-s
+//      BENCH_SNAPSHOT_S (5), and the fill waits for a snapshot at its end, so the new
+//      instance restores the snapshot and applies only what follows it.
 // All processes share this machine's cores with the load generator: read the figures as
 // relative, not as what separate machines would give.
 import { spawn } from 'node:child_process';
@@ -29,6 +31,9 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROWS = Number(process.env.BENCH_CLUSTER_ROWS ?? 100_000);
 const LAG_SAMPLES = Number(process.env.BENCH_LAG_SAMPLES ?? 300);
 const NATS = process.env.NATS_SERVER ?? '/usr/sbin/nats-server';
+const SNAPSHOT_S = Number(process.env.BENCH_SNAPSHOT_S ?? 5);
+const t0 = Date.now();
+const phase = (what) => console.error(`[bench-cluster ${((Date.now() - t0) / 1000).toFixed(1)} s] ${what}`);
 const { MemoryClient } = await import(join(root, 'dist/client/index.js'));
 
 const procs = new Set();
@@ -176,18 +181,20 @@ const pct = (xs, p) => {
 };
 
 async function main() {
-  // Single-node baseline.
+  phase('single-node load');
   const single = await startMember([]);
   const singleLoad = await storeLoad([single.url], [single.proc.pid], 'single');
   process.kill(single.proc.pid, 'SIGKILL');
 
   const nats = await startNats(3);
   const members = [];
-  for (const id of ['a', 'b', 'c']) members.push(await startMember(['--cluster', nats.urls.join(','), '--node-id', id]));
+  const clusterArgs = ['--cluster', nats.urls.join(','), '--cluster-snapshot-interval-s', String(SNAPSHOT_S)];
+  for (const id of ['a', 'b', 'c']) members.push(await startMember([...clusterArgs, '--node-id', id]));
+  phase('cluster load');
   const pids = [...nats.nodes, ...members.map((m) => m.proc)].map((p) => p.pid);
   const clusterLoad = await storeLoad(members.map((m) => m.url), pids, 'cluster');
 
-  // Replication lag, B and C.
+  phase('replication lag');
   const [ca, cb, cc] = await Promise.all(members.map((m) => client(m.url)));
   const seenAt = new Map();
   for (const [c, name] of [[cb, 'b'], [cc, 'c']]) {
@@ -205,23 +212,35 @@ async function main() {
   }
   for (const c of [ca, cb, cc]) c.close();
 
-  // Catch-up: fill to ROWS, then a new member.
+  phase(`fill to ${ROWS}`);
   const filler = await client(members[1].url);
   for (let i = 0; i < ROWS; i += 200) {
     const items = Array.from({ length: Math.min(200, ROWS - i) }, (_, j) => ({ text: text(i + j) }));
     const r = await filler.request('store', { namespace: 'bulk', items });
     if (r.status !== 'success') throw new Error(JSON.stringify(r));
+    if (i % 20_000 === 0) phase(`filled ${i}`);
   }
   const streamSeq = (await filler.request('stats')).data.cluster.stream_seq;
   const total = (await filler.request('stats')).data.total_memories;
   filler.close();
-  const late = await startMember(['--cluster', nats.urls.join(','), '--node-id', 'late']);
+  // A snapshot covering the fill (the lease holder writes one within SNAPSHOT_S once the stream moved).
+  const { connect: natsConnect } = await import('@nats-io/transport-node');
+  const { Objm } = await import('@nats-io/obj');
+  const nc = await natsConnect({ servers: nats.urls });
+  const os = await new Objm(nc).open('memory_memory_snapshots');
+  const snapSeq = await until(async () => {
+    const seq = Number((await os.info('latest'))?.metadata?.seq ?? 0);
+    return seq >= streamSeq ? seq : null;
+  }, 600_000, 'a snapshot of the fill');
+  await nc.close();
+  phase('catch-up');
+  const late = await startMember([...clusterArgs, '--node-id', 'late']);
   const lc = await client(late.url);
   await until(async () => (await lc.request('stats')).data.cluster.applied_seq >= streamSeq, 600_000, 'the late member to catch up');
   const catchUpMs = Date.now() - late.spawnedAt;
   lc.close();
 
-  // Failover: kill A while a client polls it.
+  phase('failover');
   const fo = new MemoryClient({ urls: [members[0].url, members[1].url], WebSocket, reconnect: { initialDelayMs: 10, maxDelayMs: 100, maxAttempts: 100 } });
   await fo.connect();
   let servedByB = null;
@@ -255,7 +274,7 @@ async function main() {
     cluster_3_instances_r3: clusterLoad,
     replication_lag_ms: { samples: lags.length, p50: +median(lags).toFixed(2), p99: +pct(lags, 99).toFixed(2), max: +Math.max(...lags).toFixed(2) },
     failover_ms: +(servedByB - killedAt).toFixed(1),
-    catch_up: { memories: total, stream_seq: streamSeq, ms: catchUpMs, from: 'stream replay (no snapshot)' },
+    catch_up: { memories: total, stream_seq: streamSeq, snapshot_seq: snapSeq, ms: catchUpMs, from: 'snapshot, then the stream after it' },
   });
 }
 

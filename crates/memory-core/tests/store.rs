@@ -927,6 +927,48 @@ fn significance_after_compaction_and_bulk_load_sees_every_row() {
     }
 }
 
+/// An export bulk-loaded into another store gives the same vectors, bit for bit (a cluster
+/// member joining from a snapshot must equal the member it copies): a vector that is unit
+/// length already is not normalized again.
+#[test]
+fn export_then_bulk_load_keeps_vector_bits() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dims = 16;
+    let src = open(a.path(), dims);
+    let mut r = rng(7);
+    for i in 0..50 {
+        src.put_blocking(vec![item("n", &format!("m{i}"), "t", rvec(&mut r, dims))]).unwrap();
+    }
+    let exported = src.export(0, 1000);
+    let recs: Vec<PutRecord> = exported
+        .iter()
+        .map(|m| PutRecord {
+            seq: 0,
+            ts: m.timestamp,
+            namespace: m.namespace.clone(),
+            id: m.id.clone(),
+            text: m.text.clone(),
+            metadata: m.metadata.clone(),
+            significance: m.significance,
+            expires_at: NO_EXPIRY,
+            associations: m.associations.clone(),
+            vector: m.embedding.clone().unwrap(),
+        })
+        .collect();
+    let dst = open(b.path(), dims);
+    assert_eq!(dst.bulk_load_blocking(recs).unwrap(), 50);
+    for m in &exported {
+        let got = dst.get("n", &m.id, true).unwrap();
+        assert_eq!(got.embedding, m.embedding, "{}", m.id);
+        assert_eq!((got.significance, &got.associations, got.timestamp), (m.significance, &m.associations, m.timestamp));
+    }
+    // A vector that is not unit length is still normalized.
+    let rec = PutRecord { seq: 0, ts: 1, namespace: "n".into(), id: "long".into(), text: "t".into(), metadata: "{}".into(), significance: 0.5, expires_at: NO_EXPIRY, associations: vec![], vector: vec![2.0; dims] };
+    dst.bulk_load_blocking(vec![rec]).unwrap();
+    let v = dst.get("n", "long", true).unwrap().embedding.unwrap();
+    assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+}
+
 #[test]
 fn bulk_load_keeps_values_skips_duplicates_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
