@@ -93,13 +93,14 @@ async function startNats(n) {
 async function startMember(extra) {
   const dir = tempDir('bench-member-');
   dirs.push(dir);
+  const spawnedAt = Date.now();
   const p = spawnLogged(process.execPath, [join(root, 'dist/cli/main.js'), '--no-control', '--no-inference', '--host', '127.0.0.1', '--port', '0', '--data-dir', dir, '--fsync', 'always', '--rate-limit', '0', '--log-level', 'warn', ...extra]);
   const port = await until(async () => {
     if (p.exitCode !== null) throw new Error(p.output());
     const m = /memory server\s+ws:\/\/[^\s]+:(\d+)/.exec(p.output());
     return m ? Number(m[1]) : null;
   }, 120_000, 'a memory server');
-  return { proc: p, url: `ws://127.0.0.1:${port}`, spawnedAt: Date.now() };
+  return { proc: p, url: `ws://127.0.0.1:${port}`, spawnedAt, listenedAt: Date.now() };
 }
 
 /** Process CPU time (user + system) in µs from /proc. */
@@ -238,6 +239,7 @@ async function main() {
   const lc = await client(late.url);
   await until(async () => (await lc.request('stats')).data.cluster.applied_seq >= streamSeq, 600_000, 'the late member to catch up');
   const catchUpMs = Date.now() - late.spawnedAt;
+  const listenMs = late.listenedAt - late.spawnedAt;
   lc.close();
 
   phase('failover');
@@ -274,7 +276,7 @@ async function main() {
     cluster_3_instances_r3: clusterLoad,
     replication_lag_ms: { samples: lags.length, p50: +median(lags).toFixed(2), p99: +pct(lags, 99).toFixed(2), max: +Math.max(...lags).toFixed(2) },
     failover_ms: +(servedByB - killedAt).toFixed(1),
-    catch_up: { memories: total, stream_seq: streamSeq, snapshot_seq: snapSeq, ms: catchUpMs, from: 'snapshot, then the stream after it' },
+    catch_up: { memories: total, stream_seq: streamSeq, snapshot_seq: snapSeq, ms: catchUpMs, listening_after_ms: listenMs, from: 'snapshot, then the stream after it' },
   });
 }
 
