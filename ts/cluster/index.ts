@@ -41,6 +41,9 @@ export interface JoinOptions {
   url?: () => string | null;
 }
 
+/** A consumer that delivered nothing for this long while the stream has more is restarted. */
+const STALL_MS = 5000;
+
 /** How long a writer waits for its own instance to apply its acknowledged write. */
 const APPLY_WAIT_FACTOR = 6;
 
@@ -184,6 +187,9 @@ export class ClusterWritePath implements WritePath {
   private readonly tokenPrefix = randomBytes(6).toString('hex');
   private streamSeq = 0;
   private messages: ConsumerMessages | null = null;
+  /** When a message last arrived (or the consumer started, or nothing was missing). */
+  private progressAt = Date.now();
+  private watchedApplied = -1;
   private consuming: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -211,6 +217,25 @@ export class ClusterWritePath implements WritePath {
   /** Starts the ordered consumer from the applied sequence, and the stream-sequence poll. */
   async start(streamSeq: number): Promise<void> {
     this.streamSeq = streamSeq;
+    // The first consumer is created here, so that joining fails when it cannot be.
+    const first = await this.openConsumer();
+    this.consuming = this.consumeLoop(first);
+    // The stream's last sequence, for `lag` while nothing arrives, and the stall watchdog
+    // (bounded requests, unref'd timer).
+    this.timer = setInterval(() => {
+      this.jsm.streams
+        .info(this.names.stream)
+        .then((si) => {
+          if (si.state.last_seq > this.streamSeq) this.streamSeq = si.state.last_seq;
+        })
+        .catch(() => undefined);
+      this.watchdog();
+    }, 1000);
+    this.timer.unref();
+  }
+
+  /** An ordered consumer from the sequence after the applied one. */
+  private async openConsumer(): Promise<ConsumerMessages> {
     const from = this.applier.applied;
     const consumer = await this.js.consumers.get(
       this.names.stream,
@@ -221,25 +246,50 @@ export class ClusterWritePath implements WritePath {
     // sequence it delivered — seconds, not the default minute.
     const messages = await consumer.consume({ max_messages: 1024, expires: 2000 });
     this.messages = messages;
-    this.consuming = (async () => {
-      for await (const m of messages) {
-        const top = m.seq + m.info.pending;
-        if (top > this.streamSeq) this.streamSeq = top;
-        await this.applier.push({ seq: m.seq, data: m.data });
+    this.progressAt = Date.now();
+    return messages;
+  }
+
+  /**
+   * Feeds the applier until closed. When the consumer ends (an error, or the watchdog
+   * stopped it), a new one starts after the applied sequence: the write log is never left
+   * unread, and nothing is applied twice (the applier drops what it has).
+   */
+  private async consumeLoop(first: ConsumerMessages): Promise<void> {
+    let messages: ConsumerMessages | null = first;
+    while (!this.closed) {
+      try {
+        messages ??= await this.openConsumer();
+        for await (const m of messages) {
+          const top = m.seq + m.info.pending;
+          if (top > this.streamSeq) this.streamSeq = top;
+          this.progressAt = Date.now();
+          await this.applier.push({ seq: m.seq, data: m.data });
+        }
+      } catch (err) {
+        if (!this.closed) this.logger.warn({ err: (err as Error).message }, 'cluster: the write log consumer failed; starting a new one');
       }
-    })().catch((err: unknown) => {
-      if (!this.closed) this.logger.error({ err }, 'cluster: the write log consumer stopped');
-    });
-    // The stream's last sequence, for `lag` while nothing arrives (bounded request, unref'd timer).
-    this.timer = setInterval(() => {
-      this.jsm.streams
-        .info(this.names.stream)
-        .then((si) => {
-          if (si.state.last_seq > this.streamSeq) this.streamSeq = si.state.last_seq;
-        })
-        .catch(() => undefined);
-    }, 1000);
-    this.timer.unref();
+      messages = null;
+      if (!this.closed) await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  /**
+   * The stream has writes this instance has not received for STALL_MS: its consumer is
+   * stuck (e.g. its NATS server went away without the client noticing yet). Stop it; the
+   * consume loop starts a new one after the applied sequence.
+   */
+  private watchdog(): void {
+    // Applying counts as progress too (a long backlog, a snapshot pause).
+    if (this.streamSeq <= this.applier.applied || this.applier.applied !== this.watchedApplied) {
+      this.watchedApplied = this.applier.applied;
+      this.progressAt = Date.now();
+      return;
+    }
+    if (Date.now() - this.progressAt < STALL_MS) return;
+    this.logger.warn({ applied_seq: this.applier.applied, stream_seq: this.streamSeq }, 'cluster: no write received for a while; restarting the consumer');
+    this.progressAt = Date.now();
+    this.messages?.stop();
   }
 
   /**
