@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryServer } from '../ts/server/memory.js';
+import { parseArgs, resolveConfig } from '../ts/cli/config.js';
 import { NATS_SERVER, startNats, until, type NatsCluster } from './helpers/cluster.js';
 import { contentDigest } from './helpers/cluster-content.js';
 import { connect, silentLogger, type TestClient } from './helpers/ws-client.js';
@@ -35,6 +36,16 @@ async function member(nats: NatsCluster, nodeId: string, dataDir = tempDir(), na
   const info = await server.listen();
   return { server, url: `ws://127.0.0.1:${info.port}`, dataDir };
 }
+
+describe('cluster options', () => {
+  it('--cluster takes nats:// URLs; the other cluster flags need it', () => {
+    const cfg = resolveConfig(parseArgs(['--cluster', 'nats://a:4222,nats://b:4222', '--node-id', 'x', '--cluster-replicas', '3']), {});
+    expect(cfg).toMatchObject({ cluster: ['nats://a:4222', 'nats://b:4222'], nodeId: 'x', clusterReplicas: 3 });
+    expect(() => resolveConfig(parseArgs(['--node-id', 'x']), {})).toThrow(/--node-id .*only applies with --cluster/);
+    expect(() => resolveConfig(parseArgs(['--cluster', 'http://a:4222']), {})).toThrow(/--cluster .*must be nats:\/\/host:port URLs/);
+    expect(() => resolveConfig(parseArgs(['--cluster', 'nats://a:4222', '--cluster-replicas', '7']), {})).toThrow(/--cluster-replicas/);
+  });
+});
 
 describe.skipIf(!NATS_SERVER)('cluster: one nats-server, R1 stream', () => {
   let nats: NatsCluster;

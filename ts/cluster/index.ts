@@ -87,6 +87,7 @@ export async function joinCluster(j: JoinOptions): Promise<ClusterWritePath> {
   } catch (err) {
     throw new Error(`cluster: cannot connect to NATS at ${o.servers.join(', ')}: ${(err as Error).message}`, { cause: err });
   }
+  let started: ClusterWritePath | null = null;
   try {
     const jsm = await retrying(() => jetstreamManager(nc, { timeout: o.publishTimeoutMs ?? 5000 }), STARTUP_RETRY_MS, j.logger);
     const replicas = o.replicas ?? (o.servers.length >= 3 ? 3 : 1);
@@ -119,6 +120,7 @@ export async function joinCluster(j: JoinOptions): Promise<ClusterWritePath> {
     j.events.floor = from;
     const applier = new Applier(j.store, j.events, checkpoint, streamId, nodeId, j.logger, from);
     const path = new ClusterWritePath(nc, jetstream(nc), jsm, applier, names, nodeId, o, j.logger);
+    started = path;
     await retrying(() => path.start(info.lastSeq), STARTUP_RETRY_MS, j.logger);
     const membership = new Membership(nc, names.membersBucket, replicas, () => ({ ...path.ownStats(), url: o.advertiseUrl ?? j.url?.() ?? null, at: new Date().toISOString() }), j.logger);
     await retrying(() => membership.start(), STARTUP_RETRY_MS, j.logger);
@@ -126,6 +128,8 @@ export async function joinCluster(j: JoinOptions): Promise<ClusterWritePath> {
     j.logger.info({ node_id: nodeId, stream: names.stream, replicas: info.replicas, applied_seq: from, stream_seq: info.lastSeq }, 'joined the cluster');
     return path;
   } catch (err) {
+    // Stops the consume loop too (it would otherwise retry on a closed connection).
+    await started?.close().catch(() => undefined);
     await nc.close().catch(() => undefined);
     throw err;
   }
