@@ -415,7 +415,6 @@ export class MemoryServer extends ServerBase {
   private async retrieve(conn: Connection, req: Request): Promise<unknown> {
     const d = parseRequestData(retrieveSchema, req.data, req.type);
     const namespace = this.namespaceOf(conn, d.namespace);
-    if (d.min_seq !== undefined) await this.writes.waitApplied(d.min_seq, MIN_SEQ_WAIT_MS);
     if (d.query !== undefined && d.embedding !== undefined) {
       throw new ProtocolError('invalid_request', 'data.embedding: give either query or embedding, not both', { field: 'data.embedding' });
     }
@@ -438,6 +437,8 @@ export class MemoryServer extends ServerBase {
       checkTextSize(d.query, 'data.query');
       query = (await this.embed([d.query])).slice(0, this.embedder.dims);
     }
+    // Checked input first: a bad request fails at once, not after the wait.
+    if (d.min_seq !== undefined) await this.writes.waitApplied(d.min_seq, MIN_SEQ_WAIT_MS);
     let rows: NativeMemory[];
     if (query === undefined) {
       rows = await mapped(() => this.store.top(opts));
