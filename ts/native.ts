@@ -205,7 +205,7 @@ export class MemoryStore {
   }
 
   put(items: Addon.PutItem[]): Promise<Addon.PutResult[]> {
-    if (items.length === 1) {
+    if (items.length === 1 && items[0]?.timestampMs === undefined && items[0]?.expiresAtMs === undefined) {
       // The common case (one store) takes positional arguments: no native property lookups.
       let p: Promise<Addon.PutResult>;
       try {

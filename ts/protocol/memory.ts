@@ -149,6 +149,8 @@ export const retrieveSchema = z.object({
   include_embeddings: z.boolean().optional(),
   /** How `query` ranks (docs/search.md): by embedding (`vector`, the default), BM25 over the texts (`text`), or both fused (`hybrid`). */
   mode: z.enum(RETRIEVE_MODES, { errorMap: () => ({ message: `must be one of ${RETRIEVE_MODES.join(', ')}` }) }).optional(),
+  /** Wait (bounded) until this instance has applied at least this sequence (docs/cluster.md). */
+  min_seq: z.number().int().nonnegative().optional(),
 }).strict();
 export type RetrieveData = z.infer<typeof retrieveSchema>;
 
@@ -165,6 +167,8 @@ export const getSchema = z.object({
   ...base,
   id: memoryIdSchema,
   include_embeddings: z.boolean().optional(),
+  /** As retrieve's `min_seq`. */
+  min_seq: z.number().int().nonnegative().optional(),
 }).strict();
 export type GetData = z.infer<typeof getSchema>;
 

@@ -49,6 +49,11 @@ import type { ReembedState } from './reembed-files.js';
 import type { CompactionSummary } from '../protocol/control.js';
 import { registerMcpRoute } from './mcp-route.js';
 import { addMemoryServerRoutes } from './http/server-routes.js';
+import { LocalWritePath, type WritePath } from './write-path.js';
+import type { ClusterOptions } from '../cluster/options.js';
+
+/** How long `min_seq` waits for this instance to apply the sequence before `unavailable`. */
+export const MIN_SEQ_WAIT_MS = 5000;
 
 export type FsyncPolicy = 'always' | 'interval' | 'off';
 
@@ -76,6 +81,8 @@ export interface MemoryServerOptions extends Omit<WsServerOptions, 'commands' | 
    * store-like baseline with the same methods). The server closes it on close().
    */
   store?: MemoryStore;
+  /** Join a cluster on NATS JetStream (docs/cluster.md); NATS is loaded only with this. */
+  cluster?: ClusterOptions;
 }
 
 export { toWireMemory, f32, toProtocolError } from './memory-convert.js';
@@ -103,6 +110,9 @@ export class MemoryServer extends ServerBase {
   /** `--reembed`, and the embedder a directory to re-embed was written with (options.previousEmbedder). */
   private readonly reembed: { on: boolean; from: Embedder | undefined };
   private readonly compaction: { garbageRatio?: number; minBytes?: number } | false;
+  private readonly clusterOptions: ClusterOptions | undefined;
+  /** Where the write commands send a validated write: the local store, or the cluster's stream. */
+  private writes: WritePath;
   /** The last compaction's summary, rebuilt only when another one happened. */
   private lastCompaction: { count: number; summary: CompactionSummary | null } = { count: 0, summary: null };
   /**
@@ -113,7 +123,8 @@ export class MemoryServer extends ServerBase {
 
   constructor(options: MemoryServerOptions = {}) {
     super();
-    const { dataDir, fsync, embedder, reembed, previousEmbedder, eventLogSize, store, compaction, ...wsOptions } = options;
+    const { dataDir, fsync, embedder, reembed, previousEmbedder, eventLogSize, store, compaction, cluster, ...wsOptions } = options;
+    this.clusterOptions = cluster;
     this.compaction = compaction ?? {};
     this.dataDir = path.resolve(dataDir ?? './memory-data');
     this.fsync = fsync ?? 'always';
@@ -159,6 +170,7 @@ export class MemoryServer extends ServerBase {
     registerMcpRoute(this);
     addMemoryServerRoutes(this);
     this.events = new MemoryEventLog(this.ws, Math.max(1, eventLogSize ?? MEMORY_LIMITS.eventLogSize));
+    this.writes = new LocalWritePath(() => this.store, this.events);
     if (store) {
       this.events.floor = store.stats().lastSeq;
       this.watchExpired(store);
@@ -202,6 +214,11 @@ export class MemoryServer extends ServerBase {
       const plan = await planReembed(this.dataDir, this.target, this.reembed.on, this.reembed.from).catch((err: unknown) => {
         throw startupError(err, this.dataDir);
       });
+      if (plan && this.clusterOptions) {
+        // Every replica must apply the same vectors from the stream: a local re-embedding would
+        // make this one differ (docs/cluster.md).
+        throw new Error(`${this.dataDir}: --reembed cannot run on a cluster member; re-embed on a single server, then join with the new embedder`);
+      }
       if (plan) this.useEmbedder(plan.previous);
       try {
         this._store = await this.openStore();
@@ -211,6 +228,7 @@ export class MemoryServer extends ServerBase {
       this.events.floor = this._store.stats().lastSeq;
       this.watchExpired(this._store);
       if (plan) await this.startReembedding(plan.state);
+      if (this.clusterOptions) await this.joinCluster(this._store, this.clusterOptions);
     }
     return this._store;
   }
@@ -260,13 +278,31 @@ export class MemoryServer extends ServerBase {
     const next = (): void => {
       store.nextExpired().then(
         (list) => {
-          for (const e of list) this.events.publish(e.namespace, 'memory_removed', { id: e.id, namespace: e.namespace }, e.seq, 'expired');
+          // In a cluster every replica expires the memory itself (at the replicated expires_at),
+          // so the event carries the applied stream sequence, not a position of its own.
+          const cluster = this.writes.clusterStats();
+          for (const e of list) this.events.publish(e.namespace, 'memory_removed', { id: e.id, namespace: e.namespace }, cluster ? cluster.applied_seq : e.seq, 'expired');
           next();
         },
         () => undefined,
       );
     };
     next();
+  }
+
+  /**
+   * Becomes a cluster member: writes go through the JetStream stream, which this instance
+   * applies to its store (ts/cluster/, imported only here so a single server never loads NATS).
+   */
+  private async joinCluster(store: MemoryStore, options: ClusterOptions): Promise<void> {
+    const { joinCluster } = await import('../cluster/index.js');
+    try {
+      this.writes = await joinCluster({ store, events: this.events, logger: this.ws.logger, dataDir: this.dataDir, embedder: this.embedder, options, fsyncAlways: this.fsync === 'always', url: () => (this.ws.port ? this.url : null) });
+    } catch (err) {
+      this._store = null;
+      store.close();
+      throw err;
+    }
   }
 
   /** Compacts the store now (or joins the compaction running): deleted and expired memories leave the disk. */
@@ -278,6 +314,7 @@ export class MemoryServer extends ServerBase {
   protected async release(): Promise<void> {
     await this.reembedder?.stop();
     this.batcher?.close();
+    await this.writes.close().catch((err: unknown) => this.ws.logger.error({ err }, 'leaving the cluster failed'));
     if (this._store) {
       try {
         this._store.close();
@@ -370,31 +407,17 @@ export class MemoryServer extends ServerBase {
         });
       }
       if (before) await before;
-      pending = store.put(puts);
+      pending = this.writes.put({ namespace, puts, metas });
     } finally {
       handedOver();
       if (this.putTurns.get(conn) === turn) this.putTurns.delete(conn);
     }
+    // The write path publishes the `memory_added` events once the puts are applied.
     const results = await mapped(pending);
     const out: StoreResult[] = new Array(results.length);
     for (let i = 0; i < results.length; i++) {
       const r = results[i]!;
-      const timestamp = isoOf(r.timestamp);
-      out[i] = { id: r.id, significance: f32(r.significance), timestamp, associations: r.associations, existing: r.existing };
-      if (!r.existing) {
-        const it = items[i]!;
-        const memory: WireMemory = {
-          id: r.id,
-          namespace,
-          text: it.text,
-          metadata: metas[i]!,
-          significance: f32(r.significance),
-          timestamp,
-          associations: r.associations,
-        };
-        if (it.ttl_s !== undefined) memory.expires_at = isoOf(r.timestamp + it.ttl_s * 1000);
-        this.events.publish(namespace, 'memory_added', memory, r.seq);
-      }
+      out[i] = { id: r.id, significance: f32(r.significance), timestamp: isoOf(r.timestamp), associations: r.associations, existing: r.existing };
     }
     // namespace_total is exact for pipelined stores sharing a group commit: the count right
     // after this store (a batch: after its last item) took effect. total_memories is global,
@@ -448,6 +471,8 @@ export class MemoryServer extends ServerBase {
       checkTextSize(d.query, 'data.query');
       query = (await this.embed([d.query])).slice(0, this.embedder.dims);
     }
+    // Checked input first: a bad request fails at once, not after the wait.
+    if (d.min_seq !== undefined) await this.writes.waitApplied(d.min_seq, MIN_SEQ_WAIT_MS);
     let rows: NativeMemory[];
     if (query === undefined) {
       rows = await mapped(() => this.store.top(opts));
@@ -494,6 +519,11 @@ export class MemoryServer extends ServerBase {
   private get(conn: Connection, req: Request): unknown {
     const d = parseRequestData(getSchema, req.data, req.type);
     const namespace = this.namespaceOf(conn, d.namespace);
+    if (d.min_seq !== undefined) return this.writes.waitApplied(d.min_seq, MIN_SEQ_WAIT_MS).then(() => this.getNow(namespace, d));
+    return this.getNow(namespace, d);
+  }
+
+  private getNow(namespace: string, d: { id: string; include_embeddings?: boolean | undefined }): unknown {
     const m = this.store.get(namespace, d.id, d.include_embeddings ?? false);
     if (!m) throw new ProtocolError('not_found', `Memory not found: ${d.id}`, { id: d.id, namespace });
     return toWireMemory(m, d.include_embeddings ?? false);
@@ -517,11 +547,9 @@ export class MemoryServer extends ServerBase {
     if (!this.store.get(namespace, d.id, false)) {
       throw new ProtocolError('not_found', `Memory not found: ${d.id}`, { id: d.id, namespace });
     }
-    const m = await mapped(this.store.update(namespace, d.id, metadata, d.significance));
+    const m = await this.writes.update(namespace, d.id, metadata, d.significance);
     this.reembedder?.mirrorUpdate(namespace, d.id, metadata, d.significance);
-    const wire = toWireMemory(m);
-    this.events.publish(namespace, 'memory_updated', wire, m.seq);
-    return wire;
+    return toWireMemory(m);
   }
 
   private async delete_(conn: Connection, req: Request): Promise<unknown> {
@@ -536,20 +564,19 @@ export class MemoryServer extends ServerBase {
     }
     let result;
     if (d.id !== undefined) {
-      result = await mapped(this.store.delete(namespace, [d.id]));
+      result = await this.writes.delete(namespace, [d.id]);
       if (result.deleted.length === 0) throw new ProtocolError('not_found', `Memory not found: ${d.id}`, { id: d.id, namespace });
     } else if (d.ids !== undefined) {
-      result = await mapped(this.store.delete(namespace, d.ids));
+      result = await this.writes.delete(namespace, d.ids);
     } else {
       const empty = d.filter === undefined || Object.keys(d.filter).length === 0;
       if (!namesAField(d.filter) && d.all !== true) {
         const what = empty ? 'an empty filter deletes everything' : 'a filter that names no field matches every memory or none';
         throw new ProtocolError('invalid_request', `data.filter: ${what}; pass all: true to empty the namespace`, { field: 'data.filter' });
       }
-      result = await mapped(this.store.deleteWhere(namespace, empty ? undefined : JSON.stringify(d.filter)));
+      result = await this.writes.deleteWhere(namespace, empty ? undefined : JSON.stringify(d.filter));
     }
     this.reembedder?.mirrorDelete(namespace, result.deleted.map((x) => x.id));
-    for (const x of result.deleted) this.events.publish(namespace, 'memory_removed', { id: x.id, namespace }, x.seq, 'deleted');
     return { deleted: result.deleted.length, not_found: result.notFound };
   }
 
@@ -581,7 +608,7 @@ export class MemoryServer extends ServerBase {
     // Subscribing after the replay, in the same tick: no event can fall between the two.
     for (const name of events) conn.subscribe(topicOf(namespace, name));
     const subscribed = MEMORY_EVENTS.filter((n) => conn.isSubscribed(topicOf(namespace, n)));
-    const reply: Record<string, unknown> = { events: subscribed, seq: this.store.stats().lastSeq, namespace };
+    const reply: Record<string, unknown> = { events: subscribed, seq: this.writes.lastSeq(), namespace };
     if (d.since_seq !== undefined) {
       reply.replayed = replayed;
       reply.gap = gap;
@@ -595,7 +622,7 @@ export class MemoryServer extends ServerBase {
     const events = d.events && d.events.length > 0 ? d.events : [...MEMORY_EVENTS];
     for (const name of events) conn.unsubscribe(topicOf(namespace, name));
     const remaining = MEMORY_EVENTS.filter((n) => conn.isSubscribed(topicOf(namespace, n)));
-    return { events: remaining, seq: this.store.stats().lastSeq, namespace };
+    return { events: remaining, seq: this.writes.lastSeq(), namespace };
   }
 
   private stats(conn: Connection, req: Request): unknown {
@@ -650,11 +677,14 @@ export class MemoryServer extends ServerBase {
       garbage_bytes: st.garbageBytes,
       last_compaction: this.lastCompaction.summary,
     };
+    const cluster = this.writes.clusterStats();
+    if (cluster !== undefined) Object.assign(reply, { cluster });
     // A re-embedding under way adds its progress (a rare case: the fixed-keys text is skipped).
     const reembed = this.reembedder ? { reembed: this.reembedder.progress() } : null;
     if (namespace === undefined) {
       if (reembed) return { ...reply, ...reembed };
-      reply[JSON_TEXT] = STATS_JSON;
+      // The pre-built text holds the single server's keys only.
+      if (cluster === undefined) reply[JSON_TEXT] = STATS_JSON;
       return reply;
     }
     const totals: MemoryStatsCounts = { total_memories: st.totalMemories, memory_count: st.totalMemories, namespaces: st.namespaces };

@@ -408,6 +408,31 @@ fn put_keeps_a_given_timestamp_and_expiry() {
     assert_eq!(s.get("n", "b", false).unwrap().expires_at, None);
 }
 
+/// A put may carry its timestamp (a cluster replica applies the receiving instance's): it is
+/// stored, survives a reopen, and the expiry counts from it; a negative one is refused.
+#[test]
+fn given_timestamp_is_kept_and_expiry_counts_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 8);
+    let mut a = item("n", "a", "first", unit(8, 0));
+    a.timestamp = Some(1_700_000_000_000);
+    let r = s.put_blocking(vec![a]).unwrap().remove(0);
+    assert_eq!(r.timestamp, 1_700_000_000_000);
+    // An hour of TTL counted from 2023: long expired, so not visible.
+    let mut old = item("n", "old", "expired at once", unit(8, 1));
+    old.timestamp = Some(1_700_000_000_000);
+    old.ttl_ms = Some(3_600_000);
+    s.put_blocking(vec![old]).unwrap();
+    assert!(s.get("n", "old", false).is_none());
+    let mut bad = item("n", "b", "negative", unit(8, 2));
+    bad.timestamp = Some(-5);
+    assert_err(s.put_blocking(vec![bad]), ErrorCode::InvalidRequest, "timestamp must not be negative");
+    drop(s);
+    let s = open(dir.path(), 8);
+    assert_eq!(s.get("n", "a", false).unwrap().timestamp, 1_700_000_000_000);
+    assert!(s.get("n", "b", false).is_none());
+}
+
 /// Clustered vectors with some exact duplicates (ties) and explicit significances.
 fn batch_items(seed: u64, n: usize, dims: usize) -> Vec<PutInput> {
     let mut r = rng(seed);
@@ -923,6 +948,48 @@ fn significance_after_compaction_and_bulk_load_sees_every_row() {
         assert_eq!(o.associations.first(), Some(&format!("b{i}")), "dup{i}: {:?}", o.associations);
         assert!(o.significance < 0.5, "dup{i}: {}", o.significance);
     }
+}
+
+/// An export bulk-loaded into another store gives the same vectors, bit for bit (a cluster
+/// member joining from a snapshot must equal the member it copies): a vector that is unit
+/// length already is not normalized again.
+#[test]
+fn export_then_bulk_load_keeps_vector_bits() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dims = 16;
+    let src = open(a.path(), dims);
+    let mut r = rng(7);
+    for i in 0..50 {
+        src.put_blocking(vec![item("n", &format!("m{i}"), "t", rvec(&mut r, dims))]).unwrap();
+    }
+    let exported = src.export(0, 1000);
+    let recs: Vec<PutRecord> = exported
+        .iter()
+        .map(|m| PutRecord {
+            seq: 0,
+            ts: m.timestamp,
+            namespace: m.namespace.clone(),
+            id: m.id.clone(),
+            text: m.text.clone(),
+            metadata: m.metadata.clone(),
+            significance: m.significance,
+            expires_at: NO_EXPIRY,
+            associations: m.associations.clone(),
+            vector: m.embedding.clone().unwrap(),
+        })
+        .collect();
+    let dst = open(b.path(), dims);
+    assert_eq!(dst.bulk_load_blocking(recs).unwrap(), 50);
+    for m in &exported {
+        let got = dst.get("n", &m.id, true).unwrap();
+        assert_eq!(got.embedding, m.embedding, "{}", m.id);
+        assert_eq!((got.significance, &got.associations, got.timestamp), (m.significance, &m.associations, m.timestamp));
+    }
+    // A vector that is not unit length is still normalized.
+    let rec = PutRecord { seq: 0, ts: 1, namespace: "n".into(), id: "long".into(), text: "t".into(), metadata: "{}".into(), significance: 0.5, expires_at: NO_EXPIRY, associations: vec![], vector: vec![2.0; dims] };
+    dst.bulk_load_blocking(vec![rec]).unwrap();
+    let v = dst.get("n", "long", true).unwrap().embedding.unwrap();
+    assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
 }
 
 #[test]

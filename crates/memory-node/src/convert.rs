@@ -84,8 +84,10 @@ pub fn put_input(namespace: String, id: Option<String>, text: String, metadata: 
 impl From<PutItem> for core_store::PutInput {
     fn from(it: PutItem) -> Self {
         let mut input = put_input(it.namespace, it.id, it.text, it.metadata, it.significance, it.ttl_ms, &it.embedding);
-        input.timestamp = it.timestamp_ms;
-        input.expires_at = it.expires_at_ms;
+        // NaN or negative: refused by validation (as a negative time).
+        let ms = |t: f64| if t.is_finite() && t >= 0.0 { t as i64 } else { -1 };
+        input.timestamp = it.timestamp_ms.map(ms);
+        input.expires_at = it.expires_at_ms.map(ms);
         input
     }
 }

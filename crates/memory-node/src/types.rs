@@ -36,10 +36,11 @@ pub struct PutItem {
     pub significance: Option<f64>,
     pub embedding: Float32Array,
     pub ttl_ms: Option<f64>,
-    /// The memory's time (ms since the epoch) instead of now (re-embedding keeps the original).
-    pub timestamp_ms: Option<i64>,
+    /// The memory's time (ms since the epoch) instead of the put's (cluster replicas pass the
+    /// receiving instance's; re-embedding keeps the original).
+    pub timestamp_ms: Option<f64>,
     /// Absolute expiry (ms since the epoch); wins over `ttlMs`.
-    pub expires_at_ms: Option<i64>,
+    pub expires_at_ms: Option<f64>,
 }
 
 #[napi(object)]

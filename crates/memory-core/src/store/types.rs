@@ -118,8 +118,10 @@ pub struct PutInput {
     pub significance: Option<f32>,
     pub vector: Vec<f32>,
     pub ttl_ms: Option<u64>,
-    /// The memory's time (ms since the epoch) instead of now: re-embedding copies a memory
-    /// into the new embedder's store with the time it was first stored.
+    /// The memory's timestamp (ms since the epoch) instead of the put's clock: a cluster
+    /// replica applies a write with the time its receiving instance gave it (so every replica
+    /// stores the same timestamp and expiry), and re-embedding copies a memory into the new
+    /// embedder's store with the time it was first stored.
     pub timestamp: Option<i64>,
     /// Absolute expiry (ms since the epoch); wins over `ttl_ms` (re-embedding keeps it).
     pub expires_at: Option<i64>,

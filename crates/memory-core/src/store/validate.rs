@@ -120,6 +120,12 @@ pub(crate) fn prepare(items: Vec<PutInput>, dims: usize) -> Result<Vec<ValidPut>
             None => random_id(),
         };
         let metadata = check_metadata(&f("metadata"), it.metadata.as_deref())?;
+        if it.timestamp.is_some_and(|t| t < 0) {
+            return Err(Error::invalid(format!("{} must not be negative", f("timestamp"))));
+        }
+        if it.expires_at.is_some_and(|t| t < 0) {
+            return Err(Error::invalid(format!("{} must not be negative", f("expires_at"))));
+        }
         if let Some(s) = it.significance {
             check_significance(&f("significance"), s)?;
         }

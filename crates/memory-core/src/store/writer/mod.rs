@@ -428,7 +428,13 @@ impl Writer {
                     if r.metadata.trim().is_empty() {
                         r.metadata = "{}".into();
                     }
-                    normalize(&mut r.vector[..dims]);
+                    // A vector exported by a store is unit length already: normalizing it again
+                    // would move its last bits, and a restored snapshot (a cluster replica joining)
+                    // must keep them to stay identical to the replicas it copies.
+                    let sq: f64 = r.vector[..dims].iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+                    if (sq - 1.0).abs() > 1e-6 {
+                        normalize(&mut r.vector[..dims]);
+                    }
                     log::encode_record(&mut buf, &Record::Put(r.clone()));
                     keep.push(r);
                 }
