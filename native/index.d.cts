@@ -312,7 +312,10 @@ export interface PutItem {
   significance?: number
   embedding: Float32Array
   ttlMs?: number
-  /** The memory's time (ms since the epoch) instead of now (re-embedding keeps the original). */
+  /**
+   * The memory's time (ms since the epoch) instead of the put's (cluster replicas pass the
+   * receiving instance's; re-embedding keeps the original).
+   */
   timestampMs?: number
   /** Absolute expiry (ms since the epoch); wins over `ttlMs`. */
   expiresAtMs?: number
