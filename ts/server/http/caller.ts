@@ -14,9 +14,12 @@ let callerCounter = 0;
 /** The public surface of a Connection, as command handlers see it. */
 type ConnectionSurface = { [K in keyof Connection]: Connection[K] };
 
-/** One HTTP request as the caller of a command. */
+/**
+ * One request that is not a WebSocket frame (an HTTP request, an MCP tool call) as the
+ * caller of a command.
+ */
 export class HttpCaller implements ConnectionSurface {
-  readonly id = `http-${(++callerCounter).toString(36)}`;
+  readonly id: string;
   readonly path: string;
   readonly openedAt = Date.now();
   readonly binary = false;
@@ -29,8 +32,11 @@ export class HttpCaller implements ConnectionSurface {
     readonly auth: AuthClaims,
     path: string,
     private readonly isAborted: () => boolean,
+    /** Names the caller in logs: `http-…`, `mcp-…`. */
+    kind = 'http',
   ) {
     this.path = path;
+    this.id = `${kind}-${(++callerCounter).toString(36)}`;
   }
 
   get locals(): Map<string, unknown> {
