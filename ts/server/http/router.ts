@@ -229,30 +229,7 @@ export class HttpRouter {
     const presented = route.options.public
       ? ({ ok: true, claims: { method: 'none' } } as const)
       : authenticate(ctx.auth, extractToken(head.headers.authorization ?? '', head.query));
-    if (isThenable(presented)) {
-      if (declaredTooBig) return respond(tooBig(ctx.maxBodyBytes));
-      // A JWT is verified asynchronously: the body is read meanwhile (uWS wants onData now).
-      let body: Buffer | null = null;
-      let auth: AuthResult | null = null;
-      const go = (): void => {
-        if (body === null || auth === null) return;
-        if (!auth.ok) respond(unauthorized(auth.reason));
-        else this.run(route, head, auth.claims, body, respond, isAborted);
-      };
-      (presented as Promise<AuthResult>).then(
-        (r) => {
-          auth = r;
-          go();
-        },
-        () => respond(unauthorized('malformed token')),
-      );
-      this.withBody(res, head, respond, (b) => {
-        body = b;
-        go();
-      });
-      return;
-    }
-    const auth = presented as AuthResult;
+    const auth: AuthResult = presented;
     // Refused before the body is read: an unauthenticated client costs no buffering.
     if (!auth.ok) return respond(unauthorized(auth.reason));
     // A declared length over the limit is refused before a byte of the body is read.
