@@ -4,7 +4,7 @@
 //! store closes (`store/writer`, at shutdown), for every row the state holds then; open
 //! reads it on another core while the log replays, and takes it only if it was written by
 //! this format and analyzer for this generation and for the same first rows as the log
-//! gives now (a digest of their sequence numbers and text lengths). Rows past those, and
+//! gives now (a digest of their sequence numbers, namespaces and texts). Rows past those, and
 //! rows deleted since, come from the replayed state (the log tail: memories stored after
 //! the file was written, by a run that then crashed, or opened without the index). Anything
 //! else — no file, a torn or truncated one, another generation, another analyzer, a digest
@@ -52,12 +52,15 @@ pub fn generation_of(name: &str) -> Option<u64> {
     gen.parse().ok()
 }
 
-/// Identifies the first `rows` rows of a state: their sequence numbers (unique within a
-/// generation) and text lengths, in order.
+/// Identifies the first `rows` rows of a state, in order: their sequence numbers (unique
+/// within a generation), namespaces, and texts (length and CRC32C, which stays the same
+/// from build to build, unlike the hash maps' hasher). The index is a function of exactly
+/// these (and of which rows are live, checked apart).
 fn row_digest(st: &State, rows: usize) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for r in &st.rows[..rows] {
-        for x in [r.seq, r.text.len() as u64] {
+    for (r, row) in st.rows[..rows].iter().enumerate() {
+        let text = row.text.as_bytes();
+        for x in [row.seq, st.ns_col[r] as u64, text.len() as u64, crc32c::crc32c(text) as u64] {
             h = (h.rotate_left(23) ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         }
     }
@@ -305,14 +308,10 @@ pub fn restore(p: Persisted, st: &mut State) -> bool {
     if !fits(&p, st) {
         return false;
     }
-    let mut by_ns: Vec<Option<TextIndex>> = (0..st.namespaces.len()).map(|_| None).collect();
     let Persisted { rows, live, lens, namespaces, .. } = p;
-    for (name, ix) in namespaces {
-        let n = st.ns_id(&name).expect("checked by fits") as usize;
-        by_ns[n] = Some(ix);
-    }
-    for (n, ix) in by_ns.into_iter().enumerate() {
-        st.namespaces[n].text = ix.unwrap_or_default();
+    // Namespaces are numbered in order of first appearance, so the file's are the first.
+    for (ns, (_, ix)) in st.namespaces.iter_mut().zip(namespaces) {
+        ns.text = ix;
     }
     st.defer_text = false;
     st.text_len.clear();
@@ -341,20 +340,16 @@ pub fn restore(p: Persisted, st: &mut State) -> bool {
     true
 }
 
-/// The file describes `st`'s first rows: same rows, no row live in the file that was not
-/// live then, and an index for every namespace that had live rows.
+/// The file describes `st`'s first rows: the same rows in the same namespaces (numbered
+/// alike), and no row live now that was not live then.
 fn fits(p: &Persisted, st: &State) -> bool {
-    if !st.text_on || p.rows > st.len() || row_digest(st, p.rows) != p.digest {
+    if !st.text_on || p.rows > st.len() || p.namespaces.len() > st.namespaces.len() || row_digest(st, p.rows) != p.digest {
         return false;
     }
-    let mut have = vec![false; st.namespaces.len()];
-    for (name, _) in &p.namespaces {
-        match st.ns_id(name) {
-            Some(n) if !have[n as usize] => have[n as usize] = true,
-            _ => return false,
-        }
+    if p.namespaces.iter().zip(&st.namespaces).any(|((name, _), ns)| *name != ns.name) {
+        return false;
     }
-    (0..p.rows).all(|r| if p.was_live(r) { have[st.ns_col[r] as usize] } else { !st.live_col[r] })
+    (0..p.rows).all(|r| if p.was_live(r) { (st.ns_col[r] as usize) < p.namespaces.len() } else { !st.live_col[r] })
 }
 
 /// At open: the persisted index if it fits, else the rebuild. Returns which it was.

@@ -241,6 +241,20 @@ fn a_file_for_other_rows_falls_back_to_the_rebuild() {
             text.push_str(" extra");
             b
         },
+        // The same lengths and sequence numbers, one text spelled differently.
+        {
+            let mut b = a.clone();
+            let Some(Op::Put { text, .. }) = b.iter_mut().filter(|o| matches!(o, Op::Put { .. })).nth(20) else { unreachable!() };
+            text.replace_range(..1, "x");
+            b
+        },
+        // One memory in another namespace.
+        {
+            let mut b = a.clone();
+            let Some(Op::Put { ns, .. }) = b.iter_mut().filter(|o| matches!(o, Op::Put { ns: "a", .. })).nth(30) else { unreachable!() };
+            *ns = "b";
+            b
+        },
         // Same rows, shifted sequence numbers.
         [vec![Op::Sweep], a.clone()].concat(),
     ];
