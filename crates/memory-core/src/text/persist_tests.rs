@@ -102,10 +102,12 @@ fn rebuilt(ops: &[Op]) -> State {
 }
 
 type Lists = BTreeMap<String, Vec<(u32, u16)>>;
+/// Per namespace: name, docs, total length, lists.
+type Spaces = Vec<(String, u32, u64, Lists)>;
 
 /// Per namespace: docs, total length, term → live (row, tf) entries; and each live row's
 /// length. Term ids and dead entries not yet pruned are left out: they change no result.
-fn canonical(st: &State) -> (Vec<(String, u32, u64, Lists)>, Vec<(usize, u32)>) {
+fn canonical(st: &State) -> (Spaces, Vec<(usize, u32)>) {
     let spaces = st
         .namespaces
         .iter()
