@@ -95,3 +95,96 @@ fn without_the_text_index_text_search_is_refused() {
     let s = open(dir.path(), D);
     assert_eq!(s.search_text_blocking("words", &req("a", 10)).unwrap()[0].id, "x");
 }
+
+fn all_results(s: &TensorStore) -> Vec<Vec<(String, u32)>> {
+    let queries = ["widget3", "widget3 gadget5", "entry 42", "often mentions", "late arrival"];
+    ["a", "b", "c"].iter().flat_map(|ns| queries.iter().map(move |q| ids_scores(s, q, &req(ns, 20)))).collect()
+}
+
+fn files(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.starts_with(prefix)).collect();
+    names.sort();
+    names
+}
+
+/// The same directory without its index file: what the rebuild gives.
+fn rebuilt_results(dir: &std::path::Path) -> Vec<Vec<(String, u32)>> {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir, copy.path());
+    for f in files(copy.path(), "text-") {
+        std::fs::remove_file(copy.path().join(f)).unwrap();
+    }
+    let s = open(copy.path(), D);
+    let r = all_results(&s);
+    s.close().unwrap();
+    r
+}
+
+/// Writes after the index file: more puts, a new namespace, deletes of rows the file holds.
+fn write_tail(s: &TensorStore) {
+    let mut g = rng(9);
+    s.put_blocking(vec![item("a", "late", "widget3 late arrival", rvec(&mut g, D)), item("c", "new", "widget3 gadget5 late", rvec(&mut g, D))]).unwrap();
+    assert_eq!(s.delete_blocking("a", vec!["m3".into(), "m10".into(), "m42".into()]).unwrap().deleted.len(), 3);
+    s.flush_blocking().unwrap();
+}
+
+#[test]
+fn a_crash_after_the_index_file_replays_the_log_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), D);
+    fill(&s);
+    s.close().unwrap();
+    assert_eq!(files(dir.path(), "text-"), ["text-000001.idx"], "written at close");
+    let s = open(dir.path(), D);
+    write_tail(&s);
+    let want = all_results(&s);
+    assert!(want[0].iter().any(|(id, _)| id == "late") && !want[0].iter().any(|(id, _)| id == "m3"));
+    // A crash now: the log holds the tail, the index file is the one written before it.
+    let crashed = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), crashed.path());
+    s.close().unwrap();
+    let c = open(crashed.path(), D);
+    assert_eq!(all_results(&c), want);
+    c.close().unwrap();
+    assert_eq!(rebuilt_results(crashed.path()), want);
+    // The clean close wrote the index with the tail: same results again.
+    let s = open(dir.path(), D);
+    assert_eq!(all_results(&s), want);
+}
+
+#[test]
+fn writes_while_opened_without_the_index_are_caught_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), D);
+    fill(&s);
+    s.close().unwrap();
+    let mut o = opts(D, FsyncPolicy::Off);
+    o.text_index = false;
+    let s = TensorStore::open(dir.path(), o).unwrap();
+    write_tail(&s);
+    s.close().unwrap();
+    let want = rebuilt_results(dir.path());
+    let s = open(dir.path(), D);
+    assert_eq!(all_results(&s), want);
+    assert!(want[0].iter().any(|(id, _)| id == "late"));
+}
+
+#[test]
+fn a_damaged_index_file_is_rebuilt_and_compaction_moves_it_to_the_new_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), D);
+    fill(&s);
+    let want = all_results(&s);
+    s.close().unwrap();
+    let path = dir.path().join("text-000001.idx");
+    let len = file_len(&path);
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 2).unwrap();
+    let s = open(dir.path(), D);
+    assert_eq!(all_results(&s), want);
+    s.compact_blocking().unwrap();
+    assert_eq!(all_results(&s), want);
+    s.close().unwrap();
+    assert_eq!(files(dir.path(), "text-"), ["text-000002.idx"]);
+    let s = open(dir.path(), D);
+    assert_eq!(all_results(&s), want);
+}

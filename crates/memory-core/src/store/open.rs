@@ -23,6 +23,7 @@ use super::dirlock::{self, DirLock};
 use super::{TensorStore, META_FILE};
 use crate::error::{Error, Result};
 use crate::search::q8::{self, Q8Rows};
+use crate::text::persist as text_persist;
 
 /// `store.json`: what the directory's vectors are.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,7 +174,15 @@ fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) ->
         return Err(Error::invalid(format!("log {file} holds {}-dimensional vectors, expected {dims}", header.dims)));
     }
     let vf = VecFile::open(dir, gen, dims, false);
-    let (sc, file_ok) = replay(&bytes, &file, st, vf.as_ref().map(|(v, rows)| (&v.file, *rows)))?;
+    // The persisted text index is read and checked on another core while the log replays.
+    let load_text = st.text_on;
+    let t0 = std::time::Instant::now();
+    let (replayed, text_file) = rayon::join(|| replay(&bytes, &file, st, vf.as_ref().map(|(v, rows)| (&v.file, *rows))), || load_text.then(|| text_persist::load(dir, gen)).flatten());
+    let (sc, file_ok) = replayed?;
+    let how = text_persist::restore_or_build(text_file, st);
+    if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
+        eprintln!("open: replay and text index ({how}) in {:?}", t0.elapsed());
+    }
     let vec_file = vf.map(|(mut v, _)| {
         v.rows = file_ok.min(st.vectors.len());
         v
@@ -198,6 +207,7 @@ fn remove_other_generations(dir: &Path, gen: u64) {
             let _ = std::fs::remove_file(ent.path());
         }
     }
+    text_persist::remove_other_generations(dir, gen);
 }
 
 pub(super) fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {

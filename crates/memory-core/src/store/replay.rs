@@ -54,6 +54,7 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
         (sc, n)
     };
     st.defer_sig_index(limit);
+    // The caller builds the text index, or loads it (`text::persist`).
     st.defer_text_index();
     // Every put adds exactly one row, in order, to the (empty) state: row k is the k-th put.
     // So the vectors can be copied into the arena on other cores while this thread applies
@@ -102,10 +103,6 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
     st.rebuild_sig_index();
     if trace {
         eprintln!("replay: sig index in {:?}", t0.elapsed());
-    }
-    st.build_text_index();
-    if trace {
-        eprintln!("replay: text index in {:?}", t0.elapsed());
     }
     Ok((sc, file_ok))
 }

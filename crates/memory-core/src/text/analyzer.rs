@@ -19,6 +19,10 @@ use unicode_segmentation::UnicodeSegmentation;
 
 use crate::store::state::HashMap;
 
+/// Bumped whenever a change here makes any text give different terms: an index persisted by
+/// another version is rebuilt instead of loaded (`text/persist.rs`).
+pub const ANALYZER_VERSION: u32 = 1;
+
 /// Longest term kept, in bytes (a SHA-256 in hex is 64).
 pub const MAX_TERM_BYTES: usize = 64;
 

@@ -46,8 +46,8 @@ pub struct Postings {
 
 #[derive(Default, Debug)]
 pub struct TextIndex {
-    ids: HashMap<Box<str>, u32>,
-    lists: Vec<Postings>,
+    pub(super) ids: HashMap<Box<str>, u32>,
+    pub(super) lists: Vec<Postings>,
     /// Live documents indexed and the sum of their lengths (in terms).
     pub docs: u32,
     pub total_len: u64,

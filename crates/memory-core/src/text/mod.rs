@@ -4,9 +4,12 @@
 
 pub mod analyzer;
 pub mod index;
+pub mod persist;
 
 pub use analyzer::Analyzer;
 pub use index::{TextIndex, B, K1};
 
+#[cfg(test)]
+mod persist_tests;
 #[cfg(test)]
 mod tests;

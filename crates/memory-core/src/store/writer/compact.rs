@@ -202,6 +202,9 @@ impl Writer {
         let len = new_log.len;
         let old = std::mem::replace(&mut self.log, new_log).path;
         let _ = std::fs::remove_file(&old);
+        // The old generation's text index file goes with its log (it holds deleted memories'
+        // terms); the new generation's is written at close.
+        crate::text::persist::remove_other_generations(&dir, gen);
         // Everything is in the new file, fsynced.
         self.dirty = false;
         let rows_after = new_state.len();

@@ -134,11 +134,14 @@ impl Writer {
         self.shutdown();
     }
 
-    /// Closing: a running compaction is abandoned, expiry watchers are told.
+    /// Closing: a running compaction is abandoned, expiry watchers are told, and the text
+    /// index is written beside the log so the next open loads it instead of rebuilding it
+    /// (`text::persist`; if that fails, the next open rebuilds).
     fn shutdown(&mut self) {
         let closed = Error::Unavailable("the store is closed".into());
         self.abort_compaction(Error::Unavailable("the store is closed".into()));
         self.close_expiry(&closed);
+        let _ = crate::text::persist::save(&self.shared.dir, self.log.gen, &self.shared.state.read());
     }
 
     /// Background work between operations: the switch of a finished compaction, an expiry
