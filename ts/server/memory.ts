@@ -46,7 +46,7 @@ import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js'
 import { CommandGate } from './reembed-gate.js';
 import { Reembedder, planReembed, type ReembedProgress } from './reembed.js';
 import type { ReembedState } from './reembed-files.js';
-import type { CompactionSummary } from '../protocol/control.js';
+import type { ClusterStatus, CompactionSummary } from '../protocol/control.js';
 import { registerMcpRoute } from './mcp-route.js';
 import { addMemoryServerRoutes } from './http/server-routes.js';
 import { LocalWritePath, type WritePath } from './write-path.js';
@@ -189,6 +189,14 @@ export class MemoryServer extends ServerBase {
   /** A re-embedding under way (`stats.reembed`), or null. */
   reembedProgress(): ReembedProgress | null {
     return this.reembedder?.progress() ?? null;
+  }
+
+  /** In cluster mode, `stats.cluster` (members, lag, NATS server) for the control center; else null. */
+  clusterStatus(): ClusterStatus | null {
+    const c = this.writes.clusterStats();
+    if (!c) return null;
+    const { node_id, applied_seq, stream_seq, lag } = c;
+    return { node_id, applied_seq, stream_seq, lag, nats_server: c.nats_server ?? null, members: (c.members ?? []).map((m) => ({ node_id: m.node_id, url: m.url, applied_seq: m.applied_seq, stream_seq: m.stream_seq, lag: m.lag, at: m.at })) };
   }
 
   get store(): MemoryStore {
