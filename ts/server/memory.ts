@@ -31,7 +31,7 @@ import {
   type StoreStats,
   type WireMemory,
 } from '../protocol/memory.js';
-import { MemoryStore, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
+import { MemoryStore, lockDataDir, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
 import { fittingPrefix } from './reply-budget.js';
 import { retrieveWithMode } from './retrieve-modes.js';
 import { HashEmbedder, type Embedder } from '../embedder.js';
@@ -51,6 +51,8 @@ import { registerMcpRoute } from './mcp-route.js';
 import { addMemoryServerRoutes } from './http/server-routes.js';
 import { LocalWritePath, type WritePath } from './write-path.js';
 import type { ClusterOptions } from '../cluster/options.js';
+// Files only (no NATS): finishes a restore switch a crash interrupted, on any start.
+import { finishRestoreSwitch } from '../cluster/restore.js';
 
 /** How long `min_seq` waits for this instance to apply the sequence before `unavailable`. */
 export const MIN_SEQ_WAIT_MS = 5000;
@@ -219,6 +221,10 @@ export class MemoryServer extends ServerBase {
   /** Opens the data directory (if not open yet) without listening: `commands` can then be served over another transport. */
   async open(): Promise<MemoryStore> {
     if (!this._store) {
+      // A cluster member's switch to a restored snapshot that a crash interrupted (ts/cluster/restore.ts).
+      await finishRestoreSwitch(this.dataDir).catch((err: unknown) => {
+        throw startupError(err, this.dataDir);
+      });
       const plan = await planReembed(this.dataDir, this.target, this.reembed.on, this.reembed.from).catch((err: unknown) => {
         throw startupError(err, this.dataDir);
       });
@@ -241,9 +247,9 @@ export class MemoryServer extends ServerBase {
     return this._store;
   }
 
-  /** Opens the data directory with the current embedder's identity. */
-  private openStore(): Promise<MemoryStore> {
-    return MemoryStore.openAsync(this.dataDir, {
+  /** Opens the data directory (or `dir`) with the current embedder's identity. */
+  private openStore(dir = this.dataDir): Promise<MemoryStore> {
+    return MemoryStore.openAsync(dir, {
       dims: this.embedder.dims,
       fsync: this.fsync,
       embedderName: this.embedder.name,
@@ -305,12 +311,33 @@ export class MemoryServer extends ServerBase {
   private async joinCluster(store: MemoryStore, options: ClusterOptions): Promise<void> {
     const { joinCluster } = await import('../cluster/index.js');
     try {
-      this.writes = await joinCluster({ store, events: this.events, logger: this.ws.logger, dataDir: this.dataDir, embedder: this.embedder, options, fsyncAlways: this.fsync === 'always', url: () => (this.ws.port ? this.url : null) });
+      const storeFiles = { openAt: (dir: string) => this.openStore(dir), reopenAfter: (swap: () => Promise<void>) => this.reopenAfter(swap) };
+      this.writes = await joinCluster({ store, events: this.events, logger: this.ws.logger, dataDir: this.dataDir, embedder: this.embedder, options, fsyncAlways: this.fsync === 'always', url: () => (this.ws.port ? this.url : null), storeFiles });
     } catch (err) {
+      // The store served now (joining may have replaced it, or closed it and failed to reopen).
+      const current = this._store;
       this._store = null;
-      store.close();
+      current?.close();
       throw err;
     }
+  }
+
+  /** Closes the store, runs `swap` on its files with the data directory locked, then serves the store reopened from them. */
+  private async reopenAfter(swap: () => Promise<void>): Promise<MemoryStore> {
+    const old = this._store;
+    this._store = null;
+    this.statsFixed = null;
+    old?.close();
+    const lock = lockDataDir(this.dataDir);
+    try {
+      await swap();
+    } finally {
+      lock.release();
+    }
+    const store = (this._store = await this.openStore());
+    this.events.floor = store.stats().lastSeq;
+    this.watchExpired(store);
+    return store;
   }
 
   /** Compacts the store now (or joins the compaction running): deleted and expired memories leave the disk. */
