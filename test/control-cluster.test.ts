@@ -136,7 +136,7 @@ describe.skipIf(!NATS_SERVER)('control center with a cluster member as its memor
       const page = browser.pages()[0] ?? (await browser.newPage());
       await page.goto(`http://127.0.0.1:${controlPort}/`);
       const rows = page.getByTestId('memory-cluster-members').locator('tbody tr');
-      const cells = () => rows.evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
+      const cells = () => rows.evaluateAll((trs) => trs.map((tr) => Array.from(tr.querySelectorAll('td'), (td) => td.textContent)));
       const top = b.clusterStatus()!.applied_seq;
       // Members' figures come from their heartbeats (every 2 s): poll until both show the top.
       await expect

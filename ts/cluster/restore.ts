@@ -44,8 +44,10 @@ interface SwitchState {
 export interface StoreFiles {
   /** Opens a store in another directory with the server's embedder and options. */
   openAt(dir: string): Promise<MemoryStore>;
-  /** Closes the served store, runs `swap` with the data directory locked, and serves (and returns) the store reopened from it. */
-  reopenAfter(swap: () => Promise<void>): Promise<MemoryStore>;
+  /** Closes the served store (the switch needs the data directory unlocked). */
+  close(): void;
+  /** Serves (and returns) the store opened anew from the data directory. */
+  reopen(): Promise<MemoryStore>;
 }
 
 /**
@@ -80,8 +82,14 @@ export async function replaceStoreFromSnapshot(
     await rm(side, { recursive: true, force: true }).catch(() => undefined);
     throw err;
   }
-  const store = await files.reopenAfter(() => runSwitch(dataDir, { phase: 'switching', seq }));
-  return { store, seq };
+  files.close();
+  const lock = lockDataDir(dataDir);
+  try {
+    await runSwitch(dataDir, { phase: 'switching', seq });
+  } finally {
+    lock.release();
+  }
+  return { store: await files.reopen(), seq };
 }
 
 /**

@@ -31,7 +31,7 @@ import {
   type StoreStats,
   type WireMemory,
 } from '../protocol/memory.js';
-import { MemoryStore, lockDataDir, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
+import { MemoryStore, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
 import { fittingPrefix } from './reply-budget.js';
 import { retrieveWithMode } from './retrieve-modes.js';
 import { HashEmbedder, type Embedder } from '../embedder.js';
@@ -49,7 +49,7 @@ import type { ReembedState } from './reembed-files.js';
 import type { ClusterStatus, CompactionSummary } from '../protocol/control.js';
 import { registerMcpRoute } from './mcp-route.js';
 import { addMemoryServerRoutes } from './http/server-routes.js';
-import { LocalWritePath, type WritePath } from './write-path.js';
+import { LocalWritePath, toClusterStatus, type WritePath } from './write-path.js';
 import type { ClusterOptions } from '../cluster/options.js';
 // Files only (no NATS): finishes a restore switch a crash interrupted, on any start.
 import { finishRestoreSwitch } from '../cluster/restore.js';
@@ -195,10 +195,7 @@ export class MemoryServer extends ServerBase {
 
   /** In cluster mode, `stats.cluster` (members, lag, NATS server) for the control center; else null. */
   clusterStatus(): ClusterStatus | null {
-    const c = this.writes.clusterStats();
-    if (!c) return null;
-    const { node_id, applied_seq, stream_seq, lag } = c;
-    return { node_id, applied_seq, stream_seq, lag, nats_server: c.nats_server ?? null, members: (c.members ?? []).map((m) => ({ node_id: m.node_id, url: m.url, applied_seq: m.applied_seq, stream_seq: m.stream_seq, lag: m.lag, at: m.at })) };
+    return toClusterStatus(this.writes.clusterStats());
   }
 
   get store(): MemoryStore {
@@ -212,8 +209,7 @@ export class MemoryServer extends ServerBase {
     try {
       return await super.listen();
     } catch (err) {
-      this._store?.close();
-      this._store = null;
+      this.closeStore();
       throw err;
     }
   }
@@ -221,13 +217,12 @@ export class MemoryServer extends ServerBase {
   /** Opens the data directory (if not open yet) without listening: `commands` can then be served over another transport. */
   async open(): Promise<MemoryStore> {
     if (!this._store) {
-      // A cluster member's switch to a restored snapshot that a crash interrupted (ts/cluster/restore.ts).
-      await finishRestoreSwitch(this.dataDir).catch((err: unknown) => {
-        throw startupError(err, this.dataDir);
-      });
-      const plan = await planReembed(this.dataDir, this.target, this.reembed.on, this.reembed.from).catch((err: unknown) => {
-        throw startupError(err, this.dataDir);
-      });
+      // First a cluster member's switch to a restored snapshot that a crash interrupted (ts/cluster/restore.ts).
+      const plan = await finishRestoreSwitch(this.dataDir)
+        .then(() => planReembed(this.dataDir, this.target, this.reembed.on, this.reembed.from))
+        .catch((err: unknown) => {
+          throw startupError(err, this.dataDir);
+        });
       if (plan && this.clusterOptions) {
         // Every replica must apply the same vectors from the stream: a local re-embedding would
         // make this one differ (docs/cluster.md).
@@ -272,9 +267,14 @@ export class MemoryServer extends ServerBase {
   /** A re-embedding has switched the directory's files: serve the new store with the configured embedder. */
   private async switchToTarget(): Promise<MemoryStore> {
     this.reembedder = null;
-    this.statsFixed = null;
     this._store = null;
     this.useEmbedder(this.target);
+    return this.reopen();
+  }
+
+  /** Serves the store opened anew from the data directory (its files were switched). */
+  private async reopen(): Promise<MemoryStore> {
+    this.statsFixed = null;
     const store = (this._store = await this.openStore());
     // Sequence numbers are the new store's from here on (docs/embeddings.md).
     this.events.floor = store.stats().lastSeq;
@@ -310,34 +310,15 @@ export class MemoryServer extends ServerBase {
    */
   private async joinCluster(store: MemoryStore, options: ClusterOptions): Promise<void> {
     const { joinCluster } = await import('../cluster/index.js');
+    // A long-absent member replaces its store by the latest snapshot (ts/cluster/restore.ts).
+    const storeFiles = { openAt: (dir: string) => this.openStore(dir), close: () => this.closeStore(), reopen: () => this.reopen() };
     try {
-      const storeFiles = { openAt: (dir: string) => this.openStore(dir), reopenAfter: (swap: () => Promise<void>) => this.reopenAfter(swap) };
       this.writes = await joinCluster({ store, events: this.events, logger: this.ws.logger, dataDir: this.dataDir, embedder: this.embedder, options, fsyncAlways: this.fsync === 'always', url: () => (this.ws.port ? this.url : null), storeFiles });
     } catch (err) {
       // The store served now (joining may have replaced it, or closed it and failed to reopen).
-      const current = this._store;
-      this._store = null;
-      current?.close();
+      this.closeStore();
       throw err;
     }
-  }
-
-  /** Closes the store, runs `swap` on its files with the data directory locked, then serves the store reopened from them. */
-  private async reopenAfter(swap: () => Promise<void>): Promise<MemoryStore> {
-    const old = this._store;
-    this._store = null;
-    this.statsFixed = null;
-    old?.close();
-    const lock = lockDataDir(this.dataDir);
-    try {
-      await swap();
-    } finally {
-      lock.release();
-    }
-    const store = (this._store = await this.openStore());
-    this.events.floor = store.stats().lastSeq;
-    this.watchExpired(store);
-    return store;
   }
 
   /** Compacts the store now (or joins the compaction running): deleted and expired memories leave the disk. */
@@ -350,14 +331,16 @@ export class MemoryServer extends ServerBase {
     await this.reembedder?.stop();
     this.batcher?.close();
     await this.writes.close().catch((err: unknown) => this.ws.logger.error({ err }, 'leaving the cluster failed'));
-    if (this._store) {
-      try {
-        this._store.close();
-      } catch (err) {
-        this.ws.logger.error({ err }, 'store close failed');
-      }
-      this._store = null;
+    this.closeStore();
+  }
+
+  private closeStore(): void {
+    try {
+      this._store?.close();
+    } catch (err) {
+      this.ws.logger.error({ err }, 'store close failed');
     }
+    this._store = null;
   }
 
   // ------------------------------------------------------------ helpers
