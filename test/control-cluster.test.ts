@@ -127,6 +127,12 @@ describe.skipIf(!NATS_SERVER)('control center with a cluster member as its memor
     expect(text).toContain(`memory_server_cluster_stream_seq{node_id="cc-a"} ${top}`);
     expect(text).toMatch(/memory_server_cluster_members\{node_id="cc-a",nats_server="[^"]+"\} 2/);
     expect(text).toMatch(/memory_server_cluster_member_lag\{member="cc-b"\} 0/);
+    // A member's own /metrics has the same families for itself.
+    const own = await until(async () => {
+      const body = (await httpRequest(b.port, 'GET', '/metrics')).body;
+      return body.includes(`memory_server_cluster_applied_seq{node_id="cc-b"} ${top}`) ? body : null;
+    }, 15_000, "B's own cluster gauges", 200);
+    expect(own).toContain('memory_server_cluster_lag{node_id="cc-b"} 0');
   });
 
   it.skipIf(!hasChromium())('the dashboard\'s memory card shows the NATS server and one row per member', async () => {
