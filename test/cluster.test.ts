@@ -5,7 +5,7 @@
  * restart from the checkpoint. (Three NATS servers, kills and partitions:
  * cluster-ha.test.ts.)
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,10 @@ import { MemoryServer } from '../ts/server/memory.js';
 import { parseArgs, resolveConfig } from '../ts/cli/config.js';
 import { NATS_SERVER, startNats, until, type NatsCluster } from './helpers/cluster.js';
 import { contentDigest } from './helpers/cluster-content.js';
+import { connect as natsConnect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { Objm } from '@nats-io/obj';
+import type { ClusterOptions } from '../ts/cluster/options.js';
 import { connect, silentLogger, type TestClient } from './helpers/ws-client.js';
 
 const dirs: string[] = [];
@@ -22,7 +26,7 @@ function tempDir(): string {
   return d;
 }
 
-async function member(nats: NatsCluster, nodeId: string, dataDir = tempDir(), name = 'dev'): Promise<{ server: MemoryServer; url: string; dataDir: string }> {
+async function member(nats: NatsCluster, nodeId: string, dataDir = tempDir(), name = 'dev', extra: Partial<ClusterOptions> = {}): Promise<{ server: MemoryServer; url: string; dataDir: string }> {
   const server = new MemoryServer({
     dataDir,
     host: '127.0.0.1',
@@ -31,7 +35,7 @@ async function member(nats: NatsCluster, nodeId: string, dataDir = tempDir(), na
     printListening: false,
     closeTimeoutMs: 2_000,
     rateLimit: false,
-    cluster: { servers: nats.urls, nodeId, name },
+    cluster: { servers: nats.urls, nodeId, name, ...extra },
   });
   const info = await server.listen();
   return { server, url: `ws://127.0.0.1:${info.port}`, dataDir };
@@ -180,4 +184,158 @@ describe.skipIf(!NATS_SERVER)('cluster: one nats-server, R1 stream', () => {
     await single.close();
     await expect(member(nats, 'c', dir)).rejects.toThrow(/holds memories that are not in the cluster's write log/);
   });
+});
+
+describe.skipIf(!NATS_SERVER)('cluster: a long-absent member restores the latest snapshot', () => {
+  let nats: NatsCluster;
+  let a: { server: MemoryServer; url: string; dataDir: string };
+  let b: { server: MemoryServer; url: string; dataDir: string } | null = null;
+  beforeAll(async () => {
+    nats = await startNats(1);
+  }, 30_000);
+  afterAll(async () => {
+    await b?.server.close();
+    await a?.server.close();
+    nats?.cleanup();
+  });
+
+  it('B stops, A writes, the stream is purged up to a snapshot: B restarts on its old directory, swaps in the snapshot and converges', async () => {
+    const fast = { snapshotIntervalS: 1 };
+    a = await member(nats, 'a', tempDir(), 'stale', fast);
+    b = await member(nats, 'b', tempDir(), 'stale', fast);
+    const ca = await connect(a.url);
+    let cb = await connect(b.url);
+    for (let i = 0; i < 20; i++) expect((await ca.request('store', { namespace: 'st', text: `before ${i}`, id: `p${i}`, metadata: { i } })).status).toBe('success');
+    const seen = (await ca.request('stats')).data.cluster.applied_seq;
+    expect((await cb.request('get', { namespace: 'st', id: 'p19', min_seq: seen })).status).toBe('success');
+    cb.close();
+    const bDir = b.dataDir;
+    await b.server.close();
+    b = null;
+    const staleSeq = JSON.parse(readFileSync(path.join(bDir, 'cluster-state.json'), 'utf8')).applied_seq as number;
+    // Written while B is away: stores, an update, a delete.
+    for (let i = 0; i < 20; i++) expect((await ca.request('store', { namespace: 'st', text: `while away ${i}`, id: `w${i}` })).status).toBe('success');
+    expect((await ca.request('update', { namespace: 'st', id: 'p1', metadata: { changed: true }, significance: 0.75 })).status).toBe('success');
+    expect((await ca.request('delete', { namespace: 'st', ids: ['p2', 'w3'] })).status).toBe('success');
+    const top = (await ca.request('stats')).data.cluster.applied_seq as number;
+    const nc = await natsConnect({ servers: nats.urls });
+    let snapSeq: number;
+    try {
+      const os = await new Objm(nc).open('memory_stale_snapshots');
+      snapSeq = await until(async () => {
+        const seq = Number((await os.info('latest'))?.metadata?.seq ?? 0);
+        return seq >= top ? seq : 0;
+      }, 20_000, 'a snapshot at the top of the stream', 200);
+      await (await jetstreamManager(nc)).streams.purge('MEMORY_stale', { seq: snapSeq + 1 });
+      const first = (await (await jetstreamManager(nc)).streams.info('MEMORY_stale')).state.first_seq;
+      expect(first).toBeGreaterThan(staleSeq + 1);
+    } finally {
+      await nc.close();
+    }
+    // After the purge: applied from the stream once the snapshot is in.
+    for (let i = 0; i < 3; i++) expect((await ca.request('store', { namespace: 'st', text: `after purge ${i}`, id: `z${i}` })).status).toBe('success');
+    b = await member(nats, 'b', bDir, 'stale', fast);
+    cb = await connect(b.url);
+    const last = (await ca.request('stats')).data.cluster.applied_seq as number;
+    expect((await cb.request('get', { namespace: 'st', id: 'z2', min_seq: last })).status).toBe('success');
+    const da = await contentDigest(ca, ['st']);
+    const db = await contentDigest(cb, ['st']);
+    expect(da.count).toBe(20 + 20 - 2 + 3);
+    expect(db.digest).toBe(da.digest);
+    // The switch left nothing behind, and the checkpoint moved past the snapshot.
+    for (const leftover of ['cluster-restore', 'cluster-restore-old', 'cluster-restore.json']) expect(existsSync(path.join(bDir, leftover)), leftover).toBe(false);
+    await until(() => JSON.parse(readFileSync(path.join(bDir, 'cluster-state.json'), 'utf8')).applied_seq >= last, 5_000, 'the checkpoint');
+    // Writes through the restored member replicate as before.
+    expect((await cb.request('store', { namespace: 'st', text: 'through restored b', id: 'rb' })).status).toBe('success');
+    const top2 = (await cb.request('stats')).data.cluster.applied_seq as number;
+    expect((await ca.request('get', { namespace: 'st', id: 'rb', min_seq: top2 })).status).toBe('success');
+    expect((await contentDigest(cb, ['st'])).digest).toBe((await contentDigest(ca, ['st'])).digest);
+    ca.close();
+    cb.close();
+  }, 90_000);
+
+  it('a long-absent member with no snapshot reaching the purged stream is refused, its store unchanged', async () => {
+    // A member of another stream with snapshots off: nothing can cover the purge.
+    const c = await member(nats, 'c', tempDir(), 'nosnap', { snapshotIntervalS: 0 });
+    const d = await member(nats, 'd', tempDir(), 'nosnap', { snapshotIntervalS: 0 });
+    const cc = await connect(c.url);
+    for (let i = 0; i < 5; i++) expect((await cc.request('store', { text: `x ${i}`, id: `x${i}` })).status).toBe('success');
+    const seq = (await cc.request('stats')).data.cluster.applied_seq as number;
+    const cd = await connect(d.url);
+    expect((await cd.request('get', { id: 'x4', min_seq: seq })).status).toBe('success');
+    const before = await contentDigest(cd, ['default']);
+    cd.close();
+    await d.server.close();
+    expect((await cc.request('store', { text: 'x 5', id: 'x5' })).status).toBe('success');
+    const nc = await natsConnect({ servers: nats.urls });
+    try {
+      await (await jetstreamManager(nc)).streams.purge('MEMORY_nosnap', { seq: seq + 2 });
+    } finally {
+      await nc.close();
+    }
+    await expect(member(nats, 'd', d.dataDir, 'nosnap', { snapshotIntervalS: 0 })).rejects.toThrow(/stream starts at sequence .* no snapshot of this stream reaches/);
+    // Its store is as it was (opened without the cluster).
+    const single = new MemoryServer({ dataDir: d.dataDir, host: '127.0.0.1', port: 0, logger: silentLogger, printListening: false });
+    await single.listen();
+    const cs = await connect(`ws://127.0.0.1:${single.port}`);
+    expect((await contentDigest(cs, ['default'])).digest).toBe(before.digest);
+    cs.close();
+    await single.close();
+    cc.close();
+    await c.server.close();
+  }, 60_000);
+});
+
+describe('cluster restore switch after a crash (files only)', () => {
+  async function storeWith(texts: string[]): Promise<string> {
+    const dir = tempDir();
+    const s = new MemoryServer({ dataDir: dir, host: '127.0.0.1', port: 0, logger: silentLogger, printListening: false });
+    await s.listen();
+    const c = await connect(`ws://127.0.0.1:${s.port}`);
+    for (const text of texts) expect((await c.request('store', { text, id: text })).status).toBe('success');
+    c.close();
+    await s.close();
+    return dir;
+  }
+  async function idsIn(dir: string): Promise<string[]> {
+    const s = new MemoryServer({ dataDir: dir, host: '127.0.0.1', port: 0, logger: silentLogger, printListening: false });
+    await s.listen();
+    const c = await connect(`ws://127.0.0.1:${s.port}`);
+    const r = await c.request('list', { limit: 100 });
+    c.close();
+    await s.close();
+    return (r.data.memories as Array<{ id: string }>).map((m) => m.id).sort();
+  }
+  /** `dir` with `side`'s store files moved into `dir/cluster-restore/` (a complete restored store). */
+  function withSide(dir: string, side: string): void {
+    renameSync(side, path.join(dir, 'cluster-restore'));
+  }
+
+  it('a switch interrupted after it began is finished at the next start: the restored store is served', async () => {
+    const dir = await storeWith(['old1', 'old2']);
+    withSide(dir, await storeWith(['new1', 'new2', 'new3']));
+    writeFileSync(path.join(dir, 'cluster-restore.json'), JSON.stringify({ phase: 'switching', seq: 9 }));
+    expect(await idsIn(dir)).toEqual(['new1', 'new2', 'new3']);
+    for (const leftover of ['cluster-restore', 'cluster-restore-old', 'cluster-restore.json']) expect(existsSync(path.join(dir, leftover)), leftover).toBe(false);
+  }, 30_000);
+
+  it('a restore that never reached the switch is dropped: the old store is served unchanged', async () => {
+    const dir = await storeWith(['old1', 'old2']);
+    withSide(dir, await storeWith(['half']));
+    expect(await idsIn(dir)).toEqual(['old1', 'old2']);
+    expect(existsSync(path.join(dir, 'cluster-restore'))).toBe(false);
+  }, 30_000);
+
+  it('a damaged progress file is refused with a clear error, nothing moved', async () => {
+    const dir = await storeWith(['old1']);
+    writeFileSync(path.join(dir, 'cluster-restore.json'), 'not json');
+    const s = new MemoryServer({ dataDir: dir, host: '127.0.0.1', port: 0, logger: silentLogger, printListening: false });
+    await expect(s.listen()).rejects.toThrow(/not a cluster restore's progress file/);
+    rmSync(path.join(dir, 'cluster-restore.json'));
+    expect(await idsIn(dir)).toEqual(['old1']);
+  }, 30_000);
+});
+
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });

@@ -395,6 +395,12 @@ describe('/healthz, /readyz and /metrics on the servers themselves', () => {
       for (const n of own) expect(aggregated.has(n), n).toBe(true);
       expect([...own].sort()).toEqual([
         'memory_server_associations',
+        // Cluster mode only has samples (docs/cluster.md); the families are always declared.
+        'memory_server_cluster_applied_seq',
+        'memory_server_cluster_lag',
+        'memory_server_cluster_member_lag',
+        'memory_server_cluster_members',
+        'memory_server_cluster_stream_seq',
         'memory_server_command_errors',
         'memory_server_command_latency_seconds',
         'memory_server_commands',

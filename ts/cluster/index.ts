@@ -23,7 +23,8 @@ import { Applier } from './applier.js';
 import { Checkpoint } from './checkpoint.js';
 import { encodeWrite, putItemMessage, type WriteMessage } from './messages.js';
 import { Membership, type MemberInfo } from './membership.js';
-import { Snapshots } from './snapshot.js';
+import { Snapshots, type SnapshotInfo } from './snapshot.js';
+import { replaceStoreFromSnapshot, type StoreFiles } from './restore.js';
 import { clusterNames, type ClusterOptions } from './options.js';
 
 export type { ClusterOptions } from './options.js';
@@ -39,6 +40,8 @@ export interface JoinOptions {
   fsyncAlways?: boolean;
   /** This instance's client URL once it listens (for the membership bucket). */
   url?: () => string | null;
+  /** Lets a long-absent member replace its store by the latest snapshot (restore.ts); without it such a member is refused. */
+  storeFiles?: StoreFiles;
 }
 
 /** A consumer that delivered nothing for this long while the stream has more is restarted. */
@@ -97,10 +100,27 @@ export async function joinCluster(j: JoinOptions): Promise<ClusterWritePath> {
     const saved = checkpoint.read();
     const snapshots = new Snapshots(nc, names.snapshotsBucket, replicas, j.logger);
     await retrying(() => snapshots.open(), STARTUP_RETRY_MS, j.logger);
+    let store = j.store;
     let from = 0;
+    const ofThisStream = (snap: SnapshotInfo | null): snap is SnapshotInfo => snap !== null && snap.stream === streamId.stream && snap.created === streamId.created && snap.seq > 0;
     if (saved && saved.stream === streamId.stream && saved.created === streamId.created) {
       from = saved.applied_seq;
-    } else if (j.store.counters().totalMemories > 0) {
+      if (info.firstSeq > from + 1) {
+        // Long absent: the writes after its checkpoint were purged. The latest snapshot covers
+        // them when it reaches the stream's first sequence; it replaces the store (restore.ts).
+        const snap = await snapshots.latest();
+        if (ofThisStream(snap) && snap.seq + 1 >= info.firstSeq && j.storeFiles) {
+          j.logger.info({ applied_seq: from, first_seq: info.firstSeq, snapshot_seq: snap.seq }, 'cluster: this instance is behind the purged stream; restoring the latest snapshot');
+          const replaced = await replaceStoreFromSnapshot(j.dataDir, streamId, j.storeFiles, async (fresh) => {
+            const got = await snapshots.restore(fresh, (x) => ofThisStream(x) && x.seq + 1 >= info.firstSeq);
+            if (!got) throw new Error('cluster: the latest snapshot changed while it was being restored; start again');
+            return got.seq;
+          });
+          store = replaced.store;
+          from = replaced.seq;
+        }
+      }
+    } else if (store.counters().totalMemories > 0) {
       throw new Error(
         `cluster: the data directory ${j.dataDir} holds memories that are not in the cluster's write log (stream ${names.stream}); ` +
           'start a cluster member on an empty data directory (import existing memories through a member)',
@@ -108,23 +128,25 @@ export async function joinCluster(j: JoinOptions): Promise<ClusterWritePath> {
     } else {
       // A new member: the latest snapshot of this stream, then the stream after it.
       const snap = await snapshots.latest();
-      if (snap && snap.stream === streamId.stream && snap.created === streamId.created && snap.seq > 0) {
-        await snapshots.restore(j.store);
-        from = snap.seq;
-        await checkpoint.save({ ...streamId, applied_seq: from });
+      if (ofThisStream(snap)) {
+        const got = await snapshots.restore(store, ofThisStream);
+        if (got) {
+          from = got.seq;
+          await checkpoint.save({ ...streamId, applied_seq: from });
+        }
       }
     }
     if (info.firstSeq > from + 1) {
-      throw new Error(`cluster: the stream starts at sequence ${info.firstSeq} but this instance has applied only ${from}; it needs a snapshot to catch up`);
+      throw new Error(`cluster: the stream starts at sequence ${info.firstSeq} but this instance has applied only ${from}, and no snapshot of this stream reaches sequence ${info.firstSeq - 1}`);
     }
     j.events.floor = from;
-    const applier = new Applier(j.store, j.events, checkpoint, streamId, nodeId, j.logger, from);
+    const applier = new Applier(store, j.events, checkpoint, streamId, nodeId, j.logger, from);
     const path = new ClusterWritePath(nc, jetstream(nc), jsm, applier, names, nodeId, o, j.logger);
     started = path;
     await retrying(() => path.start(info.lastSeq), STARTUP_RETRY_MS, j.logger);
     const membership = new Membership(nc, names.membersBucket, replicas, () => ({ ...path.ownStats(), url: o.advertiseUrl ?? j.url?.() ?? null, at: new Date().toISOString() }), j.logger);
     await retrying(() => membership.start(), STARTUP_RETRY_MS, j.logger);
-    path.startSnapshots(membership, snapshots, j.store, streamId, (o.snapshotIntervalS ?? 300) * 1000);
+    path.startSnapshots(membership, snapshots, store, streamId, (o.snapshotIntervalS ?? 300) * 1000);
     j.logger.info({ node_id: nodeId, stream: names.stream, replicas: info.replicas, applied_seq: from, stream_seq: info.lastSeq }, 'joined the cluster');
     return path;
   } catch (err) {

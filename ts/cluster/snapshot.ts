@@ -110,12 +110,23 @@ export class Snapshots {
     return { ...stream, seq };
   }
 
-  /** Loads the latest snapshot into an empty store (bulk load: significance, associations and timestamps as recorded). */
-  async restore(store: MemoryStore): Promise<SnapshotInfo | null> {
-    const info = await this.latest();
-    if (!info) return null;
-    const blob = await this.os!.getBlob(OBJECT);
-    if (!blob) return null;
+  /**
+   * Loads the latest snapshot into an empty store (bulk load: significance, associations and
+   * timestamps as recorded). Its facts and its bytes come from one `get`, so they belong to
+   * the same object even while the snapshot writer replaces it. Loads nothing (null) when
+   * there is none or `accept` refuses its facts.
+   */
+  async restore(store: MemoryStore, accept: (info: SnapshotInfo) => boolean = () => true): Promise<SnapshotInfo | null> {
+    const r = await this.os!.get(OBJECT);
+    if (!r || r.info.deleted || !r.info.metadata?.seq) return null;
+    const md = r.info.metadata;
+    const info: SnapshotInfo = { stream: md.stream ?? '', created: md.created ?? '', seq: Number(md.seq) };
+    if (!accept(info)) {
+      await r.data.cancel().catch(() => undefined);
+      return null;
+    }
+    const [err, blob] = await Promise.all([r.error, new Response(r.data).arrayBuffer().then((b) => new Uint8Array(b))]);
+    if (err) throw err;
     const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
     let at = 0;
     let loaded = 0;

@@ -72,6 +72,7 @@ export class InProcessComponent<S extends AnyServer = AnyServer> extends Compone
       connections: snap ? snap.connections : null,
       restarts: this.restarts,
       ...(snap?.reembed ? { reembed: snap.reembed } : {}),
+      ...(snap?.cluster ? { cluster: snap.cluster } : {}),
     };
   }
 

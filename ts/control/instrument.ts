@@ -47,6 +47,8 @@ export function memorySnapshot(server: MemoryServer): ServerSnapshot {
     snap.storagePath = st.storagePath;
     const reembed = server.reembedProgress();
     if (reembed) snap.reembed = reembed;
+    const cluster = server.clusterStatus();
+    if (cluster) snap.cluster = cluster;
   } catch {
     // store not open (starting or closing): leave the store figures out
   }

@@ -82,6 +82,26 @@ export function registerComponentMetrics(registry: Registry, samples: () => Comp
     const s = memory();
     return s?.totalAssociations === undefined ? [] : [{ value: s.totalAssociations, labels: {} }];
   }));
+  // Cluster mode (docs/cluster.md): this instance's replication figures and the live members.
+  const cluster = (f: (c: NonNullable<ServerSnapshot['cluster']>) => Value[]) => (): Value[] => {
+    const c = memory()?.cluster;
+    return c ? f(c) : [];
+  };
+  reg(computed('memory_server_cluster_lag', 'Stream writes not yet applied by this cluster member (stream_seq - applied_seq).', 'gauge', cluster((c) => [
+    { value: c.lag, labels: { node_id: c.node_id } },
+  ])));
+  reg(computed('memory_server_cluster_applied_seq', 'The last stream sequence this cluster member applied.', 'gauge', cluster((c) => [
+    { value: c.applied_seq, labels: { node_id: c.node_id } },
+  ])));
+  reg(computed('memory_server_cluster_stream_seq', 'The stream\'s last sequence as this cluster member last saw it.', 'gauge', cluster((c) => [
+    { value: c.stream_seq, labels: { node_id: c.node_id } },
+  ])));
+  reg(computed('memory_server_cluster_members', 'Live cluster members (heartbeating in the membership bucket).', 'gauge', cluster((c) => [
+    { value: c.members.length, labels: { node_id: c.node_id, nats_server: c.nats_server ?? '' } },
+  ])));
+  reg(computed('memory_server_cluster_member_lag', 'Each live member\'s lag as it last heartbeated.', 'gauge', cluster((c) =>
+    c.members.map((m) => ({ value: m.lag, labels: { member: m.node_id } })),
+  )));
   reg(computed('memory_server_storage_bytes', 'Bytes of the memory store on disk.', 'gauge', () => {
     const s = memory();
     return s?.storageBytes === undefined ? [] : [{ value: s.storageBytes, labels: {} }];

@@ -155,6 +155,7 @@ export class ChildComponent extends ComponentLifecycle {
       connections: snap ? snap.connections : null,
       restarts: this.restarts,
       ...(snap?.reembed ? { reembed: snap.reembed } : {}),
+      ...(snap?.cluster ? { cluster: snap.cluster } : {}),
     };
   }
 

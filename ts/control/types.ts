@@ -5,7 +5,7 @@
  */
 
 import type { EmbedderOptions } from '../embedder.js';
-import type { CompactionSummary, ComponentName, ComponentStatus } from '../protocol/control.js';
+import type { ClusterStatus, CompactionSummary, ComponentName, ComponentStatus } from '../protocol/control.js';
 import type { ReembedProgress } from '../protocol/memory.js';
 
 export {
@@ -44,6 +44,8 @@ export interface ServerSnapshot {
   storagePath?: string;
   /** Memory server only: a re-embedding under way. */
   reembed?: ReembedProgress;
+  /** Memory server in cluster mode only: its view of the cluster. */
+  cluster?: ClusterStatus;
   commands: Record<string, CommandCounters>;
   /** process.cpuUsage() of the reporting process (µs, cumulative). */
   cpuUserUs: number;

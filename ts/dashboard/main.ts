@@ -7,6 +7,7 @@ import uPlot from 'uplot';
 import { $, el, tid } from './dom.js';
 import { xWindow } from './time-window.js';
 import { initBrowser, onMemoryUrl } from './browser.js';
+import { renderCluster } from './cluster-view.js';
 import { CSRF_HEADER, CSRF_META, type ComponentActionReply, type ComponentStatus, type MetricKey, type StatusMessage, type StatusMetrics } from '../protocol/control.js';
 
 const params = new URLSearchParams(location.search);
@@ -93,6 +94,7 @@ function renderComponent(key: string, c: ComponentStatus): void {
   card.setAttribute('data-state', c.state);
   for (const [field, , show] of FIELDS) $(tid(`${key}-${field}`), card).textContent = show(c);
   $(tid(`${key}-error`), card).textContent = c.error ?? '';
+  renderCluster(card, key, c.cluster);
   const disabled = busy.has(key);
   const transitional = c.state === 'starting' || c.state === 'stopping';
   ($(tid(`start-${key}`), card) as HTMLButtonElement).disabled = disabled || transitional || c.state === 'running' || c.state === 'unresponsive';

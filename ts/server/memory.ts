@@ -46,11 +46,13 @@ import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js'
 import { CommandGate } from './reembed-gate.js';
 import { Reembedder, planReembed, type ReembedProgress } from './reembed.js';
 import type { ReembedState } from './reembed-files.js';
-import type { CompactionSummary } from '../protocol/control.js';
+import type { ClusterStatus, CompactionSummary } from '../protocol/control.js';
 import { registerMcpRoute } from './mcp-route.js';
 import { addMemoryServerRoutes } from './http/server-routes.js';
-import { LocalWritePath, type WritePath } from './write-path.js';
+import { LocalWritePath, toClusterStatus, type WritePath } from './write-path.js';
 import type { ClusterOptions } from '../cluster/options.js';
+// Files only (no NATS): finishes a restore switch a crash interrupted, on any start.
+import { finishRestoreSwitch } from '../cluster/restore.js';
 
 /** How long `min_seq` waits for this instance to apply the sequence before `unavailable`. */
 export const MIN_SEQ_WAIT_MS = 5000;
@@ -191,6 +193,11 @@ export class MemoryServer extends ServerBase {
     return this.reembedder?.progress() ?? null;
   }
 
+  /** In cluster mode, `stats.cluster` (members, lag, NATS server) for the control center; else null. */
+  clusterStatus(): ClusterStatus | null {
+    return toClusterStatus(this.writes.clusterStats());
+  }
+
   get store(): MemoryStore {
     if (!this._store) throw new ProtocolError('unavailable', 'The memory store is not open');
     return this._store;
@@ -202,8 +209,7 @@ export class MemoryServer extends ServerBase {
     try {
       return await super.listen();
     } catch (err) {
-      this._store?.close();
-      this._store = null;
+      this.closeStore();
       throw err;
     }
   }
@@ -211,9 +217,12 @@ export class MemoryServer extends ServerBase {
   /** Opens the data directory (if not open yet) without listening: `commands` can then be served over another transport. */
   async open(): Promise<MemoryStore> {
     if (!this._store) {
-      const plan = await planReembed(this.dataDir, this.target, this.reembed.on, this.reembed.from).catch((err: unknown) => {
-        throw startupError(err, this.dataDir);
-      });
+      // First a cluster member's switch to a restored snapshot that a crash interrupted (ts/cluster/restore.ts).
+      const plan = await finishRestoreSwitch(this.dataDir)
+        .then(() => planReembed(this.dataDir, this.target, this.reembed.on, this.reembed.from))
+        .catch((err: unknown) => {
+          throw startupError(err, this.dataDir);
+        });
       if (plan && this.clusterOptions) {
         // Every replica must apply the same vectors from the stream: a local re-embedding would
         // make this one differ (docs/cluster.md).
@@ -233,9 +242,9 @@ export class MemoryServer extends ServerBase {
     return this._store;
   }
 
-  /** Opens the data directory with the current embedder's identity. */
-  private openStore(): Promise<MemoryStore> {
-    return MemoryStore.openAsync(this.dataDir, {
+  /** Opens the data directory (or `dir`) with the current embedder's identity. */
+  private openStore(dir = this.dataDir): Promise<MemoryStore> {
+    return MemoryStore.openAsync(dir, {
       dims: this.embedder.dims,
       fsync: this.fsync,
       embedderName: this.embedder.name,
@@ -258,9 +267,14 @@ export class MemoryServer extends ServerBase {
   /** A re-embedding has switched the directory's files: serve the new store with the configured embedder. */
   private async switchToTarget(): Promise<MemoryStore> {
     this.reembedder = null;
-    this.statsFixed = null;
     this._store = null;
     this.useEmbedder(this.target);
+    return this.reopen();
+  }
+
+  /** Serves the store opened anew from the data directory (its files were switched). */
+  private async reopen(): Promise<MemoryStore> {
+    this.statsFixed = null;
     const store = (this._store = await this.openStore());
     // Sequence numbers are the new store's from here on (docs/embeddings.md).
     this.events.floor = store.stats().lastSeq;
@@ -296,11 +310,13 @@ export class MemoryServer extends ServerBase {
    */
   private async joinCluster(store: MemoryStore, options: ClusterOptions): Promise<void> {
     const { joinCluster } = await import('../cluster/index.js');
+    // A long-absent member replaces its store by the latest snapshot (ts/cluster/restore.ts).
+    const storeFiles = { openAt: (dir: string) => this.openStore(dir), close: () => this.closeStore(), reopen: () => this.reopen() };
     try {
-      this.writes = await joinCluster({ store, events: this.events, logger: this.ws.logger, dataDir: this.dataDir, embedder: this.embedder, options, fsyncAlways: this.fsync === 'always', url: () => (this.ws.port ? this.url : null) });
+      this.writes = await joinCluster({ store, events: this.events, logger: this.ws.logger, dataDir: this.dataDir, embedder: this.embedder, options, fsyncAlways: this.fsync === 'always', url: () => (this.ws.port ? this.url : null), storeFiles });
     } catch (err) {
-      this._store = null;
-      store.close();
+      // The store served now (joining may have replaced it, or closed it and failed to reopen).
+      this.closeStore();
       throw err;
     }
   }
@@ -315,14 +331,16 @@ export class MemoryServer extends ServerBase {
     await this.reembedder?.stop();
     this.batcher?.close();
     await this.writes.close().catch((err: unknown) => this.ws.logger.error({ err }, 'leaving the cluster failed'));
-    if (this._store) {
-      try {
-        this._store.close();
-      } catch (err) {
-        this.ws.logger.error({ err }, 'store close failed');
-      }
-      this._store = null;
+    this.closeStore();
+  }
+
+  private closeStore(): void {
+    try {
+      this._store?.close();
+    } catch (err) {
+      this.ws.logger.error({ err }, 'store close failed');
     }
+    this._store = null;
   }
 
   // ------------------------------------------------------------ helpers

@@ -13,6 +13,7 @@
  * reads its own write.
  */
 import type { WireMemory } from '../protocol/memory.js';
+import type { ClusterStatus } from '../protocol/control.js';
 import { ProtocolError } from '../protocol/index.js';
 import type { DeleteResult, MemoryStore, NativeMemory, PutItem, PutResult } from '../native.js';
 import { isoOf, mapped, toWireMemory, f32 } from './memory-convert.js';
@@ -37,6 +38,14 @@ export interface ClusterStats {
   members?: Array<ClusterStats & { url: string | null; at: string }>;
   /** The NATS server this instance is connected to. */
   nats_server?: string | null;
+}
+
+/** `stats.cluster` as the control center's status carries it (ts/protocol/control.ts), or null on a single server. */
+export function toClusterStatus(c: ClusterStats | undefined): ClusterStatus | null {
+  if (!c) return null;
+  const { node_id, applied_seq, stream_seq, lag } = c;
+  const members = (c.members ?? []).map((m) => ({ node_id: m.node_id, url: m.url, applied_seq: m.applied_seq, stream_seq: m.stream_seq, lag: m.lag, at: m.at }));
+  return { node_id, applied_seq, stream_seq, lag, nats_server: c.nats_server ?? null, members };
 }
 
 export interface WritePath {
