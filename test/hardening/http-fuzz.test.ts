@@ -256,6 +256,9 @@ describe('HTTP API hardening', () => {
       let payload: string | Buffer | undefined = body0 === undefined ? undefined : JSON.stringify(r() < 0.7 ? mutate(body0) : body0);
       if (payload !== undefined && r() < 0.1) payload = payload.slice(0, Math.floor(r() * payload.length));
       if (r() < 0.05) payload = Buffer.from(Array.from({ length: 20 }, () => Math.floor(r() * 256)));
+      // No body on GET/DELETE: uWS builds differ there (20.57 parses a GET's body bytes as the
+      // next request and answers that garbage itself, 505, before any route runs).
+      if (method === 'GET' || method === 'DELETE') payload = undefined;
       const headers: Record<string, string> = r() < 0.05 ? { 'Content-Type': 'text/plain' } : {};
       if (r() < 0.05) headers['X-Namespace'] = pick(['', 'other', 'n'.repeat(300)]);
       const res = await request(port, method, p, payload, headers);

@@ -184,19 +184,37 @@ export class HttpRouter {
       set.add(METHOD_NAMES[r.method]);
       methods.set(r.pattern, set);
     }
+    // 405 for the other methods of a route's path. Registered per method, not with `any`:
+    // uWS builds differ in how `any` of a pattern ranks against `any('/*')` and against a
+    // parametric route of the request's method (20.30 and 20.57 answered differently), while
+    // a route of the request's own method on a static path wins in both. Methods without
+    // a uWS verb here (and any build's leftovers) reach the catch-all, which matches the path
+    // against the same patterns.
+    const allowed: Array<{ match: RegExp; allow: string }> = [];
+    const verbs = ['get', 'post', 'put', 'del', 'patch'] as const;
     for (const [pattern, set] of methods) {
       if (this.routes.some((r) => r.pattern === pattern && r.method === 'any')) continue;
       const allow = [...set].sort().join(', ');
-      // uWS prefers a route of the request's own method over `any` of the same pattern.
-      app.any(pattern, (res, req) => {
-        const origin = req.getHeader('origin');
-        if (!this.ctx.origins.allows(origin)) return answerNotFound(res, req, this.ctx.origins);
-        const method = req.getMethod().toUpperCase();
-        const reply = httpError('method_not_allowed', `Method ${method} not allowed on ${req.getUrl()} (allowed: ${allow})`, { allow }, { Allow: allow });
-        writeHttp(res, origin || null, reply.status!, reply.headers!, reply.body);
-      });
+      allowed.push({ match: patternRegExp(pattern), allow });
+      for (const verb of verbs) {
+        if (!set.has(METHOD_NAMES[verb])) app[verb](pattern, (res, req) => this.notAllowed(res, req, allow));
+      }
     }
-    app.any('/*', (res, req) => answerNotFound(res, req, this.ctx.origins));
+    app.any('/*', (res, req) => {
+      const url = req.getUrl();
+      const hit = allowed.find((a) => a.match.test(url));
+      if (!hit) return answerNotFound(res, req, this.ctx.origins);
+      this.notAllowed(res, req, hit.allow);
+    });
+  }
+
+  /** 405 with `Allow` (a foreign Origin gets the 404 it would get anywhere). */
+  private notAllowed(res: UwsHttpResponse, req: UwsHttpRequest, allow: string): void {
+    const origin = req.getHeader('origin');
+    if (!this.ctx.origins.allows(origin)) return answerNotFound(res, req, this.ctx.origins);
+    const method = req.getMethod().toUpperCase();
+    const reply = httpError('method_not_allowed', `Method ${method} not allowed on ${req.getUrl()} (allowed: ${allow})`, { allow }, { Allow: allow });
+    writeHttp(res, origin || null, reply.status!, reply.headers!, reply.body);
   }
 
   private attachRoute(app: TemplatedApp, route: RouteEntry): void {
@@ -274,4 +292,13 @@ export class HttpRouter {
       fail(err);
     }
   }
+}
+
+/** A uWS route pattern (`/v1/memories/:id`, a trailing `*`) as a whole-path RegExp. */
+function patternRegExp(pattern: string): RegExp {
+  const body = pattern
+    .split('/')
+    .map((seg) => (seg.startsWith(':') ? '[^/]+' : seg === '*' ? '.*' : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('/');
+  return new RegExp(`^${body}$`);
 }
