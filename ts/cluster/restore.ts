@@ -21,8 +21,9 @@
  * every start, with or without `--cluster`.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, open as openFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { syncPath, writeJsonDurably } from '../server/durable-file.js';
 import { lockDataDir, type MemoryStore } from '../native.js';
 import { Checkpoint, type CheckpointState } from './checkpoint.js';
 
@@ -159,19 +160,6 @@ async function filesOf(dir: string): Promise<string[]> {
 }
 
 async function saveSwitchState(dataDir: string, state: SwitchState): Promise<void> {
-  const file = path.join(dataDir, RESTORE_STATE_FILE);
-  const tmp = `${file}.tmp`;
-  await writeFile(tmp, JSON.stringify(state));
-  await syncPath(tmp);
-  await rename(tmp, file);
-  await syncPath(dataDir);
+  await writeJsonDurably(path.join(dataDir, RESTORE_STATE_FILE), state);
 }
 
-async function syncPath(p: string): Promise<void> {
-  const fh = await openFile(p, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}

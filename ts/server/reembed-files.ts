@@ -12,8 +12,9 @@
  * Only this process writes these files, and only while the data directory is not open.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, open as openFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { syncPath, writeJsonDurably } from './durable-file.js';
 import type { Embedder } from '../embedder.js';
 
 /** What a data directory's vectors are: the embedder's name, model hash and width. */
@@ -80,22 +81,9 @@ export function readState(dataDir: string): ReembedState | null {
 
 /** Writes the progress file durably: a synced temporary file renamed over it, then the directory synced. */
 export async function saveState(dataDir: string, state: ReembedState): Promise<void> {
-  const file = path.join(dataDir, STATE_FILE);
-  const tmp = `${file}.tmp`;
-  await writeFile(tmp, JSON.stringify(state));
-  await syncPath(tmp);
-  await rename(tmp, file);
-  await syncPath(dataDir);
+  await writeJsonDurably(path.join(dataDir, STATE_FILE), state);
 }
 
-async function syncPath(p: string): Promise<void> {
-  const fh = await openFile(p, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 /** A store's own files that the switch moves (the vectors caches are dropped: deleting one loses nothing). */
 const isStoreFile = (name: string): boolean => name === 'store.json' || /^wal-\d+\.log$/.test(name);
