@@ -223,9 +223,8 @@ export async function runImport(o: ImportOptions): Promise<number> {
   // Pass 2: load the valid lines.
   const store = await o.open();
   let expired = 0;
-  let loader: BatchLoader;
+  const loader = new BatchLoader(store, embedder, o.batchSize);
   try {
-    loader = new BatchLoader(store, embedder, o.batchSize);
     for await (const [n, line] of lines(o.file, stdin)) {
       if (rejected.has(n)) continue;
       const p = parseImportLine(line, embedder.dims, now);
