@@ -1,6 +1,16 @@
 /**
- * `memory-server import FILE|-`: JSON lines (the export format) into a stopped data directory
- * through the bulk-load path.
+ * `memory-server import FILE|-`: JSON lines into a stopped data directory, each on the path
+ * that keeps what it carries:
+ *
+ * - A **recorded** line (it has `associations`, as every `export` line has) is bulk-loaded:
+ *   significance, associations and timestamps kept exactly, no scan (`bulkLoad`).
+ * - Any other line (a user's own JSONL of texts, with or without embeddings) is stored the
+ *   way `store` stores it, through the store's batch `put`: significance (unless the line
+ *   gives one) and associations are computed against everything stored before it, in
+ *   batches of up to 1,000 — one group commit and one fsync (policy `always`) each.
+ *
+ * Consecutive lines of one kind form a batch; a change of kind ends it, so every line is
+ * applied in file order. One batch is written while the next is read, checked and embedded.
  *
  * Every line is validated first, with the rules of `store` (ts/protocol/import.ts), before
  * anything is written: a rejected line is reported as `line N: <field>: <reason>` on stderr
@@ -14,10 +24,10 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { ZodIssue } from 'zod';
 import type { Embedder } from '../embedder.js';
-import type { BulkRecord, MemoryStore } from '../native.js';
+import type { BulkRecord, MemoryStore, PutItem } from '../native.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { importRowSchema } from '../protocol/import.js';
-import { DEFAULT_NAMESPACE, checkTextSize, metadataJson } from '../protocol/memory.js';
+import { DEFAULT_NAMESPACE, MEMORY_LIMITS, checkTextSize, metadataJson } from '../protocol/memory.js';
 
 /** Rejected lines printed before "… and N more". */
 const MAX_REPORTED = 50;
@@ -33,8 +43,11 @@ export interface ImportOptions {
   err: (s: string) => void;
 }
 
-/** A line as a bulk record (embedding empty when it must be embedded), or why it is rejected. */
-export function parseImportLine(line: string, dims: number, now: number): { record: BulkRecord; expired: boolean } | { error: string } {
+/** A valid line: a recorded one (bulk-loaded as is) or one to store like `store` (scored on the way). */
+export type ImportEntry = { kind: 'recorded'; record: BulkRecord } | { kind: 'scored'; put: PutItem };
+
+/** A line as an import entry (embedding empty when it must be embedded), or why it is rejected. */
+export function parseImportLine(line: string, dims: number, now: number): { entry: ImportEntry; expired: boolean } | { error: string } {
   let json: unknown;
   try {
     json = JSON.parse(line);
@@ -57,18 +70,35 @@ export function parseImportLine(line: string, dims: number, now: number): { reco
   if (row.embedding !== undefined && embedding.length !== dims) {
     return { error: `embedding: must have ${dims} dimensions (the embedder's), got ${embedding.length}` };
   }
+  if (row.embedding !== undefined && embedding.every((x) => x === 0)) return { error: 'embedding: must not be the zero vector' };
+  const namespace = row.namespace ?? DEFAULT_NAMESPACE;
+  const expired = row.expires_at !== undefined && row.expires_at <= now;
+  if (row.associations === undefined) {
+    const put: PutItem = { namespace, text: row.text, embedding };
+    if (row.id !== undefined) put.id = row.id;
+    if (metadata !== undefined) put.metadata = metadata;
+    if (row.significance !== undefined) put.significance = row.significance;
+    if (row.timestamp !== undefined) put.timestampMs = row.timestamp;
+    if (row.expires_at !== undefined) put.expiresAtMs = row.expires_at;
+    return { entry: { kind: 'scored', put }, expired };
+  }
+  // Recorded associations are kept only with the significance recorded beside them: half a
+  // record would be loaded with a made-up value, so it is refused.
+  const recordedHint = '(a line with associations is loaded as recorded; leave associations out to have them computed)';
+  if (row.id === undefined) return { error: `id: is required beside associations ${recordedHint}` };
+  if (row.significance === undefined) return { error: `significance: is required beside associations ${recordedHint}` };
   const record: BulkRecord = {
-    namespace: row.namespace ?? DEFAULT_NAMESPACE,
+    namespace,
     id: row.id,
     text: row.text,
     metadata: metadata ?? '{}',
-    significance: row.significance ?? 0.5,
+    significance: row.significance,
     timestamp: row.timestamp ?? now,
-    associations: row.associations ?? [],
+    associations: row.associations,
     embedding,
   };
   if (row.expires_at !== undefined) record.expiresAt = row.expires_at;
-  return { record, expired: row.expires_at !== undefined && row.expires_at <= now };
+  return { entry: { kind: 'recorded', record }, expired };
 }
 
 function issueText(issue: ZodIssue | undefined): string {
@@ -94,6 +124,84 @@ async function* lines(file: string, keep: string[] | null): AsyncGenerator<[numb
   }
 }
 
+/** Counts of what the loader wrote. */
+interface Loaded {
+  recorded: number;
+  scored: number;
+  /** Lines whose (namespace, id) was already stored: left as they were. */
+  existing: number;
+}
+
+/**
+ * Batches entries of one kind and writes them in file order, one batch at a time: the next
+ * batch is read, checked and embedded while the store writes the previous one (a second
+ * write is never handed over before the first one settles, so a failure stops the import).
+ */
+class BatchLoader {
+  private kind: ImportEntry['kind'] = 'recorded';
+  private batch: Array<BulkRecord | PutItem> = [];
+  private writing: Promise<void> = Promise.resolve();
+  readonly loaded: Loaded = { recorded: 0, scored: 0, existing: 0 };
+
+  constructor(
+    private readonly store: MemoryStore,
+    private readonly embedder: Embedder,
+    private readonly batchSize: number,
+  ) {}
+
+  async add(entry: ImportEntry): Promise<void> {
+    if (entry.kind !== this.kind && this.batch.length > 0) await this.flush();
+    this.kind = entry.kind;
+    this.batch.push(entry.kind === 'recorded' ? entry.record : entry.put);
+    // Scored lines go through `put` in batches of at most a `store` batch (1,000).
+    const limit = entry.kind === 'scored' ? Math.min(this.batchSize, MEMORY_LIMITS.maxBatchItems) : this.batchSize;
+    if (this.batch.length >= limit) await this.flush();
+  }
+
+  /** Hands the current batch to the store once the previous write has settled. */
+  async flush(): Promise<void> {
+    const batch = this.batch;
+    const kind = this.kind;
+    if (batch.length === 0) return;
+    this.batch = [];
+    await this.embedMissing(batch);
+    await this.writing;
+    const write = kind === 'recorded' ? this.loadRecorded(batch as BulkRecord[]) : this.putScored(batch as PutItem[]);
+    // Handled here so a failure while the next batch is being read is not an unhandled
+    // rejection; the next flush or finish() awaits it and throws.
+    write.catch(() => undefined);
+    this.writing = write;
+  }
+
+  /** Waits for the last write. */
+  async finish(): Promise<void> {
+    await this.flush();
+    await this.writing;
+  }
+
+  private async embedMissing(batch: Array<BulkRecord | PutItem>): Promise<void> {
+    const missing = batch.filter((x) => x.embedding.length === 0);
+    if (missing.length === 0) return;
+    const dims = this.embedder.dims;
+    const rows = await this.embedder.embed(missing.map((x) => x.text));
+    missing.forEach((x, j) => (x.embedding = rows.slice(j * dims, (j + 1) * dims)));
+  }
+
+  private async loadRecorded(batch: BulkRecord[]): Promise<void> {
+    const added = await this.store.bulkLoad(batch);
+    this.loaded.recorded += added;
+    this.loaded.existing += batch.length - added;
+  }
+
+  private async putScored(batch: PutItem[]): Promise<void> {
+    const results = await this.store.put(batch);
+    for (const r of results) {
+      if (r.existing) this.loaded.existing++;
+      else this.loaded.scored++;
+    }
+  }
+}
+
 export async function runImport(o: ImportOptions): Promise<number> {
   const { embedder } = o;
   const now = Date.now();
@@ -114,45 +222,30 @@ export async function runImport(o: ImportOptions): Promise<number> {
   }
   // Pass 2: load the valid lines.
   const store = await o.open();
-  let added = 0;
   let expired = 0;
-  let valid = 0;
+  const loader = new BatchLoader(store, embedder, o.batchSize);
   try {
-    let batch: BulkRecord[] = [];
-    let needEmbed: number[] = [];
-    const flush = async (): Promise<void> => {
-      if (batch.length === 0) return;
-      if (needEmbed.length > 0) {
-        const rows = await embedder.embed(needEmbed.map((i) => batch[i]!.text));
-        needEmbed.forEach((i, j) => (batch[i]!.embedding = rows.slice(j * embedder.dims, (j + 1) * embedder.dims)));
-      }
-      added += await store.bulkLoad(batch);
-      batch = [];
-      needEmbed = [];
-    };
     for await (const [n, line] of lines(o.file, stdin)) {
       if (rejected.has(n)) continue;
       const p = parseImportLine(line, embedder.dims, now);
       if ('error' in p) continue;
-      valid++;
-      if (p.expired) {
-        expired++;
-        continue;
-      }
-      if (p.record.embedding.length === 0) needEmbed.push(batch.length);
-      batch.push(p.record);
-      if (batch.length >= o.batchSize) await flush();
+      if (p.expired) expired++;
+      else await loader.add(p.entry);
     }
-    await flush();
+    await loader.finish();
     await store.flush();
   } finally {
     store.close();
   }
+  const { recorded, scored, existing } = loader.loaded;
   const notes = [
-    valid - expired - added > 0 ? `${valid - expired - added} already stored` : '',
+    existing > 0 ? `${existing} already stored` : '',
     expired > 0 ? `${expired} already expired` : '',
     rejected.size > 0 ? `${rejected.size} rejected` : '',
   ].filter(Boolean);
-  o.out(`imported ${added} memories into ${path.resolve(o.dataDir)}${notes.length > 0 ? ` (skipped: ${notes.join(', ')})` : ''}`);
+  o.out(
+    `imported ${recorded + scored} memories into ${path.resolve(o.dataDir)}: ${recorded} as recorded, ${scored} scored like store` +
+      (notes.length > 0 ? ` (skipped: ${notes.join(', ')})` : ''),
+  );
   return 0;
 }

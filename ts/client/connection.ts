@@ -293,7 +293,7 @@ export abstract class BaseClient<E extends ConnectionEvents = ConnectionEvents> 
     const socket = this.socket;
     if (!socket || socket.readyState !== OPEN || this._state !== 'open') return false;
     try {
-      socket.send(encodeMessage(entry.message, this.binary) as string | Uint8Array);
+      socket.send(encodeMessage(entry.message, entry.binary ?? this.binary) as string | Uint8Array);
     } catch {
       return false;
     }

@@ -36,6 +36,7 @@ export {
   type NamespaceOption,
   type StoreOptions,
   type StoreItemInput,
+  type StoreManyOptions,
   type RetrieveOptions,
   type ListOptions,
   type UpdateChanges,

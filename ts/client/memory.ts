@@ -69,6 +69,14 @@ export interface StoreOptions extends NamespaceOption {
   ttl_s?: number;
 }
 
+export interface StoreManyOptions extends NamespaceOption {
+  /**
+   * Frame kind of this batch: MessagePack (true) or JSON (false). Default: MessagePack when
+   * the client is `binary` or any item carries an embedding, else JSON.
+   */
+  binary?: boolean;
+}
+
 export interface StoreItemInput extends Omit<StoreOptions, 'namespace'> {
   text: string;
 }
@@ -150,13 +158,27 @@ export class MemoryClient extends BaseClient<MemoryClientEvents> {
     return this.request<StoreReply>('store', this.withNs({ ...rest, id: rest.id ?? randomId() }, namespace));
   }
 
-  /** Stores a batch (≤ 1000; all-or-nothing, one fsync). Items get client-assigned ids. */
-  storeMany(items: Array<string | StoreItemInput>, options: NamespaceOption = {}): Promise<StoreBatchReply> {
+  /**
+   * Stores a batch (≤ 1000; all-or-nothing, one fsync). Items get client-assigned ids.
+   *
+   * A batch that carries embeddings goes as one MessagePack frame (embeddings as float32
+   * `bin`, 4 bytes a value) even on a JSON connection: a full batch of 384-d embeddings is
+   * then ~1.6 MB instead of 7–10 MB of JSON numbers, and the server decodes it several times
+   * faster. `binary: false` keeps it JSON; `binary: true` sends any batch as MessagePack.
+   */
+  storeMany(items: Array<string | StoreItemInput>, options: StoreManyOptions = {}): Promise<StoreBatchReply> {
+    let withEmbedding = false;
     const wire = items.map((it) => {
       const item = typeof it === 'string' ? { text: it } : it;
+      if (item.embedding !== undefined) withEmbedding = true;
       return cleaned({ ...item, id: item.id ?? randomId() });
     });
-    return this.request<StoreBatchReply>('store', this.withNs({ items: wire }, options.namespace));
+    const binary = options.binary ?? (this.binary || withEmbedding);
+    if (binary) {
+      // number[] embeddings as float32 too (the store keeps float32), so they travel as `bin`.
+      for (const w of wire) if (Array.isArray(w.embedding)) w.embedding = Float32Array.from(w.embedding as number[]);
+    }
+    return this.request<StoreBatchReply>('store', this.withNs({ items: wire }, options.namespace), { binary });
   }
 
   /**

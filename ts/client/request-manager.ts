@@ -23,6 +23,8 @@ export interface RequestEntry {
   readonly retriable: boolean;
   /** Internal requests (resubscribe, heartbeat probe) do not count against the queue bound. */
   readonly internal: boolean;
+  /** The frame kind for this request (MessagePack when true); undefined = the connection's. */
+  readonly binary: boolean | undefined;
   resolve(data: unknown): void;
   reject(err: ClientError): void;
 }
@@ -43,6 +45,8 @@ export interface CreateOptions {
   retriable?: boolean;
   internal?: boolean;
   timeoutMs?: number;
+  /** Send this request as MessagePack (true) or JSON (false) whatever the connection's `binary` option. */
+  binary?: boolean;
 }
 
 export class RequestManager {
@@ -79,6 +83,7 @@ export class RequestManager {
       message: { ...message, id } as OutgoingMessage,
       retriable: options.retriable ?? true,
       internal: options.internal ?? false,
+      binary: options.binary,
       timer: null,
       settled: false,
       resolve: (v) => {

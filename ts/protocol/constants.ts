@@ -62,8 +62,9 @@ export const DEFAULTS = {
    * Largest accepted frame; larger frames are closed with 1009 (docs/connection.md "Limits").
    * Fits the inference server's largest `embeddings` request (256 texts at the 64 KiB text
    * limit: 16 MiB of text, plus its JSON) and a full store batch (1,000 items) with 384-d
-   * embeddings as JSON numbers at float32 precision (~20 characters each: ~7.7 MB) plus
-   * texts of ~9 KB on average.
+   * embeddings as JSON numbers even at the longest float32 notation (23 characters each, as
+   * `-1.2345678901234567e-12`: 9.5 MB with ~200-character texts and metadata, measured in
+   * test/batch-ingest.test.ts), or ~1.8 MB as MessagePack float32 bins.
    */
   maxFrameBytes: 17 * MiB,
   /** Per-connection send buffer bound: events are dropped above it; a reply that cannot be queued closes with 1013. */

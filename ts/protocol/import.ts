@@ -2,6 +2,10 @@
  * One line of `memory-server import` (the format `export` writes): the `store` item schema —
  * so text, id, metadata, significance and embedding follow exactly the rules of `store` —
  * plus the fields export records: namespace, timestamp, expires_at, associations. Browser-safe.
+ *
+ * A line with `associations` is a recorded one (export always writes them): it is loaded as
+ * recorded and needs its `id` and `significance` too (checked in ts/cli/import.ts). A line
+ * without is stored like `store` stores it, so `id` is optional there.
  */
 import { z } from 'zod';
 import { memoryIdSchema, namespaceSchema, storeItemSchema, vectorSchema } from './memory.js';
@@ -38,7 +42,7 @@ export const importRowSchema = storeItemSchema
   .omit({ ttl_s: true })
   .extend({
     namespace: namespaceSchema.optional(),
-    id: memoryIdSchema,
+    id: memoryIdSchema.optional(),
     // export writes [] for a memory read without its vector: embed it again.
     embedding: z.preprocess((v) => (Array.isArray(v) && v.length === 0 ? undefined : v), vectorSchema.optional()),
     timestamp: instantSchema.optional(),
