@@ -1,5 +1,5 @@
 // `pnpm bench`: runs every benchmark in its own process and keeps results in bench/results/*.json.
-// BENCH_ONLY=search,ingest to pick; BENCH_ROWS to change the store size (default 1,000,000).
+// BENCH_ONLY=search,ingest (or `pnpm bench search ingest`) to pick; BENCH_ROWS to change the store size (default 1,000,000).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { buildBenchAddon } from './lib/bench-addon.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const only = process.env.BENCH_ONLY?.split(',').filter(Boolean);
+const picked = process.env.BENCH_ONLY ?? process.argv.slice(2).join(',');
+const only = picked ? picked.split(',').filter(Boolean) : undefined;
 const files = readdirSync(here)
   .filter((f) => f.startsWith('bench-') && f.endsWith('.js'))
   .filter((f) => !only || only.includes(f.slice(6, -3)))

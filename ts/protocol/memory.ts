@@ -134,6 +134,10 @@ export const retrieveSchema = z.object({
   until: isoSchema.optional(),
   recency_half_life_s: z.number().positive().optional(),
   include_embeddings: z.boolean().optional(),
+  /** Force the exact pass even where the namespace's ANN graph would serve (docs/search.md). */
+  exact: z.boolean().optional(),
+  /** Add `plan` to the reply: which plan answered (`exact` | `graph`) and why. */
+  explain: z.boolean().optional(),
 }).strict();
 export type RetrieveData = z.infer<typeof retrieveSchema>;
 
@@ -203,6 +207,15 @@ export interface WireMemory {
   embedding?: Float32Array;
   /** Only for retrieve with a query. */
   score?: number;
+}
+
+/** `retrieve`'s `plan` with `explain: true` (docs/search.md). */
+export interface RetrievePlan {
+  plan: 'exact' | 'graph' | 'significance';
+  reason: string;
+  filter_candidates?: number;
+  ef?: number;
+  scored?: number;
 }
 
 export interface StoreResult {
@@ -288,6 +301,8 @@ export interface MemoryStatsReply extends MemoryStatsCounts {
     start_seq: number;
     automatic: boolean;
   } | null;
+  /** Vector searches answered per plan since start: the exact pass, an ANN graph. */
+  plans?: { exact: number; graph: number };
   totals?: MemoryStatsCounts;
 }
 

@@ -31,15 +31,17 @@ pub struct NsGraph {
 }
 
 /// The graphs of every namespace (by namespace id; `None` below [`ANN_MIN_ROWS`]).
-#[derive(Default)]
 pub struct AnnSet {
     pub graphs: Vec<Option<NsGraph>>,
     pub params: HnswParams,
+    /// Namespaces with at least this many live rows get a graph ([`ANN_MIN_ROWS`] unless
+    /// the store was opened with another).
+    pub min_rows: usize,
 }
 
 impl AnnSet {
-    pub fn new(params: HnswParams) -> Self {
-        AnnSet { graphs: Vec::new(), params }
+    pub fn new(params: HnswParams, min_rows: usize) -> Self {
+        AnnSet { graphs: Vec::new(), params, min_rows: min_rows.max(1) }
     }
 
     pub fn graph(&self, ns: u32) -> Option<&NsGraph> {
@@ -65,7 +67,7 @@ impl AnnSet {
             }
             let slot = &mut self.graphs[i];
             if slot.is_none() {
-                if ns.live < ANN_MIN_ROWS {
+                if ns.live < self.min_rows {
                     continue;
                 }
                 *slot = Some(NsGraph { graph: Hnsw::new(self.params), covered: 0 });
@@ -96,7 +98,7 @@ impl AnnSet {
             .enumerate()
             .map(|(i, ns)| match self.graph(i as u32) {
                 Some(g) => ns.rows.len() - g.covered,
-                None if ns.live >= ANN_MIN_ROWS => ns.rows.len(),
+                None if ns.live >= self.min_rows => ns.rows.len(),
                 None => 0,
             })
             .sum()

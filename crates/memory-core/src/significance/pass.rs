@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::{significance, ASSOCIATION_MIN_COS, MAX_ASSOCIATIONS, RECENT_WINDOW};
+use crate::ann::{search_ns, AnnSet, ANN_EF};
 use crate::search::q8::{Q8Kernels, Q8Rows};
 use crate::store::log::PutRecord;
 use crate::store::prepass::search_q8;
@@ -39,13 +40,27 @@ enum Who {
 /// Significance and associations for the new memories of a group, against the stored
 /// memories (one multi-query pass per namespace) and the earlier members of the group.
 /// `q8`: the int8 codes of every stored row, where the CPU has an int8 kernel.
-pub(crate) fn score_new(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, news: &mut [NewMemory], now: i64) {
+/// `ann`: the namespaces' graphs; a namespace with one is scored from its graph (O(log n)
+/// per new memory) instead of the exact pass (O(n)).
+pub(crate) fn score_new(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, ann: Option<&AnnSet>, news: &mut [NewMemory], now: i64) {
     let mut by_ns: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, n) in news.iter().enumerate() {
         by_ns.entry(n.record.namespace.as_str()).or_default().push(i);
     }
     let by_ns: Vec<(String, Vec<usize>)> = by_ns.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     for (ns, idx) in by_ns {
+        let graph = ann.zip(st.ns_id(&ns)).and_then(|(a, n)| a.graph(n).map(|g| (g, n)));
+        if let Some((g, n)) = graph {
+            // The graph's scores are `dot`s like the int8 pass's.
+            let k = MAX_ASSOCIATIONS + ASSOC_TIE_SLACK;
+            let visible = |r: u32| st.visible(r as usize, now);
+            let stored: Vec<Vec<Hit>> = idx
+                .iter()
+                .map(|&i| search_ns(g, st, n, &news[i].record.vector, k, ANN_EF, &visible).0.into_iter().map(|(score, row)| Hit { row, score }).collect())
+                .collect();
+            score_namespace(st, true, news, &ns, &idx, &stored, now);
+            continue;
+        }
         let stored = stored_neighbours(st, q8, news, &ns, &idx, now);
         score_namespace(st, q8.is_some(), news, &ns, &idx, &stored, now);
     }

@@ -22,6 +22,7 @@ use super::writer::{Op, Writer};
 use super::dirlock::{self, DirLock};
 use super::{TensorStore, META_FILE};
 use crate::error::{Error, Result};
+use crate::ann::{AnnSet, HnswParams};
 use crate::search::q8::{self, Q8Rows};
 
 /// `store.json`: what the directory's vectors are.
@@ -71,6 +72,9 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         storage_bytes: AtomicU64::new(log.len),
         state: RwLock::new(st),
         q8: q8::kernel().map(|kern| Q8Shared { rows: RwLock::new(Q8Rows::new(opts.dims)), kern }),
+        ann: RwLock::new(AnnSet::new(HnswParams::default(), opts.ann_min_rows)),
+        plans_exact: AtomicU64::new(0),
+        plans_graph: AtomicU64::new(0),
         fsyncs: AtomicU64::new(0),
         groups: AtomicU64::new(0),
         records: AtomicU64::new(0),

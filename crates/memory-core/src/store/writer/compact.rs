@@ -212,6 +212,7 @@ impl Writer {
             if let Some(q) = &self.shared.q8 {
                 q.rows.write().clear();
             }
+            self.shared.ann.write().clear();
             std::mem::replace(&mut *st, new_state)
         };
         // Freed once readers and the next operation no longer wait for the lock.

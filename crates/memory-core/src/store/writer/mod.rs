@@ -27,6 +27,10 @@ use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::search::normalize;
 
+/// Rows added to the ANN graphs per slice of idle catch-up (and per put group beyond its own
+/// rows): a few tens of milliseconds, after which the writer looks for operations again.
+pub(super) const ANN_CATCH_UP_ROWS: usize = 128;
+
 /// Most operations the writer takes into one group.
 const MAX_GROUP_ITEMS: usize = 4096;
 
@@ -205,6 +209,9 @@ impl Writer {
         }
         let st = self.shared.state.read();
         if self.shared.q8.as_ref().is_some_and(|q8| !q8.catch_up(&st, Q8_CATCH_UP_ROWS)) {
+            return Next::Again;
+        }
+        if self.shared.ann.write().catch_up(&st, ANN_CATCH_UP_ROWS) > 0 {
             return Next::Again;
         }
         if self.vec_file.as_ref().is_none_or(|v| v.rows >= st.len()) {
@@ -404,6 +411,13 @@ impl Writer {
             st.last_seq = st.last_seq.max(s);
         }
         Ok(out)
+    }
+
+    /// Add up to `max` rows not in their namespace's ANN graph yet.
+    fn index_rows(&self, max: usize) -> usize {
+        let st = self.shared.state.read();
+        let n = self.shared.ann.write().catch_up(&st, max);
+        n
     }
 
     fn bulk_load(&mut self, records: Vec<PutRecord>) -> Result<usize> {

@@ -10,6 +10,7 @@ use crate::significance::pass::{score_new, NewMemory};
 use crate::store::log::{self, PutRecord, NO_EXPIRY};
 use crate::store::shared::{memory_of, now_ms, Q8Shared};
 use crate::store::state::State;
+use super::ANN_CATCH_UP_ROWS;
 use crate::store::types::PutOutcome;
 
 /// Per operation of a group, per item: its outcome once known.
@@ -20,6 +21,7 @@ impl Writer {
         let now = now_ms();
         let (mut outcomes, news, buf) = {
             let st = self.shared.state.read();
+            let ann = self.shared.ann.read();
             let (outcomes, mut news) = assemble(&st, &mut group, now);
             // Every stored row coded (read-locked for the pass; dropped before `st`).
             let q8 = self.shared.q8.as_ref().map(|q| {
@@ -27,7 +29,7 @@ impl Writer {
                 Q8Shared::extend(&mut rows, &st, usize::MAX);
                 (RwLockWriteGuard::downgrade(rows), q.kern)
             });
-            score_new(&st, q8.as_ref().map(|(rows, k)| (&**rows, *k)), &mut news, now);
+            score_new(&st, q8.as_ref().map(|(rows, k)| (&**rows, *k)), Some(&ann), &mut news, now);
             let mut buf = Vec::new();
             for n in &news {
                 log::encode_put(&mut buf, &n.record);
@@ -42,7 +44,11 @@ impl Writer {
             return;
         }
         let soonest = news.iter().map(|n| n.record.expires_at).filter(|&e| e != NO_EXPIRY).min();
+        let added = news.len();
         self.apply(&group, news, &mut outcomes, now);
+        // Into the graphs now, so the next group's significance pass and searches find them
+        // there (plus a slice of any backlog: the rest is indexed while idle).
+        self.index_rows(added + ANN_CATCH_UP_ROWS);
         self.note_expiry(soonest);
         for ((_, done), slots) in group.into_iter().zip(outcomes) {
             done(Ok(slots.into_iter().map(|o| o.expect("every item has an outcome")).collect()));
