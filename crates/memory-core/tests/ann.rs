@@ -21,7 +21,7 @@ fn open_small(dir: &std::path::Path) -> TensorStore {
 /// Clustered vectors (what embeddings look like): 30 centres, noise around them.
 fn clustered(n: usize, seed: u64) -> Vec<Vec<f32>> {
     let mut r = rng(seed);
-    let centres: Vec<Vec<f32>> = (0..30).map(|_| rvec(&mut rng(1000 + 0), DIMS)).enumerate().map(|(i, _)| rvec(&mut rng(1000 + i as u64), DIMS)).collect();
+    let centres: Vec<Vec<f32>> = (0..30).map(|i| rvec(&mut rng(1000 + i as u64), DIMS)).collect();
     (0..n).map(|i| centres[i % 30].iter().map(|x| x + 0.5 * r.gen_range(-1.0f32..1.0)).collect()).collect()
 }
 

@@ -1263,6 +1263,7 @@ impl Query<'_> {
             recency_half_life_s: self.half_life,
             include_embeddings: false,
             f32_scan: false,
+            exact: false,
         }
     }
 }

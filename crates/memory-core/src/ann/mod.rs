@@ -48,6 +48,14 @@ impl AnnSet {
         self.graphs.get(ns as usize).and_then(|g| g.as_ref())
     }
 
+    /// The graph of namespace `ns` if it covers enough of it to serve: while more than
+    /// `min_rows` rows wait (just after open, or when a namespace first crosses the
+    /// threshold) the rows it leaves would be scored one by one, and the exact multi-row
+    /// pass is faster.
+    pub fn serving(&self, st: &State, ns: u32) -> Option<&NsGraph> {
+        self.graph(ns).filter(|g| st.namespaces[ns as usize].rows.len() - g.covered <= self.min_rows)
+    }
+
     /// Forget every graph (compaction renumbers the rows); the writer rebuilds them.
     pub fn clear(&mut self) {
         self.graphs.clear();

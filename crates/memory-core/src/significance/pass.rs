@@ -49,7 +49,7 @@ pub(crate) fn score_new(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, a
     }
     let by_ns: Vec<(String, Vec<usize>)> = by_ns.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     for (ns, idx) in by_ns {
-        let graph = ann.zip(st.ns_id(&ns)).and_then(|(a, n)| a.graph(n).map(|g| (g, n)));
+        let graph = ann.zip(st.ns_id(&ns)).and_then(|(a, n)| a.serving(st, n).map(|g| (g, n)));
         if let Some((g, n)) = graph {
             // The graph's scores are `dot`s like the int8 pass's.
             let k = MAX_ASSOCIATIONS + ASSOC_TIE_SLACK;

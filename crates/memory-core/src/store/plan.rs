@@ -85,6 +85,9 @@ pub(super) fn choose(st: &State, ann: &AnnSet, p: &ScanParams, exact: bool) -> P
     if ann.graph(ns).is_none() {
         return plan(PlanKind::Exact, "namespace below the graph threshold");
     }
+    if ann.serving(st, ns).is_none() {
+        return plan(PlanKind::Exact, "graph still being built");
+    }
     let live = st.namespaces[ns as usize].live.max(1);
     let cand = filter_candidates(st, ns, p).map(|c| c.len());
     if let Some(c) = cand {

@@ -416,8 +416,8 @@ impl Writer {
     /// Add up to `max` rows not in their namespace's ANN graph yet.
     fn index_rows(&self, max: usize) -> usize {
         let st = self.shared.state.read();
-        let n = self.shared.ann.write().catch_up(&st, max);
-        n
+        let mut ann = self.shared.ann.write();
+        ann.catch_up(&st, max)
     }
 
     fn bulk_load(&mut self, records: Vec<PutRecord>) -> Result<usize> {
