@@ -94,7 +94,7 @@ fn filters_and_dead_rows_are_never_returned_and_recall_holds() {
     let thirty = |r: u32| r.wrapping_mul(2_654_435_761) % 10 < 3;
     let r30 = recall(&src, &g, n, &queries, 96 * 3, &thirty);
     assert!(r30 >= 0.98, "recall@10 with a 30% filter {r30}");
-    let alive = |r: u32| r % 3 != 0;
+    let alive = |r: u32| !r.is_multiple_of(3);
     let ra = recall(&src, &g, n, &queries, 96, &alive);
     assert!(ra >= 0.98, "recall@10 with a third deleted {ra}");
     // Nothing passes: nothing is returned.
