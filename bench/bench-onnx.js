@@ -10,20 +10,15 @@
 //   single-text requests: throughput, p50/p99 latency, and the share of wall time the
 //   onnxruntime worker was NOT inside session.run (tokenize, pool, framing, idle gaps).
 // Load: `ws` clients in this process, each one request at a time; bounded in count and time.
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import ort from 'onnxruntime-node';
-import WebSocket from 'ws';
 import { ModelTokenizer } from '../dist/native.js';
 import { OnnxEmbedder } from '../dist/onnx/embedder.js';
 import { InferenceServer } from '../dist/server/inference.js';
-import { writeModelDir } from '../scripts/make-bert-onnx.mjs';
 import { rng, saveResult } from './common.js';
+import { MODEL_DIR, ensureModel, openClients } from './lib/onnx-model.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const MODEL_DIR = join(here, '.cache', 'minilm-l6-random');
 const SECONDS = Number(process.env.BENCH_ONNX_SECONDS ?? 6);
 const THREADS = availableParallelism();
 
@@ -43,13 +38,6 @@ function sentences(n, seed = 7) {
     out.push(w.join(' ') + '.');
   }
   return out;
-}
-
-async function ensureModel() {
-  if (!existsSync(join(MODEL_DIR, 'model.onnx'))) {
-    console.log(`generating the MiniLM-shaped model into ${MODEL_DIR}`);
-    await writeModelDir(MODEL_DIR, 'minilm');
-  }
 }
 
 /** onnxruntime alone: full batches of `batch` texts, pre-tokenized, in a tight loop. */
@@ -83,16 +71,6 @@ async function ideal(texts, batch = 32) {
   const s = (performance.now() - t0) / 1000;
   await session.release();
   return { batch, runs, seconds: s, texts_per_s: (runs * batch) / s, ms_per_batch: (s * 1000) / runs };
-}
-
-function openClients(url, n) {
-  return Promise.all(
-    Array.from({ length: n }, () => new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { perMessageDeflate: false });
-      ws.once('open', () => resolve(ws));
-      ws.once('error', reject);
-    })),
-  );
 }
 
 /** `concurrency` clients, one request in flight each, for SECONDS (and at most 200k requests). */

@@ -7,11 +7,14 @@ import { fileURLToPath } from 'node:url';
 import { buildBenchAddon } from './lib/bench-addon.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const picked = process.env.BENCH_ONLY ?? process.argv.slice(2).join(',');
-const only = picked ? picked.split(',').filter(Boolean) : undefined;
+// `pnpm bench cluster search`: names as arguments work like BENCH_ONLY.
+const named = process.argv.slice(2).filter(Boolean);
+const only = named.length > 0 ? named : process.env.BENCH_ONLY?.split(',').filter(Boolean);
+// Long benchmarks that run only when named.
+const OPT_IN = ['cluster'];
 const files = readdirSync(here)
   .filter((f) => f.startsWith('bench-') && f.endsWith('.js'))
-  .filter((f) => !only || only.includes(f.slice(6, -3)))
+  .filter((f) => (only ? only.includes(f.slice(6, -3)) : !OPT_IN.includes(f.slice(6, -3))))
   .sort();
 // Benchmarks that compare against the native baselines need the bench build of the addon.
 if (files.some((f) => readFileSync(join(here, f), 'utf8').includes('./lib/bench-addon.js'))) {

@@ -835,13 +835,16 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.DataDirLock = nativeBinding.DataDirLock
 module.exports.MemoryStore = nativeBinding.MemoryStore
 module.exports.ModelTokenizer = nativeBinding.ModelTokenizer
+module.exports.filterOperators = nativeBinding.filterOperators
 module.exports.HASH_DIMS = nativeBinding.HASH_DIMS
 module.exports.HASH_EMBEDDER_NAME = nativeBinding.HASH_EMBEDDER_NAME
 module.exports.hashEmbed = nativeBinding.hashEmbed
 module.exports.hashEmbedAsync = nativeBinding.hashEmbedAsync
 module.exports.kernelInfo = nativeBinding.kernelInfo
+module.exports.MAX_FILTER_DEPTH = nativeBinding.MAX_FILTER_DEPTH
 module.exports.MAX_ID_CHARS = nativeBinding.MAX_ID_CHARS
 module.exports.MAX_METADATA_BYTES = nativeBinding.MAX_METADATA_BYTES
 module.exports.MAX_NAMESPACE_CHARS = nativeBinding.MAX_NAMESPACE_CHARS

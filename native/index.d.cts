@@ -10,6 +10,18 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * A data directory's lock, held from JavaScript while a directory's files are switched
+ * around with no store open (a re-embedding's switch, or finishing one at start):
+ * `acquire` fails with `[locked]` while a store of any process has the directory open.
+ */
+export declare class DataDirLock {
+  /** Locks `dir` (which must exist). */
+  static acquire(dir: string): DataDirLock
+  /** Unlocks (idempotent); dropping the object unlocks too. */
+  release(): void
+}
+
+/**
  * A durable memory store (one data directory). Writes resolve once durable under the
  * fsync policy; reads never see an unacknowledged write.
  */
@@ -56,6 +68,11 @@ export declare class MemoryStore {
   searchSync(queries: Float32Array, nq: number, options: SearchOptions): Memory[][]
   /** One query; concurrent calls with equal options share one pass over memory. */
   searchBatched(query: Float32Array, options: SearchOptions): Promise<Memory[]>
+  /**
+   * Text query: BM25 over the namespace's text index on the searcher thread, same filters
+   * as `searchBatched` (`minScore` does not apply); `score` is the BM25 score.
+   */
+  searchText(query: string, options: SearchOptions): Promise<Memory[]>
   /** Highest significance first (newest first on ties), from the ordered index. */
   top(options: SearchOptions): Memory[]
   /**
@@ -176,6 +193,9 @@ export interface ExplainedSearch {
   plan: SearchPlan
 }
 
+/** Every operator of the filter language: the logical ones, then the field ones. */
+export declare function filterOperators(): Array<string>
+
 /** Dimensions of the built-in `hash` embedder. */
 export declare const HASH_DIMS: number
 
@@ -227,6 +247,9 @@ export interface LostRange {
   records?: number
   reason: string
 }
+
+/** Filter objects a filter may nest through `$and` / `$or` / `$not`. */
+export declare const MAX_FILTER_DEPTH: number
 
 /** Characters of a memory id. */
 export declare const MAX_ID_CHARS: number
@@ -285,6 +308,8 @@ export interface OpenOptions {
   compactMinBytes?: number
   /** Namespaces of at least this many rows get an ANN graph (default 20,000). */
   annMinRows?: number
+  /** Keep a full-text (BM25) index of the texts, built at open (default true). */
+  textIndex?: boolean
 }
 
 export interface PutItem {
@@ -296,6 +321,13 @@ export interface PutItem {
   significance?: number
   embedding: Float32Array
   ttlMs?: number
+  /**
+   * The memory's time (ms since the epoch) instead of the put's (cluster replicas pass the
+   * receiving instance's; re-embedding keeps the original).
+   */
+  timestampMs?: number
+  /** Absolute expiry (ms since the epoch); wins over `ttlMs`. */
+  expiresAtMs?: number
 }
 
 export interface PutResult {

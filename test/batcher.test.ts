@@ -1,7 +1,8 @@
 /**
  * The dynamic batcher on a scripted two-phase embedder: length-sorted batches, token
  * budget, pipelining (the next batch is prepared while one runs), departed clients
- * skipped, `overloaded`, failures confined to their batch.
+ * skipped, `overloaded`, a failing text confined to its own request (the run retried in
+ * halves), the latency budget.
  */
 import { describe, expect, it } from 'vitest';
 import type { Embedder, PreparedBatch } from '../ts/embedder.js';
@@ -25,6 +26,10 @@ class ScriptedEmbedder implements Embedder {
   running = 0;
   maxRunning = 0;
   failNext = false;
+  /** A run holding this text fails (like a text onnxruntime cannot run). */
+  poison: string | null = null;
+  /** Error code of the failures (the batcher does not retry `unavailable`). */
+  failCode: string | undefined;
   autoRelease = true;
 
   constructor(maxBatch: number, maxBatchTokens?: number) {
@@ -59,7 +64,9 @@ class ScriptedEmbedder implements Embedder {
     this.running--;
     this.events.push(`run-end:${n}`);
     this.waiting.shift()?.();
-    if (fail) throw new Error('model exploded');
+    if (fail || (this.poison !== null && texts.includes(this.poison))) {
+      throw Object.assign(new Error('model exploded'), { code: this.failCode });
+    }
     const out = new Float32Array(texts.length * DIMS);
     texts.forEach((t, i) => out.set([t.length, t.charCodeAt(0), 0, 1], i * DIMS));
     return out;
@@ -152,14 +159,44 @@ describe('EmbeddingBatcher', () => {
     await Promise.all([...busy, ok]);
   });
 
-  it('a failed run fails only the requests in it', async () => {
-    const e = new ScriptedEmbedder(2);
+  it('a text that makes the run fail fails only its own request: the run is retried in halves', async () => {
+    const e = new ScriptedEmbedder(16);
+    const logged: string[] = [];
+    const b = new EmbeddingBatcher(e, { maxWaitMs: 1, log: (m) => logged.push(m) });
+    e.poison = 'bad';
+    const texts = ['a', 'b', 'c', 'bad', 'd', 'e', 'f'];
+    const doomedMulti = b.embed(['g', 'bad']); // a request holding the bad text fails as a whole
+    const results = await Promise.allSettled([...texts.map((t) => b.embed([t])), doomedMulti]);
+    expect(e.prepared[0]!.length).toBe(9); // one run of all nine first
+    for (let i = 0; i < texts.length; i++) {
+      const r = results[i]!;
+      if (texts[i] === 'bad') {
+        expect(r.status).toBe('rejected');
+        expect((r as PromiseRejectedResult).reason.message).toBe('model exploded');
+      } else {
+        expect(r.status).toBe('fulfilled');
+        expect(Array.from((r as PromiseFulfilledResult<Float32Array>).value)).toEqual([texts[i]!.length, texts[i]!.charCodeAt(0), 0, 1]);
+      }
+    }
+    expect(results[texts.length]!.status).toBe('rejected');
+    expect(b.retriedRuns).toBeGreaterThan(0);
+    expect(b.retriedRuns).toBeLessThanOrEqual(2 * Math.ceil(Math.log2(9))); // bisection, not one by one
+    expect(b.failedTexts).toBeGreaterThanOrEqual(1);
+    expect(b.embedded).toBe(7); // every other text ran once in a successful run
+    expect(logged.some((m) => /failed .*halves/.test(m))).toBe(true);
+    // The batcher keeps serving.
+    expect(Array.from(await b.embed(['zz']))).toEqual([2, 122, 0, 1]);
+  });
+
+  it('an unavailable embedder fails the whole run without retrying', async () => {
+    const e = new ScriptedEmbedder(4);
     const b = new EmbeddingBatcher(e, { maxWaitMs: 1 });
     e.failNext = true;
-    const doomed = b.embed(['a', 'b']);
-    const fine = b.embed(['c', 'd']);
-    await expect(doomed).rejects.toThrow('model exploded');
-    expect(Array.from(await fine)).toEqual([1, 99, 0, 1, 1, 100, 0, 1]);
+    e.failCode = 'unavailable';
+    const all = await Promise.allSettled([b.embed(['a', 'b']), b.embed(['c'])]);
+    expect(all.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(e.prepared.length).toBe(1);
+    expect(b.retriedRuns).toBe(0);
   });
 
   it('close() fails queued requests with unavailable and refuses new ones', async () => {

@@ -1,9 +1,9 @@
 // Limits and names that TypeScript and Rust both define must agree: the protocol's limits
-// (ts/protocol) and the `hash` embedder's dims and name (ts/native.ts) against the values the
-// native addon exports from the Rust core.
+// and the filter language's operators and depth (ts/protocol) and the `hash` embedder's dims
+// and name (ts/native.ts) against the values the native addon exports from the Rust core.
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { MEMORY_LIMITS } from '../ts/protocol/memory.js';
+import { FIELD_OPERATORS, LOGICAL_OPERATORS, MAX_FILTER_DEPTH, MEMORY_LIMITS } from '../ts/protocol/memory.js';
 import { HASH_DIMS, HASH_EMBEDDER_NAME, hashEmbed } from '../ts/native.js';
 
 // The addon itself (not through ts/native.ts, which re-exports none of these).
@@ -22,6 +22,12 @@ describe('constants shared by TypeScript and Rust', () => {
       maxIdChars: addon.MAX_ID_CHARS,
       maxNamespaceChars: addon.MAX_NAMESPACE_CHARS,
     });
+  });
+
+  it('the filter language has the same operators and depth limit', () => {
+    expect(MAX_FILTER_DEPTH).toBe(addon.MAX_FILTER_DEPTH);
+    const core = (addon.filterOperators as () => string[])();
+    expect([...LOGICAL_OPERATORS, ...FIELD_OPERATORS]).toEqual(core);
   });
 
   it('the hash embedder has the dims and name TypeScript records', () => {

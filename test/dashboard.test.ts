@@ -186,6 +186,19 @@ describe.skipIf(!available)('dashboard (chromium)', () => {
       await page.getByTestId('browser-search').click();
       await expect.poll(async () => (await page.getByTestId('browser-count').textContent()) ?? '', { timeout: 10_000 }).toMatch(/found \(vector\)/);
       expect(await rows.first().textContent()).toMatch(/score/);
+      // Text (BM25) finds the exact identifier; hybrid fuses both rankings.
+      await node.store('ticket ZX-4471 reopened by the heron team', { id: 'zx' });
+      await page.getByTestId('browser-query').fill('ZX-4471');
+      await page.getByTestId('browser-mode').selectOption('text');
+      await page.getByTestId('browser-search').click();
+      await expect.poll(async () => (await page.getByTestId('browser-count').textContent()) ?? '', { timeout: 10_000 }).toBe('1 found (text)');
+      expect(await rows.first().getAttribute('data-id')).toBe('zx');
+      await page.getByTestId('browser-mode').selectOption('hybrid');
+      await page.getByTestId('browser-search').click();
+      await expect.poll(async () => (await page.getByTestId('browser-count').textContent()) ?? '', { timeout: 10_000 }).toMatch(/found \(hybrid\)/);
+      expect(await rows.first().getAttribute('data-id')).toBe('zx');
+      expect(await rows.first().textContent()).toMatch(/text #1/);
+      await node.delete('zx');
 
       // Open one: text, metadata, associations that open the associated memory.
       await page.getByTestId('browser-query').fill('');

@@ -177,6 +177,34 @@ describe('/mcp over HTTP', () => {
     await client.close();
   });
 
+  it('tool calls are counted in the server metrics as their commands; over the rate limit a POST gets 429 with Retry-After and runs nothing', async () => {
+    const { server, port } = await startServer({ rateLimit: { messagesPerSecond: 0.001, messagesBurst: 4 } });
+    try {
+      const client = await httpClient(port); // initialize + initialized: two POSTs
+      const added = await call(client, 'add_memory', { text: 'counted' });
+      expect(added.isError).toBeFalsy();
+      expect(server.ws.metrics.byType.get('store')).toMatchObject({ count: 1, errors: 0 });
+      const missing = await call(client, 'get_memory', { id: 'no-such-id' });
+      expect(missing.isError).toBe(true);
+      expect(server.ws.metrics.byType.get('get')).toMatchObject({ count: 1, errors: 1 });
+      const before = server.store.stats().totalMemories;
+      const body = JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'add_memory', arguments: { text: 'over the limit' } } });
+      const r = await fetch(`http://127.0.0.1:${port}/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body,
+      });
+      expect(r.status).toBe(429);
+      expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(await r.json()).toMatchObject({ code: 'rate_limited' });
+      expect(server.store.stats().totalMemories).toBe(before);
+      expect(server.ws.metrics.rateLimited).toBe(1);
+      await client.close().catch(() => undefined);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('GET and DELETE are 405 (no SSE stream, no sessions); an oversized body is 413', async () => {
     const get = await fetch(`http://127.0.0.1:${httpPort}/mcp`, { headers: { accept: 'text/event-stream' } });
     expect(get.status).toBe(405);
@@ -196,10 +224,10 @@ describe('/mcp over HTTP', () => {
     const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' };
     const origin = await httpRequest(httpPort, 'POST', '/mcp', { ...headers, origin: 'http://evil.example' }, body);
     expect(origin.status).toBe(403);
-    expect(JSON.parse(origin.body)).toEqual({ error: 'Origin not allowed' });
+    expect(JSON.parse(origin.body)).toMatchObject({ status: 'error', error: 'Origin not allowed' });
     const host = await httpRequest(httpPort, 'POST', '/mcp', { ...headers, host: 'evil.example:5000' }, body);
     expect(host.status).toBe(403);
-    expect(JSON.parse(host.body)).toEqual({ error: 'Host not allowed' });
+    expect(JSON.parse(host.body)).toMatchObject({ status: 'error', error: 'Host not allowed' });
     const allowed = await httpRequest(httpPort, 'POST', '/mcp', { ...headers, origin: 'http://localhost:3000' }, body);
     expect(allowed.status).toBe(200);
     expect(httpServer.store.stats().totalMemories).toBe(before + 1);

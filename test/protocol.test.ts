@@ -324,6 +324,14 @@ describe('auth', () => {
     expect((await verifyJwtHs256(badNs, 'k')).ok).toBe(false);
   });
 
+  it('authenticates a JWT synchronously (the WebSocket upgrade completes inside uWS\'s callback; see auth.ts)', () => {
+    const t = signJwtHs256({ sub: 'x' }, 'k');
+    const r = authenticate({ jwtSecret: 'k' }, t);
+    expect(typeof (r as { then?: unknown }).then).toBe('undefined');
+    expect(r).toMatchObject({ ok: true, claims: { method: 'jwt', subject: 'x' } });
+    expect(authenticate({ jwtSecret: 'k' }, signJwtHs256({ sub: 'x' }, 'other'))).toEqual({ ok: false, reason: 'bad signature' });
+  });
+
   it('extracts tokens and authenticates', async () => {
     expect(extractToken('Bearer abc', '')).toBe('abc');
     expect(extractToken('', 'x=1&token=def')).toBe('def');

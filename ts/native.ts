@@ -208,7 +208,7 @@ export class MemoryStore {
   }
 
   put(items: Addon.PutItem[]): Promise<Addon.PutResult[]> {
-    if (items.length === 1) {
+    if (items.length === 1 && items[0]?.timestampMs === undefined && items[0]?.expiresAtMs === undefined) {
       // The common case (one store) takes positional arguments: no native property lookups.
       let p: Promise<Addon.PutResult>;
       try {
@@ -276,6 +276,11 @@ export class MemoryStore {
     if (this.closed) return Promise.reject(closedError());
     return wrapAsync(() => this.s.searchBatched(query, options));
   }
+  /** BM25 over the namespace's text index (off the JS thread); `score` is the BM25 score. */
+  searchText(query: string, options: Addon.SearchOptions): Promise<Addon.Memory[]> {
+    if (this.closed) return Promise.reject(closedError());
+    return wrapAsync(() => this.s.searchText(query, options));
+  }
   top(options: Addon.SearchOptions): Addon.Memory[] {
     this.live();
     return wrapSync(() => this.s.top(options));
@@ -323,6 +328,14 @@ export class MemoryStore {
 }
 
 export const repair = (dir: string): Addon.RepairResult => wrapSync(() => addon.repair(dir));
+/**
+ * Locks a data directory (which must exist) while its files are switched around with no
+ * store open; refused (`locked`) while a store of any process has it open.
+ */
+export function lockDataDir(dir: string): { release(): void } {
+  const lock = wrapSync(() => addon.DataDirLock.acquire(dir));
+  return { release: () => lock.release() };
+}
 export const hashEmbed = (texts: string[], dims?: number): Float32Array => wrapSync(() => addon.hashEmbed(texts, dims));
 export const hashEmbedAsync = (texts: string[], dims?: number): Promise<Float32Array> =>
   wrapAsync(() => addon.hashEmbedAsync(texts, dims));

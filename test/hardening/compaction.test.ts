@@ -32,15 +32,25 @@ async function start(options: MemoryServerOptions): Promise<{ server: MemoryServ
   return { server, url: `ws://127.0.0.1:${info.port}` };
 }
 
-/** Indices `i` of every `<prefix><i>-` still in some file of the data directory (log, vectors file…). */
+/**
+ * Indices `i` of every `<prefix><i>-` still in some file of the data directory (log, vectors
+ * file…). A compaction running meanwhile may rename its temporary file over the log between
+ * the listing and the read: then the whole directory is read again, so no file is skipped.
+ */
 function onDisk(dir: string, prefix: string): Set<number> {
-  const found = new Set<number>();
   const re = new RegExp(`${prefix}(\\d+)-`, 'g');
-  for (const f of readdirSync(dir)) {
-    const text = readFileSync(path.join(dir, f)).toString('latin1');
-    for (const m of text.matchAll(re)) found.add(Number(m[1]));
+  for (let attempt = 1; ; attempt++) {
+    const found = new Set<number>();
+    try {
+      for (const f of readdirSync(dir)) {
+        const text = readFileSync(path.join(dir, f)).toString('latin1');
+        for (const m of text.matchAll(re)) found.add(Number(m[1]));
+      }
+      return found;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 50) throw err;
+    }
   }
-  return found;
 }
 
 const CYCLES = 2_000;

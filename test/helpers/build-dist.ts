@@ -51,7 +51,7 @@ export function ensureBuilt(options: { dashboard?: boolean } = {}): void {
   const tsStale = (): boolean =>
     mtime(child) <
     Math.max(
-      ...['ts/control', 'ts/server', 'ts/protocol', 'ts/onnx', 'ts/cli', 'ts/mcp', 'ts/client'].map((d) => newest(path.join(root, d))),
+      ...['ts/control', 'ts/server', 'ts/protocol', 'ts/onnx', 'ts/cli', 'ts/mcp', 'ts/client', 'ts/cluster'].map((d) => newest(path.join(root, d))),
       ...['ts/native.ts', 'ts/embedder.ts', 'ts/servers.ts'].map((f) => mtime(path.join(root, f))),
     );
   // The dashboard bundles ts/dashboard and the protocol types it imports.

@@ -48,7 +48,7 @@ export const OPTIONS: OptionDef[] = [
   { key: 'device', flag: 'device', kind: 'string', description: 'onnx: auto (CUDA if onnxruntime has it, else CPU) | cpu | cuda', defaultText: 'auto' },
   { key: 'maxLength', flag: 'max-length', kind: 'int', description: 'onnx: tokens per text after truncation', defaultText: "the model's max_seq_length" },
   { key: 'threads', flag: 'threads', kind: 'int', description: 'onnx: onnxruntime threads per process', defaultText: 'CPU cores' },
-  { key: 'reembed', flag: 'reembed', kind: 'bool', description: 'accept a data directory written by another embedder of the same dims' },
+  { key: 'reembed', flag: 'reembed', kind: 'bool', description: 'a data directory written by another embedder: re-embed every memory with this one, in the background (queries use the old one until the switch)' },
   { key: 'origins', flag: 'origins', kind: 'list', description: 'allowed browser origins, comma separated (* = any)', defaultText: 'http(s)://localhost:*, http(s)://127.0.0.1:*' },
   { key: 'allowedHosts', flag: 'allowed-hosts', kind: 'list', description: 'Host header names accepted besides localhost, 127.0.0.1, [::1] and --host, comma separated (* = any; DNS rebinding guard)' },
   { key: 'token', flag: 'token', kind: 'string', description: 'shared-secret auth (Authorization: Bearer … or ?token=)' },
@@ -73,6 +73,19 @@ export const OPTIONS: OptionDef[] = [
   { key: 'skipInvalid', flag: 'skip-invalid', kind: 'bool', description: 'import: leave out rejected lines and import the rest (without it, one rejected line imports nothing)', defaultText: 'false' },
   { key: 'compactGarbagePercent', flag: 'compact-garbage-percent', kind: 'int', description: 'compact the log automatically once this % of it is garbage (deleted/expired memories; 0 = only when asked)', defaultText: '50' },
   { key: 'compactMinMb', flag: 'compact-min-mb', kind: 'int', description: '…and the log is at least this many MiB', defaultText: '1' },
+  { key: 'cluster', flag: 'cluster', kind: 'list', description: 'join a cluster on NATS JetStream: NATS server URLs, comma separated (nats://host:port; docs/cluster.md)' },
+  { key: 'clusterName', flag: 'cluster-name', kind: 'string', description: 'cluster: its name (names the stream and buckets)', defaultText: 'memory' },
+  { key: 'nodeId', flag: 'node-id', kind: 'string', description: 'cluster: this instance\'s id', defaultText: '<hostname>-<pid>-<random>' },
+  { key: 'clusterReplicas', flag: 'cluster-replicas', kind: 'int', description: 'cluster: stream replicas when creating it', defaultText: '3 with ≥ 3 URLs, else 1' },
+  { key: 'clusterPublishTimeoutMs', flag: 'cluster-publish-timeout-ms', kind: 'int', description: 'cluster: how long a write waits for the quorum\'s ack before `unavailable`', defaultText: '5000' },
+  { key: 'clusterSnapshotIntervalS', flag: 'cluster-snapshot-interval-s', kind: 'int', description: 'cluster: seconds between snapshots by the elected instance (0 = none)', defaultText: '300' },
+  { key: 'clusterUser', flag: 'cluster-user', kind: 'string', description: 'cluster: NATS user' },
+  { key: 'clusterPass', flag: 'cluster-pass', kind: 'string', description: 'cluster: NATS password' },
+  { key: 'clusterToken', flag: 'cluster-token', kind: 'string', description: 'cluster: NATS token' },
+  { key: 'clusterCreds', flag: 'cluster-creds', kind: 'string', description: 'cluster: NATS .creds file (JWT + nkey)' },
+  { key: 'clusterTlsCa', flag: 'cluster-tls-ca', kind: 'string', description: 'cluster: CA certificate (PEM) to trust for NATS' },
+  { key: 'clusterTlsCert', flag: 'cluster-tls-cert', kind: 'string', description: 'cluster: client certificate (PEM) for NATS' },
+  { key: 'clusterTlsKey', flag: 'cluster-tls-key', kind: 'string', description: 'cluster: client key (PEM) for NATS' },
   { key: 'config', flag: 'config', kind: 'string', description: 'JSON config file (keys as flags, kebab-case or camelCase)', short: 'c' },
 ];
 
@@ -125,6 +138,19 @@ export const configSchema = z
     skipInvalid: z.boolean().default(false),
     compactGarbagePercent: z.number().int().min(0).max(99).default(50),
     compactMinMb: z.number().int().min(0).max(1024 * 1024).default(1),
+    cluster: z.array(z.string().regex(/^(nats|tls):\/\/./, 'must be nats://host:port URLs')).min(1).optional(),
+    clusterName: z.string().min(1).max(64).optional(),
+    nodeId: z.string().min(1).max(128).optional(),
+    clusterReplicas: z.number().int().min(1).max(5).optional(),
+    clusterPublishTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+    clusterSnapshotIntervalS: z.number().int().min(0).max(86_400 * 7).optional(),
+    clusterUser: z.string().min(1).optional(),
+    clusterPass: z.string().min(1).optional(),
+    clusterToken: z.string().min(1).optional(),
+    clusterCreds: z.string().min(1).optional(),
+    clusterTlsCa: z.string().min(1).optional(),
+    clusterTlsCert: z.string().min(1).optional(),
+    clusterTlsKey: z.string().min(1).optional(),
     config: z.string().optional(),
   })
   .strict()
@@ -147,6 +173,9 @@ export const configSchema = z
       if (c[k] !== undefined && c.model === undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [k], message: 'only applies with --model' });
     }
     if (c.quantized && c.model === undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['quantized'], message: 'only applies with --model' });
+    for (const k of ['clusterName', 'nodeId', 'clusterReplicas', 'clusterPublishTimeoutMs', 'clusterSnapshotIntervalS', 'clusterUser', 'clusterPass', 'clusterToken', 'clusterCreds', 'clusterTlsCa', 'clusterTlsCert', 'clusterTlsKey'] as const) {
+      if (c[k] !== undefined && c.cluster === undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [k], message: 'only applies with --cluster' });
+    }
     if (c.embedder === 'hash' && c.model !== undefined) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['model'], message: '--model is for the onnx embedder, not hash' });
     }
@@ -339,7 +368,7 @@ const COMMAND_HELP: Record<Exclude<CliCommand, 'start'>, { usage: string[]; abou
       'Every line is checked first with the rules of `store`; a rejected line is reported as',
       '`line N: <field>: <reason>` and then nothing is imported (exit 1) unless --skip-invalid.',
     ],
-    keys: ['dataDir', 'batchSize', 'skipInvalid', 'embedder', 'model', 'revision', 'quantized', 'modelFile', 'device', 'maxLength', 'threads', 'reembed', 'fsync', 'config', 'logLevel'],
+    keys: ['dataDir', 'batchSize', 'skipInvalid', 'embedder', 'model', 'revision', 'quantized', 'modelFile', 'device', 'maxLength', 'threads', 'fsync', 'config', 'logLevel'],
   },
   compact: {
     usage: ['memory-server compact [options]'],

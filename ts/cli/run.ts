@@ -19,6 +19,7 @@ import { UsageError, helpText, parseArgs, resolveConfig, type CliConfig } from '
 import { runImport } from './import.js';
 import { modelLabel, resolveCliModel, runModels } from './models.js';
 import type { ResolvedModel } from '../models/resolve.js';
+import type { ClusterOptions } from '../cluster/options.js';
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 const err = (s: string): void => void process.stderr.write(`${s}\n`);
@@ -59,7 +60,7 @@ async function start(cfg: CliConfig): Promise<void> {
   let servers: Servers;
   let embedder: Embedder;
   try {
-    embedder = await embedderFor(cfg);
+    embedder = await createEmbedder({ ...embedderOptions(cfg), log: (m) => logger.warn(m) });
     servers = await createServers({
       ...common,
       embedder,
@@ -140,7 +141,29 @@ async function startSupervised(cfg: CliConfig, logger: Logger): Promise<void> {
 function memoryOptions(cfg: CliConfig) {
   const compaction =
     cfg.compactGarbagePercent === 0 ? (false as const) : { garbageRatio: cfg.compactGarbagePercent / 100, minBytes: cfg.compactMinMb * 1024 * 1024 };
-  return { port: cfg.port, dataDir: cfg.dataDir, fsync: cfg.fsync, reembed: cfg.reembed, compaction };
+  return { port: cfg.port, dataDir: cfg.dataDir, fsync: cfg.fsync, reembed: cfg.reembed, compaction, ...clusterOptions(cfg) };
+}
+
+/** `cluster` options from the CLI config (none without --cluster). */
+function clusterOptions(cfg: CliConfig): { cluster?: ClusterOptions } {
+  if (cfg.cluster === undefined) return {};
+  const c: ClusterOptions = { servers: cfg.cluster };
+  const set = <K extends keyof ClusterOptions>(k: K, v: ClusterOptions[K] | undefined): void => {
+    if (v !== undefined) c[k] = v;
+  };
+  set('name', cfg.clusterName);
+  set('nodeId', cfg.nodeId);
+  set('replicas', cfg.clusterReplicas);
+  set('publishTimeoutMs', cfg.clusterPublishTimeoutMs);
+  set('snapshotIntervalS', cfg.clusterSnapshotIntervalS);
+  set('user', cfg.clusterUser);
+  set('pass', cfg.clusterPass);
+  set('token', cfg.clusterToken);
+  set('credsFile', cfg.clusterCreds);
+  set('tlsCa', cfg.clusterTlsCa);
+  set('tlsCert', cfg.clusterTlsCert);
+  set('tlsKey', cfg.clusterTlsKey);
+  return { cluster: c };
 }
 
 /** Inference server options from the CLI config, or false with --no-inference. */
@@ -213,7 +236,7 @@ async function openOffline(cfg: CliConfig, embedder: Embedder | null): Promise<M
     MemoryStore.openAsync(dir, {
       dims,
       fsync: cfg.fsync,
-      ...(embedder ? { embedderName: embedder.name, embedderHash: embedder.hash, reembed: cfg.reembed } : {}),
+      ...(embedder ? { embedderName: embedder.name, embedderHash: embedder.hash } : {}),
     });
   try {
     try {

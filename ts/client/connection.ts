@@ -63,6 +63,11 @@ export interface ConnectionEvents extends EventMap {
 export interface ConnectionOptions {
   /** Server URL (`ws://` or `wss://`). */
   url?: string;
+  /**
+   * Several URLs of equivalent servers (cluster members, docs/cluster.md): the client uses
+   * the first and moves to the next one each time the connection drops. Overrides `url`.
+   */
+  urls?: string[];
   /** WebSocket implementation; default `globalThis.WebSocket`. In Node 20 pass `ws`. */
   WebSocket?: WebSocketConstructor;
   /** Third constructor argument for Node `ws` (e.g. `{ headers: { authorization: 'Bearer …' } }`). */
@@ -116,13 +121,15 @@ function withToken(url: string, token: string | undefined): string {
 }
 
 export abstract class BaseClient<E extends ConnectionEvents = ConnectionEvents> extends TypedEmitter<E> {
-  readonly url: string;
+  /** The server URLs, tried in turn (one unless `urls` was given). */
+  readonly urls: readonly string[];
+  private urlIndex = 0;
+  private readonly urlToken: string | undefined;
   protected readonly binary: boolean;
   protected readonly requests: RequestManager;
   private readonly WebSocketImpl: WebSocketConstructor;
   private readonly wsOptions: unknown;
   private readonly protocols: string | string[] | undefined;
-  private readonly connectUrl: string;
   private readonly reconnector: ReconnectScheduler;
   private readonly heartbeat: Heartbeat;
   private socket: WebSocketLike | null = null;
@@ -137,8 +144,8 @@ export abstract class BaseClient<E extends ConnectionEvents = ConnectionEvents> 
 
   protected constructor(kind: Kind, options: ConnectionOptions) {
     super();
-    this.url = options.url ?? DEFAULTS.urls[kind];
-    this.connectUrl = withToken(this.url, options.token);
+    this.urls = options.urls !== undefined && options.urls.length > 0 ? [...options.urls] : [options.url ?? DEFAULTS.urls[kind]];
+    this.urlToken = options.token;
     this.WebSocketImpl = resolveWebSocket(options.WebSocket);
     this.wsOptions = options.wsOptions;
     this.protocols = options.protocols;
@@ -158,6 +165,11 @@ export abstract class BaseClient<E extends ConnectionEvents = ConnectionEvents> 
         if (this._state === 'idle') this.connect().catch(() => undefined);
       });
     }
+  }
+
+  /** The URL in use (or being tried). */
+  get url(): string {
+    return this.urls[this.urlIndex]!;
   }
 
   get state(): ConnectionState {
@@ -294,14 +306,15 @@ export abstract class BaseClient<E extends ConnectionEvents = ConnectionEvents> 
     this.setState('connecting');
     this.fire('connecting', { attempt, url: this.url });
     let socket: WebSocketLike;
+    const connectUrl = withToken(this.url, this.urlToken);
     try {
       const Ctor = this.WebSocketImpl;
       socket = (
         this.wsOptions !== undefined
-          ? new Ctor(this.connectUrl, this.protocols, this.wsOptions)
+          ? new Ctor(connectUrl, this.protocols, this.wsOptions)
           : this.protocols !== undefined
-            ? new Ctor(this.connectUrl, this.protocols)
-            : new Ctor(this.connectUrl)
+            ? new Ctor(connectUrl, this.protocols)
+            : new Ctor(connectUrl)
       ) as WebSocketLike;
     } catch (err) {
       this.fire('error', new ClientError('socket_error', `Cannot open ${this.url}: ${(err as Error).message ?? String(err)}`));
@@ -414,6 +427,8 @@ export abstract class BaseClient<E extends ConnectionEvents = ConnectionEvents> 
       return;
     }
     this.requests.requeueInflight(`close ${info.code}${info.reason ? ` ${info.reason}` : ''}`);
+    // Fail over: the next attempt goes to the next server.
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
     const next = this.reconnector.schedule(() => this.openSocket(this.reconnector.attempt));
     if (!next) {
       this.finalClose(info);

@@ -115,9 +115,12 @@ interface SubscriptionState {
   acked: boolean;
   /** since_seq for the next resubscribe: highest event seq seen, else the subscribe reply's seq. */
   lastSeq: number | undefined;
-  /** Recently seen event seqs, to drop duplicates after a replay. */
-  seen: Set<number>;
-  seenOrder: number[];
+  /**
+   * Recently seen events (seq, type and memory id: in a cluster one write — a batch, a delete
+   * of several ids — gives several events with the same seq), to drop duplicates after a replay.
+   */
+  seen: Set<string>;
+  seenOrder: string[];
 }
 
 const cleaned = <T extends Record<string, unknown>>(o: T): Record<string, unknown> => {
@@ -306,9 +309,10 @@ export class MemoryClient extends BaseClient<MemoryClientEvents> {
     const namespace = data.memory.namespace;
     const sub = this.subscriptions.get(namespace);
     if (sub) {
-      if (sub.seen.has(data.seq)) return true; // a replay of an event already delivered
-      sub.seen.add(data.seq);
-      sub.seenOrder.push(data.seq);
+      const key = `${data.seq}/${type}/${data.memory.id}`;
+      if (sub.seen.has(key)) return true; // a replay of an event already delivered
+      sub.seen.add(key);
+      sub.seenOrder.push(key);
       if (sub.seenOrder.length > DEFAULTS.seenEventWindow) sub.seen.delete(sub.seenOrder.shift()!);
       if (sub.lastSeq === undefined || data.seq > sub.lastSeq) sub.lastSeq = data.seq;
     }

@@ -71,6 +71,8 @@ export class InProcessComponent<S extends AnyServer = AnyServer> extends Compone
       port: snap ? snap.port : null,
       connections: snap ? snap.connections : null,
       restarts: this.restarts,
+      ...(snap?.reembed ? { reembed: snap.reembed } : {}),
+      ...(snap?.cluster ? { cluster: snap.cluster } : {}),
     };
   }
 

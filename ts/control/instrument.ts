@@ -45,6 +45,10 @@ export function memorySnapshot(server: MemoryServer): ServerSnapshot {
     snap.totalAssociations = st.totalAssociations;
     snap.storageBytes = st.storageBytes;
     snap.storagePath = st.storagePath;
+    const reembed = server.reembedProgress();
+    if (reembed) snap.reembed = reembed;
+    const cluster = server.clusterStatus();
+    if (cluster) snap.cluster = cluster;
   } catch {
     // store not open (starting or closing): leave the store figures out
   }

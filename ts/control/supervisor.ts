@@ -154,6 +154,8 @@ export class ChildComponent extends ComponentLifecycle {
       port: this.port,
       connections: snap ? snap.connections : null,
       restarts: this.restarts,
+      ...(snap?.reembed ? { reembed: snap.reembed } : {}),
+      ...(snap?.cluster ? { cluster: snap.cluster } : {}),
     };
   }
 

@@ -5,7 +5,8 @@
  */
 
 import type { EmbedderOptions } from '../embedder.js';
-import type { CompactionSummary, ComponentName, ComponentStatus } from '../protocol/control.js';
+import type { ClusterStatus, CompactionSummary, ComponentName, ComponentStatus } from '../protocol/control.js';
+import type { ReembedProgress } from '../protocol/memory.js';
 
 export {
   COMPONENT_NAMES,
@@ -41,6 +42,10 @@ export interface ServerSnapshot {
   totalAssociations?: number;
   storageBytes?: number;
   storagePath?: string;
+  /** Memory server only: a re-embedding under way. */
+  reembed?: ReembedProgress;
+  /** Memory server in cluster mode only: its view of the cluster. */
+  cluster?: ClusterStatus;
   commands: Record<string, CommandCounters>;
   /** process.cpuUsage() of the reporting process (µs, cumulative). */
   cpuUserUs: number;

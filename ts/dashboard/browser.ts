@@ -141,7 +141,9 @@ async function search(): Promise<void> {
 function rowFor(m: WireMemory): HTMLElement {
   const row = el('li', { class: 'b-row', 'data-testid': 'browser-row', 'data-id': m.id });
   const text = el('span', { class: 'b-text' }, m.text.length > 140 ? `${m.text.slice(0, 140)}…` : m.text);
-  const meta = el('span', { class: 'b-meta' }, `${m.significance.toFixed(2)}${m.score !== undefined ? ` · score ${m.score.toFixed(3)}` : ''}`);
+  // Which rankings scored it (text / hybrid search): `vector #2 · text #1`.
+  const signals = m.signals ? Object.entries(m.signals).map(([k, v]) => ` · ${k} #${v.rank}`).join('') : '';
+  const meta = el('span', { class: 'b-meta' }, `${m.significance.toFixed(2)}${m.score !== undefined ? ` · score ${m.score.toFixed(3)}` : ''}${signals}`);
   row.append(text, meta);
   row.addEventListener('click', () => void run('open', () => openMemory(m.id)));
   if (state.open?.id === m.id) row.classList.add('open');

@@ -5,7 +5,9 @@
  */
 import uPlot from 'uplot';
 import { $, el, tid } from './dom.js';
+import { xWindow } from './time-window.js';
 import { initBrowser, onMemoryUrl } from './browser.js';
+import { renderCluster } from './cluster-view.js';
 import { CSRF_HEADER, CSRF_META, type ComponentActionReply, type ComponentStatus, type MetricKey, type StatusMessage, type StatusMetrics } from '../protocol/control.js';
 
 const params = new URLSearchParams(location.search);
@@ -51,6 +53,7 @@ const FIELDS: Array<[keyof ComponentStatus, string, (c: ComponentStatus) => stri
   ['port', 'Port', (c) => (c.port === null ? '—' : String(c.port))],
   ['connections', 'Connections', (c) => (c.connections === null ? '—' : String(c.connections))],
   ['restarts', 'Restarts', (c) => String(c.restarts)],
+  ['reembed', 'Re-embedding', (c) => (c.reembed ? `${c.reembed.state} ${c.reembed.done} / ${c.reembed.total}${c.reembed.error ? `: ${c.reembed.error}` : ''}` : '—')],
 ];
 
 const cards = new Map<string, HTMLElement>();
@@ -91,6 +94,7 @@ function renderComponent(key: string, c: ComponentStatus): void {
   card.setAttribute('data-state', c.state);
   for (const [field, , show] of FIELDS) $(tid(`${key}-${field}`), card).textContent = show(c);
   $(tid(`${key}-error`), card).textContent = c.error ?? '';
+  renderCluster(card, key, c.cluster);
   const disabled = busy.has(key);
   const transitional = c.state === 'starting' || c.state === 'stopping';
   ($(tid(`start-${key}`), card) as HTMLButtonElement).disabled = disabled || transitional || c.state === 'running' || c.state === 'unresponsive';
@@ -156,19 +160,6 @@ interface Chart {
   data: [number[], number[]];
 }
 const charts: Record<string, Chart> = {};
-
-/**
- * The time axis spans the points the chart holds, ending at the newest, and at least
- * MIN_SPAN_S: uPlot's automatic range for one or two points (a zero or tiny span) spread
- * the axis over years.
- */
-const MIN_SPAN_S = 60;
-function xWindow(_u: uPlot, min: number | null, max: number | null): [number, number] {
-  const now = Date.now() / 1000;
-  const last = max ?? now;
-  const first = min ?? last;
-  return [last - Math.max(last - first, MIN_SPAN_S), last];
-}
 
 function makeChart(testid: string, color: string): Chart {
   const root = $(tid(testid));

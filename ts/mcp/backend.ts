@@ -6,8 +6,9 @@
  */
 import type { Logger } from 'pino';
 import { ERROR_MESSAGES, ProtocolError, type Request } from '../protocol/index.js';
-import { allowsNamespace, type AuthClaims } from '../server/auth.js';
-import type { CommandHandler, Connection } from '../server/ws-server.js';
+import type { AuthClaims } from '../server/auth.js';
+import { HttpCaller } from '../server/http/caller.js';
+import type { CommandHandler } from '../server/ws-server.js';
 import { correlationId } from '../server/ws/dispatch.js';
 import { ClientError } from '../client/errors.js';
 import { randomId } from '../client/ids.js';
@@ -33,49 +34,40 @@ export class CommandError extends Error {
   }
 }
 
-/**
- * The caller a handler sees: what a WebSocket Connection offers the commands the tools call
- * (auth and namespace scope). MCP has no socket to push events to, hence no subscribe tool.
- */
-class ToolCaller {
-  private static next = 0;
-  readonly id = `mcp-${(++ToolCaller.next).toString(36)}`;
-  readonly closed = false;
-  constructor(readonly auth: AuthClaims) {}
-  allowsNamespace(namespace: string): boolean {
-    return allowsNamespace(this.auth, namespace);
-  }
-  send(): boolean {
-    return false;
-  }
-  subscribe(): boolean {
-    return false;
-  }
-  unsubscribe(): boolean {
-    return false;
-  }
-  isSubscribed(): boolean {
-    return false;
-  }
+/** Where a served command is counted (the server's metrics: `/mcp` counts as the WebSocket does). */
+export interface ReplyMetrics {
+  recordReply(command: string, latencyMs: number, isError: boolean): void;
 }
 
 /** Calls the command table of a memory server (MemoryServer.commands) as a caller with `auth`. */
-export function commandBackend(commands: Readonly<Record<string, CommandHandler>>, auth: AuthClaims, logger: Logger): MemoryBackend {
+export function commandBackend(
+  commands: Readonly<Record<string, CommandHandler>>,
+  auth: AuthClaims,
+  logger: Logger,
+  metrics?: ReplyMetrics,
+): MemoryBackend {
   // One caller per backend: a backend lives for one HTTP request, or for one stdio session.
-  const caller = new ToolCaller(auth) as unknown as Connection;
+  // (MCP has no socket to push events to, hence no subscribe tool.)
+  const caller = new HttpCaller('', '', auth, '/mcp', () => false, 'mcp').asConnection();
   let requestId = 0;
   return {
     async call(command, data) {
       const handler = commands[command];
       if (!handler) throw new CommandError({ code: 'unknown_type', message: ERROR_MESSAGES.unknownType(command) });
       const request: Request = data === undefined ? { type: command, id: ++requestId } : { type: command, id: ++requestId, data };
+      const started = performance.now();
+      let failed = true;
       try {
-        return await handler(caller, request);
+        const out = await handler(caller, request);
+        failed = false;
+        return out;
       } catch (err) {
         if (err instanceof ProtocolError) throw new CommandError(failureOf(err));
         const cid = correlationId();
         logger.error({ err, correlationId: cid, command }, 'mcp tool failed');
         throw new CommandError({ code: 'internal', message: ERROR_MESSAGES.internal(cid) });
+      } finally {
+        metrics?.recordReply(command, performance.now() - started, failed);
       }
     },
   };

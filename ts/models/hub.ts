@@ -12,9 +12,8 @@
  * (`Authorization: Bearer $HF_TOKEN`) goes only to the hub's own origin, never to a CDN.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, statSync, truncateSync, unlinkSync } from 'node:fs';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { createReadStream, existsSync, statSync, truncateSync, unlinkSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { z } from 'zod';
 
 export type HubErrorCode = 'not_found' | 'unauthorized' | 'network' | 'integrity' | 'protocol' | 'offline';
@@ -202,26 +201,36 @@ export class HubClient {
       throw new HubError('protocol', `${url}: asked for bytes ${from}- and got ${res.headers.get('content-range') ?? 'no Content-Range'}`);
     }
     let done = append ? from : 0;
-    const abort = new AbortController();
-    let stall = setTimeout(() => abort.abort(), this.stallMs);
-    const counter = new Transform({
-      transform: (chunk: Buffer, _enc, cb) => {
-        clearTimeout(stall);
-        stall = setTimeout(() => abort.abort(), this.stallMs);
-        done += chunk.length;
-        if (done > total) return cb(new HubError('integrity', `${url}: the hub sent more than the ${total} bytes it announced`));
-        onBytes?.(done, total);
-        cb(null, chunk);
-      },
-    });
+    // Each chunk is on disk before the next is read: when the connection breaks, every byte
+    // received is kept for the resume (a stream pipeline drops the chunks still buffered in
+    // its file stream when the source fails).
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let stalled = false;
+    const onStall = (): void => {
+      stalled = true;
+      void reader.cancel().catch(() => undefined);
+    };
+    let stall = setTimeout(onStall, this.stallMs);
+    const file = await open(dest, append ? 'a' : 'w');
     try {
-      await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), counter, createWriteStream(dest, { flags: append ? 'a' : 'w' }), { signal: abort.signal });
+      for (;;) {
+        const { done: end, value } = await reader.read();
+        if (end) break;
+        clearTimeout(stall);
+        stall = setTimeout(onStall, this.stallMs);
+        if (done + value.length > total) throw new HubError('integrity', `${url}: the hub sent more than the ${total} bytes it announced`);
+        await file.write(value);
+        done += value.length;
+        onBytes?.(done, total);
+      }
     } catch (e) {
       if (e instanceof HubError) throw e;
-      throw new HubError('network', abort.signal.aborted ? `no data for ${this.stallMs} ms` : (e as Error).message, { cause: e });
+      throw new HubError('network', (e as Error).message, { cause: e });
     } finally {
       clearTimeout(stall);
+      await file.close();
     }
+    if (stalled && done !== total) throw new HubError('network', `no data for ${this.stallMs} ms`);
     if (done !== total) throw new HubError('network', `connection closed at ${done} of ${total} bytes`);
   }
 

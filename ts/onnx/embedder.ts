@@ -15,7 +15,7 @@
  * model) do not spin against each other.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
@@ -24,6 +24,7 @@ import { Worker } from 'node:worker_threads';
 import { ModelTokenizer, NativeError, type TextWindow } from '../native.js';
 import type { Embedder, PreparedBatch } from '../embedder.js';
 import { readPooling, type Pooling } from '../models/st-config.js';
+import { positionLimit, readJson, type PositionLimit } from './model-limits.js';
 import { postTransferring, type InitReply, type RunReply, type RunRequest, type WorkerInit } from './messages.js';
 
 export type OnnxDevice = 'auto' | 'cpu' | 'cuda';
@@ -40,7 +41,8 @@ export interface OnnxEmbedderOptions {
   /** Default auto. */
   device?: OnnxDevice;
   /** Tokens per text after truncation (special tokens included). Default: the model's
-   *  sentence_bert_config.json max_seq_length, else config.json max_position_embeddings, capped at 512. */
+   *  sentence_bert_config.json max_seq_length, else its position limit, at most 512. Capped
+   *  (with a warning) at the model's position limit (see model-limits.ts). */
   maxLength?: number;
   /** onnxruntime intra-op threads. Default: the machine's cores. */
   threads?: number;
@@ -48,7 +50,7 @@ export interface OnnxEmbedderOptions {
   maxBatch?: number;
   /** Keep onnxruntime's threads spinning between runs (lower latency, burns CPU). Default false. */
   allowSpinning?: boolean;
-  /** Where start-up notes go (CUDA fallback). Default: console.warn. */
+  /** Where warnings go (CUDA fallback, --max-length capped). Default: console.warn. */
   log?: (msg: string) => void;
 }
 
@@ -70,23 +72,23 @@ interface Prepared extends PreparedBatch {
 
 const DEFAULT_MAX_LENGTH = 256;
 
-function readJson(path: string): Record<string, unknown> | null {
-  if (!existsSync(path)) return null;
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message})`, { cause: e });
-  }
-}
-
-function defaultMaxLength(dir: string): number {
+/** The length used when no --max-length is given: the model's own, at most 512. */
+function defaultMaxLength(dir: string, limit: PositionLimit | null): number {
   const st = readJson(join(dir, 'sentence_bert_config.json'));
   if (st && typeof st.max_seq_length === 'number' && st.max_seq_length > 0) return Math.min(512, st.max_seq_length);
-  const cfg = readJson(join(dir, 'config.json'));
-  if (cfg && typeof cfg.max_position_embeddings === 'number' && cfg.max_position_embeddings > 0) {
-    return Math.min(512, cfg.max_position_embeddings);
-  }
+  if (limit) return Math.min(512, limit.tokens);
   return DEFAULT_MAX_LENGTH;
+}
+
+/**
+ * `maxLength` within the model's position limit: a longer one would make every text past
+ * the limit fail in onnxruntime, so it is capped, with a warning.
+ */
+function cappedMaxLength(requested: number, limit: PositionLimit | null, explicit: boolean, log: (msg: string) => void): number {
+  if (!limit || requested <= limit.tokens) return requested;
+  const what = explicit ? `--max-length ${requested}` : `the model's max_seq_length (${requested})`;
+  log(`${what} is above the model's position limit of ${limit.tokens} tokens (${limit.source}); using ${limit.tokens}`);
+  return limit.tokens;
 }
 
 async function sha256File(path: string): Promise<string> {
@@ -181,8 +183,12 @@ export class OnnxEmbedder implements Embedder {
     const device = options.device ?? 'auto';
     if (!['auto', 'cpu', 'cuda'].includes(device)) throw new Error(`device must be auto, cpu or cuda, got ${String(device)}`);
     const pooling = options.pooling ?? readPooling(dir);
-    const maxLength = options.maxLength ?? defaultMaxLength(dir);
-    if (!Number.isInteger(maxLength) || maxLength < 2 || maxLength > 8192) throw new Error(`maxLength must be an integer in 2…8192, got ${maxLength}`);
+    const log = options.log ?? ((m: string) => console.warn(m));
+    if (options.maxLength !== undefined && (!Number.isInteger(options.maxLength) || options.maxLength < 2 || options.maxLength > 8192)) {
+      throw new Error(`maxLength must be an integer in 2…8192, got ${options.maxLength}`);
+    }
+    const limit = await positionLimit(dir, modelPath);
+    const maxLength = cappedMaxLength(options.maxLength ?? defaultMaxLength(dir, limit), limit, options.maxLength !== undefined, log);
     const maxBatch = options.maxBatch ?? 32;
     if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new Error(`maxBatch must be a positive integer, got ${maxBatch}`);
     const threads = options.threads ?? availableParallelism();
@@ -214,7 +220,6 @@ export class OnnxEmbedder implements Embedder {
       await worker.terminate();
       throw new Error(`${modelPath}: onnxruntime cannot run this model: ${reply.error}`);
     }
-    const log = options.log ?? ((m: string) => console.warn(m));
     for (const n of reply.notes) log(`onnx embedder: ${n}`);
     return new OnnxEmbedder({
       name: options.name ?? `onnx:${basename(dir)}`,

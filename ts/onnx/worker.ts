@@ -25,14 +25,21 @@ function sessionOptions(device: 'cpu' | 'cuda'): ort.InferenceSession.SessionOpt
     // Threads sleep between runs instead of spinning: the memory server may hold the
     // same model in another process on the same small machine.
     extra: { session: { intra_op: { allow_spinning: init.allowSpinning ? '1' : '0' }, inter_op: { allow_spinning: '0' } } },
-    logSeverityLevel: 3,
+    logSeverityLevel: ORT_LOG_FATAL,
   };
 }
 
-// onnxruntime's process-wide logger is set up by the first session: keep it to fatal, or a
-// CPU-only runtime prints the failed CUDA provider load as an error before throwing (the
-// fallback is reported in one line instead). Real failures still surface as exceptions.
+/*
+ * onnxruntime logs through its own sink, straight to stderr in colour, and onnxruntime-node
+ * offers no way to hand those lines to JavaScript. So its sink is kept to fatal (the
+ * process-wide logger, set up by the first session, and each session's and run's own), and
+ * what it would have printed reaches us instead: a failed run rejects with the same message
+ * (the batcher logs it through the server's logger at warn), a failed CUDA load
+ * throws (reported as one fallback line).
+ */
+const ORT_LOG_FATAL = 4;
 ort.env.logLevel = 'fatal';
+const RUN_OPTIONS: ort.InferenceSession.RunOptions = { logSeverityLevel: ORT_LOG_FATAL };
 
 let session: ort.InferenceSession;
 let device: 'cpu' | 'cuda' = 'cpu';
@@ -87,7 +94,7 @@ async function runRaw(ids: BigInt64Array, batch: number, seq: number, mask?: Big
     attention_mask: new ort.Tensor('int64', m, [batch, seq]),
   };
   if (hasTypeIds) feeds.token_type_ids = new ort.Tensor('int64', types ?? new BigInt64Array(batch * seq), [batch, seq]);
-  const out = await session.run(feeds, [hiddenName]);
+  const out = await session.run(feeds, [hiddenName], RUN_OPTIONS);
   const t = out[hiddenName];
   if (!t || t.type !== 'float32') throw new Error(`model.onnx output '${hiddenName}' is not float32`);
   return t;

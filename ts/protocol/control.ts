@@ -5,6 +5,8 @@
  * dashboard all use these. Browser-safe: no Node imports.
  */
 
+import type { ReembedProgress } from './memory.js';
+
 export type ComponentName = 'memory' | 'inference';
 export const COMPONENT_NAMES: readonly ComponentName[] = ['memory', 'inference'];
 
@@ -30,6 +32,36 @@ export interface ComponentStatus {
   port: number | null;
   connections: number | null;
   restarts: number;
+  /** The memory server's re-embedding under way (`--reembed`), as its `stats` reports it. */
+  reembed?: ReembedProgress;
+  /** The memory server in cluster mode (`--cluster`): its `stats.cluster` (docs/cluster.md). */
+  cluster?: ClusterStatus;
+}
+
+/** One live cluster member as its heartbeat in the membership bucket reports it. */
+export interface ClusterMemberStatus {
+  node_id: string;
+  /** The member's client URL (null before it listens). */
+  url: string | null;
+  applied_seq: number;
+  stream_seq: number;
+  lag: number;
+  /** ISO time of its last heartbeat. */
+  at: string;
+}
+
+/** A cluster member's view of the cluster (`stats.cluster`; the control center's memory card). */
+export interface ClusterStatus {
+  /** This instance. */
+  node_id: string;
+  applied_seq: number;
+  stream_seq: number;
+  /** stream_seq − applied_seq. */
+  lag: number;
+  /** The NATS server this instance is connected to (its server name). */
+  nats_server: string | null;
+  /** The live members (this one included), by node id. */
+  members: ClusterMemberStatus[];
 }
 
 export interface StatusMetrics {

@@ -100,6 +100,10 @@ export interface InferenceStatsReply {
   p99_ms: number;
   /** Texts skipped because their client left before they ran. */
   skipped: number;
+  /** Padded tokens run per real token (1 = no padding; 0 before the first run). */
+  padding_ratio: number;
+  /** Texts whose run failed on their own (their batch-mates were run without them). */
+  failed_texts: number;
   connections: number;
   uptime_s: number;
 }

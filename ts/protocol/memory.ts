@@ -7,6 +7,9 @@
  */
 import { z } from 'zod';
 import { ProtocolError } from './errors.js';
+import { filterProblem } from './filter.js';
+
+export { FIELD_OPERATORS, LOGICAL_OPERATORS, MAX_FILTER_DEPTH } from './filter.js';
 
 export const MEMORY_LIMITS = {
   /** UTF-8 bytes of `text`. */
@@ -89,8 +92,14 @@ const metadataSchema = objectSchema;
 
 const significanceSchema = z.number().min(0).max(1);
 
-/** The filter language (docs/protocol.md "Filter language"); operators are checked in detail by the core. */
-export const filterSchema = objectSchema;
+/**
+ * The filter language (docs/protocol.md "Filter language"): its operators and nesting are
+ * checked here (filter.ts), operands in detail by the core.
+ */
+export const filterSchema = objectSchema.superRefine((f, ctx) => {
+  const problem = filterProblem(f);
+  if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, path: problem.path, message: problem.message });
+});
 export type Filter = Record<string, unknown>;
 
 const isoSchema = z
@@ -121,6 +130,10 @@ export const storeBatchSchema = z.object({
 }).strict();
 export type StoreData = z.infer<typeof storeSingleSchema> | z.infer<typeof storeBatchSchema>;
 
+/** The `mode`s of `retrieve` (docs/search.md). */
+export const RETRIEVE_MODES = ['vector', 'text', 'hybrid'] as const;
+export type RetrieveMode = (typeof RETRIEVE_MODES)[number];
+
 export const retrieveSchema = z.object({
   ...base,
   count: z.number().int().min(1).max(MEMORY_LIMITS.maxCount).default(MEMORY_LIMITS.defaultCount),
@@ -138,6 +151,10 @@ export const retrieveSchema = z.object({
   exact: z.boolean().optional(),
   /** Add `plan` to the reply: which plan answered (`exact` | `graph`) and why. */
   explain: z.boolean().optional(),
+  /** How `query` ranks (docs/search.md): by embedding (`vector`, the default), BM25 over the texts (`text`), or both fused (`hybrid`). */
+  mode: z.enum(RETRIEVE_MODES, { errorMap: () => ({ message: `must be one of ${RETRIEVE_MODES.join(', ')}` }) }).optional(),
+  /** Wait (bounded) until this instance has applied at least this sequence (docs/cluster.md). */
+  min_seq: z.number().int().nonnegative().optional(),
 }).strict();
 export type RetrieveData = z.infer<typeof retrieveSchema>;
 
@@ -154,6 +171,8 @@ export const getSchema = z.object({
   ...base,
   id: memoryIdSchema,
   include_embeddings: z.boolean().optional(),
+  /** As retrieve's `min_seq`. */
+  min_seq: z.number().int().nonnegative().optional(),
 }).strict();
 export type GetData = z.infer<typeof getSchema>;
 
@@ -207,6 +226,19 @@ export interface WireMemory {
   embedding?: Float32Array;
   /** Only for retrieve with a query. */
   score?: number;
+  /** Only for retrieve with a `mode`: which rankings scored this memory, and how. */
+  signals?: RetrieveSignals;
+}
+
+/** A memory's place in one ranking: 1-based rank and that ranking's score (cosine, or BM25). */
+export interface SignalScore {
+  rank: number;
+  score: number;
+}
+/** The rankings that scored a memory of a `retrieve` with a `mode` (docs/search.md). */
+export interface RetrieveSignals {
+  vector?: SignalScore;
+  text?: SignalScore;
 }
 
 /** `retrieve`'s `plan` with `explain: true` (docs/search.md). */
@@ -304,6 +336,23 @@ export interface MemoryStatsReply extends MemoryStatsCounts {
   /** Vector searches answered per plan since start: the exact pass, an ANN graph. */
   plans?: { exact: number; graph: number };
   totals?: MemoryStatsCounts;
+  /** A re-embedding under way (`--reembed`; docs/embeddings.md). */
+  reembed?: ReembedProgress;
+}
+
+/** A re-embedding's progress (`stats.reembed`, the control center's memory card). */
+export interface ReembedProgress {
+  state: 'copying' | 'switching' | 'failed';
+  /** Embedder names: the directory's, and the one being switched to. */
+  from: string;
+  to: string;
+  /** Memories in the new embedder's store, and in the live one. */
+  done: number;
+  total: number;
+  /** Memories re-embedded per second since this start. */
+  per_second: number;
+  started_at: string;
+  error?: string;
 }
 
 // ---------------------------------------------------------------- size checks

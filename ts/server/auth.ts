@@ -1,10 +1,15 @@
 /**
- * Optional connection auth: a shared-secret token, or an HS256 JWT verified with `jose`
+ * Optional connection auth: a shared-secret token, or an HS256 JWT verified with `jsonwebtoken`
  * (`alg` pinned to HS256, `exp`/`nbf` with a clock tolerance, optional `aud`/`iss`, optionally
  * `exp` required) whose `ns` claim limits the namespaces the connection may use.
  */
 import { createHmac, createHash, timingSafeEqual } from 'node:crypto';
-import { jwtVerify, errors as joseErrors } from 'jose';
+// jsonwebtoken, not jose: its verify is synchronous, so a WebSocket upgrade with a JWT is
+// answered inside uWS's upgrade callback. Upgrading later, from a promise (jose verifies with
+// WebCrypto on the thread pool), made the btc-vision uWebSockets.js build drop a share of the
+// new connections under load (close 1006 right after the 101; reproduced in the Debian 13
+// root on Node 20, 22 and 24, never with a synchronous upgrade).
+import jwt from 'jsonwebtoken';
 
 export interface AuthOptions {
   /** Shared secret: clients present it as the bearer token. */
@@ -65,7 +70,7 @@ export function signJwtHs256(payload: Record<string, unknown>, secret: string): 
 const SEGMENT = /^[A-Za-z0-9_-]+$/;
 
 /**
- * Whether every segment is canonical unpadded base64url. jose (like atob) tolerates padding,
+ * Whether every segment is canonical unpadded base64url. Base64 decoders (like atob) tolerate padding,
  * whitespace and non-zero spare bits, so `<jwt>=` or a changed last character would still
  * verify: one token must have one spelling.
  */
@@ -76,42 +81,40 @@ function strictCompact(token: string): boolean {
 }
 
 function reasonOf(err: unknown): string {
-  if (err instanceof joseErrors.JWTExpired) return 'token expired';
-  if (err instanceof joseErrors.JWTClaimValidationFailed) {
-    if (err.claim === 'nbf') return 'token not yet valid';
-    if (err.claim === 'exp') return err.reason === 'missing' ? 'token has no exp' : 'token expired';
-    return `bad ${err.claim} claim`;
-  }
-  if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'unsupported algorithm';
-  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'bad signature';
+  if (err instanceof jwt.TokenExpiredError) return 'token expired';
+  if (err instanceof jwt.NotBeforeError) return 'token not yet valid';
+  const m = err instanceof Error ? err.message : '';
+  if (m.startsWith('jwt audience invalid')) return 'bad aud claim';
+  if (m.startsWith('jwt issuer invalid')) return 'bad iss claim';
+  if (m === 'invalid algorithm') return 'unsupported algorithm';
+  if (m === 'invalid signature') return 'bad signature';
   return 'malformed token';
 }
 
-const encoder = new TextEncoder();
+/** jsonwebtoken types a list as a non-empty tuple (the options are checked non-empty at start-up). */
+function oneOrMore(v: string | string[]): string | [string, ...string[]] {
+  return typeof v === 'string' ? v : (v as [string, ...string[]]);
+}
 
-/** Verifies an HS256 JWT: signature, `exp` and `nbf` (seconds, with tolerance), `aud`/`iss` if configured, shape of `ns`. */
-export async function verifyJwtHs256(
-  token: string,
-  secret: string,
-  options: Omit<AuthOptions, 'token' | 'jwtSecret'> = {},
-  nowMs = Date.now(),
-): Promise<AuthResult> {
+/** Verifies an HS256 JWT: signature, `exp` and `nbf` (seconds, with tolerance), `aud`/`iss` if configured, shape of `ns`. Synchronous. */
+export function verifyJwtHs256(token: string, secret: string, options: Omit<AuthOptions, 'token' | 'jwtSecret'> = {}, nowMs = Date.now()): AuthResult {
   if (!strictCompact(token)) return { ok: false, reason: 'malformed token' };
   const tolerance = options.jwtClockToleranceS ?? JWT_CLOCK_TOLERANCE_S;
   let payload: Record<string, unknown>;
   try {
-    const verified = await jwtVerify(token, encoder.encode(secret), {
+    const verified = jwt.verify(token, secret, {
       algorithms: ['HS256'],
       clockTolerance: tolerance,
-      currentDate: new Date(nowMs),
-      ...(options.jwtRequireExp ? { requiredClaims: ['exp'] } : {}),
-      ...(options.jwtAudience !== undefined ? { audience: options.jwtAudience } : {}),
-      ...(options.jwtIssuer !== undefined ? { issuer: options.jwtIssuer } : {}),
+      clockTimestamp: Math.floor(nowMs / 1000),
+      ...(options.jwtAudience !== undefined ? { audience: oneOrMore(options.jwtAudience) } : {}),
+      ...(options.jwtIssuer !== undefined ? { issuer: oneOrMore(options.jwtIssuer) } : {}),
     });
-    payload = verified.payload as Record<string, unknown>;
+    if (typeof verified !== 'object' || verified === null || Array.isArray(verified)) return { ok: false, reason: 'malformed token' };
+    payload = verified as Record<string, unknown>;
   } catch (err) {
     return { ok: false, reason: reasonOf(err) };
   }
+  if (options.jwtRequireExp && payload.exp === undefined) return { ok: false, reason: 'token has no exp' };
   const claims: AuthClaims = { method: 'jwt', claims: payload };
   if (typeof payload.sub === 'string') claims.subject = payload.sub;
   if (typeof payload.exp === 'number') {
@@ -148,10 +151,9 @@ export function authRequired(options: AuthOptions): boolean {
 }
 
 /**
- * Authenticates a request; with neither option set every request passes. Synchronous (a
- * plain value) unless a JWT has to be verified.
+ * Authenticates a request; with neither option set every request passes. Synchronous.
  */
-export function authenticate(options: AuthOptions, presented: string | undefined): AuthResult | Promise<AuthResult> {
+export function authenticate(options: AuthOptions, presented: string | undefined): AuthResult {
   if (!authRequired(options)) return NO_AUTH;
   if (!presented) return { ok: false, reason: 'missing token' };
   if (options.token && safeEqual(presented, options.token)) return { ok: true, claims: { method: 'token' } };

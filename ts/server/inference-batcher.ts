@@ -3,20 +3,25 @@
  *
  * - one bounded queue of texts from every connection; past `maxQueue` texts a request
  *   fails with `overloaded`;
- * - a batch is cut by item count (`maxBatch`) and a padded-token budget (texts ×
- *   the longest text's tokens ≤ `maxBatchTokens`), as soon as a full batch is waiting or
- *   `maxWaitMs` after the oldest text arrived;
- * - to limit padding, a batch is chosen among the oldest `4 × maxBatch` texts sorted by
- *   token length: the oldest text always goes, with its nearest neighbours in length
- *   (so nothing starves);
+ * - a batch is cut as soon as a full batch (`maxBatch` texts or `maxBatchTokens` padded
+ *   tokens) is waiting, or `maxWaitMs` after the oldest text arrived;
+ * - which texts go is decided by batch-former.ts: the waiting texts (up to
+ *   `SORT_WINDOW × maxBatch`) sorted by token length and cut into the runs that cost least
+ *   (padded tokens plus a fixed cost per run); the run holding the oldest text goes, so
+ *   nothing starves. An embedder without token counts (the hash one, which pads nothing)
+ *   gets the oldest texts in arrival order;
+ * - a run that fails is run again as two halves (recursively), so a text that makes the
+ *   model fail fails only its own request and its batch-mates still get their rows;
  * - texts of requests whose client has left (`cancelled()`) are skipped, not run;
  * - with a two-phase embedder (`prepare` / `runPrepared`, the ONNX one), the next full
  *   batch is tokenized and queued on the runtime while the current one runs, so the
  *   runtime never waits for the main thread;
- * - rows are split back per request; latency percentiles and throughput for `stats`.
+ * - rows are split back per request; latency percentiles, throughput and the padded/real
+ *   token ratio for `stats`.
  */
 import { ProtocolError } from '../protocol/index.js';
 import type { Embedder } from '../embedder.js';
+import { nextBatch } from './batch-former.js';
 
 export interface BatcherOptions {
   /** Texts per run. Default: the embedder's maxBatch. */
@@ -27,6 +32,14 @@ export interface BatcherOptions {
   maxWaitMs?: number;
   /** Padded tokens per run (texts × longest). Default: the embedder's, else 64k. */
   maxBatchTokens?: number;
+  /**
+   * The fixed cost of one run in padded tokens, for the batch former: a run is split in
+   * two when that saves more padding than this. Default 64 (MiniLM-L6 on onnxruntime CPU:
+   * a run of one 16-token text costs about as much as 30 tokens in a full batch).
+   */
+  runOverheadTokens?: number;
+  /** Where a failed run is reported (it is retried in halves). Default: nowhere. */
+  log?: (msg: string) => void;
 }
 
 export interface EmbedRequestOptions {
@@ -53,14 +66,17 @@ interface Item {
 }
 
 const LATENCY_RING = 1024;
-/** How many queue items (× maxBatch) the length sort looks at. */
-const SORT_WINDOW = 4;
+/** How many queue items (× maxBatch, at most MAX_WINDOW) the batch former looks at. */
+const SORT_WINDOW = 8;
+const MAX_WINDOW = 2048;
 
 export class EmbeddingBatcher {
   readonly maxBatch: number;
   readonly maxQueue: number;
   readonly maxWaitMs: number;
   readonly maxBatchTokens: number;
+  readonly runOverheadTokens: number;
+  private readonly log: ((msg: string) => void) | undefined;
   private queue: Item[] = [];
   private queuedTokens = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -76,6 +92,9 @@ export class EmbeddingBatcher {
   /** Padded tokens run, and real tokens among them. */
   paddedTokens = 0;
   realTokens = 0;
+  /** Runs that failed and were retried in halves; texts whose run failed on their own. */
+  retriedRuns = 0;
+  failedTexts = 0;
   private readonly startedAt = Date.now();
   private readonly latencies = new Float64Array(LATENCY_RING);
   private latencyCount = 0;
@@ -89,7 +108,14 @@ export class EmbeddingBatcher {
     this.maxQueue = Math.max(1, options.maxQueue ?? 4096);
     this.maxWaitMs = Math.max(0, options.maxWaitMs ?? 2);
     this.maxBatchTokens = Math.max(1, options.maxBatchTokens ?? embedder.maxBatchTokens ?? 65_536);
+    this.runOverheadTokens = Math.max(0, options.runOverheadTokens ?? 64);
+    this.log = options.log;
     this.maxInFlight = embedder.prepare && embedder.runPrepared ? 2 : 1;
+  }
+
+  /** Padded tokens run per real token (1 = no padding); 0 before the first run. */
+  get paddingRatio(): number {
+    return this.realTokens === 0 ? 0 : this.paddedTokens / this.realTokens;
   }
 
   /** Texts waiting to be run. */
@@ -185,7 +211,7 @@ export class EmbeddingBatcher {
 
   /** Chooses the next batch and starts it. False when nothing was left to run. */
   private cut(): boolean {
-    const windowSize = this.maxBatch * SORT_WINDOW;
+    const windowSize = Math.min(MAX_WINDOW, this.maxBatch * SORT_WINDOW);
     this.dropDeparted(windowSize);
     if (this.queue.length === 0) return false;
     const w = this.queue.slice(0, Math.min(windowSize, this.queue.length));
@@ -199,93 +225,100 @@ export class EmbeddingBatcher {
     return true;
   }
 
-  /** The oldest item plus its nearest neighbours in token length, within count and budget. */
+  /** The run holding the oldest text (w[0]): padding-aware, or in arrival order for an embedder that pads nothing. */
   private choose(w: Item[]): Item[] {
-    const budget = this.maxBatchTokens;
-    // Fast path: the whole window fits.
-    if (w.length <= this.maxBatch) {
-      let max = 0;
-      for (const it of w) max = Math.max(max, it.tokens);
-      if (max * w.length <= budget) return w;
+    if (this.embedder.tokenCounts) {
+      const picked = nextBatch(
+        w.map((it) => it.tokens),
+        { maxBatch: this.maxBatch, maxBatchTokens: this.maxBatchTokens, runOverheadTokens: this.runOverheadTokens },
+      );
+      return picked.map((i) => w[i]!);
     }
-    const order = w.map((_, i) => i).sort((a, b) => w[a]!.tokens - w[b]!.tokens || a - b);
-    const p = order.indexOf(0);
-    let lo = p;
-    let hi = p;
-    const t0 = w[0]!.tokens;
-    let max = t0;
-    while (hi - lo + 1 < this.maxBatch) {
-      const n = hi - lo + 1;
-      const down = lo > 0 ? w[order[lo - 1]!]!.tokens : -1;
-      const up = hi + 1 < order.length ? w[order[hi + 1]!]!.tokens : -1;
-      const downOk = down >= 0 && Math.max(max, down) * (n + 1) <= budget;
-      const upOk = up >= 0 && Math.max(max, up) * (n + 1) <= budget;
-      if (!downOk && !upOk) break;
-      if (downOk && (!upOk || t0 - down <= up - t0)) {
-        lo--;
-      } else {
-        hi++;
-        max = Math.max(max, up);
-      }
+    const batch: Item[] = [];
+    let longest = 0;
+    for (const it of w) {
+      const l = Math.max(longest, it.tokens);
+      if (batch.length === this.maxBatch || (batch.length > 0 && l * (batch.length + 1) > this.maxBatchTokens)) break;
+      batch.push(it);
+      longest = l;
     }
-    const chosen: Item[] = [];
-    for (let i = lo; i <= hi; i++) chosen.push(w[order[i]!]!);
-    return chosen;
+    return batch;
   }
 
   private start(batch: Item[]): void {
-    const texts = batch.map((it) => it.job.texts[it.index]!);
-    let maxTokens = 0;
-    let realTokens = 0;
-    for (const it of batch) {
-      maxTokens = Math.max(maxTokens, it.tokens);
-      realTokens += it.tokens;
-    }
-    let run: Promise<Float32Array>;
+    this.inFlight++;
+    void this.runItems(batch).finally(() => {
+      this.inFlight--;
+      this.schedule();
+    });
+  }
+
+  /** One run of the embedder over `batch` (prepared now when it is two-phase). */
+  private runOnce(texts: string[]): Promise<Float32Array> {
     try {
       const e = this.embedder;
-      if (e.prepare && e.runPrepared) {
-        const p = e.prepare(texts);
-        run = e.runPrepared(p);
-      } else {
-        run = e.embed(texts);
-      }
+      if (e.prepare && e.runPrepared) return e.runPrepared(e.prepare(texts));
+      return e.embed(texts);
     } catch (err) {
-      run = Promise.reject(err);
+      return Promise.reject(err);
     }
-    this.inFlight++;
-    run
-      .then(
-        (rows) => {
-          this.batches++;
-          this.embedded += texts.length;
-          this.paddedTokens += maxTokens * texts.length;
-          this.realTokens += realTokens;
-          this.noteEmbedded(texts.length);
-          const dims = this.embedder.dims;
-          for (let k = 0; k < batch.length; k++) {
-            const { job, index } = batch[k]!;
-            if (job.done) continue;
-            job.out.set(rows.subarray(k * dims, (k + 1) * dims), index * dims);
-            if (--job.pending === 0) {
-              job.done = true;
-              this.noteLatency(performance.now() - job.enqueuedAt);
-              job.resolve(job.out);
-            }
-          }
-        },
-        (err: unknown) => {
-          for (const { job } of batch) {
-            if (job.done) continue;
-            job.done = true; // its other texts still queued are dropped at the next cut
-            job.reject(err);
-          }
-        },
-      )
-      .finally(() => {
-        this.inFlight--;
-        this.schedule();
-      });
+  }
+
+  /**
+   * Runs `batch` and hands each job its rows. A failed run of several texts is run again as
+   * two halves (recursively: about 2 × log2(n) extra runs for one bad text among n), so
+   * only the request whose text makes the model fail gets the error. An `unavailable`
+   * embedder (closed, its worker gone) fails the whole batch at once: halves would too.
+   */
+  private async runItems(batch: Item[]): Promise<void> {
+    const texts = batch.map((it) => it.job.texts[it.index]!);
+    let rows: Float32Array;
+    try {
+      rows = await this.runOnce(texts);
+    } catch (err) {
+      const live = batch.filter((it) => !it.job.done);
+      if (live.length > 1 && (err as { code?: unknown }).code !== 'unavailable') {
+        this.retriedRuns++;
+        this.log?.(`a run of ${live.length} texts failed (${errorText(err)}); running it again in halves to find the failing text`);
+        const mid = live.length >> 1;
+        await Promise.all([this.runItems(live.slice(0, mid)), this.runItems(live.slice(mid))]);
+        return;
+      }
+      if (live.length === 1) {
+        this.failedTexts++;
+        this.log?.(`a text of ${live[0]!.tokens} tokens failed on its own: ${errorText(err)}`);
+      }
+      for (const { job } of live) {
+        if (job.done) continue;
+        job.done = true; // its other texts still queued are dropped at the next cut
+        job.reject(err);
+      }
+      return;
+    }
+    this.noteRun(batch);
+    const dims = this.embedder.dims;
+    for (let k = 0; k < batch.length; k++) {
+      const { job, index } = batch[k]!;
+      if (job.done) continue;
+      job.out.set(rows.subarray(k * dims, (k + 1) * dims), index * dims);
+      if (--job.pending === 0) {
+        job.done = true;
+        this.noteLatency(performance.now() - job.enqueuedAt);
+        job.resolve(job.out);
+      }
+    }
+  }
+
+  private noteRun(batch: Item[]): void {
+    let longest = 0;
+    for (const it of batch) {
+      longest = Math.max(longest, it.tokens);
+      this.realTokens += it.tokens;
+    }
+    this.paddedTokens += longest * batch.length;
+    this.batches++;
+    this.embedded += batch.length;
+    this.noteEmbedded(batch.length);
   }
 
   private noteLatency(ms: number): void {
@@ -330,4 +363,8 @@ export class EmbeddingBatcher {
     }
     this.queuedTokens = 0;
   }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -7,6 +7,7 @@ import {
   embeddingsSchema,
   inferenceStatsSchema,
   processSchema,
+  type EmbeddingsReply,
   type InferenceStatsReply,
   type ProcessChunk,
 } from '../protocol/inference.js';
@@ -17,6 +18,7 @@ import { WsServer, type CommandHandler, type Connection, type WsServerOptions } 
 import { ServerBase } from './server-base.js';
 import { VERSION } from '../version.js';
 import { JSON_FLOAT_BYTES, jsonStringBytes } from './reply-budget.js';
+import { addInferenceServerRoutes } from './http/server-routes.js';
 
 export interface InferenceServerOptions extends Omit<WsServerOptions, 'commands' | 'onMessage'>, BatcherOptions {
   /** Default: the built-in hash embedder. The caller keeps ownership (close() does not close it). */
@@ -30,13 +32,15 @@ export class InferenceServer extends ServerBase {
 
   constructor(options: InferenceServerOptions = {}) {
     super();
-    const { embedder, maxBatch, maxQueue, maxWaitMs, maxBatchTokens, ...wsOptions } = options;
+    const { embedder, maxBatch, maxQueue, maxWaitMs, maxBatchTokens, runOverheadTokens, log, ...wsOptions } = options;
     this.embedder = embedder ?? new HashEmbedder();
     const b: BatcherOptions = {};
     if (maxBatch !== undefined) b.maxBatch = maxBatch;
     if (maxQueue !== undefined) b.maxQueue = maxQueue;
     if (maxWaitMs !== undefined) b.maxWaitMs = maxWaitMs;
     if (maxBatchTokens !== undefined) b.maxBatchTokens = maxBatchTokens;
+    if (runOverheadTokens !== undefined) b.runOverheadTokens = runOverheadTokens;
+    b.log = log ?? ((m) => this.ws.logger.warn(m));
     this.batcher = new EmbeddingBatcher(this.embedder, b);
     const userBeforeClose = wsOptions.beforeClose;
     this.ws = new WsServer({
@@ -55,6 +59,7 @@ export class InferenceServer extends ServerBase {
         await userBeforeClose?.();
       },
     });
+    addInferenceServerRoutes(this);
   }
 
   /** After the graceful shutdown: stops the batcher (the embedder stays the caller's). */
@@ -62,11 +67,20 @@ export class InferenceServer extends ServerBase {
     this.batcher.close();
   }
 
-  private async embeddings(conn: Connection, req: Request): Promise<unknown> {
-    const d = parseRequestData(embeddingsSchema, req.data, req.type);
+  private embeddings(conn: Connection, req: Request): Promise<EmbeddingsReply> {
+    return this.runEmbeddings(req.data, () => conn.closed);
+  }
+
+  /**
+   * The `embeddings` command, whatever carried it (a WebSocket frame, the OpenAI-compatible
+   * `POST /v1/embeddings`): validation, the shared batcher, the reply. `cancelled` says the
+   * client has gone (its texts are skipped if not yet run).
+   */
+  async runEmbeddings(data: unknown, cancelled: () => boolean): Promise<EmbeddingsReply> {
+    const d = parseRequestData(embeddingsSchema, data, 'embeddings');
     const texts = d.texts ?? [d.text!];
     const dims = this.embedder.dims;
-    const rows = await this.batcher.embed(texts, { cancelled: () => conn.closed });
+    const rows = await this.batcher.embed(texts, { cancelled });
     const vecs: Float32Array[] = [];
     for (let i = 0; i < texts.length; i++) {
       const v = rows.slice(i * dims, (i + 1) * dims);
@@ -151,6 +165,8 @@ export class InferenceServer extends ServerBase {
       p50_ms: b.percentile(50),
       p99_ms: b.percentile(99),
       skipped: b.skipped,
+      padding_ratio: Math.round(b.paddingRatio * 1000) / 1000,
+      failed_texts: b.failedTexts,
       connections: m.connections,
       uptime_s: Math.round(m.uptimeS * 1000) / 1000,
     };

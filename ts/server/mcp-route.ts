@@ -1,7 +1,9 @@
 /**
  * `/mcp` on the memory server: MCP over streamable HTTP (docs/mcp.md), through the HTTP
  * router (origin and Host checks, the same token/JWT auth as the WebSocket, a body bounded by
- * maxFrameBytes, onAborted). Each POST is served statelessly by a fresh SDK server and
+ * maxFrameBytes, onAborted), and the per-address rate limit the `/v1` API uses (one budget
+ * shared by both; a POST is one request of its size). Each tool call is counted in the
+ * server's metrics as the command it runs. Each POST is served statelessly by a fresh SDK server and
  * web-standard transport in JSON-response mode: every tool answers with one reply, so there
  * is nothing to stream and no session to keep; GET (a server-to-client stream) and DELETE (a
  * session end) are answered 405, which the protocol allows and SDK clients expect.
@@ -9,6 +11,9 @@
  */
 import type { Logger } from 'pino';
 import type { HttpReply, HttpRequestInfo, WsServer, CommandHandler } from './ws-server.js';
+import { ERROR_MESSAGES } from '../protocol/index.js';
+import { httpLimiterOf } from './http/caller.js';
+import { httpError } from './http/router.js';
 
 export const MCP_PATH = '/mcp';
 
@@ -44,9 +49,18 @@ const loadMcp = (): Promise<McpModules> =>
   ]));
 
 async function serveMcpPost(host: McpHost, req: HttpRequestInfo): Promise<HttpReply> {
+  const metrics = host.ws.metrics;
+  const wait = httpLimiterOf(host.ws)?.take(req.ip, req.body.length) ?? 0;
+  if (wait > 0) {
+    metrics.rateLimited++;
+    const ms = Number.isFinite(wait) ? wait : 60_000;
+    return httpError('rate_limited', ERROR_MESSAGES.rateLimited, { retry_after_ms: ms }, { 'Retry-After': String(Math.ceil(ms / 1000)) });
+  }
+  metrics.messages++;
+  metrics.bytesIn += req.body.length;
   const [{ createMemoryMcpServer }, { commandBackend }, { WebStandardStreamableHTTPServerTransport }] = await loadMcp();
   // The caller's claims (JWT `ns`) scope the commands, as on a WebSocket connection.
-  const mcp = createMemoryMcpServer(commandBackend(host.commands, req.auth, host.logger));
+  const mcp = createMemoryMcpServer(commandBackend(host.commands, req.auth, host.logger, metrics));
   const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
   try {
     await mcp.connect(transport);

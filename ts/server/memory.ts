@@ -4,7 +4,8 @@
  * on the shared connection layer (WsServer).
  */
 import path from 'node:path';
-import { DEFAULTS, JSON_TEXT, ProtocolError, flatJson, parseRequestData, strictEnvelope, type Request } from '../protocol/index.js';
+import { DEFAULTS, JSON_TEXT, ProtocolError, parseRequestData, strictEnvelope, type Request } from '../protocol/index.js';
+import { namesAField } from '../protocol/filter.js';
 import {
   DEFAULT_NAMESPACE,
   IMMUTABLE_FIELDS,
@@ -31,19 +32,31 @@ import {
   type StoreStats,
   type WireMemory,
 } from '../protocol/memory.js';
-import { MemoryStore, type CompactResult, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
+import { MemoryStore, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
 import { fittingPrefix } from './reply-budget.js';
+import { retrieveWithMode } from './retrieve-modes.js';
 import { HashEmbedder, type Embedder } from '../embedder.js';
 import { EmbeddingBatcher } from './inference-batcher.js';
 import { WsServer, type CommandHandler, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
 import { ServerBase } from './server-base.js';
 import { MemoryEventLog, topicOf } from './memory-events.js';
-import { f32, isoOf, isoToMs, mapped, startupError, toWireMemory } from './memory-convert.js';
+import { STATS_JSON, compactionSummary, f32, isoOf, isoToMs, mapped, startupError, toWireMemory } from './memory-convert.js';
 import { VERSION } from '../version.js';
 import { authRequired } from './auth.js';
 import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js';
-import type { CompactionSummary } from '../protocol/control.js';
+import { CommandGate } from './reembed-gate.js';
+import { Reembedder, planReembed, type ReembedProgress } from './reembed.js';
+import type { ReembedState } from './reembed-files.js';
+import type { ClusterStatus, CompactionSummary } from '../protocol/control.js';
 import { registerMcpRoute } from './mcp-route.js';
+import { addMemoryServerRoutes } from './http/server-routes.js';
+import { LocalWritePath, toClusterStatus, type WritePath } from './write-path.js';
+import type { ClusterOptions } from '../cluster/options.js';
+// Files only (no NATS): finishes a restore switch a crash interrupted, on any start.
+import { finishRestoreSwitch } from '../cluster/restore.js';
+
+/** How long `min_seq` waits for this instance to apply the sequence before `unavailable`. */
+export const MIN_SEQ_WAIT_MS = 5000;
 
 export type FsyncPolicy = 'always' | 'interval' | 'off';
 
@@ -54,8 +67,10 @@ export interface MemoryServerOptions extends Omit<WsServerOptions, 'commands' | 
   fsync?: FsyncPolicy;
   /** Default: the built-in hash embedder. */
   embedder?: Embedder;
-  /** Accept a data directory recorded with another embedder of the same dims. */
+  /** Re-embed a directory written by another embedder, in the background (ts/server/reembed.ts); else it is refused. */
   reembed?: boolean;
+  /** The embedder such a directory was written with, unless the built-in hash: it answers queries until the switch. */
+  previousEmbedder?: Embedder;
   /** Events kept for `since_seq` replay. Default 10,000. */
   eventLogSize?: number;
   /**
@@ -69,56 +84,25 @@ export interface MemoryServerOptions extends Omit<WsServerOptions, 'commands' | 
    * store-like baseline with the same methods). The server closes it on close().
    */
   store?: MemoryStore;
+  /** Join a cluster on NATS JetStream (docs/cluster.md); NATS is loaded only with this. */
+  cluster?: ClusterOptions;
 }
 
 export { toWireMemory, f32, toProtocolError } from './memory-convert.js';
 
-/** Text of the global `stats` reply (the keys of its object literal, in order); see flatJson. */
-const statsJson = flatJson([
-  'total_memories',
-  'memory_count',
-  'namespaces',
-  'dims',
-  'model',
-  'device',
-  'storage_bytes',
-  'storage_path',
-  'connections',
-  'uptime_s',
-  'queries_per_second',
-  'avg_latency_ms',
-  'fsync',
-  'total_associations',
-  'fsyncs',
-  'last_seq',
-  'isa',
-  'live_bytes',
-  'garbage_bytes',
-  'last_compaction',
-  'plans',
-]);
-
 export type { CompactionSummary };
-
-/** A native compaction report in its wire form. */
-export function compactionSummary(r: CompactResult): CompactionSummary {
-  return {
-    at: isoOf(r.finishedAt),
-    duration_ms: r.durationMs,
-    bytes_before: r.bytesBefore,
-    bytes_after: r.bytesAfter,
-    rows_before: r.rowsBefore,
-    rows_after: r.rowsAfter,
-    start_seq: r.startSeq,
-    automatic: r.automatic,
-  };
-}
+export { compactionSummary };
 
 /** The memory server. `listen()` opens the store and starts serving; `close()` shuts down gracefully and closes the store. */
 export class MemoryServer extends ServerBase {
   readonly ws: WsServer;
-  readonly embedder: Embedder;
-  private readonly batcher: EmbeddingBatcher | null = null;
+  /** What stores and queries use: during a re-embedding, the embedder the directory was written with (set by useEmbedder). */
+  embedder!: Embedder;
+  /** The configured embedder (also `embedder` once a re-embedding has switched). */
+  private readonly target: Embedder;
+  private batcher: EmbeddingBatcher | null = null;
+  private readonly gate = new CommandGate(); // holds commands while a re-embedding switches stores
+  private reembedder: Reembedder | null = null;
   /** Per connection: resolves once its latest store was handed to the store (request order). */
   private readonly putTurns = new WeakMap<Connection, Promise<void>>();
   readonly dataDir: string;
@@ -126,8 +110,12 @@ export class MemoryServer extends ServerBase {
   private _store: MemoryStore | null = null;
   private statsFixed: { dims: number; storage_path: string; fsync: string; isa: string } | null = null;
   private readonly events: MemoryEventLog;
-  private readonly reembed: boolean;
+  /** `--reembed`, and the embedder a directory to re-embed was written with (options.previousEmbedder). */
+  private readonly reembed: { on: boolean; from: Embedder | undefined };
   private readonly compaction: { garbageRatio?: number; minBytes?: number } | false;
+  private readonly clusterOptions: ClusterOptions | undefined;
+  /** Where the write commands send a validated write: the local store, or the cluster's stream. */
+  private writes: WritePath;
   /** The last compaction's summary, rebuilt only when another one happened. */
   private lastCompaction: { count: number; summary: CompactionSummary | null } = { count: 0, summary: null };
   /**
@@ -138,17 +126,16 @@ export class MemoryServer extends ServerBase {
 
   constructor(options: MemoryServerOptions = {}) {
     super();
-    const { dataDir, fsync, embedder, reembed, eventLogSize, store, compaction, ...wsOptions } = options;
+    const { dataDir, fsync, embedder, reembed, previousEmbedder, eventLogSize, store, compaction, cluster, ...wsOptions } = options;
+    this.clusterOptions = cluster;
     this.compaction = compaction ?? {};
     this.dataDir = path.resolve(dataDir ?? './memory-data');
     this.fsync = fsync ?? 'always';
-    this.embedder = embedder ?? new HashEmbedder();
-    // A model embedder (two-phase, runs on a runtime thread): concurrent stores and
-    // queries share its runs through the same dynamic batcher as the inference server.
-    if (this.embedder.prepare && this.embedder.runPrepared) this.batcher = new EmbeddingBatcher(this.embedder, { maxWaitMs: 1 });
-    this.reembed = reembed ?? false;
+    this.target = embedder ?? new HashEmbedder();
+    this.useEmbedder(this.target);
+    this.reembed = { on: reembed ?? false, from: previousEmbedder };
     if (store) this._store = store;
-    this.commands = strictEnvelope<Connection, CommandHandler>({
+    const table = strictEnvelope<Connection, CommandHandler>({
       store: (c, r) => this.store_(c, r),
       retrieve: (c, r) => this.retrieve(c, r),
       list: (c, r) => this.list(c, r),
@@ -160,6 +147,7 @@ export class MemoryServer extends ServerBase {
       unsubscribe: (c, r) => this.unsubscribe(c, r),
       stats: (c, r) => this.stats(c, r),
     });
+    this.commands = this.gate.wrap<Connection, CommandHandler>(table, new Set(['store', 'update', 'delete']));
     this.ws = new WsServer({
       name: 'memory-server',
       port: DEFAULTS.ports.memory,
@@ -183,11 +171,32 @@ export class MemoryServer extends ServerBase {
     });
     // MCP over streamable HTTP at /mcp: the same commands, auth and limits (docs/mcp.md).
     registerMcpRoute(this);
+    addMemoryServerRoutes(this);
     this.events = new MemoryEventLog(this.ws, Math.max(1, eventLogSize ?? MEMORY_LIMITS.eventLogSize));
+    this.writes = new LocalWritePath(() => this.store, this.events);
     if (store) {
       this.events.floor = store.stats().lastSeq;
       this.watchExpired(store);
     }
+  }
+
+  private useEmbedder(e: Embedder): void {
+    this.batcher?.close();
+    this.batcher = null;
+    this.embedder = e;
+    // A model embedder (two-phase, runs on a runtime thread): concurrent stores and
+    // queries share its runs through the same dynamic batcher as the inference server.
+    if (e.prepare && e.runPrepared) this.batcher = new EmbeddingBatcher(e, { maxWaitMs: 1, log: (m) => this.ws.logger.warn(m) });
+  }
+
+  /** A re-embedding under way (`stats.reembed`), or null. */
+  reembedProgress(): ReembedProgress | null {
+    return this.reembedder?.progress() ?? null;
+  }
+
+  /** In cluster mode, `stats.cluster` (members, lag, NATS server) for the control center; else null. */
+  clusterStatus(): ClusterStatus | null {
+    return toClusterStatus(this.writes.clusterStats());
   }
 
   get store(): MemoryStore {
@@ -201,8 +210,7 @@ export class MemoryServer extends ServerBase {
     try {
       return await super.listen();
     } catch (err) {
-      this._store?.close();
-      this._store = null;
+      this.closeStore();
       throw err;
     }
   }
@@ -210,27 +218,69 @@ export class MemoryServer extends ServerBase {
   /** Opens the data directory (if not open yet) without listening: `commands` can then be served over another transport. */
   async open(): Promise<MemoryStore> {
     if (!this._store) {
-      try {
-        this._store = await MemoryStore.openAsync(this.dataDir, {
-          dims: this.embedder.dims,
-          fsync: this.fsync,
-          embedderName: this.embedder.name,
-          embedderHash: this.embedder.hash,
-          reembed: this.reembed,
-          ...(this.compaction === false
-            ? { compactGarbageRatio: 0 }
-            : {
-                ...(this.compaction.garbageRatio !== undefined ? { compactGarbageRatio: this.compaction.garbageRatio } : {}),
-                ...(this.compaction.minBytes !== undefined ? { compactMinBytes: this.compaction.minBytes } : {}),
-              }),
+      // First a cluster member's switch to a restored snapshot that a crash interrupted (ts/cluster/restore.ts).
+      const plan = await finishRestoreSwitch(this.dataDir)
+        .then(() => planReembed(this.dataDir, this.target, this.reembed.on, this.reembed.from))
+        .catch((err: unknown) => {
+          throw startupError(err, this.dataDir);
         });
+      if (plan && this.clusterOptions) {
+        // Every replica must apply the same vectors from the stream: a local re-embedding would
+        // make this one differ (docs/cluster.md).
+        throw new Error(`${this.dataDir}: --reembed cannot run on a cluster member; re-embed on a single server, then join with the new embedder`);
+      }
+      if (plan) this.useEmbedder(plan.previous);
+      try {
+        this._store = await this.openStore();
       } catch (err) {
         throw startupError(err, this.dataDir);
       }
       this.events.floor = this._store.stats().lastSeq;
       this.watchExpired(this._store);
+      if (plan) await this.startReembedding(plan.state);
+      if (this.clusterOptions) await this.joinCluster(this._store, this.clusterOptions);
     }
     return this._store;
+  }
+
+  /** Opens the data directory (or `dir`) with the current embedder's identity. */
+  private openStore(dir = this.dataDir): Promise<MemoryStore> {
+    return MemoryStore.openAsync(dir, {
+      dims: this.embedder.dims,
+      fsync: this.fsync,
+      embedderName: this.embedder.name,
+      embedderHash: this.embedder.hash,
+      ...(this.compaction === false
+        ? { compactGarbageRatio: 0 }
+        : {
+            ...(this.compaction.garbageRatio !== undefined ? { compactGarbageRatio: this.compaction.garbageRatio } : {}),
+            ...(this.compaction.minBytes !== undefined ? { compactMinBytes: this.compaction.minBytes } : {}),
+          }),
+    });
+  }
+
+  private async startReembedding(state: ReembedState): Promise<void> {
+    const { dataDir, target, gate } = this;
+    const switchServer = () => this.switchToTarget();
+    this.reembedder = await Reembedder.start({ dataDir, live: this._store!, target, state, gate, logger: this.ws.logger, switchServer });
+  }
+
+  /** A re-embedding has switched the directory's files: serve the new store with the configured embedder. */
+  private async switchToTarget(): Promise<MemoryStore> {
+    this.reembedder = null;
+    this._store = null;
+    this.useEmbedder(this.target);
+    return this.reopen();
+  }
+
+  /** Serves the store opened anew from the data directory (its files were switched). */
+  private async reopen(): Promise<MemoryStore> {
+    this.statsFixed = null;
+    const store = (this._store = await this.openStore());
+    // Sequence numbers are the new store's from here on (docs/embeddings.md).
+    this.events.floor = store.stats().lastSeq;
+    this.watchExpired(store);
+    return store;
   }
 
   /**
@@ -243,7 +293,10 @@ export class MemoryServer extends ServerBase {
     const next = (): void => {
       store.nextExpired().then(
         (list) => {
-          for (const e of list) this.events.publish(e.namespace, 'memory_removed', { id: e.id, namespace: e.namespace }, e.seq, 'expired');
+          // In a cluster every replica expires the memory itself (at the replicated expires_at),
+          // so the event carries the applied stream sequence, not a position of its own.
+          const cluster = this.writes.clusterStats();
+          for (const e of list) this.events.publish(e.namespace, 'memory_removed', { id: e.id, namespace: e.namespace }, cluster ? cluster.applied_seq : e.seq, 'expired');
           next();
         },
         () => undefined,
@@ -252,22 +305,43 @@ export class MemoryServer extends ServerBase {
     next();
   }
 
+  /**
+   * Becomes a cluster member: writes go through the JetStream stream, which this instance
+   * applies to its store (ts/cluster/, imported only here so a single server never loads NATS).
+   */
+  private async joinCluster(store: MemoryStore, options: ClusterOptions): Promise<void> {
+    const { joinCluster } = await import('../cluster/index.js');
+    // A long-absent member replaces its store by the latest snapshot (ts/cluster/restore.ts).
+    const storeFiles = { openAt: (dir: string) => this.openStore(dir), close: () => this.closeStore(), reopen: () => this.reopen() };
+    try {
+      this.writes = await joinCluster({ store, events: this.events, logger: this.ws.logger, dataDir: this.dataDir, embedder: this.embedder, options, fsyncAlways: this.fsync === 'always', url: () => (this.ws.port ? this.url : null), storeFiles });
+    } catch (err) {
+      // The store served now (joining may have replaced it, or closed it and failed to reopen).
+      this.closeStore();
+      throw err;
+    }
+  }
+
   /** Compacts the store now (or joins the compaction running): deleted and expired memories leave the disk. */
   async compact(): Promise<CompactionSummary> {
     return compactionSummary(await mapped(this.store.compact()));
   }
 
   /** After the graceful shutdown (in-flight replies finished, store flushed, clients closed with 1001): closes the store. */
-  protected release(): void {
+  protected async release(): Promise<void> {
+    await this.reembedder?.stop();
     this.batcher?.close();
-    if (this._store) {
-      try {
-        this._store.close();
-      } catch (err) {
-        this.ws.logger.error({ err }, 'store close failed');
-      }
-      this._store = null;
+    await this.writes.close().catch((err: unknown) => this.ws.logger.error({ err }, 'leaving the cluster failed'));
+    this.closeStore();
+  }
+
+  private closeStore(): void {
+    try {
+      this._store?.close();
+    } catch (err) {
+      this.ws.logger.error({ err }, 'store close failed');
     }
+    this._store = null;
   }
 
   // ------------------------------------------------------------ helpers
@@ -352,31 +426,17 @@ export class MemoryServer extends ServerBase {
         });
       }
       if (before) await before;
-      pending = store.put(puts);
+      pending = this.writes.put({ namespace, puts, metas });
     } finally {
       handedOver();
       if (this.putTurns.get(conn) === turn) this.putTurns.delete(conn);
     }
+    // The write path publishes the `memory_added` events once the puts are applied.
     const results = await mapped(pending);
     const out: StoreResult[] = new Array(results.length);
     for (let i = 0; i < results.length; i++) {
       const r = results[i]!;
-      const timestamp = isoOf(r.timestamp);
-      out[i] = { id: r.id, significance: f32(r.significance), timestamp, associations: r.associations, existing: r.existing };
-      if (!r.existing) {
-        const it = items[i]!;
-        const memory: WireMemory = {
-          id: r.id,
-          namespace,
-          text: it.text,
-          metadata: metas[i]!,
-          significance: f32(r.significance),
-          timestamp,
-          associations: r.associations,
-        };
-        if (it.ttl_s !== undefined) memory.expires_at = isoOf(r.timestamp + it.ttl_s * 1000);
-        this.events.publish(namespace, 'memory_added', memory, r.seq);
-      }
+      out[i] = { id: r.id, significance: f32(r.significance), timestamp: isoOf(r.timestamp), associations: r.associations, existing: r.existing };
     }
     // namespace_total is exact for pipelined stores sharing a group commit: the count right
     // after this store (a batch: after its last item) took effect. total_memories is global,
@@ -402,7 +462,7 @@ export class MemoryServer extends ServerBase {
   private async retrieve(conn: Connection, req: Request): Promise<unknown> {
     const d = parseRequestData(retrieveSchema, req.data, req.type);
     const namespace = this.namespaceOf(conn, d.namespace);
-    if (d.query !== undefined && d.embedding !== undefined) {
+    if (d.query !== undefined && d.embedding !== undefined && d.mode !== 'hybrid') {
       throw new ProtocolError('invalid_request', 'data.embedding: give either query or embedding, not both', { field: 'data.embedding' });
     }
     let filter = d.filter;
@@ -419,11 +479,19 @@ export class MemoryServer extends ServerBase {
     if (until !== undefined) opts.untilMs = until;
     if (d.include_embeddings) opts.includeEmbeddings = true;
     const include = d.include_embeddings ?? false;
+    if (d.mode !== undefined) {
+      if (d.query !== undefined) checkTextSize(d.query, 'data.query');
+      const queryVector = async (): Promise<Float32Array | undefined> =>
+        this.vector(d.embedding, 'data.embedding') ?? (d.query === undefined ? undefined : (await this.embed([d.query])).slice(0, this.embedder.dims));
+      return retrieveWithMode(this.store, { mode: d.mode, data: d, opts, queryVector });
+    }
     let query = this.vector(d.embedding, 'data.embedding');
     if (query === undefined && d.query !== undefined) {
       checkTextSize(d.query, 'data.query');
       query = (await this.embed([d.query])).slice(0, this.embedder.dims);
     }
+    // Checked input first: a bad request fails at once, not after the wait.
+    if (d.min_seq !== undefined) await this.writes.waitApplied(d.min_seq, MIN_SEQ_WAIT_MS);
     let rows: NativeMemory[];
     let plan: RetrievePlan | undefined;
     if (query === undefined) {
@@ -485,6 +553,11 @@ export class MemoryServer extends ServerBase {
   private get(conn: Connection, req: Request): unknown {
     const d = parseRequestData(getSchema, req.data, req.type);
     const namespace = this.namespaceOf(conn, d.namespace);
+    if (d.min_seq !== undefined) return this.writes.waitApplied(d.min_seq, MIN_SEQ_WAIT_MS).then(() => this.getNow(namespace, d));
+    return this.getNow(namespace, d);
+  }
+
+  private getNow(namespace: string, d: { id: string; include_embeddings?: boolean | undefined }): unknown {
     const m = this.store.get(namespace, d.id, d.include_embeddings ?? false);
     if (!m) throw new ProtocolError('not_found', `Memory not found: ${d.id}`, { id: d.id, namespace });
     return toWireMemory(m, d.include_embeddings ?? false);
@@ -508,10 +581,9 @@ export class MemoryServer extends ServerBase {
     if (!this.store.get(namespace, d.id, false)) {
       throw new ProtocolError('not_found', `Memory not found: ${d.id}`, { id: d.id, namespace });
     }
-    const m = await mapped(this.store.update(namespace, d.id, metadata, d.significance));
-    const wire = toWireMemory(m);
-    this.events.publish(namespace, 'memory_updated', wire, m.seq);
-    return wire;
+    const m = await this.writes.update(namespace, d.id, metadata, d.significance);
+    this.reembedder?.mirrorUpdate(namespace, d.id, metadata, d.significance);
+    return toWireMemory(m);
   }
 
   private async delete_(conn: Connection, req: Request): Promise<unknown> {
@@ -526,20 +598,19 @@ export class MemoryServer extends ServerBase {
     }
     let result;
     if (d.id !== undefined) {
-      result = await mapped(this.store.delete(namespace, [d.id]));
+      result = await this.writes.delete(namespace, [d.id]);
       if (result.deleted.length === 0) throw new ProtocolError('not_found', `Memory not found: ${d.id}`, { id: d.id, namespace });
     } else if (d.ids !== undefined) {
-      result = await mapped(this.store.delete(namespace, d.ids));
+      result = await this.writes.delete(namespace, d.ids);
     } else {
       const empty = d.filter === undefined || Object.keys(d.filter).length === 0;
-      if (empty && d.all !== true) {
-        throw new ProtocolError('invalid_request', 'data.filter: an empty filter deletes everything; pass all: true to empty the namespace', {
-          field: 'data.filter',
-        });
+      if (!namesAField(d.filter) && d.all !== true) {
+        const what = empty ? 'an empty filter deletes everything' : 'a filter that names no field matches every memory or none';
+        throw new ProtocolError('invalid_request', `data.filter: ${what}; pass all: true to empty the namespace`, { field: 'data.filter' });
       }
-      result = await mapped(this.store.deleteWhere(namespace, empty ? undefined : JSON.stringify(d.filter)));
+      result = await this.writes.deleteWhere(namespace, empty ? undefined : JSON.stringify(d.filter));
     }
-    for (const x of result.deleted) this.events.publish(namespace, 'memory_removed', { id: x.id, namespace }, x.seq, 'deleted');
+    this.reembedder?.mirrorDelete(namespace, result.deleted.map((x) => x.id));
     return { deleted: result.deleted.length, not_found: result.notFound };
   }
 
@@ -571,7 +642,7 @@ export class MemoryServer extends ServerBase {
     // Subscribing after the replay, in the same tick: no event can fall between the two.
     for (const name of events) conn.subscribe(topicOf(namespace, name));
     const subscribed = MEMORY_EVENTS.filter((n) => conn.isSubscribed(topicOf(namespace, n)));
-    const reply: Record<string, unknown> = { events: subscribed, seq: this.store.stats().lastSeq, namespace };
+    const reply: Record<string, unknown> = { events: subscribed, seq: this.writes.lastSeq(), namespace };
     if (d.since_seq !== undefined) {
       reply.replayed = replayed;
       reply.gap = gap;
@@ -585,7 +656,7 @@ export class MemoryServer extends ServerBase {
     const events = d.events && d.events.length > 0 ? d.events : [...MEMORY_EVENTS];
     for (const name of events) conn.unsubscribe(topicOf(namespace, name));
     const remaining = MEMORY_EVENTS.filter((n) => conn.isSubscribed(topicOf(namespace, n)));
-    return { events: remaining, seq: this.store.stats().lastSeq, namespace };
+    return { events: remaining, seq: this.writes.lastSeq(), namespace };
   }
 
   private stats(conn: Connection, req: Request): unknown {
@@ -642,12 +713,18 @@ export class MemoryServer extends ServerBase {
       // Searches per plan since start (exact pass / ANN graph; docs/search.md).
       plans: { exact: st.plansExact ?? 0, graph: st.plansGraph ?? 0 },
     };
+    const cluster = this.writes.clusterStats();
+    if (cluster !== undefined) Object.assign(reply, { cluster });
+    // A re-embedding under way adds its progress (a rare case: the fixed-keys text is skipped).
+    const reembed = this.reembedder ? { reembed: this.reembedder.progress() } : null;
     if (namespace === undefined) {
-      reply[JSON_TEXT] = statsJson;
+      if (reembed) return { ...reply, ...reembed };
+      // The pre-built text holds the single server's keys only.
+      if (cluster === undefined) reply[JSON_TEXT] = STATS_JSON;
       return reply;
     }
     const totals: MemoryStatsCounts = { total_memories: st.totalMemories, memory_count: st.totalMemories, namespaces: st.namespaces };
-    return { ...reply, namespace, totals };
+    return { ...reply, namespace, totals, ...reembed };
   }
 
   /** `stats` for a connection limited to some namespaces: only what concerns them (memory-scope.ts). */

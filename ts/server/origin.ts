@@ -29,6 +29,6 @@ export class OriginPolicy {
   }
 }
 
-export const CORS_ALLOW_METHODS = 'GET, POST, PUT, DELETE, OPTIONS';
-export const CORS_ALLOW_HEADERS = 'Authorization, Content-Type';
+export const CORS_ALLOW_METHODS = 'GET, POST, PUT, PATCH, DELETE, OPTIONS';
+export const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, X-Namespace';
 export const CORS_MAX_AGE = '600';

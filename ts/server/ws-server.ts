@@ -115,6 +115,14 @@ export class WsServer {
     return this;
   }
 
+  /**
+   * Marks a request served by another transport (HTTP) as in flight until the returned function
+   * is called: shutdown answers it before closing (as it does WebSocket requests).
+   */
+  beginRequest(): () => void {
+    return this.dispatcher.begin();
+  }
+
   async listen(): Promise<ListenInfo> {
     if (this.state !== 'idle') throw new Error(`cannot listen: server is ${this.state}`);
     return this.lifecycle.listen(this.createApp());

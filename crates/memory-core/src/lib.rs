@@ -5,6 +5,7 @@
 //! - [`filter`]: the metadata filter language of searches, lists and deletes
 //! - [`significance`]: novelty / surprise / importance scoring, and the pass that scores a put group
 //! - [`ann`]: the approximate nearest-neighbour graph (HNSW) of big namespaces
+//! - [`text`]: the full-text analyzer, inverted index and BM25 ranking
 //! - [`embed`]: the deterministic `hash` embedder and text windowing for `process`
 
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -16,5 +17,6 @@ pub mod filter;
 pub mod search;
 pub mod significance;
 pub mod store;
+pub mod text;
 
 pub use error::{Error, Result};

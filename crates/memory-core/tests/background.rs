@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,13 +44,25 @@ fn compaction_beside_concurrent_writes_loses_and_resurrects_nothing() {
     // A writer stores, updates and deletes (one at a time, so the model is exact) while the
     // main thread compacts again and again.
     let done = Arc::new(AtomicBool::new(false));
+    // Compactions finished so far: the writer waits for the first and second at a third and
+    // two thirds of its work, so compactions run beside the writes however the threads are
+    // scheduled (on a loaded machine the writer could otherwise finish first).
+    let compacted = Arc::new(AtomicUsize::new(0));
     let w = {
         let s = s.clone();
         let mut model = model.clone();
         let done = done.clone();
+        let compacted = compacted.clone();
         std::thread::spawn(move || {
             let mut r = rng(8);
             for i in 0..600 {
+                if i == 200 || i == 400 {
+                    let want = i / 200;
+                    let t0 = std::time::Instant::now();
+                    while compacted.load(Ordering::SeqCst) < want && t0.elapsed() < std::time::Duration::from_secs(30) {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
                 let id = format!("w{i}");
                 s.put_blocking(vec![item("n", &id, &format!("new {i}"), rvec(&mut r, dims))]).unwrap();
                 model.insert(id, (format!("new {i}"), "{}".into()));
@@ -70,6 +82,7 @@ fn compaction_beside_concurrent_writes_loses_and_resurrects_nothing() {
     let mut reports = Vec::new();
     while !done.load(Ordering::SeqCst) {
         reports.push(s.compact_blocking().unwrap());
+        compacted.fetch_add(1, Ordering::SeqCst);
     }
     let model = w.join().unwrap();
     assert!(reports.len() >= 2, "compactions beside the writes: {}", reports.len());

@@ -187,7 +187,7 @@ fn bad_input_is_a_typed_error_and_writes_nothing() {
 fn open_errors_dims_lock_embedder() {
     let dir = tempfile::tempdir().unwrap();
     let emb = |name: &str, hash: &str| Some(EmbedderInfo { name: name.into(), hash: hash.into() });
-    let o = |dims: usize, e: Option<EmbedderInfo>, reembed: bool| StoreOptions { dims, fsync: FsyncPolicy::Off, embedder: e, reembed, group_commit: true, compact: None, ann_min_rows: memory_core::ann::ANN_MIN_ROWS };
+    let o = |dims: usize, e: Option<EmbedderInfo>, reembed: bool| StoreOptions { dims, fsync: FsyncPolicy::Off, embedder: e, reembed, group_commit: true, compact: None, text_index: true, ann_min_rows: memory_core::ann::ANN_MIN_ROWS };
     {
         let s = TensorStore::open(dir.path(), o(8, emb("hash", "h1"), false)).unwrap();
         s.put_blocking(vec![item("default", "a", "x", unit(8, 0))]).unwrap();
@@ -383,6 +383,54 @@ fn existing_id_changes_nothing() {
     let s = open(dir.path(), 8);
     assert_eq!(s.get("n", "a", false).unwrap().text, "reborn");
     assert_eq!(s.count("n"), 3);
+}
+
+/// A put may carry the memory's original time and absolute expiry (re-embedding copies
+/// memories into the new embedder's store with them); significance is still computed, and
+/// both survive a reopen.
+#[test]
+fn put_keeps_a_given_timestamp_and_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 8);
+    let far = 4_102_444_800_000; // 2100-01-01
+    let mut old = item("n", "a", "old", unit(8, 0));
+    old.timestamp = Some(1_000_000);
+    old.expires_at = Some(far);
+    old.ttl_ms = Some(5); // the absolute expiry wins
+    let r = s.put_blocking(vec![old, item("n", "b", "now", unit(8, 1))]).unwrap();
+    assert_eq!(r[0].timestamp, 1_000_000);
+    assert!(r[1].timestamp > far / 10_000, "no timestamp given: now ({})", r[1].timestamp);
+    assert!((r[0].significance - 0.9).abs() < 1e-6, "computed as for any put: {}", r[0].significance);
+    drop(s);
+    let s = open(dir.path(), 8);
+    let m = s.get("n", "a", false).unwrap();
+    assert_eq!((m.timestamp, m.expires_at), (1_000_000, Some(far)));
+    assert_eq!(s.get("n", "b", false).unwrap().expires_at, None);
+}
+
+/// A put may carry its timestamp (a cluster replica applies the receiving instance's): it is
+/// stored, survives a reopen, and the expiry counts from it; a negative one is refused.
+#[test]
+fn given_timestamp_is_kept_and_expiry_counts_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 8);
+    let mut a = item("n", "a", "first", unit(8, 0));
+    a.timestamp = Some(1_700_000_000_000);
+    let r = s.put_blocking(vec![a]).unwrap().remove(0);
+    assert_eq!(r.timestamp, 1_700_000_000_000);
+    // An hour of TTL counted from 2023: long expired, so not visible.
+    let mut old = item("n", "old", "expired at once", unit(8, 1));
+    old.timestamp = Some(1_700_000_000_000);
+    old.ttl_ms = Some(3_600_000);
+    s.put_blocking(vec![old]).unwrap();
+    assert!(s.get("n", "old", false).is_none());
+    let mut bad = item("n", "b", "negative", unit(8, 2));
+    bad.timestamp = Some(-5);
+    assert_err(s.put_blocking(vec![bad]), ErrorCode::InvalidRequest, "timestamp must not be negative");
+    drop(s);
+    let s = open(dir.path(), 8);
+    assert_eq!(s.get("n", "a", false).unwrap().timestamp, 1_700_000_000_000);
+    assert!(s.get("n", "b", false).is_none());
 }
 
 /// Clustered vectors with some exact duplicates (ties) and explicit significances.
@@ -902,6 +950,48 @@ fn significance_after_compaction_and_bulk_load_sees_every_row() {
     }
 }
 
+/// An export bulk-loaded into another store gives the same vectors, bit for bit (a cluster
+/// member joining from a snapshot must equal the member it copies): a vector that is unit
+/// length already is not normalized again.
+#[test]
+fn export_then_bulk_load_keeps_vector_bits() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dims = 16;
+    let src = open(a.path(), dims);
+    let mut r = rng(7);
+    for i in 0..50 {
+        src.put_blocking(vec![item("n", &format!("m{i}"), "t", rvec(&mut r, dims))]).unwrap();
+    }
+    let exported = src.export(0, 1000);
+    let recs: Vec<PutRecord> = exported
+        .iter()
+        .map(|m| PutRecord {
+            seq: 0,
+            ts: m.timestamp,
+            namespace: m.namespace.clone(),
+            id: m.id.clone(),
+            text: m.text.clone(),
+            metadata: m.metadata.clone(),
+            significance: m.significance,
+            expires_at: NO_EXPIRY,
+            associations: m.associations.clone(),
+            vector: m.embedding.clone().unwrap(),
+        })
+        .collect();
+    let dst = open(b.path(), dims);
+    assert_eq!(dst.bulk_load_blocking(recs).unwrap(), 50);
+    for m in &exported {
+        let got = dst.get("n", &m.id, true).unwrap();
+        assert_eq!(got.embedding, m.embedding, "{}", m.id);
+        assert_eq!((got.significance, &got.associations, got.timestamp), (m.significance, &m.associations, m.timestamp));
+    }
+    // A vector that is not unit length is still normalized.
+    let rec = PutRecord { seq: 0, ts: 1, namespace: "n".into(), id: "long".into(), text: "t".into(), metadata: "{}".into(), significance: 0.5, expires_at: NO_EXPIRY, associations: vec![], vector: vec![2.0; dims] };
+    dst.bulk_load_blocking(vec![rec]).unwrap();
+    let v = dst.get("n", "long", true).unwrap().embedding.unwrap();
+    assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+}
+
 #[test]
 fn bulk_load_keeps_values_skips_duplicates_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -1393,6 +1483,9 @@ fn queries<'a>(now: i64, ns: &'a str) -> Vec<Query<'a>> {
         q(10, None, 0.0, None, Some(now - 50_000), None, Some(3600.0)),
         q(10, None, 0.0, Some(json!({"g": 999})), None, None, None),
         q(10, None, 0.0, Some(json!({"type": {"$in": []}})), None, None, None),
+        q(10, None, 0.0, Some(json!({"$or": [{"type": "a"}, {"tags": "t3"}]})), None, None, None),
+        q(10, None, 0.0, Some(json!({"tags": {"$contains": "t1"}, "$not": {"type": "b"}})), None, None, None),
+        q(10, None, 0.2, Some(json!({"g": {"$ne": 7}, "$or": [{"n": {"$lt": 30}}, {"type": "c"}]})), None, None, None),
         q(10, Some(2.0), 0.0, None, None, None, None),
     ]
 }
@@ -1690,6 +1783,8 @@ mod model {
                             significance: it.sig.map(|i| SIGS[i]),
                             vector: vec_of(it),
                             ttl_ms: None,
+                            timestamp: None,
+                            expires_at: None,
                         })
                         .collect();
                     let outs = st.put_blocking(inputs.clone()).unwrap_or_else(|e| panic!("{when}: {e}"));
@@ -2021,7 +2116,7 @@ fn refused_open_does_not_poison_store_json() {
     b[offs[0] + 8 + 20] ^= 0xff;
     std::fs::write(&wal, &b).unwrap();
     let before = std::fs::read_to_string(dir.path().join("store.json")).unwrap();
-    let o = StoreOptions { dims: 8, fsync: FsyncPolicy::Off, embedder: Some(EmbedderInfo { name: "other".into(), hash: "h".into() }), reembed: true, group_commit: true, compact: None, ann_min_rows: memory_core::ann::ANN_MIN_ROWS };
+    let o = StoreOptions { dims: 8, fsync: FsyncPolicy::Off, embedder: Some(EmbedderInfo { name: "other".into(), hash: "h".into() }), reembed: true, group_commit: true, compact: None, text_index: true, ann_min_rows: memory_core::ann::ANN_MIN_ROWS };
     let e = TensorStore::open(dir.path(), o).err().expect("corrupt");
     assert_eq!(e.code(), ErrorCode::Corrupt);
     assert_eq!(std::fs::read_to_string(dir.path().join("store.json")).unwrap(), before);

@@ -31,6 +31,7 @@ pub fn store_options(o: OpenOptions) -> napi::Result<StoreOptions> {
     };
     so.reembed = o.reembed.unwrap_or(false);
     so.group_commit = o.group_commit.unwrap_or(true);
+    so.text_index = o.text_index.unwrap_or(true);
     let mut policy = core_store::CompactPolicy::default();
     if let Some(r) = o.compact_garbage_ratio {
         if !(0.0..1.0).contains(&r) {
@@ -79,12 +80,19 @@ pub fn put_input(namespace: String, id: Option<String>, text: String, metadata: 
         significance: significance.map(|s| s as f32),
         vector: embedding.to_vec(),
         ttl_ms: ttl_ms.map(|t| t.max(0.0) as u64),
+        timestamp: None,
+        expires_at: None,
     }
 }
 
 impl From<PutItem> for core_store::PutInput {
     fn from(it: PutItem) -> Self {
-        put_input(it.namespace, it.id, it.text, it.metadata, it.significance, it.ttl_ms, &it.embedding)
+        let mut input = put_input(it.namespace, it.id, it.text, it.metadata, it.significance, it.ttl_ms, &it.embedding);
+        // NaN or negative: refused by validation (as a negative time).
+        let ms = |t: f64| if t.is_finite() && t >= 0.0 { t as i64 } else { -1 };
+        input.timestamp = it.timestamp_ms.map(ms);
+        input.expires_at = it.expires_at_ms.map(ms);
+        input
     }
 }
 

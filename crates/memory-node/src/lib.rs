@@ -82,12 +82,46 @@ pub const HASH_DIMS: u32 = memory_core::embed::HASH_DIMS as u32;
 /// The built-in `hash` embedder's name.
 #[napi]
 pub const HASH_EMBEDDER_NAME: &str = memory_core::embed::HASH_NAME;
+/// Filter objects a filter may nest through `$and` / `$or` / `$not`.
+#[napi]
+pub const MAX_FILTER_DEPTH: u32 = memory_core::filter::MAX_FILTER_DEPTH as u32;
+
+/// Every operator of the filter language: the logical ones, then the field ones.
+#[napi]
+pub fn filter_operators() -> Vec<&'static str> {
+    use memory_core::filter::{FIELD_OPERATORS, LOGICAL_OPERATORS};
+    LOGICAL_OPERATORS.iter().chain(FIELD_OPERATORS.iter()).copied().collect()
+}
 
 /// Salvage every intact record of a damaged log and rebuild an unreadable `store.json`;
 /// the damaged bytes are kept aside (stopped store only).
 #[napi]
 pub fn repair(dir: String) -> napi::Result<RepairResult> {
     core_store::repair(std::path::Path::new(&dir)).map(RepairResult::from).map_err(to_napi)
+}
+
+/// A data directory's lock, held from JavaScript while a directory's files are switched
+/// around with no store open (a re-embedding's switch, or finishing one at start):
+/// `acquire` fails with `[locked]` while a store of any process has the directory open.
+#[napi]
+pub struct DataDirLock {
+    held: Option<core_store::DirLock>,
+}
+
+#[napi]
+impl DataDirLock {
+    /// Locks `dir` (which must exist).
+    #[napi(factory)]
+    pub fn acquire(dir: String) -> napi::Result<Self> {
+        let held = core_store::lock_dir(std::path::Path::new(&dir), "").map_err(to_napi)?;
+        Ok(DataDirLock { held: Some(held) })
+    }
+
+    /// Unlocks (idempotent); dropping the object unlocks too.
+    #[napi]
+    pub fn release(&mut self) {
+        self.held = None;
+    }
 }
 
 /// Register `(id, seq, significance, timestamp, associations, existing, namespaceTotal) =>

@@ -225,6 +225,18 @@ impl MemoryStore {
         })
     }
 
+    /// Text query: BM25 over the namespace's text index on the searcher thread, same filters
+    /// as `searchBatched` (`minScore` does not apply); `score` is the BM25 score.
+    #[napi(ts_return_type = "Promise<Memory[]>")]
+    pub fn search_text<'env>(&self, env: &'env Env, query: String, options: SearchOptions) -> napi::Result<PromiseRaw<'env, Vec<MemoryValue>>> {
+        let req = search_request(&options)?;
+        let max_bytes = options.max_bytes;
+        submit(env, |d| self.inner.search_text(query, req, d), move |mut r| {
+            truncate_within(&mut r, max_bytes);
+            Ok(memories(r))
+        })
+    }
+
     /// Highest significance first (newest first on ties), from the ordered index.
     #[napi(ts_return_type = "Memory[]")]
     pub fn top(&self, options: SearchOptions) -> napi::Result<Vec<MemoryValue>> {

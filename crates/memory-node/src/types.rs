@@ -24,6 +24,8 @@ pub struct OpenOptions {
     pub compact_min_bytes: Option<f64>,
     /// Namespaces of at least this many rows get an ANN graph (default 20,000).
     pub ann_min_rows: Option<u32>,
+    /// Keep a full-text (BM25) index of the texts, built at open (default true).
+    pub text_index: Option<bool>,
 }
 
 #[napi(object)]
@@ -36,6 +38,11 @@ pub struct PutItem {
     pub significance: Option<f64>,
     pub embedding: Float32Array,
     pub ttl_ms: Option<f64>,
+    /// The memory's time (ms since the epoch) instead of the put's (cluster replicas pass the
+    /// receiving instance's; re-embedding keeps the original).
+    pub timestamp_ms: Option<f64>,
+    /// Absolute expiry (ms since the epoch); wins over `ttlMs`.
+    pub expires_at_ms: Option<f64>,
 }
 
 #[napi(object)]

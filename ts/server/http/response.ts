@@ -2,6 +2,7 @@
  * Writing HTTP responses on uWS: status line, CORS headers for allowed origins, a body
  * typed by what it is (text, bytes, or JSON for objects), all in one cork.
  */
+import { httpErrorBody } from '../../protocol/http.js';
 import type { OriginPolicy } from '../origin.js';
 import { CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_MAX_AGE } from '../origin.js';
 import type { UwsHttpRequest, UwsHttpResponse } from '../uws.js';
@@ -68,7 +69,7 @@ export function writeHttp(
 export function answerPreflight(res: UwsHttpResponse, req: UwsHttpRequest, origins: OriginPolicy): void {
   const origin = req.getHeader('origin');
   if (!origins.allows(origin)) {
-    writeHttp(res, null, 403, {}, { error: 'Origin not allowed' });
+    writeHttp(res, null, 403, {}, httpErrorBody('forbidden', 'Origin not allowed'));
     return;
   }
   res.cork(() => {
@@ -85,7 +86,8 @@ export function answerPreflight(res: UwsHttpResponse, req: UwsHttpRequest, origi
 export function answerNotFound(res: UwsHttpResponse, req: UwsHttpRequest, origins: OriginPolicy): void {
   const origin = req.getHeader('origin');
   const allowed = origins.allows(origin);
-  writeHttp(res, allowed && origin ? origin : null, allowed ? 404 : 403, {}, {
-    error: allowed ? 'Not found' : 'Origin not allowed',
-  });
+  const body = allowed
+    ? httpErrorBody('route_not_found', `Not found: no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}`)
+    : httpErrorBody('forbidden', 'Origin not allowed');
+  writeHttp(res, allowed && origin ? origin : null, allowed ? 404 : 403, {}, body);
 }

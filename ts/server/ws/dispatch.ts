@@ -335,6 +335,21 @@ export class Dispatcher implements ConnectionHost {
     endSocket(ws, st, code, reason, this.logger);
   }
 
+  /**
+   * Counts a request served outside the WebSocket path (an HTTP command) as in flight until
+   * the returned function is called, so that a graceful shutdown waits for it too.
+   */
+  begin(): () => void {
+    this.inFlight++;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.inFlight--;
+      if (this.inFlight === 0) this.wakeIdle();
+    };
+  }
+
   /** Requests received and not yet answered, over all connections. */
   get pending(): number {
     return this.inFlight;

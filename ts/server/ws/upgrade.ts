@@ -18,7 +18,6 @@ import type { HostPolicy } from '../host-check.js';
 import type { ConnectionRegistry } from '../pubsub.js';
 import type { UwsHttpRequest, UwsHttpResponse, UwsWebSocket } from '../uws.js';
 import { Connection, nextConnectionId, stateOf, type ConnState, type ConnectionHost } from './connection.js';
-import { isThenable } from './dispatch.js';
 
 const textOf = (ab: ArrayBuffer): string => Buffer.from(ab).toString('utf8');
 
@@ -73,8 +72,8 @@ export class Admission {
   /** The uWS `upgrade` callback of the WebSocket path `path`. */
   upgrade(res: UwsHttpResponse, req: UwsHttpRequest, context: unknown, path: string): void {
     const { origins, logger } = this.ctx;
-    // A JWT is verified asynchronously (jose): register onAborted before any async work, read
-    // every header now (uWS's request object is only valid during this callback).
+    // Everything, the JWT check included, happens inside this callback (auth.ts says why);
+    // onAborted is registered as uWS requires of a response that may be answered.
     const abort = { aborted: false };
     res.onAborted(() => {
       abort.aborted = true;
@@ -104,18 +103,9 @@ export class Admission {
       writeHttp(res, null, 403, {}, { error: 'Origin not allowed' });
       return;
     }
+    // Synchronous (auth.ts): the upgrade completes inside this callback.
     const auth = authenticate(this.ctx.auth, extractToken(req.getHeader('authorization'), req.getQuery() ?? ''));
-    if (!isThenable(auth)) {
-      this.admit(res, context, head, auth, abort);
-      return;
-    }
-    (auth as Promise<AuthResult>).then(
-      (result) => this.admit(res, context, head, result, abort),
-      (err: unknown) => {
-        logger.error({ err, ip: head.ip }, 'upgrade: auth failed');
-        if (!abort.aborted) writeHttp(res, head.corsOrigin, 500, {}, { error: 'Internal server error' });
-      },
-    );
+    this.admit(res, context, head, auth, abort);
   }
 
   /** Completes (or refuses with 401) an upgrade once its credentials were checked. */

@@ -244,10 +244,10 @@ fn error_unknown_operator() {
         err(json!({"type": {"$eq": "x"}})),
         "filter.type: unknown operator $eq"
     );
-    assert_eq!(err(json!({"$or": []})), "filter: unknown operator $or");
+    assert_eq!(err(json!({"$nor": []})), "filter: unknown operator $nor");
     assert_eq!(
-        err(json!({"$and": [{"a": 1}]})),
-        "filter: unknown operator $and"
+        err(json!({"$or": [{"a": {"$regex": 1}}]})),
+        "filter.$or[0].a: unknown operator $regex"
     );
 }
 
@@ -423,7 +423,7 @@ fn index_terms_agree_with_entries_examples() {
 
 // ---------- property tests ----------
 
-fn scalar() -> impl Strategy<Value = Value> {
+pub(super) fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
@@ -435,15 +435,15 @@ fn scalar() -> impl Strategy<Value = Value> {
     ]
 }
 
-fn key() -> impl Strategy<Value = String> {
+pub(super) fn key() -> impl Strategy<Value = String> {
     prop::sample::select(vec!["a", "b", "c", "tags", "a.b"]).prop_map(str::to_owned)
 }
 
-fn dotfree_key() -> impl Strategy<Value = String> {
+pub(super) fn dotfree_key() -> impl Strategy<Value = String> {
     prop::sample::select(vec!["a", "b", "c", "tags"]).prop_map(str::to_owned)
 }
 
-fn json_value(k: BoxedStrategy<String>) -> impl Strategy<Value = Value> {
+pub(super) fn json_value(k: BoxedStrategy<String>) -> impl Strategy<Value = Value> {
     scalar().prop_recursive(5, 40, 5, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
@@ -453,16 +453,16 @@ fn json_value(k: BoxedStrategy<String>) -> impl Strategy<Value = Value> {
     })
 }
 
-fn metadata(k: BoxedStrategy<String>) -> impl Strategy<Value = Map<String, Value>> {
+pub(super) fn metadata(k: BoxedStrategy<String>) -> impl Strategy<Value = Map<String, Value>> {
     prop::collection::btree_map(k.clone(), json_value(k), 0..5)
         .prop_map(|m| m.into_iter().collect())
 }
 
-fn path() -> impl Strategy<Value = String> {
+pub(super) fn path() -> impl Strategy<Value = String> {
     prop::collection::vec(dotfree_key(), 1..7).prop_map(|v| v.join("."))
 }
 
-fn condition() -> impl Strategy<Value = Value> {
+pub(super) fn condition() -> impl Strategy<Value = Value> {
     let list = prop::collection::vec(
         prop_oneof![4 => scalar(), 1 => json_value(key().boxed())],
         0..4,

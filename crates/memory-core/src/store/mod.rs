@@ -25,6 +25,7 @@
 //! | `log`, `logfile`, `repair` | the log's format, its files, repairing a damaged one |
 //! | `state`, `vectors`, `vecfile` | the in-memory image, its vector arena, the vectors file |
 //! | `scan`, `prepass` | exact top-k: the f32 scan and the int8 pre-pass |
+//! | `textsearch` | BM25 over the namespace's text index ([`crate::text`]), same filters |
 //!
 //! The significance pass of a put group is [`crate::significance`]'s.
 
@@ -41,6 +42,7 @@ pub mod scan;
 mod searcher;
 mod shared;
 pub mod state;
+mod textsearch;
 mod types;
 mod validate;
 mod vecfile;
@@ -62,6 +64,7 @@ use searcher::SearchJob;
 use shared::Shared;
 use writer::{fail_op, Op};
 
+pub use dirlock::{lock as lock_dir, DirLock};
 pub use log::PutRecord;
 pub use plan::{Plan, PlanKind};
 pub use repair::{repair, LostRange, MetaRepair, RepairReport};
@@ -270,12 +273,32 @@ impl TensorStore {
         let guard = self.search_tx.lock();
         match guard.as_ref() {
             Some(tx) => {
-                if let Err(mpsc::SendError(job)) = tx.send(SearchJob { query, req, done }) {
+                if let Err(mpsc::SendError(job)) = tx.send(SearchJob { query, text: None, req, done }) {
                     (job.done)(Err(closed()));
                 }
             }
             None => done(Err(closed())),
         }
+    }
+
+    /// Queue one text query (BM25 over the namespace's text index, same filters as
+    /// [`search_batched`](Self::search_batched); `min_score` does not apply): run on the
+    /// searcher thread, `score` is the BM25 score (recency-decayed if asked).
+    pub fn search_text(&self, query: String, req: SearchRequest, done: Done<Vec<Memory>>) {
+        let guard = self.search_tx.lock();
+        match guard.as_ref() {
+            Some(tx) => {
+                if let Err(mpsc::SendError(job)) = tx.send(SearchJob { query: Vec::new(), text: Some(query), req, done }) {
+                    (job.done)(Err(closed()));
+                }
+            }
+            None => done(Err(closed())),
+        }
+    }
+
+    /// [`search_text`](Self::search_text) on the caller's thread.
+    pub fn search_text_blocking(&self, query: &str, req: &SearchRequest) -> Result<Vec<Memory>> {
+        reads::search_text(&self.shared, query, req)
     }
 
     /// Highest significance first (newest first on ties), from the ordered index.

@@ -24,6 +24,7 @@ use super::{TensorStore, META_FILE};
 use crate::error::{Error, Result};
 use crate::ann::{AnnSet, HnswParams};
 use crate::search::q8::{self, Q8Rows};
+use crate::text::persist as text_persist;
 
 /// `store.json`: what the directory's vectors are.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +56,7 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         }
     }
     let mut st = State::new(opts.dims);
+    st.text_on = opts.text_index;
     let (log, vec_file) = match current {
         None => create_log(dir, opts.dims)?,
         Some((gen, path)) => reopen_log(dir, gen, &path, opts.dims, &mut st)?,
@@ -68,6 +70,7 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         fsync: opts.fsync,
         group_commit: opts.group_commit,
         compact: opts.compact,
+        text_index: opts.text_index,
         embedder: meta.embedder.clone(),
         storage_bytes: AtomicU64::new(log.len),
         state: RwLock::new(st),
@@ -130,7 +133,7 @@ fn identity(dir: &Path, opts: &StoreOptions) -> Result<MetaFile> {
         if have != want {
             if !opts.reembed {
                 return Err(Error::invalid(format!(
-                    "data directory {} was written by embedder {} (model hash {}), not {} (model hash {}); start with --reembed to accept it",
+                    "data directory {} was written by embedder {} (model hash {}), not {} (model hash {}); start with --reembed to re-embed its memories with the new embedder (in the background)",
                     dir.display(),
                     have.name,
                     have.hash,
@@ -175,7 +178,15 @@ fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) ->
         return Err(Error::invalid(format!("log {file} holds {}-dimensional vectors, expected {dims}", header.dims)));
     }
     let vf = VecFile::open(dir, gen, dims, false);
-    let (sc, file_ok) = replay(&bytes, &file, st, vf.as_ref().map(|(v, rows)| (&v.file, *rows)))?;
+    // The persisted text index is read and checked on another core while the log replays.
+    let load_text = st.text_on;
+    let t0 = std::time::Instant::now();
+    let (replayed, text_file) = rayon::join(|| replay(&bytes, &file, st, vf.as_ref().map(|(v, rows)| (&v.file, *rows))), || load_text.then(|| text_persist::load(dir, gen)).flatten());
+    let (sc, file_ok) = replayed?;
+    let how = text_persist::restore_or_build(text_file, st);
+    if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
+        eprintln!("open: replay and text index ({how}) in {:?}", t0.elapsed());
+    }
     let vec_file = vf.map(|(mut v, _)| {
         v.rows = file_ok.min(st.vectors.len());
         v
@@ -200,6 +211,7 @@ fn remove_other_generations(dir: &Path, gen: u64) {
             let _ = std::fs::remove_file(ent.path());
         }
     }
+    text_persist::remove_other_generations(dir, gen);
 }
 
 pub(super) fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {

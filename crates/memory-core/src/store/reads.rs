@@ -40,6 +40,12 @@ pub(super) fn search_explained(sh: &Shared, queries: &[f32], nq: usize, req: &Se
     Ok((hits.into_iter().map(|h| h.into_iter().map(|x| memory_of(&st, x.row, req.include_embeddings, Some(x.score))).collect()).collect(), plan))
 }
 
+pub(super) fn search_text(sh: &Shared, query: &str, req: &SearchRequest) -> Result<Vec<Memory>> {
+    let st = sh.state.read();
+    let hits = super::textsearch::search_text(&st, query, &req.params(now_ms()))?;
+    Ok(hits.into_iter().map(|x| memory_of(&st, x.row, req.include_embeddings, Some(x.score))).collect())
+}
+
 pub(super) fn top(sh: &Shared, req: &SearchRequest, count: usize) -> Vec<Memory> {
     let st = sh.state.read();
     let rows = scan::top_by_significance(&st, &req.params(now_ms()), count);
@@ -71,17 +77,24 @@ pub(super) fn list(sh: &Shared, namespace: &str, after_seq: u64, limit: usize, f
     let now = now_ms();
     let nsd = &st.namespaces[ns as usize];
     let start = nsd.rows.partition_point(|&r| st.rows[r as usize].seq <= after_seq);
+    let filter = filter.filter(|f| !f.is_empty());
+    // Rows the posting lists give (exactly, or a superset to check), else the namespace's rows.
+    let cand = filter.and_then(|f| f.candidates(&scan::NsPostings { st: &st, ns }));
+    let check = filter.filter(|_| !cand.as_ref().is_some_and(|c| c.exact));
+    let rows: Box<dyn Iterator<Item = u32>> = match (&cand, nsd.rows.get(start)) {
+        (_, None) => Box::new(std::iter::empty()),
+        (Some(c), Some(&first)) => Box::new(c.rows.range(first..)),
+        (None, Some(_)) => Box::new(nsd.rows[start..].iter().copied()),
+    };
+    let empty = Map::new();
     let mut out = Vec::new();
     let mut more = false;
-    for &r in &nsd.rows[start..] {
+    for r in rows {
         if !st.visible(r as usize, now) {
             continue;
         }
-        if let Some(f) = filter {
-            let empty = Map::new();
-            if !f.matches(st.rows[r as usize].metadata.as_deref().unwrap_or(&empty)) {
-                continue;
-            }
+        if check.is_some_and(|f| !f.matches(st.rows[r as usize].metadata.as_deref().unwrap_or(&empty))) {
+            continue;
         }
         if out.len() == limit {
             more = true;

@@ -54,6 +54,8 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
         (sc, n)
     };
     st.defer_sig_index(limit);
+    // The caller builds the text index, or loads it (`text::persist`).
+    st.defer_text_index();
     // Every put adds exactly one row, in order, to the (empty) state: row k is the k-th put.
     // So the vectors can be copied into the arena on other cores while this thread applies
     // the records.

@@ -2,7 +2,9 @@
 //! pass, both cores for large stores.
 //!
 //! Candidate rows come from the cheapest source available:
-//! - a metadata filter with equality / `$in` terms → intersected posting lists (roaring);
+//! - a metadata filter the posting lists can answer (equality, `$in`, `$contains`, combined by
+//!   `$and` / `$or` / `$not`) → the rows they give (roaring), with no per-row filter check when
+//!   the answer is exact;
 //! - a namespace holding a small share of the store → that namespace's row list;
 //! - otherwise a dense scan over all rows, checking the namespace column per row.
 //!
@@ -13,9 +15,9 @@
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
-use crate::filter::Filter;
+use crate::filter::{Candidates, Filter, IndexKey, PostingIndex};
 use crate::search::{kernels, Kernels, TopK};
-use crate::store::state::{State, CHUNK_ROWS};
+use crate::store::state::{sig_key, State, CHUNK_ROWS};
 
 /// Rows per inner block: small enough that a block of rows stays in L1/L2 while every
 /// query of a multi-query pass is scored against it.
@@ -234,29 +236,14 @@ pub fn search(st: &State, queries: &[f32], nq: usize, p: &ScanParams) -> Vec<Vec
         && p.until_ms.is_none()
         && nsd.live == st.len()
         && nsd.expiring.is_empty();
-    let ctx = Ctx { st, p, ns, k: kernels(), queries, nq, check_filter: filter.is_some(), all_pass };
-
-    // Candidate list from the inverted index, when the filter has indexable terms.
-    let mut cand: Option<RoaringBitmap> = None;
-    if let Some(f) = filter {
-        for (path, keys) in f.index_terms() {
-            let mut u = RoaringBitmap::new();
-            if let Some(vals) = nsd.index.get(&path) {
-                for key in &keys {
-                    if let Some(bm) = vals.get(key) {
-                        u |= bm;
-                    }
-                }
-            }
-            cand = Some(match cand {
-                Some(c) => c & u,
-                None => u,
-            });
-        }
-    }
+    // Candidate rows from the inverted index, when the filter has indexable conditions; an
+    // exact answer needs no per-row filter check.
+    let cand = filter.and_then(|f| f.candidates(&NsPostings { st, ns }));
+    let check_filter = filter.is_some() && !cand.as_ref().is_some_and(|c| c.exact);
+    let ctx = Ctx { st, p, ns, k: kernels(), queries, nq, check_filter, all_pass };
 
     let heaps = if let Some(c) = cand {
-        let list: Vec<u32> = c.iter().collect();
+        let list: Vec<u32> = c.rows.iter().collect();
         run_list(&ctx, &list)
     } else if nsd.live * 2 < st.len() {
         run_list(&ctx, &nsd.rows)
@@ -295,19 +282,28 @@ fn run_list(ctx: &Ctx, list: &[u32]) -> Vec<TopK> {
 }
 
 /// "Retrieve without query": highest significance first, newest first on ties, from the
-/// ordered index (no sort per call).
+/// ordered index (no sort per call) — or, when the posting lists narrow the filter to a small
+/// share of the namespace, by sorting those few rows.
 pub fn top_by_significance(st: &State, p: &ScanParams, count: usize) -> Vec<u32> {
     let Some(ns) = st.ns_id(p.namespace) else { return Vec::new() };
-    let ctx = Ctx { st, p, ns, k: kernels(), queries: &[], nq: 0, check_filter: p.filter.is_some_and(|f| !f.is_empty()), all_pass: false };
+    let (ctx, cand) = filtered_ctx(st, p, ns);
+    let nsd = &st.namespaces[ns as usize];
+    if let Some(c) = cand.as_ref().filter(|c| c.rows.len() * SELECTIVE < nsd.live as u64) {
+        // Few candidates: sort them rather than walk the whole ordered index past the rest.
+        let mut rows: Vec<u32> = c.rows.iter().filter(|&r| ctx.pass(r as usize)).collect();
+        rows.sort_unstable_by_key(|&r| sig_key(st.sig_col[r as usize], st.ts_col[r as usize], r));
+        rows.truncate(count);
+        return rows;
+    }
     let mut out = Vec::with_capacity(count.min(1024));
-    for &(_, _, std::cmp::Reverse(row)) in &st.namespaces[ns as usize].by_sig {
+    for &(_, _, std::cmp::Reverse(row)) in &nsd.by_sig {
         if out.len() >= count {
             break;
         }
         if st.sig_col[row as usize] < p.min_significance {
             break;
         }
-        if ctx.pass(row as usize) {
+        if cand.as_ref().is_none_or(|c| c.rows.contains(row)) && ctx.pass(row as usize) {
             out.push(row);
         }
     }
@@ -318,6 +314,46 @@ pub fn top_by_significance(st: &State, p: &ScanParams, count: usize) -> Vec<u32>
 /// filter and export).
 pub fn matching_rows(st: &State, p: &ScanParams) -> Vec<u32> {
     let Some(ns) = st.ns_id(p.namespace) else { return Vec::new() };
-    let ctx = Ctx { st, p, ns, k: kernels(), queries: &[], nq: 0, check_filter: p.filter.is_some_and(|f| !f.is_empty()), all_pass: false };
-    st.namespaces[ns as usize].rows.iter().copied().filter(|&r| ctx.pass(r as usize)).collect()
+    let (ctx, cand) = filtered_ctx(st, p, ns);
+    match cand {
+        Some(c) => c.rows.iter().filter(|&r| ctx.pass(r as usize)).collect(),
+        None => st.namespaces[ns as usize].rows.iter().copied().filter(|&r| ctx.pass(r as usize)).collect(),
+    }
+}
+
+/// A namespace's candidates take the sorting path of [`top_by_significance`] when they are
+/// fewer than 1/SELECTIVE of its rows.
+const SELECTIVE: u64 = 8;
+
+/// The pass context of a scan without queries, and the rows its filter can match (from the
+/// posting lists; `None` when they cannot narrow it).
+fn filtered_ctx<'a>(st: &'a State, p: &'a ScanParams<'a>, ns: u32) -> (Ctx<'a>, Option<Candidates>) {
+    let filter = p.filter.filter(|f| !f.is_empty());
+    let cand = filter.and_then(|f| f.candidates(&NsPostings { st, ns }));
+    let check_filter = filter.is_some() && !cand.as_ref().is_some_and(|c| c.exact);
+    (Ctx { st, p, ns, k: kernels(), queries: &[], nq: 0, check_filter, all_pass: false }, cand)
+}
+
+/// One namespace's posting lists, as the filter planner reads them.
+pub(super) struct NsPostings<'a> {
+    pub st: &'a State,
+    pub ns: u32,
+}
+
+impl PostingIndex for NsPostings<'_> {
+    fn postings(&self, path: &str, key: &IndexKey) -> Option<&RoaringBitmap> {
+        self.st.namespaces[self.ns as usize].index.get(path)?.get(key)
+    }
+
+    fn universe(&self) -> RoaringBitmap {
+        let rows = &self.st.namespaces[self.ns as usize].rows;
+        if rows.len() == self.st.len() {
+            let mut all = RoaringBitmap::new();
+            all.insert_range(0..rows.len() as u32);
+            all
+        } else {
+            // The namespace's row list is in row order.
+            RoaringBitmap::from_sorted_iter(rows.iter().copied()).unwrap_or_else(|_| rows.iter().copied().collect())
+        }
+    }
 }

@@ -14,6 +14,8 @@ const MAX_SEARCH_BATCH: usize = 64;
 /// One queued query (normalized) and its completion.
 pub(super) struct SearchJob {
     pub query: Vec<f32>,
+    /// A text query instead (BM25, `query` empty): runs on its own, not in a shared pass.
+    pub text: Option<String>,
     pub req: SearchRequest,
     pub done: Done<Vec<Memory>>,
 }
@@ -76,6 +78,11 @@ pub(super) fn run(shared: Arc<Shared>, rx: Receiver<SearchJob>) {
                 Ok(j) => jobs.push(j),
                 Err(_) => break,
             }
+        }
+        let (texts, jobs): (Vec<SearchJob>, Vec<SearchJob>) = jobs.into_iter().partition(|j| j.text.is_some());
+        for j in texts {
+            let r = super::reads::search_text(&shared, j.text.as_deref().unwrap_or(""), &j.req);
+            (j.done)(r);
         }
         for group in group_jobs(jobs) {
             run_pass(&shared, group);

@@ -33,6 +33,8 @@ pub(super) struct Shared {
     pub fsync: FsyncPolicy,
     pub group_commit: bool,
     pub compact: Option<CompactPolicy>,
+    /// Keep a full-text index (`StoreOptions::text_index`).
+    pub text_index: bool,
     pub embedder: Option<EmbedderInfo>,
     pub state: RwLock<State>,
     /// Int8 codes of the rows (CPUs with an int8 kernel only), see [`Q8Shared`].

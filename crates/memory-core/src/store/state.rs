@@ -1,6 +1,7 @@
 //! The in-memory image of a store: rows in log order, flat f32 vectors in 64-byte aligned
 //! chunks that the search scans directly (`store/vectors.rs`), per-namespace id maps, an
-//! ordered significance index and a metadata inverted index.
+//! ordered significance index, a metadata inverted index and a full-text index
+//! ([`crate::text`]).
 
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
@@ -11,6 +12,7 @@ use serde_json::{Map, Value};
 pub use super::vectors::{Vectors, CHUNK_ROWS};
 use crate::filter::{index_entries, IndexKey};
 use crate::store::log::{put_len, PutRecord, NO_EXPIRY};
+use crate::text::TextIndex;
 
 /// Hash maps keyed by client-supplied strings: aHash is fast and randomly seeded (no HashDoS).
 pub type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
@@ -44,11 +46,13 @@ pub struct Namespace {
     pub index: HashMap<String, HashMap<IndexKey, RoaringBitmap>>,
     /// Rows given a TTL (usually none), so counting visible memories stays O(1) otherwise.
     pub expiring: Vec<u32>,
+    /// The texts of the live rows, for BM25 (empty when the store has no text index).
+    pub text: TextIndex,
 }
 
 impl Namespace {
     fn new(name: String) -> Self {
-        Namespace { name, ids: HashMap::default(), rows: Vec::new(), live: 0, by_sig: BTreeSet::new(), index: HashMap::default(), expiring: Vec::new() }
+        Namespace { name, ids: HashMap::default(), rows: Vec::new(), live: 0, by_sig: BTreeSet::new(), index: HashMap::default(), expiring: Vec::new(), text: TextIndex::default() }
     }
 }
 
@@ -72,6 +76,12 @@ pub struct State {
     pub live_bytes: u64,
     /// Set during bulk replay; see [`State::rebuild_sig_index`].
     pub defer_sig_index: bool,
+    /// Keep a full-text index (the store's `text_index` option).
+    pub text_on: bool,
+    /// Set during bulk replay and compaction; see [`State::build_text_index`].
+    pub defer_text: bool,
+    /// Each row's length in terms (0 for rows not indexed).
+    pub text_len: Vec<u32>,
 }
 
 /// Where a new row's vector comes from.
@@ -132,6 +142,9 @@ impl State {
             associations_total: 0,
             live_bytes: 0,
             defer_sig_index: false,
+            text_on: true,
+            defer_text: false,
+            text_len: Vec::new(),
         }
     }
 
@@ -219,6 +232,8 @@ impl State {
         }
         ns.ids.insert(Box::from(r.id), row);
         ns.rows.push(row);
+        let text_len = if self.text_on && !self.defer_text { ns.text.add(row, r.text) } else { 0 };
+        self.text_len.push(text_len);
         if r.expires_at != NO_EXPIRY {
             ns.expiring.push(row);
         }
@@ -257,6 +272,7 @@ impl State {
     pub fn defer_sig_index(&mut self, rows_hint: usize) {
         self.defer_sig_index = true;
         self.rows.reserve(rows_hint);
+        self.text_len.reserve(rows_hint);
         self.ns_col.reserve(rows_hint);
         self.sig_col.reserve(rows_hint);
         self.ts_col.reserve(rows_hint);
@@ -276,6 +292,30 @@ impl State {
                 .collect();
             keys.sort_unstable();
             ns.by_sig = keys.into_iter().collect();
+        }
+    }
+
+    /// Bulk replay and compaction: stop indexing texts row by row…
+    pub fn defer_text_index(&mut self) {
+        self.defer_text = true;
+    }
+
+    /// …and index every live row at once, analysing on every core (`TextIndex::build`).
+    pub fn build_text_index(&mut self) {
+        self.defer_text = false;
+        if !self.text_on {
+            return;
+        }
+        self.text_len.resize(self.rows.len(), 0);
+        for n in 0..self.namespaces.len() {
+            let docs: Vec<(u32, &str)> = self.namespaces[n].rows.iter().filter(|&&r| self.live_col[r as usize]).map(|&r| (r, &*self.rows[r as usize].text)).collect();
+            let (ix, lens) = TextIndex::build(&docs);
+            let rows: Vec<u32> = docs.iter().map(|d| d.0).collect();
+            drop(docs);
+            for (r, len) in rows.into_iter().zip(lens) {
+                self.text_len[r as usize] = len;
+            }
+            self.namespaces[n].text = ix;
         }
     }
 
@@ -310,6 +350,9 @@ impl State {
                     }
                 }
             }
+        }
+        if self.text_on && !self.defer_text {
+            ns.text.remove(row, &self.rows[r].text, self.text_len[r], &self.live_col);
         }
         self.associations_total -= self.rows[r].associations.len();
         self.live_count -= 1;

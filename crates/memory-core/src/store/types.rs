@@ -64,11 +64,14 @@ pub struct StoreOptions {
     /// (default [`crate::ann::ANN_MIN_ROWS`]; lower it in tests to exercise the graph on
     /// small data).
     pub ann_min_rows: usize,
+    /// Keep a full-text (BM25) index of the texts, built at open (default). Without it,
+    /// text searches fail with `invalid_request`.
+    pub text_index: bool,
 }
 
 impl StoreOptions {
     pub fn new(dims: usize) -> Self {
-        StoreOptions { dims, fsync: FsyncPolicy::Always, embedder: None, reembed: false, group_commit: true, compact: Some(CompactPolicy::default()), ann_min_rows: crate::ann::ANN_MIN_ROWS }
+        StoreOptions { dims, fsync: FsyncPolicy::Always, embedder: None, reembed: false, group_commit: true, compact: Some(CompactPolicy::default()), text_index: true, ann_min_rows: crate::ann::ANN_MIN_ROWS }
     }
 }
 
@@ -119,6 +122,13 @@ pub struct PutInput {
     pub significance: Option<f32>,
     pub vector: Vec<f32>,
     pub ttl_ms: Option<u64>,
+    /// The memory's timestamp (ms since the epoch) instead of the put's clock: a cluster
+    /// replica applies a write with the time its receiving instance gave it (so every replica
+    /// stores the same timestamp and expiry), and re-embedding copies a memory into the new
+    /// embedder's store with the time it was first stored.
+    pub timestamp: Option<i64>,
+    /// Absolute expiry (ms since the epoch); wins over `ttl_ms` (re-embedding keeps it).
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -49,6 +49,8 @@ pub(crate) struct ValidPut {
     pub significance: Option<f32>,
     pub vector: Vec<f32>,
     pub ttl_ms: Option<u64>,
+    pub timestamp: Option<i64>,
+    pub expires_at: Option<i64>,
 }
 
 pub(crate) fn check_name(what: &str, s: &str, max: usize) -> Result<()> {
@@ -118,6 +120,12 @@ pub(crate) fn prepare(items: Vec<PutInput>, dims: usize) -> Result<Vec<ValidPut>
             None => random_id(),
         };
         let metadata = check_metadata(&f("metadata"), it.metadata.as_deref())?;
+        if it.timestamp.is_some_and(|t| t < 0) {
+            return Err(Error::invalid(format!("{} must not be negative", f("timestamp"))));
+        }
+        if it.expires_at.is_some_and(|t| t < 0) {
+            return Err(Error::invalid(format!("{} must not be negative", f("expires_at"))));
+        }
         if let Some(s) = it.significance {
             check_significance(&f("significance"), s)?;
         }
@@ -133,6 +141,8 @@ pub(crate) fn prepare(items: Vec<PutInput>, dims: usize) -> Result<Vec<ValidPut>
             significance: it.significance,
             vector: it.vector,
             ttl_ms: it.ttl_ms,
+            timestamp: it.timestamp,
+            expires_at: it.expires_at,
         });
     }
     Ok(out)

@@ -202,6 +202,9 @@ impl Writer {
         let len = new_log.len;
         let old = std::mem::replace(&mut self.log, new_log).path;
         let _ = std::fs::remove_file(&old);
+        // The old generation's text index file goes with its log (it holds deleted memories'
+        // terms); the new generation's is written at close.
+        crate::text::persist::remove_other_generations(&dir, gen);
         // Everything is in the new file, fsynced.
         self.dirty = false;
         let rows_after = new_state.len();
@@ -234,6 +237,9 @@ fn write_generation(shared: &Shared, tmp: &Path, gen: u64, rows: usize, cancel: 
     let dims = shared.dims;
     let mut file = logfile::create(tmp, Header { dims: dims as u32, gen, high_water: 0 })?;
     let mut state = State::new(dims);
+    state.text_on = shared.text_index;
+    // Texts are indexed once at the end, on every core.
+    state.defer_text_index();
     let mut buf = Vec::with_capacity(1 << 20);
     let mut r = 0;
     while r < rows {
@@ -259,6 +265,7 @@ fn write_generation(shared: &Shared, tmp: &Path, gen: u64, rows: usize, cancel: 
         buf.clear();
     }
     file.sync_data().map_err(|e| Error::io(tmp, e))?;
+    state.build_text_index();
     Ok(Prepared { file, state })
 }
 

@@ -138,11 +138,14 @@ impl Writer {
         self.shutdown();
     }
 
-    /// Closing: a running compaction is abandoned, expiry watchers are told.
+    /// Closing: a running compaction is abandoned, expiry watchers are told, and the text
+    /// index is written beside the log so the next open loads it instead of rebuilding it
+    /// (`text::persist`; if that fails, the next open rebuilds).
     fn shutdown(&mut self) {
         let closed = Error::Unavailable("the store is closed".into());
         self.abort_compaction(Error::Unavailable("the store is closed".into()));
         self.close_expiry(&closed);
+        let _ = crate::text::persist::save(&self.shared.dir, self.log.gen, &self.shared.state.read());
     }
 
     /// Background work between operations: the switch of a finished compaction, an expiry
@@ -442,7 +445,13 @@ impl Writer {
                     if r.metadata.trim().is_empty() {
                         r.metadata = "{}".into();
                     }
-                    normalize(&mut r.vector[..dims]);
+                    // A vector exported by a store is unit length already: normalizing it again
+                    // would move its last bits, and a restored snapshot (a cluster replica joining)
+                    // must keep them to stay identical to the replicas it copies.
+                    let sq: f64 = r.vector[..dims].iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+                    if (sq - 1.0).abs() > 1e-6 {
+                        normalize(&mut r.vector[..dims]);
+                    }
                     log::encode_record(&mut buf, &Record::Put(r.clone()));
                     keep.push(r);
                 }

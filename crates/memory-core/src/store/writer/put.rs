@@ -129,17 +129,18 @@ fn assemble(st: &State, group: &mut [PutOp], now: i64) -> (Outcomes, Vec<NewMemo
             }
             seq += 1;
             pending.insert(key, news.len());
+            let ts = it.timestamp.unwrap_or(now);
             news.push(NewMemory {
                 slot: (oi, ii),
                 record: PutRecord {
                     seq,
-                    ts: now,
+                    ts,
                     namespace: it.namespace.clone(),
                     id,
                     text: std::mem::take(&mut it.text),
                     metadata: std::mem::take(&mut it.metadata.text),
                     significance: 0.0,
-                    expires_at: it.ttl_ms.map(|t| now.saturating_add(t.min(i64::MAX as u64) as i64)).unwrap_or(NO_EXPIRY),
+                    expires_at: it.expires_at.or(it.ttl_ms.map(|t| ts.saturating_add(t.min(i64::MAX as u64) as i64))).unwrap_or(NO_EXPIRY),
                     associations: Vec::new(),
                     vector: std::mem::take(&mut it.vector),
                 },

@@ -1,0 +1,161 @@
+/**
+ * Cluster test helpers: `nats-server` processes with JetStream (one, or three clustered)
+ * and memory-server instances as CLI processes on loopback, each on a free port, each
+ * stopped by PID when the test ends. Every wait is bounded.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { root } from './build-dist.js';
+
+export const NATS_SERVER = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'].find((p) => existsSync(p)) ?? (spawnSync('which', ['nats-server']).stdout?.toString().trim() || null);
+
+if (!NATS_SERVER) console.warn('nats-server is not installed: the cluster tests are skipped (apt-get install -y nats-server)');
+
+const bin = path.join(root, 'dist/cli/main.js');
+
+/** A free TCP port on 127.0.0.1 (asked of the OS, then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `f` every `everyMs` until it returns a truthy value or `timeoutMs` passes. */
+export async function until<T>(f: () => T | Promise<T>, timeoutMs: number, what: string, everyMs = 50): Promise<NonNullable<T>> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await sleep(everyMs);
+  }
+}
+
+/** Every process a test file started, for `stopAll()` in afterAll/afterEach. */
+const started = new Set<ChildProcess>();
+
+export function stopAll(): void {
+  for (const p of started) if (p.exitCode === null && p.signalCode === null && p.pid) process.kill(p.pid, 'SIGKILL');
+  started.clear();
+}
+
+function track(p: ChildProcess): Promise<number | null> {
+  started.add(p);
+  return new Promise((r) => p.once('exit', (code) => r(code)));
+}
+
+export interface NatsNode {
+  name: string;
+  port: number;
+  clusterPort: number;
+  url: string;
+  dir: string;
+  proc: ChildProcess;
+  log: () => string;
+  exited: Promise<number | null>;
+}
+
+export interface NatsCluster {
+  nodes: NatsNode[];
+  urls: string[];
+  /** Starts node i again (same store directory and ports) after a kill. */
+  restart(i: number): Promise<NatsNode>;
+  kill(i: number, signal?: NodeJS.Signals): Promise<void>;
+  cleanup(): void;
+}
+
+/** `n` nats-servers with JetStream, clustered when n > 1, each with its own store directory. */
+export async function startNats(n: number): Promise<NatsCluster> {
+  if (!NATS_SERVER) throw new Error('nats-server is not installed');
+  const base = mkdtempSync(path.join(os.tmpdir(), 'ms-nats-'));
+  const specs: Array<{ name: string; port: number; clusterPort: number; dir: string }> = [];
+  for (let i = 0; i < n; i++) specs.push({ name: `n${i}`, port: await freePort(), clusterPort: await freePort(), dir: path.join(base, `n${i}`) });
+  const spawnNode = async (i: number): Promise<NatsNode> => {
+    const s = specs[i]!;
+    const args = ['-js', '-sd', s.dir, '-p', String(s.port), '-a', '127.0.0.1', '-n', s.name];
+    if (n > 1) {
+      const routes = specs.filter((_, j) => j !== i).map((o) => `nats://127.0.0.1:${o.clusterPort}`);
+      args.push('--cluster_name', 'c', '--cluster', `nats://127.0.0.1:${s.clusterPort}`, '--routes', routes.join(','));
+    }
+    const proc = spawn(NATS_SERVER!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+    proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    const exited = track(proc);
+    await until(() => log.includes('Server is ready') || proc.exitCode !== null, 15_000, `nats-server ${s.name} to start`);
+    if (proc.exitCode !== null) throw new Error(`nats-server ${s.name} exited: ${log}`);
+    return { ...s, url: `nats://127.0.0.1:${s.port}`, proc, log: () => log, exited };
+  };
+  const nodes = await Promise.all(specs.map((_, i) => spawnNode(i)));
+  const cluster: NatsCluster = {
+    nodes,
+    urls: nodes.map((x) => x.url),
+    async restart(i) {
+      nodes[i] = await spawnNode(i);
+      return nodes[i]!;
+    },
+    async kill(i, signal = 'SIGKILL') {
+      const node = nodes[i]!;
+      if (node.proc.pid && node.proc.exitCode === null) process.kill(node.proc.pid, signal);
+      if (signal === 'SIGKILL' || signal === 'SIGTERM') await Promise.race([node.exited, sleep(10_000)]);
+    },
+    cleanup() {
+      for (const x of nodes) if (x.proc.exitCode === null && x.proc.signalCode === null && x.proc.pid) process.kill(x.proc.pid, 'SIGKILL');
+      rmSync(base, { recursive: true, force: true });
+    },
+  };
+  return cluster;
+}
+
+export interface Instance {
+  nodeId: string;
+  port: number;
+  url: string;
+  dataDir: string;
+  proc: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+/** A memory-server CLI process joined to the cluster at `natsUrls` (memory server only). */
+export async function startInstance(o: { natsUrls: string[]; dataDir: string; nodeId: string; extra?: string[]; port?: number }): Promise<Instance> {
+  const args = [bin, '--no-control', '--no-inference', '--host', '127.0.0.1', '--port', String(o.port ?? 0), '--data-dir', o.dataDir];
+  args.push('--cluster', o.natsUrls.join(','), '--node-id', o.nodeId, '--log-level', 'warn', '--rate-limit', '0', ...(o.extra ?? []));
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = track(proc);
+  const port = await until(
+    () => {
+      if (proc.exitCode !== null) throw new Error(`instance ${o.nodeId} exited: ${out}`);
+      const m = /memory server\s+ws:\/\/[^\s]+:(\d+)/.exec(out);
+      return m ? Number(m[1]) : 0;
+    },
+    60_000,
+    `instance ${o.nodeId} to listen`,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}\n${out}`);
+  });
+  return { nodeId: o.nodeId, port, url: `ws://127.0.0.1:${port}`, dataDir: o.dataDir, proc, output: () => out, exited };
+}
+
+export async function killInstance(i: Instance): Promise<void> {
+  if (i.proc.pid && i.proc.exitCode === null && i.proc.signalCode === null) process.kill(i.proc.pid, 'SIGKILL');
+  await Promise.race([i.exited, sleep(10_000)]);
+}
