@@ -48,7 +48,7 @@ impl Default for HnswParams {
 
 /// A similarity with a total order (for the heaps).
 #[derive(Clone, Copy, PartialEq, Debug)]
-struct Sim(f32);
+pub(super) struct Sim(pub(super) f32);
 impl Eq for Sim {}
 impl PartialOrd for Sim {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
@@ -74,19 +74,19 @@ pub struct Traversal {
 }
 
 pub struct Hnsw {
-    params: HnswParams,
+    pub(super) params: HnswParams,
     /// Node → store row.
-    rows: Vec<u32>,
+    pub(super) rows: Vec<u32>,
     /// Level-0 links, `m0` slots per node, and how many of them are used.
-    l0: Vec<u32>,
-    l0_len: Vec<u8>,
+    pub(super) l0: Vec<u32>,
+    pub(super) l0_len: Vec<u8>,
     /// Node → index into `upper` (`u32::MAX`: the node is on level 0 only).
-    upper_of: Vec<u32>,
+    pub(super) upper_of: Vec<u32>,
     /// Links of the nodes above level 0: per node, per level 1…top.
-    upper: Vec<Vec<Vec<u32>>>,
-    entry: Option<u32>,
-    top_level: usize,
-    rng: u64,
+    pub(super) upper: Vec<Vec<Vec<u32>>>,
+    pub(super) entry: Option<u32>,
+    pub(super) top_level: usize,
+    pub(super) rng: u64,
 }
 
 impl Hnsw {
@@ -99,6 +99,11 @@ impl Hnsw {
         self.rows.len()
     }
 
+    /// The store row of graph node `node`.
+    pub fn row_of(&self, node: u32) -> u32 {
+        self.rows[node as usize]
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
@@ -109,7 +114,7 @@ impl Hnsw {
         self.rows.capacity() * 4 + self.l0.capacity() * 4 + self.l0_len.capacity() + self.upper_of.capacity() * 4 + upper
     }
 
-    fn links(&self, node: u32, level: usize) -> &[u32] {
+    pub(super) fn links(&self, node: u32, level: usize) -> &[u32] {
         let n = node as usize;
         if level == 0 {
             let m0 = self.params.m0;
@@ -119,7 +124,7 @@ impl Hnsw {
         }
     }
 
-    fn set_links(&mut self, node: u32, level: usize, links: &[u32]) {
+    pub(super) fn set_links(&mut self, node: u32, level: usize, links: &[u32]) {
         let n = node as usize;
         if level == 0 {
             let m0 = self.params.m0;
@@ -132,105 +137,15 @@ impl Hnsw {
         }
     }
 
-    fn random_level(&mut self) -> usize {
+    pub(super) fn random_level(&mut self) -> usize {
         // xorshift64*: reproducible graphs for a given insertion order.
         self.rng ^= self.rng >> 12;
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;
-        let x = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let ml = 1.0 / (self.params.m as f64).ln();
-        ((-u.ln() * ml) as usize).min(16)
+        super::build::level_for(self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D), self.params.m)
     }
 
-    /// Add store row `row` (its vector read from `src`).
-    pub fn insert(&mut self, row: u32, src: &impl RowSource, k: &Kernels) {
-        let node = self.rows.len() as u32;
-        let level = self.random_level();
-        self.rows.push(row);
-        self.l0.resize(self.l0.len() + self.params.m0, 0);
-        self.l0_len.push(0);
-        if level > 0 {
-            self.upper_of.push(self.upper.len() as u32);
-            self.upper.push(vec![Vec::new(); level]);
-        } else {
-            self.upper_of.push(u32::MAX);
-        }
-        let Some(mut ep) = self.entry else {
-            self.entry = Some(node);
-            self.top_level = level;
-            return;
-        };
-        let q = src.row(row);
-        let mut ep_sim = (k.dot)(q, src.row(self.rows[ep as usize]));
-        for l in (level + 1..=self.top_level).rev() {
-            (ep, ep_sim) = self.greedy(q, ep, ep_sim, l, src, k);
-        }
-        let mut eps = vec![(ep_sim, ep)];
-        for l in (0..=level.min(self.top_level)).rev() {
-            let (found, _) = self.search_layer(q, &eps, self.params.ef_construction, l, src, k, &|_| true);
-            let chosen = self.select(&found, self.params.m, src, k);
-            self.set_links(node, l, &chosen.iter().map(|c| c.1).collect::<Vec<_>>());
-            for &(s, nb) in &chosen {
-                self.link_back(nb, node, s, l, src, k);
-            }
-            eps = found;
-        }
-        if level > self.top_level {
-            self.top_level = level;
-            self.entry = Some(node);
-        }
-    }
-
-    /// Add `node` to `nb`'s links on `level`; a full list keeps its `cap` most similar.
-    fn link_back(&mut self, nb: u32, node: u32, sim: f32, level: usize, src: &impl RowSource, k: &Kernels) {
-        let cap = if level == 0 { self.params.m0 } else { self.params.m };
-        let cur = self.links(nb, level);
-        if cur.len() < cap {
-            let mut v = cur.to_vec();
-            v.push(node);
-            self.set_links(nb, level, &v);
-            return;
-        }
-        // Full: drop the least similar (one dot per link; the diversity heuristic here
-        // would cost a dot per pair, and measured no better recall on level 0 with m0 = 2m).
-        let base = src.row(self.rows[nb as usize]);
-        let mut scored: Vec<(f32, u32)> = cur.iter().map(|&c| ((k.dot)(base, src.row(self.rows[c as usize])), c)).collect();
-        let (wi, worst) = scored.iter().enumerate().min_by(|a, b| a.1 .0.total_cmp(&b.1 .0)).map(|(i, w)| (i, w.0)).unwrap();
-        if sim > worst {
-            scored[wi] = (sim, node);
-            let v: Vec<u32> = scored.iter().map(|s| s.1).collect();
-            self.set_links(nb, level, &v);
-        }
-    }
-
-    /// The diversity heuristic: candidates best first; one is kept unless an already kept
-    /// node is more similar to it than the query is (it would be reached through that one).
-    /// Short lists are topped up with the best of the rest.
-    fn select(&self, found: &[(f32, u32)], m: usize, src: &impl RowSource, k: &Kernels) -> Vec<(f32, u32)> {
-        let mut kept: Vec<(f32, u32)> = Vec::with_capacity(m);
-        let mut skipped = Vec::new();
-        for &(s, c) in found {
-            if kept.len() == m {
-                break;
-            }
-            let v = src.row(self.rows[c as usize]);
-            if kept.iter().all(|&(_, o)| (k.dot)(v, src.row(self.rows[o as usize])) < s) {
-                kept.push((s, c));
-            } else {
-                skipped.push((s, c));
-            }
-        }
-        for x in skipped {
-            if kept.len() == m {
-                break;
-            }
-            kept.push(x);
-        }
-        kept
-    }
-
-    fn greedy(&self, q: &[f32], mut ep: u32, mut ep_sim: f32, level: usize, src: &impl RowSource, k: &Kernels) -> (u32, f32) {
+    pub(super) fn greedy(&self, q: &[f32], mut ep: u32, mut ep_sim: f32, level: usize, src: &impl RowSource, k: &Kernels) -> (u32, f32) {
         loop {
             let mut moved = false;
             for &nb in self.links(ep, level) {
@@ -249,7 +164,7 @@ impl Hnsw {
     /// Beam search on one level from `eps`: the `ef` best nodes that `pass` accepts (node
     /// ids, best first), expanding through every node. Returns them and the nodes scored.
     #[allow(clippy::too_many_arguments)]
-    fn search_layer(&self, q: &[f32], eps: &[(f32, u32)], ef: usize, level: usize, src: &impl RowSource, k: &Kernels, pass: &dyn Fn(u32) -> bool) -> (Vec<(f32, u32)>, usize) {
+    pub(super) fn search_layer(&self, q: &[f32], eps: &[(f32, u32)], ef: usize, level: usize, src: &impl RowSource, k: &Kernels, pass: &dyn Fn(u32) -> bool) -> (Vec<(f32, u32)>, usize) {
         VISITED.with(|v| {
             let mut guard = v.borrow_mut();
             let (marks, gen) = &mut *guard;

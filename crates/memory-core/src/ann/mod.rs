@@ -7,12 +7,16 @@
 //! rows, not persisted). Only namespaces of at least [`ANN_MIN_ROWS`] rows get a graph:
 //! below that the exact int8 pass is as fast and exact.
 
+mod build;
 pub mod hnsw;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
+
 use crate::search::{kernels, TopK};
 use crate::store::state::State;
+pub use build::{Candidates, MAX_PRESEARCHED};
 pub use hnsw::{Hnsw, HnswParams, RowSource, Traversal};
 
 /// Namespaces with fewer rows than this are searched exactly and have no graph. Measured
@@ -23,6 +27,14 @@ pub const ANN_MIN_ROWS: usize = 20_000;
 /// The candidate list of a top-k graph search: `max(k, ANN_EF)` (recall@10 ≥ 0.98 at 100k–1M
 /// clustered rows in the measurements of docs/search.md).
 pub const ANN_EF: usize = 96;
+
+/// A new memory's candidate neighbours, found by the significance pass's graph search
+/// before it was stored, for its insertion into the graph (one search per memory, not two).
+pub struct Presearched {
+    /// The graph's node count when they were found: they are used only if it is unchanged.
+    pub graph_len: usize,
+    pub cands: Candidates,
+}
 
 /// A namespace's graph and how much of its row list it covers.
 pub struct NsGraph {
@@ -62,8 +74,9 @@ impl AnnSet {
     }
 
     /// Index up to `max` more rows of the namespaces big enough for a graph; returns how
-    /// many were indexed (0 once everything is covered).
-    pub fn catch_up(&mut self, st: &State, max: usize) -> usize {
+    /// many were indexed (0 once everything is covered). `pre`: candidates the significance
+    /// pass found for rows just stored (by row), used where the graph has not changed since.
+    pub fn catch_up(&mut self, st: &State, max: usize, mut pre: HashMap<u32, Presearched>) -> usize {
         let k = kernels();
         let mut done = 0;
         if self.graphs.len() < st.namespaces.len() {
@@ -81,15 +94,19 @@ impl AnnSet {
                 *slot = Some(NsGraph { graph: Hnsw::new(self.params), covered: 0 });
             }
             let g = slot.as_mut().unwrap();
-            while g.covered < ns.rows.len() && done < max {
+            let mut batch = Vec::new();
+            while g.covered < ns.rows.len() && done + batch.len() < max {
                 let r = ns.rows[g.covered];
                 g.covered += 1;
                 // Rows already dead when reached need no node (nothing can find them).
                 if st.live_col[r as usize] {
-                    g.graph.insert(r, &st.vectors, k);
-                    done += 1;
+                    batch.push(r);
                 }
             }
+            let len = g.graph.len();
+            let found = batch.iter().filter_map(|r| pre.remove(r).filter(|p| p.graph_len == len).map(|p| (*r, p.cands))).collect();
+            g.graph.insert_batch(&batch, found, &st.vectors, k);
+            done += batch.len();
         }
         done
     }

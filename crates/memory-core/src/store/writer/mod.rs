@@ -214,7 +214,7 @@ impl Writer {
         if self.shared.q8.as_ref().is_some_and(|q8| !q8.catch_up(&st, Q8_CATCH_UP_ROWS)) {
             return Next::Again;
         }
-        if self.shared.ann.write().catch_up(&st, ANN_CATCH_UP_ROWS) > 0 {
+        if self.shared.ann.write().catch_up(&st, ANN_CATCH_UP_ROWS, Default::default()) > 0 {
             return Next::Again;
         }
         if self.vec_file.as_ref().is_none_or(|v| v.rows >= st.len()) {
@@ -417,10 +417,10 @@ impl Writer {
     }
 
     /// Add up to `max` rows not in their namespace's ANN graph yet.
-    fn index_rows(&self, max: usize) -> usize {
+    fn index_rows(&self, max: usize, pre: std::collections::HashMap<u32, crate::ann::Presearched>) -> usize {
         let st = self.shared.state.read();
         let mut ann = self.shared.ann.write();
-        ann.catch_up(&st, max)
+        ann.catch_up(&st, max, pre)
     }
 
     fn bulk_load(&mut self, records: Vec<PutRecord>) -> Result<usize> {
