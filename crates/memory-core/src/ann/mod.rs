@@ -8,7 +8,10 @@
 //! below that the exact int8 pass is as fast and exact.
 
 mod build;
+pub mod persist;
 pub mod hnsw;
+#[cfg(test)]
+mod persist_tests;
 #[cfg(test)]
 mod tests;
 

@@ -1,5 +1,5 @@
 //! The graph against brute force: recall on clustered data, filters and dead rows never
-//! returned.
+//! returned, valid graphs from serial, parallel and presearched insertion.
 
 use super::hnsw::{Hnsw, HnswParams, RowSource};
 use crate::search::kernels;
@@ -73,6 +73,7 @@ fn graph_recall_matches_the_exact_top_10() {
         g.insert(r, &src, kernels());
     }
     assert_eq!(g.len(), n);
+    assert_valid(&g);
     let r = recall(&src, &g, n, &queries, 96, &|_| true);
     assert!(r >= 0.98, "recall@10 {r}");
     // A stored vector finds itself first.
@@ -107,4 +108,66 @@ fn an_empty_graph_finds_nothing() {
     let src = Flat { dims: 4, data: vec![] };
     let g = Hnsw::new(HnswParams::default());
     assert!(g.search(&[1.0, 0.0, 0.0, 0.0], 5, 10, &src, kernels(), &|_| true).0.is_empty());
+}
+
+/// Every link names another node, once, on a level that node is on; lists within their caps;
+/// the entry point on the top level.
+pub(crate) fn assert_valid(g: &Hnsw) {
+    let n = g.len();
+    let levels = |x: u32| if g.upper_of[x as usize] == u32::MAX { 0 } else { g.upper[g.upper_of[x as usize] as usize].len() };
+    for node in 0..n as u32 {
+        for l in 0..=levels(node) {
+            let links = g.links(node, l);
+            let cap = if l == 0 { g.params.m0 } else { g.params.m };
+            assert!(links.len() <= cap, "node {node} level {l}: {} links", links.len());
+            let mut seen = std::collections::HashSet::new();
+            for &x in links {
+                assert!((x as usize) < n && x != node && levels(x) >= l && seen.insert(x), "node {node} level {l}: bad link {x}");
+            }
+        }
+    }
+    if n > 0 {
+        assert_eq!(levels(g.entry.expect("entry")), g.top_level);
+    }
+}
+
+#[test]
+fn parallel_batch_insertion_gives_a_valid_graph_with_the_same_recall() {
+    let (n, dims) = (6000, 48);
+    let mut data = clustered(n + 100, dims, 40, 7);
+    let queries = data.split_off(n * dims);
+    let src = Flat { dims, data };
+    let mut g = Hnsw::new(HnswParams::default());
+    let all: Vec<u32> = (0..n as u32).collect();
+    for b in all.chunks(1000) {
+        g.insert_batch(b, Default::default(), &src, kernels());
+    }
+    assert_eq!(g.len(), n);
+    assert_valid(&g);
+    let r = recall(&src, &g, n, &queries, 96, &|_| true);
+    assert!(r >= 0.98, "recall@10 {r}");
+}
+
+#[test]
+fn rows_linked_with_presearched_candidates_are_found_like_the_others() {
+    // 4000 rows inserted one by one, then 1000 more whose candidates were searched ahead
+    // (as the significance pass does) and linked in one batch.
+    let (n, dims) = (5000, 32);
+    let mut data = clustered(n + 60, dims, 25, 11);
+    let queries = data.split_off(n * dims);
+    let src = Flat { dims, data };
+    let mut g = Hnsw::new(HnswParams::default());
+    for r in 0..4000 {
+        g.insert(r, &src, kernels());
+    }
+    let new: Vec<u32> = (4000..n as u32).collect();
+    let pre: std::collections::HashMap<u32, super::Candidates> = new.iter().map(|&r| (r, g.presearch(src.row(r), r as u64, &src, kernels()))).collect();
+    g.insert_batch(&new, pre, &src, kernels());
+    assert_eq!(g.len(), n);
+    assert_valid(&g);
+    assert!(recall(&src, &g, n, &queries, 96, &|_| true) >= 0.98);
+    // Each new row finds itself: it is linked in.
+    for &r in new.iter().step_by(37) {
+        assert_eq!(g.search(src.row(r), 1, 32, &src, kernels(), &|_| true).0[0].1, r);
+    }
 }

@@ -205,6 +205,7 @@ impl Writer {
         // The old generation's text index file goes with its log (it holds deleted memories'
         // terms); the new generation's is written at close.
         crate::text::persist::remove_other_generations(&dir, gen);
+        crate::ann::persist::remove_other_generations(&dir, gen);
         // Everything is in the new file, fsynced.
         self.dirty = false;
         let rows_after = new_state.len();

@@ -139,13 +139,16 @@ impl Writer {
     }
 
     /// Closing: a running compaction is abandoned, expiry watchers are told, and the text
-    /// index is written beside the log so the next open loads it instead of rebuilding it
-    /// (`text::persist`; if that fails, the next open rebuilds).
+    /// index and the ANN graphs are written beside the log so the next open loads them
+    /// instead of rebuilding them (`text::persist`, `ann::persist`; if that fails, the next
+    /// open rebuilds).
     fn shutdown(&mut self) {
         let closed = Error::Unavailable("the store is closed".into());
         self.abort_compaction(Error::Unavailable("the store is closed".into()));
         self.close_expiry(&closed);
-        let _ = crate::text::persist::save(&self.shared.dir, self.log.gen, &self.shared.state.read());
+        let st = self.shared.state.read();
+        let _ = crate::text::persist::save(&self.shared.dir, self.log.gen, &st);
+        let _ = crate::ann::persist::save(&self.shared.dir, self.log.gen, &st, &self.shared.ann.read());
     }
 
     /// Background work between operations: the switch of a finished compaction, an expiry
