@@ -162,3 +162,22 @@ fn significance_and_associations_come_from_the_graph_above_the_threshold() {
     assert_eq!(s.stats().ann_pending, 0);
     assert_eq!(ids(&s, &vs[123], &req(2, false)).0, vec!["copy".to_string(), "m123".to_string()]);
 }
+
+#[test]
+fn a_filter_passing_under_a_sixteenth_of_the_namespace_is_scored_exactly() {
+    // Graph threshold 50: both filters below leave more candidates than that; the rarer one
+    // (4%) leaves fewer than 1 in 16 of the rows, which a traversal would walk past.
+    let dir = tempfile::tempdir().unwrap();
+    let s = TensorStore::open(dir.path(), StoreOptions { ann_min_rows: 50, compact: None, ..opts(DIMS, FsyncPolicy::Off) }).unwrap();
+    let vs = clustered(2000, 6);
+    let items: Vec<PutInput> = vs.iter().enumerate().map(|(n, v)| PutInput { metadata: Some(format!("{{\"tag\":\"t{}\",\"rare\":{}}}", n % 10, n % 25 == 0)), ..item("ns", &format!("m{n}"), "x", v.clone()) }).collect();
+    s.put_blocking(items).unwrap();
+    indexed(&s);
+    let with = |f: serde_json::Value| SearchRequest { filter: Some(std::sync::Arc::new(Filter::compile(&f).unwrap())), ..req(10, false) };
+    let (m, plan) = s.search_explained(&vs[0], 1, &with(serde_json::json!({"rare": true}))).unwrap();
+    assert_eq!((plan.kind, plan.reason, plan.filter_candidates), (PlanKind::Exact, "selective filter", Some(80)));
+    assert!(m[0].len() == 10 && m[0].iter().all(|x| x.metadata.contains("\"rare\":true")));
+    let (m, plan) = s.search_explained(&vs[0], 1, &with(serde_json::json!({"tag": "t3"}))).unwrap();
+    assert_eq!((plan.kind, plan.reason, plan.filter_candidates), (PlanKind::Graph, "filtered graph traversal", Some(200)));
+    assert!(m[0].len() == 10 && m[0].iter().all(|x| x.metadata.contains("\"t3\"")));
+}

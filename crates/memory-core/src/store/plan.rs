@@ -3,9 +3,10 @@
 //! - `exact: true`, a recency half-life (it re-ranks by age, which no graph orders by), or a
 //!   namespace without a graph (fewer than `ann_min_rows` rows, default
 //!   [`crate::ann::ANN_MIN_ROWS`]) → the exact pass.
-//! - A metadata filter whose indexed terms leave fewer than `ann_min_rows` candidate rows
-//!   (the posting lists' cardinalities are known) → the exact pass over those candidates:
-//!   cheaper than a traversal that must walk past the rows the filter rejects, and exact.
+//! - A metadata filter whose indexed terms leave fewer than `ann_min_rows` candidate rows, or
+//!   fewer than 1 in [`MAX_EF_WIDEN`] of the namespace (the posting lists' cardinalities are
+//!   known) → the exact pass over those candidates: cheaper than a traversal that must walk
+//!   past the rows the filter rejects, and exact.
 //! - Otherwise → the graph, filter-aware: every node is a waypoint, only rows passing the
 //!   filter, TTL, significance and time conditions are collected, with the candidate list
 //!   widened by how much of the namespace the filter rejects (at most [`MAX_EF_WIDEN`]×).
@@ -91,7 +92,9 @@ pub(super) fn choose(st: &State, ann: &AnnSet, p: &ScanParams, exact: bool) -> P
     let live = st.namespaces[ns as usize].live.max(1);
     let cand = filter_candidates(st, ns, p).map(|c| c.len());
     if let Some(c) = cand {
-        if (c as usize) < ann.min_rows {
+        // Fewer candidates than the graph threshold, or than the nodes a traversal widened
+        // to its limit would have to walk past to find them: scoring them is cheaper.
+        if (c as usize) < ann.min_rows.max(live / MAX_EF_WIDEN) {
             return Plan { filter_candidates: cand, ..plan(PlanKind::Exact, "selective filter") };
         }
     }
