@@ -54,7 +54,10 @@ pub(crate) fn score_new(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, a
     }
     let by_ns: Vec<(String, Vec<usize>)> = by_ns.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     for (ns, idx) in by_ns {
-        let graph = ann.zip(st.ns_id(&ns)).and_then(|(a, n)| a.serving(st, n).map(|g| (g, n)));
+        // A graph with a long tail of rows not in it yet (just built, still catching up)
+        // would leave every new memory to score that tail one row at a time: the exact
+        // multi-query pass is faster then.
+        let graph = ann.zip(st.ns_id(&ns)).and_then(|(a, n)| a.serving(st, n).map(|g| (g, n))).filter(|(g, n)| st.namespaces[*n as usize].rows.len() - g.covered <= MAX_PRESEARCHED);
         if let Some((g, n)) = graph {
             let stored = if g.covered == st.namespaces[n as usize].rows.len() && idx.len() <= MAX_PRESEARCHED {
                 graph_neighbours_presearched(st, g, news, &idx, now)

@@ -27,9 +27,14 @@ use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::search::normalize;
 
-/// Rows added to the ANN graphs per slice of idle catch-up (and per put group beyond its own
-/// rows): a few tens of milliseconds, after which the writer looks for operations again.
+/// Rows added to the ANN graphs per slice of idle catch-up: a few tens of milliseconds,
+/// after which the writer looks for operations again.
 pub(super) const ANN_CATCH_UP_ROWS: usize = 128;
+
+/// Rows of a backlog added to the ANN graphs by a put group beyond its own (a graph just
+/// started for a namespace crossing the threshold, or rebuilt after open without its file):
+/// ~0.1–0.2 s on two cores, so a steady stream of batches does not keep it behind for long.
+pub(super) const ANN_GROUP_CATCH_UP_ROWS: usize = 1024;
 
 /// Most operations the writer takes into one group.
 const MAX_GROUP_ITEMS: usize = 4096;

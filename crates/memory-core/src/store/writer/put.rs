@@ -11,7 +11,7 @@ use crate::significance::pass::{score_new, NewMemory};
 use crate::store::log::{self, PutRecord, NO_EXPIRY};
 use crate::store::shared::{memory_of, now_ms, Q8Shared};
 use crate::store::state::State;
-use super::ANN_CATCH_UP_ROWS;
+use super::ANN_GROUP_CATCH_UP_ROWS;
 use crate::store::types::PutOutcome;
 
 /// Per operation of a group, per item: its outcome once known.
@@ -48,9 +48,10 @@ impl Writer {
         let added = news.len();
         let pre = self.apply(&group, news, &mut outcomes, now);
         // Into the graphs now, so the next group's significance pass and searches find them
-        // there (plus a slice of any backlog: the rest is indexed while idle), with the
-        // candidates the significance pass already found.
-        self.index_rows(added + ANN_CATCH_UP_ROWS, pre);
+        // there (plus a slice of any backlog, so that a graph just started catches up under
+        // a steady load too; the rest is indexed while idle), with the candidates the
+        // significance pass already found.
+        self.index_rows(added + ANN_GROUP_CATCH_UP_ROWS, pre);
         self.note_expiry(soonest);
         for ((_, done), slots) in group.into_iter().zip(outcomes) {
             done(Ok(slots.into_iter().map(|o| o.expect("every item has an outcome")).collect()));
