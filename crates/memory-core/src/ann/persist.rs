@@ -282,7 +282,7 @@ fn decode_graph(r: &mut Reader, params: HnswParams) -> Option<(String, NsGraph)>
         && g.upper.iter().all(|ls| ls.iter().enumerate().all(|(i, l)| l.iter().all(|&x| levels_of(x).is_some_and(|lv| lv > i))));
     let entry_ok = match (n, entry) {
         (0, u32::MAX) => top_level == 0,
-        (_, e) if (e as usize) < n => top_level == 0 || g.upper_of[e as usize] != u32::MAX && g.upper[g.upper_of[e as usize] as usize].len() == top_level,
+        (_, e) if (e as usize) < n => top_level == 0 || (g.upper_of[e as usize] != u32::MAX && g.upper[g.upper_of[e as usize] as usize].len() == top_level),
         _ => false,
     };
     if !links_ok || !entry_ok || covered < n {
