@@ -102,7 +102,7 @@ pub(super) fn choose(st: &State, ann: &AnnSet, p: &ScanParams, exact: bool) -> P
     let widen = match (p.filter.is_some_and(|f| !f.is_empty()), cand) {
         (false, _) => 1,
         // 1.5× the inverse selectivity: at 30% a list of 4 × 96 missed 2% of the top 10
-        // at 100k (docs/search.md), 5 × 96 reaches 0.99.
+        // at 100k in `pnpm bench scale` (docs/search.md), 5 × 96 reached 0.992.
         (true, Some(c)) => (live * 3 / 2).div_ceil(c.max(1) as usize).clamp(1, MAX_EF_WIDEN),
         (true, None) => MAX_EF_WIDEN / 4,
     };
