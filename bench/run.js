@@ -1,5 +1,5 @@
 // `pnpm bench`: runs every benchmark in its own process and keeps results in bench/results/*.json.
-// BENCH_ONLY=search,ingest to pick; BENCH_ROWS to change the store size (default 1,000,000).
+// BENCH_ONLY=search,ingest (or `pnpm bench search ingest`) to pick; BENCH_ROWS to change the store size (default 1,000,000).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';

@@ -62,6 +62,8 @@ export declare class MemoryStore {
   get(namespace: string, id: string, withEmbedding?: boolean | undefined | null): Memory | null
   /** Exact top-k for `nq` queries (row-major `nq × dims`) in one pass, on the thread pool. */
   search(queries: Float32Array, nq: number, options: SearchOptions): Promise<Memory[][]>
+  /** `search` and the plan that answered it (`exact` or `graph`, and why). */
+  searchExplained(queries: Float32Array, nq: number, options: SearchOptions): Promise<ExplainedSearch>
   /** Synchronous form of `search` (blocks the event loop: for tools and benchmarks). */
   searchSync(queries: Float32Array, nq: number, options: SearchOptions): Memory[][]
   /** One query; concurrent calls with equal options share one pass over memory. */
@@ -186,6 +188,11 @@ export interface ExpiredMemory {
   seq: number
 }
 
+export interface ExplainedSearch {
+  results: Array<Array<Memory>>
+  plan: SearchPlan
+}
+
 /** Every operator of the filter language: the logical ones, then the field ones. */
 export declare function filterOperators(): Array<string>
 
@@ -299,6 +306,8 @@ export interface OpenOptions {
   compactGarbageRatio?: number
   /** …and the log holds at least this many bytes (default 1 MiB). */
   compactMinBytes?: number
+  /** Namespaces of at least this many rows get an ANN graph (default 20,000). */
+  annMinRows?: number
   /** Keep a full-text (BM25) index of the texts, built at open (default true). */
   textIndex?: boolean
 }
@@ -373,12 +382,27 @@ export interface SearchOptions {
    * false): for measuring the scan itself, or ruling the pre-pass out.
    */
   f32Scan?: boolean
+  /** The exact pass even where the namespace's ANN graph could serve (default false). */
+  exact?: boolean
   /**
    * `top` and `searchBatched`: stop once the results' own bytes (id, namespace, text,
    * metadata, associations, 4 per embedding float) pass this; the memory that passes it and
    * one more are still returned, so a caller estimating a larger encoding sees the cut.
    */
   maxBytes?: number
+}
+
+/** Which plan answered a search and why (`retrieve`'s `explain`). */
+export interface SearchPlan {
+  /** `exact` | `graph`. */
+  plan: string
+  reason: string
+  /** Rows the filter's indexed terms leave, when it has any. */
+  filterCandidates?: number
+  /** The graph's candidate list (graph plans; 0 for exact). */
+  ef: number
+  /** Graph nodes and uncovered rows scored, over the queries (graph plans). */
+  scored: number
 }
 
 /**
@@ -423,6 +447,15 @@ export interface StoreStats {
    * of copied out of the log (whole chunks of 16,384 rows; see docs/storage.md).
    */
   mappedRows: number
+  /**
+   * Rows in the ANN graphs, the graphs' bytes, rows waiting to be indexed, and searches
+   * answered per plan (`exact` / `graph`) since open.
+   */
+  annRows: number
+  annBytes: number
+  annPending: number
+  plansExact: number
+  plansGraph: number
   /** Log bytes of the live memories (what a compaction keeps) and the rest. */
   liveBytes: number
   garbageBytes: number

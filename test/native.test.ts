@@ -129,6 +129,8 @@ describe('native MemoryStore', () => {
       liveBytes: st.liveBytes,
       garbageBytes: st.garbageBytes,
       compactions: st.compactions,
+      plansExact: st.plansExact,
+      plansGraph: st.plansGraph,
     });
     await s.put([item('one more', { id: 'extra', namespace: 'other' })]);
     expect(s.counters()).toMatchObject({ totalMemories: n + 1, namespaces: st.namespaces + 1, lastSeq: st.lastSeq + 1 });

@@ -175,6 +175,9 @@ export interface StoreCounters {
   liveBytes: number;
   garbageBytes: number;
   compactions: number;
+  /** Searches answered by the exact pass / by an ANN graph (docs/search.md). */
+  plansExact: number;
+  plansGraph: number;
 }
 
 /**
@@ -183,7 +186,7 @@ export interface StoreCounters {
  */
 export class MemoryStore {
   /** Reused by counters() (filled in place by the addon: no allocation per call). */
-  private readonly countersBuf = new Float64Array(13);
+  private readonly countersBuf = new Float64Array(15);
   private closed = false;
   private constructor(private readonly s: Store) {}
 
@@ -260,6 +263,11 @@ export class MemoryStore {
     if (this.closed) return Promise.reject(closedError());
     return wrapAsync(() => this.s.search(queries, nq, options));
   }
+  /** `search` and the plan that answered it (`retrieve`'s `explain`). */
+  searchExplained(queries: Float32Array, nq: number, options: Addon.SearchOptions): Promise<Addon.ExplainedSearch> {
+    if (this.closed) return Promise.reject(closedError());
+    return wrapAsync(() => this.s.searchExplained(queries, nq, options));
+  }
   searchSync(queries: Float32Array, nq: number, options: Addon.SearchOptions): Addon.Memory[][] {
     this.live();
     return wrapSync(() => this.s.searchSync(queries, nq, options));
@@ -313,6 +321,8 @@ export class MemoryStore {
       liveBytes: c[10]!,
       garbageBytes: c[11]!,
       compactions: c[12]!,
+      plansExact: c[13]!,
+      plansGraph: c[14]!,
     };
   }
 }

@@ -158,6 +158,8 @@ export const statsReplySchema = statsCountsSchema
     live_bytes: z.number().optional(),
     garbage_bytes: z.number().optional(),
     last_compaction: compactionSchema.nullable().optional(),
+    // Searches answered per vector plan since start (docs/search.md, "The planner").
+    plans: z.object({ exact: z.number(), graph: z.number() }).strict().optional(),
   })
   .strict();
 

@@ -147,6 +147,10 @@ export const retrieveSchema = z.object({
   until: isoSchema.optional(),
   recency_half_life_s: z.number().positive().optional(),
   include_embeddings: z.boolean().optional(),
+  /** Force the exact pass even where the namespace's ANN graph would serve (docs/search.md). */
+  exact: z.boolean().optional(),
+  /** Add `plan` to the reply: which plan answered (`exact` | `graph`) and why. */
+  explain: z.boolean().optional(),
   /** How `query` ranks (docs/search.md): by embedding (`vector`, the default), BM25 over the texts (`text`), or both fused (`hybrid`). */
   mode: z.enum(RETRIEVE_MODES, { errorMap: () => ({ message: `must be one of ${RETRIEVE_MODES.join(', ')}` }) }).optional(),
   /** Wait (bounded) until this instance has applied at least this sequence (docs/cluster.md). */
@@ -237,6 +241,15 @@ export interface RetrieveSignals {
   text?: SignalScore;
 }
 
+/** `retrieve`'s `plan` with `explain: true` (docs/search.md). */
+export interface RetrievePlan {
+  plan: 'exact' | 'graph' | 'significance';
+  reason: string;
+  filter_candidates?: number;
+  ef?: number;
+  scored?: number;
+}
+
 export interface StoreResult {
   id: string;
   significance: number;
@@ -320,6 +333,8 @@ export interface MemoryStatsReply extends MemoryStatsCounts {
     start_seq: number;
     automatic: boolean;
   } | null;
+  /** Vector searches answered per plan since start: the exact pass, an ANN graph. */
+  plans?: { exact: number; graph: number };
   totals?: MemoryStatsCounts;
   /** A re-embedding under way (`--reembed`; docs/embeddings.md). */
   reembed?: ReembedProgress;

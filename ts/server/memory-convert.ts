@@ -119,6 +119,7 @@ export const STATS_JSON = flatJson([
   'live_bytes',
   'garbage_bytes',
   'last_compaction',
+  'plans',
 ]);
 
 /** A native compaction report in its wire form. */

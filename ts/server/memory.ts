@@ -26,6 +26,7 @@ import {
   updateSchema,
   type MemoryStatsCounts,
   type MemoryStatsReply,
+  type RetrievePlan,
   type StoreItem,
   type StoreResult,
   type StoreStats,
@@ -492,18 +493,33 @@ export class MemoryServer extends ServerBase {
     // Checked input first: a bad request fails at once, not after the wait.
     if (d.min_seq !== undefined) await this.writes.waitApplied(d.min_seq, MIN_SEQ_WAIT_MS);
     let rows: NativeMemory[];
+    let plan: RetrievePlan | undefined;
     if (query === undefined) {
       rows = await mapped(() => this.store.top(opts));
+      if (d.explain) plan = { plan: 'significance', reason: 'no query: the significance index' };
     } else {
       if (d.min_score !== undefined) opts.minScore = d.min_score;
       if (d.recency_half_life_s !== undefined) opts.recencyHalfLifeS = d.recency_half_life_s;
-      rows = await mapped(this.store.searchBatched(query, opts));
+      if (d.exact) opts.exact = true;
+      if (d.explain) {
+        // The same planner and search as below, one query on the thread pool, with its plan.
+        const out = await mapped(this.store.searchExplained(query, 1, opts));
+        rows = out.results[0] ?? [];
+        const p = out.plan;
+        plan = { plan: p.plan as RetrievePlan['plan'], reason: p.reason, ef: p.ef, scored: p.scored };
+        if (p.filterCandidates !== undefined && p.filterCandidates !== null) plan.filter_candidates = p.filterCandidates;
+      } else {
+        rows = await mapped(this.store.searchBatched(query, opts));
+      }
     }
     // The best memories that fit the reply byte budget; `truncated` says some were left out.
     const n = fittingPrefix(rows, include, budget);
     const memories = new Array<WireMemory>(n);
     for (let i = 0; i < n; i++) memories[i] = toWireMemory(rows[i]!, include);
-    return n < rows.length ? { memories, truncated: true } : { memories };
+    const reply: { memories: WireMemory[]; truncated?: true; plan?: RetrievePlan } = { memories };
+    if (n < rows.length) reply.truncated = true;
+    if (plan !== undefined) reply.plan = plan;
+    return reply;
   }
 
   private async list(conn: Connection, req: Request): Promise<unknown> {
@@ -694,6 +710,8 @@ export class MemoryServer extends ServerBase {
       live_bytes: st.liveBytes,
       garbage_bytes: st.garbageBytes,
       last_compaction: this.lastCompaction.summary,
+      // Searches per plan since start (exact pass / ANN graph; docs/search.md).
+      plans: { exact: st.plansExact ?? 0, graph: st.plansGraph ?? 0 },
     };
     const cluster = this.writes.clusterStats();
     if (cluster !== undefined) Object.assign(reply, { cluster });

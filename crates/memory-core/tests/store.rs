@@ -187,7 +187,7 @@ fn bad_input_is_a_typed_error_and_writes_nothing() {
 fn open_errors_dims_lock_embedder() {
     let dir = tempfile::tempdir().unwrap();
     let emb = |name: &str, hash: &str| Some(EmbedderInfo { name: name.into(), hash: hash.into() });
-    let o = |dims: usize, e: Option<EmbedderInfo>, reembed: bool| StoreOptions { dims, fsync: FsyncPolicy::Off, embedder: e, reembed, group_commit: true, compact: None, text_index: true };
+    let o = |dims: usize, e: Option<EmbedderInfo>, reembed: bool| StoreOptions { dims, fsync: FsyncPolicy::Off, embedder: e, reembed, group_commit: true, compact: None, text_index: true, ann_min_rows: memory_core::ann::ANN_MIN_ROWS };
     {
         let s = TensorStore::open(dir.path(), o(8, emb("hash", "h1"), false)).unwrap();
         s.put_blocking(vec![item("default", "a", "x", unit(8, 0))]).unwrap();
@@ -1353,6 +1353,7 @@ impl Query<'_> {
             recency_half_life_s: self.half_life,
             include_embeddings: false,
             f32_scan: false,
+            exact: false,
         }
     }
 }
@@ -2115,7 +2116,7 @@ fn refused_open_does_not_poison_store_json() {
     b[offs[0] + 8 + 20] ^= 0xff;
     std::fs::write(&wal, &b).unwrap();
     let before = std::fs::read_to_string(dir.path().join("store.json")).unwrap();
-    let o = StoreOptions { dims: 8, fsync: FsyncPolicy::Off, embedder: Some(EmbedderInfo { name: "other".into(), hash: "h".into() }), reembed: true, group_commit: true, compact: None, text_index: true };
+    let o = StoreOptions { dims: 8, fsync: FsyncPolicy::Off, embedder: Some(EmbedderInfo { name: "other".into(), hash: "h".into() }), reembed: true, group_commit: true, compact: None, text_index: true, ann_min_rows: memory_core::ann::ANN_MIN_ROWS };
     let e = TensorStore::open(dir.path(), o).err().expect("corrupt");
     assert_eq!(e.code(), ErrorCode::Corrupt);
     assert_eq!(std::fs::read_to_string(dir.path().join("store.json")).unwrap(), before);

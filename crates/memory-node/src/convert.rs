@@ -46,6 +46,9 @@ pub fn store_options(o: OpenOptions) -> napi::Result<StoreOptions> {
         policy.min_bytes = b as u64;
     }
     so.compact = (policy.garbage_ratio > 0.0).then_some(policy);
+    if let Some(n) = o.ann_min_rows {
+        so.ann_min_rows = n.max(1) as usize;
+    }
     Ok(so)
 }
 
@@ -63,6 +66,7 @@ pub fn search_request(o: &SearchOptions) -> napi::Result<core_store::SearchReque
         recency_half_life_s: o.recency_half_life_s,
         include_embeddings: o.include_embeddings.unwrap_or(false),
         f32_scan: o.f32_scan.unwrap_or(false),
+        exact: o.exact.unwrap_or(false),
     })
 }
 
@@ -186,6 +190,11 @@ impl From<core_store::StoreStats> for StoreStats {
             embedder_hash: s.embedder.map(|e| e.hash),
             int8_rows: s.int8_rows as u32,
             mapped_rows: s.mapped_rows as u32,
+            ann_rows: s.ann_rows as u32,
+            ann_bytes: s.ann_bytes as f64,
+            ann_pending: s.ann_pending as u32,
+            plans_exact: s.plans_exact as f64,
+            plans_graph: s.plans_graph as f64,
             live_bytes: s.live_bytes as i64,
             garbage_bytes: s.garbage_bytes as i64,
             compactions: s.compactions as i64,
@@ -210,11 +219,13 @@ pub fn counter_values(s: core_store::StoreCounters) -> [f64; COUNTERS] {
         s.live_bytes as f64,
         s.garbage_bytes as f64,
         s.compactions as f64,
+        s.plans_exact as f64,
+        s.plans_graph as f64,
     ]
 }
 
 /// How many numbers `counters()` gives.
-pub const COUNTERS: usize = 13;
+pub const COUNTERS: usize = 15;
 
 impl From<core_store::RepairReport> for RepairResult {
     fn from(r: core_store::RepairReport) -> Self {

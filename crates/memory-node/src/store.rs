@@ -55,6 +55,25 @@ impl Task for SearchTask {
     }
 }
 
+pub struct ExplainTask {
+    store: Arc<TensorStore>,
+    queries: Vec<f32>,
+    nq: usize,
+    req: core_store::SearchRequest,
+}
+
+impl Task for ExplainTask {
+    type Output = (Vec<Vec<core_store::Memory>>, core_store::Plan);
+    type JsValue = ExplainedSearch;
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        self.store.search_explained(&self.queries, self.nq, &self.req).map_err(to_napi)
+    }
+    fn resolve(&mut self, _env: Env, (out, p): Self::Output) -> napi::Result<Self::JsValue> {
+        let plan = SearchPlan { plan: p.kind.name().into(), reason: p.reason.into(), filter_candidates: p.filter_candidates.map(|c| c as f64), ef: p.ef as u32, scored: p.scored as f64 };
+        Ok(ExplainedSearch { results: memory_lists(out), plan })
+    }
+}
+
 fn memories(v: Vec<core_store::Memory>) -> Vec<MemoryValue> {
     v.into_iter().map(MemoryValue).collect()
 }
@@ -179,6 +198,12 @@ impl MemoryStore {
     #[napi(ts_return_type = "Promise<Memory[][]>")]
     pub fn search(&self, queries: Float32Array, nq: u32, options: SearchOptions) -> napi::Result<AsyncTask<SearchTask>> {
         Ok(AsyncTask::new(SearchTask { store: self.inner.clone(), queries: queries.to_vec(), nq: nq as usize, req: search_request(&options)? }))
+    }
+
+    /// `search` and the plan that answered it (`exact` or `graph`, and why).
+    #[napi(ts_return_type = "Promise<ExplainedSearch>")]
+    pub fn search_explained(&self, queries: Float32Array, nq: u32, options: SearchOptions) -> napi::Result<AsyncTask<ExplainTask>> {
+        Ok(AsyncTask::new(ExplainTask { store: self.inner.clone(), queries: queries.to_vec(), nq: nq as usize, req: search_request(&options)? }))
     }
 
     /// Synchronous form of `search` (blocks the event loop: for tools and benchmarks).

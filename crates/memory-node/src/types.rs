@@ -22,6 +22,8 @@ pub struct OpenOptions {
     pub compact_garbage_ratio: Option<f64>,
     /// …and the log holds at least this many bytes (default 1 MiB).
     pub compact_min_bytes: Option<f64>,
+    /// Namespaces of at least this many rows get an ANN graph (default 20,000).
+    pub ann_min_rows: Option<u32>,
     /// Keep a full-text (BM25) index of the texts, built at open (default true).
     pub text_index: Option<bool>,
 }
@@ -88,6 +90,8 @@ pub struct SearchOptions {
     /// Scan the f32 vectors even where the int8 pre-pass could serve (same results; default
     /// false): for measuring the scan itself, or ruling the pre-pass out.
     pub f32_scan: Option<bool>,
+    /// The exact pass even where the namespace's ANN graph could serve (default false).
+    pub exact: Option<bool>,
     /// `top` and `searchBatched`: stop once the results' own bytes (id, namespace, text,
     /// metadata, associations, 4 per embedding float) pass this; the memory that passes it and
     /// one more are still returned, so a caller estimating a larger encoding sees the cut.
@@ -104,6 +108,27 @@ pub struct DeletedId {
 pub struct DeleteResult {
     pub deleted: Vec<DeletedId>,
     pub not_found: Vec<String>,
+}
+
+/// Which plan answered a search and why (`retrieve`'s `explain`).
+#[napi(object, object_from_js = false)]
+pub struct SearchPlan {
+    /// `exact` | `graph`.
+    pub plan: String,
+    pub reason: String,
+    /// Rows the filter's indexed terms leave, when it has any.
+    pub filter_candidates: Option<f64>,
+    /// The graph's candidate list (graph plans; 0 for exact).
+    pub ef: u32,
+    /// Graph nodes and uncovered rows scored, over the queries (graph plans).
+    pub scored: f64,
+}
+
+#[napi(object, object_from_js = false)]
+pub struct ExplainedSearch {
+    #[napi(ts_type = "Array<Array<Memory>>")]
+    pub results: Vec<Vec<MemoryValue>>,
+    pub plan: SearchPlan,
 }
 
 #[napi(object, object_from_js = false)]
@@ -144,6 +169,13 @@ pub struct StoreStats {
     /// Rows whose vectors were mapped from the data directory's vectors file at open instead
     /// of copied out of the log (whole chunks of 16,384 rows; see docs/storage.md).
     pub mapped_rows: u32,
+    /// Rows in the ANN graphs, the graphs' bytes, rows waiting to be indexed, and searches
+    /// answered per plan (`exact` / `graph`) since open.
+    pub ann_rows: u32,
+    pub ann_bytes: f64,
+    pub ann_pending: u32,
+    pub plans_exact: f64,
+    pub plans_graph: f64,
     /// Log bytes of the live memories (what a compaction keeps) and the rest.
     pub live_bytes: i64,
     pub garbage_bytes: i64,

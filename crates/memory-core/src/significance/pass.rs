@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
+
 use super::{significance, ASSOCIATION_MIN_COS, MAX_ASSOCIATIONS, RECENT_WINDOW};
+use crate::ann::{search_ns, AnnSet, Candidates, NsGraph, Presearched, ANN_EF, MAX_PRESEARCHED};
 use crate::search::q8::{Q8Kernels, Q8Rows};
 use crate::store::log::PutRecord;
 use crate::store::prepass::search_q8;
@@ -26,6 +29,9 @@ pub(crate) struct NewMemory {
     pub parsed: ParsedMetadata,
     pub importance: f32,
     pub given_significance: Option<f32>,
+    /// Its candidate neighbours in the namespace's graph, when the stored neighbours came
+    /// from there: the writer links it into the graph with them instead of searching again.
+    pub presearched: Option<Presearched>,
 }
 
 /// A neighbour candidate of the significance pass: a stored row or an earlier member of the
@@ -39,16 +45,57 @@ enum Who {
 /// Significance and associations for the new memories of a group, against the stored
 /// memories (one multi-query pass per namespace) and the earlier members of the group.
 /// `q8`: the int8 codes of every stored row, where the CPU has an int8 kernel.
-pub(crate) fn score_new(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, news: &mut [NewMemory], now: i64) {
+/// `ann`: the namespaces' graphs; a namespace with one is scored from its graph (O(log n)
+/// per new memory) instead of the exact pass (O(n)).
+pub(crate) fn score_new(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, ann: Option<&AnnSet>, news: &mut [NewMemory], now: i64) {
     let mut by_ns: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, n) in news.iter().enumerate() {
         by_ns.entry(n.record.namespace.as_str()).or_default().push(i);
     }
     let by_ns: Vec<(String, Vec<usize>)> = by_ns.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     for (ns, idx) in by_ns {
+        // A graph with a long tail of rows not in it yet (just built, still catching up)
+        // would leave every new memory to score that tail one row at a time: the exact
+        // multi-query pass is faster then.
+        let graph = ann.zip(st.ns_id(&ns)).and_then(|(a, n)| a.serving(st, n).map(|g| (g, n))).filter(|(g, n)| st.namespaces[*n as usize].rows.len() - g.covered <= MAX_PRESEARCHED);
+        if let Some((g, n)) = graph {
+            let stored = if g.covered == st.namespaces[n as usize].rows.len() && idx.len() <= MAX_PRESEARCHED {
+                graph_neighbours_presearched(st, g, news, &idx, now)
+            } else {
+                // One graph search per new memory, on every core (they only read).
+                let k = MAX_ASSOCIATIONS + ASSOC_TIE_SLACK;
+                let visible = |r: u32| st.visible(r as usize, now);
+                idx.par_iter().map(|&i| search_ns(g, st, n, &news[i].record.vector, k, ANN_EF, &visible).0.into_iter().map(|(score, row)| Hit { row, score }).collect()).collect()
+            };
+            // The graph's scores are `dot`s like the int8 pass's.
+            score_namespace(st, true, news, &ns, &idx, &stored, now);
+            continue;
+        }
         let stored = stored_neighbours(st, q8, news, &ns, &idx, now);
         score_namespace(st, q8.is_some(), news, &ns, &idx, &stored, now);
     }
+}
+
+/// The nearest stored memories of each new memory `idx` from the namespace's graph `g`
+/// (which covers every row), through the search that will also insert it
+/// ([`crate::ann::Hnsw::presearch`]: its level-0 candidates, ef_construction of them, are
+/// its nearest stored memories): one graph search per stored memory. In parallel.
+fn graph_neighbours_presearched(st: &State, g: &NsGraph, news: &mut [NewMemory], idx: &[usize], now: i64) -> Vec<Vec<Hit>> {
+    let kern = crate::search::kernels();
+    let graph_len = g.graph.len();
+    let found: Vec<Candidates> = idx.par_iter().map(|&i| g.graph.presearch(&news[i].record.vector, news[i].record.seq, &st.vectors, kern)).collect();
+    let mut stored = Vec::with_capacity(idx.len());
+    for (&i, cands) in idx.iter().zip(found) {
+        let hits = cands[0]
+            .iter()
+            .map(|&(score, node)| Hit { row: g.graph.row_of(node), score })
+            .filter(|h| st.visible(h.row as usize, now))
+            .take(MAX_ASSOCIATIONS + ASSOC_TIE_SLACK)
+            .collect();
+        stored.push(hits);
+        news[i].presearched = Some(Presearched { graph_len, cands });
+    }
+    stored
 }
 
 /// The nearest stored memories of each new memory `idx` of namespace `ns`, in passes of at

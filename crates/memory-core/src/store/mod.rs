@@ -33,6 +33,7 @@ mod dirlock;
 pub mod log;
 mod logfile;
 mod open;
+pub mod plan;
 pub(crate) mod prepass;
 mod reads;
 mod repair;
@@ -65,6 +66,7 @@ use writer::{fail_op, Op};
 
 pub use dirlock::{lock as lock_dir, DirLock};
 pub use log::PutRecord;
+pub use plan::{Plan, PlanKind};
 pub use repair::{repair, LostRange, MetaRepair, RepairReport};
 pub use scan::Hit;
 pub use shared::now_ms;
@@ -255,6 +257,11 @@ impl TensorStore {
     /// Exact top-k search for `nq` queries at once (queries are normalized here).
     pub fn search(&self, queries: &[f32], nq: usize, req: &SearchRequest) -> Result<Vec<Vec<Memory>>> {
         reads::search(&self.shared, queries, nq, req)
+    }
+
+    /// [`search`](Self::search) and the plan that ran (the `explain` of `retrieve`).
+    pub fn search_explained(&self, queries: &[f32], nq: usize, req: &SearchRequest) -> Result<(Vec<Vec<Memory>>, Plan)> {
+        reads::search_explained(&self.shared, queries, nq, req)
     }
 
     /// Queue one query; concurrent queries with equal parameters share one pass.

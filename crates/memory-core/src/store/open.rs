@@ -22,6 +22,7 @@ use super::writer::{Op, Writer};
 use super::dirlock::{self, DirLock};
 use super::{TensorStore, META_FILE};
 use crate::error::{Error, Result};
+use crate::ann::{persist as ann_persist, AnnSet, HnswParams};
 use crate::search::q8::{self, Q8Rows};
 use crate::text::persist as text_persist;
 
@@ -56,10 +57,20 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
     }
     let mut st = State::new(opts.dims);
     st.text_on = opts.text_index;
-    let (log, vec_file) = match current {
-        None => create_log(dir, opts.dims)?,
-        Some((gen, path)) => reopen_log(dir, gen, &path, opts.dims, &mut st)?,
+    // The persisted ANN graphs are read and decoded on another core while the log replays,
+    // then checked against the replayed rows.
+    let ((log, vec_file), ann_file) = match current {
+        None => (create_log(dir, opts.dims)?, None),
+        Some((gen, path)) => {
+            let (reopened, file) = rayon::join(|| reopen_log(dir, gen, &path, opts.dims, &mut st), || ann_persist::read(dir, gen));
+            (reopened?, file)
+        }
     };
+    let mut ann = AnnSet::new(HnswParams::default(), opts.ann_min_rows);
+    let restored = ann_persist::restore(ann_file, &st, &mut ann);
+    if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
+        eprintln!("open: ANN graphs {}", if restored { "loaded" } else { "to build" });
+    }
     // Record the directory's identity only once the log has been accepted, so a refused
     // open (wrong dims, corruption) does not rewrite it.
     write_meta(dir, &meta)?;
@@ -74,6 +85,9 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         storage_bytes: AtomicU64::new(log.len),
         state: RwLock::new(st),
         q8: q8::kernel().map(|kern| Q8Shared { rows: RwLock::new(Q8Rows::new(opts.dims)), kern }),
+        ann: RwLock::new(ann),
+        plans_exact: AtomicU64::new(0),
+        plans_graph: AtomicU64::new(0),
         fsyncs: AtomicU64::new(0),
         groups: AtomicU64::new(0),
         records: AtomicU64::new(0),
@@ -208,6 +222,7 @@ fn remove_other_generations(dir: &Path, gen: u64) {
         }
     }
     text_persist::remove_other_generations(dir, gen);
+    ann_persist::remove_other_generations(dir, gen);
 }
 
 pub(super) fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {

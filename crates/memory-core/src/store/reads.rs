@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::Map;
 
+use super::plan::Plan;
 use super::scan;
 use super::shared::{memory_of, now_ms, Shared};
 use super::state::State;
@@ -20,6 +21,11 @@ pub(super) fn get(sh: &Shared, namespace: &str, id: &str, with_embedding: bool) 
 }
 
 pub(super) fn search(sh: &Shared, queries: &[f32], nq: usize, req: &SearchRequest) -> Result<Vec<Vec<Memory>>> {
+    search_explained(sh, queries, nq, req).map(|(m, _)| m)
+}
+
+/// [`search`] and the plan that ran.
+pub(super) fn search_explained(sh: &Shared, queries: &[f32], nq: usize, req: &SearchRequest) -> Result<(Vec<Vec<Memory>>, Plan)> {
     let dims = sh.dims;
     if queries.len() != nq * dims {
         return Err(Error::invalid(format!("queries hold {} floats, expected {nq} × {dims}", queries.len())));
@@ -30,8 +36,8 @@ pub(super) fn search(sh: &Shared, queries: &[f32], nq: usize, req: &SearchReques
         normalize(v);
     }
     let st = sh.state.read();
-    let hits = sh.search(&st, &q, nq, &req.params(now_ms()));
-    Ok(hits.into_iter().map(|h| h.into_iter().map(|x| memory_of(&st, x.row, req.include_embeddings, Some(x.score))).collect()).collect())
+    let (hits, plan) = sh.search_planned(&st, &q, nq, &req.params(now_ms()));
+    Ok((hits.into_iter().map(|h| h.into_iter().map(|x| memory_of(&st, x.row, req.include_embeddings, Some(x.score))).collect()).collect(), plan))
 }
 
 pub(super) fn search_text(sh: &Shared, query: &str, req: &SearchRequest) -> Result<Vec<Memory>> {
@@ -149,12 +155,16 @@ fn counters_of(sh: &Shared, st: &State) -> StoreCounters {
         live_bytes: st.live_bytes,
         garbage_bytes: garbage_bytes(storage_bytes, st.live_bytes),
         compactions: sh.compactions.load(Ordering::Relaxed),
+        plans_exact: sh.plans_exact.load(Ordering::Relaxed),
+        plans_graph: sh.plans_graph.load(Ordering::Relaxed),
     }
 }
 
 pub(super) fn stats(sh: &Shared) -> StoreStats {
     let st = sh.state.read();
     let c = counters_of(sh, &st);
+    // One read guard: a second one while the writer waits to write would deadlock.
+    let ann = sh.ann.read();
     StoreStats {
         total_memories: c.total_memories,
         dims: st.dims,
@@ -173,6 +183,11 @@ pub(super) fn stats(sh: &Shared) -> StoreStats {
         embedder: sh.embedder.clone(),
         int8_rows: sh.q8.as_ref().map_or(0, |q| q.rows.read().len()),
         mapped_rows: st.vectors.mapped_rows(),
+        ann_rows: ann.graphs.iter().flatten().map(|g| g.graph.len()).sum(),
+        ann_bytes: ann.bytes(),
+        ann_pending: ann.pending(&st),
+        plans_exact: c.plans_exact,
+        plans_graph: c.plans_graph,
         live_bytes: c.live_bytes,
         garbage_bytes: c.garbage_bytes,
         compactions: c.compactions,

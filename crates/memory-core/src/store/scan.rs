@@ -40,6 +40,8 @@ pub struct ScanParams<'a> {
     pub now_ms: i64,
     /// Scan the f32 vectors even where the int8 pre-pass could serve (same results).
     pub f32_scan: bool,
+    /// Take the exact pass even where the namespace's graph could serve.
+    pub exact: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

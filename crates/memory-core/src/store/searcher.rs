@@ -34,6 +34,7 @@ struct PassKey<'a> {
     recency_half_life_s: Option<u64>,
     include_embeddings: bool,
     f32_scan: bool,
+    exact: bool,
 }
 
 /// A request's filter, as far as sharing a pass goes.
@@ -63,6 +64,7 @@ impl SearchRequest {
             recency_half_life_s: self.recency_half_life_s.map(f64::to_bits),
             include_embeddings: self.include_embeddings,
             f32_scan: self.f32_scan,
+            exact: self.exact,
         }
     }
 }

@@ -2,14 +2,16 @@
 //! rows, counters, and the search every reader goes through.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
 use super::log::NO_EXPIRY;
 use super::prepass;
 use super::scan::{self, Hit, ScanParams};
+use super::plan::{self, Plan, PlanKind};
 use super::state::State;
+use crate::ann::AnnSet;
 use super::types::{CompactPolicy, CompactReport, EmbedderInfo, FsyncPolicy, Memory};
 use crate::search::q8::{Q8Kernels, Q8Rows};
 
@@ -37,6 +39,12 @@ pub(super) struct Shared {
     pub state: RwLock<State>,
     /// Int8 codes of the rows (CPUs with an int8 kernel only), see [`Q8Shared`].
     pub q8: Option<Q8Shared>,
+    /// The namespaces' ANN graphs (only the writer changes them). Lock order: `state`, then
+    /// `ann` (and `q8` after both).
+    pub ann: RwLock<AnnSet>,
+    /// Searches answered per plan (queries of a multi-query pass count once each).
+    pub plans_exact: AtomicU64,
+    pub plans_graph: AtomicU64,
     pub storage_bytes: AtomicU64,
     pub fsyncs: AtomicU64,
     pub groups: AtomicU64,
@@ -82,12 +90,37 @@ impl Shared {
         if let Some(q) = &self.q8 {
             *q.rows.write() = Q8Rows::new(self.dims);
         }
+        self.ann.write().clear();
         drop(old);
+    }
+
+    /// Top-k by the planner's choice (`store/plan.rs`): the namespace's graph, or the exact
+    /// pass of [`Shared::search_exact`].
+    pub fn search(&self, st: &State, queries: &[f32], nq: usize, p: &ScanParams) -> Vec<Vec<Hit>> {
+        self.search_planned(st, queries, nq, p).0
+    }
+
+    /// [`Shared::search`] and the plan that ran.
+    pub fn search_planned(&self, st: &State, queries: &[f32], nq: usize, p: &ScanParams) -> (Vec<Vec<Hit>>, Plan) {
+        let ann = self.ann.read();
+        let mut plan = plan::choose(st, &ann, p, p.exact);
+        let hits = match plan.kind {
+            PlanKind::Graph => {
+                self.plans_graph.fetch_add(nq as u64, Ordering::Relaxed);
+                plan::run_graph(st, &ann, queries, nq, p, &mut plan)
+            }
+            PlanKind::Exact => {
+                drop(ann);
+                self.plans_exact.fetch_add(nq as u64, Ordering::Relaxed);
+                self.search_exact(st, queries, nq, p)
+            }
+        };
+        (hits, plan)
     }
 
     /// Exact top-k: through the int8 pre-pass where it serves (no metadata filter or score
     /// transform, the rows coded, not asked for the f32 scan), else the f32 scan.
-    pub fn search(&self, st: &State, queries: &[f32], nq: usize, p: &ScanParams) -> Vec<Vec<Hit>> {
+    pub fn search_exact(&self, st: &State, queries: &[f32], nq: usize, p: &ScanParams) -> Vec<Vec<Hit>> {
         if let Some(q8) = &self.q8 {
             if !p.f32_scan && p.filter.is_none_or(|f| f.is_empty()) && p.recency_half_life_s.is_none() && p.min_score.is_none() {
                 let rows = q8.rows.read();

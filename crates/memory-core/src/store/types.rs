@@ -60,6 +60,10 @@ pub struct StoreOptions {
     pub group_commit: bool,
     /// When the writer compacts the log by itself; `None` = only when asked.
     pub compact: Option<CompactPolicy>,
+    /// Namespaces with at least this many rows get an ANN graph and the planner's graph plan
+    /// (default [`crate::ann::ANN_MIN_ROWS`]; lower it in tests to exercise the graph on
+    /// small data).
+    pub ann_min_rows: usize,
     /// Keep a full-text (BM25) index of the texts, built at open (default). Without it,
     /// text searches fail with `invalid_request`.
     pub text_index: bool,
@@ -67,7 +71,7 @@ pub struct StoreOptions {
 
 impl StoreOptions {
     pub fn new(dims: usize) -> Self {
-        StoreOptions { dims, fsync: FsyncPolicy::Always, embedder: None, reembed: false, group_commit: true, compact: Some(CompactPolicy::default()), text_index: true }
+        StoreOptions { dims, fsync: FsyncPolicy::Always, embedder: None, reembed: false, group_commit: true, compact: Some(CompactPolicy::default()), text_index: true, ann_min_rows: crate::ann::ANN_MIN_ROWS }
     }
 }
 
@@ -203,6 +207,13 @@ pub struct StoreStats {
     /// Rows whose vectors were mapped from the vectors file at open rather than copied out of
     /// the log (whole chunks of 16,384 rows; see docs/storage.md).
     pub mapped_rows: usize,
+    /// Rows in the namespaces' ANN graphs, bytes the graphs hold, rows waiting to be indexed
+    /// (after open the writer rebuilds the graphs while idle) and searches per plan so far.
+    pub ann_rows: usize,
+    pub ann_bytes: usize,
+    pub ann_pending: usize,
+    pub plans_exact: u64,
+    pub plans_graph: u64,
     /// Log bytes of the live memories (what a compaction would keep) and the rest.
     pub live_bytes: u64,
     pub garbage_bytes: u64,
@@ -228,6 +239,9 @@ pub struct StoreCounters {
     pub garbage_bytes: u64,
     /// Compactions so far (the last one's report: `compaction_info`).
     pub compactions: u64,
+    /// Searches answered by the exact pass and by an ANN graph (see `store/plan.rs`).
+    pub plans_exact: u64,
+    pub plans_graph: u64,
 }
 
 /// Owned search parameters (for the batched path).
@@ -247,6 +261,8 @@ pub struct SearchRequest {
     /// Scan the f32 vectors even where the int8 pre-pass could serve (same results): for
     /// measuring the scan itself, or ruling the pre-pass out.
     pub f32_scan: bool,
+    /// The exact pass even where the namespace's ANN graph could serve (see `store/plan.rs`).
+    pub exact: bool,
 }
 
 impl SearchRequest {
@@ -262,6 +278,7 @@ impl SearchRequest {
             recency_half_life_s: self.recency_half_life_s,
             now_ms,
             f32_scan: self.f32_scan,
+            exact: self.exact,
         }
     }
 }

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 pub const WAL: &str = "wal-000001.log";
 
 pub fn opts(dims: usize, fsync: FsyncPolicy) -> StoreOptions {
-    StoreOptions { dims, fsync, embedder: None, reembed: false, group_commit: true, compact: Some(Default::default()), text_index: true }
+    StoreOptions { dims, fsync, embedder: None, reembed: false, group_commit: true, compact: Some(Default::default()), text_index: true, ann_min_rows: memory_core::ann::ANN_MIN_ROWS }
 }
 
 pub fn open(dir: &Path, dims: usize) -> TensorStore {

@@ -205,6 +205,7 @@ impl Writer {
         // The old generation's text index file goes with its log (it holds deleted memories'
         // terms); the new generation's is written at close.
         crate::text::persist::remove_other_generations(&dir, gen);
+        crate::ann::persist::remove_other_generations(&dir, gen);
         // Everything is in the new file, fsynced.
         self.dirty = false;
         let rows_after = new_state.len();
@@ -215,6 +216,7 @@ impl Writer {
             if let Some(q) = &self.shared.q8 {
                 q.rows.write().clear();
             }
+            self.shared.ann.write().clear();
             std::mem::replace(&mut *st, new_state)
         };
         // Freed once readers and the next operation no longer wait for the lock.

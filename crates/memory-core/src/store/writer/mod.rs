@@ -27,6 +27,15 @@ use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::search::normalize;
 
+/// Rows added to the ANN graphs per slice of idle catch-up: a few tens of milliseconds,
+/// after which the writer looks for operations again.
+pub(super) const ANN_CATCH_UP_ROWS: usize = 128;
+
+/// Rows of a backlog added to the ANN graphs by a put group beyond its own (a graph just
+/// started for a namespace crossing the threshold, or rebuilt after open without its file):
+/// ~0.1–0.2 s on two cores, so a steady stream of batches does not keep it behind for long.
+pub(super) const ANN_GROUP_CATCH_UP_ROWS: usize = 1024;
+
 /// Most operations the writer takes into one group.
 const MAX_GROUP_ITEMS: usize = 4096;
 
@@ -135,13 +144,16 @@ impl Writer {
     }
 
     /// Closing: a running compaction is abandoned, expiry watchers are told, and the text
-    /// index is written beside the log so the next open loads it instead of rebuilding it
-    /// (`text::persist`; if that fails, the next open rebuilds).
+    /// index and the ANN graphs are written beside the log so the next open loads them
+    /// instead of rebuilding them (`text::persist`, `ann::persist`; if that fails, the next
+    /// open rebuilds).
     fn shutdown(&mut self) {
         let closed = Error::Unavailable("the store is closed".into());
         self.abort_compaction(Error::Unavailable("the store is closed".into()));
         self.close_expiry(&closed);
-        let _ = crate::text::persist::save(&self.shared.dir, self.log.gen, &self.shared.state.read());
+        let st = self.shared.state.read();
+        let _ = crate::text::persist::save(&self.shared.dir, self.log.gen, &st);
+        let _ = crate::ann::persist::save(&self.shared.dir, self.log.gen, &st, &self.shared.ann.read());
     }
 
     /// Background work between operations: the switch of a finished compaction, an expiry
@@ -208,6 +220,9 @@ impl Writer {
         }
         let st = self.shared.state.read();
         if self.shared.q8.as_ref().is_some_and(|q8| !q8.catch_up(&st, Q8_CATCH_UP_ROWS)) {
+            return Next::Again;
+        }
+        if self.shared.ann.write().catch_up(&st, ANN_CATCH_UP_ROWS, Default::default()) > 0 {
             return Next::Again;
         }
         if self.vec_file.as_ref().is_none_or(|v| v.rows >= st.len()) {
@@ -407,6 +422,13 @@ impl Writer {
             st.last_seq = st.last_seq.max(s);
         }
         Ok(out)
+    }
+
+    /// Add up to `max` rows not in their namespace's ANN graph yet.
+    fn index_rows(&self, max: usize, pre: std::collections::HashMap<u32, crate::ann::Presearched>) -> usize {
+        let st = self.shared.state.read();
+        let mut ann = self.shared.ann.write();
+        ann.catch_up(&st, max, pre)
     }
 
     fn bulk_load(&mut self, records: Vec<PutRecord>) -> Result<usize> {

@@ -6,10 +6,12 @@ use std::collections::HashMap;
 use parking_lot::RwLockWriteGuard;
 
 use super::{clone_err, PutOp, Writer};
+use crate::ann::Presearched;
 use crate::significance::pass::{score_new, NewMemory};
 use crate::store::log::{self, PutRecord, NO_EXPIRY};
 use crate::store::shared::{memory_of, now_ms, Q8Shared};
 use crate::store::state::State;
+use super::ANN_GROUP_CATCH_UP_ROWS;
 use crate::store::types::PutOutcome;
 
 /// Per operation of a group, per item: its outcome once known.
@@ -20,6 +22,7 @@ impl Writer {
         let now = now_ms();
         let (mut outcomes, news, buf) = {
             let st = self.shared.state.read();
+            let ann = self.shared.ann.read();
             let (outcomes, mut news) = assemble(&st, &mut group, now);
             // Every stored row coded (read-locked for the pass; dropped before `st`).
             let q8 = self.shared.q8.as_ref().map(|q| {
@@ -27,7 +30,7 @@ impl Writer {
                 Q8Shared::extend(&mut rows, &st, usize::MAX);
                 (RwLockWriteGuard::downgrade(rows), q.kern)
             });
-            score_new(&st, q8.as_ref().map(|(rows, k)| (&**rows, *k)), &mut news, now);
+            score_new(&st, q8.as_ref().map(|(rows, k)| (&**rows, *k)), Some(&ann), &mut news, now);
             let mut buf = Vec::new();
             for n in &news {
                 log::encode_put(&mut buf, &n.record);
@@ -42,7 +45,13 @@ impl Writer {
             return;
         }
         let soonest = news.iter().map(|n| n.record.expires_at).filter(|&e| e != NO_EXPIRY).min();
-        self.apply(&group, news, &mut outcomes, now);
+        let added = news.len();
+        let pre = self.apply(&group, news, &mut outcomes, now);
+        // Into the graphs now, so the next group's significance pass and searches find them
+        // there (plus a slice of any backlog, so that a graph just started catches up under
+        // a steady load too; the rest is indexed while idle), with the candidates the
+        // significance pass already found.
+        self.index_rows(added + ANN_GROUP_CATCH_UP_ROWS, pre);
         self.note_expiry(soonest);
         for ((_, done), slots) in group.into_iter().zip(outcomes) {
             done(Ok(slots.into_iter().map(|o| o.expect("every item has an outcome")).collect()));
@@ -50,10 +59,12 @@ impl Writer {
     }
 
     /// Make the group's new memories visible (only now that they are durable) and complete
-    /// the outcomes of the items that were already stored.
-    fn apply(&self, group: &[PutOp], news: Vec<NewMemory>, outcomes: &mut Outcomes, now: i64) {
+    /// the outcomes of the items that were already stored. Returns the graph candidates the
+    /// significance pass found, by the row each memory got.
+    fn apply(&self, group: &[PutOp], news: Vec<NewMemory>, outcomes: &mut Outcomes, now: i64) -> HashMap<u32, Presearched> {
         let mut st = self.shared.state.write();
-        for n in news {
+        let mut pre = HashMap::new();
+        for mut n in news {
             let (op, item) = n.slot;
             let mut o = PutOutcome {
                 id: n.record.id.clone(),
@@ -65,7 +76,11 @@ impl Writer {
                 namespace_total: 0,
             };
             let namespace = n.record.namespace.clone();
-            st.apply_put(n.record, Some(n.parsed));
+            let presearched = n.presearched.take();
+            let row = st.apply_put(n.record, Some(n.parsed));
+            if let Some(p) = presearched {
+                pre.insert(row, p);
+            }
             o.namespace_total = st.ns_id(&namespace).map(|ns| st.visible_count(ns, now)).unwrap_or(0) as u32;
             outcomes[op][item] = Some(o);
         }
@@ -86,6 +101,7 @@ impl Writer {
                 }
             }
         }
+        pre
     }
 }
 
@@ -141,6 +157,7 @@ fn assemble(st: &State, group: &mut [PutOp], now: i64) -> (Outcomes, Vec<NewMemo
                 parsed: it.metadata.parsed.take(),
                 importance: it.metadata.importance,
                 given_significance: it.significance,
+                presearched: None,
             });
         }
     }

@@ -1,0 +1,176 @@
+// Issue 24 figures (`pnpm bench scale`, or BENCH_ONLY=scale): one namespace of N × 384
+// clustered vectors (BENCH_SCALE_ROWS, default 1,000,000; the issue's target is 5,000,000)
+// stored durably through batch `put` (significance and associations computed, fsync
+// always), then single-query top-10 through the planner's graph plan against the exact pass
+// (`exact: true`, the baseline, same run) — unfiltered, with a 1% and a 30% metadata filter
+// — recall@10 of each against the exact answer, durable single inserts from 16 concurrent
+// writers, PSS, the data directory's size and open → first answered query.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { MemoryStore } from '../dist/native.js';
+import { now, removeDir, rng, saveResult, tempDir } from './common.js';
+
+const N = Number(process.env.BENCH_SCALE_ROWS ?? 1_000_000);
+const D = 384;
+const K = 10;
+const NQ = Number(process.env.BENCH_SCALE_QUERIES ?? 200);
+const BATCH = 1000;
+const CENTRES = Math.max(10, Math.floor(N / 500));
+
+const centres = (() => {
+  const rc = rng(1);
+  const c = new Float32Array(CENTRES * D);
+  for (let i = 0; i < c.length; i++) c[i] = rc() * 2 - 1;
+  return c;
+})();
+
+/** Clustered unit vectors (like text embeddings): rows `start`…`start + n − 1`, each a centre
+ * (row × 7919 mod CENTRES) plus noise. Made a batch at a time (the generator is seeded per
+ * batch) so that 5M × 384 (7.7 GB) is never held in JS next to the store's copy. */
+function clustered(start, n, seed) {
+  // A well-mixed seed per batch (murmur3's finalizer): nearby seeds would give xorshift
+  // streams that start alike.
+  let h = (seed * 0x9e3779b1 + start) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  const r = rng((h ^ (h >>> 16)) >>> 0);
+  const out = new Float32Array(n * D);
+  for (let k = 0; k < n; k++) {
+    const c = (((start + k) * 7919) % CENTRES) * D;
+    let s = 0;
+    for (let j = 0; j < D; j++) {
+      const v = centres[c + j] + 0.6 * (r() * 2 - 1);
+      out[k * D + j] = v;
+      s += v * v;
+    }
+    const inv = 1 / Math.sqrt(s);
+    for (let j = 0; j < D; j++) out[k * D + j] *= inv;
+  }
+  return out;
+}
+
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(s.length * p))];
+};
+const dirBytes = (d) => readdirSync(d).reduce((a, f) => a + statSync(join(d, f)).size, 0);
+const pssMb = () => {
+  const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'));
+  return m ? Number(m[1]) / 1024 : null;
+};
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const queries = clustered(0, NQ, 99);
+const dir = tempDir('ms-bench-scale-');
+let store = MemoryStore.open(dir, { dims: D, fsync: 'always' });
+
+// 1. Durable batch ingest with significance and associations.
+console.log(`storing ${N} memories in batches of ${BATCH} (fsync always)…`);
+let t = now();
+const progress = [];
+for (let s = 0; s < N; s += BATCH) {
+  const items = [];
+  const data = clustered(s, Math.min(BATCH, N - s), 7);
+  for (let i = s; i < Math.min(N, s + BATCH); i++) {
+    // tag: 1% "rare"; group: 30% "g0".
+    const metadata = JSON.stringify({ tag: i % 100 === 7 ? 'rare' : 'common', group: i % 10 < 3 ? 'g0' : `g${i % 10}` });
+    items.push({ namespace: 'scale', id: `m${i}`, text: `memory ${i}`, metadata, embedding: data.subarray((i - s) * D, (i - s + 1) * D) });
+  }
+  await store.put(items);
+  if ((s + BATCH) % 100_000 === 0) {
+    progress.push({ rows: s + BATCH, s: (now() - t) / 1000 });
+    console.log(`  ${s + BATCH} rows: ${((now() - t) / 1000).toFixed(1)} s`);
+  }
+}
+const ingestS = (now() - t) / 1000;
+while (store.stats().annPending > 0) await sleep(20);
+
+// 2. Single queries: exact (baseline) and the planner's choice.
+function run(filter, exact) {
+  const opts = { namespace: 'scale', k: K, exact };
+  if (filter) opts.filter = JSON.stringify(filter);
+  const ms = [];
+  const ids = [];
+  for (let q = 0; q < NQ; q++) {
+    const v = queries.subarray(q * D, (q + 1) * D);
+    const t0 = now();
+    const r = store.searchSync(v, 1, opts);
+    ms.push(now() - t0);
+    ids.push(r[0].map((m) => m.id));
+  }
+  return { ms, ids };
+}
+async function planOf(filter) {
+  const opts = { namespace: 'scale', k: K };
+  if (filter) opts.filter = JSON.stringify(filter);
+  return (await store.searchExplained(queries.subarray(0, D), 1, opts)).plan;
+}
+const cases = {};
+for (const [name, filter] of [['unfiltered', null], ['filter_1pct', { tag: 'rare' }], ['filter_30pct', { group: 'g0' }]]) {
+  const exact = run(filter, true);
+  const planned = run(filter, false);
+  let hit = 0;
+  let total = 0;
+  planned.ids.forEach((got, q) => {
+    const want = exact.ids[q];
+    hit += got.filter((id) => want.includes(id)).length;
+    total += want.length;
+  });
+  cases[name] = {
+    plan: await planOf(filter),
+    recall_at_10: hit / total,
+    p50_ms: pct(planned.ms, 0.5),
+    p99_ms: pct(planned.ms, 0.99),
+    exact_p50_ms: pct(exact.ms, 0.5),
+    exact_p99_ms: pct(exact.ms, 0.99),
+  };
+  console.log(name, JSON.stringify(cases[name]));
+}
+const pss = pssMb();
+const stats = store.stats();
+const dataDirBytes = dirBytes(dir);
+
+// 3. Durable single inserts from 16 concurrent writers (in process; each awaits its put).
+const WRITERS = 16;
+const INSERT_S = 5;
+let inserted = 0;
+t = now();
+const extra = clustered(0, 20_000, 555);
+await Promise.all(
+  Array.from({ length: WRITERS }, async (_, w) => {
+    for (let i = w; now() - t < INSERT_S * 1000 && i < 20_000; i += WRITERS) {
+      await store.put([{ namespace: 'scale', id: `x${i}`, text: 'x', embedding: extra.subarray(i * D, (i + 1) * D) }]);
+      inserted++;
+    }
+  }),
+);
+const insertsPerS = inserted / ((now() - t) / 1000);
+store.close();
+
+// 4. Open → first answered query (the graph is loaded from the file written at close:
+// the first query already takes the graph plan, and no rows wait to be indexed).
+t = now();
+store = MemoryStore.open(dir, { dims: D, fsync: 'always' });
+store.searchSync(queries.subarray(0, D), 1, { namespace: 'scale', k: K });
+const firstQueryS = (now() - t) / 1000;
+const reopenPlan = await planOf(null);
+const reopenPending = store.stats().annPending;
+store.close();
+removeDir(dir);
+
+saveResult('scale', {
+  note: 'figures depend on the machine and its load; the exact path is the baseline of the same run',
+  rows: N,
+  dims: D,
+  ingest: { batch: BATCH, seconds: ingestS, per_s: N / ingestS, progress },
+  queries: cases,
+  single_inserts_16_writers_per_s: insertsPerS,
+  pss_mb: pss,
+  f32_vectors_mb: (N * D * 4) / 2 ** 20,
+  ann_graph_mb: stats.annBytes / 2 ** 20,
+  data_dir_mb: dataDirBytes / 2 ** 20,
+  open_to_first_query_s: firstQueryS,
+  reopen_first_plan: reopenPlan?.plan,
+  reopen_ann_pending: reopenPending,
+  plans: { exact: stats.plansExact, graph: stats.plansGraph },
+});

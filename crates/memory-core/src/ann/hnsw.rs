@@ -1,0 +1,235 @@
+//! A lean HNSW graph (Malkov & Yashunin) over the store's own f32 rows.
+//!
+//! Written here rather than taken from a crate (docs/search.md has the measurements): the
+//! graph holds only row numbers — the vectors stay in the store's arena, read through
+//! [`RowSource`], so nothing is copied — and the traversal scores with the store's SIMD
+//! `dot` kernel. Cosine similarity on normalized vectors: higher is nearer.
+//!
+//! Nodes are never removed: a deleted or expired memory stays a waypoint of the graph and
+//! the caller's `pass` keeps it out of results (the graph is rebuilt at compaction, which
+//! drops dead rows). The same `pass` makes traversal filter-aware: every node is expanded,
+//! only passing nodes enter the result list (the ACORN-1 / Qdrant approach without extra
+//! edges; the planner sends very selective filters to the exact scan instead).
+
+use std::cell::RefCell;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use crate::search::Kernels;
+
+/// Where the graph reads a row's vector.
+pub trait RowSource {
+    fn row(&self, r: u32) -> &[f32];
+}
+
+impl RowSource for crate::store::state::Vectors {
+    #[inline]
+    fn row(&self, r: u32) -> &[f32] {
+        crate::store::state::Vectors::row(self, r as usize)
+    }
+}
+
+/// Graph parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct HnswParams {
+    /// Links per node on the upper levels (and links chosen for a new node on every level).
+    pub m: usize,
+    /// Most links per node on level 0.
+    pub m0: usize,
+    /// Candidate list of an insertion.
+    pub ef_construction: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams { m: 16, m0: 32, ef_construction: 96 }
+    }
+}
+
+/// A similarity with a total order (for the heaps).
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(super) struct Sim(pub(super) f32);
+impl Eq for Sim {}
+impl PartialOrd for Sim {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Sim {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+thread_local! {
+    /// Visited marks of a traversal: a generation stamp per node, so clearing is free.
+    static VISITED: RefCell<(Vec<u32>, u32)> = const { RefCell::new((Vec::new(), 0)) };
+}
+
+/// What one traversal did (for `explain` and the tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traversal {
+    /// Nodes scored.
+    pub visited: usize,
+}
+
+pub struct Hnsw {
+    pub(super) params: HnswParams,
+    /// Node → store row.
+    pub(super) rows: Vec<u32>,
+    /// Level-0 links, `m0` slots per node, and how many of them are used.
+    pub(super) l0: Vec<u32>,
+    pub(super) l0_len: Vec<u8>,
+    /// Node → index into `upper` (`u32::MAX`: the node is on level 0 only).
+    pub(super) upper_of: Vec<u32>,
+    /// Links of the nodes above level 0: per node, per level 1…top.
+    pub(super) upper: Vec<Vec<Vec<u32>>>,
+    pub(super) entry: Option<u32>,
+    pub(super) top_level: usize,
+    pub(super) rng: u64,
+}
+
+impl Hnsw {
+    pub fn new(params: HnswParams) -> Self {
+        assert!(params.m >= 2 && params.m0 >= params.m && params.m0 <= 255, "HNSW parameters");
+        Hnsw { params, rows: Vec::new(), l0: Vec::new(), l0_len: Vec::new(), upper_of: Vec::new(), upper: Vec::new(), entry: None, top_level: 0, rng: 0x9E37_79B9_7F4A_7C15 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The store row of graph node `node`.
+    pub fn row_of(&self, node: u32) -> u32 {
+        self.rows[node as usize]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Bytes the graph holds (links and the row map).
+    pub fn bytes(&self) -> usize {
+        let upper: usize = self.upper.iter().map(|l| l.iter().map(|x| x.capacity() * 4 + 24).sum::<usize>() + 24).sum();
+        self.rows.capacity() * 4 + self.l0.capacity() * 4 + self.l0_len.capacity() + self.upper_of.capacity() * 4 + upper
+    }
+
+    pub(super) fn links(&self, node: u32, level: usize) -> &[u32] {
+        let n = node as usize;
+        if level == 0 {
+            let m0 = self.params.m0;
+            &self.l0[n * m0..n * m0 + self.l0_len[n] as usize]
+        } else {
+            &self.upper[self.upper_of[n] as usize][level - 1]
+        }
+    }
+
+    pub(super) fn set_links(&mut self, node: u32, level: usize, links: &[u32]) {
+        let n = node as usize;
+        if level == 0 {
+            let m0 = self.params.m0;
+            self.l0[n * m0..n * m0 + links.len()].copy_from_slice(links);
+            self.l0_len[n] = links.len() as u8;
+        } else {
+            let l = &mut self.upper[self.upper_of[n] as usize][level - 1];
+            l.clear();
+            l.extend_from_slice(links);
+        }
+    }
+
+    pub(super) fn random_level(&mut self) -> usize {
+        // xorshift64*: reproducible graphs for a given insertion order.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        super::build::level_for(self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D), self.params.m)
+    }
+
+    pub(super) fn greedy(&self, q: &[f32], mut ep: u32, mut ep_sim: f32, level: usize, src: &impl RowSource, k: &Kernels) -> (u32, f32) {
+        loop {
+            let mut moved = false;
+            for &nb in self.links(ep, level) {
+                let s = (k.dot)(q, src.row(self.rows[nb as usize]));
+                if s > ep_sim {
+                    (ep, ep_sim) = (nb, s);
+                    moved = true;
+                }
+            }
+            if !moved {
+                return (ep, ep_sim);
+            }
+        }
+    }
+
+    /// Beam search on one level from `eps`: the `ef` best nodes that `pass` accepts (node
+    /// ids, best first), expanding through every node. Returns them and the nodes scored.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn search_layer(&self, q: &[f32], eps: &[(f32, u32)], ef: usize, level: usize, src: &impl RowSource, k: &Kernels, pass: &dyn Fn(u32) -> bool) -> (Vec<(f32, u32)>, usize) {
+        VISITED.with(|v| {
+            let mut guard = v.borrow_mut();
+            let (marks, gen) = &mut *guard;
+            if marks.len() < self.rows.len() {
+                marks.resize(self.rows.len(), 0);
+            }
+            *gen = gen.wrapping_add(1);
+            if *gen == 0 {
+                marks.iter_mut().for_each(|m| *m = 0);
+                *gen = 1;
+            }
+            let gen = *gen;
+            let mut cands: BinaryHeap<(Sim, u32)> = BinaryHeap::new();
+            let mut best: BinaryHeap<Reverse<(Sim, u32)>> = BinaryHeap::new();
+            let mut scored = 0;
+            for &(s, n) in eps {
+                marks[n as usize] = gen;
+                cands.push((Sim(s), n));
+                if pass(self.rows[n as usize]) {
+                    best.push(Reverse((Sim(s), n)));
+                }
+            }
+            while best.len() > ef {
+                best.pop();
+            }
+            while let Some((Sim(s), n)) = cands.pop() {
+                if best.len() >= ef && s < best.peek().unwrap().0 .0 .0 {
+                    break;
+                }
+                for &nb in self.links(n, level) {
+                    if marks[nb as usize] == gen {
+                        continue;
+                    }
+                    marks[nb as usize] = gen;
+                    let row = self.rows[nb as usize];
+                    let ns = (k.dot)(q, src.row(row));
+                    scored += 1;
+                    let worst = best.peek().map_or(f32::NEG_INFINITY, |b| b.0 .0 .0);
+                    if best.len() < ef || ns > worst {
+                        cands.push((Sim(ns), nb));
+                        if pass(row) {
+                            best.push(Reverse((Sim(ns), nb)));
+                            if best.len() > ef {
+                                best.pop();
+                            }
+                        }
+                    }
+                }
+            }
+            let mut out: Vec<(f32, u32)> = best.into_iter().map(|Reverse((Sim(s), n))| (s, n)).collect();
+            out.sort_by(|a, b| b.0.total_cmp(&a.0));
+            (out, scored)
+        })
+    }
+
+    /// The (up to) `k_out` most similar rows that `pass` accepts, best first, as
+    /// (similarity, row), searching with a candidate list of `ef` (≥ `k_out`).
+    pub fn search(&self, q: &[f32], k_out: usize, ef: usize, src: &impl RowSource, k: &Kernels, pass: &dyn Fn(u32) -> bool) -> (Vec<(f32, u32)>, Traversal) {
+        let Some(mut ep) = self.entry else { return (Vec::new(), Traversal::default()) };
+        let mut ep_sim = (k.dot)(q, src.row(self.rows[ep as usize]));
+        for l in (1..=self.top_level).rev() {
+            (ep, ep_sim) = self.greedy(q, ep, ep_sim, l, src, k);
+        }
+        let (found, visited) = self.search_layer(q, &[(ep_sim, ep)], ef.max(k_out), 0, src, k, pass);
+        let out = found.into_iter().take(k_out).map(|(s, n)| (s, self.rows[n as usize])).collect();
+        (out, Traversal { visited: visited + 1 })
+    }
+}

@@ -1,0 +1,173 @@
+//! The graph against brute force: recall on clustered data, filters and dead rows never
+//! returned, valid graphs from serial, parallel and presearched insertion.
+
+use super::hnsw::{Hnsw, HnswParams, RowSource};
+use crate::search::kernels;
+
+struct Flat {
+    dims: usize,
+    data: Vec<f32>,
+}
+
+impl RowSource for Flat {
+    fn row(&self, r: u32) -> &[f32] {
+        &self.data[r as usize * self.dims..(r as usize + 1) * self.dims]
+    }
+}
+
+/// `n` unit vectors around `centers` random centres (clustered like text embeddings).
+pub(crate) fn clustered(n: usize, dims: usize, centers: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rnd = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
+    };
+    let cs: Vec<f32> = (0..centers * dims).map(|_| rnd()).collect();
+    let mut out = Vec::with_capacity(n * dims);
+    for i in 0..n {
+        let c = &cs[(i % centers) * dims..(i % centers + 1) * dims];
+        let mut v: Vec<f32> = c.iter().map(|x| x + 0.6 * rnd()).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        out.extend(v);
+    }
+    out
+}
+
+fn exact(src: &Flat, n: usize, q: &[f32], k: usize, pass: &dyn Fn(u32) -> bool) -> Vec<u32> {
+    let kern = kernels();
+    let mut top = crate::search::TopK::new(k);
+    for r in 0..n as u32 {
+        if pass(r) {
+            top.push((kern.dot)(q, src.row(r)), r);
+        }
+    }
+    top.into_sorted_vec().into_iter().map(|x| x.1).collect()
+}
+
+fn recall(src: &Flat, g: &Hnsw, n: usize, queries: &[f32], ef: usize, pass: &dyn Fn(u32) -> bool) -> f64 {
+    let d = src.dims;
+    let (mut hit, mut total) = (0usize, 0usize);
+    for q in queries.chunks(d) {
+        let want = exact(src, n, q, 10, pass);
+        let (got, _) = g.search(q, 10, ef, src, kernels(), pass);
+        for (_, r) in &got {
+            assert!(pass(*r), "a row the filter rejects was returned");
+        }
+        hit += got.iter().filter(|(_, r)| want.contains(r)).count();
+        total += want.len();
+    }
+    hit as f64 / total as f64
+}
+
+#[test]
+fn graph_recall_matches_the_exact_top_10() {
+    let (n, dims) = (6000, 48);
+    let mut data = clustered(n + 100, dims, 40, 7);
+    let queries = data.split_off(n * dims);
+    let src = Flat { dims, data };
+    let mut g = Hnsw::new(HnswParams::default());
+    for r in 0..n as u32 {
+        g.insert(r, &src, kernels());
+    }
+    assert_eq!(g.len(), n);
+    assert_valid(&g);
+    let r = recall(&src, &g, n, &queries, 96, &|_| true);
+    assert!(r >= 0.98, "recall@10 {r}");
+    // A stored vector finds itself first.
+    let (hits, _) = g.search(src.row(1234), 1, 32, &src, kernels(), &|_| true);
+    assert_eq!(hits[0].1, 1234);
+}
+
+#[test]
+fn filters_and_dead_rows_are_never_returned_and_recall_holds() {
+    let (n, dims) = (5000, 32);
+    let mut data = clustered(n + 60, dims, 25, 3);
+    let queries = data.split_off(n * dims);
+    let src = Flat { dims, data };
+    let mut g = Hnsw::new(HnswParams::default());
+    for r in 0..n as u32 {
+        g.insert(r, &src, kernels());
+    }
+    // 30% pass (a metadata filter), and a third of the rows "deleted".
+    let thirty = |r: u32| r.wrapping_mul(2_654_435_761) % 10 < 3;
+    let r30 = recall(&src, &g, n, &queries, 96 * 3, &thirty);
+    assert!(r30 >= 0.98, "recall@10 with a 30% filter {r30}");
+    let alive = |r: u32| !r.is_multiple_of(3);
+    let ra = recall(&src, &g, n, &queries, 96, &alive);
+    assert!(ra >= 0.98, "recall@10 with a third deleted {ra}");
+    // Nothing passes: nothing is returned.
+    let (none, _) = g.search(&queries[..dims], 10, 96, &src, kernels(), &|_| false);
+    assert!(none.is_empty());
+}
+
+#[test]
+fn an_empty_graph_finds_nothing() {
+    let src = Flat { dims: 4, data: vec![] };
+    let g = Hnsw::new(HnswParams::default());
+    assert!(g.search(&[1.0, 0.0, 0.0, 0.0], 5, 10, &src, kernels(), &|_| true).0.is_empty());
+}
+
+/// Every link names another node, once, on a level that node is on; lists within their caps;
+/// the entry point on the top level.
+pub(crate) fn assert_valid(g: &Hnsw) {
+    let n = g.len();
+    let levels = |x: u32| if g.upper_of[x as usize] == u32::MAX { 0 } else { g.upper[g.upper_of[x as usize] as usize].len() };
+    for node in 0..n as u32 {
+        for l in 0..=levels(node) {
+            let links = g.links(node, l);
+            let cap = if l == 0 { g.params.m0 } else { g.params.m };
+            assert!(links.len() <= cap, "node {node} level {l}: {} links", links.len());
+            let mut seen = std::collections::HashSet::new();
+            for &x in links {
+                assert!((x as usize) < n && x != node && levels(x) >= l && seen.insert(x), "node {node} level {l}: bad link {x}");
+            }
+        }
+    }
+    if n > 0 {
+        assert_eq!(levels(g.entry.expect("entry")), g.top_level);
+    }
+}
+
+#[test]
+fn parallel_batch_insertion_gives_a_valid_graph_with_the_same_recall() {
+    let (n, dims) = (6000, 48);
+    let mut data = clustered(n + 100, dims, 40, 7);
+    let queries = data.split_off(n * dims);
+    let src = Flat { dims, data };
+    let mut g = Hnsw::new(HnswParams::default());
+    let all: Vec<u32> = (0..n as u32).collect();
+    for b in all.chunks(1000) {
+        g.insert_batch(b, Default::default(), &src, kernels());
+    }
+    assert_eq!(g.len(), n);
+    assert_valid(&g);
+    let r = recall(&src, &g, n, &queries, 96, &|_| true);
+    assert!(r >= 0.98, "recall@10 {r}");
+}
+
+#[test]
+fn rows_linked_with_presearched_candidates_are_found_like_the_others() {
+    // 4000 rows inserted one by one, then 1000 more whose candidates were searched ahead
+    // (as the significance pass does) and linked in one batch.
+    let (n, dims) = (5000, 32);
+    let mut data = clustered(n + 60, dims, 25, 11);
+    let queries = data.split_off(n * dims);
+    let src = Flat { dims, data };
+    let mut g = Hnsw::new(HnswParams::default());
+    for r in 0..4000 {
+        g.insert(r, &src, kernels());
+    }
+    let new: Vec<u32> = (4000..n as u32).collect();
+    let pre: std::collections::HashMap<u32, super::Candidates> = new.iter().map(|&r| (r, g.presearch(src.row(r), r as u64, &src, kernels()))).collect();
+    g.insert_batch(&new, pre, &src, kernels());
+    assert_eq!(g.len(), n);
+    assert_valid(&g);
+    assert!(recall(&src, &g, n, &queries, 96, &|_| true) >= 0.98);
+    // Each new row finds itself: it is linked in.
+    for &r in new.iter().step_by(37) {
+        assert_eq!(g.search(src.row(r), 1, 32, &src, kernels(), &|_| true).0[0].1, r);
+    }
+}
