@@ -46,13 +46,17 @@ impl Writer {
         let soonest = news.iter().map(|n| n.record.expires_at).filter(|&e| e != NO_EXPIRY).min();
         let added = news.len();
         self.apply(&group, news, &mut outcomes, now);
-        // Into the graphs now, so the next group's significance pass and searches find them
-        // there (plus a slice of any backlog: the rest is indexed while idle).
-        self.index_rows(added + ANN_CATCH_UP_ROWS);
         self.note_expiry(soonest);
+        // Answered as soon as the group is durable and applied: the graph insert below does
+        // not change what a store returns, and searches score rows not in a graph yet exactly,
+        // so the replies need not wait for it. The clients' next stores then queue up while
+        // the writer inserts into the graph, instead of being sent only after it.
         for ((_, done), slots) in group.into_iter().zip(outcomes) {
             done(Ok(slots.into_iter().map(|o| o.expect("every item has an outcome")).collect()));
         }
+        // Into the graphs now, so the next group's significance pass and searches find them
+        // there (plus a slice of any backlog: the rest is indexed while idle).
+        self.index_rows(added + ANN_CATCH_UP_ROWS);
     }
 
     /// Make the group's new memories visible (only now that they are durable) and complete
