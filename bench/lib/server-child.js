@@ -1,6 +1,7 @@
 // A memory server in its own process for the multi-process benchmarks. Config (JSON) in
 // BENCH_SERVER: { transport: 'uws' | 'ws' | 'uws-floor', store: 'native' | 'js', rows, fsync, dir,
-// maxConnectionsPerIp, groupCommit (native store; default true) }. Reports { event: 'ready', port, rows } and then serves IPC commands:
+// maxConnectionsPerIp, groupCommit (native store; default true), annMinRows (native store: the
+// namespace size from which significance comes from the ANN graph) }. Reports { event: 'ready', port, rows } and then serves IPC commands:
 // cpu (process.cpuUsage of this process), mem (RSS after GC), storeStats, broadcast, exit.
 import { MemoryServer } from '../../dist/server/memory.js';
 import { MemoryStore, HASH_DIMS } from '../../dist/native.js';
@@ -19,7 +20,7 @@ const embedder = new HashEmbedder();
 
 let store;
 if (cfg.store === 'js') store = new JsMemoryStore(cfg.dir, { dims: D, fsync });
-else store = MemoryStore.open(cfg.dir, { dims: D, fsync, embedderName: embedder.name, embedderHash: embedder.hash, groupCommit: cfg.groupCommit ?? true });
+else store = MemoryStore.open(cfg.dir, { dims: D, fsync, embedderName: embedder.name, embedderHash: embedder.hash, groupCommit: cfg.groupCommit ?? true, ...(cfg.annMinRows ? { annMinRows: cfg.annMinRows } : {}) });
 
 const t0 = performance.now();
 if (rows > 0) {
@@ -94,7 +95,7 @@ serveParent({
   },
   storeStats() {
     const s = store.stats();
-    return { totalMemories: s.totalMemories, fsyncs: s.fsyncs, groups: s.groups, records: s.records, lastSeq: s.lastSeq, storageBytes: s.storageBytes };
+    return { totalMemories: s.totalMemories, fsyncs: s.fsyncs, groups: s.groups, records: s.records, lastSeq: s.lastSeq, storageBytes: s.storageBytes, annPending: s.annPending, annBytes: s.annBytes };
   },
   connections() {
     return { connections: connectionCount() };

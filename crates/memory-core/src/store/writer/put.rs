@@ -47,15 +47,19 @@ impl Writer {
         let soonest = news.iter().map(|n| n.record.expires_at).filter(|&e| e != NO_EXPIRY).min();
         let added = news.len();
         let pre = self.apply(&group, news, &mut outcomes, now);
+        self.note_expiry(soonest);
+        // Answered as soon as the group is durable and applied: the graph insert below does
+        // not change what a store returns, and searches score rows not in a graph yet exactly,
+        // so the replies need not wait for it. The clients' next stores then queue up while
+        // the writer inserts into the graph, instead of being sent only after it.
+        for ((_, done), slots) in group.into_iter().zip(outcomes) {
+            done(Ok(slots.into_iter().map(|o| o.expect("every item has an outcome")).collect()));
+        }
         // Into the graphs now, so the next group's significance pass and searches find them
         // there (plus a slice of any backlog, so that a graph just started catches up under
         // a steady load too; the rest is indexed while idle), with the candidates the
         // significance pass already found.
         self.index_rows(added + ANN_GROUP_CATCH_UP_ROWS, pre);
-        self.note_expiry(soonest);
-        for ((_, done), slots) in group.into_iter().zip(outcomes) {
-            done(Ok(slots.into_iter().map(|o| o.expect("every item has an outcome")).collect()));
-        }
     }
 
     /// Make the group's new memories visible (only now that they are durable) and complete
