@@ -57,6 +57,9 @@ export async function footprintChild(mode) {
   }
   await sleep(500); // the vectors file's catch-up after the writer's last slice
   const settleS = (performance.now() - settleStart) / 1000;
+  // Before any query: the f32 rows the idle work read are released by now.
+  const afterSettle = rollup();
+  const vectorsFileRssAfterSettleKb = mappedFileRss(/\/vectors-\d+\.f32$/);
   for (let q = 0; q < nq; q++) store.searchSync(queries.subarray(q * dims, (q + 1) * dims), 1, opts);
   st = store.stats();
   const report = {
@@ -64,6 +67,8 @@ export async function footprintChild(mode) {
     openToFirstQueryMs,
     settleS,
     afterOpen,
+    afterSettle,
+    vectorsFileRssAfterSettleKb,
     afterQueries: rollup(),
     vectorsFileRssKb: mappedFileRss(/\/vectors-\d+\.f32$/),
     logRssKb: mappedFileRss(/\/wal-\d+\.log$/),
@@ -88,6 +93,10 @@ export function smapsFootprint(served, baseline, dims) {
   return {
     pss_after_queries_mb: pss / MB,
     pss_after_open_mb: (served.afterOpen.pss * 1024) / MB,
+    // After the writer's idle work, before any query: what the process keeps without
+    // the f32 rows the queries' rescoring and graph traversal fault in.
+    pss_after_idle_work_mb: (served.afterSettle.pss * 1024) / MB,
+    f32_resident_after_idle_work_mb: (served.vectorsFileRssAfterSettleKb * 1024) / MB,
     pss_anon_mb: (served.afterQueries.pss_anon * 1024) / MB,
     pss_file_mb: (served.afterQueries.pss_file * 1024) / MB,
     runtime_pss_mb: (baseline.pss * 1024) / MB,
