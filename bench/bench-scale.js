@@ -5,10 +5,20 @@
 // (`exact: true`, the baseline, same run) — unfiltered, with a 1% and a 30% metadata filter
 // — recall@10 of each against the exact answer, durable single inserts from 16 concurrent
 // writers, PSS, the data directory's size and open → first answered query.
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { MemoryStore } from '../dist/native.js';
 import { now, removeDir, rng, saveResult, tempDir } from './common.js';
+import { footprintChild, smapsFootprint } from './lib/scale-footprint.js';
+
+// The footprint is measured in a process of its own (this file again, with
+// BENCH_SCALE_CHILD set): this one holds the generated vectors, which would count in its PSS.
+if (process.env.BENCH_SCALE_CHILD) {
+  await footprintChild(process.env.BENCH_SCALE_CHILD);
+  process.exit(0);
+}
 
 const N = Number(process.env.BENCH_SCALE_ROWS ?? 1_000_000);
 const D = 384;
@@ -54,6 +64,21 @@ const pct = (xs, p) => {
   return s[Math.min(s.length - 1, Math.floor(s.length * p))];
 };
 const dirBytes = (d) => readdirSync(d).reduce((a, f) => a + statSync(join(d, f)).size, 0);
+/** Bytes the directory's files occupy on disk (allocated blocks: sparse holes excluded). */
+const dirDiskBytes = (d) => readdirSync(d).reduce((a, f) => a + statSync(join(d, f)).blocks * 512, 0);
+/** Run this file as a footprint child on `dir`; resolves with its JSON report and spawn time. */
+function runChild(mode, dir) {
+  const started = Date.now();
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url)], {
+    env: { ...process.env, BENCH_SCALE_CHILD: mode, BENCH_SCALE_DIR: dir, BENCH_SCALE_DIMS: String(D) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (b) => (out += b));
+  return new Promise((resolve, reject) =>
+    child.on('exit', (code) => (code === 0 ? resolve({ started, ...JSON.parse(out.trim().split('\n').pop()) }) : reject(new Error(`footprint child exited ${code}`)))),
+  );
+}
 const pssMb = () => {
   const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'));
   return m ? Number(m[1]) / 1024 : null;
@@ -68,6 +93,8 @@ let store = MemoryStore.open(dir, { dims: D, fsync: 'always' });
 console.log(`storing ${N} memories in batches of ${BATCH} (fsync always)…`);
 let t = now();
 const progress = [];
+// The payload the data directory holds: vectors, texts and metadata (JSON), in bytes.
+let payloadBytes = 0;
 for (let s = 0; s < N; s += BATCH) {
   const items = [];
   const data = clustered(s, Math.min(BATCH, N - s), 7);
@@ -75,6 +102,7 @@ for (let s = 0; s < N; s += BATCH) {
     // tag: 1% "rare"; group: 30% "g0".
     const metadata = JSON.stringify({ tag: i % 100 === 7 ? 'rare' : 'common', group: i % 10 < 3 ? 'g0' : `g${i % 10}` });
     items.push({ namespace: 'scale', id: `m${i}`, text: `memory ${i}`, metadata, embedding: data.subarray((i - s) * D, (i - s + 1) * D) });
+    payloadBytes += D * 4 + Buffer.byteLength(`memory ${i}`) + Buffer.byteLength(metadata);
   }
   await store.put(items);
   if ((s + BATCH) % 100_000 === 0) {
@@ -128,7 +156,6 @@ for (const [name, filter] of [['unfiltered', null], ['filter_1pct', { tag: 'rare
 }
 const pss = pssMb();
 const stats = store.stats();
-const dataDirBytes = dirBytes(dir);
 
 // 3. Durable single inserts from 16 concurrent writers (in process; each awaits its put).
 const WRITERS = 16;
@@ -141,6 +168,7 @@ await Promise.all(
     for (let i = w; now() - t < INSERT_S * 1000 && i < 20_000; i += WRITERS) {
       await store.put([{ namespace: 'scale', id: `x${i}`, text: 'x', embedding: extra.subarray(i * D, (i + 1) * D) }]);
       inserted++;
+      payloadBytes += D * 4 + 1;
     }
   }),
 );
@@ -149,6 +177,10 @@ store.close();
 
 // 4. Open → first answered query (the graph is loaded from the file written at close:
 // the first query already takes the graph plan, and no rows wait to be indexed).
+// Then the footprint of a process that only serves the store: a fresh process opens the
+// directory, answers a query, waits until its idle work (int8 codes, graph) is done,
+// answers NQ queries and reports its PSS; a bare process with the addon loaded gives the
+// runtime's own share.
 t = now();
 store = MemoryStore.open(dir, { dims: D, fsync: 'always' });
 store.searchSync(queries.subarray(0, D), 1, { namespace: 'scale', k: K });
@@ -156,7 +188,14 @@ const firstQueryS = (now() - t) / 1000;
 const reopenPlan = await planOf(null);
 const reopenPending = store.stats().annPending;
 store.close();
+console.log('footprint: reopening in a process of its own…');
+const baseline = await runChild('baseline', dir);
+const served = await runChild('serve', dir);
+const dataDirBytes = dirBytes(dir);
+const dataDirDiskBytes = dirDiskBytes(dir);
 removeDir(dir);
+const fp = smapsFootprint(served, baseline, D);
+console.log('footprint', JSON.stringify(fp));
 
 saveResult('scale', {
   note: 'figures depend on the machine and its load; the exact path is the baseline of the same run',
@@ -172,5 +211,15 @@ saveResult('scale', {
   open_to_first_query_s: firstQueryS,
   reopen_first_plan: reopenPlan?.plan,
   reopen_ann_pending: reopenPending,
+  footprint: {
+    ...fp,
+    data_dir_bytes: dataDirBytes,
+    data_dir_disk_bytes: dataDirDiskBytes,
+    payload_bytes: payloadBytes,
+    data_dir_over_payload: dataDirDiskBytes / payloadBytes,
+    files: served.files,
+    process_start_to_first_query_s: (served.firstAnswerAt - served.started) / 1000,
+    open_to_first_query_s: served.openToFirstQueryMs / 1000,
+  },
   plans: { exact: stats.plansExact, graph: stats.plansGraph },
 });

@@ -94,6 +94,8 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
     applied?;
     let file_ok = diff.unwrap_or(usize::MAX).min(arena.mapped_rows());
     arena.set_len(vectors.len());
+    // Comparing read every mapped row: give the chunks that matched back to the page cache.
+    arena.release_mapped(file_ok);
     debug_assert_eq!(arena.len(), st.len());
     st.vectors = arena;
     drop(vectors);

@@ -5,6 +5,11 @@
 //! (rows that differ are corrected in memory and rewritten). The writer appends rows to it
 //! while idle, without fsync; after a crash it may hold fewer rows, more rows (a torn log
 //! tail) or damaged ones, all of which open handles. Compaction starts a new one.
+//!
+//! The file is also where the f32 rows live while the store is open: the whole chunks it
+//! holds are mapped from it (at open, and by the writer as it catches up), so they sit in
+//! the page cache rather than in the process's anonymous memory, and are released from the
+//! resident set once the idle work that read them all is done ([`VecFile::adopt`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -18,6 +23,11 @@ pub(super) struct VecFile {
     pub path: PathBuf,
     /// Leading rows the file holds correctly (the writer appends from here).
     pub rows: usize,
+    /// Rows of the file the arena had adopted at the last [`VecFile::adopt`].
+    adopted: usize,
+    /// Every mapped chunk should be released from the resident set at the next
+    /// [`VecFile::adopt`]: after an open, whose idle work (int8 codes, graph) read every row.
+    release_pending: bool,
 }
 
 /// How long the writer must have been without operations before it writes to the vectors file.
@@ -37,7 +47,24 @@ impl VecFile {
         let path = dir.join(logfile::vectors_name(gen));
         let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(&path).ok()?;
         let rows = file.metadata().ok()?.len() as usize / (dims * 4).max(1);
-        Some((VecFile { file, path, rows: 0 }, rows))
+        Some((VecFile { file, path, rows: 0, adopted: 0, release_pending: !truncate }, rows))
+    }
+
+    /// Once the writer is idle and the file holds every row: let the arena read the rows the
+    /// file holds from the file rather than from anonymous memory ([`Vectors::adopt_file`]),
+    /// when a whole chunk more is there or after an open. Takes the state's write lock only then.
+    ///
+    /// [`Vectors::adopt_file`]: super::vectors::Vectors::adopt_file
+    pub fn adopt(slot: Option<&mut VecFile>, state: &parking_lot::RwLock<State>) {
+        let Some(v) = slot else { return };
+        let chunks = |rows: usize| rows / super::vectors::CHUNK_ROWS;
+        if chunks(v.rows) <= chunks(v.adopted) && !v.release_pending {
+            return;
+        }
+        let mut st = state.write();
+        st.vectors.adopt_file(&v.file, v.rows);
+        v.adopted = v.rows;
+        v.release_pending = false;
     }
 
     /// Append rows `self.rows..` of `st` (at most `max`); true once the file holds them all.

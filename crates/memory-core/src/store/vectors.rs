@@ -99,6 +99,21 @@ impl Chunk {
         (p != libc::MAP_FAILED).then(|| Chunk { ptr: NonNull::new(p as *mut f32).expect("mmap returned null"), floats })
     }
 
+    /// Drop this process's page-table entries for a chunk mapped from the vectors file, so its
+    /// rows stop counting in the process's resident set (they stay in the page cache and
+    /// fault back in, from the file, when read). Only for a chunk whose rows the file holds
+    /// exactly: copy-on-write pages (rows corrected at open) would be replaced by the file's
+    /// bytes, which is harmless only once the file has been rewritten with the same values.
+    /// Concurrent readers then read the same values from the file.
+    fn release(&self) {
+        #[cfg(target_os = "linux")]
+        // SAFETY: advisory on the chunk's own mapping; with the file holding these exact
+        // values (the caller's guarantee) no content changes.
+        unsafe {
+            libc::madvise(self.ptr.as_ptr() as *mut libc::c_void, Self::bytes(self.floats), libc::MADV_DONTNEED);
+        }
+    }
+
     fn as_slice(&self) -> &[f32] {
         // SAFETY: ptr is valid for `floats` initialised (zeroed) f32 for the life of self.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.floats) }
@@ -247,6 +262,39 @@ impl Vectors {
         {
             let _ = (file, rows);
             0
+        }
+    }
+
+    /// Once the vectors file holds rows `0..file_rows` exactly (the writer wrote them, or
+    /// replay found them equal to the log): map the whole chunks among them that are still
+    /// anonymous memory from the file instead (their f32 leave RAM for the page cache), and
+    /// release every whole mapped chunk from the resident set (see [`Chunk::release`]).
+    /// Returns the chunks newly mapped.
+    pub fn adopt_file(&mut self, file: &std::fs::File, file_rows: usize) -> usize {
+        let whole = (file_rows / CHUNK_ROWS).min(self.len / CHUNK_ROWS);
+        let mut adopted = 0;
+        #[cfg(all(unix, target_endian = "little"))]
+        while self.mapped_chunks < whole {
+            let c = self.mapped_chunks;
+            let floats = CHUNK_ROWS * self.dims;
+            let Some(ch) = Chunk::map_file(file, (c * floats * 4) as u64, floats) else { break };
+            // The old anonymous chunk is unmapped here; readers hold the state's read lock,
+            // so none can be reading it while we hold `&mut self`.
+            self.chunks[c] = ch;
+            self.mapped_chunks += 1;
+            adopted += 1;
+        }
+        let _ = file;
+        self.release_mapped(file_rows);
+        adopted
+    }
+
+    /// Release every whole mapped chunk below `file_rows` (rows the file holds exactly) from
+    /// the resident set (see [`Chunk::release`]).
+    pub fn release_mapped(&self, file_rows: usize) {
+        let clean = (file_rows / CHUNK_ROWS).min(self.mapped_chunks);
+        for ch in &self.chunks[..clean] {
+            ch.release();
         }
     }
 

@@ -226,6 +226,8 @@ impl Writer {
             return Next::Again;
         }
         if self.vec_file.as_ref().is_none_or(|v| v.rows >= st.len()) {
+            drop(st);
+            VecFile::adopt(self.vec_file.as_mut(), &self.shared.state);
             self.idle_work = false;
             return Next::Again;
         }
