@@ -34,7 +34,7 @@ import {
 } from '../protocol/memory.js';
 import { MemoryStore, type NativeMemory, type PutItem, type PutResult, type SearchOptions } from '../native.js';
 import { fittingPrefix } from './reply-budget.js';
-import { retrieveWithMode } from './retrieve-modes.js';
+import { retrieveWithMode, searchExplained } from './retrieve-modes.js';
 import { HashEmbedder, type Embedder } from '../embedder.js';
 import { EmbeddingBatcher } from './inference-batcher.js';
 import { WsServer, type CommandHandler, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
@@ -492,8 +492,7 @@ export class MemoryServer extends ServerBase {
     }
     // Checked input first: a bad request fails at once, not after the wait.
     if (d.min_seq !== undefined) await this.writes.waitApplied(d.min_seq, MIN_SEQ_WAIT_MS);
-    let rows: NativeMemory[];
-    let plan: RetrievePlan | undefined;
+    let rows: NativeMemory[], plan: RetrievePlan | undefined;
     if (query === undefined) {
       rows = await mapped(() => this.store.top(opts));
       if (d.explain) plan = { plan: 'significance', reason: 'no query: the significance index' };
@@ -501,16 +500,8 @@ export class MemoryServer extends ServerBase {
       if (d.min_score !== undefined) opts.minScore = d.min_score;
       if (d.recency_half_life_s !== undefined) opts.recencyHalfLifeS = d.recency_half_life_s;
       if (d.exact) opts.exact = true;
-      if (d.explain) {
-        // The same planner and search as below, one query on the thread pool, with its plan.
-        const out = await mapped(this.store.searchExplained(query, 1, opts));
-        rows = out.results[0] ?? [];
-        const p = out.plan;
-        plan = { plan: p.plan as RetrievePlan['plan'], reason: p.reason, ef: p.ef, scored: p.scored };
-        if (p.filterCandidates !== undefined && p.filterCandidates !== null) plan.filter_candidates = p.filterCandidates;
-      } else {
-        rows = await mapped(this.store.searchBatched(query, opts));
-      }
+      if (d.explain) ({ rows, plan } = await searchExplained(this.store, query, opts));
+      else rows = await mapped(this.store.searchBatched(query, opts));
     }
     // The best memories that fit the reply byte budget; `truncated` says some were left out.
     const n = fittingPrefix(rows, include, budget);
@@ -683,10 +674,9 @@ export class MemoryServer extends ServerBase {
     }
     // The last compaction's report is a native object: fetched only when the count moves.
     // A store-like baseline given as `store` (benchmarks) may not count compactions.
-    const compactions = st.compactions;
-    if (compactions !== this.lastCompaction.count) {
+    if (st.compactions !== this.lastCompaction.count) {
       const last = typeof this.store.compactionInfo === 'function' ? this.store.compactionInfo().last : undefined;
-      this.lastCompaction = { count: compactions, summary: last ? compactionSummary(last) : null };
+      this.lastCompaction = { count: st.compactions, summary: last ? compactionSummary(last) : null };
     }
     const reply: MemoryStatsReply & { total_associations: number; fsyncs: number; last_seq: number; isa: string; [JSON_TEXT]?: unknown } = {
       total_memories: total,
@@ -730,17 +720,10 @@ export class MemoryServer extends ServerBase {
   /** `stats` for a connection limited to some namespaces: only what concerns them (memory-scope.ts). */
   private scopedStats(conn: Connection, ns: string | undefined, counts: MemoryStatsCounts): unknown {
     const s = this.store.stats();
-    const facts = {
-      dims: s.dims,
-      model: this.embedder.name,
-      device: this.embedder.device,
-      uptime_s: Math.round(Date.now() - this.ws.metrics.startedAt) / 1000,
-      fsync: s.fsync,
-      isa: s.isa,
-    };
-    if (ns === undefined) return scopedStatsReply(counts, facts, undefined);
-    const name = this.namespaceOf(conn, ns);
-    return scopedStatsReply(counts, facts, { name, total: this.store.count(name) });
+    const uptime_s = Math.round(Date.now() - this.ws.metrics.startedAt) / 1000;
+    const facts = { dims: s.dims, model: this.embedder.name, device: this.embedder.device, uptime_s, fsync: s.fsync, isa: s.isa };
+    const name = ns === undefined ? undefined : this.namespaceOf(conn, ns);
+    return scopedStatsReply(counts, facts, name === undefined ? undefined : { name, total: this.store.count(name) });
   }
 }
 

@@ -6,7 +6,7 @@
  * interface (WebSocket, HTTP, MCP), so there is one implementation of the modes.
  */
 import { ProtocolError } from '../protocol/index.js';
-import { MEMORY_LIMITS, type RetrieveData, type RetrieveMode, type RetrieveSignals, type WireMemory } from '../protocol/memory.js';
+import { MEMORY_LIMITS, type RetrieveData, type RetrievePlan, type RetrieveMode, type RetrieveSignals, type WireMemory } from '../protocol/memory.js';
 import type { MemoryStore, NativeMemory, SearchOptions } from '../native.js';
 import { f32, mapped, toWireMemory } from './memory-convert.js';
 import { memoryReplyBytes } from './reply-budget.js';
@@ -129,4 +129,14 @@ export async function retrieveWithMode(store: MemoryStore, req: ModeRequest): Pr
     return w;
   });
   return n < results.length ? { memories, truncated: true } : { memories };
+}
+
+/** A vector search with the plan that answered it (`explain: true`): the same planner and
+ * search as `searchBatched`, one query on the thread pool. */
+export async function searchExplained(store: MemoryStore, query: Float32Array, opts: SearchOptions): Promise<{ rows: NativeMemory[]; plan: RetrievePlan }> {
+  const out = await mapped(store.searchExplained(query, 1, opts));
+  const p = out.plan;
+  const plan: RetrievePlan = { plan: p.plan as RetrievePlan['plan'], reason: p.reason, ef: p.ef, scored: p.scored };
+  if (p.filterCandidates !== undefined && p.filterCandidates !== null) plan.filter_candidates = p.filterCandidates;
+  return { rows: out.results[0] ?? [], plan };
 }
