@@ -6,13 +6,14 @@
  * (ts/server/follow-embedder.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Embedder } from '../ts/embedder.js';
 import { HASH_DIMS, hashEmbed } from '../ts/native.js';
 import { MemoryServer, type MemoryServerOptions } from '../ts/server/memory.js';
+import { BACKGROUND_NICE, OnnxEmbedder } from '../ts/onnx/embedder.js';
 import { createServers } from '../ts/servers.js';
 import { ensureBuilt, root } from './helpers/build-dist.js';
 import { connect, delay, silentLogger, until, type TestClient } from './helpers/ws-client.js';
@@ -140,6 +141,41 @@ describe('re-embedding gives way to commands', () => {
   }, 90_000);
 });
 
+/** Niceness of each thread of this process, by thread id. */
+function threadNiceness(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const t of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
+      out.set(Number(t), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
+describe('the onnx embedder\'s background instance', () => {
+  it.runIf(process.platform === 'linux')('runs its onnxruntime threads at a lower priority and gives the same vectors', async () => {
+    const model = await OnnxEmbedder.load({ model: path.join(root, 'test/fixtures/tiny-bert'), device: 'cpu', threads: 2 });
+    const base = Math.max(...[...threadNiceness().values()].filter((n) => n < 5));
+    const before = new Set(threadNiceness().keys());
+    const bg = await model.background();
+    try {
+      expect({ name: bg.name, hash: bg.hash, dims: bg.dims }).toEqual({ name: model.name, hash: model.hash, dims: model.dims });
+      // Its worker and onnxruntime's intra-op thread(s), started with it, run at +BACKGROUND_NICE.
+      const added = [...threadNiceness()].filter(([tid]) => !before.has(tid)).map(([, nice]) => nice);
+      expect(added.filter((n) => n === Math.min(19, base + BACKGROUND_NICE)).length).toBeGreaterThanOrEqual(2);
+      const texts = ['the cat sat on the mat', 'a quick brown fox'];
+      const [a, b] = [await model.embed(texts), await bg.embed(texts)];
+      for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThan(1e-5);
+    } finally {
+      await bg.close();
+      await model.close();
+    }
+  }, 60_000);
+});
+
 describe('an inference server beside a re-embedding memory server', () => {
   it('createServers: embeds with the directory\'s old embedder until the switch, then with the new one', async () => {
     const dir = tempDir();
@@ -195,7 +231,7 @@ describe('an inference server beside a re-embedding memory server', () => {
 
     it('the inference child serves hash-v1 while the memory child re-embeds, the model once it has switched', async () => {
       const dir = tempDir();
-      await seed(dir, 4000);
+      await seed(dir, 10_000);
       const args = ['--host', '127.0.0.1', '--port', '0', '--inference-port', '0', '--control-port', '0', '--data-dir', dir, '--log-level', 'silent'];
       const child = spawn(process.execPath, [bin, ...args, '--model', FIXTURE, '--device', 'cpu', '--threads', '1', '--reembed'], { stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(child);

@@ -172,7 +172,7 @@ export class OnnxEmbedder implements Embedder {
   }
 
   /** Loads and checks a model directory; every problem is a start-up error naming the file. */
-  static async load(options: OnnxEmbedderOptions): Promise<OnnxEmbedder> {
+  static async load(options: OnnxEmbedderOptions, knownHash?: string): Promise<OnnxEmbedder> {
     const dir = resolve(options.model);
     if (!existsSync(dir) || !statSync(dir).isDirectory()) {
       throw new Error(`Model directory not found: ${dir} (expected a directory with model.onnx and tokenizer.json)`);
@@ -209,7 +209,8 @@ export class OnnxEmbedder implements Embedder {
     }
     const probe = tokenizer.encodeBatch(['hello world']);
     const probeIds = Array.from(probe.inputIds.subarray(0, probe.lengths[0]!), (v) => Number(v));
-    const hash = await sha256File(modelPath);
+    // `knownHash`: background() loads the file this instance has hashed already.
+    const hash = knownHash ?? `sha256:${await sha256File(modelPath)}`;
 
     const nice = options.nice ?? 0;
     if (!Number.isInteger(nice) || nice < 0 || nice > 19) throw new Error(`nice must be an integer in 0…19, got ${nice}`);
@@ -232,7 +233,7 @@ export class OnnxEmbedder implements Embedder {
     for (const n of reply.notes) log(`onnx embedder: ${n}`);
     const embedder = new OnnxEmbedder({
       name: options.name ?? `onnx:${basename(dir)}`,
-      hash: `sha256:${hash}`,
+      hash,
       dims: reply.dims,
       device: reply.device,
       maxBatch,
@@ -251,7 +252,7 @@ export class OnnxEmbedder implements Embedder {
    * caller closes it.
    */
   background(): Promise<OnnxEmbedder> {
-    return OnnxEmbedder.load({ ...this.loadOptions, nice: (this.loadOptions.nice ?? 0) + BACKGROUND_NICE });
+    return OnnxEmbedder.load({ ...this.loadOptions, nice: Math.min(19, (this.loadOptions.nice ?? 0) + BACKGROUND_NICE) }, this.hash);
   }
 
   tokenCounts(texts: string[]): Uint32Array {

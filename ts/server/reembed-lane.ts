@@ -21,9 +21,19 @@ export const IN_FLIGHT = 2;
 /** Under a load that never pauses, one background step per this many finished commands. */
 export const FAIRNESS = 64;
 
+interface Batch {
+  texts: string[];
+  resolve(v: Float32Array): void;
+  reject(err: unknown): void;
+}
+
 export class BackgroundLane {
+  /** Batches not submitted yet, in the order `embed` was called. */
+  private readonly queue: Batch[] = [];
   private running = 0;
-  private readonly slotWaiters: Array<() => void> = [];
+  private pumping = false;
+  /** Wakes the pump when a running batch ends. */
+  private wake: (() => void) | null = null;
 
   constructor(
     /** The embedder the re-embedding writes with (its background instance, when it has one). */
@@ -37,47 +47,58 @@ export class BackgroundLane {
   }
 
   /**
-   * Embeds `texts` one model batch at a time, each submitted once a slot is free and no
-   * command is in flight, each tokenized in its own turn of the event loop. Calls queue in
-   * the order they are made (slots are handed out first come, first served).
+   * Embeds `texts` one model batch at a time, each submitted once fewer than IN_FLIGHT run
+   * and no command is in flight, each tokenized in its own turn of the event loop. Calls are
+   * served in the order they are made (a page's batches all before the next page's).
    */
-  async embed(texts: string[]): Promise<Float32Array> {
-    const { model } = this;
-    const dims = model.dims;
-    const step = Math.max(1, model.maxBatch);
+  embed(texts: string[]): Promise<Float32Array> {
+    const { dims } = this.model;
+    const step = Math.max(1, this.model.maxBatch);
     const out = new Float32Array(texts.length * dims);
     const runs: Array<Promise<void>> = [];
     for (let i = 0; i < texts.length; i += step) {
-      await this.slot();
-      try {
-        await this.giveWay();
-      } catch (err) {
-        this.free();
-        throw err;
-      }
-      const run = model
-        .embed(texts.slice(i, i + step))
-        .then((v) => out.set(v, i * dims))
-        .finally(() => this.free());
-      run.catch(() => undefined); // rejected before Promise.all below: still handled
-      runs.push(run);
+      const run = new Promise<Float32Array>((resolve, reject) => this.queue.push({ texts: texts.slice(i, i + step), resolve, reject }));
+      runs.push(run.then((v) => out.set(v, i * dims)));
     }
-    await Promise.all(runs);
-    return out;
+    this.pump();
+    return Promise.all(runs).then(() => out);
   }
 
-  private slot(): Promise<void> {
-    if (this.running < IN_FLIGHT && this.slotWaiters.length === 0) {
+  /** The run has stopped: batches not submitted yet are dropped (their pages are never copied). */
+  close(): void {
+    for (const b of this.queue.splice(0)) b.reject(new Error('re-embedding stopped'));
+  }
+
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    void this.submitQueued().finally(() => {
+      this.pumping = false;
+    });
+  }
+
+  private async submitQueued(): Promise<void> {
+    while (this.queue.length > 0) {
+      while (this.running >= IN_FLIGHT) await new Promise<void>((r) => (this.wake = r));
+      // Its own turn: this batch's tokenization does not run inside another reply's callback.
+      await new Promise<void>((r) => setImmediate(r));
+      // Then no I/O comes between the check for commands in flight and the submission.
+      await this.giveWay();
+      const b = this.queue.shift();
+      if (!b) break;
       this.running++;
-      return Promise.resolve();
+      let run: Promise<Float32Array>;
+      try {
+        run = this.model.embed(b.texts);
+      } catch (err) {
+        run = Promise.reject(err);
+      }
+      run.then(b.resolve, b.reject).finally(() => {
+        this.running--;
+        const w = this.wake;
+        this.wake = null;
+        w?.();
+      });
     }
-    return new Promise((resolve) => this.slotWaiters.push(resolve));
-  }
-
-  /** A batch is done: its slot passes to the next waiter (in its own turn, so its tokenization is not inside this reply's callback). */
-  private free(): void {
-    const next = this.slotWaiters.shift();
-    if (next) setImmediate(next);
-    else this.running--;
   }
 }

@@ -164,7 +164,10 @@ export class Reembedder {
     r.lane = new BackgroundLane(r.backgroundModel ?? o.target, o.gate);
     o.gate.counting = true;
     o.logger.info({ reembed: r.progress() }, `re-embedding ${o.state.cursor > 0 ? 'resumes' : 'starts'}: ${o.state.from.name} → ${o.state.to.name}`);
-    r.finished = r.run().finally(() => r.closeBackgroundModel());
+    r.finished = r.run().finally(() => {
+      r.lane.close();
+      return r.closeBackgroundModel();
+    });
     return r;
   }
 
