@@ -10,6 +10,10 @@
  * (`reembed.json`): a restart resumes after it, and a batch copied twice is answered
  * `existing` by the store, so nothing is duplicated.
  *
+ * The model and store work gives way to commands (reembed-lane.ts): a batch is handed to the
+ * model, and a group put into the new store, only when no command is in flight, and a model
+ * embedder re-embeds on its background instance (lower CPU priority), closed at the end.
+ *
  * Meanwhile the live store serves every command with the old embedder: new stores are
  * embedded the old way and copied later by their sequence numbers; updates and deletes are
  * applied to the copy too. When the copy has caught up, writes are held, the last ones are
