@@ -5,6 +5,9 @@
 // Measured in one run, every baseline in the same process:
 // - the embedder's own batch throughput: OnnxEmbedder.embed on pages of 512 of the same
 //   texts, back to back (what the re-embedding asks of it), on a sample of the memories;
+//   and the same for its background instance (`background()`: onnxruntime's threads at
+//   niceness +10), which is what the re-embedding runs on — on a quiet machine the two are
+//   the same, on a loaded one the background instance gets less of the CPU;
 // - re-embedding throughput: memories / wall time from the server's start to the switch;
 // - query latency: a fixed-rate `retrieve` load (text query, top 10; 4 connections,
 //   BENCH_REEMBED_QPS in total), first against the same server and store with no
@@ -154,8 +157,17 @@ try {
   await seed(dir, texts);
   const model = await loadModel();
   console.log(`${model.name} alone on pages of 512 …`);
-  const alone = await embedderAlone(model, texts.slice(0, Math.min(texts.length, MODEL === 'minilm' ? 4096 : 100_000)));
+  const sample = texts.slice(0, Math.min(texts.length, MODEL === 'minilm' ? 4096 : 100_000));
+  const alone = await embedderAlone(model, sample);
   console.log(alone);
+  let aloneBackground = null;
+  if (model.background) {
+    console.log(`${model.name}'s background instance alone on pages of 512 …`);
+    const bg = await model.background();
+    aloneBackground = await embedderAlone(bg, sample);
+    await bg.close();
+    console.log(aloneBackground);
+  }
 
   console.log(`idle: ${QPS} retrieve/s for ${IDLE_SECONDS} s, no re-embedding …`);
   let server = new MemoryServer({ dataDir: dir, host: '127.0.0.1', port: 0, logLevel: 'silent', printListening: false, rateLimit: 0 });
@@ -189,8 +201,10 @@ try {
     query_load: { qps: QPS, connections: 4, query: 'retrieve, text query, top 10', idle_seconds: IDLE_SECONDS },
     finished,
     embedder_alone: alone,
+    embedder_alone_background: aloneBackground,
     reembed: { seconds, texts_per_s: reembedPerS, progress: samples },
     fraction_of_embedder: reembedPerS / alone.texts_per_s,
+    fraction_of_background_embedder: aloneBackground ? reembedPerS / aloneBackground.texts_per_s : null,
     queries_idle: idle,
     queries_during: during,
     p99_during_over_idle: during.p99_ms / idle.p99_ms,

@@ -41,6 +41,12 @@ export interface Embedder {
    */
   prepare?(texts: string[]): PreparedBatch;
   runPrepared?(batch: PreparedBatch): Promise<Float32Array>;
+  /**
+   * Another instance of this embedder (the same name, hash and vectors) for background work —
+   * re-embedding — at a lower CPU priority, so the server's own work goes first. The caller
+   * closes it. Without it, background work uses this instance.
+   */
+  background?(): Promise<Embedder>;
   close?(): void | Promise<void>;
 }
 

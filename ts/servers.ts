@@ -63,7 +63,9 @@ export async function createServers(options: CreateServersOptions = {}): Promise
       await memory.listen();
     }
     if (infOpts !== false) {
-      inference = new InferenceServer({ embedder, ...common, ...(infOpts ?? {}) });
+      // Beside a re-embedding memory server, embed with what its memories are served with until the switch.
+      const follow = memory && memOpts && memOpts.reembed ? { followDataDir: memory.dataDir, ...(memOpts.previousEmbedder ? { previousEmbedder: memOpts.previousEmbedder } : {}) } : {};
+      inference = new InferenceServer({ embedder, ...common, ...follow, ...(infOpts ?? {}) });
       await inference.listen();
     }
   } catch (err) {

@@ -175,6 +175,8 @@ function inferenceOptions(cfg: CliConfig) {
     ...(cfg.maxBatch ? { maxBatch: cfg.maxBatch } : {}),
     ...(cfg.maxQueue ? { maxQueue: cfg.maxQueue } : {}),
     ...(cfg.batchWaitMs !== undefined ? { maxWaitMs: cfg.batchWaitMs } : {}),
+    // The inference server serves the old embedder until the memory server's re-embedding switches.
+    ...(cfg.reembed ? { followDataDir: path.resolve(cfg.dataDir) } : {}),
   };
 }
 

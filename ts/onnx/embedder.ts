@@ -52,7 +52,12 @@ export interface OnnxEmbedderOptions {
   allowSpinning?: boolean;
   /** Where warnings go (CUDA fallback, --max-length capped). Default: console.warn. */
   log?: (msg: string) => void;
+  /** Raise the niceness of the onnxruntime threads by this much (Linux; `background()` uses it). Default 0. */
+  nice?: number;
 }
+
+/** Niceness added for a background instance: its threads yield the cores to the server's whenever both have work. */
+export const BACKGROUND_NICE = 10;
 
 /** Cumulative time spent per stage (ms), for stats and the benchmark. */
 export interface OnnxTimings {
@@ -132,6 +137,8 @@ export class OnnxEmbedder implements Embedder {
   private readonly worker: Worker;
   private readonly pending = new Map<number, { resolve: (v: Float32Array) => void; reject: (e: Error) => void; texts: number }>();
   private nextId = 1;
+  /** The options this instance was loaded with (resolved directory), for `background()`. */
+  private loadOptions!: OnnxEmbedderOptions;
   private broken: Error | null = null;
   private closed = false;
 
@@ -165,7 +172,7 @@ export class OnnxEmbedder implements Embedder {
   }
 
   /** Loads and checks a model directory; every problem is a start-up error naming the file. */
-  static async load(options: OnnxEmbedderOptions): Promise<OnnxEmbedder> {
+  static async load(options: OnnxEmbedderOptions, knownHash?: string): Promise<OnnxEmbedder> {
     const dir = resolve(options.model);
     if (!existsSync(dir) || !statSync(dir).isDirectory()) {
       throw new Error(`Model directory not found: ${dir} (expected a directory with model.onnx and tokenizer.json)`);
@@ -202,9 +209,12 @@ export class OnnxEmbedder implements Embedder {
     }
     const probe = tokenizer.encodeBatch(['hello world']);
     const probeIds = Array.from(probe.inputIds.subarray(0, probe.lengths[0]!), (v) => Number(v));
-    const hash = await sha256File(modelPath);
+    // `knownHash`: background() loads the file this instance has hashed already.
+    const hash = knownHash ?? `sha256:${await sha256File(modelPath)}`;
 
-    const init: WorkerInit = { modelPath, device, intraOpThreads: threads, allowSpinning: options.allowSpinning ?? false, probeIds, pooling };
+    const nice = options.nice ?? 0;
+    if (!Number.isInteger(nice) || nice < 0 || nice > 19) throw new Error(`nice must be an integer in 0…19, got ${nice}`);
+    const init: WorkerInit = { modelPath, device, intraOpThreads: threads, allowSpinning: options.allowSpinning ?? false, probeIds, pooling, nice };
     const worker = new Worker(workerPath(), { workerData: init });
     const reply = await new Promise<InitReply>((res, rej) => {
       const onExit = (code: number) => rej(new Error(`onnxruntime worker exited during start-up (code ${code})`));
@@ -221,9 +231,9 @@ export class OnnxEmbedder implements Embedder {
       throw new Error(`${modelPath}: onnxruntime cannot run this model: ${reply.error}`);
     }
     for (const n of reply.notes) log(`onnx embedder: ${n}`);
-    return new OnnxEmbedder({
+    const embedder = new OnnxEmbedder({
       name: options.name ?? `onnx:${basename(dir)}`,
-      hash: `sha256:${hash}`,
+      hash,
       dims: reply.dims,
       device: reply.device,
       maxBatch,
@@ -232,6 +242,17 @@ export class OnnxEmbedder implements Embedder {
       tokenizer,
       worker,
     });
+    embedder.loadOptions = { ...options, model: dir, maxLength, log };
+    return embedder;
+  }
+
+  /**
+   * A second instance of this model for background work (re-embedding), its onnxruntime
+   * threads at a lower CPU priority (BACKGROUND_NICE): the same name, hash and vectors. The
+   * caller closes it.
+   */
+  background(): Promise<OnnxEmbedder> {
+    return OnnxEmbedder.load({ ...this.loadOptions, nice: Math.min(19, (this.loadOptions.nice ?? 0) + BACKGROUND_NICE) }, this.hash);
   }
 
   tokenCounts(texts: string[]): Uint32Array {

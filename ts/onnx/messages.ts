@@ -9,6 +9,8 @@ export interface WorkerInit {
   probeIds: number[];
   /** mean: over the attention mask; cls: the first token's state. */
   pooling: 'mean' | 'cls';
+  /** Raise the worker's niceness by this much before the session starts its threads (they inherit it). */
+  nice: number;
 }
 
 export type InitReply =

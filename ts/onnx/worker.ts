@@ -6,6 +6,8 @@
  * (Rust core again) before posting the embeddings back. Messages are handled one at a
  * time, so a batch posted while another runs starts the moment that one ends.
  */
+import { readlinkSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import { meanPool } from '../native.js';
@@ -40,6 +42,24 @@ function sessionOptions(device: 'cpu' | 'cuda'): ort.InferenceSession.SessionOpt
 const ORT_LOG_FATAL = 4;
 ort.env.logLevel = 'fatal';
 const RUN_OPTIONS: ort.InferenceSession.RunOptions = { logSeverityLevel: ORT_LOG_FATAL };
+
+/**
+ * A background instance (re-embedding) runs at a lower CPU priority: this thread lowers its
+ * own, and onnxruntime's intra-op threads, created with the session below, inherit it
+ * (Linux: niceness is per thread and inherited). The event loop and the scan threads then
+ * take the cores whenever they have work — queries during a re-embedding — and the model
+ * has them whenever they do not. Linux only (elsewhere this thread's id is not at hand).
+ */
+function lowerPriority(by: number): void {
+  if (by <= 0 || process.platform !== 'linux') return;
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, Math.min(19, getPriority(tid) + by));
+  } catch {
+    // Not permitted or no /proc: the instance runs at the normal priority.
+  }
+}
+lowerPriority(init.nice);
 
 let session: ort.InferenceSession;
 let device: 'cpu' | 'cuda' = 'cpu';

@@ -19,21 +19,32 @@ import { ServerBase } from './server-base.js';
 import { VERSION } from '../version.js';
 import { JSON_FLOAT_BYTES, jsonStringBytes } from './reply-budget.js';
 import { addInferenceServerRoutes } from './http/server-routes.js';
+import { DataDirSwitchWatch, embedderServedNow } from './follow-embedder.js';
 
 export interface InferenceServerOptions extends Omit<WsServerOptions, 'commands' | 'onMessage'>, BatcherOptions {
   /** Default: the built-in hash embedder. The caller keeps ownership (close() does not close it). */
   embedder?: Embedder;
+  /**
+   * The data directory of the memory server beside this one: while a re-embedding of it to
+   * `embedder` has not switched, serve the embedder its memories are still served with
+   * (ts/server/follow-embedder.ts).
+   */
+  followDataDir?: string;
+  /** With `followDataDir`: the embedder the directory was written with, unless the built-in hash. */
+  previousEmbedder?: Embedder;
 }
 
 export class InferenceServer extends ServerBase {
   readonly ws: WsServer;
-  readonly embedder: Embedder;
-  readonly batcher: EmbeddingBatcher;
+  /** The embedder and batcher serving now (another one until a followed re-embedding switches). */
+  private serving!: { embedder: Embedder; batcher: EmbeddingBatcher };
+  private readonly batcherOptions: BatcherOptions;
+  private switchWatch: DataDirSwitchWatch | null = null;
 
   constructor(options: InferenceServerOptions = {}) {
     super();
-    const { embedder, maxBatch, maxQueue, maxWaitMs, maxBatchTokens, runOverheadTokens, log, ...wsOptions } = options;
-    this.embedder = embedder ?? new HashEmbedder();
+    const { embedder, followDataDir, previousEmbedder, maxBatch, maxQueue, maxWaitMs, maxBatchTokens, runOverheadTokens, log, ...wsOptions } = options;
+    const target = embedder ?? new HashEmbedder();
     const b: BatcherOptions = {};
     if (maxBatch !== undefined) b.maxBatch = maxBatch;
     if (maxQueue !== undefined) b.maxQueue = maxQueue;
@@ -41,13 +52,13 @@ export class InferenceServer extends ServerBase {
     if (maxBatchTokens !== undefined) b.maxBatchTokens = maxBatchTokens;
     if (runOverheadTokens !== undefined) b.runOverheadTokens = runOverheadTokens;
     b.log = log ?? ((m) => this.ws.logger.warn(m));
-    this.batcher = new EmbeddingBatcher(this.embedder, b);
+    this.batcherOptions = b;
     const userBeforeClose = wsOptions.beforeClose;
     this.ws = new WsServer({
       name: 'inference-server',
       port: DEFAULTS.ports.inference,
       portRange: DEFAULTS.ports.inferencePortRange,
-      serviceInfo: { service: 'inference-server', version: VERSION, model: this.embedder.name, dims: this.embedder.dims },
+      serviceInfo: () => ({ service: 'inference-server', version: VERSION, model: this.embedder.name, dims: this.embedder.dims }),
       ...wsOptions,
       pipelining: 'concurrent',
       commands: strictEnvelope<Connection, CommandHandler>({
@@ -59,12 +70,42 @@ export class InferenceServer extends ServerBase {
         await userBeforeClose?.();
       },
     });
+    const meanwhile = followDataDir === undefined ? null : embedderServedNow(followDataDir, target, previousEmbedder, (m) => b.log!(m));
+    const first = meanwhile ?? target;
+    this.serving = { embedder: first, batcher: new EmbeddingBatcher(first, b) };
+    if (meanwhile && followDataDir !== undefined) {
+      this.switchWatch = new DataDirSwitchWatch(followDataDir, target, () => this.useEmbedder(target));
+    }
+    if (meanwhile) this.ws.logger.info(`inference server: ${meanwhile.name} until the re-embedding of ${followDataDir} to ${target.name} switches`);
     addInferenceServerRoutes(this);
+  }
+
+  /** The embedder serving requests now. */
+  get embedder(): Embedder {
+    return this.serving.embedder;
+  }
+
+  /** The dynamic batcher serving requests now. */
+  get batcher(): EmbeddingBatcher {
+    return this.serving.batcher;
+  }
+
+  /** Serves `e` from the next request on; requests already queued finish with the previous one. */
+  private useEmbedder(e: Embedder): void {
+    const old = this.serving.batcher;
+    this.serving = { embedder: e, batcher: new EmbeddingBatcher(e, this.batcherOptions) };
+    this.ws.logger.info(`inference server: the re-embedding has switched; now serving ${e.name}`);
+    const retire = (): void => {
+      if (old.queueDepth === 0) old.close();
+      else setTimeout(retire, 50).unref();
+    };
+    retire();
   }
 
   /** After the graceful shutdown: stops the batcher (the embedder stays the caller's). */
   protected release(): void {
-    this.batcher.close();
+    this.switchWatch?.close();
+    this.serving.batcher.close();
   }
 
   private embeddings(conn: Connection, req: Request): Promise<EmbeddingsReply> {
@@ -79,21 +120,23 @@ export class InferenceServer extends ServerBase {
   async runEmbeddings(data: unknown, cancelled: () => boolean): Promise<EmbeddingsReply> {
     const d = parseRequestData(embeddingsSchema, data, 'embeddings');
     const texts = d.texts ?? [d.text!];
-    const dims = this.embedder.dims;
-    const rows = await this.batcher.embed(texts, { cancelled });
+    // One embedder for the whole request, even if a followed re-embedding switches meanwhile.
+    const { embedder, batcher } = this.serving;
+    const dims = embedder.dims;
+    const rows = await batcher.embed(texts, { cancelled });
     const vecs: Float32Array[] = [];
     for (let i = 0; i < texts.length; i++) {
       const v = rows.slice(i * dims, (i + 1) * dims);
       // Embedders return L2-normalized rows; `normalize: false` keeps the raw output.
       vecs.push(d.config.normalize ? normalize(v) : v);
     }
-    const base = { dims, model: this.embedder.name };
+    const base = { dims, model: embedder.name };
     return d.texts ? { embeddings: vecs, ...base } : { embedding: vecs[0]!, ...base };
   }
 
-  private windows(text: string, maxTokens: number, stride: number): TextWindow[] {
-    const w = this.embedder.tokenWindows
-      ? this.embedder.tokenWindows(text, maxTokens, stride)
+  private windows(embedder: Embedder, text: string, maxTokens: number, stride: number): TextWindow[] {
+    const w = embedder.tokenWindows
+      ? embedder.tokenWindows(text, maxTokens, stride)
       : wordWindows(text, maxTokens, stride);
     return w.length > 0 ? w : [{ start: 0, end: text.length, text }];
   }
@@ -124,10 +167,11 @@ export class InferenceServer extends ServerBase {
 
   private async process(conn: Connection, req: Request): Promise<unknown> {
     const d = parseRequestData(processSchema, req.data, req.type);
-    const windows = this.windows(d.text, d.config.max_tokens, d.config.stride);
-    const dims = this.embedder.dims;
+    const { embedder, batcher } = this.serving;
+    const windows = this.windows(embedder, d.text, d.config.max_tokens, d.config.stride);
+    const dims = embedder.dims;
     this.checkProcessReply(d.text, windows, dims);
-    const rows = await this.batcher.embed([...windows.map((w) => w.text), ...d.context], { cancelled: () => conn.closed });
+    const rows = await batcher.embed([...windows.map((w) => w.text), ...d.context], { cancelled: () => conn.closed });
     const chunkRows = windows.map((_, i) => normalize(rows.slice(i * dims, (i + 1) * dims)));
     const ctxRows = d.context.map((_, j) => normalize(rows.slice((windows.length + j) * dims, (windows.length + j + 1) * dims)));
     const novelty = (v: Float32Array): number => {
@@ -145,7 +189,7 @@ export class InferenceServer extends ServerBase {
       end: w.end,
       significance: novelty(chunkRows[i]!),
     }));
-    return { embedding, significance: novelty(embedding), chunks, dims, model: this.embedder.name };
+    return { embedding, significance: novelty(embedding), chunks, dims, model: embedder.name };
   }
 
   private stats(_conn: Connection, req: Request): InferenceStatsReply {

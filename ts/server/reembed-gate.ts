@@ -24,8 +24,10 @@ const barrier = (): Barrier => {
 class InFlight {
   n = 0;
   private waiters: Array<() => void> = [];
+  constructor(private readonly onDone: () => void) {}
   done(): void {
     if (--this.n === 0) for (const w of this.waiters.splice(0)) w();
+    this.onDone();
   }
   drained(): Promise<void> {
     return this.n === 0 ? Promise.resolve() : new Promise((r) => this.waiters.push(r));
@@ -37,8 +39,40 @@ export class CommandGate {
   counting = false;
   private writes: Barrier | null = null;
   private all: Barrier | null = null;
-  private readonly writing = new InFlight();
-  private readonly reading = new InFlight();
+  private readonly writing = new InFlight(() => this.commandDone());
+  private readonly reading = new InFlight(() => this.commandDone());
+  /** Commands finished while counting. */
+  private finished = 0;
+  /** Background work waiting for a quiet moment: resolved when none is in flight, or at `until` finished. */
+  private quietWaiters: Array<{ until: number; resolve: () => void }> = [];
+
+  /** Commands in flight now (counted only while a re-embedding runs). */
+  get inFlight(): number {
+    return this.writing.n + this.reading.n;
+  }
+
+  /**
+   * Resolves when no command is in flight — at once if none is — or once `fairness` more
+   * commands have finished, so a load that never pauses still lets background work through
+   * (one step per `fairness` commands). Counting commands, not time: the order of a command
+   * and the background step after it does not depend on the machine's speed.
+   */
+  quiet(fairness: number): Promise<void> {
+    if (!this.counting || this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.quietWaiters.push({ until: this.finished + Math.max(1, fairness), resolve }));
+  }
+
+  private commandDone(): void {
+    this.finished++;
+    if (this.quietWaiters.length === 0) return;
+    const idle = this.inFlight === 0;
+    const keep: typeof this.quietWaiters = [];
+    for (const w of this.quietWaiters) {
+      if (idle || this.finished >= w.until) w.resolve();
+      else keep.push(w);
+    }
+    this.quietWaiters = keep;
+  }
 
   /** The command table with every handler behind the gate; `writeTypes` change the store. */
   wrap<C, H extends Handler<C>>(table: Record<string, H>, writeTypes: ReadonlySet<string>): Record<string, H> {
@@ -81,8 +115,9 @@ export class CommandGate {
     await Promise.all([this.writing.drained(), this.reading.drained()]);
   }
 
-  /** Lets every held command run (against whatever store is installed by then). */
+  /** Lets every held command run (against whatever store is installed by then), and any background work waiting for quiet. */
   release(): void {
+    for (const w of this.quietWaiters.splice(0)) w.resolve();
     const { writes, all } = this;
     this.writes = null;
     this.all = null;

@@ -10,6 +10,10 @@
  * (`reembed.json`): a restart resumes after it, and a batch copied twice is answered
  * `existing` by the store, so nothing is duplicated.
  *
+ * The model and store work gives way to commands (reembed-lane.ts): a batch is handed to the
+ * model, and a group put into the new store, only when no command is in flight, and a model
+ * embedder re-embeds on its background instance (lower CPU priority), closed at the end.
+ *
  * Meanwhile the live store serves every command with the old embedder: new stores are
  * embedded the old way and copied later by their sequence numbers; updates and deletes are
  * applied to the copy too. When the copy has caught up, writes are held, the last ones are
@@ -26,6 +30,7 @@ import type { Embedder } from '../embedder.js';
 import { HashEmbedder } from '../embedder.js';
 import { HASH_DIMS, HASH_EMBEDDER_NAME, MemoryStore, lockDataDir, type NativeMemory, type PutItem } from '../native.js';
 import type { CommandGate } from './reembed-gate.js';
+import { BackgroundLane } from './reembed-lane.js';
 import {
   SHADOW_DIR,
   describeIdentity,
@@ -127,6 +132,10 @@ export interface ReembedderOptions {
 /** One re-embedding run: the copy loop, the mirror of updates and deletes, the switch. */
 export class Reembedder {
   private shadow!: MemoryStore;
+  /** The model and store work of the run, giving way to commands (reembed-lane.ts). */
+  private lane!: BackgroundLane;
+  /** The target's background instance, when it has one: closed when the run ends. */
+  private backgroundModel: Embedder | null = null;
   private stopped = false;
   private failed: string | null = null;
   private switching = false;
@@ -150,9 +159,19 @@ export class Reembedder {
       embedderName: o.target.name,
       embedderHash: o.target.hash,
     });
+    try {
+      r.backgroundModel = o.target.background ? await o.target.background() : null;
+    } catch (err) {
+      // Not fatal: the run uses the target itself, at its normal priority.
+      o.logger.warn({ err }, 're-embedding: no background instance of the new embedder; using it directly');
+    }
+    r.lane = new BackgroundLane(r.backgroundModel ?? o.target, o.gate);
     o.gate.counting = true;
     o.logger.info({ reembed: r.progress() }, `re-embedding ${o.state.cursor > 0 ? 'resumes' : 'starts'}: ${o.state.from.name} → ${o.state.to.name}`);
-    r.finished = r.run();
+    r.finished = r.run().finally(() => {
+      r.lane.close();
+      return r.closeBackgroundModel();
+    });
     return r;
   }
 
@@ -250,26 +269,15 @@ export class Reembedder {
     return { page, vectors };
   }
 
-  /**
-   * Embeds a page one model batch at a time, each handed over in its own turn of the event
-   * loop: a model embedder tokenizes on the calling thread (20–130 ms for 512 texts on the
-   * loaded development VM), which would otherwise hold queries up at every page. The runs
-   * still queue back to back on the model's thread.
-   */
-  private async embedPage(texts: string[]): Promise<Float32Array> {
-    const { target } = this.o;
-    const step = Math.max(1, target.maxBatch);
-    if (texts.length <= step) return target.embed(texts);
-    const out = new Float32Array(texts.length * target.dims);
-    const runs: Array<Promise<void>> = [];
-    for (let i = 0; i < texts.length; i += step) {
-      const run = target.embed(texts.slice(i, i + step)).then((v) => out.set(v, i * target.dims));
-      run.catch(() => undefined); // rejected before Promise.all below: still handled
-      runs.push(run);
-      await new Promise<void>((r) => setImmediate(r));
-    }
-    await Promise.all(runs);
-    return out;
+  /** Embeds a page through the lane: one model batch at a time, commands first. */
+  private embedPage(texts: string[]): Promise<Float32Array> {
+    return this.lane.embed(texts);
+  }
+
+  private async closeBackgroundModel(): Promise<void> {
+    const m = this.backgroundModel;
+    this.backgroundModel = null;
+    await m?.close?.();
   }
 
   /**
@@ -297,7 +305,11 @@ export class Reembedder {
       if (this.pinned.has(`${m.namespace}\u0000${m.id}`)) item.significance = cur.significance;
       items.push(item);
     }
-    for (let i = 0; i < items.length; i += PUT_CHUNK) await this.shadow.put(items.slice(i, i + PUT_CHUNK));
+    for (let i = 0; i < items.length; i += PUT_CHUNK) {
+      // Commands first: a query arriving meanwhile waits for at most this one put's pass.
+      await this.lane.giveWay();
+      await this.shadow.put(items.slice(i, i + PUT_CHUNK));
+    }
     this.copiedHere += items.length;
     if (!saveCursor) return;
     await this.shadow.flush();
