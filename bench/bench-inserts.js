@@ -5,7 +5,7 @@
 //
 // Two servers, one after the other, each the real MemoryServer on uWebSockets.js in its own
 // process (bench/lib/server-child.js, 127.0.0.1, port 0), preloaded through the bulk-load path:
-//   graph  the default: above ann_min_rows (20,000) each new memory's significance and
+//   graph  annMinRows 20,000 (the store's default is 200,000): above it each new memory's significance and
 //          associations come from the namespace's HNSW graph, and each is inserted into it;
 //          measured once the graph covers every preloaded row (stats().annPending = 0);
 //   exact  the baseline: annMinRows above the store's size, so no graph — the exact int8
@@ -103,7 +103,7 @@ const load = () => loadavg().map((x) => Number(x.toFixed(2)));
 const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model;
 const results = {};
 for (const name of SERVERS) {
-  const cfg = { transport: 'uws', rows: ROWS, fsync: 'always', annMinRows: name === 'exact' ? 1_000_000_000 : undefined };
+  const cfg = { transport: 'uws', rows: ROWS, fsync: 'always', annMinRows: name === 'exact' ? 1_000_000_000 : 20_000 };
   console.log(`${name}: preloading ${ROWS} memories…`);
   const server = await startServer(cfg, { readyTimeoutMs: 600_000 });
   const pid = server.child.pid;

@@ -24,6 +24,9 @@ const N = Number(process.env.BENCH_SCALE_ROWS ?? 1_000_000);
 const D = 384;
 const K = 10;
 const NQ = Number(process.env.BENCH_SCALE_QUERIES ?? 200);
+// The graph threshold (the store's default is 200,000; 20,000 here, as in the runs so far, so
+// a 100k run measures the graph too).
+const ANN_MIN_ROWS = Number(process.env.BENCH_SCALE_ANN_MIN_ROWS ?? 20_000);
 const BATCH = 1000;
 const CENTRES = Math.max(10, Math.floor(N / 500));
 
@@ -70,7 +73,7 @@ const dirDiskBytes = (d) => readdirSync(d).reduce((a, f) => a + statSync(join(d,
 function runChild(mode, dir) {
   const started = Date.now();
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url)], {
-    env: { ...process.env, BENCH_SCALE_CHILD: mode, BENCH_SCALE_DIR: dir, BENCH_SCALE_DIMS: String(D) },
+    env: { ...process.env, BENCH_SCALE_CHILD: mode, BENCH_SCALE_DIR: dir, BENCH_SCALE_DIMS: String(D), BENCH_SCALE_ANN_MIN_ROWS: String(ANN_MIN_ROWS) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
@@ -87,7 +90,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const queries = clustered(0, NQ, 99);
 const dir = tempDir('ms-bench-scale-');
-let store = MemoryStore.open(dir, { dims: D, fsync: 'always' });
+let store = MemoryStore.open(dir, { dims: D, fsync: 'always', annMinRows: ANN_MIN_ROWS });
 
 // 1. Durable batch ingest with significance and associations.
 console.log(`storing ${N} memories in batches of ${BATCH} (fsync always)…`);
@@ -182,7 +185,7 @@ store.close();
 // answers NQ queries and reports its PSS; a bare process with the addon loaded gives the
 // runtime's own share.
 t = now();
-store = MemoryStore.open(dir, { dims: D, fsync: 'always' });
+store = MemoryStore.open(dir, { dims: D, fsync: 'always', annMinRows: ANN_MIN_ROWS });
 store.searchSync(queries.subarray(0, D), 1, { namespace: 'scale', k: K });
 const firstQueryS = (now() - t) / 1000;
 const reopenPlan = await planOf(null);

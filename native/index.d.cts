@@ -306,7 +306,7 @@ export interface OpenOptions {
   compactGarbageRatio?: number
   /** …and the log holds at least this many bytes (default 1 MiB). */
   compactMinBytes?: number
-  /** Namespaces of at least this many rows get an ANN graph (default 20,000). */
+  /** Namespaces of at least this many rows get an ANN graph (default 200,000). */
   annMinRows?: number
   /** Keep a full-text (BM25) index of the texts, built at open (default true). */
   textIndex?: boolean

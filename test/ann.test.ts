@@ -76,3 +76,32 @@ describe('retrieve planner (ANN graph)', () => {
     }
   });
 });
+
+describe('the graph threshold (annMinRows) of a server opening its own data directory', () => {
+  // The same 400 memories: a server given annMinRows 300 builds a graph and searches it; one
+  // left at the default (200,000) searches exactly.
+  for (const [annMinRows, plan] of [
+    [300, 'graph'],
+    [undefined, 'exact'],
+  ] as const) {
+    it(`annMinRows ${annMinRows ?? 'default'}: the ${plan} plan answers`, async () => {
+      const own = mkdtempSync(path.join(tmpdir(), 'memsrv-ann-opt-'));
+      const server = new MemoryServer({ dataDir: own, fsync: 'off', host: '127.0.0.1', port: 0, logger: silentLogger, printListening: false, closeTimeoutMs: 2_000, ...(annMinRows ? { annMinRows } : {}) });
+      const info = await server.listen();
+      const client = await connect(`ws://127.0.0.1:${info.port}`);
+      try {
+        const items = Array.from({ length: 400 }, (_, i) => ({ id: `n${i}`, text: `entry ${i} on subject ${i % 17}` }));
+        expect((await client.request('store', { items })).status).toBe('success');
+        await until(() => server.store.stats().annPending === 0, 30_000);
+        const r = await client.request('retrieve', { query: 'entry 42 on subject 8', count: 3, explain: true });
+        expect(r.data.plan.plan).toBe(plan);
+        expect(r.data.memories[0].id).toBe('n42');
+        expect(server.store.stats().annRows).toBe(plan === 'graph' ? 400 : 0);
+      } finally {
+        client.close();
+        await server.close();
+        rmSync(own, { recursive: true, force: true });
+      }
+    });
+  }
+});

@@ -42,7 +42,7 @@ export async function footprintChild(mode) {
   const queries = randomVectors(nq, dims, 4242);
   const opts = { namespace: 'scale', k: 10 };
   const t0 = performance.now();
-  const store = MemoryStore.open(dir, { dims, fsync: 'always' });
+  const store = MemoryStore.open(dir, { dims, fsync: 'always', annMinRows: Number(process.env.BENCH_SCALE_ANN_MIN_ROWS ?? 20_000) });
   store.searchSync(queries.subarray(0, dims), 1, opts);
   const firstAnswerAt = Date.now();
   const openToFirstQueryMs = performance.now() - t0;

@@ -141,7 +141,8 @@ async function startSupervised(cfg: CliConfig, logger: Logger): Promise<void> {
 function memoryOptions(cfg: CliConfig) {
   const compaction =
     cfg.compactGarbagePercent === 0 ? (false as const) : { garbageRatio: cfg.compactGarbagePercent / 100, minBytes: cfg.compactMinMb * 1024 * 1024 };
-  return { port: cfg.port, dataDir: cfg.dataDir, fsync: cfg.fsync, reembed: cfg.reembed, compaction, ...clusterOptions(cfg) };
+  const ann = cfg.annMinRows === undefined ? {} : { annMinRows: cfg.annMinRows };
+  return { port: cfg.port, dataDir: cfg.dataDir, fsync: cfg.fsync, reembed: cfg.reembed, compaction, ...ann, ...clusterOptions(cfg) };
 }
 
 /** `cluster` options from the CLI config (none without --cluster). */

@@ -135,3 +135,22 @@ export function compactionSummary(r: CompactResult): CompactionSummary {
     automatic: r.automatic,
   };
 }
+
+/** The store options that tune it: automatic compaction and the ANN graph threshold. */
+export interface StoreTuning {
+  compactGarbageRatio?: number;
+  compactMinBytes?: number;
+  annMinRows?: number;
+}
+
+/** The memory server's `compaction` and `annMinRows` options as store options. */
+export function storeTuning(compaction: { garbageRatio?: number; minBytes?: number } | false | undefined, annMinRows: number | undefined): StoreTuning {
+  const t: StoreTuning = {};
+  if (compaction === false) t.compactGarbageRatio = 0;
+  else {
+    if (compaction?.garbageRatio !== undefined) t.compactGarbageRatio = compaction.garbageRatio;
+    if (compaction?.minBytes !== undefined) t.compactMinBytes = compaction.minBytes;
+  }
+  if (annMinRows !== undefined) t.annMinRows = annMinRows;
+  return t;
+}

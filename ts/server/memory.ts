@@ -40,7 +40,7 @@ import { EmbeddingBatcher } from './inference-batcher.js';
 import { WsServer, type CommandHandler, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
 import { ServerBase } from './server-base.js';
 import { MemoryEventLog, topicOf } from './memory-events.js';
-import { STATS_JSON, compactionSummary, f32, isoOf, isoToMs, mapped, startupError, toWireMemory } from './memory-convert.js';
+import { STATS_JSON, compactionSummary, f32, isoOf, isoToMs, mapped, startupError, storeTuning, toWireMemory, type StoreTuning } from './memory-convert.js';
 import { VERSION } from '../version.js';
 import { authRequired } from './auth.js';
 import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js';
@@ -79,6 +79,8 @@ export interface MemoryServerOptions extends Omit<WsServerOptions, 'commands' | 
    * only when asked (`compact()`, the control center, `memory-server compact`).
    */
   compaction?: { garbageRatio?: number; minBytes?: number } | false;
+  /** Namespaces of at least this many memories get an ANN graph (default 200,000; docs/search.md). */
+  annMinRows?: number;
   /**
    * An already-open store to serve instead of opening `dataDir` (e.g. a benchmark's
    * store-like baseline with the same methods). The server closes it on close().
@@ -112,7 +114,8 @@ export class MemoryServer extends ServerBase {
   private readonly events: MemoryEventLog;
   /** `--reembed`, and the embedder a directory to re-embed was written with (options.previousEmbedder). */
   private readonly reembed: { on: boolean; from: Embedder | undefined };
-  private readonly compaction: { garbageRatio?: number; minBytes?: number } | false;
+  /** Store options from `compaction` and `annMinRows`. */
+  private readonly tuning: StoreTuning;
   private readonly clusterOptions: ClusterOptions | undefined;
   /** Where the write commands send a validated write: the local store, or the cluster's stream. */
   private writes: WritePath;
@@ -126,9 +129,9 @@ export class MemoryServer extends ServerBase {
 
   constructor(options: MemoryServerOptions = {}) {
     super();
-    const { dataDir, fsync, embedder, reembed, previousEmbedder, eventLogSize, store, compaction, cluster, ...wsOptions } = options;
+    const { dataDir, fsync, embedder, reembed, previousEmbedder, eventLogSize, store, compaction, annMinRows, cluster, ...wsOptions } = options;
     this.clusterOptions = cluster;
-    this.compaction = compaction ?? {};
+    this.tuning = storeTuning(compaction, annMinRows);
     this.dataDir = path.resolve(dataDir ?? './memory-data');
     this.fsync = fsync ?? 'always';
     this.target = embedder ?? new HashEmbedder();
@@ -250,12 +253,7 @@ export class MemoryServer extends ServerBase {
       fsync: this.fsync,
       embedderName: this.embedder.name,
       embedderHash: this.embedder.hash,
-      ...(this.compaction === false
-        ? { compactGarbageRatio: 0 }
-        : {
-            ...(this.compaction.garbageRatio !== undefined ? { compactGarbageRatio: this.compaction.garbageRatio } : {}),
-            ...(this.compaction.minBytes !== undefined ? { compactMinBytes: this.compaction.minBytes } : {}),
-          }),
+      ...this.tuning,
     });
   }
 

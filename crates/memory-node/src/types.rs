@@ -22,7 +22,7 @@ pub struct OpenOptions {
     pub compact_garbage_ratio: Option<f64>,
     /// …and the log holds at least this many bytes (default 1 MiB).
     pub compact_min_bytes: Option<f64>,
-    /// Namespaces of at least this many rows get an ANN graph (default 20,000).
+    /// Namespaces of at least this many rows get an ANN graph (default 200,000).
     pub ann_min_rows: Option<u32>,
     /// Keep a full-text (BM25) index of the texts, built at open (default true).
     pub text_index: Option<bool>,

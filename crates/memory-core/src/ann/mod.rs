@@ -23,10 +23,13 @@ use crate::store::state::State;
 pub use build::{Candidates, MAX_PRESEARCHED};
 pub use hnsw::{Hnsw, HnswParams, RowSource, Traversal};
 
-/// Namespaces with fewer rows than this are searched exactly and have no graph. Measured
-/// (docs/search.md): at 20k × 384 the exact int8 pass of one query takes ~0.5 ms on this
-/// class of machine, about what a graph search costs, and stays exact.
-pub const ANN_MIN_ROWS: usize = 20_000;
+/// Namespaces with fewer rows than this are searched exactly and have no graph. Set by the
+/// cost of writes (docs/search.md, "Where the graph pays"): keeping a graph costs each stored
+/// memory a beam search and its links, ~260 µs at 200k × 384 on 2 cores, where the exact
+/// significance pass of a 1,000-item batch costs ~160 µs a memory at 200k and grows with
+/// the namespace; the two meet near 400k. Queries gain from the graph far earlier (0.3 ms
+/// against ~2.5 ms exact at 100k), so a read-heavy store lowers it (`annMinRows`).
+pub const ANN_MIN_ROWS: usize = 200_000;
 
 /// The candidate list of a top-k graph search: `max(k, ANN_EF)` (recall@10 0.998 at 100k
 /// clustered rows in the measurements of docs/search.md, 0.993 at 64: the margin is for
