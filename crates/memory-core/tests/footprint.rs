@@ -29,6 +29,12 @@ fn resident_kb(file: &Path) -> usize {
     total
 }
 
+/// Whether /proc/self/smaps reports resident pages at all: under qemu-user (the aarch64
+/// tests) it is emulated with every `Rss:` 0, so residency cannot be checked there.
+fn smaps_reports_residency() -> bool {
+    std::fs::read_to_string("/proc/self/smaps").unwrap().lines().any(|l| l.starts_with("Rss:") && l.split_whitespace().nth(1).is_some_and(|v| v != "0"))
+}
+
 /// Wait (bounded) until `cond` holds.
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let t = Instant::now();
@@ -42,6 +48,10 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 fn f32_rows_are_read_from_the_vectors_file_and_leave_the_resident_set() {
     if !cfg!(target_os = "linux") {
         return;
+    }
+    let rss = smaps_reports_residency();
+    if !rss {
+        eprintln!("ignored (residency only): /proc/self/smaps reports no resident pages here (qemu-user?); values and mappings are still checked");
     }
     let dir = tempfile::tempdir().unwrap();
     let dims = 8;
@@ -72,9 +82,9 @@ fn f32_rows_are_read_from_the_vectors_file_and_leave_the_resident_set() {
     // chunks are mapped from it and none of their pages is resident in the process.
     wait_until("the whole chunks are mapped", || s.stats().mapped_rows == 32_768);
     let file = dir.path().join("vectors-000001.f32");
-    assert_eq!(resident_kb(&file), 0, "pages of the mapped chunks still resident");
+    assert!(!rss || resident_kb(&file) == 0, "pages of the mapped chunks still resident");
     check(&s, "adopted in session");
-    assert!(resident_kb(&file) > 0, "rows were read from the file");
+    assert!(!rss || resident_kb(&file) > 0, "rows were read from the file");
     s.close().unwrap();
 
     // A damaged row in the file: open corrects it from the log (copy-on-write), the writer
@@ -92,7 +102,7 @@ fn f32_rows_are_read_from_the_vectors_file_and_leave_the_resident_set() {
     let good: Vec<u8> = want[1].iter().flat_map(|x| x.to_le_bytes()).collect();
     wait_until("the file is rewritten and released", || {
         let data = std::fs::read(&file).unwrap();
-        data[1234 * dims * 4..1235 * dims * 4] == good[..] && resident_kb(&file) == 0
+        data[1234 * dims * 4..1235 * dims * 4] == good[..] && (!rss || resident_kb(&file) == 0)
     });
     check(&s, "after release");
     s.close().unwrap();
