@@ -10,7 +10,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MemoryStore } from '../dist/native.js';
-import { now, removeDir, rng, saveResult, tempDir } from './common.js';
+import { now, removeDir, saveResult, tempDir } from './common.js';
+import { clusteredData } from './lib/clustered.js';
 import { footprintChild, smapsFootprint } from './lib/scale-footprint.js';
 
 // The footprint is measured in a process of its own (this file again, with
@@ -28,39 +29,7 @@ const NQ = Number(process.env.BENCH_SCALE_QUERIES ?? 200);
 // a 100k run measures the graph too).
 const ANN_MIN_ROWS = Number(process.env.BENCH_SCALE_ANN_MIN_ROWS ?? 20_000);
 const BATCH = 1000;
-const CENTRES = Math.max(10, Math.floor(N / 500));
-
-const centres = (() => {
-  const rc = rng(1);
-  const c = new Float32Array(CENTRES * D);
-  for (let i = 0; i < c.length; i++) c[i] = rc() * 2 - 1;
-  return c;
-})();
-
-/** Clustered unit vectors (like text embeddings): rows `start`…`start + n − 1`, each a centre
- * (row × 7919 mod CENTRES) plus noise. Made a batch at a time (the generator is seeded per
- * batch) so that 5M × 384 (7.7 GB) is never held in JS next to the store's copy. */
-function clustered(start, n, seed) {
-  // A well-mixed seed per batch (murmur3's finalizer): nearby seeds would give xorshift
-  // streams that start alike.
-  let h = (seed * 0x9e3779b1 + start) >>> 0;
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  const r = rng((h ^ (h >>> 16)) >>> 0);
-  const out = new Float32Array(n * D);
-  for (let k = 0; k < n; k++) {
-    const c = (((start + k) * 7919) % CENTRES) * D;
-    let s = 0;
-    for (let j = 0; j < D; j++) {
-      const v = centres[c + j] + 0.6 * (r() * 2 - 1);
-      out[k * D + j] = v;
-      s += v * v;
-    }
-    const inv = 1 / Math.sqrt(s);
-    for (let j = 0; j < D; j++) out[k * D + j] *= inv;
-  }
-  return out;
-}
+const clustered = clusteredData(N, D);
 
 const pct = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
