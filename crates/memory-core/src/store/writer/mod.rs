@@ -1,9 +1,10 @@
 //! The writer thread: the only thread that appends to the log.
 //!
 //! Operations arrive through a channel, in the order callers issued them. Puts waiting
-//! together form one group ([`put`]): one significance pass, one `write`, one fsync. Between
-//! operations the writer does its idle work: the int8 codes of rows not coded yet, interval
-//! fsyncs, and appending rows to the vectors file once nothing has arrived for a moment.
+//! together form one group ([`put`]): one significance pass, one write of the rows to the
+//! vectors file and one of the records to the log, one fsync of each. Between operations the
+//! writer does its idle work: the int8 codes of rows not coded yet, interval fsyncs, and
+//! mapping the whole chunks the vectors file holds in place of anonymous memory.
 //! Compaction ([`compact`]) copies the log on a thread of its own and the writer makes the
 //! switch; the expiry sweep ([`expiry`]) turns expired memories into deletions.
 
@@ -333,9 +334,9 @@ impl Writer {
         if !self.dirty {
             return Ok(());
         }
-        // The rows before the records that point at them (replay takes a log record whose
-        // row did not reach the disk for a torn tail, so this order is what keeps an
-        // acknowledged put whole).
+        // The rows, then the records that point at them. Nothing is acknowledged before both
+        // return, and replay cuts puts whose rows did not reach the disk at the end of the
+        // log as a torn tail, so the two fsyncs could also overlap.
         if let Some(v) = &self.vec_file {
             v.sync()?;
         }
