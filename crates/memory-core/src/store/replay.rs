@@ -60,7 +60,7 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
     if trace {
         eprintln!("replay: framed+decoded {} records in {:?}", frames.len(), t0.elapsed());
     }
-    let (mut sc, mut limit) = if framed && all_valid_in_order(&decoded) {
+    let (mut sc, limit) = if framed && all_valid_in_order(&decoded) {
         let last_seq = decoded.last().and_then(|d| d.as_ref()).map(|d| d.0.seq()).unwrap_or(0).max(header.high_water);
         (log::Scan { header, valid_len: bytes.len() as u64, end: ScanEnd::Clean, last_seq }, decoded.len())
     } else {
@@ -72,6 +72,7 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
         return Err(Error::Corrupt { file: file.to_string(), offset: frames[i].0 as u64, reason });
     }
     let mut arena = Vectors::new(dims);
+    let mut crcs = Vec::new();
     if inline {
         // Version 1: the vectors are in the log (this log is converted right after).
         let vectors: Vec<(u32, &[u8])> = put_vectors(&decoded[..limit]).enumerate().map(|(k, v)| (k as u32, if let PutVector::Inline(b) = v { b } else { unreachable!() })).collect();
@@ -79,7 +80,7 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
         arena.fill_le_bytes(&vectors);
         arena.set_len(vectors.len());
     } else {
-        let crcs: Vec<u32> = put_vectors(&decoded[..limit]).map(|v| if let PutVector::Row { crc, .. } = v { crc } else { unreachable!() }).collect();
+        crcs = put_vectors(&decoded[..limit]).map(|v| if let PutVector::Row { crc, .. } = v { crc } else { unreachable!() }).collect();
         match vec_file {
             Some((f, file_rows)) => arena.load_file(f, file_rows.min(crcs.len()), crcs.len()),
             None if crcs.is_empty() => {}
@@ -91,35 +92,48 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
                 })
             }
         }
-        let bad = arena.rows_not_matching(&crcs);
-        if trace {
-            eprintln!("replay: {} vector rows checked at {:?} ({} mapped, {} not matching)", crcs.len(), t0.elapsed(), arena.mapped_rows(), bad.len());
-        }
-        if let Some(&first) = bad.first() {
-            // The frame of the first put whose row does not match.
-            let i = put_frame(&decoded[..limit], first);
-            let offset = frames[i].0 as u64;
-            if bad.len() == crcs.len() - first && bad.len() <= TORN_ROWS_MAX {
-                sc.end = ScanEnd::Torn { offset, reason: format!("vector rows {first}.. not in the vectors file (a crash before it reached the disk)") };
-                sc.valid_len = offset;
-                limit = i;
-                arena.set_len(first);
-            } else {
-                sc.end = ScanEnd::Corrupt { offset, reason: format!("vector row {first} of the vectors file does not match its checksum") };
-                return Ok(sc);
-            }
-        }
-        // Reading every mapped row for the check: give them back to the page cache.
-        arena.release_mapped(arena.mapped_rows());
     }
     st.defer_sig_index(limit);
     // The caller builds the text index, or loads it (`text::persist`).
     st.defer_text_index();
     debug_assert_eq!(st.len(), 0);
-    apply(st, decoded, limit, &frames, file)?;
-    if trace {
-        eprintln!("replay: records applied at {:?}", t0.elapsed());
+    // The rows are checked on the other cores while this thread applies the records.
+    let (applied, bad) = rayon::join(
+        || {
+            let r = apply(st, decoded, limit, &frames, file);
+            if trace {
+                eprintln!("replay: records applied at {:?}", t0.elapsed());
+            }
+            r
+        },
+        || {
+            let bad = arena.rows_not_matching(&crcs);
+            if trace {
+                eprintln!("replay: {} vector rows checked at {:?} ({} mapped, {} not matching)", crcs.len(), t0.elapsed(), arena.mapped_rows(), bad.len());
+            }
+            bad
+        },
+    );
+    applied?;
+    if let Some(&first) = bad.first() {
+        // The frame of the first put whose row does not match.
+        let offset = frames[put_frame(bytes, &frames[..limit], first)].0;
+        if bad.len() == crcs.len() - first && bad.len() <= TORN_ROWS_MAX {
+            // A torn tail (rare): replay again the log before that put.
+            let text_on = st.text_on;
+            *st = State::new(dims);
+            st.text_on = text_on;
+            drop(arena);
+            let mut sc = replay(&bytes[..offset], file, st, vec_file)?;
+            sc.end = ScanEnd::Torn { offset: offset as u64, reason: format!("vector rows {first}.. not in the vectors file (a crash before it reached the disk)") };
+            sc.valid_len = offset as u64;
+            return Ok(sc);
+        }
+        sc.end = ScanEnd::Corrupt { offset: offset as u64, reason: format!("vector row {first} of the vectors file does not match its checksum") };
+        return Ok(sc);
     }
+    // Checking read every mapped row: give them back to the page cache.
+    arena.release_mapped(arena.mapped_rows());
     debug_assert_eq!(arena.len(), st.len());
     st.vectors = arena;
     st.rebuild_sig_index();
@@ -138,9 +152,9 @@ fn put_vectors<'a>(decoded: &'a [Decoded<'a>]) -> impl Iterator<Item = PutVector
     })
 }
 
-/// The index among `decoded` of the `k`-th put.
-fn put_frame(decoded: &[Decoded], k: usize) -> usize {
-    decoded.iter().enumerate().filter(|(_, d)| matches!(d, Some((RecordRef::Put { .. }, _)))).nth(k).map(|(i, _)| i).unwrap_or(decoded.len())
+/// The index among `frames` of the `k`-th put (read from each record's kind byte).
+fn put_frame(bytes: &[u8], frames: &[(usize, usize)], k: usize) -> usize {
+    frames.iter().enumerate().filter(|(_, &(off, _))| matches!(bytes[off + 8], log::KIND_PUT | log::KIND_PUT_ROW)).nth(k).map(|(i, _)| i).unwrap_or(frames.len())
 }
 
 /// A put of the other version's kind, or a version-2 put not pointing at its own row (the
