@@ -231,7 +231,7 @@ pub(super) fn finish_interrupted(dir: &Path) -> Result<()> {
         let Some(gen) = vectors.strip_prefix("vectors-").and_then(|s| s.strip_suffix(".f32")).and_then(|g| g.parse::<u64>().ok()) else { continue };
         let log_tmp = dir.join(format!("{}.tmp", super::logfile::log_name(gen)));
         if log_tmp.exists() {
-            std::fs::remove_file(ent.path()).map_err(|e| Error::io(&ent.path(), e))?;
+            std::fs::remove_file(ent.path()).map_err(|e| Error::io(ent.path(), e))?;
         } else {
             let target = dir.join(vectors);
             std::fs::rename(ent.path(), &target).map_err(|e| Error::io(&target, e))?;
