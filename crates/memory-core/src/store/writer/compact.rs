@@ -210,7 +210,6 @@ impl Writer {
                 return Err(e);
             }
         };
-        let len = new_log.len;
         let old = std::mem::replace(&mut self.log, new_log).path;
         let _ = std::fs::remove_file(&old);
         // The old generation's text index file goes with its log (it holds deleted memories'
@@ -238,8 +237,9 @@ impl Writer {
             let _ = std::fs::remove_file(&old.path);
         }
         self.idle_work = true;
-        self.shared.storage_bytes.store(self.stored_bytes(), Ordering::Relaxed);
-        Ok((rows_before, rows_after, bytes_before, len))
+        let bytes_after = self.stored_bytes();
+        self.shared.storage_bytes.store(bytes_after, Ordering::Relaxed);
+        Ok((rows_before, rows_after, bytes_before, bytes_after))
     }
 }
 
