@@ -28,7 +28,7 @@ async function filledDir(): Promise<string> {
     const text = `memory number ${i}`;
     await s.put([{ namespace: 'default', id: `m${i}`, text, embedding: hashEmbed([text], HASH_DIMS) }]);
   }
-  // The writer fills the vectors file once it is idle: wait for it, so there is something to lose.
+  // Every put writes its row to the vectors file (the one durable copy of the vectors).
   const vectors = path.join(dir, readdirSync(dir).find((f) => f.startsWith('vectors-'))!);
   await until(() => statSync(vectors).size === N * HASH_DIMS * 4);
   s.close();

@@ -5,9 +5,10 @@
  *
  * The switch is a short sequence of renames made restartable by a phase recorded before
  * each step, so a crash at any point is finished by the next start (`finishSwitch`):
- *   switching   → every log and `store.json` of the directory moves to `reembed-old/`;
- *   installing  → the new store's log and `store.json` (in `reembed/`) move into the
- *                 directory, the old vectors caches are dropped;
+ *   switching   → every log, vectors file and `store.json` of the directory moves to
+ *                 `reembed-old/`;
+ *   installing  → the new store's log, vectors file and `store.json` (in `reembed/`) move
+ *                 into the directory;
  *   done        → `reembed/`, `reembed-old/` and `reembed.json` are removed.
  * Only this process writes these files, and only while the data directory is not open.
  */
@@ -85,9 +86,8 @@ export async function saveState(dataDir: string, state: ReembedState): Promise<v
 }
 
 
-/** A store's own files that the switch moves (the vectors caches are dropped: deleting one loses nothing). */
-const isStoreFile = (name: string): boolean => name === 'store.json' || /^wal-\d+\.log$/.test(name);
-const isVectorsCache = (name: string): boolean => /^vectors-\d+\.f32$/.test(name);
+/** A store's own files that the switch moves: its identity, its log and its vectors file (the one copy of its vectors). */
+const isStoreFile = (name: string): boolean => name === 'store.json' || /^wal-\d+\.log$/.test(name) || /^vectors-\d+\.f32$/.test(name);
 
 /** Drops a re-embedding that was never switched to (another target was asked for). */
 export async function discardShadow(dataDir: string): Promise<void> {
@@ -116,10 +116,9 @@ export async function finishSwitch(dataDir: string, state: ReembedState): Promis
     await saveState(dataDir, { ...state, phase });
   }
   if (phase === 'installing') {
-    for (const name of await readdir(dataDir)) if (isVectorsCache(name)) await rm(path.join(dataDir, name), { force: true });
     if (existsSync(shadow)) {
       for (const name of await readdir(shadow)) {
-        if (isStoreFile(name) || isVectorsCache(name)) await rename(path.join(shadow, name), path.join(dataDir, name));
+        if (isStoreFile(name)) await rename(path.join(shadow, name), path.join(dataDir, name));
       }
     }
     await syncPath(dataDir);

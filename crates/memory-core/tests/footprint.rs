@@ -87,23 +87,11 @@ fn f32_rows_are_read_from_the_vectors_file_and_leave_the_resident_set() {
     assert!(!rss || resident_kb(&file) > 0, "rows were read from the file");
     s.close().unwrap();
 
-    // A damaged row in the file: open corrects it from the log (copy-on-write), the writer
-    // rewrites the file from there, and only then are the chunks released — the values read
-    // afterwards (from the file again) are the log's.
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
-        f.write_all_at(&[0xAB; 12], 1234 * (dims as u64 * 4) + 4).unwrap();
-    }
+    // Reopened: the whole chunks are mapped, every row checked against its put's checksum,
+    // and the chunks released again before anything reads them.
     let s = open(dir.path(), dims);
     assert_eq!(s.stats().mapped_rows, 32_768);
-    // (No read before the release: a read would fault pages back in. That open corrects
-    // the row is checked by the store tests.)
-    let good: Vec<u8> = want[1].iter().flat_map(|x| x.to_le_bytes()).collect();
-    wait_until("the file is rewritten and released", || {
-        let data = std::fs::read(&file).unwrap();
-        data[1234 * dims * 4..1235 * dims * 4] == good[..] && (!rss || resident_kb(&file) == 0)
-    });
+    wait_until("the checked chunks are released", || !rss || resident_kb(&file) == 0);
     check(&s, "after release");
     s.close().unwrap();
 

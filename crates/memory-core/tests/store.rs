@@ -806,115 +806,6 @@ fn wait_vectors_file(dir: &std::path::Path, rows: usize, dims: usize) -> std::pa
 }
 
 #[test]
-fn vectors_file_is_mapped_at_reopen_checked_against_the_log_and_repaired() {
-    if !cfg!(all(unix, target_endian = "little")) {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let dims = 8;
-    let n = 40_000; // two whole chunks of 16,384 rows and a partial one
-    let s = open(dir.path(), dims);
-    let mut r = rng(91);
-    for start in (0..n).step_by(10_000) {
-        let recs: Vec<PutRecord> = (start..start + 10_000)
-            .map(|i| PutRecord { seq: 0, ts: 1_600_000_000_000 + i as i64, namespace: "n".into(), id: format!("m{i}"), text: "t".into(), metadata: "{}".into(), significance: 0.5, expires_at: NO_EXPIRY, associations: vec![], vector: rvec(&mut r, dims) })
-            .collect();
-        s.bulk_load_blocking(recs).unwrap();
-    }
-    let probe = [0usize, 1, 1234, 16_383, 16_384, 20_000, 32_767, 32_768, 39_999];
-    let vec_of = |s: &TensorStore, i: usize| s.get("n", &format!("m{i}"), true).unwrap().embedding.unwrap();
-    let want: Vec<Vec<f32>> = probe.iter().map(|&i| vec_of(&s, i)).collect();
-    let q = rvec(&mut r, dims);
-    let req = SearchRequest { namespace: "n".into(), k: 20, ..Default::default() };
-    let hits = |s: &TensorStore| s.search(&q, 1, &req).unwrap().remove(0).into_iter().map(|m| (m.id, m.score)).collect::<Vec<_>>();
-    let top = hits(&s);
-    let check = |s: &TensorStore, what: &str| {
-        for (k, &i) in probe.iter().enumerate() {
-            assert_eq!(vec_of(s, i), want[k], "{what}: row {i}");
-        }
-        assert_eq!(hits(s), top, "{what}: search");
-    };
-    let file = wait_vectors_file(dir.path(), n, dims);
-    s.close().unwrap();
-
-    // Whole chunks come from the file.
-    let s = open(dir.path(), dims);
-    assert_eq!(s.stats().mapped_rows, 32_768);
-    check(&s, "mapped");
-    s.close().unwrap();
-
-    // Damaged rows in the file: the log wins, and the file is rewritten from the first one.
-    let row_bytes = (dims * 4) as u64;
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
-        f.write_all_at(&[0xAB; 12], 1234 * row_bytes + 4).unwrap();
-        f.write_all_at(&[0x7F; 32], 20_000 * row_bytes).unwrap();
-    }
-    let s = open(dir.path(), dims);
-    assert_eq!(s.stats().mapped_rows, 32_768);
-    check(&s, "damaged file");
-    let bytes_of = |i: usize| want[probe.iter().position(|&p| p == i).unwrap()].iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let t = std::time::Instant::now();
-    loop {
-        let data = std::fs::read(&file).unwrap();
-        let row = |i: usize| data[i * dims * 4..(i + 1) * dims * 4].to_vec();
-        if data.len() >= n * dims * 4 && row(1234) == bytes_of(1234) && row(20_000) == bytes_of(20_000) {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(60), "vectors file not repaired");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    s.close().unwrap();
-
-    // A short file maps only its whole chunks; a missing one maps nothing; both regrow.
-    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(20_000 * row_bytes).unwrap();
-    let s = open(dir.path(), dims);
-    // 16,384 at open; the writer maps the second chunk too once it has rewritten it.
-    assert!([16_384, 32_768].contains(&s.stats().mapped_rows));
-    check(&s, "short file");
-    wait_vectors_file(dir.path(), n, dims);
-    s.close().unwrap();
-    std::fs::remove_file(&file).unwrap();
-    let s = open(dir.path(), dims);
-    assert!([0, 32_768].contains(&s.stats().mapped_rows));
-    check(&s, "no file");
-    wait_vectors_file(dir.path(), n, dims);
-
-    // A file longer than the log (rows of a torn tail): ignored, then overwritten by new rows.
-    s.close().unwrap();
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
-        f.write_all_at(&vec![0x55; 100 * row_bytes as usize], n as u64 * row_bytes).unwrap();
-    }
-    let s = open(dir.path(), dims);
-    check(&s, "long file");
-    let extra = rvec(&mut r, dims);
-    s.put_blocking(vec![item("n", "extra", "t", extra.clone())]).unwrap();
-    let extra_stored = s.get("n", "extra", true).unwrap().embedding.unwrap();
-    wait_vectors_file(dir.path(), n + 1, dims);
-    s.close().unwrap();
-    let s = open(dir.path(), dims);
-    assert_eq!(s.get("n", "extra", true).unwrap().embedding.unwrap(), extra_stored);
-    check(&s, "after the tail was overwritten");
-
-    // Compaction starts a new generation's file and removes the old one.
-    s.delete_blocking("n", vec!["m5".into()]).unwrap();
-    s.compact_blocking().unwrap();
-    let file2 = wait_vectors_file(dir.path(), n, dims);
-    assert_ne!(file2, file);
-    assert!(!file.exists());
-    s.close().unwrap();
-    // A stray file of another generation is removed at open.
-    std::fs::write(dir.path().join("vectors-000001.f32"), [0u8; 64]).unwrap();
-    let s = open(dir.path(), dims);
-    assert!(!dir.path().join("vectors-000001.f32").exists() || file2.ends_with("vectors-000001.f32"));
-    assert_eq!(s.stats().mapped_rows, 32_768);
-    check(&s, "compacted");
-}
-
-#[test]
 fn significance_after_compaction_and_bulk_load_sees_every_row() {
     let dir = tempfile::tempdir().unwrap();
     let dims = 32;
@@ -1254,12 +1145,12 @@ fn corruption_before_tail_is_refused_and_repaired() {
     let d = base.path().join("version");
     copy_dir(&src, &d);
     let mut b = bytes.clone();
-    b[8..12].copy_from_slice(&2u32.to_le_bytes());
+    b[8..12].copy_from_slice(&3u32.to_le_bytes());
     let crc = crc32c::crc32c(&b[..32]);
     b[32..36].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(wal_path(&d), &b).unwrap();
     let e = repair(&d).expect_err("another version is not damage");
-    assert!(e.to_string().contains("unsupported log version 2"), "{e}");
+    assert!(e.to_string().contains("unsupported log version 3"), "{e}");
     assert_eq!(std::fs::read(wal_path(&d)).unwrap(), b);
 }
 

@@ -1,6 +1,6 @@
 //! The append-only log: the only file a `TensorStore` writes memories to.
 //!
-//! # On-disk format (version 1)
+//! # On-disk format (version 2)
 //!
 //! A data directory holds one current log file, `wal-<gen>.log` (`<gen>` is a zero-padded
 //! decimal generation number). Compaction writes generation `gen + 1` beside it (first as
@@ -12,7 +12,7 @@
 //! ```text
 //! file header (40 bytes)
 //!   0  magic      [u8; 8]  b"MEMLOG\0\x01"
-//!   8  version    u32      1
+//!   8  version    u32      2 (1: puts carry their vectors inline, see below)
 //!  12  dims       u32      vector dimensions of every put in this file
 //!  16  gen        u64      generation number (matches the file name)
 //!  24  high_water u64      the store's last sequence number when the file was started
@@ -27,17 +27,26 @@
 //!   8  body       [u8; len]
 //!
 //! body
-//!   kind  u8    1 = put, 2 = update, 3 = delete
+//!   kind  u8    4 = put (version 2), 2 = update, 3 = delete; 1 = put (version 1 only)
 //!   seq   u64   strictly increasing within the file
 //!   ts    i64   milliseconds since the Unix epoch when the record was made
 //!   put:    ns str16, id str16, text str32, metadata str32 (JSON object text),
 //!           significance f32, expires_at i64 (i64::MIN = never),
-//!           n_assoc u8, n_assoc × str16, vector [f32; dims]
+//!           n_assoc u8, n_assoc × str16, then
+//!           kind 4: row u64, vector_crc u32 — the vector is row `row` of the vectors file
+//!                   of the same generation (`vectors-<gen>.f32`, row r at byte
+//!                   r · dims · 4, little-endian f32), and vector_crc the crc32c of its
+//!                   dims · 4 bytes; the k-th put of a file is row k
+//!           kind 1: vector [f32; dims] (version 1: the log held every vector itself)
 //!   update: ns str16, id str16, flags u8 (bit 0 metadata, bit 1 significance),
 //!           [metadata str32], [significance f32]
 //!   delete: ns str16, id str16
 //! str16 = u16 byte length + UTF-8 bytes; str32 = u32 byte length + UTF-8 bytes.
 //! ```
+//!
+//! The vectors file is the one durable copy of each vector: a put group writes its rows
+//! there before its log records and fsyncs both before it is acknowledged. A version-1 log
+//! is converted at open into a version-2 generation (see `store/convert.rs`).
 //!
 //! # Recovery
 //!
@@ -52,7 +61,9 @@
 use crate::error::{Error, Result};
 
 pub const MAGIC: [u8; 8] = *b"MEMLOG\0\x01";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The version whose puts carry their vectors inline (read, and converted at open).
+pub const VERSION_INLINE: u32 = 1;
 pub const HEADER_LEN: usize = 40;
 /// Largest body accepted; anything larger is corruption (text ≤ 64 KiB, metadata ≤ 16 KiB,
 /// vectors ≤ 16k dims leave plenty of room).
@@ -61,6 +72,10 @@ pub const MAX_RECORD: usize = 16 << 20;
 pub const KIND_PUT: u8 = 1;
 pub const KIND_UPDATE: u8 = 2;
 pub const KIND_DELETE: u8 = 3;
+/// A put whose vector is a row of the vectors file (version 2).
+pub const KIND_PUT_ROW: u8 = 4;
+/// Bytes a version-2 put body ends with: row u64, vector_crc u32.
+pub const ROW_REF_LEN: usize = 12;
 
 pub const NO_EXPIRY: i64 = i64::MIN;
 
@@ -115,6 +130,8 @@ impl Record {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// [`VERSION`], or [`VERSION_INLINE`] for a log written by an older build.
+    pub version: u32,
     pub dims: u32,
     pub gen: u64,
     pub high_water: u64,
@@ -124,7 +141,7 @@ impl Header {
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
-        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&self.dims.to_le_bytes());
         b[16..24].copy_from_slice(&self.gen.to_le_bytes());
         b[24..32].copy_from_slice(&self.high_water.to_le_bytes());
@@ -146,10 +163,11 @@ impl Header {
             return Err(corrupt("header checksum mismatch"));
         }
         let version = u32::from_le_bytes(b[8..12].try_into().unwrap());
-        if version != VERSION {
-            return Err(corrupt(&format!("unsupported log version {version} (this build reads {VERSION})")));
+        if version != VERSION && version != VERSION_INLINE {
+            return Err(corrupt(&format!("unsupported log version {version} (this build reads {VERSION_INLINE} and {VERSION})")));
         }
         Ok(Header {
+            version,
             dims: u32::from_le_bytes(b[12..16].try_into().unwrap()),
             gen: u64::from_le_bytes(b[16..24].try_into().unwrap()),
             high_water: u64::from_le_bytes(b[24..32].try_into().unwrap()),
@@ -173,7 +191,7 @@ fn put_str32(buf: &mut Vec<u8>, s: &str) {
 /// Append one framed record (len, crc, body) to `buf`.
 pub fn encode_record(buf: &mut Vec<u8>, rec: &Record) {
     match rec {
-        Record::Put(r) => encode_put(buf, r),
+        Record::Put(r) => encode_put_inline(buf, r),
         Record::Update(r) => {
             let (start, body_start) = begin(buf);
             buf.push(KIND_UPDATE);
@@ -203,11 +221,66 @@ pub fn encode_record(buf: &mut Vec<u8>, rec: &Record) {
     }
 }
 
-/// [`encode_record`] of a put, from a reference (the writer encodes without cloning).
-pub fn encode_put(buf: &mut Vec<u8>, r: &PutRecord) {
+/// A version-2 put (kind 4) whose vector is row `row` of the vectors file: the record holds
+/// the row and the crc32c of the vector's bytes, not the vector (the writer writes the row to
+/// the vectors file itself).
+pub fn encode_put(buf: &mut Vec<u8>, r: &PutRecord, row: u64) {
+    encode_put_ref(buf, r, row, vector_crc(&r.vector));
+}
+
+/// [`encode_put`] with the vector's crc already known (compaction re-encodes puts whose
+/// vector it does not hold as a `Vec`).
+pub fn encode_put_ref(buf: &mut Vec<u8>, r: &PutRecord, row: u64, crc: u32) {
+    buf.reserve(8 + 1 + 8 + 8 + 2 + r.namespace.len() + 2 + r.id.len() + 4 + r.text.len() + 4 + r.metadata.len() + 4 + 8 + 1 + ROW_REF_LEN);
+    let (start, body_start) = begin(buf);
+    encode_put_fields(buf, r, KIND_PUT_ROW);
+    buf.extend_from_slice(&row.to_le_bytes());
+    buf.extend_from_slice(&crc.to_le_bytes());
+    frame(buf, start, body_start);
+}
+
+/// The crc32c of a vector's little-endian bytes, as a version-2 put records it.
+pub fn vector_crc(v: &[f32]) -> u32 {
+    crc32c::crc32c(f32_bytes(v).as_ref())
+}
+
+/// A vector's little-endian bytes (borrowed on little-endian targets).
+pub fn f32_bytes(v: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: any f32 is 4 plain bytes; on a little-endian target they are its LE encoding.
+        std::borrow::Cow::Borrowed(unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), v.len() * 4) })
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        std::borrow::Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+}
+
+/// A copy of a framed version-2 put (`frame`: its 8-byte prefix and body) pointing at row
+/// `row` instead: repair and compaction renumber rows without decoding the rest.
+pub fn with_row(frame_bytes: &[u8], row: u64) -> Vec<u8> {
+    let mut out = frame_bytes.to_vec();
+    let n = out.len();
+    out[n - ROW_REF_LEN..n - 4].copy_from_slice(&row.to_le_bytes());
+    let crc = crc32c::crc32c(&out[8..]);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// A version-1 put (kind 1) carrying its vector inline. Only a version-1 log holds these
+/// (this build converts such a log at open); kept to read them and to write test fixtures.
+pub fn encode_put_inline(buf: &mut Vec<u8>, r: &PutRecord) {
     buf.reserve(8 + 1 + 8 + 8 + 2 + r.namespace.len() + 2 + r.id.len() + 4 + r.text.len() + 4 + r.metadata.len() + 4 + 8 + 1 + r.vector.len() * 4);
     let (start, body_start) = begin(buf);
-    buf.push(KIND_PUT);
+    encode_put_fields(buf, r, KIND_PUT);
+    put_f32s(buf, &r.vector);
+    frame(buf, start, body_start);
+}
+
+/// The fields every put starts with, up to its associations.
+fn encode_put_fields(buf: &mut Vec<u8>, r: &PutRecord, kind: u8) {
+    buf.push(kind);
     buf.extend_from_slice(&r.seq.to_le_bytes());
     buf.extend_from_slice(&r.ts.to_le_bytes());
     put_str16(buf, &r.namespace);
@@ -220,15 +293,14 @@ pub fn encode_put(buf: &mut Vec<u8>, r: &PutRecord) {
     for a in &r.associations {
         put_str16(buf, a);
     }
-    put_f32s(buf, &r.vector);
-    frame(buf, start, body_start);
 }
 
-/// Bytes [`encode_put`] writes for a put with these field lengths (frame included): what a
-/// memory costs in a compacted log, which is how the store counts live and garbage bytes.
+/// Bytes [`encode_put`] writes for a put with these field lengths (frame included), plus its
+/// row in the vectors file: what a memory costs in a compacted generation, which is how the
+/// store counts live and garbage bytes.
 pub fn put_len(namespace: usize, id: usize, text: usize, metadata: usize, associations: impl Iterator<Item = usize>, dims: usize) -> u64 {
     let assoc: usize = associations.map(|a| 2 + a).sum();
-    (8 + 1 + 8 + 8 + 2 + namespace + 2 + id + 4 + text + 4 + metadata + 4 + 8 + 1 + assoc + dims * 4) as u64
+    (8 + 1 + 8 + 8 + 2 + namespace + 2 + id + 4 + text + 4 + metadata + 4 + 8 + 1 + assoc + ROW_REF_LEN + dims * 4) as u64
 }
 
 /// Little-endian f32s (one copy on little-endian targets).
@@ -295,6 +367,15 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Where a decoded put's vector is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PutVector<'a> {
+    /// `dims` little-endian f32 in the record (version 1).
+    Inline(&'a [u8]),
+    /// Row `row` of the vectors file, whose bytes have crc32c `crc` (version 2).
+    Row { row: u64, crc: u32 },
+}
+
 /// A record decoded without copying: strings and the vector bytes borrow the log image.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordRef<'a> {
@@ -308,8 +389,7 @@ pub enum RecordRef<'a> {
         significance: f32,
         expires_at: i64,
         associations: Vec<&'a str>,
-        /// `dims` little-endian f32.
-        vector: &'a [u8],
+        vector: PutVector<'a>,
     },
     Update { seq: u64, ts: i64, namespace: &'a str, id: &'a str, metadata: Option<&'a str>, significance: Option<f32> },
     Delete { seq: u64, ts: i64, namespace: &'a str, id: &'a str },
@@ -334,7 +414,11 @@ impl RecordRef<'_> {
                 significance: *significance,
                 expires_at: *expires_at,
                 associations: associations.iter().map(|a| a.to_string()).collect(),
-                vector: vector.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+                // A version-2 put's vector is in the vectors file, not here.
+                vector: match vector {
+                    PutVector::Inline(b) => b.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+                    PutVector::Row { .. } => Vec::new(),
+                },
             }),
             RecordRef::Update { seq, ts, namespace, id, metadata, significance } => Record::Update(UpdateRecord {
                 seq: *seq,
@@ -369,7 +453,7 @@ pub fn decode_body_ref(body: &[u8], dims: usize) -> Option<RecordRef<'_>> {
     let seq = c.u64()?;
     let ts = c.i64()?;
     let rec = match kind {
-        KIND_PUT => {
+        KIND_PUT | KIND_PUT_ROW => {
             let namespace = c.str16_ref()?;
             let id = c.str16_ref()?;
             let text = c.str32_ref()?;
@@ -381,7 +465,11 @@ pub fn decode_body_ref(body: &[u8], dims: usize) -> Option<RecordRef<'_>> {
             for _ in 0..n {
                 associations.push(c.str16_ref()?);
             }
-            let vector = c.take(dims * 4)?;
+            let vector = if kind == KIND_PUT {
+                PutVector::Inline(c.take(dims * 4)?)
+            } else {
+                PutVector::Row { row: c.u64()?, crc: c.u32()? }
+            };
             RecordRef::Put { seq, ts, namespace, id, text, metadata, significance, expires_at, associations, vector }
         }
         KIND_UPDATE => {
@@ -544,7 +632,7 @@ pub fn find_valid_record(bytes: &[u8], from: usize, dims: usize, after_seq: u64)
     while p + 8 + 17 <= total {
         // Cheap filters first (a plausible length and kind) before the checksum.
         let len = u32::from_le_bytes(bytes[p..p + 4].try_into().unwrap()) as usize;
-        if (17..=MAX_RECORD).contains(&len) && p + 8 + len <= total && matches!(bytes[p + 8], KIND_PUT | KIND_UPDATE | KIND_DELETE) && valid_record_at(bytes, p, dims).is_some_and(|(_, seq)| seq > after_seq) {
+        if (17..=MAX_RECORD).contains(&len) && p + 8 + len <= total && matches!(bytes[p + 8], KIND_PUT | KIND_UPDATE | KIND_DELETE | KIND_PUT_ROW) && valid_record_at(bytes, p, dims).is_some_and(|(_, seq)| seq > after_seq) {
             return Some(p);
         }
         p += 1;
@@ -590,8 +678,25 @@ mod tests {
             vector: vec![0.25; 12],
         };
         let mut buf = Vec::new();
-        encode_put(&mut buf, &r);
+        encode_put(&mut buf, &r, 7);
         let n = put_len(r.namespace.len(), r.id.len(), r.text.len(), r.metadata.len(), r.associations.iter().map(|a| a.len()), 12);
-        assert_eq!(n, buf.len() as u64);
+        assert_eq!(n, buf.len() as u64 + 12 * 4, "the record plus its row in the vectors file");
+    }
+
+    #[test]
+    fn a_put_points_at_its_row_and_with_row_renumbers_it() {
+        let r = PutRecord { seq: 3, ts: 2, namespace: "n".into(), id: "a".into(), text: "t".into(), metadata: "{}".into(), significance: 0.25, expires_at: NO_EXPIRY, associations: vec![], vector: vec![0.5, -1.0, 2.0] };
+        let mut buf = Vec::new();
+        encode_put(&mut buf, &r, 41);
+        let crc = vector_crc(&r.vector);
+        let Some(RecordRef::Put { vector, seq, .. }) = check_frame(&buf, 0, buf.len() - 8, 3) else { panic!("does not decode") };
+        assert_eq!((vector, seq), (PutVector::Row { row: 41, crc }, 3));
+        let moved = with_row(&buf, 5);
+        let Some(RecordRef::Put { vector, .. }) = check_frame(&moved, 0, moved.len() - 8, 3) else { panic!("renumbered put does not verify") };
+        assert_eq!(vector, PutVector::Row { row: 5, crc });
+        let mut inline = Vec::new();
+        encode_put_inline(&mut inline, &r);
+        let Some(RecordRef::Put { vector: PutVector::Inline(b), .. }) = check_frame(&inline, 0, inline.len() - 8, 3) else { panic!("inline put does not decode") };
+        assert_eq!(b.len(), 12);
     }
 }

@@ -42,6 +42,7 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let lock = dirlock::lock(dir, "")?;
+    super::repair::finish_interrupted(dir)?;
     let current = logfile::find_current(dir)?;
     if current.is_none() {
         refuse_without_log(dir)?;
@@ -63,7 +64,10 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         None => (create_log(dir, opts.dims)?, None),
         Some((gen, path)) => {
             let (reopened, file) = rayon::join(|| reopen_log(dir, gen, &path, opts.dims, &mut st), || ann_persist::read(dir, gen));
-            (reopened?, file)
+            let (log, vec_file) = reopened?;
+            // A converted version-1 directory is a new generation: its graphs are rebuilt.
+            let file = file.filter(|_| log.gen == gen);
+            ((log, vec_file), file)
         }
     };
     let mut ann = AnnSet::new(HnswParams::default(), opts.ann_min_rows);
@@ -82,7 +86,7 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         compact: opts.compact,
         text_index: opts.text_index,
         embedder: meta.embedder.clone(),
-        storage_bytes: AtomicU64::new(log.len),
+        storage_bytes: AtomicU64::new(log.len + vec_file.as_ref().map_or(0, |v| v.rows * opts.dims * 4) as u64),
         state: RwLock::new(st),
         q8: q8::kernel().map(|kern| Q8Shared { rows: RwLock::new(Q8Rows::new(opts.dims)), kern }),
         ann: RwLock::new(ann),
@@ -162,11 +166,12 @@ fn identity(dir: &Path, opts: &StoreOptions) -> Result<MetaFile> {
 /// A new directory: the first log, with just its header.
 fn create_log(dir: &Path, dims: usize) -> Result<(LogWriter, Option<VecFile>)> {
     let path = dir.join(logfile::log_name(1));
-    let header = Header { dims: dims as u32, gen: 1, high_water: 0 };
+    let header = Header { version: log::VERSION, dims: dims as u32, gen: 1, high_water: 0 };
+    // The vectors file first: a directory with a log always has its vectors file.
+    let (vec_file, _) = VecFile::open(dir, 1, dims, true)?;
     drop(logfile::create(&path, header)?);
     logfile::sync_dir(dir)?;
-    let vec_file = VecFile::open(dir, 1, dims, true).map(|(v, _)| v);
-    Ok((LogWriter::open_append(path, 1, log::HEADER_LEN as u64)?, vec_file))
+    Ok((LogWriter::open_append(path, 1, log::HEADER_LEN as u64)?, Some(vec_file)))
 }
 
 /// Replay the current log (generation `gen`) into `st` and open it for appending after its
@@ -176,7 +181,7 @@ fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) ->
     if gen == 1 && bytes.len() < log::HEADER_LEN {
         // A crash while the very first log was being created: it holds no records (the
         // header is written and synced before any), so start it again.
-        let header = Header { dims: dims as u32, gen: 1, high_water: 0 }.encode();
+        let header = Header { version: log::VERSION, dims: dims as u32, gen: 1, high_water: 0 }.encode();
         std::fs::write(path, header).map_err(|e| Error::io(path, e))?;
         File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))?;
         bytes = LogImage::Owned(header.to_vec());
@@ -187,27 +192,42 @@ fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) ->
     if header.dims as usize != dims {
         return Err(Error::invalid(format!("log {file} holds {}-dimensional vectors, expected {dims}", header.dims)));
     }
-    let vf = VecFile::open(dir, gen, dims, false);
+    let inline = header.version == log::VERSION_INLINE;
+    // A version-1 log holds its vectors; the vectors file beside it was a cache.
+    // Not created here: a missing one is refused by replay when the log has puts.
+    let vf = if inline || !dir.join(logfile::vectors_name(gen)).exists() { None } else { Some(VecFile::open(dir, gen, dims, false)?) };
     // The persisted text index is read and checked on another core while the log replays.
-    let load_text = st.text_on;
+    let load_text = st.text_on && !inline;
     let t0 = std::time::Instant::now();
     let (replayed, text_file) = rayon::join(|| replay(&bytes, &file, st, vf.as_ref().map(|(v, rows)| (&v.file, *rows))), || load_text.then(|| text_persist::load(dir, gen)).flatten());
-    let (sc, file_ok) = replayed?;
-    let how = text_persist::restore_or_build(text_file, st);
-    if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
-        eprintln!("open: replay and text index ({how}) in {:?}", t0.elapsed());
-    }
-    let vec_file = vf.map(|(mut v, _)| {
-        v.rows = file_ok.min(st.vectors.len());
-        v
-    });
+    let sc = replayed?;
     if let ScanEnd::Corrupt { offset, reason } = sc.end {
         return Err(Error::Corrupt { file: format!("{file} (run `memory-server repair` to keep the records before it)"), offset, reason });
     }
     st.last_seq = st.last_seq.max(sc.last_seq);
+    if inline {
+        // The log's valid records are all in `st` (a torn tail is dropped with the old file).
+        drop(bytes);
+        let (log, vec_file, converted) = super::convert::convert(dir, gen, st)?;
+        *st = converted;
+        remove_other_generations(dir, log.gen);
+        if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
+            eprintln!("open: version-1 log converted to generation {} in {:?}", log.gen, t0.elapsed());
+        }
+        return Ok((log, Some(vec_file)));
+    }
+    let how = text_persist::restore_or_build(text_file, st);
+    if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
+        eprintln!("open: replay and text index ({how}) in {:?}", t0.elapsed());
+    }
+    let (mut vec_file, _) = match vf {
+        Some(v) => v,
+        None => VecFile::open(dir, gen, dims, false)?,
+    };
+    vec_file.rows = st.vectors.len();
     drop(bytes);
     remove_other_generations(dir, gen);
-    Ok((LogWriter::open_append(path.to_path_buf(), gen, sc.valid_len)?, vec_file))
+    Ok((LogWriter::open_append(path.to_path_buf(), gen, sc.valid_len)?, Some(vec_file)))
 }
 
 /// Remove older logs and other generations' vectors files left behind by a crash around a

@@ -7,9 +7,18 @@
 //! and goes on from there to the end of the file. The log is rewritten with every record
 //! kept (to `<log>.tmp`, fsynced, renamed over it); the damaged byte ranges are copied, as
 //! they were, into `<log>.damaged-<ms>` with a report `<log>.damaged-<ms>.txt` saying where
-//! each came from. Put records carry their vectors, so every salvaged memory keeps its
-//! embedding; the vectors file (a cache whose rows follow the puts) is removed, and the
-//! next open rebuilds it.
+//! each came from.
+//!
+//! In a version-2 log a put's vector is a row of the vectors file, under the crc32c its
+//! record carries: a put whose row does not match (a damaged row) is lost like a damaged
+//! record, reported with its sequence number, and the vectors file is rewritten with the
+//! rows of the puts kept, in order (the kept puts re-pointed at them), so every salvaged
+//! memory keeps its embedding. The two files are swapped in a crash-safe order: the new
+//! log (`<log>.tmp`) and vectors (`vectors-<gen>.f32.repair`) are written and fsynced, the
+//! log is renamed (the moment the repair takes effect), then the vectors file; an open that
+//! finds a `.repair` file finishes the swap if the log's `.tmp` is gone and drops it if not
+//! ([`finish_interrupted`]). A version-1 log carries its vectors in its puts; its vectors
+//! file (a cache) is removed and the next open converts the log.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -17,7 +26,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::dirlock;
-use super::log::{find_valid_record, valid_record_at, Header, HEADER_LEN, MAX_RECORD};
+use super::log::{self, find_valid_record, valid_record_at, Header, HEADER_LEN, MAX_RECORD};
 use super::logfile::{find_current, sync_dir, vectors_name, LogImage};
 use super::open::{write_meta, MetaFile};
 use super::{now_ms, META_FILE};
@@ -92,7 +101,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
             let (Ok(m), false) = (&meta, intact) else { return Err(e) };
             let end = HEADER_LEN.min(bytes.len()) as u64;
             let range = LostRange { start: 0, end, first_seq: 1, last_seq: None, records: Some(0), reason: format!("file header: {e}") };
-            (Header { dims: m.dims as u32, gen, high_water: 0 }, vec![range])
+            (Header { version: log::VERSION, dims: m.dims as u32, gen, high_water: 0 }, vec![range])
         }
     };
     let meta = match meta {
@@ -104,8 +113,8 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
     .transpose()?;
 
     let dims = header.dims as usize;
+    // Every record kept: (offset, end).
     let mut kept: Vec<(usize, usize)> = Vec::new();
-    let mut kept_records = 0u64;
     let mut last_seq = 0u64;
     let mut off = HEADER_LEN.min(bytes.len());
     while off < bytes.len() {
@@ -113,11 +122,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
             if let Some(l) = lost.last_mut().filter(|l| l.end == off as u64) {
                 l.last_seq = Some(seq - 1);
             }
-            match kept.last_mut() {
-                Some(run) if run.1 == off => run.1 = off + 8 + len,
-                _ => kept.push((off, off + 8 + len)),
-            }
-            kept_records += 1;
+            kept.push((off, off + 8 + len));
             last_seq = seq;
             off += 8 + len;
             continue;
@@ -128,6 +133,21 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
         off = next;
     }
 
+    let mut header = header;
+    if !lost.is_empty() && lost[0].start == 0 && kept.iter().any(|&(a, _)| bytes[a + 8] == log::KIND_PUT) {
+        // A rebuilt header of a version-1 log.
+        header.version = log::VERSION_INLINE;
+    }
+    let rows_file = dir.join(vectors_name(gen));
+    if header.version == log::VERSION && !rows_file.exists() && kept.iter().any(|&(a, b)| put_row(&bytes[a..b]).is_some()) {
+        // Without it every memory would be "lost": that is a misplaced file, not damage.
+        return Err(Error::NotFound(format!("{} is missing: it holds the vectors of the log's memories; put it back before repair", rows_file.display())));
+    }
+    let vectors = if header.version == log::VERSION { Some(open_vectors(&rows_file)?) } else { None };
+    if let Some(v) = &vectors {
+        lost_rows(&bytes, &mut kept, v, dims, &mut lost);
+    }
+    let kept_records = kept.len() as u64;
     let mut report = RepairReport {
         file: path.clone(),
         kept_records,
@@ -153,23 +173,111 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
 
     // Written straight from the (mapped) old log: a log of gigabytes is not copied in memory.
     let tmp = PathBuf::from(format!("{file}.tmp"));
-    let mut out = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(|e| Error::io(&tmp, e))?);
+    let rows_tmp = PathBuf::from(format!("{}{REPAIR_SUFFIX}", rows_file.display()));
+    let mut rows_out = match &vectors {
+        Some(_) => Some(std::io::BufWriter::with_capacity(1 << 20, File::create(&rows_tmp).map_err(|e| Error::io(&rows_tmp, e))?)),
+        None => None,
+    };
     let mut kept_bytes = HEADER_LEN as u64;
     out.write_all(&header.encode()).map_err(|e| Error::io(&tmp, e))?;
+    let row_bytes = dims * 4;
+    let mut next_row = 0u64;
     for &(a, b) in &kept {
-        out.write_all(&bytes[a..b]).map_err(|e| Error::io(&tmp, e))?;
+        match (&vectors, &mut rows_out, put_row(&bytes[a..b])) {
+            (Some(v), Some(w), Some((row, _))) => {
+                // The kept puts' rows, in order: the k-th put kept is row k.
+                let r = row as usize * row_bytes;
+                w.write_all(&v[r..r + row_bytes]).map_err(|e| Error::io(&rows_tmp, e))?;
+                out.write_all(&log::with_row(&bytes[a..b], next_row)).map_err(|e| Error::io(&tmp, e))?;
+                next_row += 1;
+            }
+            _ => out.write_all(&bytes[a..b]).map_err(|e| Error::io(&tmp, e))?,
+        }
         kept_bytes += (b - a) as u64;
     }
-    out.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    drop((out, bytes));
+    out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    if let Some(w) = rows_out {
+        w.into_inner().map_err(|e| Error::io(&rows_tmp, e.into_error()))?.sync_all().map_err(|e| Error::io(&rows_tmp, e))?;
+    }
+    sync_dir(dir)?;
+    drop((bytes, vectors));
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    // Its rows followed the puts of the old log; the next open writes it again.
-    let _ = std::fs::remove_file(dir.join(vectors_name(gen)));
+    sync_dir(dir)?;
+    if header.version == log::VERSION {
+        std::fs::rename(&rows_tmp, &rows_file).map_err(|e| Error::io(&rows_file, e))?;
+    } else {
+        // A version-1 log's vectors file is a cache of its puts; the next open converts the log.
+        let _ = std::fs::remove_file(&rows_file);
+    }
     sync_dir(dir)?;
     report.kept_bytes = kept_bytes;
     report.damaged_to = Some(damaged);
     report.report_to = Some(txt);
     Ok(report)
+}
+
+/// The suffix of a vectors file written by repair, waiting for its log to be renamed.
+const REPAIR_SUFFIX: &str = ".repair";
+
+/// At open, before anything else: finish a repair interrupted between its two renames (the
+/// log's `.tmp` is gone, so the repaired log is in place: its vectors file goes in too), or
+/// drop one interrupted before (the old log and vectors file are still in place).
+pub(super) fn finish_interrupted(dir: &Path) -> Result<()> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Ok(()) };
+    for ent in rd.flatten() {
+        let name = ent.file_name().to_string_lossy().to_string();
+        let Some(vectors) = name.strip_suffix(REPAIR_SUFFIX) else { continue };
+        let Some(gen) = vectors.strip_prefix("vectors-").and_then(|s| s.strip_suffix(".f32")).and_then(|g| g.parse::<u64>().ok()) else { continue };
+        let log_tmp = dir.join(format!("{}.tmp", super::logfile::log_name(gen)));
+        if log_tmp.exists() {
+            std::fs::remove_file(ent.path()).map_err(|e| Error::io(ent.path(), e))?;
+        } else {
+            let target = dir.join(vectors);
+            std::fs::rename(ent.path(), &target).map_err(|e| Error::io(&target, e))?;
+        }
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// The vectors file, mapped (empty if there is none).
+fn open_vectors(path: &Path) -> Result<LogImage> {
+    if !path.exists() {
+        return Ok(LogImage::Owned(Vec::new()));
+    }
+    LogImage::open(path)
+}
+
+/// The row and vector crc of a framed version-2 put, `None` for any other record.
+fn put_row(frame: &[u8]) -> Option<(u64, u32)> {
+    if frame.get(8) != Some(&log::KIND_PUT_ROW) || frame.len() < 8 + 17 + log::ROW_REF_LEN {
+        return None;
+    }
+    let t = &frame[frame.len() - log::ROW_REF_LEN..];
+    Some((u64::from_le_bytes(t[0..8].try_into().unwrap()), u32::from_le_bytes(t[8..12].try_into().unwrap())))
+}
+
+/// Move the kept puts whose vector row is missing from the vectors file or does not match
+/// its checksum from `kept` to `lost` (which stays in file order).
+fn lost_rows(bytes: &[u8], kept: &mut Vec<(usize, usize)>, vectors: &[u8], dims: usize, lost: &mut Vec<LostRange>) {
+    let row_bytes = dims * 4;
+    let before = lost.len();
+    kept.retain(|&(a, b)| {
+        let Some((row, crc)) = put_row(&bytes[a..b]) else { return true };
+        let at = row as usize * row_bytes;
+        let reason = match vectors.get(at..at + row_bytes) {
+            Some(v) if crc32c::crc32c(v) == crc => return true,
+            Some(_) => format!("its vector (row {row} of the vectors file) does not match its checksum"),
+            None => format!("its vector (row {row}) is missing from the vectors file"),
+        };
+        let seq = u64::from_le_bytes(bytes[a + 9..a + 17].try_into().unwrap());
+        lost.push(LostRange { start: a as u64, end: b as u64, first_seq: seq, last_seq: Some(seq), records: Some(1), reason });
+        false
+    });
+    if lost.len() > before {
+        lost.sort_by_key(|l| l.start);
+    }
 }
 
 /// `store.json` as recorded, or why it cannot be read (`None`: there is none, which open

@@ -5,27 +5,42 @@
 //! the ordered significance index built once at the end. If anything does not verify, the
 //! sequential [`log::scan`] classifies the damage (torn tail or corruption) and only the
 //! valid prefix is applied.
+//!
+//! The vectors of a version-2 log are rows of the vectors file, mapped (whole chunks) or read
+//! (the last partial chunk) and checked against the crc32c each put records. Rows that do not
+//! match from some put to the very end of the log (none matching after it) are the trace of
+//! a crash before both files reached the disk: the log is cut before that put, as a torn
+//! tail. A mismatch followed by rows that match is corruption, for `repair`.
 
 use std::fs::File;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::log::{self, Header, RecordRef, ScanEnd};
+use super::log::{self, Header, PutVector, RecordRef, ScanEnd};
 use super::state::{self, ParsedMetadata, State};
 use super::vectors::Vectors;
 use crate::error::{Error, Result};
+
+/// Most rows a torn tail of the vectors file may cover: a bulk load's slice, written before
+/// its one fsync (a put group is at most 4,096). More rows missing or wrong at the end is
+/// not taken for a crash's trace but refused as corruption (a truncated or replaced file),
+/// so `repair` reports every memory it loses instead of open dropping them silently.
+const TORN_ROWS_MAX: usize = 8192;
 
 /// A verified record and, for a put, its parsed metadata; `None` where verification failed.
 type Decoded<'a> = Option<(RecordRef<'a>, ParsedMetadata)>;
 
 /// Replay a log image into `st` (empty).
 ///
-/// `vec_file` is the vectors file of this generation and how many rows it holds: whole
-/// chunks of it are mapped instead of copied from the log, and checked against the log.
-/// Returns the scan and the number of leading rows the vectors file holds correctly.
-pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<(&File, usize)>) -> Result<(log::Scan, usize)> {
+/// `vec_file` is the vectors file of this generation and how many rows it holds (a
+/// version-2 log with puts needs it: its rows are the puts' vectors; without it open is
+/// refused, never started with the memories cut off). Returns the scan, whose end is a
+/// torn tail or corruption when the vectors file does not hold the puts' rows (see the
+/// module documentation).
+pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<(&File, usize)>) -> Result<log::Scan> {
     let header = Header::decode(bytes, file)?;
+    let inline = header.version == log::VERSION_INLINE;
     let dims = header.dims as usize;
     let trace = std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some();
     let t0 = Instant::now();
@@ -45,7 +60,7 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
     if trace {
         eprintln!("replay: framed+decoded {} records in {:?}", frames.len(), t0.elapsed());
     }
-    let (sc, limit) = if framed && all_valid_in_order(&decoded) {
+    let (mut sc, limit) = if framed && all_valid_in_order(&decoded) {
         let last_seq = decoded.last().and_then(|d| d.as_ref()).map(|d| d.0.seq()).unwrap_or(0).max(header.high_water);
         (log::Scan { header, valid_len: bytes.len() as u64, end: ScanEnd::Clean, last_seq }, decoded.len())
     } else {
@@ -53,29 +68,37 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
         let n = frames.iter().take_while(|&&(o, l)| (o + 8 + l) as u64 <= sc.valid_len).count();
         (sc, n)
     };
+    if let Some((i, reason)) = wrong_put_kind(&decoded[..limit], inline) {
+        return Err(Error::Corrupt { file: file.to_string(), offset: frames[i].0 as u64, reason });
+    }
+    let mut arena = Vectors::new(dims);
+    let mut crcs = Vec::new();
+    if inline {
+        // Version 1: the vectors are in the log (this log is converted right after).
+        let vectors: Vec<(u32, &[u8])> = put_vectors(&decoded[..limit]).enumerate().map(|(k, v)| (k as u32, if let PutVector::Inline(b) = v { b } else { unreachable!() })).collect();
+        arena.reserve_rows(vectors.len());
+        arena.fill_le_bytes(&vectors);
+        arena.set_len(vectors.len());
+    } else {
+        crcs = put_vectors(&decoded[..limit]).map(|v| if let PutVector::Row { crc, .. } = v { crc } else { unreachable!() }).collect();
+        match vec_file {
+            Some((f, file_rows)) => arena.load_file(f, file_rows.min(crcs.len()), crcs.len()),
+            None if crcs.is_empty() => {}
+            None => {
+                return Err(Error::Corrupt {
+                    file: file.replace("wal-", "vectors-").replace(".log", ".f32"),
+                    offset: 0,
+                    reason: format!("the vectors file is missing, and it holds the vectors of the log's {} memories: put it back", crcs.len()),
+                })
+            }
+        }
+    }
     st.defer_sig_index(limit);
     // The caller builds the text index, or loads it (`text::persist`).
     st.defer_text_index();
-    // Every put adds exactly one row, in order, to the (empty) state: row k is the k-th put.
-    // So the vectors can be copied into the arena on other cores while this thread applies
-    // the records.
     debug_assert_eq!(st.len(), 0);
-    let vectors: Vec<(u32, &[u8])> = decoded
-        .iter()
-        .take(limit)
-        .filter_map(|d| match d {
-            Some((RecordRef::Put { vector, .. }, _)) => Some(*vector),
-            _ => None,
-        })
-        .enumerate()
-        .map(|(k, v)| (k as u32, v))
-        .collect();
-    let mut arena = std::mem::replace(&mut st.vectors, Vectors::new(dims));
-    if let Some((f, rows)) = vec_file {
-        arena.map_file(f, rows.min(vectors.len()));
-    }
-    arena.reserve_rows(vectors.len());
-    let (applied, diff) = rayon::join(
+    // The rows are checked on the other cores while this thread applies the records.
+    let (applied, bad) = rayon::join(
         || {
             let r = apply(st, decoded, limit, &frames, file);
             if trace {
@@ -84,29 +107,71 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
             r
         },
         || {
-            let diff = arena.fill_le_bytes(&vectors);
+            let bad = arena.rows_not_matching(&crcs);
             if trace {
-                eprintln!("replay: vectors copied at {:?} ({} rows mapped from the vectors file, first differing: {diff:?})", t0.elapsed(), arena.mapped_rows());
+                eprintln!("replay: {} vector rows checked at {:?} ({} mapped, {} not matching)", crcs.len(), t0.elapsed(), arena.mapped_rows(), bad.len());
             }
-            diff
+            bad
         },
     );
     applied?;
-    let file_ok = diff.unwrap_or(usize::MAX).min(arena.mapped_rows());
-    arena.set_len(vectors.len());
-    // Comparing read every mapped row: give the chunks that matched back to the page cache.
-    arena.release_mapped(file_ok);
+    if let Some(&first) = bad.first() {
+        // The frame of the first put whose row does not match.
+        let offset = frames[put_frame(bytes, &frames[..limit], first)].0;
+        if bad.len() == crcs.len() - first && bad.len() <= TORN_ROWS_MAX {
+            // A torn tail (rare): replay again the log before that put.
+            let text_on = st.text_on;
+            *st = State::new(dims);
+            st.text_on = text_on;
+            drop(arena);
+            let mut sc = replay(&bytes[..offset], file, st, vec_file)?;
+            sc.end = ScanEnd::Torn { offset: offset as u64, reason: format!("vector rows {first}.. not in the vectors file (a crash before it reached the disk)") };
+            sc.valid_len = offset as u64;
+            return Ok(sc);
+        }
+        sc.end = ScanEnd::Corrupt { offset: offset as u64, reason: format!("vector row {first} of the vectors file does not match its checksum") };
+        return Ok(sc);
+    }
+    // Checking read every mapped row: give them back to the page cache.
+    arena.release_mapped(arena.mapped_rows());
     debug_assert_eq!(arena.len(), st.len());
     st.vectors = arena;
-    drop(vectors);
-    if trace {
-        eprintln!("replay: applied + vectors in {:?}", t0.elapsed());
-    }
     st.rebuild_sig_index();
     if trace {
         eprintln!("replay: sig index in {:?}", t0.elapsed());
     }
-    Ok((sc, file_ok))
+    Ok(sc)
+}
+
+/// The vectors of the puts among `decoded`, in order (every put adds exactly one row, in
+/// order, to the empty state: row k is the k-th put).
+fn put_vectors<'a>(decoded: &'a [Decoded<'a>]) -> impl Iterator<Item = PutVector<'a>> + 'a {
+    decoded.iter().filter_map(|d| match d {
+        Some((RecordRef::Put { vector, .. }, _)) => Some(*vector),
+        _ => None,
+    })
+}
+
+/// The index among `frames` of the `k`-th put (read from each record's kind byte).
+fn put_frame(bytes: &[u8], frames: &[(usize, usize)], k: usize) -> usize {
+    frames.iter().enumerate().filter(|(_, &(off, _))| matches!(bytes[off + 8], log::KIND_PUT | log::KIND_PUT_ROW)).nth(k).map(|(i, _)| i).unwrap_or(frames.len())
+}
+
+/// A put of the other version's kind, or a version-2 put not pointing at its own row (the
+/// k-th put is row k): the record index and what is wrong.
+fn wrong_put_kind(decoded: &[Decoded], inline: bool) -> Option<(usize, String)> {
+    let mut k = 0u64;
+    for (i, d) in decoded.iter().enumerate() {
+        let Some((RecordRef::Put { vector, .. }, _)) = d else { continue };
+        match (vector, inline) {
+            (PutVector::Inline(_), true) => {}
+            (PutVector::Row { row, .. }, false) if *row == k => {}
+            (PutVector::Row { row, .. }, false) => return Some((i, format!("put of row {row} where row {k} comes next"))),
+            _ => return Some((i, "a put of the other log version".into())),
+        }
+        k += 1;
+    }
+    None
 }
 
 /// Every record verified, with strictly increasing sequence numbers.
@@ -122,7 +187,7 @@ fn all_valid_in_order(decoded: &[Decoded]) -> bool {
     true
 }
 
-/// Apply the first `limit` records to `st` (their vectors go elsewhere, see [`replay`]).
+/// Apply the first `limit` records to `st` (their vectors are loaded apart, see [`replay`]).
 fn apply(st: &mut State, decoded: Vec<Decoded>, limit: usize, frames: &[(usize, usize)], file: &str) -> Result<()> {
     for (i, d) in decoded.into_iter().take(limit).enumerate() {
         let Some((rec, meta)) = d else {

@@ -1,13 +1,16 @@
 //! The vectors file of the current generation, `vectors-<gen>.f32`: row r's f32 values
-//! (little-endian) at byte `r · dims · 4`. It is a cache of the log, never trusted on its
-//! own: at open, whole chunks of it are mapped from the page cache instead of copying the
-//! vectors out of the log into fresh memory, and every mapped row is compared with the log
-//! (rows that differ are corrected in memory and rewritten). The writer appends rows to it
-//! while idle, without fsync; after a crash it may hold fewer rows, more rows (a torn log
-//! tail) or damaged ones, all of which open handles. Compaction starts a new one.
+//! (little-endian) at byte `r · dims · 4`, where r is the row of the r-th put of the log of
+//! the same generation. It is the one durable copy of each vector: a put record carries the
+//! row's place and the crc32c of its bytes, not the floats (`store/log.rs`). A put group
+//! writes its rows here before its records go to the log, and both files are fsynced before
+//! anything is acknowledged (`writer::commit`). At open its whole chunks are mapped from the
+//! page cache instead of copied, and every row is checked against its put's crc
+//! (`store/replay.rs`). It is never shortened while open: rows past the log's puts (a crash
+//! between the two writes) are overwritten by the next puts. Compaction writes the next
+//! generation's file beside its log.
 //!
 //! The file is also where the f32 rows live while the store is open: the whole chunks it
-//! holds are mapped from it (at open, and by the writer as it catches up), so they sit in
+//! holds are mapped from it (at open, and by the writer as it writes them), so they sit in
 //! the page cache rather than in the process's anonymous memory, and are released from the
 //! resident set once the idle work that read them all is done ([`VecFile::adopt`]).
 
@@ -17,11 +20,28 @@ use std::time::Duration;
 
 use super::logfile;
 use super::state::State;
+use crate::error::{Error, Result};
+
+/// Write all of `bytes` at `offset`.
+fn write_at(file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = file;
+        f.seek(SeekFrom::Start(offset))?;
+        f.write_all(bytes)
+    }
+}
 
 pub(super) struct VecFile {
     pub file: File,
     pub path: PathBuf,
-    /// Leading rows the file holds correctly (the writer appends from here).
+    dims: usize,
+    /// Leading rows the file holds (every row of the state once a group is written).
     pub rows: usize,
     /// Rows of the file the arena had adopted at the last [`VecFile::adopt`].
     adopted: usize,
@@ -38,16 +58,33 @@ pub(super) const VEC_FILE_SLICE_ROWS: usize = 2048;
 
 impl VecFile {
     /// Open (or create; `truncate` empties it) the vectors file of generation `gen`; also
-    /// returns the whole rows it holds now. `None` where mapping is not supported (or the
-    /// file cannot be opened): the store then works without one.
-    pub fn open(dir: &Path, gen: u64, dims: usize, truncate: bool) -> Option<(VecFile, usize)> {
-        if !cfg!(all(unix, target_endian = "little")) {
-            return None;
-        }
+    /// returns the whole rows it holds now.
+    pub fn open(dir: &Path, gen: u64, dims: usize, truncate: bool) -> Result<(VecFile, usize)> {
         let path = dir.join(logfile::vectors_name(gen));
-        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(&path).ok()?;
-        let rows = file.metadata().ok()?.len() as usize / (dims * 4).max(1);
-        Some((VecFile { file, path, rows: 0, adopted: 0, release_pending: !truncate }, rows))
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(&path).map_err(|e| Error::io(&path, e))?;
+        let rows = file.metadata().map_err(|e| Error::io(&path, e))?.len() as usize / (dims * 4).max(1);
+        Ok((VecFile { file, path, dims, rows: 0, adopted: 0, release_pending: !truncate }, rows))
+    }
+
+    /// Write `vectors` as rows `first..` (page cache only; [`VecFile::sync`] makes them
+    /// durable). Rows the log does not reference are harmless, so a failed write needs no
+    /// undoing: nothing goes to the log after it.
+    pub fn write_rows<'a>(&mut self, first: usize, vectors: impl Iterator<Item = &'a [f32]>) -> Result<()> {
+        let mut bytes = Vec::new();
+        let mut n = 0;
+        for v in vectors {
+            debug_assert_eq!(v.len(), self.dims);
+            bytes.extend_from_slice(&super::log::f32_bytes(v));
+            n += 1;
+        }
+        write_at(&self.file, &bytes, (first * self.dims * 4) as u64).map_err(|e| Error::io(&self.path, e))?;
+        self.rows = first + n;
+        Ok(())
+    }
+
+    /// Make the rows written durable (`fdatasync`).
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
     }
 
     /// Once the writer is idle and the file holds every row: let the arena read the rows the
@@ -68,7 +105,9 @@ impl VecFile {
     }
 
     /// Append rows `self.rows..` of `st` (at most `max`); true once the file holds them all.
-    /// Write errors (a full disk) only cost the cache: the file is dropped.
+    /// The writer writes every row with its group, so this finds nothing to do unless a
+    /// row write failed after the state took it (it never does: a failed write fails the
+    /// group). A write error drops the file from the writer.
     #[cfg(unix)]
     pub fn catch_up(slot: &mut Option<VecFile>, st: &State, max: usize) -> bool {
         use std::os::unix::fs::FileExt;
@@ -78,7 +117,7 @@ impl VecFile {
         let mut off = (v.rows * st.dims * 4) as u64;
         for part in st.vectors.rows_bytes(v.rows, end) {
             if v.file.write_all_at(part, off).is_err() {
-                let _ = std::fs::remove_file(&v.path);
+                // The file is the durable copy: never removed here; writes then fail.
                 *slot = None;
                 return true;
             }

@@ -1,5 +1,5 @@
 //! The vector arena: every row's f32 values in fixed-size, page-aligned chunks that the scan
-//! reads directly, allocated lazily, or mapped from the vectors file at open.
+//! reads directly, allocated lazily, or mapped from the vectors file (the durable copy).
 
 #[cfg(not(unix))]
 use std::alloc::{alloc_zeroed, dealloc};
@@ -170,6 +170,21 @@ fn copy_le_f32(dst: &mut [f32], src: &[u8]) {
     }
 }
 
+/// Read exactly `buf.len()` bytes of `file` at `offset`.
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = file;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
+}
+
 /// Flat vector storage: row r lives at chunk r / CHUNK_ROWS, offset (r % CHUNK_ROWS) × dims.
 pub struct Vectors {
     dims: usize,
@@ -177,7 +192,7 @@ pub struct Vectors {
     chunks: Vec<Chunk>,
     /// Rows below this have been handed to [`Chunk::prefault`].
     prefaulted: usize,
-    /// The first chunks, mapped from the vectors file at open (see [`Vectors::map_file`]).
+    /// The first chunks, mapped from the vectors file (see [`Vectors::load_file`]).
     mapped_chunks: usize,
 }
 
@@ -239,13 +254,14 @@ impl Vectors {
         self.len = len;
     }
 
-    /// Map the first `rows / CHUNK_ROWS` whole chunks from a vectors file (row r's f32
-    /// values at byte `r · dims · 4`, native little-endian) instead of allocating them; the
-    /// arena must be empty. Returns the rows now backed by the file (0 if mapping is not
-    /// supported here or fails). Their contents are unchecked: [`Vectors::fill_le_bytes`]
-    /// compares them with the log and corrects any that differ.
-    pub fn map_file(&mut self, file: &std::fs::File, rows: usize) -> usize {
-        assert!(self.chunks.is_empty() && self.len == 0, "map_file needs an empty arena");
+    /// Load rows `0..rows` from the vectors file (row r's f32 values at byte `r · dims · 4`,
+    /// native little-endian) into the empty arena, with `len` rows in all (those past `rows`,
+    /// which the file lacks, stay zero): whole chunks are mapped privately from the page
+    /// cache instead of copied (where mapping works), the rest is read. Contents are
+    /// unchecked: [`Vectors::rows_not_matching`] checks them against the log's checksums.
+    pub fn load_file(&mut self, file: &std::fs::File, rows: usize, len: usize) {
+        assert!(self.chunks.is_empty() && self.len == 0, "load_file needs an empty arena");
+        assert!(rows <= len);
         #[cfg(all(unix, target_endian = "little"))]
         {
             let floats = CHUNK_ROWS * self.dims;
@@ -256,13 +272,40 @@ impl Vectors {
                 }
             }
             self.mapped_chunks = self.chunks.len();
-            self.mapped_chunks * CHUNK_ROWS
         }
-        #[cfg(not(all(unix, target_endian = "little")))]
-        {
-            let _ = (file, rows);
-            0
+        self.reserve_rows(len);
+        let from = self.mapped_chunks * CHUNK_ROWS;
+        let dims = self.dims;
+        let mut r = from;
+        while r < rows {
+            let end = rows.min((r / CHUNK_ROWS + 1) * CHUNK_ROWS);
+            let (c, o) = (r / CHUNK_ROWS, r % CHUNK_ROWS);
+            let dst = &mut self.chunks[c].as_mut_slice()[o * dims..(o + end - r) * dims];
+            // SAFETY: plain f32 values viewed as their bytes, written whole by the read below.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, dst.len() * 4) };
+            if read_at(file, bytes, (r * dims * 4) as u64).is_err() {
+                // Left zero: the checksums tell these rows from the log's.
+                break;
+            }
+            r = end;
         }
+        self.len = len;
+    }
+
+    /// The rows `k` (ascending) whose bytes do not have crc32c `crcs[k]`, checked on all
+    /// cores; rows `crcs.len()..` are not looked at.
+    pub fn rows_not_matching(&self, crcs: &[u32]) -> Vec<usize> {
+        use rayon::prelude::*;
+        (0..crcs.len().min(self.len))
+            .into_par_iter()
+            .with_min_len(1024)
+            .filter(|&k| {
+                let row = self.row(k);
+                // SAFETY: plain f32 values viewed as their bytes (same memory and lifetime).
+                let b = unsafe { std::slice::from_raw_parts(row.as_ptr() as *const u8, row.len() * 4) };
+                crc32c::crc32c(b) != crcs[k]
+            })
+            .collect()
     }
 
     /// Once the vectors file holds rows `0..file_rows` exactly (the writer wrote them, or
@@ -298,7 +341,7 @@ impl Vectors {
         }
     }
 
-    /// Rows backed by the vectors file (see [`Vectors::map_file`]).
+    /// Rows backed by the vectors file (see [`Vectors::load_file`]).
     pub fn mapped_rows(&self) -> usize {
         self.mapped_chunks * CHUNK_ROWS
     }

@@ -1,12 +1,15 @@
 //! Compaction: rewrite the log with only the memories not deleted, as the next generation.
 //!
 //! It runs beside the writer, not on it: a `memory-compact` thread copies the rows into
-//! `wal-<gen+1>.log.tmp` a slice at a time under the state's read lock (released between
-//! slices, so the writer goes on committing), builds the new in-memory state as it goes and
-//! fsyncs the file. Meanwhile the writer keeps appending to the old log. When the thread is
-//! done, the writer makes the switch — the only part that holds writes up: it copies the
-//! records appended since the start (the old log's tail, verbatim) into the new file and
-//! applies them to the new state, fsyncs, renames, and swaps log and state.
+//! `wal-<gen+1>.log.tmp` and their vectors into `vectors-<gen+1>.f32` a slice at a time
+//! under the state's read lock (released between slices, so the writer goes on committing),
+//! builds the new in-memory state as it goes and fsyncs both files. Meanwhile the writer
+//! keeps appending to the old log. When the thread is done, the writer makes the switch —
+//! the only part that holds writes up: it copies the records appended since the start (the
+//! old log's tail; its puts re-pointed at their rows in the new vectors file, whose vectors
+//! it appends there) into the new file and applies them to the new state, fsyncs, renames,
+//! and swaps log, vectors file and state. A crash before the rename leaves the old
+//! generation in charge; the new generation's files are removed at the next open.
 //!
 //! Replaying the tail over rows copied later than the start is safe: rows are never
 //! renumbered meanwhile (one compaction at a time), a put in the tail is a row the thread
@@ -25,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use super::{clone_err, Writer};
 use crate::error::{Error, Result};
-use crate::store::log::{self, Header, RecordRef};
+use crate::store::log::{self, Header, PutVector, RecordRef};
 use crate::store::logfile::{self, LogWriter};
 use crate::store::reads::garbage_bytes;
 use crate::store::shared::{now_ms, Shared};
@@ -58,6 +61,7 @@ pub(super) struct Running {
 struct Prepared {
     file: File,
     state: State,
+    vec_file: VecFile,
 }
 
 impl Writer {
@@ -83,6 +87,7 @@ impl Writer {
             let r = write_generation(&shared, &t, gen, rows, &c);
             if r.is_err() {
                 let _ = std::fs::remove_file(&t);
+                let _ = std::fs::remove_file(shared.dir.join(logfile::vectors_name(gen)));
             }
             r
         });
@@ -106,7 +111,8 @@ impl Writer {
             return;
         }
         let live = self.shared.state.read().live_bytes;
-        if policy.due(self.log.len, garbage_bytes(self.log.len, live)) {
+        let stored = self.stored_bytes();
+        if policy.due(stored, garbage_bytes(stored, live)) {
             self.start_compaction(None, true);
         }
     }
@@ -144,6 +150,7 @@ impl Writer {
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&c.tmp);
+                let _ = std::fs::remove_file(self.shared.dir.join(logfile::vectors_name(c.gen)));
                 self.compact_retry_at = Some(Instant::now() + RETRY_AFTER);
                 for w in waiters {
                     w(Err(clone_err(&e)));
@@ -158,6 +165,7 @@ impl Writer {
         c.cancel.store(true, Ordering::Relaxed);
         let _ = c.thread.join();
         let _ = std::fs::remove_file(&c.tmp);
+        let _ = std::fs::remove_file(self.shared.dir.join(logfile::vectors_name(c.gen)));
         for w in c.waiters {
             w(Err(clone_err(&e)));
         }
@@ -169,20 +177,23 @@ impl Writer {
         let dir = self.shared.dir.clone();
         let tmp = dir.join(format!("{}.tmp", logfile::log_name(gen)));
         let final_path = dir.join(logfile::log_name(gen));
-        let bytes_before = self.log.len;
+        let bytes_before = self.stored_bytes();
         let tail = read_range(&self.log.path, tail_from, self.log.len)?;
-        let Prepared { mut file, state: mut new_state } = p;
-        file.write_all(&tail).map_err(|e| Error::io(&tmp, e))?;
-        apply_tail(&mut new_state, &tail, self.shared.dims)?;
+        let Prepared { mut file, state: mut new_state, vec_file: mut new_vecs } = p;
         let rows_before = {
             let st = self.shared.state.read();
+            let first = new_state.len();
+            let tail = apply_tail(&mut new_state, &tail, self.shared.dims, &st)?;
+            new_vecs.write_rows(first, (first..new_state.len()).map(|r| new_state.vectors.row(r)))?;
+            new_vecs.sync()?;
+            file.write_all(&tail).map_err(|e| Error::io(&tmp, e))?;
             new_state.last_seq = new_state.last_seq.max(st.last_seq);
             st.len()
         };
         // The high-water mark, so sequence numbers never go back after a restart, even when
         // the newest records were deletes that compaction dropped.
         file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(&tmp, e))?;
-        file.write_all(&Header { dims: self.shared.dims as u32, gen, high_water: new_state.last_seq }.encode()).map_err(|e| Error::io(&tmp, e))?;
+        file.write_all(&Header { version: log::VERSION, dims: self.shared.dims as u32, gen, high_water: new_state.last_seq }.encode()).map_err(|e| Error::io(&tmp, e))?;
         file.sync_all().map_err(|e| Error::io(&tmp, e))?;
         drop(file);
         std::fs::rename(&tmp, &final_path).map_err(|e| Error::io(&final_path, e))?;
@@ -199,7 +210,6 @@ impl Writer {
                 return Err(e);
             }
         };
-        let len = new_log.len;
         let old = std::mem::replace(&mut self.log, new_log).path;
         let _ = std::fs::remove_file(&old);
         // The old generation's text index file goes with its log (it holds deleted memories'
@@ -221,22 +231,24 @@ impl Writer {
         };
         // Freed once readers and the next operation no longer wait for the lock.
         drop(old_state);
-        // A new vectors file for the new generation, filled while idle.
-        if let Some(old) = self.vec_file.take() {
+        // The new generation's vectors file, written beside its log; the old one goes with
+        // the old log (its mapped chunks stay readable until the old state is dropped).
+        if let Some(old) = self.vec_file.replace(new_vecs) {
             let _ = std::fs::remove_file(&old.path);
         }
-        self.vec_file = VecFile::open(&self.shared.dir, self.log.gen, self.shared.dims, true).map(|(v, _)| v);
         self.idle_work = true;
-        self.shared.storage_bytes.store(len, Ordering::Relaxed);
-        Ok((rows_before, rows_after, bytes_before, len))
+        let bytes_after = self.stored_bytes();
+        self.shared.storage_bytes.store(bytes_after, Ordering::Relaxed);
+        Ok((rows_before, rows_after, bytes_before, bytes_after))
     }
 }
 
 /// The compaction thread: every row of the first `rows` not deleted, into a new log file
-/// `tmp` of generation `gen` (fsynced) and a new state.
+/// `tmp` and vectors file of generation `gen` (both fsynced) and a new state.
 fn write_generation(shared: &Shared, tmp: &Path, gen: u64, rows: usize, cancel: &AtomicBool) -> Result<Prepared> {
     let dims = shared.dims;
-    let mut file = logfile::create(tmp, Header { dims: dims as u32, gen, high_water: 0 })?;
+    let mut file = logfile::create(tmp, Header { version: log::VERSION, dims: dims as u32, gen, high_water: 0 })?;
+    let (mut vec_file, _) = VecFile::open(&shared.dir, gen, dims, true)?;
     let mut state = State::new(dims);
     state.text_on = shared.text_index;
     // Texts are indexed once at the end, on every core.
@@ -247,27 +259,36 @@ fn write_generation(shared: &Shared, tmp: &Path, gen: u64, rows: usize, cancel: 
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Unavailable("compaction cancelled: the store is closing".into()));
         }
+        let first = state.len();
         {
             let st = shared.state.read();
             let end = (r + SLICE_ROWS).min(rows).min(st.len());
-            // Deleted rows are dropped; expired ones stay until the expiry sweep records their
-            // deletion (which the next compaction drops), so none vanishes without its event.
-            for row in r..end {
-                if !st.live_col[row] {
-                    continue;
-                }
-                let rec = st.record_of(row as u32);
-                log::encode_put(&mut buf, &rec);
-                state.apply_put(rec, Some(st.rows[row].metadata.clone()));
-            }
+            copy_live_rows(&st, r..end, &mut state, &mut buf);
             r = if end > r { end } else { rows };
         }
+        vec_file.write_rows(first, (first..state.len()).map(|k| state.vectors.row(k)))?;
         file.write_all(&buf).map_err(|e| Error::io(tmp, e))?;
         buf.clear();
     }
+    vec_file.sync()?;
     file.sync_data().map_err(|e| Error::io(tmp, e))?;
     state.build_text_index();
-    Ok(Prepared { file, state })
+    Ok(Prepared { file, state, vec_file })
+}
+
+/// The rows of `rows` in `src` not deleted, as they stand now (updates merged), appended to
+/// `dst` and as version-2 put records (pointing at their rows in `dst`) to `buf`. Expired
+/// rows stay until the expiry sweep records their deletion (which the next compaction
+/// drops), so none vanishes without its event.
+pub(in crate::store) fn copy_live_rows(src: &State, rows: std::ops::Range<usize>, dst: &mut State, buf: &mut Vec<u8>) {
+    for row in rows {
+        if !src.live_col[row] {
+            continue;
+        }
+        let rec = src.record_of(row as u32);
+        log::encode_put(buf, &rec, dst.len() as u64);
+        dst.apply_put(rec, Some(src.rows[row].metadata.clone()));
+    }
 }
 
 /// Bytes `from..to` of a file.
@@ -280,16 +301,24 @@ fn read_range(path: &Path, from: u64, to: u64) -> Result<Vec<u8>> {
 }
 
 /// Apply records appended to the old log during the compaction to the new state, as replay
-/// would.
-fn apply_tail(st: &mut State, tail: &[u8], dims: usize) -> Result<()> {
+/// would, taking the puts' vectors from their rows in `old` (the state they were applied to).
+/// Returns the records for the new log: puts pointing at their new rows, the rest verbatim.
+fn apply_tail(st: &mut State, tail: &[u8], dims: usize, old: &State) -> Result<Vec<u8>> {
     let bad = || Error::Internal("compaction: the log's tail does not verify".into());
     let (frames, whole) = log::frames_from(tail, 0);
     if !whole {
         return Err(bad());
     }
+    let mut out = Vec::with_capacity(tail.len());
     for (off, len) in frames {
+        let frame = &tail[off..off + 8 + len];
         match log::check_frame(tail, off, len, dims).ok_or_else(bad)? {
             RecordRef::Put { seq, ts, namespace, id, text, metadata, significance, expires_at, associations, vector } => {
+                let PutVector::Row { row, .. } = vector else { return Err(bad()) };
+                if row as usize >= old.len() {
+                    return Err(bad());
+                }
+                out.extend_from_slice(&log::with_row(frame, st.len() as u64));
                 st.insert_row(state::NewRow {
                     seq,
                     ts,
@@ -301,16 +330,18 @@ fn apply_tail(st: &mut State, tail: &[u8], dims: usize) -> Result<()> {
                     significance,
                     expires_at,
                     associations: associations.into_iter().map(Box::from).collect(),
-                    vector: state::VectorSrc::LeBytes(vector),
+                    vector: state::VectorSrc::F32(old.vectors.row(row as usize)),
                 });
             }
             RecordRef::Update { seq, namespace, id, metadata, significance, .. } => {
+                out.extend_from_slice(frame);
                 if let Some(&row) = st.ns_id(namespace).and_then(|n| st.namespaces[n as usize].ids.get(id)) {
                     st.apply_update(row, metadata.map(|m| (m.to_string(), state::parse_metadata(m))), significance, seq);
                 }
                 st.last_seq = st.last_seq.max(seq);
             }
             RecordRef::Delete { seq, namespace, id, .. } => {
+                out.extend_from_slice(frame);
                 if let Some(&row) = st.ns_id(namespace).and_then(|n| st.namespaces[n as usize].ids.get(id)) {
                     st.kill(row);
                 }
@@ -318,5 +349,5 @@ fn apply_tail(st: &mut State, tail: &[u8], dims: usize) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(out)
 }

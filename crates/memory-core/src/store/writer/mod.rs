@@ -1,15 +1,18 @@
 //! The writer thread: the only thread that appends to the log.
 //!
 //! Operations arrive through a channel, in the order callers issued them. Puts waiting
-//! together form one group ([`put`]): one significance pass, one `write`, one fsync. Between
-//! operations the writer does its idle work: the int8 codes of rows not coded yet, interval
-//! fsyncs, and appending rows to the vectors file once nothing has arrived for a moment.
+//! together form one group ([`put`]): one significance pass, one write of the rows to the
+//! vectors file and one of the records to the log, one fsync of each. Between operations the
+//! writer does its idle work: the int8 codes of rows not coded yet, interval fsyncs, and
+//! mapping the whole chunks the vectors file holds in place of anonymous memory.
 //! Compaction ([`compact`]) copies the log on a thread of its own and the writer makes the
 //! switch; the expiry sweep ([`expiry`]) turns expired memories into deletions.
 
 mod compact;
 mod expiry;
 mod put;
+
+pub(in crate::store) use compact::copy_live_rows;
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -331,6 +334,12 @@ impl Writer {
         if !self.dirty {
             return Ok(());
         }
+        // The rows, then the records that point at them. Nothing is acknowledged before both
+        // return, and replay cuts puts whose rows did not reach the disk at the end of the
+        // log as a torn tail, so the two fsyncs could also overlap.
+        if let Some(v) = &self.vec_file {
+            v.sync()?;
+        }
         self.log.sync()?;
         self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.dirty = false;
@@ -355,10 +364,21 @@ impl Writer {
                 let _ = self.sync_now();
             }
         }
-        self.shared.storage_bytes.store(self.log.len, Ordering::Relaxed);
+        self.shared.storage_bytes.store(self.stored_bytes(), Ordering::Relaxed);
         self.shared.groups.fetch_add(1, Ordering::Relaxed);
         self.shared.records.fetch_add(records as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Write `vectors` as rows `first..` of the vectors file (see [`VecFile::write_rows`]).
+    fn write_rows<'a>(&mut self, first: usize, vectors: impl Iterator<Item = &'a [f32]>) -> Result<()> {
+        let v = self.vec_file.as_mut().ok_or_else(|| Error::Unavailable("the vectors file could not be written; restart the store".into()))?;
+        v.write_rows(first, vectors)
+    }
+
+    /// Bytes the current generation holds on disk: its log and its vectors file's rows.
+    fn stored_bytes(&self) -> u64 {
+        self.log.len + self.vec_file.as_ref().map_or(0, |v| v.rows * self.shared.dims * 4) as u64
     }
 
     fn update(&mut self, namespace: String, id: String, metadata: Option<Metadata>, significance: Option<f32>) -> Result<Memory> {
@@ -441,8 +461,10 @@ impl Writer {
         for part in records.chunks(8192) {
             let mut keep = Vec::with_capacity(part.len());
             let mut buf = Vec::new();
+            let first;
             {
                 let st = self.shared.state.read();
+                first = st.len();
                 let mut seq = st.last_seq;
                 let mut seen = std::collections::HashSet::new();
                 for r in part {
@@ -462,17 +484,18 @@ impl Writer {
                     if (sq - 1.0).abs() > 1e-6 {
                         normalize(&mut r.vector[..dims]);
                     }
-                    log::encode_record(&mut buf, &Record::Put(r.clone()));
+                    log::encode_put(&mut buf, &r, (first + keep.len()) as u64);
                     keep.push(r);
                 }
             }
             if keep.is_empty() {
                 continue;
             }
-            // One fsync for the whole load (below); write now.
+            // One fsync for the whole load (below); write now, the rows first.
+            self.write_rows(first, keep.iter().map(|r| r.vector.as_slice()))?;
             self.log.append(&buf)?;
             self.dirty = true;
-            self.shared.storage_bytes.store(self.log.len, Ordering::Relaxed);
+            self.shared.storage_bytes.store(self.stored_bytes(), Ordering::Relaxed);
             let mut st = self.shared.state.write();
             added += keep.len();
             let soonest = keep.iter().map(|r| r.expires_at).filter(|&e| e != log::NO_EXPIRY).min();

@@ -31,13 +31,17 @@ impl Writer {
                 (RwLockWriteGuard::downgrade(rows), q.kern)
             });
             score_new(&st, q8.as_ref().map(|(rows, k)| (&**rows, *k)), Some(&ann), &mut news, now);
+            // The k-th new memory becomes row `first + k` (applied in order below).
+            let first = st.len();
             let mut buf = Vec::new();
-            for n in &news {
-                log::encode_put(&mut buf, &n.record);
+            for (k, n) in news.iter().enumerate() {
+                log::encode_put(&mut buf, &n.record, (first + k) as u64);
             }
-            (outcomes, news, buf)
+            (outcomes, news, (first, buf))
         };
-        let result = if news.is_empty() { Ok(()) } else { self.commit(&buf, news.len()) };
+        let (first, buf) = buf;
+        // The rows go to the vectors file before their records go to the log.
+        let result = if news.is_empty() { Ok(()) } else { self.write_rows(first, news.iter().map(|n| n.record.vector.as_slice())).and_then(|_| self.commit(&buf, news.len())) };
         if let Err(e) = result {
             for (_, done) in group {
                 done(Err(clone_err(&e)));
