@@ -179,6 +179,10 @@ impl<'a> Q8Pass<'a> {
         let mut bounds = ([0f32; Q8_BLOCK], [0f32; Q8_BLOCK]);
         let (mut f32_scratch, mut cand_lens, mut dense_rows) = (F32Scratch::default(), vec![0usize; nq], Vec::with_capacity(Q8_BLOCK));
         let pass = |r: u32| self.ctx.all_pass || self.ctx.pass(r as usize);
+        #[cfg(feature = "bench")]
+        let dense_on = !counts::DENSE_OFF.load(std::sync::atomic::Ordering::Relaxed);
+        #[cfg(not(feature = "bench"))]
+        let dense_on = true;
         // Blocks scored in f32 without bounds since the last bounded one (`None`: not dense),
         // and the bounded blocks in a row that came out dense (the first ones of a share
         // always do, while the heaps fill).
@@ -214,8 +218,8 @@ impl<'a> Q8Pass<'a> {
             #[cfg(feature = "bench")]
             counts::add(&counts::CANDIDATES, count);
             dense_streak = if rows == idx.len() && 2 * count >= rows * nq { dense_streak + 1 } else { 0 };
-            dense_for = (dense_streak >= 2).then_some(0);
-            if count > 0 && rows * nq <= count * DENSE_RATIO {
+            dense_for = (dense_on && dense_streak >= 2).then_some(0);
+            if dense_on && count > 0 && rows * nq <= count * DENSE_RATIO {
                 // Cheaper to score the candidate rows for every query now than each candidate
                 // again later: they leave the candidate lists for the exact heaps.
                 for (c, &len) in part.cands.iter_mut().zip(&cand_lens) {
@@ -353,7 +357,7 @@ impl F32Scratch {
 /// row) pairs counted since the process started.
 #[cfg(feature = "bench")]
 pub mod counts {
-    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
     /// Pairs bounded with the int8 codes.
     pub static BOUNDED: AtomicU64 = AtomicU64::new(0);
@@ -363,6 +367,9 @@ pub mod counts {
     pub static BLOCK_F32: AtomicU64 = AtomicU64::new(0);
     /// Candidates rescored in f32 one at a time after the bounds.
     pub static RESCORED: AtomicU64 = AtomicU64::new(0);
+    /// Set: no block is scored in f32 at once (every candidate is rescored on its own, as
+    /// before blocks were), to compare the two.
+    pub static DENSE_OFF: AtomicBool = AtomicBool::new(false);
 
     pub(super) fn add(c: &AtomicU64, n: usize) {
         c.fetch_add(n as u64, Relaxed);
