@@ -36,6 +36,9 @@ mod logfile;
 mod open;
 pub mod plan;
 pub(crate) mod prepass;
+/// The int8 passes' pair counts (benchmarks only).
+#[cfg(feature = "bench")]
+pub use prepass::counts as prepass_counts;
 mod reads;
 mod repair;
 mod replay;

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use super::scan::{Ctx, Hit, ScanParams, BLOCK};
 use super::state::State;
+use super::vectors::CHUNK_ROWS;
 use crate::search::q8::{quantize_query, Q8Cols, Q8Kernels, Q8Meta, Q8Rows, QBound, PANEL};
 use crate::search::{kernels, TopK};
 
@@ -18,13 +19,31 @@ const Q8_BLOCK: usize = 64;
 const _: () = assert!(Q8_BLOCK.is_multiple_of(PANEL));
 
 /// One share of an int8 pass: per query, the k best lower bounds and the candidate rows
-/// (with their upper bounds) seen in that share.
+/// (with their upper bounds) seen in that share, and the k best exact scores of the rows
+/// it scored in f32 right away (blocks where most rows were candidates).
 struct Q8Part {
     lb: Vec<TopK>,
-    /// Per query, the best lower bound seen.
+    /// Per query, the best lower bound (or exact score) seen.
     best: Vec<f32>,
     cands: Vec<Vec<(u32, f32)>>,
+    exact: Vec<TopK>,
+    /// (query, row) pairs scored into `exact`.
+    block_scored: usize,
 }
+
+/// A block is scored in f32 at once, for every query of the pass, when the rows that are a
+/// candidate of some query, times the queries, are at most this many times the candidate
+/// pairs. Scoring a block of rows against all queries with [`crate::search::Kernels::dot_block`]
+/// loads each row once while it is in cache (compute-bound, ~10 ns a pair at 384 dims here);
+/// rescoring a candidate later reads its row from memory again for each query (~10× that).
+/// Clustered vectors (e.g. every cosine between 0.92 and 0.99) leave the int8 bounds too
+/// loose to rule rows out, and then every block goes this way.
+const DENSE_RATIO: usize = 8;
+
+/// While blocks come out dense (every row a candidate of half the pairs), the next ones skip
+/// the int8 bounds and are scored in f32 directly; every this many blocks one is bounded
+/// again, to notice when the bounds start ruling rows out.
+const PROBE_EVERY: usize = 8;
 
 /// The score a row's upper bound must reach to stay a candidate, from the best lower bound
 /// seen (`best`), the k-th best (`kth`) and the floor of [`search_q8`]. Below the floor only
@@ -132,15 +151,16 @@ impl<'a> Q8Pass<'a> {
         &self.ctx.queries[q * dims..(q + 1) * dims]
     }
 
-    /// Rows without codes, scored exactly in f32.
+    /// Rows without codes, scored exactly in f32 (a block at a time against every query).
     fn score_exactly(&self, rows: &[u32]) -> Vec<TopK> {
         let ctx = &self.ctx;
         let mut tail: Vec<TopK> = (0..ctx.nq).map(|_| TopK::new(ctx.p.k)).collect();
+        let mut scratch = F32Scratch::default();
         for block in rows.chunks(BLOCK) {
+            let scores = scratch.scores(ctx, block);
             for (q, heap) in tail.iter_mut().enumerate() {
-                let query = self.query(q);
-                for &r in block {
-                    heap.push((ctx.k.dot)(query, ctx.st.vectors.row(r as usize)), r);
+                for (j, &r) in block.iter().enumerate() {
+                    heap.push(scores[q * block.len() + j], r);
                 }
             }
         }
@@ -148,12 +168,25 @@ impl<'a> Q8Pass<'a> {
     }
 
     /// One share: positions `from..to` of the pass's rows, a block of [`Q8_BLOCK`] at a time.
+    /// A block is bounded with the int8 codes, and its candidates kept for [`Self::rescore`];
+    /// or, where most of its rows are candidates, scored in f32 for every query at once
+    /// (see [`DENSE_RATIO`], [`PROBE_EVERY`]).
     fn share(&self, from: usize, to: usize) -> Q8Part {
         let (nq, k, dpad) = (self.ctx.nq, self.ctx.p.k, self.q8.dpad());
-        let mut part = Q8Part { lb: (0..nq).map(|_| TopK::new(k)).collect(), best: vec![f32::NEG_INFINITY; nq], cands: vec![Vec::new(); nq] };
+        let heaps = || (0..nq).map(|_| TopK::new(k)).collect::<Vec<_>>();
+        let mut part = Q8Part { lb: heaps(), best: vec![f32::NEG_INFINITY; nq], cands: vec![Vec::new(); nq], exact: heaps(), block_scored: 0 };
         let (mut idx, mut gathered, mut raw) = (Vec::with_capacity(Q8_BLOCK), Gathered::default(), vec![0i32; nq * Q8_BLOCK]);
         let mut bounds = ([0f32; Q8_BLOCK], [0f32; Q8_BLOCK]);
+        let (mut f32_scratch, mut cand_lens, mut dense_rows) = (F32Scratch::default(), vec![0usize; nq], Vec::with_capacity(Q8_BLOCK));
         let pass = |r: u32| self.ctx.all_pass || self.ctx.pass(r as usize);
+        #[cfg(feature = "bench")]
+        let dense_on = !counts::DENSE_OFF.load(std::sync::atomic::Ordering::Relaxed);
+        #[cfg(not(feature = "bench"))]
+        let dense_on = true;
+        // Blocks scored in f32 without bounds since the last bounded one (`None`: not dense),
+        // and the bounded blocks in a row that came out dense (the first ones of a share
+        // always do, while the heaps fill).
+        let (mut dense_for, mut dense_streak): (Option<usize>, usize) = (None, 0);
         let mut pos = from;
         while pos < to {
             let end = (pos + Q8_BLOCK).min(to);
@@ -166,24 +199,75 @@ impl<'a> Q8Pass<'a> {
             if idx.is_empty() {
                 continue;
             }
+            if let Some(n) = dense_for.as_mut().filter(|n| **n + 1 < PROBE_EVERY) {
+                *n += 1;
+                self.score_block_f32(&mut part, &idx, &mut f32_scratch);
+                continue;
+            }
             let np = idx.len().div_ceil(PANEL);
             let (panels, cols) = gathered.block(self.q8, &idx);
             let stride = np * PANEL;
             (self.kern.dot_panels)(&self.qc, nq, panels, np, dpad, &mut raw[..nq * stride]);
-            self.bound_block(&mut part, &raw, stride, &idx, cols, &mut bounds);
+            for (len, c) in cand_lens.iter_mut().zip(&part.cands) {
+                *len = c.len();
+            }
+            let (union, count) = self.bound_block(&mut part, &raw, stride, &idx, cols, &mut bounds);
+            let rows = union.count_ones() as usize;
+            #[cfg(feature = "bench")]
+            counts::add(&counts::BOUNDED, idx.len() * nq);
+            #[cfg(feature = "bench")]
+            counts::add(&counts::CANDIDATES, count);
+            dense_streak = if rows == idx.len() && 2 * count >= rows * nq { dense_streak + 1 } else { 0 };
+            dense_for = (dense_on && dense_streak >= 2).then_some(0);
+            if dense_on && count > 0 && rows * nq <= count * DENSE_RATIO {
+                // Cheaper to score the candidate rows for every query now than each candidate
+                // again later: they leave the candidate lists for the exact heaps.
+                for (c, &len) in part.cands.iter_mut().zip(&cand_lens) {
+                    c.truncate(len);
+                }
+                dense_rows.clear();
+                dense_rows.extend(idx.iter().enumerate().filter(|&(j, _)| union >> j & 1 == 1).map(|(_, &r)| r));
+                self.score_block_f32(&mut part, &dense_rows, &mut f32_scratch);
+            }
         }
         part
+    }
+
+    /// Score the rows `rows` (sorted, at most [`Q8_BLOCK`]) in f32 against every query of the
+    /// pass with the multi-query kernel (its scores are bit for bit `dot`'s), into the exact
+    /// heaps.
+    fn score_block_f32(&self, part: &mut Q8Part, rows: &[u32], scratch: &mut F32Scratch) {
+        let (nq, n) = (self.ctx.nq, rows.len());
+        part.block_scored += n * nq;
+        #[cfg(feature = "bench")]
+        counts::add(&counts::BLOCK_F32, n * nq);
+        let scores = scratch.scores(&self.ctx, rows);
+        for q in 0..nq {
+            let (heap, best) = (&mut part.exact[q], &mut part.best[q]);
+            let mut thr = heap.threshold();
+            for (j, &s) in scores[q * n..(q + 1) * n].iter().enumerate() {
+                if s >= thr {
+                    heap.push(s, rows[j]);
+                    thr = heap.threshold();
+                    *best = best.max(s);
+                }
+            }
+        }
     }
 
     /// Bound the rows `idx` of one block for every query (`raw`: their int8 dots, `stride`
     /// per query): rows that may still be in the top k become candidates, and lower bounds
     /// above the threshold raise it.
-    fn bound_block(&self, part: &mut Q8Part, raw: &[i32], stride: usize, idx: &[u32], cols: Q8Cols, (ub, lo): &mut ([f32; Q8_BLOCK], [f32; Q8_BLOCK])) {
+    /// Returns the rows that became a candidate of some query (bit `j` for `idx[j]`) and the
+    /// number of (query, row) candidates added.
+    fn bound_block(&self, part: &mut Q8Part, raw: &[i32], stride: usize, idx: &[u32], cols: Q8Cols, (ub, lo): &mut ([f32; Q8_BLOCK], [f32; Q8_BLOCK])) -> (u64, usize) {
         let m = idx.len();
+        let (mut union, mut count) = (0u64, 0usize);
         for q in 0..self.ctx.nq {
+            let exact_kth = part.exact[q].threshold();
             let heap = &mut part.lb[q];
             let best = &mut part.best[q];
-            let mut thr = needed(*best, heap.threshold(), self.floor);
+            let mut thr = needed(*best, heap.threshold().max(exact_kth), self.floor);
             let qm = &self.qm[q];
             let qb = QBound { scale: qm.scale, err: qm.err, hat: qm.hat, slack: self.slack[q] };
             let mut mask = (self.kern.bounds)(&raw[q * stride..q * stride + m], cols, qb, thr, ub, lo);
@@ -196,32 +280,39 @@ impl<'a> Q8Pass<'a> {
                     continue;
                 }
                 c.push((idx[j], ub[j]));
+                union |= 1 << j;
+                count += 1;
                 if lo[j] > thr {
                     heap.push(lo[j], idx[j]);
                     *best = best.max(lo[j]);
-                    thr = needed(*best, heap.threshold(), self.floor);
+                    thr = needed(*best, heap.threshold().max(exact_kth), self.floor);
                 }
             }
         }
+        (union, count)
     }
 
     /// Merge the shares and score the candidates that may still be in a query's top k in f32,
-    /// together with the rows scored exactly (`tail`).
+    /// together with the rows scored exactly (`tail`, and each share's exact heaps).
     fn rescore(&self, parts: &[Q8Part], mut tail: Vec<TopK>) -> Vec<Vec<Hit>> {
         let kern_f32 = kernels();
         (0..self.ctx.nq)
             .map(|q| {
-                let mut lb = TopK::new(self.ctx.p.k);
+                let (mut lb, mut exact) = (TopK::new(self.ctx.p.k), TopK::new(self.ctx.p.k));
                 for part in parts {
                     lb.merge(part.lb[q].clone());
+                    exact.merge(part.exact[q].clone());
                 }
                 let best = parts.iter().map(|part| part.best[q]).fold(f32::NEG_INFINITY, f32::max);
-                let thr = needed(best, lb.threshold(), self.floor);
+                let thr = needed(best, lb.threshold().max(exact.threshold()), self.floor);
                 let query = self.query(q);
                 let mut top = std::mem::replace(&mut tail[q], TopK::new(0));
+                top.merge(exact);
                 for part in parts {
                     for &(r, ub) in &part.cands[q] {
                         if ub >= thr {
+                            #[cfg(feature = "bench")]
+                            counts::add(&counts::RESCORED, 1);
                             top.push((kern_f32.dot)(query, self.ctx.st.vectors.row(r as usize)), r);
                         }
                     }
@@ -229,6 +320,64 @@ impl<'a> Q8Pass<'a> {
                 top.into_sorted_vec().into_iter().map(|(score, row)| Hit { row, score }).collect()
             })
             .collect()
+    }
+}
+
+/// Scratch of [`Q8Pass::score_block_f32`]: rows gathered where they are not one contiguous
+/// run, and the scores.
+#[derive(Default)]
+struct F32Scratch {
+    rows: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+impl F32Scratch {
+    /// `dot` of every query of the pass with every row of `rows` (sorted): `nq × rows.len()`,
+    /// query-major.
+    fn scores(&mut self, ctx: &Ctx, rows: &[u32]) -> &[f32] {
+        let (st, n, dims) = (ctx.st, rows.len(), ctx.st.dims);
+        let (first, last) = (rows[0] as usize, rows[n - 1] as usize);
+        let run = last - first + 1 == n && first / CHUNK_ROWS == last / CHUNK_ROWS;
+        let block = if run {
+            st.vectors.rows(first, last + 1)
+        } else {
+            self.rows.clear();
+            for &r in rows {
+                self.rows.extend_from_slice(st.vectors.row(r as usize));
+            }
+            &self.rows[..]
+        };
+        self.scores.resize(n * ctx.nq, 0.0);
+        (ctx.k.dot_block)(ctx.queries, ctx.nq, block, n, dims, &mut self.scores);
+        &self.scores
+    }
+}
+
+/// What the int8 passes did, for the benchmarks (`examples/significance_pass_bench`): (query,
+/// row) pairs counted since the process started.
+#[cfg(feature = "bench")]
+pub mod counts {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+    /// Pairs bounded with the int8 codes.
+    pub static BOUNDED: AtomicU64 = AtomicU64::new(0);
+    /// Pairs the bounds left as candidates.
+    pub static CANDIDATES: AtomicU64 = AtomicU64::new(0);
+    /// Pairs scored in f32 a block at a time (dense blocks).
+    pub static BLOCK_F32: AtomicU64 = AtomicU64::new(0);
+    /// Candidates rescored in f32 one at a time after the bounds.
+    pub static RESCORED: AtomicU64 = AtomicU64::new(0);
+    /// Set: no block is scored in f32 at once (every candidate is rescored on its own, as
+    /// before blocks were), to compare the two.
+    pub static DENSE_OFF: AtomicBool = AtomicBool::new(false);
+
+    pub(super) fn add(c: &AtomicU64, n: usize) {
+        c.fetch_add(n as u64, Relaxed);
+    }
+
+    /// `[BOUNDED, CANDIDATES, BLOCK_F32, RESCORED]` so far.
+    pub fn get() -> [u64; 4] {
+        [&BOUNDED, &CANDIDATES, &BLOCK_F32, &RESCORED].map(|c| c.load(Relaxed))
     }
 }
 
@@ -395,5 +544,146 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod dense_tests {
+    use super::*;
+    use crate::search::q8;
+    use crate::search::q8::tests::rng;
+    use crate::store::state::{NewRow, VectorSrc};
+
+    /// Unit vectors all close to one direction (pairwise cosines ~0.93–0.99, like the
+    /// generated MiniLM-shaped model's embeddings of similar sentences), a few exact
+    /// duplicates among them. `mixed`: every third row in another namespace and every
+    /// eleventh deleted, so the pass's rows are a gathered list.
+    fn clustered_store(dims: usize, rows: usize, mixed: bool) -> (State, Vec<Vec<f32>>) {
+        let mut r = rng(9);
+        let centre: Vec<f32> = (0..dims).map(|_| r()).collect();
+        let mut st = State::new(dims);
+        let mut stored: Vec<Vec<f32>> = Vec::new();
+        for i in 0..rows {
+            let v = if i % 50 == 7 {
+                stored[i / 3].clone()
+            } else {
+                let mut v: Vec<f32> = centre.iter().map(|c| c + r() * 0.04).collect();
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter_mut().for_each(|x| *x /= n);
+                v
+            };
+            let id = format!("m{i}");
+            let row = st.insert_row(NewRow {
+                seq: i as u64 + 1,
+                ts: i as i64,
+                namespace: if mixed && i % 3 == 1 { "other" } else { "big" },
+                id: &id,
+                text: "t",
+                metadata_raw: "{}",
+                metadata: None,
+                significance: 0.5,
+                expires_at: crate::store::log::NO_EXPIRY,
+                associations: Box::new([]),
+                vector: VectorSrc::F32(&v),
+            });
+            if mixed && i % 11 == 4 {
+                st.kill(row);
+            }
+            stored.push(v);
+        }
+        (st, stored)
+    }
+
+    fn oracle(st: &State, q: &[f32], p: &ScanParams) -> Vec<Hit> {
+        let ns = st.ns_id(p.namespace).unwrap();
+        let ctx = Ctx { st, p, ns, k: kernels(), queries: q, nq: 1, check_filter: false, all_pass: false };
+        let mut top = TopK::new(p.k);
+        for r in 0..st.len() {
+            if ctx.pass(r) {
+                top.push((kernels().dot)(q, st.vectors.row(r)), r as u32);
+            }
+        }
+        top.into_sorted_vec().into_iter().map(|(score, row)| Hit { row, score }).collect()
+    }
+
+    #[test]
+    fn clustered_rows_are_scored_a_block_at_a_time_with_the_exact_top_k() {
+        let Some(kern) = q8::tests::kernel_or_skip("clustered_rows_are_scored_a_block_at_a_time_with_the_exact_top_k") else { return };
+        for (dims, rows, mixed) in [(384usize, 2000usize, false), (384, 2100, true), (33, 900, true)] {
+            let (st, stored) = clustered_store(dims, rows, mixed);
+            // All rows coded, or only a prefix (the rest scored exactly as the tail).
+            for coded in [st.len(), st.len() * 2 / 3] {
+                let mut codes = q8::Q8Rows::new(dims);
+                for i in 0..coded {
+                    codes.push(st.vectors.row(i));
+                }
+                // Queries: stored vectors (exact matches, duplicates' ties) and new ones.
+                let mut queries = Vec::new();
+                for i in 0..32 {
+                    queries.extend_from_slice(&stored[(i * 61 + 7) % rows]);
+                }
+                for k in [1usize, 11] {
+                    let p = ScanParams { namespace: "big", k, now_ms: 1, ..Default::default() };
+                    for nq in [1usize, 5, 32] {
+                        for floor in [f32::NEG_INFINITY, 0.8, 0.999] {
+                            let got = search_q8(&st, &codes, kern, &queries[..nq * dims], nq, &p, floor);
+                            for (qi, hits) in got.iter().enumerate() {
+                                let want = oracle(&st, &queries[qi * dims..(qi + 1) * dims], &p);
+                                let above = |h: &[Hit]| h.iter().filter(|x| x.score >= floor).copied().collect::<Vec<_>>();
+                                let what = format!("dims={dims} rows={rows} mixed={mixed} coded={coded} k={k} nq={nq} floor={floor} query {qi}");
+                                assert_eq!(hits.first(), want.first(), "{what}: best hit");
+                                assert_eq!(above(hits), above(&want), "{what}: hits at or above the floor");
+                                if floor == f32::NEG_INFINITY {
+                                    assert_eq!(hits, &want, "{what}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_share_of_clustered_rows_goes_to_the_exact_heaps_not_the_candidate_lists() {
+        let Some(kern) = q8::tests::kernel_or_skip("a_share_of_clustered_rows_goes_to_the_exact_heaps_not_the_candidate_lists") else { return };
+        let dims = 384;
+        let (st, stored) = clustered_store(dims, 1024, false);
+        let mut codes = q8::Q8Rows::new(dims);
+        for i in 0..st.len() {
+            codes.push(st.vectors.row(i));
+        }
+        let queries: Vec<f32> = (0..16).flat_map(|i| stored[i * 13].clone()).collect();
+        let p = ScanParams { namespace: "big", k: 11, now_ms: 1, ..Default::default() };
+        let ns = st.ns_id("big").unwrap();
+        let ctx = Ctx { st: &st, p: &p, ns, k: kernels(), queries: &queries, nq: 16, check_filter: false, all_pass: true };
+        let pass = Q8Pass::new(ctx, &codes, kern, None, 0.8);
+        let part = pass.share(0, st.len());
+        // The bounds cannot tell these rows apart: rescoring each candidate per query would
+        // read nearly every row 16 times. Instead every block is scored in f32 once.
+        let left: usize = part.cands.iter().map(Vec::len).sum();
+        assert_eq!(left, 0, "candidates left for one-at-a-time rescoring");
+        assert_eq!(part.block_scored, 16 * 1024, "pairs scored a block at a time");
+        assert!(part.exact.iter().all(|h| h.len() == 11), "every query's exact heap is full");
+        // And on spread (random) rows the bounds still do the work: most rows are ruled out,
+        // a handful of candidates per query are left.
+        let mut r = rng(3);
+        let mut st2 = State::new(dims);
+        for i in 0..1024 {
+            let v: Vec<f32> = (0..dims).map(|_| r()).collect();
+            let id = format!("r{i}");
+            st2.insert_row(NewRow { seq: i + 1, ts: i as i64, namespace: "big", id: &id, text: "t", metadata_raw: "{}", metadata: None, significance: 0.5, expires_at: crate::store::log::NO_EXPIRY, associations: Box::new([]), vector: VectorSrc::F32(&v) });
+        }
+        let mut codes2 = q8::Q8Rows::new(dims);
+        for i in 0..st2.len() {
+            codes2.push(st2.vectors.row(i));
+        }
+        let queries2: Vec<f32> = (0..16).flat_map(|i| st2.vectors.row(i * 13).to_vec()).collect();
+        let ctx = Ctx { st: &st2, p: &p, ns: st2.ns_id("big").unwrap(), k: kernels(), queries: &queries2, nq: 16, check_filter: false, all_pass: true };
+        let part = Q8Pass::new(ctx, &codes2, kern, None, 0.8).share(0, st2.len());
+        // (The first blocks of a share are, in part, while the heaps fill.)
+        assert!(part.block_scored < 16 * 1024 / 4, "{} pairs of random rows scored a block at a time", part.block_scored);
+        let left: usize = part.cands.iter().map(Vec::len).sum();
+        assert!(left < 16 * 1024 / 10, "{left} candidates of 16 × 1024 pairs");
     }
 }
