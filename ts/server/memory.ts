@@ -39,7 +39,7 @@ import { EmbeddingBatcher } from './inference-batcher.js';
 import { WsServer, type CommandHandler, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
 import { ServerBase } from './server-base.js';
 import { MemoryEventLog, topicOf } from './memory-events.js';
-import { StatsText, type GlobalStatsReply } from './stats-text.js';
+import { statsJsonText, type GlobalStatsReply } from './stats-text.js';
 import { compactionSummary, f32, isoOf, isoToMs, mapped, startupError, storeTuning, toWireMemory, type StoreTuning } from './memory-convert.js';
 import { VERSION } from '../version.js';
 import { authRequired } from './auth.js';
@@ -112,11 +112,7 @@ export class MemoryServer extends ServerBase {
   private _store: MemoryStore | null = null;
   private statsFixed: { dims: number; storage_path: string; fsync: string; isa: string } | null = null;
   /** The global `stats` reply's JSON text, rebuilt only where it changed (stats-text.ts). */
-  private readonly statsText = new StatsText();
-  private readonly statsJson = ((text: StatsText) =>
-    function (this: GlobalStatsReply): string {
-      return text.text(this);
-    })(this.statsText);
+  private readonly statsJson = statsJsonText();
   private readonly events: MemoryEventLog;
   /** `--reembed`, and the embedder a directory to re-embed was written with (options.previousEmbedder). */
   private readonly reembed: { on: boolean; from: Embedder | undefined };

@@ -80,3 +80,11 @@ export class StatsText {
     return this.head.text + num(r.uptime_s) + ',"queries_per_second":' + num(r.queries_per_second) + ',"avg_latency_ms":' + num(r.avg_latency_ms) + this.tail.text;
   }
 }
+
+/** A JSON_TEXT function (protocol/codec.ts) for global `stats` replies, with its own cache. */
+export function statsJsonText(): (this: GlobalStatsReply) => string {
+  const cache = new StatsText();
+  return function (this: GlobalStatsReply): string {
+    return cache.text(this);
+  };
+}
