@@ -3,7 +3,7 @@
  * metadata objects, float32 values printed short) and NativeErrors as the protocol errors
  * (or start-up errors) a client or operator should see.
  */
-import { ProtocolError, flatJson } from '../protocol/index.js';
+import { ProtocolError } from '../protocol/index.js';
 import type { CompactionSummary } from '../protocol/control.js';
 import type { WireMemory } from '../protocol/memory.js';
 import { NativeError, type CompactResult, type NativeMemory } from '../native.js';
@@ -96,31 +96,6 @@ export function startupError(err: unknown, dir: string): Error {
   }
   return err instanceof Error ? err : new Error(String(err));
 }
-
-/** Text of the global `stats` reply (the keys of its object literal, in order); see flatJson. */
-export const STATS_JSON = flatJson([
-  'total_memories',
-  'memory_count',
-  'namespaces',
-  'dims',
-  'model',
-  'device',
-  'storage_bytes',
-  'storage_path',
-  'connections',
-  'uptime_s',
-  'queries_per_second',
-  'avg_latency_ms',
-  'fsync',
-  'total_associations',
-  'fsyncs',
-  'last_seq',
-  'isa',
-  'live_bytes',
-  'garbage_bytes',
-  'last_compaction',
-  'plans',
-]);
 
 /** A native compaction report in its wire form. */
 export function compactionSummary(r: CompactResult): CompactionSummary {

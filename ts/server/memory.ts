@@ -25,7 +25,6 @@ import {
   unsubscribeSchema,
   updateSchema,
   type MemoryStatsCounts,
-  type MemoryStatsReply,
   type RetrievePlan,
   type StoreItem,
   type StoreResult,
@@ -40,7 +39,8 @@ import { EmbeddingBatcher } from './inference-batcher.js';
 import { WsServer, type CommandHandler, type Connection, type ListenInfo, type WsServerOptions } from './ws-server.js';
 import { ServerBase } from './server-base.js';
 import { MemoryEventLog, topicOf } from './memory-events.js';
-import { STATS_JSON, compactionSummary, f32, isoOf, isoToMs, mapped, startupError, storeTuning, toWireMemory, type StoreTuning } from './memory-convert.js';
+import { statsJsonText, type GlobalStatsReply } from './stats-text.js';
+import { compactionSummary, f32, isoOf, isoToMs, mapped, startupError, storeTuning, toWireMemory, type StoreTuning } from './memory-convert.js';
 import { VERSION } from '../version.js';
 import { authRequired } from './auth.js';
 import { scopedCounts, scopedStatsReply, visibleTotal } from './memory-scope.js';
@@ -111,6 +111,8 @@ export class MemoryServer extends ServerBase {
   readonly fsync: FsyncPolicy;
   private _store: MemoryStore | null = null;
   private statsFixed: { dims: number; storage_path: string; fsync: string; isa: string } | null = null;
+  /** The global `stats` reply's JSON text, rebuilt only where it changed (stats-text.ts). */
+  private readonly statsJson = statsJsonText();
   private readonly events: MemoryEventLog;
   /** `--reembed`, and the embedder a directory to re-embed was written with (options.previousEmbedder). */
   private readonly reembed: { on: boolean; from: Embedder | undefined };
@@ -676,7 +678,7 @@ export class MemoryServer extends ServerBase {
       const last = typeof this.store.compactionInfo === 'function' ? this.store.compactionInfo().last : undefined;
       this.lastCompaction = { count: st.compactions, summary: last ? compactionSummary(last) : null };
     }
-    const reply: MemoryStatsReply & { total_associations: number; fsyncs: number; last_seq: number; isa: string; [JSON_TEXT]?: unknown } = {
+    const reply: GlobalStatsReply & { [JSON_TEXT]?: unknown } = {
       total_memories: total,
       memory_count: total,
       namespaces,
@@ -708,7 +710,7 @@ export class MemoryServer extends ServerBase {
     if (namespace === undefined) {
       if (reembed) return { ...reply, ...reembed };
       // The pre-built text holds the single server's keys only.
-      if (cluster === undefined) reply[JSON_TEXT] = STATS_JSON;
+      if (cluster === undefined) reply[JSON_TEXT] = this.statsJson;
       return reply;
     }
     const totals: MemoryStatsCounts = { total_memories: st.totalMemories, memory_count: st.totalMemories, namespaces: st.namespaces };

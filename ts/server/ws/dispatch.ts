@@ -28,7 +28,7 @@ import type { ServerMetrics } from '../metrics.js';
 import type { ResolvedOptions } from '../options.js';
 import { countRejection, takeBudget } from '../rate-limit.js';
 import type { UwsWebSocket } from '../uws.js';
-import { peekEnvelope } from './peek.js';
+import { CommandNames, peekEnvelope, plainRequest } from './peek.js';
 import { endSocket, stateOf, type Connection, type ConnState, type ConnectionHost } from './connection.js';
 
 /** Handles one command; the returned value (or resolved value) is the reply's `data`. Throw ProtocolError for error replies. */
@@ -56,6 +56,9 @@ export class Dispatcher implements ConnectionHost {
   private idleWaiters: Array<() => void> = [];
   /** The socket whose uWS message callback is running (already corked by uWS), else null. */
   private inCallbackOf: UwsWebSocket<ConnState> | null = null;
+  /** The command names for plainRequest, rebuilt when a command is registered. */
+  private names: CommandNames | null = null;
+  private namesFor = -1;
 
   constructor(
     private readonly options: Readonly<ResolvedOptions>,
@@ -114,8 +117,10 @@ export class Dispatcher implements ConnectionHost {
         return;
       }
     }
-    // Decode synchronously: the ArrayBuffer is only valid during this callback.
-    const decoded = decodeRequest(message, isBinary);
+    // Decode synchronously: the ArrayBuffer is only valid during this callback. A plain
+    // `{"type","id"}` text frame is read without JSON.parse (the same request; see plainRequest).
+    const plain = isBinary ? null : plainRequest(message, this.commandNames());
+    const decoded = plain !== null ? { ok: true as const, request: plain as Request } : decodeRequest(message, isBinary);
 
     if (!decoded.ok) {
       const { error: e, type, id } = decoded;
@@ -172,6 +177,14 @@ export class Dispatcher implements ConnectionHost {
         request.type,
       );
     }
+  }
+
+  private commandNames(): CommandNames {
+    if (this.namesFor !== this.commands.size) {
+      this.names = new CommandNames(this.commands.keys());
+      this.namesFor = this.commands.size;
+    }
+    return this.names!;
   }
 
   /** Runs a handler; returns the reply, or a promise of it. Never throws. */

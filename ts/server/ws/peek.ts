@@ -138,3 +138,112 @@ function peekMsgpack(b: Uint8Array, out: Peeked): void {
     take(out, key, value);
   }
 }
+
+// ------------------------------------------------------------------ plain requests
+
+/** The longest frame the plain-request scan takes (a plain `{"type","id"}` is far shorter). */
+export const PLAIN_MAX_BYTES = 128;
+
+/**
+ * The command names as bytes, so that a frame's `type` is matched to the table's own string
+ * (interned, its hash computed once) without decoding a new string per request.
+ */
+export class CommandNames {
+  private readonly names: Array<{ name: string; bytes: Uint8Array }> = [];
+  constructor(names: Iterable<string>) {
+    for (const name of names) {
+      // Only names that are plain ASCII (no quote, backslash or control byte) read the same raw and parsed.
+      if (/^[\x20-\x21\x23-\x5b\x5d-\x7e]+$/.test(name)) this.names.push({ name, bytes: new TextEncoder().encode(name) });
+    }
+  }
+  /** The name spelled by b[start, end), or undefined. */
+  match(b: Uint8Array, start: number, end: number): string | undefined {
+    const len = end - start;
+    outer: for (const { name, bytes } of this.names) {
+      if (bytes.length !== len) continue;
+      for (let j = 0; j < len; j++) if (b[start + j] !== bytes[j]) continue outer;
+      return name;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * The request of a text frame that is exactly `{"type":"<command>"}`, `{"type":"<command>","id":<id>}`
+ * or `{"id":<id>,"type":"<command>"}` — no whitespace, no other field, `<command>` one of
+ * `names`, `<id>` an integer of at most 15 digits (no leading zero) or a string of printable
+ * ASCII without quote or backslash — else null, and the frame takes the full decode.
+ *
+ * Written by hand because it is the hot path: `stats` and health checks arrive at hundreds
+ * of thousands a second, and for these frames JSON.parse, the well-formedness walk and the
+ * envelope checks cost more than the command. Every frame accepted here decodes to exactly
+ * the request `decodeRequest` gives (the forms above leave JSON.parse no choice: ASCII only,
+ * no escapes, exact integers, no duplicate keys).
+ */
+export function plainRequest(message: ArrayBuffer, names: CommandNames): { type: string; id?: RequestId } | null {
+  const n = message.byteLength;
+  if (n > PLAIN_MAX_BYTES || n < 10) return null;
+  const b = new Uint8Array(message);
+  if (b[0] !== 0x7b || b[n - 1] !== 0x7d || b[1] !== QUOTE) return null;
+  let type: string | undefined;
+  let id: RequestId | undefined;
+  let i = 1;
+  // At most two fields: `type` then optionally `id`, or `id` then `type`.
+  for (let field = 0; field < 2; field++) {
+    if (b[i] !== QUOTE) return null;
+    if (b[i + 1] === 0x74 /* t */ && b[i + 2] === 0x79 && b[i + 3] === 0x70 && b[i + 4] === 0x65 && b[i + 5] === QUOTE && b[i + 6] === 0x3a) {
+      if (type !== undefined) return null;
+      i += 7;
+      if (b[i] !== QUOTE) return null;
+      const start = ++i;
+      while (i < n && b[i] !== QUOTE) i++;
+      type = names.match(b, start, i);
+      if (type === undefined) return null;
+      i++;
+    } else if (b[i + 1] === 0x69 /* i */ && b[i + 2] === 0x64 && b[i + 3] === QUOTE && b[i + 4] === 0x3a) {
+      if (id !== undefined) return null;
+      i += 5;
+      const end = plainId(b, i, n);
+      if (end < 0) return null;
+      id = plainIdValue;
+      i = end;
+    } else return null;
+    if (i === n - 1) break; // the closing brace
+    if (b[i] !== 0x2c || field === 1) return null; // ','
+    i++;
+  }
+  if (type === undefined || i !== n - 1) return null;
+  return id === undefined ? { type } : { type, id };
+}
+
+/** The value read by the last successful plainId (no allocation of a result pair per call). */
+let plainIdValue: RequestId = 0;
+
+/** Reads an id at b[i]: returns the index after it (its value in plainIdValue), or -1. */
+function plainId(b: Uint8Array, i: number, n: number): number {
+  if (b[i] === QUOTE) {
+    i++;
+    let s = '';
+    for (; i < n; i++) {
+      const c = b[i]!;
+      if (c === QUOTE) break;
+      if (c < 0x20 || c > 0x7e || c === BACKSLASH) return -1;
+      s += String.fromCharCode(c);
+    }
+    if (i >= n) return -1;
+    plainIdValue = s;
+    return i + 1;
+  }
+  const negative = b[i] === 0x2d;
+  if (negative) i++;
+  const start = i;
+  let v = 0;
+  while (i < n && b[i]! >= 0x30 && b[i]! <= 0x39) v = v * 10 + (b[i++]! - 0x30);
+  const digits = i - start;
+  // JSON's integers: no leading zero; 15 digits stay exact in a double. A fraction or exponent
+  // (or anything else) ends the scan here and the frame takes the full decode.
+  if (digits === 0 || digits > 15 || (digits > 1 && b[start] === 0x30)) return -1;
+  if (b[i] !== 0x2c && b[i] !== 0x7d) return -1;
+  plainIdValue = negative ? -v : v;
+  return i;
+}
