@@ -8,7 +8,10 @@
 //   ws        the same MemoryServer.commands over the `ws` package (bench/baselines/ws-memory-server.js);
 //   uws-floor a reference, not a baseline: uWebSockets.js that JSON.parses each request and
 //             answers a fixed `stats`-sized body, no handler (bench/baselines/uws-floor-server.js).
-//             It answers nothing else, so `retrieve` compares ours and ws only.
+//   ws-floor  the same reference on the `ws` package (bench/baselines/ws-floor-server.js).
+//             uws-floor / ws-floor is the ratio of the two transports alone: the largest
+//             ours / ws ratio a handler could give (a handler adds the same CPU to both).
+//             The references answer nothing else, so `retrieve` compares ours and ws only.
 // Commands: `stats` (empty store) and `retrieve` {embedding: 384 floats, count: 10} against
 // BENCH_RETRIEVE_ROWS (10,000) memories preloaded through the harness's bulk-load path.
 //
@@ -72,6 +75,7 @@ const SERVERS = {
   ours: { transport: 'uws', what: 'MemoryServer on uWebSockets.js (ts/server/ws-server.ts), rate limiter on (limits raised), log level warn' },
   ws: { transport: 'ws', what: 'bench/baselines/ws-memory-server.js: the same MemoryServer.commands over the `ws` package' },
   uws_floor: { transport: 'uws-floor', what: 'bench/baselines/uws-floor-server.js: uWebSockets.js, JSON.parse, one reply with a fixed stats-sized body; no handler' },
+  ws_floor: { transport: 'ws-floor', what: 'bench/baselines/ws-floor-server.js: the `ws` package, JSON.parse, one reply with a fixed stats-sized body; no handler' },
 };
 
 const t0 = performance.now();
@@ -234,7 +238,7 @@ const summary = (runs) => {
 };
 
 async function runCommand(command) {
-  const names = command === 'stats' ? ['ours', 'ws', 'uws_floor'] : ['ours', 'ws'];
+  const names = command === 'stats' ? ['ours', 'ws', 'uws_floor', 'ws_floor'] : ['ours', 'ws'];
   const rows = command === 'retrieve' ? RETRIEVE_ROWS : 0;
   const started = {};
   try {
@@ -285,6 +289,11 @@ async function runCommand(command) {
     if (names.includes('uws_floor')) {
       out.cpu_ratio_ours_over_uws_floor = Object.fromEntries(Object.keys(at.ours).map((k) => [k, at.ours[k].server_cpu_us_per_reply / at.uws_floor[k].server_cpu_us_per_reply]));
       out.meets_cpu_target = Object.values(out.cpu_ratio_ours_over_uws_floor).every((x) => x <= 1.3);
+    }
+    if (names.includes('ws_floor')) {
+      // The transports alone: no handler could give ours / ws more than this.
+      out.saturation_ratio_uws_floor_over_ws_floor = sat.uws_floor.sustained_per_s / sat.ws_floor.sustained_per_s;
+      out.closed_loop_max_ratio_uws_floor_over_ws_floor = sat.uws_floor.closed_loop_max_per_s / sat.ws_floor.closed_loop_max_per_s;
     }
     return out;
   } finally {

@@ -1,5 +1,5 @@
 // A memory server in its own process for the multi-process benchmarks. Config (JSON) in
-// BENCH_SERVER: { transport: 'uws' | 'ws' | 'uws-floor', store: 'native' | 'js', rows, fsync, dir,
+// BENCH_SERVER: { transport: 'uws' | 'ws' | 'uws-floor' | 'ws-floor', store: 'native' | 'js', rows, fsync, dir,
 // maxConnectionsPerIp, groupCommit (native store; default true), annMinRows (native store: the
 // namespace size from which significance comes from the ANN graph) }. Reports { event: 'ready', port, rows } and then serves IPC commands:
 // cpu (process.cpuUsage of this process), mem (RSS after GC), storeStats, broadcast, exit.
@@ -9,6 +9,7 @@ import { HashEmbedder } from '../../dist/embedder.js';
 import { JsMemoryStore } from '../baselines/js-store.js';
 import { startWsMemoryServer } from '../baselines/ws-memory-server.js';
 import { startUwsFloorServer } from '../baselines/uws-floor-server.js';
+import { startWsFloorServer } from '../baselines/ws-floor-server.js';
 import { randomVectors } from '../common.js';
 import { serveParent } from './procs.js';
 
@@ -67,12 +68,13 @@ if (cfg.transport === 'ws') {
   await server.open();
   transport = await startWsMemoryServer(server, { host: '127.0.0.1', port: 0 });
   port = transport.port;
-} else if (cfg.transport === 'uws-floor') {
+} else if (cfg.transport === 'uws-floor' || cfg.transport === 'ws-floor') {
   // The fixed body: a real global `stats` reply's data, taken once.
   await server.open();
   const conn = { id: 'floor', auth: { method: 'none' }, allowsNamespace: () => true };
   const data = await server.commands.stats(conn, { type: 'stats' });
-  transport = await startUwsFloorServer({ host: '127.0.0.1', port: 0, dataJson: JSON.stringify(data) });
+  const startFloor = cfg.transport === 'ws-floor' ? startWsFloorServer : startUwsFloorServer;
+  transport = await startFloor({ host: '127.0.0.1', port: 0, dataJson: JSON.stringify(data) });
   port = transport.port;
 } else {
   const info = await server.listen();
