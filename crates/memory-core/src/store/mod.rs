@@ -29,6 +29,7 @@
 //!
 //! The significance pass of a put group is [`crate::significance`]'s.
 
+pub(crate) mod derived_file;
 mod dirlock;
 pub mod log;
 mod logfile;
