@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::hnsw::{Hnsw, RowSource};
+use super::hnsw::{Hnsw, RowSource, Scorer};
 use crate::search::Kernels;
 
 /// Rows of a batch searched in parallel before being linked.
@@ -111,19 +111,21 @@ impl Hnsw {
     }
 
     /// The candidate neighbours of a new vector `q` on levels 0…`level`: greedy descent from
-    /// the entry point to `level + 1`, then a beam search of `ef_construction` per level.
-    /// Levels above the graph's top get none.
+    /// the entry point to `level + 1`, then a beam search of `ef_construction` per level (on
+    /// the int8 codes), each level's list scored again in f32 for the links and the
+    /// significance pass. Levels above the graph's top get none.
     fn candidates(&self, q: &[f32], level: usize, src: &impl RowSource, k: &Kernels) -> Candidates {
         let mut out = vec![Vec::new(); level + 1];
         let Some(mut ep) = self.entry else { return out };
-        let mut ep_sim = (k.dot)(q, src.row(self.rows[ep as usize]));
+        let sc = Scorer::new(self, q, src, k);
+        let mut ep_sim = sc.approx(ep);
         for l in (level + 1..=self.top_level).rev() {
-            (ep, ep_sim) = self.greedy(q, ep, ep_sim, l, src, k);
+            (ep, ep_sim) = self.greedy(&sc, ep, ep_sim, l);
         }
         let mut eps = vec![(ep_sim, ep)];
         for l in (0..=level.min(self.top_level)).rev() {
-            let (found, _) = self.search_layer(q, &eps, self.params.ef_construction, l, src, k, &|_| true);
-            out[l] = found.clone();
+            let (found, _) = self.search_layer(&sc, &eps, self.params.ef_construction, l, &|_| true);
+            out[l] = sc.rescore(&found);
             eps = found;
         }
         out
@@ -134,6 +136,9 @@ impl Hnsw {
     fn link_new(&mut self, row: u32, level: usize, cands: Candidates, src: &impl RowSource, k: &Kernels) {
         let node = self.rows.len() as u32;
         self.rows.push(row);
+        if let Some(c) = &mut self.codes {
+            c.push(src.row(row));
+        }
         self.l0.resize(self.l0.len() + self.params.m0, 0);
         self.l0_len.push(0);
         if level > 0 {

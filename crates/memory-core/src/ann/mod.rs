@@ -9,6 +9,7 @@
 //! below that the exact int8 pass is as fast and exact.
 
 mod build;
+pub mod codes;
 pub mod persist;
 pub mod hnsw;
 #[cfg(test)]
