@@ -44,10 +44,10 @@ fn clustered(n: usize, dims: usize, centers: usize, seed: u64) -> Vec<f32> {
 /// CPU seconds this process has used (user + system, from /proc; 0 where there is none).
 fn cpu_s() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th
-    // and 13th, in clock ticks of 1/100 s.
+    // Fields after the command name (which may hold spaces), from the state on: utime and
+    // stime are the 12th and 13th, in clock ticks of 1/100 s.
     let rest = stat.rsplit_once(')').map_or("", |x| x.1);
-    let f: Vec<f64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
     f.get(11).zip(f.get(12)).map_or(0.0, |(u, s)| (u + s) / 100.0)
 }
 

@@ -170,6 +170,12 @@ impl Hnsw {
         self.rows.capacity() * 4 + self.l0.capacity() * 4 + self.l0_len.capacity() + self.upper_of.capacity() * 4 + upper + codes
     }
 
+    /// Whether traversals score on the int8 codes (the CPU has the kernel and every node has
+    /// its code); otherwise they score on the f32 rows.
+    pub fn int8_beam(&self) -> bool {
+        codes::kernel().is_some() && self.codes.as_ref().is_some_and(|c| c.len() == self.rows.len())
+    }
+
     /// Give every node its int8 code from its row (a graph decoded from its file has none:
     /// the codes are not persisted). Nothing to do where the graph traverses in f32.
     pub fn encode_nodes(&mut self, src: &(impl RowSource + Sync)) {
