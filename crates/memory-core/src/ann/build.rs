@@ -169,7 +169,8 @@ impl Hnsw {
     }
 
     /// Add `node` to `nb`'s links on `level`; a full list is pruned with the diversity
-    /// heuristic over its links and the new one (it may drop more than one, leaving room for
+    /// heuristic over its links and the new one (scored on the int8 codes: recall@10 at 100k
+    /// was the same as with f32 here, 0.9985 at ef 96, docs/search.md) (it may drop more than one, leaving room for
     /// the next links without pruning again).
     fn link_back(&mut self, nb: u32, node: u32, sim: f32, level: usize, src: &impl RowSource, k: &Kernels) {
         let cap = if level == 0 { self.params.m0 } else { self.params.m };
@@ -180,9 +181,10 @@ impl Hnsw {
             self.set_links(nb, level, &v);
             return;
         }
-        let base = src.row(self.rows[nb as usize]);
-        let mut scored: Vec<(f32, u32)> = cur.iter().map(|&c| ((k.dot)(base, src.row(self.rows[c as usize])), c)).collect();
-        scored.push((sim, node));
+        let base = Scorer::for_node(self, nb, src, k);
+        let mut scored: Vec<(f32, u32)> = cur.iter().map(|&c| (base.approx(c), c)).collect();
+        // On one scale with the others: int8 estimates where the graph has codes.
+        scored.push((if base.is_exact() { sim } else { base.approx(node) }, node));
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         let kept = self.select(&scored, cap, src, k);
         let v: Vec<u32> = kept.iter().map(|s| s.1).collect();
@@ -190,7 +192,8 @@ impl Hnsw {
     }
 
     /// The diversity heuristic: candidates best first; one is kept unless an already kept
-    /// node is more similar to it than the base node is (it would be reached through that
+    /// node is more similar to it (int8 estimate, where the graph has codes) than the base
+    /// node is (it would be reached through that
     /// one). At most `m`; the rest are dropped, not used to fill the list up (filling it
     /// brought back the cluster-bound links the heuristic removes).
     fn select(&self, found: &[(f32, u32)], m: usize, src: &impl RowSource, k: &Kernels) -> Vec<(f32, u32)> {
@@ -199,8 +202,12 @@ impl Hnsw {
             if kept.len() == m {
                 break;
             }
-            let v = src.row(self.rows[c as usize]);
-            if kept.iter().all(|&(_, o)| (k.dot)(v, src.row(self.rows[o as usize])) < s) {
+            if kept.is_empty() {
+                kept.push((s, c));
+                continue;
+            }
+            let v = Scorer::for_node(self, c, src, k);
+            if kept.iter().all(|&(_, o)| v.approx(o) < s) {
                 kept.push((s, c));
             }
         }

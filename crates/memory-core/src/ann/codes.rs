@@ -93,6 +93,13 @@ impl NodeCodes {
         Some(QueryCodes { codes, scale: m.scale })
     }
 
+    /// Node `node`'s own code as a query (`code + 128`), to compare it with other nodes.
+    pub fn node_query(&self, node: u32) -> QueryCodes {
+        let n = node as usize;
+        let codes = self.codes[n * self.dpad..(n + 1) * self.dpad].iter().map(|&c| (c as u8) ^ 0x80).collect();
+        QueryCodes { codes, scale: self.scale[n] }
+    }
+
     /// The int8 estimate of `q · node` (within the bounds of `q8`, a few thousandths at 384
     /// dims on unit vectors).
     #[inline]

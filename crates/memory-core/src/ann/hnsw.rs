@@ -115,6 +115,17 @@ impl<'a, S: RowSource + ?Sized> Scorer<'a, S> {
         Scorer { g, q, src, k, q8 }
     }
 
+    /// Scores against node `node`'s own vector (for choosing links): its int8 code where the
+    /// graph traverses on them, else its f32 row.
+    pub(super) fn for_node(g: &'a Hnsw, node: u32, src: &'a S, k: &'a Kernels) -> Self {
+        let q = src.row(g.rows[node as usize]);
+        let q8 = match (&g.codes, codes::kernel()) {
+            (Some(c), Some(dot)) if c.len() == g.rows.len() => Some((c.node_query(node), dot, c)),
+            _ => None,
+        };
+        Scorer { g, q, src, k, q8 }
+    }
+
     /// Whether `approx` is the f32 dot itself (then nothing needs rescoring).
     pub(super) fn is_exact(&self) -> bool {
         self.q8.is_none()
