@@ -57,6 +57,10 @@ impl NodeCodes {
         self.scale.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.scale.is_empty()
+    }
+
     pub fn bytes(&self) -> usize {
         self.codes.capacity() + self.scale.capacity() * 4 + self.corr.capacity() * 4
     }
@@ -67,6 +71,12 @@ impl NodeCodes {
             self.dpad = q8::padded(v.len());
         }
         let at = self.codes.len();
+        if at == self.codes.capacity() {
+            // Grow by an eighth, not double: at 1M nodes the codes are 384 MB, and doubling
+            // would leave up to as much again reserved and unused (large reallocations are
+            // remapped, not copied).
+            self.codes.reserve_exact(self.dpad * (self.len() / 8).max(1024));
+        }
         self.codes.resize(at + self.dpad, 0);
         let m = q8::quantize(v, &mut self.codes[at..]);
         self.scale.push(m.scale);

@@ -127,8 +127,8 @@ unsafe fn dot_pair_impl(q: *const u8, r: *const i8, dpad: usize) -> i32 {
     // Two accumulators: consecutive `vpdpbusd` into one register wait on each other.
     let (mut a0, mut a1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
     let mut i = 0;
-    // SAFETY (every load below): i + 64 <= dpad, inside both `dpad`-byte vectors.
     while i + 128 <= dpad {
+        // SAFETY: i + 128 <= dpad: both loads of each vector stay inside its `dpad` bytes.
         unsafe {
             a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(q.add(i).cast()), _mm512_loadu_si512(r.add(i).cast()));
             a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(q.add(i + 64).cast()), _mm512_loadu_si512(r.add(i + 64).cast()));
@@ -136,6 +136,7 @@ unsafe fn dot_pair_impl(q: *const u8, r: *const i8, dpad: usize) -> i32 {
         i += 128;
     }
     if i < dpad {
+        // SAFETY: dpad is a multiple of 64 and i < dpad, so i + 64 <= dpad.
         unsafe { a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(q.add(i).cast()), _mm512_loadu_si512(r.add(i).cast())) };
     }
     _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1))
