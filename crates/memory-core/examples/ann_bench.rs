@@ -41,6 +41,16 @@ fn clustered(n: usize, dims: usize, centers: usize, seed: u64) -> Vec<f32> {
     out
 }
 
+/// CPU seconds this process has used (user + system, from /proc; 0 where there is none).
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from the state on: utime and
+    // stime are the 12th and 13th, in clock ticks of 1/100 s.
+    let rest = stat.rsplit_once(')').map_or("", |x| x.1);
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    f.get(11).zip(f.get(12)).map_or(0.0, |(u, s)| (u + s) / 100.0)
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
@@ -57,7 +67,7 @@ fn main() {
     let queries = data.split_off(n * dims);
     let src = Flat { dims, data };
 
-    let t = Instant::now();
+    let (t, cpu0) = (Instant::now(), cpu_s());
     let mut g = Hnsw::new(HnswParams::default());
     let all: Vec<u32> = (0..n as u32).collect();
     if std::env::var_os("ANN_BENCH_SERIAL").is_some() {
@@ -66,8 +76,16 @@ fn main() {
         // In batches of 1,000, as the writer inserts a put group.
         all.chunks(1000).for_each(|b| g.insert_batch(b, Default::default(), &src, k));
     }
-    let build = t.elapsed().as_secs_f64();
-    println!("rows {n} dims {dims}: build {build:.1} s ({:.0} µs/insert of wall time, batches of 1,000 on {} threads), graph {:.1} MB, f32 vectors {:.1} MB", build * 1e6 / n as f64, rayon::current_num_threads(), g.bytes() as f64 / 1e6, (n * dims * 4) as f64 / 1e6);
+    let (build, cpu) = (t.elapsed().as_secs_f64(), cpu_s() - cpu0);
+    let beam = if memory_core::ann::codes::kernel().is_some() { "int8 beam, f32 rescoring" } else { "f32 beam" };
+    println!(
+        "rows {n} dims {dims} ({beam}): build {build:.1} s ({:.0} µs/insert of wall time, {:.0} µs of CPU, batches of 1,000 on {} threads), graph {:.1} MB, f32 vectors {:.1} MB",
+        build * 1e6 / n as f64,
+        cpu * 1e6 / n as f64,
+        rayon::current_num_threads(),
+        g.bytes() as f64 / 1e6,
+        (n * dims * 4) as f64 / 1e6
+    );
 
     // Exact baseline: the f32 dot over every row (batches of 1,000, rayon).
     let mut exact_ms = Vec::new();

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::hnsw::{Hnsw, RowSource};
+use super::hnsw::{Hnsw, RowSource, Scorer};
 use crate::search::Kernels;
 
 /// Rows of a batch searched in parallel before being linked.
@@ -111,19 +111,21 @@ impl Hnsw {
     }
 
     /// The candidate neighbours of a new vector `q` on levels 0…`level`: greedy descent from
-    /// the entry point to `level + 1`, then a beam search of `ef_construction` per level.
-    /// Levels above the graph's top get none.
+    /// the entry point to `level + 1`, then a beam search of `ef_construction` per level (on
+    /// the int8 codes), each level's list scored again in f32 for the links and the
+    /// significance pass. Levels above the graph's top get none.
     fn candidates(&self, q: &[f32], level: usize, src: &impl RowSource, k: &Kernels) -> Candidates {
         let mut out = vec![Vec::new(); level + 1];
         let Some(mut ep) = self.entry else { return out };
-        let mut ep_sim = (k.dot)(q, src.row(self.rows[ep as usize]));
+        let sc = Scorer::new(self, q, src, k);
+        let mut ep_sim = sc.approx(ep);
         for l in (level + 1..=self.top_level).rev() {
-            (ep, ep_sim) = self.greedy(q, ep, ep_sim, l, src, k);
+            (ep, ep_sim) = self.greedy(&sc, ep, ep_sim, l);
         }
         let mut eps = vec![(ep_sim, ep)];
         for l in (0..=level.min(self.top_level)).rev() {
-            let (found, _) = self.search_layer(q, &eps, self.params.ef_construction, l, src, k, &|_| true);
-            out[l] = found.clone();
+            let (found, _) = self.search_layer(&sc, &eps, self.params.ef_construction, l, &|_| true);
+            out[l] = sc.rescore(&found);
             eps = found;
         }
         out
@@ -134,6 +136,9 @@ impl Hnsw {
     fn link_new(&mut self, row: u32, level: usize, cands: Candidates, src: &impl RowSource, k: &Kernels) {
         let node = self.rows.len() as u32;
         self.rows.push(row);
+        if let Some(c) = &mut self.codes {
+            c.push(src.row(row));
+        }
         self.l0.resize(self.l0.len() + self.params.m0, 0);
         self.l0_len.push(0);
         if level > 0 {
@@ -164,7 +169,8 @@ impl Hnsw {
     }
 
     /// Add `node` to `nb`'s links on `level`; a full list is pruned with the diversity
-    /// heuristic over its links and the new one (it may drop more than one, leaving room for
+    /// heuristic over its links and the new one (scored on the int8 codes: recall@10 at 100k
+    /// was the same as with f32 here, 0.9985 at ef 96, docs/search.md) (it may drop more than one, leaving room for
     /// the next links without pruning again).
     fn link_back(&mut self, nb: u32, node: u32, sim: f32, level: usize, src: &impl RowSource, k: &Kernels) {
         let cap = if level == 0 { self.params.m0 } else { self.params.m };
@@ -175,9 +181,10 @@ impl Hnsw {
             self.set_links(nb, level, &v);
             return;
         }
-        let base = src.row(self.rows[nb as usize]);
-        let mut scored: Vec<(f32, u32)> = cur.iter().map(|&c| ((k.dot)(base, src.row(self.rows[c as usize])), c)).collect();
-        scored.push((sim, node));
+        let base = Scorer::for_node(self, nb, src, k);
+        let mut scored: Vec<(f32, u32)> = cur.iter().map(|&c| (base.approx(c), c)).collect();
+        // On one scale with the others: int8 estimates where the graph has codes.
+        scored.push((if base.is_exact() { sim } else { base.approx(node) }, node));
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         let kept = self.select(&scored, cap, src, k);
         let v: Vec<u32> = kept.iter().map(|s| s.1).collect();
@@ -185,7 +192,8 @@ impl Hnsw {
     }
 
     /// The diversity heuristic: candidates best first; one is kept unless an already kept
-    /// node is more similar to it than the base node is (it would be reached through that
+    /// node is more similar to it (int8 estimate, where the graph has codes) than the base
+    /// node is (it would be reached through that
     /// one). At most `m`; the rest are dropped, not used to fill the list up (filling it
     /// brought back the cluster-bound links the heuristic removes).
     fn select(&self, found: &[(f32, u32)], m: usize, src: &impl RowSource, k: &Kernels) -> Vec<(f32, u32)> {
@@ -194,8 +202,12 @@ impl Hnsw {
             if kept.len() == m {
                 break;
             }
-            let v = src.row(self.rows[c as usize]);
-            if kept.iter().all(|&(_, o)| (k.dot)(v, src.row(self.rows[o as usize])) < s) {
+            if kept.is_empty() {
+                kept.push((s, c));
+                continue;
+            }
+            let v = Scorer::for_node(self, c, src, k);
+            if kept.iter().all(|&(_, o)| v.approx(o) < s) {
                 kept.push((s, c));
             }
         }

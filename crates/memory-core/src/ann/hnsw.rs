@@ -1,9 +1,11 @@
 //! A lean HNSW graph (Malkov & Yashunin) over the store's own f32 rows.
 //!
 //! Written here rather than taken from a crate (docs/search.md has the measurements): the
-//! graph holds only row numbers — the vectors stay in the store's arena, read through
-//! [`RowSource`], so nothing is copied — and the traversal scores with the store's SIMD
-//! `dot` kernel. Cosine similarity on normalized vectors: higher is nearer.
+//! graph holds row numbers and its nodes' int8 codes ([`super::codes`]) — the f32 vectors
+//! stay in the store's arena, read through [`RowSource`] — and a traversal scores the nodes
+//! it visits on the int8 codes (VNNI), then its final candidate list with the store's f32
+//! `dot` ([`Scorer`]), so returned scores are exact. Cosine similarity on normalized
+//! vectors: higher is nearer.
 //!
 //! Nodes are never removed: a deleted or expired memory stays a waypoint of the graph and
 //! the caller's `pass` keeps it out of results (the graph is rebuilt at compaction, which
@@ -15,6 +17,8 @@ use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
+use super::codes::{self, NodeCodes, QueryCodes};
+use crate::search::q8::DotPairQ8;
 use crate::search::Kernels;
 
 /// Where the graph reads a row's vector.
@@ -87,12 +91,74 @@ pub struct Hnsw {
     pub(super) entry: Option<u32>,
     pub(super) top_level: usize,
     pub(super) rng: u64,
+    /// Node → int8 code, where the graph traverses on them ([`codes::kernel`]).
+    pub(super) codes: Option<NodeCodes>,
+}
+
+/// Scores nodes against one query: `approx` for the beam (the int8 codes where the graph has
+/// them, else the f32 rows), `rescore` for the final list (always f32).
+pub(super) struct Scorer<'a, S: RowSource + ?Sized> {
+    g: &'a Hnsw,
+    q: &'a [f32],
+    src: &'a S,
+    k: &'a Kernels,
+    q8: Option<(QueryCodes, DotPairQ8, &'a NodeCodes)>,
+}
+
+impl<'a, S: RowSource + ?Sized> Scorer<'a, S> {
+    pub(super) fn new(g: &'a Hnsw, q: &'a [f32], src: &'a S, k: &'a Kernels) -> Self {
+        let q8 = match (&g.codes, codes::kernel()) {
+            // Codes for every node (a graph decoded but not yet encoded has none).
+            (Some(c), Some(dot)) if c.len() == g.rows.len() => c.query(q).map(|qc| (qc, dot, c)),
+            _ => None,
+        };
+        Scorer { g, q, src, k, q8 }
+    }
+
+    /// Scores against node `node`'s own vector (for choosing links): its int8 code where the
+    /// graph traverses on them, else its f32 row.
+    pub(super) fn for_node(g: &'a Hnsw, node: u32, src: &'a S, k: &'a Kernels) -> Self {
+        let q = src.row(g.rows[node as usize]);
+        let q8 = match (&g.codes, codes::kernel()) {
+            (Some(c), Some(dot)) if c.len() == g.rows.len() => Some((c.node_query(node), dot, c)),
+            _ => None,
+        };
+        Scorer { g, q, src, k, q8 }
+    }
+
+    /// Whether `approx` is the f32 dot itself (then nothing needs rescoring).
+    pub(super) fn is_exact(&self) -> bool {
+        self.q8.is_none()
+    }
+
+    #[inline]
+    pub(super) fn approx(&self, node: u32) -> f32 {
+        match &self.q8 {
+            Some((qc, dot, c)) => c.approx(qc, *dot, node),
+            None => self.exact(node),
+        }
+    }
+
+    #[inline]
+    pub(super) fn exact(&self, node: u32) -> f32 {
+        (self.k.dot)(self.q, self.src.row(self.g.rows[node as usize]))
+    }
+
+    /// `list` (node ids) scored in f32, best first; as it is when the beam was f32.
+    pub(super) fn rescore(&self, list: &[(f32, u32)]) -> Vec<(f32, u32)> {
+        if self.is_exact() {
+            return list.to_vec();
+        }
+        let mut out: Vec<(f32, u32)> = list.iter().map(|&(_, n)| (self.exact(n), n)).collect();
+        out.sort_by(|a, b| b.0.total_cmp(&a.0));
+        out
+    }
 }
 
 impl Hnsw {
     pub fn new(params: HnswParams) -> Self {
         assert!(params.m >= 2 && params.m0 >= params.m && params.m0 <= 255, "HNSW parameters");
-        Hnsw { params, rows: Vec::new(), l0: Vec::new(), l0_len: Vec::new(), upper_of: Vec::new(), upper: Vec::new(), entry: None, top_level: 0, rng: 0x9E37_79B9_7F4A_7C15 }
+        Hnsw { params, rows: Vec::new(), l0: Vec::new(), l0_len: Vec::new(), upper_of: Vec::new(), upper: Vec::new(), entry: None, top_level: 0, rng: 0x9E37_79B9_7F4A_7C15, codes: codes::kernel().map(|_| NodeCodes::default()) }
     }
 
     pub fn len(&self) -> usize {
@@ -111,7 +177,22 @@ impl Hnsw {
     /// Bytes the graph holds (links and the row map).
     pub fn bytes(&self) -> usize {
         let upper: usize = self.upper.iter().map(|l| l.iter().map(|x| x.capacity() * 4 + 24).sum::<usize>() + 24).sum();
-        self.rows.capacity() * 4 + self.l0.capacity() * 4 + self.l0_len.capacity() + self.upper_of.capacity() * 4 + upper
+        let codes = self.codes.as_ref().map_or(0, |c| c.bytes());
+        self.rows.capacity() * 4 + self.l0.capacity() * 4 + self.l0_len.capacity() + self.upper_of.capacity() * 4 + upper + codes
+    }
+
+    /// Whether traversals score on the int8 codes (the CPU has the kernel and every node has
+    /// its code); otherwise they score on the f32 rows.
+    pub fn int8_beam(&self) -> bool {
+        codes::kernel().is_some() && self.codes.as_ref().is_some_and(|c| c.len() == self.rows.len())
+    }
+
+    /// Give every node its int8 code from its row (a graph decoded from its file has none:
+    /// the codes are not persisted). Nothing to do where the graph traverses in f32.
+    pub fn encode_nodes(&mut self, src: &(impl RowSource + Sync)) {
+        if self.codes.is_some() {
+            self.codes = Some(NodeCodes::encode_all(&self.rows, |r| src.row(r)));
+        }
     }
 
     pub(super) fn links(&self, node: u32, level: usize) -> &[u32] {
@@ -145,11 +226,11 @@ impl Hnsw {
         super::build::level_for(self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D), self.params.m)
     }
 
-    pub(super) fn greedy(&self, q: &[f32], mut ep: u32, mut ep_sim: f32, level: usize, src: &impl RowSource, k: &Kernels) -> (u32, f32) {
+    pub(super) fn greedy<S: RowSource + ?Sized>(&self, sc: &Scorer<S>, mut ep: u32, mut ep_sim: f32, level: usize) -> (u32, f32) {
         loop {
             let mut moved = false;
             for &nb in self.links(ep, level) {
-                let s = (k.dot)(q, src.row(self.rows[nb as usize]));
+                let s = sc.approx(nb);
                 if s > ep_sim {
                     (ep, ep_sim) = (nb, s);
                     moved = true;
@@ -162,9 +243,9 @@ impl Hnsw {
     }
 
     /// Beam search on one level from `eps`: the `ef` best nodes that `pass` accepts (node
-    /// ids, best first), expanding through every node. Returns them and the nodes scored.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn search_layer(&self, q: &[f32], eps: &[(f32, u32)], ef: usize, level: usize, src: &impl RowSource, k: &Kernels, pass: &dyn Fn(u32) -> bool) -> (Vec<(f32, u32)>, usize) {
+    /// ids, best first, with `sc.approx` scores), expanding through every node. Returns them
+    /// and the nodes scored.
+    pub(super) fn search_layer<S: RowSource + ?Sized>(&self, sc: &Scorer<S>, eps: &[(f32, u32)], ef: usize, level: usize, pass: &dyn Fn(u32) -> bool) -> (Vec<(f32, u32)>, usize) {
         VISITED.with(|v| {
             let mut guard = v.borrow_mut();
             let (marks, gen) = &mut *guard;
@@ -200,7 +281,7 @@ impl Hnsw {
                     }
                     marks[nb as usize] = gen;
                     let row = self.rows[nb as usize];
-                    let ns = (k.dot)(q, src.row(row));
+                    let ns = sc.approx(nb);
                     scored += 1;
                     let worst = best.peek().map_or(f32::NEG_INFINITY, |b| b.0 .0 .0);
                     if best.len() < ef || ns > worst {
@@ -221,15 +302,17 @@ impl Hnsw {
     }
 
     /// The (up to) `k_out` most similar rows that `pass` accepts, best first, as
-    /// (similarity, row), searching with a candidate list of `ef` (≥ `k_out`).
+    /// (similarity, row), searching with a candidate list of `ef` (≥ `k_out`): the beam
+    /// on the int8 codes, its `ef` candidates scored again in f32 (exact scores).
     pub fn search(&self, q: &[f32], k_out: usize, ef: usize, src: &impl RowSource, k: &Kernels, pass: &dyn Fn(u32) -> bool) -> (Vec<(f32, u32)>, Traversal) {
         let Some(mut ep) = self.entry else { return (Vec::new(), Traversal::default()) };
-        let mut ep_sim = (k.dot)(q, src.row(self.rows[ep as usize]));
+        let sc = Scorer::new(self, q, src, k);
+        let mut ep_sim = sc.approx(ep);
         for l in (1..=self.top_level).rev() {
-            (ep, ep_sim) = self.greedy(q, ep, ep_sim, l, src, k);
+            (ep, ep_sim) = self.greedy(&sc, ep, ep_sim, l);
         }
-        let (found, visited) = self.search_layer(q, &[(ep_sim, ep)], ef.max(k_out), 0, src, k, pass);
-        let out = found.into_iter().take(k_out).map(|(s, n)| (s, self.rows[n as usize])).collect();
+        let (found, visited) = self.search_layer(&sc, &[(ep_sim, ep)], ef.max(k_out), 0, pass);
+        let out = sc.rescore(&found).into_iter().take(k_out).map(|(s, n)| (s, self.rows[n as usize])).collect();
         (out, Traversal { visited: visited + 1 })
     }
 }

@@ -9,6 +9,7 @@
 //! below that the exact int8 pass is as fast and exact.
 
 mod build;
+pub mod codes;
 pub mod persist;
 pub mod hnsw;
 #[cfg(test)]
@@ -25,7 +26,8 @@ pub use hnsw::{Hnsw, HnswParams, RowSource, Traversal};
 
 /// Namespaces with fewer rows than this are searched exactly and have no graph. Set by the
 /// cost of writes (docs/search.md, "Where the graph pays"): keeping a graph costs each stored
-/// memory a beam search and its links, ~260 µs at 200k × 384 on 2 cores, where the exact
+/// memory a beam search and its links, ~260 µs at 200k × 384 on 2 cores (measured with the
+/// f32 beam; the int8 beam is cheaper, to be measured quiet before this moves), where the exact
 /// significance pass of a 1,000-item batch costs ~160 µs a memory at 200k and grows with
 /// the namespace; the two meet near 400k. Queries gain from the graph far earlier (0.3 ms
 /// against ~2.5 ms exact at 100k), so a read-heavy store lowers it (`annMinRows`).

@@ -27,40 +27,33 @@
 //! Our own format, written by hand like the text index's: the graph is a few flat arrays and
 //! loading must be one pass over one buffer.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::hnsw::{Hnsw, HnswParams};
 use super::{AnnSet, NsGraph};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::store::derived_file;
 use crate::store::state::State;
 
 const MAGIC: &[u8; 8] = b"MSANNIDX";
 /// Bumped when the layout changes: a file of another format is rebuilt, not read.
 pub const FORMAT: u32 = 1;
 const HEADER_LEN: usize = 48;
+/// Files are `ann-<gen>.idx`.
+const PREFIX: &str = "ann";
 
 pub fn file_name(gen: u64) -> String {
-    format!("ann-{gen:06}.idx")
-}
-
-fn generation_of(name: &str) -> Option<u64> {
-    let rest = name.strip_prefix("ann-")?;
-    rest.strip_suffix(".idx").or_else(|| rest.strip_suffix(".idx.tmp"))?.parse().ok()
+    derived_file::file_name(PREFIX, gen)
 }
 
 /// Identifies the first `rows` rows of a state: sequence numbers (unique within a
 /// generation), namespaces and the first two components of each vector.
 fn row_digest(st: &State, rows: usize) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for r in 0..rows {
+    derived_file::row_digest(rows, |r| {
         let v = st.vectors.row(r);
         let bits = |i: usize| v.get(i).map_or(0, |x| x.to_bits()) as u64;
-        for x in [st.rows[r].seq, st.ns_col[r] as u64, bits(0) << 32 | bits(1)] {
-            h = (h.rotate_left(23) ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    h
+        [st.rows[r].seq, st.ns_col[r] as u64, bits(0) << 32 | bits(1)]
+    })
 }
 
 fn put_u32s(out: &mut Vec<u8>, xs: &[u32]) {
@@ -127,28 +120,12 @@ pub fn save(dir: &Path, gen: u64, st: &State, ann: &AnnSet) -> Result<()> {
     head.extend_from_slice(&(body.len() as u64).to_le_bytes());
     head.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
     debug_assert_eq!(head.len(), HEADER_LEN);
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&head)?;
-        f.write_all(&body)?;
-        Ok(())
-    };
-    write().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    remove_other_generations(dir, gen);
-    Ok(())
+    derived_file::write(dir, PREFIX, gen, &head, &body)
 }
 
 /// Remove the graph files (and leftover temporary files) of generations other than `gen`.
 pub fn remove_other_generations(dir: &Path, gen: u64) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    for ent in rd.flatten() {
-        let name = ent.file_name().to_string_lossy().to_string();
-        if generation_of(&name).is_some_and(|g| g != gen || name.ends_with(".tmp")) {
-            let _ = std::fs::remove_file(ent.path());
-        }
-    }
+    derived_file::remove_other_generations(dir, PREFIX, gen)
 }
 
 /// A file read back and decoded, not yet checked against the replayed state.
@@ -178,6 +155,8 @@ pub fn restore(p: Option<Persisted>, st: &State, ann: &mut AnnSet) -> bool {
         return false;
     }
     ann.graphs = p.graphs.into_iter().map(|g| g.map(|(_, g)| g)).collect();
+    // The int8 codes the traversal scores with are not in the file: encoded from the rows.
+    ann.graphs.iter_mut().flatten().for_each(|g| g.graph.encode_nodes(&st.vectors));
     true
 }
 

@@ -56,6 +56,8 @@ fn a_persisted_graph_reads_back_equal_and_answers_the_same() {
     let other = tempfile::tempdir().unwrap();
     assert_eq!(image(other.path(), &st, &back), image(other.path(), &st, &ann));
     super::tests::assert_valid(&back.graph(0).unwrap().graph);
+    // The int8 codes are not in the file: the restore encodes every node from its row.
+    assert_eq!(back.graph(0).unwrap().graph.int8_beam(), super::codes::kernel().is_some());
     let k = kernels();
     for r in (0..2000).step_by(97) {
         let q = st.vectors.row(r);

@@ -171,3 +171,75 @@ fn rows_linked_with_presearched_candidates_are_found_like_the_others() {
         assert_eq!(g.search(src.row(r), 1, 32, &src, kernels(), &|_| true).0[0].1, r);
     }
 }
+
+/// The beam runs on int8 codes, but every score the graph hands out — search results and
+/// the candidates an insertion or the significance pass gets — is the f32 dot of the row,
+/// bit for bit, best first; and recall on the int8 beam matches the f32 beam's.
+#[test]
+fn int8_beam_hands_out_exact_f32_scores_and_keeps_recall() {
+    if super::codes::kernel().is_none() {
+        eprintln!("int8_beam_hands_out_exact_f32_scores_and_keeps_recall: skipped: no int8 kernel on this CPU (or {}=off)", super::codes::ANN_Q8_ENV_VAR);
+        return;
+    }
+    let (n, dims) = (6000, 384);
+    let mut data = clustered(n + 50, dims, 40, 21);
+    let queries = data.split_off(n * dims);
+    let src = Flat { dims, data };
+    let k = kernels();
+    let mut g = Hnsw::new(HnswParams::default());
+    let all: Vec<u32> = (0..n as u32).collect();
+    all.chunks(1000).for_each(|b| g.insert_batch(b, Default::default(), &src, k));
+    assert!(g.int8_beam(), "every node has its code");
+    assert_valid(&g);
+    let r = recall(&src, &g, n, &queries, 96, &|_| true);
+    assert!(r >= 0.98, "recall@10 on the int8 beam {r}");
+    for q in queries.chunks(dims) {
+        let (hits, _) = g.search(q, 10, 96, &src, k, &|_| true);
+        assert_eq!(hits.len(), 10);
+        for w in hits.windows(2) {
+            assert!(w[0].0 >= w[1].0, "best first");
+        }
+        for &(s, r) in &hits {
+            assert_eq!(s.to_bits(), (k.dot)(q, src.row(r)).to_bits(), "search score of row {r}");
+        }
+        let cands = g.presearch(q, 5, &src, k);
+        for level in &cands {
+            for w in level.windows(2) {
+                assert!(w[0].0 >= w[1].0, "candidates best first");
+            }
+            for &(s, node) in level {
+                assert_eq!(s.to_bits(), (k.dot)(q, src.row(g.row_of(node))).to_bits(), "candidate score of node {node}");
+            }
+        }
+        assert_eq!(cands[0].len(), HnswParams::default().ef_construction);
+    }
+}
+
+/// The int8 estimate a traversal ranks by stays within the int8 codes' error of the f32 dot
+/// (the bound of `search::q8`, well under 0.01 for unit vectors at 384 dims).
+#[test]
+fn node_codes_estimate_the_f32_dot() {
+    let Some(dot) = super::codes::kernel() else {
+        eprintln!("node_codes_estimate_the_f32_dot: skipped: no int8 kernel on this CPU (or {}=off)", super::codes::ANN_Q8_ENV_VAR);
+        return;
+    };
+    let (n, dims) = (300, 384);
+    let data = clustered(n, dims, 5, 4);
+    let src = Flat { dims, data };
+    let rows: Vec<u32> = (0..n as u32).collect();
+    let codes = super::codes::NodeCodes::encode_all(&rows, |r| src.row(r));
+    let mut pushed = super::codes::NodeCodes::default();
+    for &r in &rows {
+        pushed.push(src.row(r));
+    }
+    let k = kernels();
+    for qr in (0..n as u32).step_by(7) {
+        let q = src.row(qr);
+        let qc = codes.query(q).unwrap();
+        for node in 0..n as u32 {
+            let (a, e) = (codes.approx(&qc, dot, node), (k.dot)(q, src.row(node)));
+            assert!((a - e).abs() < 0.01, "row {qr} · node {node}: int8 {a}, f32 {e}");
+            assert_eq!(a.to_bits(), pushed.approx(&qc, dot, node).to_bits(), "encode_all and push agree");
+        }
+    }
+}

@@ -263,11 +263,23 @@ pub fn bounds_scalar(raw: &[i32], cols: Q8Cols, q: QBound, thr: f32, ub: &mut [f
     mask
 }
 
+/// `Σ_i q[i] · r[i]` (u8 × i8, exact i32) of one query's codes and one row's codes in plain
+/// layout, both `dpad` bytes (a multiple of [`PAD`]): the graph traversal's score, one
+/// visited node at a time (`crate::ann`).
+pub type DotPairQ8 = fn(q: &[u8], r: &[i8]) -> i32;
+
+/// Portable [`DotPairQ8`] (the oracle of the SIMD kernel).
+pub fn dot_pair_scalar(q: &[u8], r: &[i8]) -> i32 {
+    assert!(q.len() == r.len() && q.len().is_multiple_of(PAD), "q8 pair: lengths");
+    q.iter().zip(r).map(|(&a, &b)| a as i32 * b as i32).sum()
+}
+
 /// The int8 pre-pass kernels of one ISA.
 #[derive(Debug)]
 pub struct Q8Kernels {
     pub dot_panels: DotPanelsQ8,
     pub bounds: BoundsFn,
+    pub dot_pair: DotPairQ8,
 }
 
 /// `off` skips the int8 pre-pass, `vnni` keeps it off AMX tiles (read once; for comparisons

@@ -30,6 +30,7 @@
 //! The significance pass of a put group is [`crate::significance`]'s.
 
 mod convert;
+pub(crate) mod derived_file;
 mod dirlock;
 pub mod log;
 mod logfile;

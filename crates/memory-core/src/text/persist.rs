@@ -27,12 +27,12 @@
 //! (term ids aside). The format is ours, written by hand: it is a few dozen lines, and
 //! loading it must be a single pass over a compact buffer for reopen to be fast.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::analyzer::ANALYZER_VERSION;
 use super::index::{Postings, TextIndex};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::store::derived_file;
 use crate::store::state::State;
 
 const MAGIC: &[u8; 8] = b"MSTXTIDX";
@@ -40,16 +40,17 @@ const MAGIC: &[u8; 8] = b"MSTXTIDX";
 pub const FORMAT: u32 = 1;
 const HEADER_LEN: usize = 56;
 
+/// Files are `text-<gen>.idx`.
+const PREFIX: &str = "text";
+
 /// The file name of generation `gen`'s index.
 pub fn file_name(gen: u64) -> String {
-    format!("text-{gen:06}.idx")
+    derived_file::file_name(PREFIX, gen)
 }
 
 /// The generation a file name belongs to, for `text-<gen>.idx` and its `.tmp`.
 pub fn generation_of(name: &str) -> Option<u64> {
-    let rest = name.strip_prefix("text-")?;
-    let gen = rest.strip_suffix(".idx").or_else(|| rest.strip_suffix(".idx.tmp"))?;
-    gen.parse().ok()
+    derived_file::generation_of(PREFIX, name)
 }
 
 /// Identifies the first `rows` rows of a state, in order: their sequence numbers (unique
@@ -57,14 +58,11 @@ pub fn generation_of(name: &str) -> Option<u64> {
 /// from build to build, unlike the hash maps' hasher). The index is a function of exactly
 /// these (and of which rows are live, checked apart).
 fn row_digest(st: &State, rows: usize) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for (r, row) in st.rows[..rows].iter().enumerate() {
-        let text = row.text.as_bytes();
-        for x in [row.seq, st.ns_col[r] as u64, text.len() as u64, crc32c::crc32c(text) as u64] {
-            h = (h.rotate_left(23) ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    h
+    let rows = &st.rows[..rows];
+    derived_file::row_digest(rows.len(), |r| {
+        let text = rows[r].text.as_bytes();
+        [rows[r].seq, st.ns_col[r] as u64, text.len() as u64, crc32c::crc32c(text) as u64]
+    })
 }
 
 fn put_v(out: &mut Vec<u8>, mut x: u64) {
@@ -144,29 +142,12 @@ pub fn save(dir: &Path, gen: u64, st: &State) -> Result<()> {
     let crc = crc32c::crc32c(&head);
     head.extend_from_slice(&crc.to_le_bytes());
     debug_assert_eq!(head.len(), HEADER_LEN);
-    let path = dir.join(file_name(gen));
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&head)?;
-        f.write_all(&body)?;
-        Ok(())
-    };
-    write().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    remove_other_generations(dir, gen);
-    Ok(())
+    derived_file::write(dir, PREFIX, gen, &head, &body)
 }
 
 /// Remove the index files (and leftover temporary files) of generations other than `gen`.
 pub fn remove_other_generations(dir: &Path, gen: u64) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    for ent in rd.flatten() {
-        let name = ent.file_name().to_string_lossy().to_string();
-        if generation_of(&name).is_some_and(|g| g != gen || name.ends_with(".tmp")) {
-            let _ = std::fs::remove_file(ent.path());
-        }
-    }
+    derived_file::remove_other_generations(dir, PREFIX, gen)
 }
 
 /// A file read back, not yet checked against the replayed state.

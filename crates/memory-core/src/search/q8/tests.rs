@@ -126,6 +126,24 @@ fn kernel_matches_the_oracle(name: &str, k: DotPanelsQ8) {
 }
 
 #[test]
+fn pair_kernel_matches_the_oracle_exactly() {
+    let Some(kk) = kernel_or_skip("pair_kernel_matches_the_oracle_exactly") else { return };
+    let mut r = rng(13);
+    for dims in [1usize, 64, 100, 128, 384, 385, 768, 1000] {
+        let dpad = padded(dims);
+        for _ in 0..20 {
+            let q: Vec<u8> = (0..dpad).map(|i| if i < dims { ((r() + 1.0) * 127.5) as u8 } else { 128 }).collect();
+            let row: Vec<i8> = (0..dpad).map(|i| if i < dims { (r() * 127.0) as i8 } else { 0 }).collect();
+            let want: i32 = q.iter().zip(&row).map(|(&a, &b)| a as i32 * b as i32).sum();
+            assert_eq!(dot_pair_scalar(&q, &row), want, "oracle, dims={dims}");
+            assert_eq!((kk.dot_pair)(&q, &row), want, "dims={dims}");
+        }
+        // Every product at its maximum magnitude.
+        assert_eq!((kk.dot_pair)(&vec![255u8; dpad], &vec![-127i8; dpad]), -255 * 127 * dpad as i32, "dims={dims}");
+    }
+}
+
+#[test]
 fn simd_bounds_match_the_scalar_ones() {
     let Some(kk) = kernel_or_skip("simd_bounds_match_the_scalar_ones") else { return };
     let mut r = rng(5);

@@ -12,10 +12,10 @@ mod avx512;
 mod vnni;
 
 /// Int8 pre-pass kernels (AVX-512 VNNI); only handed out after `has_avx512_vnni()`.
-pub(super) static Q8_VNNI: super::q8::Q8Kernels = super::q8::Q8Kernels { dot_panels: vnni::dot_panels_vnni, bounds: vnni::bounds_avx512 };
+pub(super) static Q8_VNNI: super::q8::Q8Kernels = super::q8::Q8Kernels { dot_panels: vnni::dot_panels_vnni, bounds: vnni::bounds_avx512, dot_pair: vnni::dot_pair_vnni };
 /// Int8 pre-pass kernels with Intel AMX tiles for the dots (AVX-512 bounds); only handed out
 /// after `has_avx512_vnni()` and `has_amx()`.
-pub(super) static Q8_AMX: super::q8::Q8Kernels = super::q8::Q8Kernels { dot_panels: amx::dot_panels_amx, bounds: vnni::bounds_avx512 };
+pub(super) static Q8_AMX: super::q8::Q8Kernels = super::q8::Q8Kernels { dot_panels: amx::dot_panels_amx, bounds: vnni::bounds_avx512, dot_pair: vnni::dot_pair_vnni };
 
 /// AMX-TILE + AMX-INT8, with this process allowed to use the tile state (asked once).
 pub(super) fn has_amx() -> bool {

@@ -119,3 +119,34 @@ pub(in super::super) fn bounds_avx512(raw: &[i32], cols: Q8Cols, q: QBound, thr:
     // SAFETY: feature checked; lengths checked.
     unsafe { bounds_impl(raw, cols, q, thr, ub, lo) }
 }
+
+/// # Safety
+/// Requires AVX-512F + VNNI; `q` and `r` valid for `dpad` bytes, `dpad` a multiple of 64.
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn dot_pair_impl(q: *const u8, r: *const i8, dpad: usize) -> i32 {
+    // Two accumulators: consecutive `vpdpbusd` into one register wait on each other.
+    let (mut a0, mut a1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    let mut i = 0;
+    while i + 128 <= dpad {
+        // SAFETY: i + 128 <= dpad: both loads of each vector stay inside its `dpad` bytes.
+        unsafe {
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(q.add(i).cast()), _mm512_loadu_si512(r.add(i).cast()));
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(q.add(i + 64).cast()), _mm512_loadu_si512(r.add(i + 64).cast()));
+        }
+        i += 128;
+    }
+    if i < dpad {
+        // SAFETY: dpad is a multiple of 64 and i < dpad, so i + 64 <= dpad.
+        unsafe { a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(q.add(i).cast()), _mm512_loadu_si512(r.add(i).cast())) };
+    }
+    _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1))
+}
+
+/// Safe entry point of the one-pair dot (see `q8::DotPairQ8`); handed out only after
+/// `has_avx512_vnni()`.
+pub(in super::super) fn dot_pair_vnni(q: &[u8], r: &[i8]) -> i32 {
+    assert!(q.len() == r.len() && q.len().is_multiple_of(PAD), "q8 pair: lengths");
+    assert!(super::has_avx512_vnni(), "AVX-512 VNNI not available");
+    // SAFETY: features detected above; lengths checked above.
+    unsafe { dot_pair_impl(q.as_ptr(), r.as_ptr(), q.len()) }
+}

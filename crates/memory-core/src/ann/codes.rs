@@ -1,0 +1,121 @@
+//! The graph's int8 codes: what a traversal scores visited nodes with.
+//!
+//! Every node keeps the int8 code of its vector ([`crate::search::q8::quantize`], the same
+//! codes and scales as the store's int8 pre-pass), one node after another in node order. A
+//! beam search scores the nodes it visits with one `vpdpbusd` dot of 384 bytes per node instead
+//! of an f32 dot of 1,536 bytes, and only its final candidate list is scored again in f32
+//! ([`super::hnsw::Scorer::rescore`]), so what the graph returns carries exact scores.
+//!
+//! Why a copy in node order and not the store's codes: those are kept in panels of 16 rows
+//! interleaved by 4 bytes (the layout the multi-query kernels want), so one row's 384 bytes
+//! are spread over 96 cache lines; a traversal reads rows in no order, and here a node's
+//! code is 6 consecutive cache lines. It costs 392 bytes a node in RAM (on top of the ~190 of
+//! links) and is never written to disk: a graph loaded at open encodes its nodes again from
+//! the rows ([`NodeCodes::encode_all`]).
+//!
+//! Only where the CPU has the int8 kernel (AVX-512 VNNI: [`crate::search::q8::kernel`]);
+//! elsewhere, or with `MEMORY_SERVER_ANN_Q8=off`, the graph traverses in f32 as before.
+
+use rayon::prelude::*;
+
+use crate::search::q8::{self, DotPairQ8};
+
+/// `off` makes the graph traverse on the f32 rows (read once; for comparisons in benchmarks).
+pub const ANN_Q8_ENV_VAR: &str = "MEMORY_SERVER_ANN_Q8";
+
+/// The pair kernel the graph scores with, if it scores on int8 codes at all.
+pub fn kernel() -> Option<DotPairQ8> {
+    static CHOICE: std::sync::OnceLock<Option<DotPairQ8>> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        let off = std::env::var(ANN_Q8_ENV_VAR).is_ok_and(|v| v.trim().eq_ignore_ascii_case("off"));
+        if off {
+            None
+        } else {
+            q8::kernel().map(|k| k.dot_pair)
+        }
+    })
+}
+
+/// Int8 codes of a graph's nodes (node `i` at `i · dpad`), with their scales and the
+/// unsigned-query corrections (`128 · Σ code`, see `q8`).
+#[derive(Default)]
+pub struct NodeCodes {
+    dpad: usize,
+    codes: Vec<i8>,
+    scale: Vec<f32>,
+    corr: Vec<i32>,
+}
+
+/// A query in int8 (`code + 128` as unsigned bytes) and its scale.
+pub struct QueryCodes {
+    codes: Vec<u8>,
+    scale: f32,
+}
+
+impl NodeCodes {
+    pub fn len(&self) -> usize {
+        self.scale.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scale.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.codes.capacity() + self.scale.capacity() * 4 + self.corr.capacity() * 4
+    }
+
+    /// Append the code of the next node's vector.
+    pub fn push(&mut self, v: &[f32]) {
+        if self.dpad == 0 {
+            self.dpad = q8::padded(v.len());
+        }
+        let at = self.codes.len();
+        if at == self.codes.capacity() {
+            // Grow by an eighth, not double: at 1M nodes the codes are 384 MB, and doubling
+            // would leave up to as much again reserved and unused (large reallocations are
+            // remapped, not copied).
+            self.codes.reserve_exact(self.dpad * (self.len() / 8).max(1024));
+        }
+        self.codes.resize(at + self.dpad, 0);
+        let m = q8::quantize(v, &mut self.codes[at..]);
+        self.scale.push(m.scale);
+        self.corr.push(128 * m.sum);
+    }
+
+    /// Codes for every node of `rows` (node order), each vector given by `row` (on every core).
+    pub fn encode_all<'v>(rows: &[u32], row: impl Fn(u32) -> &'v [f32] + Sync) -> NodeCodes {
+        let Some(&first) = rows.first() else { return NodeCodes::default() };
+        let dpad = q8::padded(row(first).len());
+        let mut codes = vec![0i8; rows.len() * dpad];
+        let metas: Vec<q8::Q8Meta> = codes.par_chunks_mut(dpad).zip(rows).map(|(out, &r)| q8::quantize(row(r), out)).collect();
+        NodeCodes { dpad, codes, scale: metas.iter().map(|m| m.scale).collect(), corr: metas.iter().map(|m| 128 * m.sum).collect() }
+    }
+
+    /// `q` coded for scoring against these nodes (`None` before the first node).
+    pub fn query(&self, q: &[f32]) -> Option<QueryCodes> {
+        if self.dpad == 0 || q8::padded(q.len()) != self.dpad {
+            return None;
+        }
+        let mut codes = vec![128u8; self.dpad];
+        let mut scratch = vec![0i8; self.dpad];
+        let m = q8::quantize_query(q, &mut codes, &mut scratch);
+        Some(QueryCodes { codes, scale: m.scale })
+    }
+
+    /// Node `node`'s own code as a query (`code + 128`), to compare it with other nodes.
+    pub fn node_query(&self, node: u32) -> QueryCodes {
+        let n = node as usize;
+        let codes = self.codes[n * self.dpad..(n + 1) * self.dpad].iter().map(|&c| (c as u8) ^ 0x80).collect();
+        QueryCodes { codes, scale: self.scale[n] }
+    }
+
+    /// The int8 estimate of `q · node` (within the bounds of `q8`, a few thousandths at 384
+    /// dims on unit vectors).
+    #[inline]
+    pub fn approx(&self, q: &QueryCodes, dot: DotPairQ8, node: u32) -> f32 {
+        let n = node as usize;
+        let raw = dot(&q.codes, &self.codes[n * self.dpad..(n + 1) * self.dpad]);
+        q.scale * self.scale[n] * (raw - self.corr[n]) as f32
+    }
+}
