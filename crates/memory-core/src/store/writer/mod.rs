@@ -154,6 +154,8 @@ impl Writer {
         let st = self.shared.state.read();
         let _ = crate::text::persist::save(&self.shared.dir, self.log.gen, &st);
         let _ = crate::ann::persist::save(&self.shared.dir, self.log.gen, &st, &self.shared.ann.read());
+        // A cleanly closed log ends with its last record (see `LogWriter`).
+        let _ = self.log.trim();
     }
 
     /// Background work between operations: the switch of a finished compaction, an expiry
@@ -345,9 +347,7 @@ impl Writer {
         self.dirty = true;
         if self.shared.fsync == FsyncPolicy::Always {
             if let Err(e) = self.sync_now() {
-                let _ = self.log.file.set_len(before);
-                self.log.len = before;
-                let _ = std::io::Seek::seek(&mut self.log.file, std::io::SeekFrom::Start(before));
+                self.log.truncate_to(before);
                 return Err(e);
             }
         } else if let FsyncPolicy::Interval(iv) = self.shared.fsync {
