@@ -19,10 +19,9 @@ use std::time::Duration;
 
 /// Passes cheaper than this never make the next group wait.
 pub(super) const MIN_PASS: Duration = Duration::from_millis(1);
-/// The wait for the next put of a group is never shorter than this (one reply to reach a
-/// client and its next store to come back through the event loop takes about that much)…
-const MIN_GAP: Duration = Duration::from_micros(100);
-/// …nor longer than this.
+/// The wait for the next put of a group is at least an eighth of [`MIN_PASS`] (one reply to
+/// reach a client and its next store to come back through the event loop takes about that
+/// much) and at most this.
 const MAX_GAP: Duration = Duration::from_micros(500);
 /// A group stops waiting once it holds this many items (the pass takes them in one go).
 pub(super) const MAX_ITEMS: usize = 64;
@@ -43,7 +42,7 @@ impl Linger {
         if !exact || pass < MIN_PASS {
             return Linger::default();
         }
-        Linger { gap: (pass / 8).clamp(MIN_GAP, MAX_GAP), total: pass / 4 }
+        Linger { gap: (pass / 8).min(MAX_GAP), total: pass / 4 }
     }
 
     pub(super) fn waits(&self) -> bool {
@@ -65,8 +64,8 @@ mod tests {
     fn the_wait_is_a_fraction_of_the_pass_it_saves() {
         let l = Linger::after_pass(true, Duration::from_micros(2400));
         assert_eq!(l, Linger { gap: Duration::from_micros(300), total: Duration::from_micros(600) });
-        // Gaps are bounded both ways; the total stays a quarter of the pass.
-        assert_eq!(Linger::after_pass(true, Duration::from_millis(1)).gap, MIN_GAP);
+        // Gaps are bounded; the total stays a quarter of the pass.
+        assert_eq!(Linger::after_pass(true, MIN_PASS).gap, Duration::from_micros(125));
         let slow = Linger::after_pass(true, Duration::from_millis(40));
         assert_eq!((slow.gap, slow.total), (MAX_GAP, Duration::from_millis(10)));
     }
