@@ -123,12 +123,29 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     d.sync_all().map_err(|e| Error::io(dir, e))
 }
 
+/// Smallest and largest step by which the log file is extended ahead of its records.
+const PREALLOC_MIN: u64 = 64 << 10;
+const PREALLOC_MAX: u64 = 8 << 20;
+
 /// An open log being appended to.
+///
+/// The file is kept longer than its records (`len`) by a zero-filled stretch written ahead
+/// in chunks (`allocated`): an append then overwrites blocks the file already has, so the
+/// group's `fdatasync` flushes only its data and not also a new file size and block
+/// allocation (measured on the benchmark VM: p50 0.13 ms instead of 0.21 ms after a 1.2 KB
+/// append). The zeros are written, not `fallocate`d: ext4 keeps fallocated blocks as
+/// unwritten extents and converting them on the first write is a metadata change again.
+/// A zero tail reads as the end of the log at replay and repair ([`super::log::scan`]:
+/// "zero-filled tail", also after a record torn by a crash mid-chunk); a clean close cuts
+/// it off ([`LogWriter::trim`]) and so does the next open otherwise.
 pub struct LogWriter {
     pub path: PathBuf,
     pub file: File,
+    /// Bytes of records: where the next one goes.
     pub len: u64,
     pub gen: u64,
+    /// Length of the file: `len` plus the zero-filled stretch ahead of it.
+    allocated: u64,
 }
 
 impl LogWriter {
@@ -140,18 +157,60 @@ impl LogWriter {
             file.sync_all().map_err(|e| Error::io(&path, e))?;
         }
         file.seek(SeekFrom::Start(valid_len)).map_err(|e| Error::io(&path, e))?;
-        Ok(LogWriter { path, file, len: valid_len, gen })
+        Ok(LogWriter { path, file, len: valid_len, gen, allocated: valid_len })
     }
 
     /// Append bytes; on failure the file is cut back to its previous length so a failed
     /// write leaves no partial record behind.
     pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        let end = self.len + bytes.len() as u64;
+        if end > self.allocated {
+            self.preallocate(end);
+        }
         if let Err(e) = self.file.write_all(bytes) {
-            let _ = self.file.set_len(self.len);
-            let _ = self.file.seek(SeekFrom::Start(self.len));
+            self.truncate_to(self.len);
             return Err(Error::io(&self.path, e));
         }
-        self.len += bytes.len() as u64;
+        self.len = end;
+        Ok(())
+    }
+
+    /// Extend the zero-filled stretch past `end` by a chunk (1/32 of the log, within
+    /// [`PREALLOC_MIN`]..[`PREALLOC_MAX`]: a few percent of the data directory at most). If
+    /// that fails (a full disk), the stretch is dropped and the append extends the file
+    /// itself, failing on its own if the space is really gone.
+    #[cfg(unix)]
+    fn preallocate(&mut self, end: u64) {
+        use std::os::unix::fs::FileExt;
+        let chunk = (self.len / 32).clamp(PREALLOC_MIN, PREALLOC_MAX);
+        let target = (end + chunk).next_multiple_of(4096);
+        let zeros = vec![0u8; (target - self.allocated) as usize];
+        if self.file.write_all_at(&zeros, self.allocated).is_ok() {
+            self.allocated = target;
+        } else {
+            let _ = self.file.set_len(self.allocated);
+        }
+    }
+
+    /// Elsewhere the file grows with its records.
+    #[cfg(not(unix))]
+    fn preallocate(&mut self, _end: u64) {}
+
+    /// Cut the file back to `len` bytes of records (a failed group's, or the zero tail).
+    pub fn truncate_to(&mut self, len: u64) {
+        let _ = self.file.set_len(len);
+        let _ = self.file.seek(SeekFrom::Start(len));
+        self.len = len;
+        self.allocated = len;
+    }
+
+    /// At close: cut off the zero-filled stretch, durably, so a cleanly closed log ends
+    /// with its last record.
+    pub fn trim(&mut self) -> Result<()> {
+        if self.allocated > self.len {
+            self.truncate_to(self.len);
+            self.file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+        }
         Ok(())
     }
 

@@ -60,9 +60,15 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
     if trace {
         eprintln!("replay: framed+decoded {} records in {:?}", frames.len(), t0.elapsed());
     }
-    let (mut sc, limit) = if framed && all_valid_in_order(&decoded) {
+    // The log's file runs ahead of its records in zeros (`LogWriter`), and a crash leaves them:
+    // whole records followed by nothing but zeros end there, without the sequential scan that
+    // tells a torn tail from damage (no valid record can follow in zeros).
+    let records_end = frames.last().map_or(log::HEADER_LEN.min(bytes.len()), |&(o, l)| o + 8 + l);
+    let zero_tail = !framed && bytes[records_end..].iter().all(|&b| b == 0);
+    let (mut sc, limit) = if (framed || zero_tail) && all_valid_in_order(&decoded) {
         let last_seq = decoded.last().and_then(|d| d.as_ref()).map(|d| d.0.seq()).unwrap_or(0).max(header.high_water);
-        (log::Scan { header, valid_len: bytes.len() as u64, end: ScanEnd::Clean, last_seq }, decoded.len())
+        let end = if framed { ScanEnd::Clean } else { ScanEnd::Torn { offset: records_end as u64, reason: "zero-filled tail".into() } };
+        (log::Scan { header, valid_len: records_end as u64, end, last_seq }, decoded.len())
     } else {
         let sc = log::scan(bytes, file, |_, _| {})?;
         let n = frames.iter().take_while(|&&(o, l)| (o + 8 + l) as u64 <= sc.valid_len).count();

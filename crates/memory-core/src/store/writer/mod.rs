@@ -10,6 +10,7 @@
 
 mod compact;
 mod expiry;
+mod linger;
 mod put;
 
 pub(in crate::store) use compact::copy_live_rows;
@@ -101,6 +102,8 @@ pub(super) struct Writer {
     /// After a failed automatic compaction: not before then.
     compact_retry_at: Option<Instant>,
     expiry: expiry::Expiry,
+    /// How long the next put group may wait for more puts ([`linger`]).
+    linger: linger::Linger,
 }
 
 /// While a compaction runs, the writer looks this often whether it can switch.
@@ -131,6 +134,7 @@ impl Writer {
             compaction: None,
             compact_retry_at: None,
             expiry: expiry::Expiry::new(next_expiry),
+            linger: linger::Linger::default(),
         }
     }
 
@@ -157,6 +161,8 @@ impl Writer {
         let st = self.shared.state.read();
         let _ = crate::text::persist::save(&self.shared.dir, self.log.gen, &st);
         let _ = crate::ann::persist::save(&self.shared.dir, self.log.gen, &st, &self.shared.ann.read());
+        // A cleanly closed log ends with its last record (see `LogWriter`).
+        let _ = self.log.trim();
     }
 
     /// Background work between operations: the switch of a finished compaction, an expiry
@@ -303,22 +309,38 @@ impl Writer {
     }
 
     /// `first` and the puts queued right behind it (up to [`MAX_GROUP_ITEMS`] items; none
-    /// without group commit). A queued operation of another kind ends the group.
+    /// without group commit), then, after an expensive exact pass, the puts arriving within
+    /// the [`linger`] wait. A queued operation of another kind ends the group.
     fn gather_puts(&mut self, first: PutOp) -> Vec<PutOp> {
         let mut n: usize = first.0.len();
         let mut group = vec![first];
         let max_items = if self.shared.group_commit { MAX_GROUP_ITEMS } else { 0 };
+        let linger = self.linger;
+        let until = Instant::now() + linger.total;
         while n < max_items {
-            match self.rx.try_recv() {
-                Ok(Op::Put(items, done)) => {
+            let next = match self.rx.try_recv() {
+                Err(TryRecvError::Empty) if linger.waits() && n < linger::MAX_ITEMS => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match self.rx.recv_timeout(linger.gap.min(left)) {
+                        Ok(op) => op,
+                        Err(_) => break,
+                    }
+                }
+                Ok(op) => op,
+                Err(_) => break,
+            };
+            match next {
+                Op::Put(items, done) => {
                     n += items.len();
                     group.push((items, done));
                 }
-                Ok(other) => {
+                other => {
                     self.stash = Some(other);
                     break;
                 }
-                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
             }
         }
         group
@@ -354,9 +376,7 @@ impl Writer {
         self.dirty = true;
         if self.shared.fsync == FsyncPolicy::Always {
             if let Err(e) = self.sync_now() {
-                let _ = self.log.file.set_len(before);
-                self.log.len = before;
-                let _ = std::io::Seek::seek(&mut self.log.file, std::io::SeekFrom::Start(before));
+                self.log.truncate_to(before);
                 return Err(e);
             }
         } else if let FsyncPolicy::Interval(iv) = self.shared.fsync {

@@ -2,9 +2,11 @@
 //! one `write`, made durable with one fsync, applied to the state, and only then answered.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use parking_lot::RwLockWriteGuard;
 
+use super::linger::Linger;
 use super::{clone_err, PutOp, Writer};
 use crate::ann::Presearched;
 use crate::significance::pass::{score_new, NewMemory};
@@ -30,7 +32,10 @@ impl Writer {
                 Q8Shared::extend(&mut rows, &st, usize::MAX);
                 (RwLockWriteGuard::downgrade(rows), q.kern)
             });
+            let exact = news.iter().all(|n| st.ns_id(&n.record.namespace).is_none_or(|ns| ann.serving(&st, ns).is_none()));
+            let started = Instant::now();
             score_new(&st, q8.as_ref().map(|(rows, k)| (&**rows, *k)), Some(&ann), &mut news, now);
+            self.linger = Linger::after_pass(exact, started.elapsed());
             // The k-th new memory becomes row `first + k` (applied in order below).
             let first = st.len();
             let mut buf = Vec::new();
