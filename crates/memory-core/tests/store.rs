@@ -960,16 +960,17 @@ fn torn_tail_at_every_offset() {
     let src = base.path().join("src");
     let dims = 8;
     let wal = wal_path(&src);
-    // (log length, snapshot) after each single-record operation.
-    let mut snaps: Vec<(u64, Snap)> = Vec::new();
+    // The snapshot after each single-record operation (its log length is known once the
+    // log is read back below: the file runs ahead of its records in zeros while open, and
+    // `storage_bytes` counts the vectors file too).
+    let mut states: Vec<Snap> = Vec::new();
     {
         let s = open_always(&src, dims);
-        // The log's length in records (the file runs ahead of it in zeros while open).
-        snaps.push((s.stats().storage_bytes, snapshot(&s)));
+        states.push(snapshot(&s));
         let mut r = rng(31);
         let mut step = |s: &TensorStore| {
             s.flush_blocking().unwrap();
-            snaps.push((s.stats().storage_bytes, snapshot(s)));
+            states.push(snapshot(s));
         };
         for i in 0..8 {
             let mut it = item(if i % 2 == 0 { "a" } else { "b" }, &format!("p{i}"), &format!("text {i}"), rvec(&mut r, dims));
@@ -989,8 +990,11 @@ fn torn_tail_at_every_offset() {
     let bytes = std::fs::read(&wal).unwrap();
     let offs = record_offsets(&bytes);
     assert_eq!(offs.len(), 12);
-    assert_eq!(snaps.len(), 13);
+    assert_eq!(states.len(), 13);
     let full = bytes.len() as u64;
+    // Snapshot k follows the first k records: the log ends where record k starts (or at the
+    // end of the closed file after the last one).
+    let snaps: Vec<(u64, Snap)> = offs.iter().map(|&o| o as u64).chain([full]).zip(states).collect();
     let start = offs[offs.len() - 4] as u64; // the update, a put, the delete, a put
     let mut n = 0;
     for cut in start..=full {
