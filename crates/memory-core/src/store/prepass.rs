@@ -435,7 +435,7 @@ mod tests {
     }
 
     /// Brute force: every passing row scored with `kernels().dot`, bounded top-k.
-    fn oracle(st: &State, q: &[f32], p: &ScanParams) -> Vec<Hit> {
+    pub(super) fn oracle(st: &State, q: &[f32], p: &ScanParams) -> Vec<Hit> {
         let ns = st.ns_id(p.namespace).unwrap();
         let ctx = Ctx { st, p, ns, k: kernels(), queries: q, nq: 1, check_filter: false, all_pass: false };
         let mut top = TopK::new(p.k);
@@ -549,6 +549,7 @@ mod tests {
 
 #[cfg(test)]
 mod dense_tests {
+    use super::tests::oracle;
     use super::*;
     use crate::search::q8;
     use crate::search::q8::tests::rng;
@@ -592,18 +593,6 @@ mod dense_tests {
             stored.push(v);
         }
         (st, stored)
-    }
-
-    fn oracle(st: &State, q: &[f32], p: &ScanParams) -> Vec<Hit> {
-        let ns = st.ns_id(p.namespace).unwrap();
-        let ctx = Ctx { st, p, ns, k: kernels(), queries: q, nq: 1, check_filter: false, all_pass: false };
-        let mut top = TopK::new(p.k);
-        for r in 0..st.len() {
-            if ctx.pass(r) {
-                top.push((kernels().dot)(q, st.vectors.row(r)), r as u32);
-            }
-        }
-        top.into_sorted_vec().into_iter().map(|(score, row)| Hit { row, score }).collect()
     }
 
     #[test]
