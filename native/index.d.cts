@@ -448,6 +448,15 @@ export interface StoreStats {
    */
   mappedRows: number
   /**
+   * Rows of the vectors file checked against their log checksums since open (at open, then
+   * by the background scrub, which has `scrubPending` left); `scrubMismatches` did not
+   * match (damaged on disk; the first is row `scrubFirstMismatch`): run `repair`.
+   */
+  scrubbedRows: number
+  scrubPending: number
+  scrubMismatches: number
+  scrubFirstMismatch?: number
+  /**
    * Rows in the ANN graphs, the graphs' bytes, rows waiting to be indexed, and searches
    * answered per plan (`exact` / `graph`) since open.
    */

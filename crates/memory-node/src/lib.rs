@@ -21,7 +21,11 @@
 /// mimalloc for the core's allocations (the addon's own heap; Node's is untouched): replaying
 /// 1M records at open allocates ~5M small objects, which took ~15% less time than with glibc's
 /// malloc, and so did a 1,000-item batch store. The local-dynamic TLS model keeps it loadable
-/// through `dlopen` next to other addons.
+/// through `dlopen` next to other addons. Built with `no_thp`: mimalloc otherwise advises its
+/// 1 GiB arenas `MADV_HUGEPAGE`, and on the benchmarks' VM fresh 2 MB pages fault in at
+/// ~350 MB/s against ~2 GB/s for 4 KB pages, so a fresh process's open of 1M memories (~1 GB of
+/// new heap, 278 of 318 MB on huge pages at 200k) spent seconds faulting; `MIMALLOC_ALLOW_THP=0`
+/// took a 200k open → first query from 9.6–16.6 s to 1.1–7.5 s on a machine at load 12.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

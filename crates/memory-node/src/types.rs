@@ -169,6 +169,13 @@ pub struct StoreStats {
     /// Rows whose vectors were mapped from the data directory's vectors file at open instead
     /// of copied out of the log (whole chunks of 16,384 rows; see docs/storage.md).
     pub mapped_rows: u32,
+    /// Rows of the vectors file checked against their log checksums since open (at open, then
+    /// by the background scrub, which has `scrubPending` left); `scrubMismatches` did not
+    /// match (damaged on disk; the first is row `scrubFirstMismatch`): run `repair`.
+    pub scrubbed_rows: u32,
+    pub scrub_pending: u32,
+    pub scrub_mismatches: u32,
+    pub scrub_first_mismatch: Option<u32>,
     /// Rows in the ANN graphs, the graphs' bytes, rows waiting to be indexed, and searches
     /// answered per plan (`exact` / `graph`) since open.
     pub ann_rows: u32,

@@ -10,15 +10,22 @@
 //! interleaved by 4 bytes (the layout the multi-query kernels want), so one row's 384 bytes
 //! are spread over 96 cache lines; a traversal reads rows in no order, and here a node's
 //! code is 6 consecutive cache lines. It costs 392 bytes a node in RAM (on top of the ~190 of
-//! links) and is never written to disk: a graph loaded at open encodes its nodes again from
-//! the rows ([`NodeCodes::encode_all`]).
+//! links) and is never written to disk: a graph loaded at open serves at once, traversing on
+//! the f32 rows, and the writer encodes its nodes again from the rows when it is first idle
+//! ([`encode_restored`]) — ~0.4 s of both cores at 1M rows that no longer delays the first
+//! query (persisting them instead would add 392 MB per million rows to the directory and a
+//! read of them to every open).
 //!
 //! Only where the CPU has the int8 kernel (AVX-512 VNNI: [`crate::search::q8::kernel`]);
 //! elsewhere, or with `MEMORY_SERVER_ANN_Q8=off`, the graph traverses in f32 as before.
 
+use parking_lot::RwLock;
 use rayon::prelude::*;
 
+use super::hnsw::Hnsw;
+use super::AnnSet;
 use crate::search::q8::{self, DotPairQ8};
+use crate::store::state::State;
 
 /// `off` makes the graph traverse on the f32 rows (read once; for comparisons in benchmarks).
 pub const ANN_Q8_ENV_VAR: &str = "MEMORY_SERVER_ANN_Q8";
@@ -118,4 +125,38 @@ impl NodeCodes {
         let raw = dot(&q.codes, &self.codes[n * self.dpad..(n + 1) * self.dpad]);
         q.scale * self.scale[n] * (raw - self.corr[n]) as f32
     }
+}
+
+/// A graph just decoded from its file: it has no codes yet, so it traverses on the f32 rows
+/// and its new nodes get no code, until [`encode_restored`] gives every node its code.
+pub(super) fn defer_codes(g: &mut Hnsw) {
+    g.codes = None;
+}
+
+/// Nodes whose codes are still to be encoded after open (0 where graphs traverse in f32).
+pub(super) fn nodes_without_codes(g: &Hnsw) -> usize {
+    if kernel().is_some() && g.codes.is_none() {
+        g.len()
+    } else {
+        0
+    }
+}
+
+/// The writer's idle work after open: encode the codes of one graph restored without them
+/// ([`defer_codes`]), on every core, holding only read locks while encoding (searches go on
+/// meanwhile, in f32); true if there was one. Only the writer changes the graphs, so the
+/// graph is the same when the codes are put in.
+pub fn encode_restored(st: &State, ann: &RwLock<AnnSet>) -> bool {
+    let (slot, codes) = {
+        let set = ann.read();
+        let Some((slot, g)) = set.graphs.iter().enumerate().find_map(|(i, g)| g.as_ref().filter(|g| nodes_without_codes(&g.graph) > 0).map(|g| (i, g))) else { return false };
+        (slot, NodeCodes::encode_all(&g.graph.rows, |r| st.vectors.row(r as usize)))
+    };
+    let mut set = ann.write();
+    if let Some(g) = set.graphs.get_mut(slot).and_then(|g| g.as_mut()) {
+        if g.graph.codes.is_none() && codes.len() == g.graph.len() {
+            g.graph.codes = Some(codes);
+        }
+    }
+    true
 }

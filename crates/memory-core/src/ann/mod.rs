@@ -126,13 +126,14 @@ impl AnnSet {
         self.graphs.iter().flatten().map(|g| g.graph.bytes()).sum()
     }
 
-    /// Rows not covered yet, over every namespace that has a graph or should have one.
+    /// Rows not covered yet, over every namespace that has a graph or should have one, and
+    /// nodes of a graph loaded at open whose int8 codes are still to be encoded.
     pub fn pending(&self, st: &State) -> usize {
         st.namespaces
             .iter()
             .enumerate()
             .map(|(i, ns)| match self.graph(i as u32) {
-                Some(g) => ns.rows.len() - g.covered,
+                Some(g) => ns.rows.len() - g.covered + codes::nodes_without_codes(&g.graph),
                 None if ns.live >= self.min_rows => ns.rows.len(),
                 None => 0,
             })

@@ -5,7 +5,8 @@
 //! store closes, read while the log replays (on another core) and taken only if it was
 //! written by this format for this generation, with the same graph parameters, and for the
 //! same first rows as the log gives now (a digest of their sequence numbers, namespaces and
-//! first vector components; re-embedded vectors change it). Rows after those (a later run
+//! the crc32c of each vector that its put records in the log — so the check reads no vector;
+//! re-embedded vectors change it). Rows after those (a later run
 //! that crashed) are indexed by the writer as after any open; rows deleted since stay
 //! waypoints like any dead row. Anything else — no file, torn, truncated, another
 //! generation, a digest or a namespace that differs, a link out of range — and the graphs
@@ -36,8 +37,9 @@ use crate::store::derived_file;
 use crate::store::state::State;
 
 const MAGIC: &[u8; 8] = b"MSANNIDX";
-/// Bumped when the layout changes: a file of another format is rebuilt, not read.
-pub const FORMAT: u32 = 1;
+/// Bumped when the layout changes: a file of another format is rebuilt, not read. (2: the row
+/// digest takes each vector's crc32c instead of its first two components.)
+pub const FORMAT: u32 = 2;
 const HEADER_LEN: usize = 48;
 /// Files are `ann-<gen>.idx`.
 const PREFIX: &str = "ann";
@@ -47,13 +49,11 @@ pub fn file_name(gen: u64) -> String {
 }
 
 /// Identifies the first `rows` rows of a state: sequence numbers (unique within a
-/// generation), namespaces and the first two components of each vector.
-fn row_digest(st: &State, rows: usize) -> u64 {
-    derived_file::row_digest(rows, |r| {
-        let v = st.vectors.row(r);
-        let bits = |i: usize| v.get(i).map_or(0, |x| x.to_bits()) as u64;
-        [st.rows[r].seq, st.ns_col[r] as u64, bits(0) << 32 | bits(1)]
-    })
+/// generation), namespaces and each vector's crc32c (`crcs`, row by row, as the log's puts
+/// record them). Reading the vectors instead would fault in every page of the vectors file's
+/// mapping at open (1.5 GB per million rows of 384 dims) before the first query.
+fn row_digest(st: &State, crcs: &[u32], rows: usize) -> u64 {
+    derived_file::row_digest(rows, |r| [st.rows[r].seq, u64::from(st.ns_col[r]), u64::from(crcs[r])])
 }
 
 fn put_u32s(out: &mut Vec<u8>, xs: &[u32]) {
@@ -93,11 +93,12 @@ fn encode_graph(out: &mut Vec<u8>, name: &str, g: &NsGraph) {
 }
 
 /// Write the graphs of `ann` as generation `gen`'s file in `dir` (a temporary file renamed
-/// over the old one), and remove other generations' files; with no graph, no file. Not
-/// fsynced: a file torn by a crash fails its checksum and the next open rebuilds.
-pub fn save(dir: &Path, gen: u64, st: &State, ann: &AnnSet) -> Result<()> {
+/// over the old one), and remove other generations' files; with no graph (or without every
+/// row's crc32c in `crcs` to tie it to the rows), no file. Not fsynced: a file torn by a
+/// crash fails its checksum and the next open rebuilds.
+pub fn save(dir: &Path, gen: u64, st: &State, ann: &AnnSet, crcs: &[u32]) -> Result<()> {
     let path = dir.join(file_name(gen));
-    if ann.graphs.iter().all(|g| g.is_none()) {
+    if ann.graphs.iter().all(|g| g.is_none()) || crcs.len() < st.len() {
         let _ = std::fs::remove_file(&path);
         return Ok(());
     }
@@ -116,7 +117,7 @@ pub fn save(dir: &Path, gen: u64, st: &State, ann: &AnnSet) -> Result<()> {
     head.extend_from_slice(&FORMAT.to_le_bytes());
     head.extend_from_slice(&gen.to_le_bytes());
     head.extend_from_slice(&(st.len() as u64).to_le_bytes());
-    head.extend_from_slice(&row_digest(st, st.len()).to_le_bytes());
+    head.extend_from_slice(&row_digest(st, crcs, st.len()).to_le_bytes());
     head.extend_from_slice(&(body.len() as u64).to_le_bytes());
     head.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
     debug_assert_eq!(head.len(), HEADER_LEN);
@@ -142,12 +143,12 @@ pub fn read(dir: &Path, gen: u64) -> Option<Persisted> {
     decode(&bytes, gen)
 }
 
-/// Give `ann` the persisted graphs if they belong to `st` (see the module comment).
-/// Returns whether they were taken.
-pub fn restore(p: Option<Persisted>, st: &State, ann: &mut AnnSet) -> bool {
+/// Give `ann` the persisted graphs if they belong to `st`, whose rows' vectors have the
+/// crc32c `crcs` (see the module comment). Returns whether they were taken.
+pub fn restore(p: Option<Persisted>, st: &State, crcs: &[u32], ann: &mut AnnSet) -> bool {
     let Some(p) = p else { return false };
     let (a, b) = (p.params, ann.params);
-    if (a.m, a.m0, a.ef_construction) != (b.m, b.m0, b.ef_construction) || p.rows > st.len() || p.graphs.len() > st.namespaces.len() || row_digest(st, p.rows) != p.digest {
+    if (a.m, a.m0, a.ef_construction) != (b.m, b.m0, b.ef_construction) || p.rows > st.len() || p.rows > crcs.len() || p.graphs.len() > st.namespaces.len() || row_digest(st, crcs, p.rows) != p.digest {
         return false;
     }
     let ns_ok = p.graphs.iter().enumerate().all(|(i, g)| g.as_ref().is_none_or(|(name, g)| st.namespaces[i].name == *name && g.covered <= st.namespaces[i].rows.len() && g.graph.rows.iter().all(|&r| (r as usize) < p.rows && st.ns_col[r as usize] == i as u32)));
@@ -155,8 +156,9 @@ pub fn restore(p: Option<Persisted>, st: &State, ann: &mut AnnSet) -> bool {
         return false;
     }
     ann.graphs = p.graphs.into_iter().map(|g| g.map(|(_, g)| g)).collect();
-    // The int8 codes the traversal scores with are not in the file: encoded from the rows.
-    ann.graphs.iter_mut().flatten().for_each(|g| g.graph.encode_nodes(&st.vectors));
+    // The int8 codes the traversal scores with are not in the file: the writer encodes them
+    // from the rows once idle (`codes::encode_restored`); until then traversals score in f32.
+    ann.graphs.iter_mut().flatten().for_each(|g| super::codes::defer_codes(&mut g.graph));
     true
 }
 

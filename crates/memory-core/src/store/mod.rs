@@ -18,6 +18,7 @@
 //! | `types` | options, inputs, outcomes, memories |
 //! | `validate` | input checks on the caller's thread (metadata parsed once, there) |
 //! | `open`, `replay`, `dirlock` | opening a directory: lock, identity, log replay, threads |
+//! | `verified`, `scrub` | the rows a clean close vouched for, checked after open by a background scrub |
 //! | `writer/` | the writer thread; `writer/put` put groups, `writer/compact` compaction, `writer/expiry` the expiry sweep |
 //! | `searcher` | the searcher thread: batched single-query searches |
 //! | `reads` | reads under the state's shared lock |
@@ -44,6 +45,7 @@ mod reads;
 mod repair;
 mod replay;
 pub mod scan;
+mod scrub;
 mod searcher;
 mod shared;
 pub mod state;
@@ -52,6 +54,7 @@ mod types;
 mod validate;
 mod vecfile;
 mod vectors;
+mod verified;
 mod writer;
 
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Opening a data directory: its lock ([`super::dirlock`]), its identity (`store.json`: dims and embedder), the
 //! current log replayed into a fresh state ([`super::replay`]), leftovers of interrupted
-//! compactions removed, and the writer and searcher threads started.
+//! compactions removed, and the writer, searcher and scrub threads started.
 
 use std::fs::File;
 use std::path::Path;
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::log::{self, Header, ScanEnd};
 use super::logfile::{self, LogImage, LogWriter};
 use super::replay::replay;
+use super::scrub::{self, ScrubProgress};
 use super::searcher::{self, SearchJob};
 use super::shared::{Q8Shared, Shared};
 use super::state::State;
@@ -20,6 +21,7 @@ use super::types::{EmbedderInfo, StoreOptions};
 use super::vecfile::VecFile;
 use super::writer::{Op, Writer};
 use super::dirlock::{self, DirLock};
+use super::verified;
 use super::{TensorStore, META_FILE};
 use crate::error::{Error, Result};
 use crate::ann::{persist as ann_persist, AnnSet, HnswParams};
@@ -36,6 +38,8 @@ pub(super) struct MetaFile {
 
 /// Open (or create) the store in `dir`, replaying its log.
 pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
+    let t_open = std::time::Instant::now();
+    let trace = std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some();
     crate::search::init_scan_pool();
     if opts.dims == 0 || opts.dims > 16384 {
         return Err(Error::invalid(format!("dims must be between 1 and 16384, got {}", opts.dims)));
@@ -60,20 +64,34 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
     st.text_on = opts.text_index;
     // The persisted ANN graphs are read and decoded on another core while the log replays,
     // then checked against the replayed rows.
-    let ((log, vec_file), ann_file) = match current {
-        None => (create_log(dir, opts.dims)?, None),
+    let ((log, vec_file, vouched), ann_file) = match current {
+        None => {
+            let (log, vec_file) = create_log(dir, opts.dims)?;
+            ((log, vec_file, 0), None)
+        }
         Some((gen, path)) => {
-            let (reopened, file) = rayon::join(|| reopen_log(dir, gen, &path, opts.dims, &mut st), || ann_persist::read(dir, gen));
-            let (log, vec_file) = reopened?;
+            let read_graphs = || {
+                let t = std::time::Instant::now();
+                let file = ann_persist::read(dir, gen);
+                if trace {
+                    eprintln!("open: ANN graph file read and decoded in {:?}", t.elapsed());
+                }
+                file
+            };
+            let (reopened, file) = rayon::join(|| reopen_log(dir, gen, &path, opts.dims, &mut st), read_graphs);
+            let reopened = reopened?;
             // A converted version-1 directory is a new generation: its graphs are rebuilt.
-            let file = file.filter(|_| log.gen == gen);
-            ((log, vec_file), file)
+            let file = file.filter(|_| reopened.0.gen == gen);
+            (reopened, file)
         }
     };
+    // Rows checked at open, and those left to the scrub (see `store/scrub.rs`).
+    let checked_rows = vec_file.as_ref().map_or(0, |v| v.crcs.len()) - vouched;
     let mut ann = AnnSet::new(HnswParams::default(), opts.ann_min_rows);
-    let restored = ann_persist::restore(ann_file, &st, &mut ann);
-    if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
-        eprintln!("open: ANN graphs {}", if restored { "loaded" } else { "to build" });
+    let t_ann = std::time::Instant::now();
+    let restored = ann_persist::restore(ann_file, &st, vec_file.as_ref().map_or(&[][..], |v| &v.crcs[..]), &mut ann);
+    if trace {
+        eprintln!("open: ANN graphs {} in {:?}", if restored { "loaded" } else { "to build" }, t_ann.elapsed());
     }
     // Record the directory's identity only once the log has been accepted, so a refused
     // open (wrong dims, corruption) does not rewrite it.
@@ -98,8 +116,17 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         closed: AtomicBool::new(false),
         compactions: AtomicU64::new(0),
         last_compaction: Mutex::new(None),
+        scrub: ScrubProgress::new(checked_rows, vouched),
     });
-    start(shared, log, vec_file, lock)
+    let to_scrub = vec_file.as_ref().map(|v| (v.path.clone(), v.crcs[..vouched].to_vec()));
+    let mut store = start(shared, log, vec_file, lock)?;
+    if let Some((path, crcs)) = to_scrub {
+        store.threads.get_mut().extend(scrub::spawn(store.shared.clone(), path, crcs));
+    }
+    if trace {
+        eprintln!("open: done in {:?}", t_open.elapsed());
+    }
+    Ok(store)
 }
 
 /// A directory without a log may only be new: if it holds a store's other files (its
@@ -175,8 +202,10 @@ fn create_log(dir: &Path, dims: usize) -> Result<(LogWriter, Option<VecFile>)> {
 }
 
 /// Replay the current log (generation `gen`) into `st` and open it for appending after its
-/// last valid record; refuses a log with corruption before its tail.
-fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) -> Result<(LogWriter, Option<VecFile>)> {
+/// last valid record; refuses a log with corruption before its tail. Also returns the
+/// vectors file (its rows' crcs known) and how many of its leading rows the verified file
+/// vouched for (not checked yet: the scrub's).
+fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) -> Result<(LogWriter, Option<VecFile>, usize)> {
     let mut bytes = LogImage::open(path)?;
     if gen == 1 && bytes.len() < log::HEADER_LEN {
         // A crash while the very first log was being created: it holds no records (the
@@ -199,8 +228,10 @@ fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) ->
     // The persisted text index is read and checked on another core while the log replays.
     let load_text = st.text_on && !inline;
     let t0 = std::time::Instant::now();
-    let (replayed, text_file) = rayon::join(|| replay(&bytes, &file, st, vf.as_ref().map(|(v, rows)| (&v.file, *rows))), || load_text.then(|| text_persist::load(dir, gen)).flatten());
-    let sc = replayed?;
+    let vouched_for = |crcs: &[u32]| verified::rows_vouched_for(dir, gen, crcs);
+    let (replayed, text_file) = rayon::join(|| replay(&bytes, &file, st, vf.as_ref().map(|(v, rows)| (&v.file, *rows)), &vouched_for), || load_text.then(|| text_persist::load(dir, gen)).flatten());
+    let replayed = replayed?;
+    let sc = replayed.scan;
     if let ScanEnd::Corrupt { offset, reason } = sc.end {
         return Err(Error::Corrupt { file: format!("{file} (run `memory-server repair` to keep the records before it)"), offset, reason });
     }
@@ -214,7 +245,7 @@ fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) ->
         if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
             eprintln!("open: version-1 log converted to generation {} in {:?}", log.gen, t0.elapsed());
         }
-        return Ok((log, Some(vec_file)));
+        return Ok((log, Some(vec_file), 0));
     }
     let how = text_persist::restore_or_build(text_file, st);
     if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
@@ -225,9 +256,10 @@ fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) ->
         None => VecFile::open(dir, gen, dims, false)?,
     };
     vec_file.rows = st.vectors.len();
+    vec_file.crcs = replayed.crcs;
     drop(bytes);
     remove_other_generations(dir, gen);
-    Ok((LogWriter::open_append(path.to_path_buf(), gen, sc.valid_len)?, Some(vec_file)))
+    Ok((LogWriter::open_append(path.to_path_buf(), gen, sc.valid_len)?, Some(vec_file), replayed.vouched))
 }
 
 /// Remove older logs and other generations' vectors files left behind by a crash around a
@@ -243,6 +275,7 @@ fn remove_other_generations(dir: &Path, gen: u64) {
     }
     text_persist::remove_other_generations(dir, gen);
     ann_persist::remove_other_generations(dir, gen);
+    verified::remove_other_generations(dir, gen);
 }
 
 pub(super) fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {

@@ -83,6 +83,8 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
     }
     // Never rewrite files under a running store.
     let _lock = dirlock::lock(dir, "; stop it before repair")?;
+    // Repair rewrites the files: the next open checks every row again.
+    super::verified::remove_all(dir);
     let Some((gen, path)) = find_current(dir)? else {
         return Err(Error::NotFound(format!("no log file (wal-*.log) in {}", dir.display())));
     };

@@ -7,10 +7,12 @@
 //! valid prefix is applied.
 //!
 //! The vectors of a version-2 log are rows of the vectors file, mapped (whole chunks) or read
-//! (the last partial chunk) and checked against the crc32c each put records. Rows that do not
-//! match from some put to the very end of the log (none matching after it) are the trace of
-//! a crash before both files reached the disk: the log is cut before that put, as a torn
-//! tail. A mismatch followed by rows that match is corruption, for `repair`.
+//! (the last partial chunk) and checked against the crc32c each put records — all of them, or
+//! only those after the rows `verified-<gen>.idx` vouches for ([`super::verified`]: written at
+//! a clean close), which the background scrub checks after open ([`super::scrub`]). Rows that
+//! do not match from some put to the very end of the log (none matching after it) are the
+//! trace of a crash before both files reached the disk: the log is cut before that put, as a
+//! torn tail. A mismatch followed by rows that match is corruption, for `repair`.
 
 use std::fs::File;
 use std::time::Instant;
@@ -31,14 +33,24 @@ const TORN_ROWS_MAX: usize = 8192;
 /// A verified record and, for a put, its parsed metadata; `None` where verification failed.
 type Decoded<'a> = Option<(RecordRef<'a>, ParsedMetadata)>;
 
+/// What [`replay`] gives back.
+pub(super) struct Replayed {
+    pub scan: log::Scan,
+    /// The crc32c each applied put records for its row, in row order (empty for a version-1 log).
+    pub crcs: Vec<u32>,
+    /// Leading rows not checked here because the verified file vouched for them: the scrub's.
+    pub vouched: usize,
+}
+
 /// Replay a log image into `st` (empty).
 ///
 /// `vec_file` is the vectors file of this generation and how many rows it holds (a
 /// version-2 log with puts needs it: its rows are the puts' vectors; without it open is
 /// refused, never started with the memories cut off). Returns the scan, whose end is a
 /// torn tail or corruption when the vectors file does not hold the puts' rows (see the
-/// module documentation).
-pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<(&File, usize)>) -> Result<log::Scan> {
+/// module documentation). `vouched_for(crcs)`: how many leading rows the verified file
+/// vouches for, given the puts' checksums.
+pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<(&File, usize)>, vouched_for: &dyn Fn(&[u32]) -> usize) -> Result<Replayed> {
     let header = Header::decode(bytes, file)?;
     let inline = header.version == log::VERSION_INLINE;
     let dims = header.dims as usize;
@@ -79,6 +91,7 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
     }
     let mut arena = Vectors::new(dims);
     let mut crcs = Vec::new();
+    let mut vouched = 0;
     if inline {
         // Version 1: the vectors are in the log (this log is converted right after).
         let vectors: Vec<(u32, &[u8])> = put_vectors(&decoded[..limit]).enumerate().map(|(k, v)| (k as u32, if let PutVector::Inline(b) = v { b } else { unreachable!() })).collect();
@@ -88,7 +101,11 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
     } else {
         crcs = put_vectors(&decoded[..limit]).map(|v| if let PutVector::Row { crc, .. } = v { crc } else { unreachable!() }).collect();
         match vec_file {
-            Some((f, file_rows)) => arena.load_file(f, file_rows.min(crcs.len()), crcs.len()),
+            Some((f, file_rows)) => {
+                // Rows the file lacks (read as zeros) are checked whatever it vouches for.
+                vouched = vouched_for(&crcs).min(file_rows);
+                arena.load_file(f, file_rows.min(crcs.len()), crcs.len());
+            }
             None if crcs.is_empty() => {}
             None => {
                 return Err(Error::Corrupt {
@@ -113,9 +130,16 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
             r
         },
         || {
-            let bad = arena.rows_not_matching(&crcs);
+            let bad = arena.rows_not_matching(&crcs, vouched);
             if trace {
-                eprintln!("replay: {} vector rows checked at {:?} ({} mapped, {} not matching)", crcs.len(), t0.elapsed(), arena.mapped_rows(), bad.len());
+                eprintln!(
+                    "replay: {} vector rows checked at {:?} ({} vouched for by the verified file, left to the scrub; {} mapped, {} not matching)",
+                    crcs.len() - vouched,
+                    t0.elapsed(),
+                    vouched,
+                    arena.mapped_rows(),
+                    bad.len()
+                );
             }
             bad
         },
@@ -130,13 +154,13 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
             *st = State::new(dims);
             st.text_on = text_on;
             drop(arena);
-            let mut sc = replay(&bytes[..offset], file, st, vec_file)?;
-            sc.end = ScanEnd::Torn { offset: offset as u64, reason: format!("vector rows {first}.. not in the vectors file (a crash before it reached the disk)") };
-            sc.valid_len = offset as u64;
-            return Ok(sc);
+            let mut r = replay(&bytes[..offset], file, st, vec_file, vouched_for)?;
+            r.scan.end = ScanEnd::Torn { offset: offset as u64, reason: format!("vector rows {first}.. not in the vectors file (a crash before it reached the disk)") };
+            r.scan.valid_len = offset as u64;
+            return Ok(r);
         }
         sc.end = ScanEnd::Corrupt { offset: offset as u64, reason: format!("vector row {first} of the vectors file does not match its checksum") };
-        return Ok(sc);
+        return Ok(Replayed { scan: sc, crcs, vouched });
     }
     // Checking read every mapped row: give them back to the page cache.
     arena.release_mapped(arena.mapped_rows());
@@ -146,7 +170,7 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
     if trace {
         eprintln!("replay: sig index in {:?}", t0.elapsed());
     }
-    Ok(sc)
+    Ok(Replayed { scan: sc, crcs, vouched })
 }
 
 /// The vectors of the puts among `decoded`, in order (every put adds exactly one row, in

@@ -52,6 +52,8 @@ pub(super) struct Shared {
     pub closed: AtomicBool,
     pub compactions: AtomicU64,
     pub last_compaction: Mutex<Option<CompactReport>>,
+    /// The vectors file's rows checked against the log since open ([`super::scrub`]).
+    pub scrub: super::scrub::ScrubProgress,
 }
 
 /// Int8 codes of a prefix of the state's rows (`rows.len() <= state.len()`), for the exact

@@ -207,6 +207,15 @@ pub struct StoreStats {
     /// Rows whose vectors were mapped from the vectors file at open rather than copied out of
     /// the log (whole chunks of 16,384 rows; see docs/storage.md).
     pub mapped_rows: usize,
+    /// The vectors file's rows checked against the checksums their puts recorded since open:
+    /// at open those a clean close did not vouch for, then the others by the background
+    /// scrub (`scrub_pending` left). `scrub_mismatches` rows did not match, the first being
+    /// `scrub_first_mismatch`: damaged on disk, reported on stderr; run `repair` (see
+    /// docs/storage.md, "Opening").
+    pub scrubbed_rows: usize,
+    pub scrub_pending: usize,
+    pub scrub_mismatches: usize,
+    pub scrub_first_mismatch: Option<usize>,
     /// Rows in the namespaces' ANN graphs, bytes the graphs hold, rows waiting to be indexed
     /// (after open the writer rebuilds the graphs while idle) and searches per plan so far.
     pub ann_rows: usize,

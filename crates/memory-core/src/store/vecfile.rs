@@ -4,8 +4,10 @@
 //! row's place and the crc32c of its bytes, not the floats (`store/log.rs`). A put group
 //! writes its rows here before its records go to the log, and both files are fsynced before
 //! anything is acknowledged (`writer::commit`). At open its whole chunks are mapped from the
-//! page cache instead of copied, and every row is checked against its put's crc
-//! (`store/replay.rs`). It is never shortened while open: rows past the log's puts (a crash
+//! page cache instead of copied, and its rows are checked against their puts' crcs
+//! (`store/replay.rs`; the rows `verified-<gen>.idx` vouches for by the background scrub,
+//! `store/scrub.rs`). The file keeps every row's crc in memory so that a clean close can
+//! write that record ([`VecFile::save_verified`]). It is never shortened while open: rows past the log's puts (a crash
 //! between the two writes) are overwritten by the next puts. Compaction writes the next
 //! generation's file beside its log.
 //!
@@ -40,9 +42,13 @@ fn write_at(file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
 pub(super) struct VecFile {
     pub file: File,
     pub path: PathBuf,
+    gen: u64,
     dims: usize,
     /// Leading rows the file holds (every row of the state once a group is written).
     pub rows: usize,
+    /// The crc32c of each row written or checked, in row order (from the log's puts at open,
+    /// computed from the bytes as rows are written): 4 bytes a row, for the verified file.
+    pub crcs: Vec<u32>,
     /// Rows of the file the arena had adopted at the last [`VecFile::adopt`].
     adopted: usize,
     /// Every mapped chunk should be released from the resident set at the next
@@ -63,7 +69,7 @@ impl VecFile {
         let path = dir.join(logfile::vectors_name(gen));
         let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(&path).map_err(|e| Error::io(&path, e))?;
         let rows = file.metadata().map_err(|e| Error::io(&path, e))?.len() as usize / (dims * 4).max(1);
-        Ok((VecFile { file, path, dims, rows: 0, adopted: 0, release_pending: !truncate }, rows))
+        Ok((VecFile { file, path, gen, dims, rows: 0, crcs: Vec::new(), adopted: 0, release_pending: !truncate }, rows))
     }
 
     /// Write `vectors` as rows `first..` (page cache only; [`VecFile::sync`] makes them
@@ -79,7 +85,24 @@ impl VecFile {
         }
         write_at(&self.file, &bytes, (first * self.dims * 4) as u64).map_err(|e| Error::io(&self.path, e))?;
         self.rows = first + n;
+        self.note_crcs(first, &bytes);
         Ok(())
+    }
+
+    /// Record the crcs of rows `first..` written from `bytes`. A row with no crc known
+    /// (a gap, never expected) gets 0: the verified file's digest then differs from the log's
+    /// and the next open checks every row, as without the file.
+    fn note_crcs(&mut self, first: usize, bytes: &[u8]) {
+        self.crcs.resize(first, 0);
+        self.crcs.extend(bytes.chunks_exact(self.dims * 4).map(crc32c::crc32c));
+    }
+
+    /// After a clean close (the rows synced): write `verified-<gen>.idx` for every row the
+    /// file holds, so the next open checks only the rows written after them
+    /// (`store/verified.rs`). Not when a scrub found a row not matching.
+    pub fn save_verified(&self, dir: &Path) {
+        let rows = self.rows.min(self.crcs.len());
+        super::verified::save(dir, self.gen, &self.crcs[..rows]);
     }
 
     /// Make the rows written durable (`fdatasync`).
@@ -121,6 +144,7 @@ impl VecFile {
                 *slot = None;
                 return true;
             }
+            v.note_crcs(off as usize / (st.dims * 4), part);
             off += part.len() as u64;
         }
         v.rows = end;

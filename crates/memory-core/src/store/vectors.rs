@@ -292,11 +292,11 @@ impl Vectors {
         self.len = len;
     }
 
-    /// The rows `k` (ascending) whose bytes do not have crc32c `crcs[k]`, checked on all
-    /// cores; rows `crcs.len()..` are not looked at.
-    pub fn rows_not_matching(&self, crcs: &[u32]) -> Vec<usize> {
+    /// The rows `k` (ascending, from `from`) whose bytes do not have crc32c `crcs[k]`,
+    /// checked on all cores; rows before `from` and from `crcs.len()` on are not looked at.
+    pub fn rows_not_matching(&self, crcs: &[u32], from: usize) -> Vec<usize> {
         use rayon::prelude::*;
-        (0..crcs.len().min(self.len))
+        (from..crcs.len().min(self.len))
             .into_par_iter()
             .with_min_len(1024)
             .filter(|&k| {

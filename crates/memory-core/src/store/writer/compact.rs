@@ -247,6 +247,9 @@ impl Writer {
 /// `tmp` and vectors file of generation `gen` (both fsynced) and a new state.
 fn write_generation(shared: &Shared, tmp: &Path, gen: u64, rows: usize, cancel: &AtomicBool) -> Result<Prepared> {
     let dims = shared.dims;
+    // The rows are copied from memory under new checksums: not before the scrub has checked
+    // them against the old ones (`store/scrub.rs`).
+    shared.scrub.wait_sound(cancel, &shared.dir.join(logfile::vectors_name(gen - 1)).display().to_string())?;
     let mut file = logfile::create(tmp, Header { version: log::VERSION, dims: dims as u32, gen, high_water: 0 })?;
     let (mut vec_file, _) = VecFile::open(&shared.dir, gen, dims, true)?;
     let mut state = State::new(dims);

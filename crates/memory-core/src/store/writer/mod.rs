@@ -150,19 +150,28 @@ impl Writer {
         self.shutdown();
     }
 
-    /// Closing: a running compaction is abandoned, expiry watchers are told, and the text
-    /// index and the ANN graphs are written beside the log so the next open loads them
-    /// instead of rebuilding them (`text::persist`, `ann::persist`; if that fails, the next
-    /// open rebuilds).
+    /// Closing: a running compaction is abandoned, expiry watchers are told, the scrub
+    /// stopped, and the text index and the ANN graphs are written beside the log so the next
+    /// open loads them instead of rebuilding them (`text::persist`, `ann::persist`; if that
+    /// fails, the next open rebuilds), then the verified file once every row is synced.
     fn shutdown(&mut self) {
         let closed = Error::Unavailable("the store is closed".into());
         self.abort_compaction(Error::Unavailable("the store is closed".into()));
         self.close_expiry(&closed);
+        self.shared.scrub.stop();
         let st = self.shared.state.read();
         let _ = crate::text::persist::save(&self.shared.dir, self.log.gen, &st);
-        let _ = crate::ann::persist::save(&self.shared.dir, self.log.gen, &st, &self.shared.ann.read());
+        let crcs = self.vec_file.as_ref().map_or(&[][..], |v| &v.crcs[..]);
+        let _ = crate::ann::persist::save(&self.shared.dir, self.log.gen, &st, &self.shared.ann.read(), crcs);
+        drop(st);
         // A cleanly closed log ends with its last record (see `LogWriter`).
         let _ = self.log.trim();
+        // Every row synced: the next open need not check them before answering.
+        if self.sync_now().is_ok() && self.shared.scrub.mismatches() == 0 {
+            if let Some(v) = &self.vec_file {
+                v.save_verified(&self.shared.dir);
+            }
+        }
     }
 
     /// Background work between operations: the switch of a finished compaction, an expiry
@@ -209,7 +218,8 @@ impl Writer {
 
     /// With idle work to do: a queued operation, else one slice of the work.
     ///
-    /// Idle time codes the rows that have no int8 codes yet and appends rows to the vectors
+    /// Idle time encodes the int8 codes of a graph loaded at open, codes the rows that have
+    /// no int8 codes yet and appends rows to the vectors
     /// file, a slice at a time, so a new operation waits for one slice at most. The int8
     /// codes are needed by the next put group anyway; the vectors file only after a quiet
     /// moment ([`VEC_FILE_QUIET`] without an operation), so a writer kept busy by concurrent
@@ -228,6 +238,9 @@ impl Writer {
             }
         }
         let st = self.shared.state.read();
+        if crate::ann::codes::encode_restored(&st, &self.shared.ann) {
+            return Next::Again;
+        }
         if self.shared.q8.as_ref().is_some_and(|q8| !q8.catch_up(&st, Q8_CATCH_UP_ROWS)) {
             return Next::Again;
         }
