@@ -31,7 +31,7 @@ fn bench_data(start: usize, n: usize, total: usize, dims: usize, seed: u64) -> V
     let cs_rows: usize = std::env::var("FILTER_DIAG_CS").map_or(500, |v| v.parse().unwrap());
     let c = (total / cs_rows).max(10);
     let mut s = 0x1234_5678_9abc_def1u64;
-    let mut rnd = |s: &mut u64| {
+    let rnd = |s: &mut u64| {
         *s ^= *s << 13;
         *s ^= *s >> 7;
         *s ^= *s << 17;

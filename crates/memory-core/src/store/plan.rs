@@ -120,7 +120,7 @@ pub(super) fn choose(st: &State, ann: &AnnSet, p: &ScanParams, exact: bool) -> P
             return Plan { filter_candidates: cand, ..plan(PlanKind::Exact, "selective filter") };
         }
     }
-    if !p.filter.is_some_and(|f| !f.is_empty()) {
+    if p.filter.is_none_or(|f| f.is_empty()) {
         return Plan { kind: PlanKind::Graph, reason: "graph", filter_candidates: None, ef: ANN_EF.max(p.k), scored: 0 };
     }
     let ef = filtered_ef(p.k, live, cand.map(|c| c as usize));
