@@ -316,3 +316,7 @@ impl Hnsw {
         (out, Traversal { visited: visited + 1 })
     }
 }
+
+#[cfg(test)]
+#[path = "filter_diag.rs"]
+mod filter_diag;
