@@ -54,9 +54,4 @@ impl IdMap {
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
-
-    /// Heap bytes of the table (its buckets and control bytes).
-    pub fn heap_len(&self) -> usize {
-        self.table.allocation_size()
-    }
 }

@@ -145,11 +145,6 @@ impl Row {
         let assoc: Vec<Assoc<'_>> = self.associations().collect();
         Row::new(self.seq, self.id(), self.text(), metadata, packed, &assoc)
     }
-
-    /// Heap bytes of the row's data (malloc's rounding aside).
-    pub fn heap_len(&self) -> usize {
-        self.data.len()
-    }
 }
 
 #[cfg(test)]
