@@ -1,8 +1,8 @@
 //! Where a store's in-memory rows spend their heap, per structure, and how fast the filter's
 //! per-row check runs over them.
 //!
-//! `cargo run --release --features bench --example row_footprint_bench -- [rows]` (default
-//! 100000). Rows shaped like `pnpm bench scale`'s (id `m123456`, text `memory 123456`,
+//! `cargo run --profile test --features bench -p memory-core --example row_footprint_bench --
+//! [rows]` (default 100000; `--release` works too, with a long LTO build). Rows shaped like `pnpm bench scale`'s (id `m123456`, text `memory 123456`,
 //! metadata `{"tag":…,"group":…}`, clustered 384-dim vectors so associations form) are
 //! stored through the real put path (significance and associations computed by the
 //! writer), read back with `export`, and applied to a fresh `State` as replay would. A
