@@ -68,8 +68,10 @@ use crate::error::Result;
 mod compile;
 mod eval;
 mod index;
+pub mod packed;
 
-pub use index::{index_entries, Candidates, IndexKey, PostingIndex};
+pub use index::{index_entries, index_entries_packed, Candidates, IndexKey, PostingIndex};
+pub use packed::{pack, packed, Obj};
 
 /// Maximum number of conditions (plain equalities, field operators and sub-filters) in one filter.
 pub const MAX_CONDITIONS: usize = 64;
@@ -151,8 +153,14 @@ impl Filter {
         Ok(Filter { root, size })
     }
 
-    /// Whether `metadata` satisfies the filter.
+    /// Whether `metadata` satisfies the filter (packs it first: the store keeps metadata
+    /// packed and calls [`Filter::matches_packed`]).
     pub fn matches(&self, metadata: &Map<String, Value>) -> bool {
+        self.matches_packed(Obj::new(&packed(metadata)))
+    }
+
+    /// Whether a packed metadata object satisfies the filter.
+    pub fn matches_packed(&self, metadata: Obj<'_>) -> bool {
         self.root.iter().all(|n| eval::node(n, metadata))
     }
 
@@ -199,3 +207,5 @@ mod tests;
 mod tests_logic;
 #[cfg(test)]
 mod tests_plan;
+#[cfg(test)]
+mod tests_packed;

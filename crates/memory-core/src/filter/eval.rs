@@ -1,9 +1,11 @@
-//! Per-row evaluation of a compiled filter against one metadata object.
+//! Per-row evaluation of a compiled filter against one metadata object, read in place in
+//! its packed form ([`super::packed`]).
 
 use std::cmp::Ordering;
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
+use super::packed::{Arr, Obj, Val};
 use super::{Bound, CmpOp, Cond, Node, Op};
 
 impl CmpOp {
@@ -18,7 +20,7 @@ impl CmpOp {
 }
 
 /// Whether `metadata` satisfies `n`.
-pub(super) fn node(n: &Node, metadata: &Map<String, Value>) -> bool {
+pub(super) fn node(n: &Node, metadata: Obj<'_>) -> bool {
     match n {
         Node::Cond(c) => op(&c.op, lookup(metadata, c)),
         Node::And(children) => children.iter().all(|c| node(c, metadata)),
@@ -28,7 +30,7 @@ pub(super) fn node(n: &Node, metadata: &Map<String, Value>) -> bool {
 }
 
 /// Resolve a condition's path: literal top-level key first, then the dotted walk through objects.
-pub(super) fn lookup<'a>(m: &'a Map<String, Value>, c: &Cond) -> Option<&'a Value> {
+pub(super) fn lookup<'a>(m: Obj<'a>, c: &Cond) -> Option<Val<'a>> {
     if let Some(v) = m.get(&c.path) {
         return Some(v);
     }
@@ -37,43 +39,43 @@ pub(super) fn lookup<'a>(m: &'a Map<String, Value>, c: &Cond) -> Option<&'a Valu
     }
     let mut cur = m.get(&c.segments[0])?;
     for seg in &c.segments[1..] {
-        cur = cur.as_object()?.get(seg)?;
+        cur = cur.as_obj()?.get(seg)?;
     }
     Some(cur)
 }
 
-fn op(op: &Op, v: Option<&Value>) -> bool {
+fn op(op: &Op, v: Option<Val<'_>>) -> bool {
     match op {
         Op::Eq(want) => v.is_some_and(|x| eq_or_contains(x, want)),
         Op::Ne(want) => !v.is_some_and(|x| eq_or_contains(x, want)),
         Op::In(list) => v.is_some_and(|x| list.iter().any(|w| eq_or_contains(x, w))),
         Op::Nin(list) => !v.is_some_and(|x| list.iter().any(|w| eq_or_contains(x, w))),
         Op::Cmp(op, bound) => v.is_some_and(|x| match x {
-            Value::Array(items) => items.iter().any(|e| cmp_holds(*op, bound, e)),
+            Val::Arr(items) => items.iter().any(|e| cmp_holds(*op, bound, e)),
             _ => cmp_holds(*op, bound, x),
         }),
         Op::Exists(b) => v.is_some() == *b,
-        Op::Contains(want) => matches!(v, Some(Value::Array(items)) if array_has(items, want)),
-        Op::All(list) => matches!(v, Some(Value::Array(items)) if list.iter().all(|w| array_has(items, w))),
+        Op::Contains(want) => matches!(v, Some(Val::Arr(items)) if array_has(items, want)),
+        Op::All(list) => matches!(v, Some(Val::Arr(items)) if list.iter().all(|w| array_has(items, w))),
     }
 }
 
-fn array_has(items: &[Value], want: &Value) -> bool {
+fn array_has(items: Arr<'_>, want: &Value) -> bool {
     items.iter().any(|e| json_eq(e, want))
 }
 
-fn cmp_holds(op: CmpOp, bound: &Bound, x: &Value) -> bool {
+fn cmp_holds(op: CmpOp, bound: &Bound, x: Val<'_>) -> bool {
     let ord = match (x, bound) {
-        (Value::Number(a), Bound::Num(b)) => num_cmp(a, b),
-        (Value::String(a), Bound::Str(b)) => Some(a.as_str().cmp(b.as_str())),
+        (Val::Str(a), Bound::Str(b)) => Some(a.cmp(b.as_str())),
+        (_, Bound::Num(b)) => x.number().and_then(|a| num_cmp(&a, b)),
         _ => None,
     };
     ord.is_some_and(|o| op.holds(o))
 }
 
 /// Equality, plus "array contains" when the metadata value is an array.
-fn eq_or_contains(x: &Value, want: &Value) -> bool {
-    json_eq(x, want) || matches!(x, Value::Array(items) if array_has(items, want))
+fn eq_or_contains(x: Val<'_>, want: &Value) -> bool {
+    json_eq(x, want) || matches!(x, Val::Arr(items) if array_has(items, want))
 }
 
 /// The number as an integer, when JSON wrote it as one.
@@ -89,12 +91,16 @@ fn num_cmp(a: &Number, b: &Number) -> Option<Ordering> {
     }
 }
 
-/// Deep JSON equality with numeric number comparison (`1 == 1.0`).
-fn json_eq(a: &Value, b: &Value) -> bool {
+/// Deep JSON equality of a stored value and a filter's, with numeric number comparison
+/// (`1 == 1.0`); objects ignore key order.
+fn json_eq(a: Val<'_>, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => num_cmp(x, y) == Some(Ordering::Equal),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w))),
-        _ => a == b,
+        (Val::Null, Value::Null) => true,
+        (Val::Bool(x), Value::Bool(y)) => x == *y,
+        (Val::Str(x), Value::String(y)) => x == y,
+        (Val::Arr(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
+        (Val::Obj(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w))),
+        (_, Value::Number(y)) => a.number().is_some_and(|x| num_cmp(&x, y) == Some(Ordering::Equal)),
+        _ => false,
     }
 }

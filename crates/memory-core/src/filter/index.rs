@@ -16,6 +16,7 @@ use roaring::RoaringBitmap;
 use serde_json::{Map, Value};
 
 use super::eval::int_of;
+use super::packed::{packed, Obj, Val};
 use super::{Cond, Node, Op, MAX_INDEX_DEPTH};
 
 /// Canonical hashable form of a scalar JSON value for the inverted index. Numbers are normalized
@@ -45,6 +46,21 @@ impl IndexKey {
             Value::Array(_) | Value::Object(_) => None,
         }
     }
+
+    /// The key of a packed scalar, the same as [`IndexKey::of`] of the value it was packed from.
+    pub fn of_packed(v: Val<'_>) -> Option<IndexKey> {
+        match v {
+            Val::Null => Some(IndexKey::Null),
+            Val::Bool(b) => Some(IndexKey::Bool(b)),
+            Val::U64(_) | Val::I64(_) | Val::F64(_) => {
+                let f = v.number()?.as_f64()?;
+                let f = if f == 0.0 { 0.0 } else { f };
+                Some(IndexKey::Num(f.to_bits()))
+            }
+            Val::Str(s) => Some(IndexKey::Str(s.to_string())),
+            Val::Arr(_) | Val::Obj(_) => None,
+        }
+    }
 }
 
 /// Whether rows indexed under the key of scalar `v` are exactly the rows equal to `v`. Integers
@@ -64,10 +80,15 @@ fn exact_key(v: &Value) -> bool {
 /// what a filter path cannot reach: below a key containing a dot, or a nested path spelled like a
 /// top-level key (which the filter reads instead). The result is sorted and deduplicated.
 pub fn index_entries(metadata: &Map<String, Value>) -> Vec<(String, IndexKey)> {
-    fn walk(top: &Map<String, Value>, m: &Map<String, Value>, prefix: &str, depth: usize, out: &mut Vec<(String, IndexKey)>) {
-        for (k, v) in m {
+    index_entries_packed(Obj::new(&packed(metadata)))
+}
+
+/// [`index_entries`] of a packed metadata object (what the store keeps).
+pub fn index_entries_packed(metadata: Obj<'_>) -> Vec<(String, IndexKey)> {
+    fn walk(top: Obj<'_>, m: Obj<'_>, prefix: &str, depth: usize, out: &mut Vec<(String, IndexKey)>) {
+        for (k, v) in m.iter() {
             let path = if prefix.is_empty() {
-                k.clone()
+                k.to_string()
             } else if k.contains('.') {
                 continue; // "a" → "b.c" is not what the path "a.b.c" reads
             } else {
@@ -77,11 +98,11 @@ pub fn index_entries(metadata: &Map<String, Value>) -> Vec<(String, IndexKey)> {
             // entries come from the top level), but what lies below it is still reachable.
             let shadowed = !prefix.is_empty() && top.contains_key(&path);
             match v {
-                Value::Object(inner) if depth < MAX_INDEX_DEPTH && !k.contains('.') => walk(top, inner, &path, depth + 1, out),
-                Value::Object(_) => {}
+                Val::Obj(inner) if depth < MAX_INDEX_DEPTH && !k.contains('.') => walk(top, inner, &path, depth + 1, out),
+                Val::Obj(_) => {}
                 _ if shadowed => {}
-                Value::Array(items) => out.extend(items.iter().filter_map(IndexKey::of).map(|key| (path.clone(), key))),
-                scalar => out.extend(IndexKey::of(scalar).map(|key| (path, key))),
+                Val::Arr(items) => out.extend(items.iter().filter_map(IndexKey::of_packed).map(|key| (path.clone(), key))),
+                scalar => out.extend(IndexKey::of_packed(scalar).map(|key| (path, key))),
             }
         }
     }

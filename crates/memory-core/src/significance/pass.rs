@@ -184,7 +184,7 @@ fn score_namespace(st: &State, exact_scores: bool, news: &mut [NewMemory], ns: &
             .iter()
             .take(MAX_ASSOCIATIONS)
             .map(|c| match c.2 {
-                Who::Row(r) => st.rows[r as usize].id.to_string(),
+                Who::Row(r) => st.rows[r as usize].id().to_string(),
                 Who::New(j) => news[j].record.id.clone(),
             })
             .collect();

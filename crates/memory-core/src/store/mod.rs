@@ -24,7 +24,7 @@
 //! | `reads` | reads under the state's shared lock |
 //! | `shared` | what the threads share: the state, the int8 codes, counters |
 //! | `log`, `logfile`, `repair` | the log's format, its files, repairing a damaged one |
-//! | `state`, `vectors`, `vecfile` | the in-memory image, its vector arena, the vectors file |
+//! | `state`, `row`, `idmap`, `vectors`, `vecfile` | the in-memory image, a row's one allocation, the id maps, its vector arena, the vectors file |
 //! | `scan`, `prepass` | exact top-k: the f32 scan and the int8 pre-pass |
 //! | `textsearch` | BM25 over the namespace's text index ([`crate::text`]), same filters |
 //!
@@ -33,6 +33,7 @@
 mod convert;
 pub(crate) mod derived_file;
 mod dirlock;
+mod idmap;
 pub mod log;
 mod logfile;
 mod open;
@@ -44,6 +45,7 @@ pub use prepass::counts as prepass_counts;
 mod reads;
 mod repair;
 mod replay;
+mod row;
 pub mod scan;
 mod scrub;
 mod searcher;

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::Ordering;
 
-use serde_json::Map;
 
 use super::plan::Plan;
 use super::scan;
@@ -86,14 +85,13 @@ pub(super) fn list(sh: &Shared, namespace: &str, after_seq: u64, limit: usize, f
         (Some(c), Some(&first)) => Box::new(c.rows.range(first..)),
         (None, Some(_)) => Box::new(nsd.rows[start..].iter().copied()),
     };
-    let empty = Map::new();
     let mut out = Vec::new();
     let mut more = false;
     for r in rows {
         if !st.visible(r as usize, now) {
             continue;
         }
-        if check.is_some_and(|f| !f.matches(st.rows[r as usize].metadata.as_deref().unwrap_or(&empty))) {
+        if check.is_some_and(|f| !f.matches_packed(st.rows[r as usize].metadata())) {
             continue;
         }
         if out.len() == limit {

@@ -241,7 +241,7 @@ fn apply(st: &mut State, decoded: Vec<Decoded>, limit: usize, frames: &[(usize, 
             }
             RecordRef::Update { seq, namespace, id, metadata, significance, .. } => {
                 if let Some(n) = st.ns_id(namespace) {
-                    if let Some(&row) = st.namespaces[n as usize].ids.get(id) {
+                    if let Some(row) = st.row_by_id(n, id) {
                         st.apply_update(row, metadata.map(|m| (m.to_string(), state::parse_metadata(m))), significance, seq);
                     }
                 }
@@ -249,7 +249,7 @@ fn apply(st: &mut State, decoded: Vec<Decoded>, limit: usize, frames: &[(usize, 
             }
             RecordRef::Delete { seq, namespace, id, .. } => {
                 if let Some(n) = st.ns_id(namespace) {
-                    if let Some(&row) = st.namespaces[n as usize].ids.get(id) {
+                    if let Some(row) = st.row_by_id(n, id) {
                         st.kill(row);
                     }
                 }

@@ -81,10 +81,7 @@ impl<'a> Ctx<'a> {
         }
         if self.check_filter {
             let f = self.p.filter.unwrap();
-            return match &st.rows[r].metadata {
-                Some(m) => f.matches(m),
-                None => f.matches(&serde_json::Map::new()),
-            };
+            return f.matches_packed(st.rows[r].metadata());
         }
         true
     }

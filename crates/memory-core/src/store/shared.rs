@@ -144,13 +144,13 @@ pub(super) fn memory_of(st: &State, row: u32, with_embedding: bool, score: Optio
     let r = row as usize;
     let x = &st.rows[r];
     Memory {
-        id: x.id.to_string(),
+        id: x.id().to_string(),
         namespace: st.namespaces[st.ns_col[r] as usize].name.clone(),
-        text: x.text.to_string(),
-        metadata: x.metadata_raw.to_string(),
+        text: x.text().to_string(),
+        metadata: x.metadata_raw().to_string(),
         significance: st.sig_col[r],
-        timestamp: x.ts,
-        associations: x.associations.iter().map(|a| a.to_string()).collect(),
+        timestamp: st.ts_col[r],
+        associations: st.associations(row).map(str::to_string).collect(),
         seq: x.seq,
         expires_at: (st.exp_col[r] != NO_EXPIRY).then_some(st.exp_col[r]),
         embedding: with_embedding.then(|| st.vectors.row(r).to_vec()),

@@ -1,7 +1,7 @@
-//! The in-memory image of a store: rows in log order, flat f32 vectors in 64-byte aligned
-//! chunks that the search scans directly (`store/vectors.rs`), per-namespace id maps, an
-//! ordered significance index, a metadata inverted index and a full-text index
-//! ([`crate::text`]).
+//! The in-memory image of a store: rows in log order (each one allocation, `store/row.rs`),
+//! flat f32 vectors in 64-byte aligned chunks that the search scans directly
+//! (`store/vectors.rs`), per-namespace id maps (`store/idmap.rs`), an ordered significance
+//! index, a metadata inverted index and a full-text index ([`crate::text`]).
 
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
@@ -9,8 +9,10 @@ use std::collections::BTreeSet;
 use roaring::RoaringBitmap;
 use serde_json::{Map, Value};
 
+pub use super::idmap::IdMap;
+pub use super::row::{Assoc, Row};
 pub use super::vectors::{Vectors, CHUNK_ROWS};
-use crate::filter::{index_entries, IndexKey};
+use crate::filter::{index_entries_packed, packed, IndexKey, Obj};
 use crate::store::log::{put_len, PutRecord, NO_EXPIRY};
 use crate::text::TextIndex;
 
@@ -24,20 +26,10 @@ pub fn sig_key(significance: f32, ts: i64, row: u32) -> SigKey {
     (Reverse(significance.max(0.0).to_bits()), Reverse(ts), Reverse(row))
 }
 
-pub struct Row {
-    pub seq: u64,
-    pub ts: i64,
-    pub id: Box<str>,
-    pub text: Box<str>,
-    pub metadata_raw: Box<str>,
-    /// Parsed metadata; `None` for `{}`.
-    pub metadata: ParsedMetadata,
-    pub associations: Box<[Box<str>]>,
-}
-
 pub struct Namespace {
     pub name: String,
-    pub ids: HashMap<Box<str>, u32>,
+    /// id → its row (the latest put of that id, live or not yet retired).
+    pub ids: IdMap,
     /// Rows of this namespace in log order (dead rows included; check `live`).
     pub rows: Vec<u32>,
     pub live: usize,
@@ -52,7 +44,7 @@ pub struct Namespace {
 
 impl Namespace {
     fn new(name: String) -> Self {
-        Namespace { name, ids: HashMap::default(), rows: Vec::new(), live: 0, by_sig: BTreeSet::new(), index: HashMap::default(), expiring: Vec::new(), text: TextIndex::default() }
+        Namespace { name, ids: IdMap::default(), rows: Vec::new(), live: 0, by_sig: BTreeSet::new(), index: HashMap::default(), expiring: Vec::new(), text: TextIndex::default() }
     }
 }
 
@@ -110,18 +102,25 @@ pub struct NewRow<'a> {
     pub vector: VectorSrc<'a>,
 }
 
-/// A parsed metadata object: `None` for `{}`.
-pub type ParsedMetadata = Option<Box<Map<String, Value>>>;
+/// A metadata object parsed and packed ([`crate::filter::packed`]): `None` for `{}`. Parsing
+/// and packing happen before the state's lock (on the caller's thread for a put, on every
+/// core during replay); the row keeps the packed bytes.
+pub type ParsedMetadata = Option<Box<[u8]>>;
 
-/// Parse a metadata text known to be valid (from the log); anything else counts as `{}`.
+/// Parse and pack a metadata text known to be valid (from the log); anything else counts as `{}`.
 pub fn parse_metadata(raw: &str) -> ParsedMetadata {
     if raw.is_empty() || raw == "{}" {
         return None;
     }
     match serde_json::from_str::<Value>(raw) {
-        Ok(Value::Object(m)) if !m.is_empty() => Some(Box::new(m)),
+        Ok(Value::Object(m)) => pack_metadata(&m),
         _ => None,
     }
+}
+
+/// The packed form of a parsed metadata object.
+pub fn pack_metadata(m: &Map<String, Value>) -> ParsedMetadata {
+    (!m.is_empty()).then(|| packed(m).into_boxed_slice())
 }
 
 impl State {
@@ -191,8 +190,21 @@ impl State {
     /// Look up a visible memory.
     pub fn find(&self, ns: &str, id: &str, now_ms: i64) -> Option<u32> {
         let n = self.ns_id(ns)?;
-        let &row = self.namespaces[n as usize].ids.get(id)?;
+        let row = self.row_by_id(n, id)?;
         self.visible(row as usize, now_ms).then_some(row)
+    }
+
+    /// The row the id map of namespace `ns` holds for `id` (deleted or expired included).
+    pub fn row_by_id(&self, ns: u32, id: &str) -> Option<u32> {
+        self.namespaces[ns as usize].ids.get(&self.rows, id)
+    }
+
+    /// A row's associations as ids, in order.
+    pub fn associations(&self, row: u32) -> impl Iterator<Item = &str> + '_ {
+        self.rows[row as usize].associations().map(|a| match a {
+            Assoc::Row(r) => self.rows[r as usize].id(),
+            Assoc::Id(s) => s,
+        })
     }
 
     /// Append a put. A live row with the same (namespace, id) is retired first (the writer
@@ -218,19 +230,22 @@ impl State {
     /// Append a row. A live row with the same (namespace, id) is retired first (the writer
     /// only writes such a put when the old one had expired; replay does the same).
     pub fn insert_row(&mut self, r: NewRow<'_>) -> u32 {
+        let packed = r.metadata.as_deref().unwrap_or_default();
         let n = self.ns_id_or_create(r.namespace);
-        if let Some(&old) = self.namespaces[n as usize].ids.get(r.id) {
+        if let Some(old) = self.row_by_id(n, r.id) {
             self.kill(old);
         }
         let row = self.rows.len() as u32;
+        // An association naming a row of the namespace is kept as that row's number.
+        let ids = &self.namespaces[n as usize].ids;
+        let assoc: Vec<Assoc<'_>> = r.associations.iter().map(|a| ids.get(&self.rows, a).map_or(Assoc::Id(a), Assoc::Row)).collect();
+        self.rows.push(Row::new(r.seq, r.id, r.text, r.metadata_raw, packed, &assoc));
         let defer = self.defer_sig_index;
         let ns = &mut self.namespaces[n as usize];
-        if let Some(m) = &r.metadata {
-            for (path, key) in index_entries(m) {
-                ns.index.entry(path).or_default().entry(key).or_default().insert(row);
-            }
+        for (path, key) in index_entries_packed(Obj::new(packed)) {
+            ns.index.entry(path).or_default().entry(key).or_default().insert(row);
         }
-        ns.ids.insert(Box::from(r.id), row);
+        ns.ids.insert(&self.rows, row);
         ns.rows.push(row);
         let text_len = if self.text_on && !self.defer_text { ns.text.add(row, r.text) } else { 0 };
         self.text_len.push(text_len);
@@ -254,15 +269,6 @@ impl State {
         self.live_col.push(true);
         self.associations_total += r.associations.len();
         self.live_bytes += put_len(r.namespace.len(), r.id.len(), r.text.len(), r.metadata_raw.len(), r.associations.iter().map(|a| a.len()), self.dims);
-        self.rows.push(Row {
-            seq: r.seq,
-            ts: r.ts,
-            id: Box::from(r.id),
-            text: Box::from(r.text),
-            metadata_raw: Box::from(r.metadata_raw),
-            metadata: r.metadata,
-            associations: r.associations,
-        });
         self.live_count += 1;
         self.last_seq = self.last_seq.max(r.seq);
         row
@@ -308,7 +314,7 @@ impl State {
         }
         self.text_len.resize(self.rows.len(), 0);
         for n in 0..self.namespaces.len() {
-            let docs: Vec<(u32, &str)> = self.namespaces[n].rows.iter().filter(|&&r| self.live_col[r as usize]).map(|&r| (r, &*self.rows[r as usize].text)).collect();
+            let docs: Vec<(u32, &str)> = self.namespaces[n].rows.iter().filter(|&&r| self.live_col[r as usize]).map(|&r| (r, self.rows[r as usize].text())).collect();
             let (ix, lens) = TextIndex::build(&docs);
             let rows: Vec<u32> = docs.iter().map(|d| d.0).collect();
             drop(docs);
@@ -332,29 +338,26 @@ impl State {
         if !self.defer_sig_index {
             ns.by_sig.remove(&key);
         }
-        if ns.ids.get(&*self.rows[r].id) == Some(&row) {
-            ns.ids.remove(&*self.rows[r].id);
-        }
+        let x = &self.rows[r];
+        ns.ids.remove(x.id(), row);
         ns.live -= 1;
-        if let Some(m) = &self.rows[r].metadata {
-            for (path, key) in index_entries(m) {
-                if let Some(vals) = ns.index.get_mut(&path) {
-                    if let Some(bm) = vals.get_mut(&key) {
-                        bm.remove(row);
-                        if bm.is_empty() {
-                            vals.remove(&key);
-                        }
+        for (path, key) in index_entries_packed(x.metadata()) {
+            if let Some(vals) = ns.index.get_mut(&path) {
+                if let Some(bm) = vals.get_mut(&key) {
+                    bm.remove(row);
+                    if bm.is_empty() {
+                        vals.remove(&key);
                     }
-                    if vals.is_empty() {
-                        ns.index.remove(&path);
-                    }
+                }
+                if vals.is_empty() {
+                    ns.index.remove(&path);
                 }
             }
         }
         if self.text_on && !self.defer_text {
-            ns.text.remove(row, &self.rows[r].text, self.text_len[r], &self.live_col);
+            ns.text.remove(row, x.text(), self.text_len[r], &self.live_col);
         }
-        self.associations_total -= self.rows[r].associations.len();
+        self.associations_total -= x.association_count();
         self.live_count -= 1;
         self.live_bytes = self.live_bytes.saturating_sub(self.row_bytes(row));
     }
@@ -364,7 +367,7 @@ impl State {
         let r = row as usize;
         let x = &self.rows[r];
         let ns = &self.namespaces[self.ns_col[r] as usize].name;
-        put_len(ns.len(), x.id.len(), x.text.len(), x.metadata_raw.len(), x.associations.iter().map(|a| a.len()), self.dims)
+        put_len(ns.len(), x.id().len(), x.text().len(), x.metadata_raw().len(), self.associations(row).map(str::len), self.dims)
     }
 
     /// Apply an update: new significance and/or new metadata (its text and parsed object).
@@ -383,25 +386,21 @@ impl State {
         }
         if let Some((raw, parsed)) = metadata {
             let ns = &mut self.namespaces[n];
-            if let Some(m) = &self.rows[r].metadata {
-                for (path, key) in index_entries(m) {
-                    if let Some(vals) = ns.index.get_mut(&path) {
-                        if let Some(bm) = vals.get_mut(&key) {
-                            bm.remove(row);
-                        }
+            for (path, key) in index_entries_packed(self.rows[r].metadata()) {
+                if let Some(vals) = ns.index.get_mut(&path) {
+                    if let Some(bm) = vals.get_mut(&key) {
+                        bm.remove(row);
                     }
                 }
             }
-            if let Some(m) = &parsed {
-                for (path, key) in index_entries(m) {
-                    ns.index.entry(path).or_default().entry(key).or_default().insert(row);
-                }
+            let packed = parsed.as_deref().unwrap_or_default();
+            for (path, key) in index_entries_packed(Obj::new(packed)) {
+                ns.index.entry(path).or_default().entry(key).or_default().insert(row);
             }
-            self.rows[r].metadata = parsed;
             if self.live_col[r] {
-                self.live_bytes = (self.live_bytes + raw.len() as u64).saturating_sub(self.rows[r].metadata_raw.len() as u64);
+                self.live_bytes = (self.live_bytes + raw.len() as u64).saturating_sub(self.rows[r].metadata_raw().len() as u64);
             }
-            self.rows[r].metadata_raw = raw.into_boxed_str();
+            self.rows[r] = self.rows[r].with_metadata(&raw, packed);
         }
         self.last_seq = self.last_seq.max(seq);
     }
@@ -456,7 +455,7 @@ impl State {
     /// Find a live row by id and seq in any namespace (used to resolve in-group duplicates).
     pub fn find_any(&self, id: &str, seq: u64) -> Option<u32> {
         let i = self.rows.partition_point(|r| r.seq < seq);
-        (i < self.rows.len() && self.rows[i].seq == seq && &*self.rows[i].id == id).then_some(i as u32)
+        (i < self.rows.len() && self.rows[i].seq == seq && self.rows[i].id() == id).then_some(i as u32)
     }
 
     /// Rebuild the put record of a row as it stands now (updates merged in).
@@ -465,14 +464,14 @@ impl State {
         let x = &self.rows[r];
         PutRecord {
             seq: x.seq,
-            ts: x.ts,
+            ts: self.ts_col[r],
             namespace: self.namespaces[self.ns_col[r] as usize].name.clone(),
-            id: x.id.to_string(),
-            text: x.text.to_string(),
-            metadata: x.metadata_raw.to_string(),
+            id: x.id().to_string(),
+            text: x.text().to_string(),
+            metadata: x.metadata_raw().to_string(),
             significance: self.sig_col[r],
             expires_at: self.exp_col[r],
-            associations: x.associations.iter().map(|a| a.to_string()).collect(),
+            associations: self.associations(row).map(str::to_string).collect(),
             vector: self.vectors.row(r).to_vec(),
         }
     }

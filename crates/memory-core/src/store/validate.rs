@@ -80,7 +80,7 @@ pub(crate) fn check_metadata(field: &str, raw: Option<&str>) -> Result<Metadata>
     match serde_json::from_str::<Value>(raw) {
         Ok(Value::Object(m)) => {
             let importance = importance_of(Some(&m)).map_err(|e| Error::invalid(format!("{field}: {e}")))?;
-            let parsed = if m.is_empty() { None } else { Some(Box::new(m)) };
+            let parsed = super::state::pack_metadata(&m);
             Ok(Metadata { text: raw.to_string(), parsed, importance })
         }
         Ok(_) => Err(Error::invalid(format!("{field} must be a JSON object"))),

@@ -60,7 +60,7 @@ pub fn generation_of(name: &str) -> Option<u64> {
 fn row_digest(st: &State, rows: usize) -> u64 {
     let rows = &st.rows[..rows];
     derived_file::row_digest(rows.len(), |r| {
-        let text = rows[r].text.as_bytes();
+        let text = rows[r].text().as_bytes();
         [rows[r].seq, st.ns_col[r] as u64, text.len() as u64, crc32c::crc32c(text) as u64]
     })
 }
@@ -308,14 +308,14 @@ pub fn restore(p: Persisted, st: &mut State) -> bool {
     for r in 0..rows {
         if was_live(r) && !st.live_col[r] {
             let ns = &mut st.namespaces[st.ns_col[r] as usize];
-            ns.text.remove(r as u32, &st.rows[r].text, st.text_len[r], &st.live_col);
+            ns.text.remove(r as u32, st.rows[r].text(), st.text_len[r], &st.live_col);
         }
     }
     // Stored since (the log tail), one at a time as the writer would have.
     for r in rows..st.len() {
         if st.live_col[r] {
             let ns = &mut st.namespaces[st.ns_col[r] as usize];
-            st.text_len[r] = ns.text.add(r as u32, &st.rows[r].text);
+            st.text_len[r] = ns.text.add(r as u32, st.rows[r].text());
         }
     }
     true

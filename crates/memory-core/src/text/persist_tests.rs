@@ -52,7 +52,7 @@ fn history(seed: u64, from: usize, n: usize) -> Vec<Op> {
 fn apply(st: &mut State, ops: &[Op], seq0: u64) {
     for (k, op) in ops.iter().enumerate() {
         let seq = seq0 + k as u64 + 1;
-        let row = |st: &State, ns: &str, id: &str| st.ns_id(ns).and_then(|n| st.namespaces[n as usize].ids.get(id).copied());
+        let row = |st: &State, ns: &str, id: &str| st.ns_id(ns).and_then(|n| st.row_by_id(n, id));
         match op {
             Op::Put { ns, id, text, expiring } => {
                 let expires_at = if *expiring { 1 } else { NO_EXPIRY };

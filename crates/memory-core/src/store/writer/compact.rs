@@ -290,7 +290,8 @@ pub(in crate::store) fn copy_live_rows(src: &State, rows: std::ops::Range<usize>
         }
         let rec = src.record_of(row as u32);
         log::encode_put(buf, &rec, dst.len() as u64);
-        dst.apply_put(rec, Some(src.rows[row].metadata.clone()));
+        let packed = src.rows[row].metadata_packed();
+        dst.apply_put(rec, Some((!packed.is_empty()).then(|| packed.into())));
     }
 }
 
@@ -338,14 +339,14 @@ fn apply_tail(st: &mut State, tail: &[u8], dims: usize, old: &State) -> Result<V
             }
             RecordRef::Update { seq, namespace, id, metadata, significance, .. } => {
                 out.extend_from_slice(frame);
-                if let Some(&row) = st.ns_id(namespace).and_then(|n| st.namespaces[n as usize].ids.get(id)) {
+                if let Some(row) = st.ns_id(namespace).and_then(|n| st.row_by_id(n, id)) {
                     st.apply_update(row, metadata.map(|m| (m.to_string(), state::parse_metadata(m))), significance, seq);
                 }
                 st.last_seq = st.last_seq.max(seq);
             }
             RecordRef::Delete { seq, namespace, id, .. } => {
                 out.extend_from_slice(frame);
-                if let Some(&row) = st.ns_id(namespace).and_then(|n| st.namespaces[n as usize].ids.get(id)) {
+                if let Some(row) = st.ns_id(namespace).and_then(|n| st.row_by_id(n, id)) {
                     st.kill(row);
                 }
                 st.last_seq = st.last_seq.max(seq);

@@ -83,7 +83,7 @@ impl Writer {
             let mut expired = Vec::with_capacity(rows.len());
             for (seq, &r) in (st.last_seq + 1..).zip(&rows) {
                 let namespace = st.namespaces[st.ns_col[r as usize] as usize].name.clone();
-                let id = st.rows[r as usize].id.to_string();
+                let id = st.rows[r as usize].id().to_string();
                 log::encode_record(&mut buf, &Record::Delete(DeleteRecord { seq, ts: now, namespace: namespace.clone(), id: id.clone() }));
                 expired.push(ExpiredMemory { namespace, id, seq });
             }

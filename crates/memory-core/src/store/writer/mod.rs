@@ -438,7 +438,7 @@ impl Writer {
         let ids = {
             let st = self.shared.state.read();
             let p = ScanParams { namespace, filter, now_ms: now_ms(), ..Default::default() };
-            scan::matching_rows(&st, &p).into_iter().map(|r| st.rows[r as usize].id.to_string()).collect::<Vec<_>>()
+            scan::matching_rows(&st, &p).into_iter().map(|r| st.rows[r as usize].id().to_string()).collect::<Vec<_>>()
         };
         self.delete(namespace, ids)
     }

@@ -108,7 +108,7 @@ impl Writer {
                 if o.existing && o.significance.is_nan() {
                     if let Some(row) = st.find_any(&o.id, o.seq) {
                         o.significance = st.sig_col[row as usize];
-                        o.associations = st.rows[row as usize].associations.iter().map(|a| a.to_string()).collect();
+                        o.associations = st.associations(row).map(str::to_string).collect();
                         o.timestamp = st.ts_col[row as usize];
                     }
                 }
