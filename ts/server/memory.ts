@@ -569,7 +569,10 @@ export class MemoryServer extends ServerBase {
       throw new ProtocolError('invalid_request', 'data: nothing to update (give metadata and/or significance)', { field: 'data' });
     }
     const metadata = metadataJson(d.metadata, 'data.metadata');
-    if (!this.store.get(namespace, d.id, false)) {
+    // In a cluster this replica may not have applied a store another instance has already
+    // acknowledged: the stream's order decides there (the update is applied after that store,
+    // and a missing memory fails with not_found when the update is applied).
+    if (this.clusterOptions === undefined && !this.store.get(namespace, d.id, false)) {
       throw new ProtocolError('not_found', `Memory not found: ${d.id}`, { id: d.id, namespace });
     }
     const m = await this.writes.update(namespace, d.id, metadata, d.significance);

@@ -140,7 +140,7 @@ fn mismatch(shared: &Shared, path: &Path, row: usize) {
     }
     if seen < REPORT_ROWS {
         let st = shared.state.read();
-        let who = st.rows.get(row).map_or_else(String::new, |x| format!(" (memory {:?} in namespace {:?})", x.id, st.namespaces[st.ns_col[row] as usize].name));
+        let who = st.rows.get(row).map_or_else(String::new, |x| format!(" (memory {:?} in namespace {:?})", x.id(), st.namespaces[st.ns_col[row] as usize].name));
         eprintln!(
             "memory-server: vector row {row}{who} of {} does not match the checksum its put recorded in the log: it is damaged on disk and searches read it as it is; stop the server and run `memory-server repair`, which drops and reports the damaged memories",
             path.display()
