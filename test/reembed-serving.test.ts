@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Embedder } from '../ts/embedder.js';
 import { HASH_DIMS, hashEmbed } from '../ts/native.js';
 import { MemoryServer, type MemoryServerOptions } from '../ts/server/memory.js';
-import { BACKGROUND_NICE, BACKGROUND_THREAD_FACTOR, OnnxEmbedder } from '../ts/onnx/embedder.js';
+import { BACKGROUND_NICE, OnnxEmbedder } from '../ts/onnx/embedder.js';
 import { createServers } from '../ts/servers.js';
 import { ensureBuilt, root } from './helpers/build-dist.js';
 import { connect, delay, silentLogger, until, type TestClient } from './helpers/ws-client.js';
@@ -163,11 +163,9 @@ describe('the onnx embedder\'s background instance', () => {
     const bg = await model.background();
     try {
       expect({ name: bg.name, hash: bg.hash, dims: bg.dims }).toEqual({ name: model.name, hash: model.hash, dims: model.dims });
-      // Its worker and onnxruntime's intra-op threads, started with it, run at +BACKGROUND_NICE:
-      // BACKGROUND_THREAD_FACTOR × 2 intra-op threads (the worker runs one share itself, the
-      // pool the rest), so the worker and 3 pool threads.
+      // Its worker and onnxruntime's intra-op thread(s), started with it, run at +BACKGROUND_NICE.
       const added = [...threadNiceness()].filter(([tid]) => !before.has(tid)).map(([, nice]) => nice);
-      expect(added.filter((n) => n === Math.min(19, base + BACKGROUND_NICE)).length).toBe(2 * BACKGROUND_THREAD_FACTOR);
+      expect(added.filter((n) => n === Math.min(19, base + BACKGROUND_NICE)).length).toBeGreaterThanOrEqual(2);
       const texts = ['the cat sat on the mat', 'a quick brown fox'];
       const [a, b] = [await model.embed(texts), await bg.embed(texts)];
       for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThan(1e-5);

@@ -58,16 +58,6 @@ export interface OnnxEmbedderOptions {
 
 /** Niceness added for a background instance: its threads yield the cores to the server's whenever both have work. */
 export const BACKGROUND_NICE = 10;
-/**
- * A background instance runs this many times the intra-op threads of its model (twice the
- * cores by default). onnxruntime splits each operator into one equal share per thread and
- * waits for the last: with one thread per core, a query or a store's significance pass taking
- * one core (at a higher priority) stalls the share there, and the other core idles at the
- * barrier. With two shares per core, the shares of the busy core's threads run on the free
- * one meanwhile. Cost on an otherwise idle machine: the threads take turns on each core
- * (~4% more CPU per text measured on 2 cores; bench/README.md, "Re-embedding").
- */
-export const BACKGROUND_THREAD_FACTOR = 2;
 
 /** Cumulative time spent per stage (ms), for stats and the benchmark. */
 export interface OnnxTimings {
@@ -252,18 +242,17 @@ export class OnnxEmbedder implements Embedder {
       tokenizer,
       worker,
     });
-    embedder.loadOptions = { ...options, model: dir, maxLength, log, threads };
+    embedder.loadOptions = { ...options, model: dir, maxLength, log };
     return embedder;
   }
 
   /**
    * A second instance of this model for background work (re-embedding), its onnxruntime
-   * threads at a lower CPU priority (BACKGROUND_NICE) and BACKGROUND_THREAD_FACTOR times as
-   * many of them: the same name, hash and vectors. The caller closes it.
+   * threads at a lower CPU priority (BACKGROUND_NICE): the same name, hash and vectors. The
+   * caller closes it.
    */
   background(): Promise<OnnxEmbedder> {
-    const { nice = 0, threads = availableParallelism() } = this.loadOptions;
-    return OnnxEmbedder.load({ ...this.loadOptions, nice: Math.min(19, nice + BACKGROUND_NICE), threads: threads * BACKGROUND_THREAD_FACTOR }, this.hash);
+    return OnnxEmbedder.load({ ...this.loadOptions, nice: Math.min(19, (this.loadOptions.nice ?? 0) + BACKGROUND_NICE) }, this.hash);
   }
 
   tokenCounts(texts: string[]): Uint32Array {
