@@ -165,7 +165,10 @@ const baseline = await runChild('baseline', dir);
 const served = await runChild('serve', dir);
 const dataDirBytes = dirBytes(dir);
 const dataDirDiskBytes = dirDiskBytes(dir);
-removeDir(dir);
+// BENCH_SCALE_KEEP_DIR=1 keeps the data directory (its path is printed) for search
+// experiments on the same graph, e.g. crates/memory-core/examples/ef_sweep.rs.
+if (process.env.BENCH_SCALE_KEEP_DIR) console.log(`kept the data directory: ${dir}`);
+else removeDir(dir);
 const fp = smapsFootprint(served, baseline, D);
 console.log('footprint', JSON.stringify(fp));
 
