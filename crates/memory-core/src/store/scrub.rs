@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::shared::Shared;
+use super::vectors::read_at;
 use super::verified;
 use crate::error::{Error, Result};
 
@@ -157,21 +158,6 @@ fn report_unreadable(shared: &Shared, path: &Path, row: usize, e: &std::io::Erro
     let _ = progress.first_mismatch.compare_exchange(usize::MAX, row, Ordering::Relaxed, Ordering::Relaxed);
     verified::remove_all(&shared.dir);
     eprintln!("memory-server: the scrub could not read {} from vector row {row} on ({e}): {left} rows unchecked; stop the server and run `memory-server repair`", path.display());
-}
-
-/// Read exactly `buf.len()` bytes of `file` at `offset`.
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-    }
-    #[cfg(not(unix))]
-    {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = file;
-        f.seek(SeekFrom::Start(offset))?;
-        f.read_exact(buf)
-    }
 }
 
 /// Nice 19: the scrub takes only CPU time nothing else wants.

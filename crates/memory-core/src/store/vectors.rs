@@ -170,8 +170,8 @@ fn copy_le_f32(dst: &mut [f32], src: &[u8]) {
     }
 }
 
-/// Read exactly `buf.len()` bytes of `file` at `offset`.
-fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+/// Read exactly `buf.len()` bytes of `file` at `offset` (also the scrub's reader).
+pub(super) fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
