@@ -250,7 +250,7 @@ describe('the background lane', () => {
     expect(Array.from(v).every((x) => x === 4)).toBe(true);
   });
 
-  it('cuts the batches from the texts sorted by token count and returns the vectors in the order given', async () => {
+  it('cuts the batches from the texts sorted by length and returns the vectors in the order given', async () => {
     const batches: string[][] = [];
     const model: Embedder = {
       name: 'len',
@@ -258,7 +258,6 @@ describe('the background lane', () => {
       dims: 1,
       device: 'cpu',
       maxBatch: 4,
-      tokenCounts: (texts) => texts.map((t) => t.length),
       embed: (texts) => {
         batches.push(texts);
         return Promise.resolve(Float32Array.from(texts, (t) => t.length));
