@@ -10,7 +10,7 @@
 //   (`background()`, niceness +10): one single-threaded session per core side by side (what
 //   the re-embedding runs on) and one session with the model's threads (the shape before);
 //   on a loaded machine the niced instances get less of the CPU; and the model's own shape
-//   on pages sorted by token count (less padding, as the re-embedding cuts its batches);
+//   on pages sorted by length (less padding, as the re-embedding cuts its batches);
 // - re-embedding throughput: memories / wall time from the server's start to the switch (a
 //   run stopped at BENCH_REEMBED_MAX_SECONDS: memories copied / time at the last progress
 //   sample, with `finished: false`);
@@ -19,7 +19,8 @@
 //   re-embedding (idle), then during the re-embedding; p50 / p99 of each.
 // BENCH_REEMBED_ROWS (default 100,000) memories; BENCH_REEMBED_MODEL=hash-variant swaps the
 // model for a permuted hash embedder (a quick check of the path, not the figure);
-// BENCH_REEMBED_BG=intra re-embeds on the one-session shape instead (the A/B).
+// BENCH_REEMBED_BG=intra re-embeds on the one-session shape instead (the A/B);
+// BENCH_REEMBED_SAMPLE texts (default 4,096) for each model-alone figure.
 // Load: `ws` clients in this process; bounded in count and time.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -41,6 +42,8 @@ const MODEL = process.env.BENCH_REEMBED_MODEL ?? 'minilm';
 const MAX_SECONDS = Number(process.env.BENCH_REEMBED_MAX_SECONDS ?? 3600);
 /** The background instance's shape: `sessions` (one single-threaded session per core) or `intra` (one session, the model's threads). */
 const BG = process.env.BENCH_REEMBED_BG ?? 'sessions';
+/** Texts of the model-alone measurements (each baseline runs on the same sample). */
+const SAMPLE = Number(process.env.BENCH_REEMBED_SAMPLE ?? (MODEL === 'minilm' ? 4096 : 100_000));
 if (BG !== 'sessions' && BG !== 'intra') throw new Error(`BENCH_REEMBED_BG must be sessions or intra, got ${BG}`);
 
 const WORDS = (
@@ -99,17 +102,14 @@ async function seed(dir, texts) {
 
 /**
  * The embedder alone on pages of 512 texts (the re-embedding's call shape); `sorted`: each
- * page sorted by token count first (as the re-embedding cuts its batches), less padding.
+ * page sorted by length first (as the re-embedding cuts its batches), less padding.
  */
 async function embedderAlone(embedder, texts, sorted = false) {
   await embedder.embed(texts.slice(0, 64)); // warm-up
   const t0 = performance.now();
   for (let i = 0; i < texts.length; i += 512) {
     let page = texts.slice(i, i + 512);
-    if (sorted) {
-      const n = embedder.tokenCounts(page);
-      page = page.map((t, k) => [n[k], t]).sort((a, b) => a[0] - b[0]).map(([, t]) => t);
-    }
+    if (sorted) page.sort((a, b) => a.length - b.length);
     await embedder.embed(page);
   }
   const s = (performance.now() - t0) / 1000;
@@ -176,11 +176,11 @@ try {
   await seed(dir, texts);
   const model = await loadModel();
   console.log(`${model.name} alone on pages of 512 …`);
-  const sample = texts.slice(0, Math.min(texts.length, MODEL === 'minilm' ? 4096 : 100_000));
+  const sample = texts.slice(0, Math.min(texts.length, SAMPLE));
   const alone = await embedderAlone(model, sample);
   console.log(alone);
-  const aloneSorted = model.tokenCounts ? await embedderAlone(model, sample, true) : null;
-  console.log('pages sorted by token count:', aloneSorted);
+  const aloneSorted = await embedderAlone(model, sample, true);
+  console.log('pages sorted by length:', aloneSorted);
   const shapes = model.background
     ? { sessions: { sessions: model.threads * model.concurrentRuns, threads: 1 }, intra: { sessions: 1, threads: model.threads } }
     : null;
@@ -239,7 +239,7 @@ try {
     embedder_alone_background_shapes: aloneShapes,
     reembed: { seconds, texts_per_s: reembedPerS, progress: samples },
     fraction_of_embedder: reembedPerS / alone.texts_per_s,
-    fraction_of_embedder_sorted_pages: aloneSorted ? reembedPerS / aloneSorted.texts_per_s : null,
+    fraction_of_embedder_sorted_pages: reembedPerS / aloneSorted.texts_per_s,
     fraction_of_background_embedder: aloneBackground ? reembedPerS / aloneBackground.texts_per_s : null,
     queries_idle: idle,
     queries_during: during,
