@@ -4,10 +4,13 @@
 //
 // Measured in one run, every baseline in the same process:
 // - the embedder's own batch throughput: OnnxEmbedder.embed on pages of 512 of the same
-//   texts, back to back (what the re-embedding asks of it), on a sample of the memories;
-//   and the same for its background instance (`background()`: onnxruntime's threads at
-//   niceness +10), which is what the re-embedding runs on — on a quiet machine the two are
-//   the same, on a loaded one the background instance gets less of the CPU;
+//   texts, back to back (what the re-embedding asks of it), on a sample of the memories, as
+//   the server runs it for its own batches (one session, intra-op threads = cores) — the
+//   figure the target compares with; and the same for both shapes of its background instance
+//   (`background()`, niceness +10): one single-threaded session per core side by side (what
+//   the re-embedding runs on) and one session with the model's threads (the shape before);
+//   on a loaded machine the niced instances get less of the CPU; and the model's own shape
+//   on pages sorted by length (less padding, as the re-embedding cuts its batches);
 // - re-embedding throughput: memories / wall time from the server's start to the switch (a
 //   run stopped at BENCH_REEMBED_MAX_SECONDS: memories copied / time at the last progress
 //   sample, with `finished: false`);
@@ -15,7 +18,9 @@
 //   BENCH_REEMBED_QPS in total), first against the same server and store with no
 //   re-embedding (idle), then during the re-embedding; p50 / p99 of each.
 // BENCH_REEMBED_ROWS (default 100,000) memories; BENCH_REEMBED_MODEL=hash-variant swaps the
-// model for a permuted hash embedder (a quick check of the path, not the figure).
+// model for a permuted hash embedder (a quick check of the path, not the figure);
+// BENCH_REEMBED_BG=intra re-embeds on the one-session shape instead (the A/B);
+// BENCH_REEMBED_SAMPLE texts (default 4,096) for each model-alone figure.
 // Load: `ws` clients in this process; bounded in count and time.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -35,6 +40,11 @@ const IDLE_SECONDS = Number(process.env.BENCH_REEMBED_IDLE_SECONDS ?? 10);
 const MODEL = process.env.BENCH_REEMBED_MODEL ?? 'minilm';
 /** The longest a re-embedding may run before the benchmark gives up. */
 const MAX_SECONDS = Number(process.env.BENCH_REEMBED_MAX_SECONDS ?? 3600);
+/** The background instance's shape: `sessions` (one single-threaded session per core) or `intra` (one session, the model's threads). */
+const BG = process.env.BENCH_REEMBED_BG ?? 'sessions';
+/** Texts of the model-alone measurements (each baseline runs on the same sample). */
+const SAMPLE = Number(process.env.BENCH_REEMBED_SAMPLE ?? (MODEL === 'minilm' ? 4096 : 100_000));
+if (BG !== 'sessions' && BG !== 'intra') throw new Error(`BENCH_REEMBED_BG must be sessions or intra, got ${BG}`);
 
 const WORDS = (
   'the memory server stores text with metadata and an embedding then finds similar ideas fast ' +
@@ -90,11 +100,18 @@ async function seed(dir, texts) {
   store.close();
 }
 
-/** The embedder alone on pages of 512 texts (the re-embedding's call shape). */
-async function embedderAlone(embedder, texts) {
+/**
+ * The embedder alone on pages of 512 texts (the re-embedding's call shape); `sorted`: each
+ * page sorted by length first (as the re-embedding cuts its batches), less padding.
+ */
+async function embedderAlone(embedder, texts, sorted = false) {
   await embedder.embed(texts.slice(0, 64)); // warm-up
   const t0 = performance.now();
-  for (let i = 0; i < texts.length; i += 512) await embedder.embed(texts.slice(i, i + 512));
+  for (let i = 0; i < texts.length; i += 512) {
+    let page = texts.slice(i, i + 512);
+    if (sorted) page.sort((a, b) => a.length - b.length);
+    await embedder.embed(page);
+  }
   const s = (performance.now() - t0) / 1000;
   return { texts: texts.length, seconds: s, texts_per_s: texts.length / s };
 }
@@ -159,17 +176,28 @@ try {
   await seed(dir, texts);
   const model = await loadModel();
   console.log(`${model.name} alone on pages of 512 …`);
-  const sample = texts.slice(0, Math.min(texts.length, MODEL === 'minilm' ? 4096 : 100_000));
+  const sample = texts.slice(0, Math.min(texts.length, SAMPLE));
   const alone = await embedderAlone(model, sample);
   console.log(alone);
-  let aloneBackground = null;
-  if (model.background) {
-    console.log(`${model.name}'s background instance alone on pages of 512 …`);
-    const bg = await model.background();
-    aloneBackground = await embedderAlone(bg, sample);
+  const aloneSorted = await embedderAlone(model, sample, true);
+  console.log('pages sorted by length:', aloneSorted);
+  const shapes = model.background
+    ? { sessions: { sessions: model.threads * model.concurrentRuns, threads: 1 }, intra: { sessions: 1, threads: model.threads } }
+    : null;
+  const aloneShapes = {};
+  for (const [name, shape] of Object.entries(shapes ?? {})) {
+    console.log(`${model.name}'s background instance (${shape.sessions} session(s) × ${shape.threads} thread(s)) alone on pages of 512 …`);
+    const bg = await model.background(shape);
+    aloneShapes[name] = { ...shape, ...(await embedderAlone(bg, sample)) };
     await bg.close();
-    console.log(aloneBackground);
+    console.log(aloneShapes[name]);
   }
+  // The re-embedding runs on the chosen shape.
+  if (shapes) {
+    const background = model.background.bind(model);
+    model.background = () => background(shapes[BG]);
+  }
+  const aloneBackground = aloneShapes[BG] ?? null;
 
   console.log(`idle: ${QPS} retrieve/s for ${IDLE_SECONDS} s, no re-embedding …`);
   let server = new MemoryServer({ dataDir: dir, host: '127.0.0.1', port: 0, logLevel: 'silent', printListening: false, rateLimit: 0 });
@@ -204,10 +232,14 @@ try {
     rows: ROWS,
     query_load: { qps: QPS, connections: 4, query: 'retrieve, text query, top 10', idle_seconds: IDLE_SECONDS },
     finished,
+    background_shape: shapes ? { name: BG, ...shapes[BG] } : null,
     embedder_alone: alone,
+    embedder_alone_sorted_pages: aloneSorted,
     embedder_alone_background: aloneBackground,
+    embedder_alone_background_shapes: aloneShapes,
     reembed: { seconds, texts_per_s: reembedPerS, progress: samples },
     fraction_of_embedder: reembedPerS / alone.texts_per_s,
+    fraction_of_embedder_sorted_pages: reembedPerS / aloneSorted.texts_per_s,
     fraction_of_background_embedder: aloneBackground ? reembedPerS / aloneBackground.texts_per_s : null,
     queries_idle: idle,
     queries_during: during,

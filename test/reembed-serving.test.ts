@@ -15,6 +15,7 @@ import { HASH_DIMS, hashEmbed } from '../ts/native.js';
 import { MemoryServer, type MemoryServerOptions } from '../ts/server/memory.js';
 import { BACKGROUND_NICE, OnnxEmbedder } from '../ts/onnx/embedder.js';
 import { createServers } from '../ts/servers.js';
+import { BackgroundLane } from '../ts/server/reembed-lane.js';
 import { ensureBuilt, root } from './helpers/build-dist.js';
 import { connect, delay, silentLogger, until, type TestClient } from './helpers/ws-client.js';
 
@@ -156,24 +157,122 @@ function threadNiceness(): Map<number, number> {
 }
 
 describe('the onnx embedder\'s background instance', () => {
-  it.runIf(process.platform === 'linux')('runs its onnxruntime threads at a lower priority and gives the same vectors', async () => {
-    const model = await OnnxEmbedder.load({ model: path.join(root, 'test/fixtures/tiny-bert'), device: 'cpu', threads: 2 });
+  it.runIf(process.platform === 'linux')('runs one single-threaded session per thread of the model side by side, at a lower priority, with the same vectors', async () => {
+    const model = await OnnxEmbedder.load({ model: path.join(root, 'test/fixtures/tiny-bert'), device: 'cpu', threads: 2, maxBatch: 8 });
     const base = Math.max(...[...threadNiceness().values()].filter((n) => n < 5));
     const before = new Set(threadNiceness().keys());
     const bg = await model.background();
     try {
       expect({ name: bg.name, hash: bg.hash, dims: bg.dims }).toEqual({ name: model.name, hash: model.hash, dims: model.dims });
-      // Its worker and onnxruntime's intra-op thread(s), started with it, run at +BACKGROUND_NICE.
+      expect({ sessions: bg.concurrentRuns, threads: bg.threads }).toEqual({ sessions: 2, threads: 1 });
+      expect({ sessions: model.concurrentRuns, threads: model.threads }).toEqual({ sessions: 1, threads: 2 });
+      // Each session's worker runs its single-threaded session itself, at +BACKGROUND_NICE.
       const added = [...threadNiceness()].filter(([tid]) => !before.has(tid)).map(([, nice]) => nice);
       expect(added.filter((n) => n === Math.min(19, base + BACKGROUND_NICE)).length).toBeGreaterThanOrEqual(2);
-      const texts = ['the cat sat on the mat', 'a quick brown fox'];
+      const texts = Array.from({ length: 64 }, (_, i) => `text ${i}: the ${['cat', 'dog', 'fox'][i % 3]} sat on mat ${i % 7}`);
       const [a, b] = [await model.embed(texts), await bg.embed(texts)];
-      for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThan(1e-5);
+      expect(b).toHaveLength(a.length);
+      let worst = 0;
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+      expect(worst).toBeLessThan(1e-5);
+      // The 8 batches went to both sessions, 4 each (each to the one with fewer queued).
+      expect(bg.runsPerSession()).toEqual([4, 4]);
+      expect(model.runsPerSession()).toEqual([8]);
     } finally {
       await bg.close();
       await model.close();
     }
   }, 60_000);
+
+  it('a given shape overrides it, and a closed instance refuses work', async () => {
+    const model = await OnnxEmbedder.load({ model: path.join(root, 'test/fixtures/tiny-bert'), device: 'cpu', threads: 2 });
+    const bg = await model.background({ sessions: 1, threads: 2 });
+    try {
+      expect({ sessions: bg.concurrentRuns, threads: bg.threads }).toEqual({ sessions: 1, threads: 2 });
+      expect(await bg.embed(['one text'])).toHaveLength(model.dims);
+    } finally {
+      await bg.close();
+      await model.close();
+    }
+    await expect(bg.embed(['after close'])).rejects.toThrow(/closed/);
+  }, 60_000);
+
+  it('refuses a session count out of range', async () => {
+    await expect(OnnxEmbedder.load({ model: path.join(root, 'test/fixtures/tiny-bert'), device: 'cpu', sessions: 0 })).rejects.toThrow(/sessions must be an integer in 1…64, got 0/);
+  });
+});
+
+describe('the background lane', () => {
+  /** A model whose runs are held until released; counts how many are out at once. */
+  class HeldModel implements Embedder {
+    readonly name = 'held';
+    readonly hash = 'h';
+    readonly dims = 2;
+    readonly device = 'cpu';
+    readonly maxBatch = 4;
+    out = 0;
+    private release: Array<() => void> = [];
+    constructor(readonly concurrentRuns?: number) {}
+    async embed(texts: string[]): Promise<Float32Array> {
+      this.out++;
+      await new Promise<void>((r) => this.release.push(r));
+      this.out--;
+      return new Float32Array(texts.length * this.dims).fill(texts.length);
+    }
+    releaseAll(): void {
+      for (const r of this.release.splice(0)) r();
+    }
+  }
+
+  it.each([
+    [undefined, 2],
+    [1, 2],
+    [2, 3],
+    [4, 5],
+  ])('with concurrentRuns %s keeps %i batches submitted, one more than the model runs at once', async (runs, expected) => {
+    const model = new HeldModel(runs);
+    const lane = new BackgroundLane(model, { quiet: () => Promise.resolve() });
+    const texts = Array.from({ length: 40 }, (_, i) => `t${i}`); // 10 batches of 4
+    const done = lane.embed(texts);
+    await until(() => model.out === expected, 5_000, 1);
+    // Nothing more is submitted while they are held (more would have gone out in this time).
+    await delay(50);
+    expect(model.out).toBe(expected);
+    // Released batch by batch, the rest go through, and the result is in order.
+    let finished = false;
+    void done.finally(() => (finished = true));
+    for (let i = 0; i < 2000 && !finished; i++) {
+      model.releaseAll();
+      await delay(1);
+    }
+    const v = await done;
+    expect(v).toHaveLength(texts.length * model.dims);
+    expect(Array.from(v).every((x) => x === 4)).toBe(true);
+  });
+
+  it('cuts the batches from the texts sorted by length and returns the vectors in the order given', async () => {
+    const batches: string[][] = [];
+    const model: Embedder = {
+      name: 'len',
+      hash: 'l',
+      dims: 1,
+      device: 'cpu',
+      maxBatch: 4,
+      embed: (texts) => {
+        batches.push(texts);
+        return Promise.resolve(Float32Array.from(texts, (t) => t.length));
+      },
+    };
+    const lane = new BackgroundLane(model, { quiet: () => Promise.resolve() });
+    // Lengths 1, 8, 2, 7, 3, 6, 4, 5 in this order.
+    const texts = [1, 8, 2, 7, 3, 6, 4, 5].map((n) => 'x'.repeat(n));
+    const v = await lane.embed(texts);
+    expect(Array.from(v)).toEqual([1, 8, 2, 7, 3, 6, 4, 5]);
+    expect(batches.map((b) => b.map((t) => t.length))).toEqual([
+      [1, 2, 3, 4],
+      [5, 6, 7, 8],
+    ]);
+  });
 });
 
 describe('an inference server beside a re-embedding memory server', () => {

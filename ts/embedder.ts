@@ -47,6 +47,8 @@ export interface Embedder {
    * closes it. Without it, background work uses this instance.
    */
   background?(): Promise<Embedder>;
+  /** Runs that proceed at once (model sessions side by side). Default 1. */
+  readonly concurrentRuns?: number;
   close?(): void | Promise<void>;
 }
 

@@ -13,6 +13,11 @@
  * line; `cuda` insists; `cpu` never tries. Intra-op threads default to the machine's
  * cores with spinning off, so the memory and inference processes (which both hold the
  * model) do not spin against each other.
+ *
+ * `sessions` > 1 runs that many sessions side by side, each in its own worker (inter-op
+ * rather than intra-op parallelism): `background()` uses one single-threaded session per
+ * core for re-embedding, where throughput matters and a latency-bound command may take a
+ * core at any moment (docs/embeddings.md, "Changing the embedder").
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
@@ -44,8 +49,13 @@ export interface OnnxEmbedderOptions {
    *  sentence_bert_config.json max_seq_length, else its position limit, at most 512. Capped
    *  (with a warning) at the model's position limit (see model-limits.ts). */
   maxLength?: number;
-  /** onnxruntime intra-op threads. Default: the machine's cores. */
+  /** onnxruntime intra-op threads (per session). Default: the machine's cores. */
   threads?: number;
+  /**
+   * onnxruntime sessions run side by side, each in its own worker thread with `threads`
+   * intra-op threads; a batch goes to the session with the fewest runs queued. Default 1.
+   */
+  sessions?: number;
   /** Texts per run. Default 32. */
   maxBatch?: number;
   /** Keep onnxruntime's threads spinning between runs (lower latency, burns CPU). Default false. */
@@ -58,6 +68,20 @@ export interface OnnxEmbedderOptions {
 
 /** Niceness added for a background instance: its threads yield the cores to the server's whenever both have work. */
 export const BACKGROUND_NICE = 10;
+
+/** How a background instance runs: `sessions` sessions of `threads` intra-op threads each. */
+export interface BackgroundShape {
+  sessions: number;
+  threads: number;
+}
+
+/** One onnxruntime session: its worker thread and the runs queued on it. */
+interface Session {
+  worker: Worker;
+  queued: number;
+  /** Runs finished on it. */
+  runs: number;
+}
 
 /** Cumulative time spent per stage (ms), for stats and the benchmark. */
 export interface OnnxTimings {
@@ -123,6 +147,22 @@ function workerPath(): string {
   return existsSync(here) ? here : fileURLToPath(new URL('../../dist/onnx/worker.js', import.meta.url));
 }
 
+/** Starts one session's worker and waits for its start-up reply (the probe run). */
+async function startWorker(init: WorkerInit): Promise<{ worker: Worker; reply: InitReply }> {
+  const worker = new Worker(workerPath(), { workerData: init });
+  const reply = await new Promise<InitReply>((res, rej) => {
+    const onExit = (code: number) => rej(new Error(`onnxruntime worker exited during start-up (code ${code})`));
+    worker.once('error', rej);
+    worker.once('exit', onExit);
+    worker.once('message', (m: InitReply) => {
+      worker.off('error', rej);
+      worker.off('exit', onExit);
+      res(m);
+    });
+  }).catch((e: unknown) => ({ ok: false as const, error: e instanceof Error ? e.message : String(e) }));
+  return { worker, reply };
+}
+
 export class OnnxEmbedder implements Embedder {
   readonly name: string;
   readonly hash: string;
@@ -132,10 +172,14 @@ export class OnnxEmbedder implements Embedder {
   readonly maxBatchTokens: number;
   readonly maxLength: number;
   readonly modelDir: string;
+  /** Runs that proceed at once: one per session. */
+  readonly concurrentRuns: number;
+  /** onnxruntime intra-op threads of each session. */
+  readonly threads: number;
   readonly timings: OnnxTimings = { runs: 0, texts: 0, prepareMs: 0, ortMs: 0, poolMs: 0 };
   private readonly tokenizer: ModelTokenizer;
-  private readonly worker: Worker;
-  private readonly pending = new Map<number, { resolve: (v: Float32Array) => void; reject: (e: Error) => void; texts: number }>();
+  private readonly sessions: Session[];
+  private readonly pending = new Map<number, { resolve: (v: Float32Array) => void; reject: (e: Error) => void; texts: number; session: Session }>();
   private nextId = 1;
   /** The options this instance was loaded with (resolved directory), for `background()`. */
   private loadOptions!: OnnxEmbedderOptions;
@@ -151,7 +195,8 @@ export class OnnxEmbedder implements Embedder {
     maxLength: number;
     modelDir: string;
     tokenizer: ModelTokenizer;
-    worker: Worker;
+    workers: Worker[];
+    threads: number;
   }) {
     this.name = init.name;
     this.hash = init.hash;
@@ -162,13 +207,17 @@ export class OnnxEmbedder implements Embedder {
     this.maxBatchTokens = init.maxBatch * init.maxLength;
     this.modelDir = init.modelDir;
     this.tokenizer = init.tokenizer;
-    this.worker = init.worker;
-    this.worker.on('message', (m: RunReply) => this.onReply(m));
-    this.worker.on('error', (e) => this.fail(new Error(`onnxruntime worker failed: ${e.message}`)));
-    this.worker.on('exit', (code) => {
-      if (!this.closed) this.fail(new Error(`onnxruntime worker exited (code ${code})`));
-    });
-    this.worker.unref();
+    this.threads = init.threads;
+    this.concurrentRuns = init.workers.length;
+    this.sessions = init.workers.map((worker) => ({ worker, queued: 0, runs: 0 }));
+    for (const { worker } of this.sessions) {
+      worker.on('message', (m: RunReply) => this.onReply(m));
+      worker.on('error', (e) => this.fail(new Error(`onnxruntime worker failed: ${e.message}`)));
+      worker.on('exit', (code) => {
+        if (!this.closed) this.fail(new Error(`onnxruntime worker exited (code ${code})`));
+      });
+      worker.unref();
+    }
   }
 
   /** Loads and checks a model directory; every problem is a start-up error naming the file. */
@@ -214,22 +263,16 @@ export class OnnxEmbedder implements Embedder {
 
     const nice = options.nice ?? 0;
     if (!Number.isInteger(nice) || nice < 0 || nice > 19) throw new Error(`nice must be an integer in 0…19, got ${nice}`);
+    const sessions = options.sessions ?? 1;
+    if (!Number.isInteger(sessions) || sessions < 1 || sessions > 64) throw new Error(`sessions must be an integer in 1…64, got ${sessions}`);
     const init: WorkerInit = { modelPath, device, intraOpThreads: threads, allowSpinning: options.allowSpinning ?? false, probeIds, pooling, nice };
-    const worker = new Worker(workerPath(), { workerData: init });
-    const reply = await new Promise<InitReply>((res, rej) => {
-      const onExit = (code: number) => rej(new Error(`onnxruntime worker exited during start-up (code ${code})`));
-      worker.once('error', rej);
-      worker.once('exit', onExit);
-      worker.once('message', (m: InitReply) => {
-        worker.off('error', rej);
-        worker.off('exit', onExit);
-        res(m);
-      });
-    }).catch((e: unknown) => ({ ok: false as const, error: e instanceof Error ? e.message : String(e) }));
-    if (!reply.ok) {
-      await worker.terminate();
-      throw new Error(`${modelPath}: onnxruntime cannot run this model: ${reply.error}`);
+    const started = await Promise.all(Array.from({ length: sessions }, () => startWorker(init)));
+    const failed = started.find((w) => !w.reply.ok);
+    if (failed && !failed.reply.ok) {
+      await Promise.all(started.map((w) => w.worker.terminate()));
+      throw new Error(`${modelPath}: onnxruntime cannot run this model: ${failed.reply.error}`);
     }
+    const reply = started[0]!.reply as Extract<InitReply, { ok: true }>;
     for (const n of reply.notes) log(`onnx embedder: ${n}`);
     const embedder = new OnnxEmbedder({
       name: options.name ?? `onnx:${basename(dir)}`,
@@ -240,19 +283,32 @@ export class OnnxEmbedder implements Embedder {
       maxLength,
       modelDir: dir,
       tokenizer,
-      worker,
+      workers: started.map((w) => w.worker),
+      threads,
     });
-    embedder.loadOptions = { ...options, model: dir, maxLength, log };
+    embedder.loadOptions = { ...options, model: dir, maxLength, log, threads, sessions };
     return embedder;
   }
 
   /**
-   * A second instance of this model for background work (re-embedding), its onnxruntime
-   * threads at a lower CPU priority (BACKGROUND_NICE): the same name, hash and vectors. The
-   * caller closes it.
+   * Another instance of this model for background work (re-embedding): the same name, hash
+   * and vectors, its onnxruntime threads at a lower CPU priority (BACKGROUND_NICE). On the
+   * CPU it runs one single-threaded session per thread this instance uses, side by side
+   * (inter-op parallelism): a multi-threaded session waits at every operator for its
+   * slowest thread, so a command that takes one core stalls the whole run, while
+   * single-threaded sessions lose only the core that was taken. `shape` overrides that (the
+   * benchmark's A/B). The caller closes it.
    */
-  background(): Promise<OnnxEmbedder> {
-    return OnnxEmbedder.load({ ...this.loadOptions, nice: Math.min(19, (this.loadOptions.nice ?? 0) + BACKGROUND_NICE) }, this.hash);
+  background(shape?: BackgroundShape): Promise<OnnxEmbedder> {
+    const cores = this.threads * this.concurrentRuns;
+    const { sessions, threads } = shape ?? (this.device === 'cuda' ? { sessions: 1, threads: this.threads } : { sessions: cores, threads: 1 });
+    const nice = Math.min(19, (this.loadOptions.nice ?? 0) + BACKGROUND_NICE);
+    return OnnxEmbedder.load({ ...this.loadOptions, sessions, threads, nice }, this.hash);
+  }
+
+  /** Runs finished by each session, in session order. */
+  runsPerSession(): number[] {
+    return this.sessions.map((s) => s.runs);
   }
 
   tokenCounts(texts: string[]): Uint32Array {
@@ -282,17 +338,22 @@ export class OnnxEmbedder implements Embedder {
     };
   }
 
-  /** Runs a prepared batch; batches run one at a time, in the order given. */
+  /**
+   * Runs a prepared batch on the session with the fewest runs queued; a session runs its
+   * batches one at a time, in the order given (with one session: every batch in order).
+   */
   runPrepared(p: PreparedBatch): Promise<Float32Array> {
     if (this.broken) return Promise.reject(new NativeError('unavailable', this.broken.message));
     if (this.closed) return Promise.reject(new NativeError('unavailable', 'the onnx embedder is closed'));
     const req = (p as Prepared).req;
     const id = this.nextId++;
+    let session = this.sessions[0]!;
+    for (const s of this.sessions) if (s.queued < session.queued) session = s;
     return new Promise<Float32Array>((res, rej) => {
-      if (this.pending.size === 0) this.worker.ref(); // keep the process alive while a run is out
-      this.pending.set(id, { resolve: res, reject: rej, texts: p.size });
+      if (session.queued++ === 0) session.worker.ref(); // keep the process alive while a run is out
+      this.pending.set(id, { resolve: res, reject: rej, texts: p.size, session });
       const msg: RunRequest = { ...req, id };
-      postTransferring(this.worker, msg, [msg.inputIds.buffer, msg.attentionMask.buffer, msg.tokenTypeIds.buffer]);
+      postTransferring(session.worker, msg, [msg.inputIds.buffer, msg.attentionMask.buffer, msg.tokenTypeIds.buffer]);
     });
   }
 
@@ -313,12 +374,13 @@ export class OnnxEmbedder implements Embedder {
     const p = this.pending.get(m.id);
     if (!p) return;
     this.pending.delete(m.id);
-    if (this.pending.size === 0) this.worker.unref();
+    if (--p.session.queued === 0) p.session.worker.unref();
     if (!m.ok) {
       p.reject(new NativeError('internal', `onnxruntime: ${m.error}`));
       return;
     }
     this.timings.runs++;
+    p.session.runs++;
     this.timings.texts += p.texts;
     this.timings.ortMs += m.ortMs;
     this.timings.poolMs += m.poolMs;
@@ -329,12 +391,16 @@ export class OnnxEmbedder implements Embedder {
     this.broken ??= e;
     for (const p of this.pending.values()) p.reject(new NativeError('unavailable', e.message));
     this.pending.clear();
+    for (const s of this.sessions) {
+      if (s.queued > 0) s.worker.unref();
+      s.queued = 0;
+    }
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.fail(new Error('the onnx embedder is closed'));
-    await this.worker.terminate();
+    await Promise.all(this.sessions.map((s) => s.worker.terminate()));
   }
 }
