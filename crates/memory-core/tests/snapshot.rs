@@ -122,10 +122,10 @@ fn reads(s: &TensorStore, r: &mut StdRng) -> Vec<String> {
             out.push(format!("list {ns} {f} {:?}", page.iter().map(key).collect::<Vec<_>>()));
             out.push(format!("top {ns} {f} {:?}", s.top(&SearchRequest { filter: Some(filter.clone()), ..req(ns, 50) }, 50).iter().map(key).collect::<Vec<_>>()));
         }
-        for q in 0..4 {
+        for (q, filter) in filters.iter().take(4).enumerate() {
             let v = rvec(r, DIMS);
             for exact in [true, false] {
-                let f = (q > 0).then(|| Arc::new(Filter::compile(&filters[q]).unwrap()));
+                let f = (q > 0).then(|| Arc::new(Filter::compile(filter).unwrap()));
                 let (hits, plan) = s.search_explained(&v, 1, &SearchRequest { filter: f, exact, ..req(ns, 10) }).unwrap();
                 out.push(format!("search {ns} {q} {exact} {:?} {:?}", plan.kind, hits[0].iter().map(with_score).collect::<Vec<_>>()));
             }
@@ -303,7 +303,7 @@ fn a_snapshot_over_a_log_that_changed_is_ignored() {
     let at = bytes.windows(victim.text.len()).position(|win| win == victim.text.as_bytes()).unwrap();
     // Same length, another text, and the record's checksum fixed: a valid log, other records.
     bytes[at] = if bytes[at] == b'n' { b'N' } else { b'n' };
-    let start = *record_offsets(&bytes).iter().filter(|&&o| o < at).last().unwrap();
+    let start = *record_offsets(&bytes).iter().rfind(|&&o| o < at).unwrap();
     let len = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap()) as usize;
     let crc = crc32c::crc32c(&bytes[start + 8..start + 8 + len]);
     bytes[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
