@@ -79,12 +79,19 @@ fn namespace_column(snap: &Snapshot, puts: &[&RecordRef]) -> Option<Vec<u32>> {
 /// puts (`st` is then to be discarded).
 pub(in crate::store) fn restore(st: &mut State, snap: &Snapshot, puts: &[&RecordRef], last_seq: u64) -> Result<(), String> {
     let n = snap.rows;
+    let t0 = std::time::Instant::now();
+    let trace = |what: &str| {
+        if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
+            eprintln!("snapshot: {what} at {:?}", t0.elapsed());
+        }
+    };
     if puts.len() != n {
         return Err(format!("it covers {n} rows where the log's records give {}", puts.len()));
     }
     let ns_col = namespace_column(snap, puts).ok_or("its namespaces are not the puts'")?;
     let live = snap.live();
     let lists = snap.posting_lists().ok_or("malformed posting lists")?;
+    trace("namespaces, live bits, posting lists");
     let chunks: Vec<Option<Chunk>> = (0..n.div_ceil(CHUNK_ROWS)).into_par_iter().map(|c| restore_chunk(snap, puts, &live, c)).collect();
     let mut rows = Vec::with_capacity(n);
     let (mut live_count, mut associations) = (0, 0);
@@ -94,8 +101,10 @@ pub(in crate::store) fn restore(st: &mut State, snap: &Snapshot, puts: &[&Record
         live_count += c.live;
         associations += c.associations;
     }
+    trace("rows");
     let ts_col: Vec<i64> = puts.par_iter().map(|p| fields(p).1).collect();
     let exp_col: Vec<i64> = puts.par_iter().map(|p| fields(p).5).collect();
+    trace("columns");
     let mut namespaces: Vec<Namespace> = snap
         .namespaces
         .iter()
@@ -125,6 +134,7 @@ pub(in crate::store) fn restore(st: &mut State, snap: &Snapshot, puts: &[&Record
         ns.live = members.len();
         ns.ids = IdMap::build(&rows, &members);
     }
+    trace("id maps");
     st.ns_by_name = namespaces.iter().enumerate().map(|(i, ns)| (ns.name.clone(), i as u32)).collect();
     st.namespaces = namespaces;
     st.rows = rows;
