@@ -19,6 +19,7 @@
 //! | `validate` | input checks on the caller's thread (metadata parsed once, there) |
 //! | `open`, `replay`, `dirlock` | opening a directory: lock, identity, log replay, threads |
 //! | `verified`, `scrub` | the rows a clean close vouched for, checked after open by a background scrub |
+//! | `snapshot` | the state as a clean close left it, restored at open instead of applying the log's records |
 //! | `writer/` | the writer thread; `writer/put` put groups, `writer/compact` compaction, `writer/expiry` the expiry sweep |
 //! | `searcher` | the searcher thread: batched single-query searches |
 //! | `reads` | reads under the state's shared lock |
@@ -50,6 +51,7 @@ pub mod scan;
 mod scrub;
 mod searcher;
 mod shared;
+mod snapshot;
 pub mod state;
 mod textsearch;
 mod types;

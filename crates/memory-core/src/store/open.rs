@@ -16,6 +16,7 @@ use super::replay::replay;
 use super::scrub::{self, ScrubProgress};
 use super::searcher::{self, SearchJob};
 use super::shared::{Q8Shared, Shared};
+use super::snapshot;
 use super::state::State;
 use super::types::{EmbedderInfo, StoreOptions};
 use super::vecfile::VecFile;
@@ -64,10 +65,10 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
     st.text_on = opts.text_index;
     // The persisted ANN graphs are read and decoded on another core while the log replays,
     // then checked against the replayed rows.
-    let ((log, vec_file, vouched), ann_file) = match current {
+    let ((log, vec_file, vouched, snapshot_rows), ann_file) = match current {
         None => {
             let (log, vec_file) = create_log(dir, opts.dims)?;
-            ((log, vec_file, 0), None)
+            ((log, vec_file, 0, 0), None)
         }
         Some((gen, path)) => {
             let read_graphs = || {
@@ -117,6 +118,7 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         compactions: AtomicU64::new(0),
         last_compaction: Mutex::new(None),
         scrub: ScrubProgress::new(checked_rows, vouched),
+        snapshot_rows,
     });
     let to_scrub = vec_file.as_ref().map(|v| (v.path.clone(), v.crcs[..vouched].to_vec()));
     let mut store = start(shared, log, vec_file, lock)?;
@@ -203,9 +205,9 @@ fn create_log(dir: &Path, dims: usize) -> Result<(LogWriter, Option<VecFile>)> {
 
 /// Replay the current log (generation `gen`) into `st` and open it for appending after its
 /// last valid record; refuses a log with corruption before its tail. Also returns the
-/// vectors file (its rows' crcs known) and how many of its leading rows the verified file
-/// vouched for (not checked yet: the scrub's).
-fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) -> Result<(LogWriter, Option<VecFile>, usize)> {
+/// vectors file (its rows' crcs known), how many of its leading rows the verified file
+/// vouched for (not checked yet: the scrub's) and how many rows the state snapshot gave.
+fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) -> Result<(LogWriter, Option<VecFile>, usize, usize)> {
     let mut bytes = LogImage::open(path)?;
     if gen == 1 && bytes.len() < log::HEADER_LEN {
         // A crash while the very first log was being created: it holds no records (the
@@ -229,7 +231,19 @@ fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) ->
     let load_text = st.text_on && !inline;
     let t0 = std::time::Instant::now();
     let vouched_for = |crcs: &[u32]| verified::rows_vouched_for(dir, gen, crcs);
-    let (replayed, text_file) = rayon::join(|| replay(&bytes, &file, st, vf.as_ref().map(|(v, rows)| (&v.file, *rows)), &vouched_for), || load_text.then(|| text_persist::load(dir, gen)).flatten());
+    // The state as the last clean close left it (`store/snapshot`); a version-1 log has none.
+    let snap = match (!inline).then(|| snapshot::read(dir, gen)).flatten() {
+        Some(Ok(s)) => Some(s),
+        Some(Err(why)) => {
+            snapshot::ignored(&file, gen, &why);
+            None
+        }
+        None => None,
+    };
+    if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
+        eprintln!("open: state snapshot {} at {:?}", if snap.is_some() { "read" } else { "absent" }, t0.elapsed());
+    }
+    let (replayed, text_file) = rayon::join(|| replay(&bytes, &file, st, vf.as_ref().map(|(v, rows)| (&v.file, *rows)), &vouched_for, snap), || load_text.then(|| text_persist::load(dir, gen)).flatten());
     let replayed = replayed?;
     let sc = replayed.scan;
     if let ScanEnd::Corrupt { offset, reason } = sc.end {
@@ -245,7 +259,7 @@ fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) ->
         if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
             eprintln!("open: version-1 log converted to generation {} in {:?}", log.gen, t0.elapsed());
         }
-        return Ok((log, Some(vec_file), 0));
+        return Ok((log, Some(vec_file), 0, 0));
     }
     let how = text_persist::restore_or_build(text_file, st);
     if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
@@ -259,7 +273,7 @@ fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) ->
     vec_file.crcs = replayed.crcs;
     drop(bytes);
     remove_other_generations(dir, gen);
-    Ok((LogWriter::open_append(path.to_path_buf(), gen, sc.valid_len)?, Some(vec_file), replayed.vouched))
+    Ok((LogWriter::open_append(path.to_path_buf(), gen, sc.valid_len)?, Some(vec_file), replayed.vouched, replayed.restored))
 }
 
 /// Remove older logs and other generations' vectors files left behind by a crash around a
@@ -276,6 +290,7 @@ fn remove_other_generations(dir: &Path, gen: u64) {
     text_persist::remove_other_generations(dir, gen);
     ann_persist::remove_other_generations(dir, gen);
     verified::remove_other_generations(dir, gen);
+    snapshot::remove_other_generations(dir, gen);
 }
 
 pub(super) fn write_meta(dir: &Path, meta: &MetaFile) -> Result<()> {

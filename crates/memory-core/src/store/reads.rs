@@ -185,6 +185,7 @@ pub(super) fn stats(sh: &Shared) -> StoreStats {
         scrub_pending: sh.scrub.pending(),
         scrub_mismatches: sh.scrub.mismatches(),
         scrub_first_mismatch: sh.scrub.first_mismatch(),
+        snapshot_rows: sh.snapshot_rows,
         ann_rows: ann.graphs.iter().flatten().map(|g| g.graph.len()).sum(),
         ann_bytes: ann.bytes(),
         ann_pending: ann.pending(&st),

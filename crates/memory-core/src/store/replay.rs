@@ -20,6 +20,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::log::{self, Header, PutVector, RecordRef, ScanEnd};
+use super::snapshot::{self, Snapshot};
 use super::state::{self, ParsedMetadata, State};
 use super::vectors::Vectors;
 use crate::error::{Error, Result};
@@ -31,7 +32,7 @@ use crate::error::{Error, Result};
 const TORN_ROWS_MAX: usize = 8192;
 
 /// A verified record and, for a put, its parsed metadata; `None` where verification failed.
-type Decoded<'a> = Option<(RecordRef<'a>, ParsedMetadata)>;
+pub(super) type Decoded<'a> = Option<(RecordRef<'a>, ParsedMetadata)>;
 
 /// What [`replay`] gives back.
 pub(super) struct Replayed {
@@ -40,6 +41,8 @@ pub(super) struct Replayed {
     pub crcs: Vec<u32>,
     /// Leading rows not checked here because the verified file vouched for them: the scrub's.
     pub vouched: usize,
+    /// Rows restored from the state snapshot rather than applied from the log.
+    pub restored: usize,
 }
 
 /// Replay a log image into `st` (empty).
@@ -49,21 +52,35 @@ pub(super) struct Replayed {
 /// refused, never started with the memories cut off). Returns the scan, whose end is a
 /// torn tail or corruption when the vectors file does not hold the puts' rows (see the
 /// module documentation). `vouched_for(crcs)`: how many leading rows the verified file
-/// vouches for, given the puts' checksums.
-pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<(&File, usize)>, vouched_for: &dyn Fn(&[u32]) -> usize) -> Result<Replayed> {
+/// vouches for, given the puts' checksums. `snap`: the state snapshot of the last clean
+/// close ([`super::snapshot`]), restored instead of applying the records it covers when it
+/// describes the log's first records, else ignored with a line on stderr.
+pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<(&File, usize)>, vouched_for: &dyn Fn(&[u32]) -> usize, snap: Option<Snapshot>) -> Result<Replayed> {
     let header = Header::decode(bytes, file)?;
+    let gen = header.gen;
     let inline = header.version == log::VERSION_INLINE;
     let dims = header.dims as usize;
     let trace = std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some();
     let t0 = Instant::now();
     let (frames, framed) = log::frames(bytes);
+    let snap = snap.and_then(|s| match snapshot_fits(&s, bytes, &frames) {
+        Ok(()) => Some(s),
+        Err(why) => {
+            snapshot::ignored(file, gen, &why);
+            None
+        }
+    });
+    // The records the snapshot covers are checked and decoded, not applied: their metadata
+    // is not parsed.
+    let covered = snap.as_ref().map_or(0, |s| s.records);
     let decoded: Vec<Decoded> = frames
         .par_iter()
+        .enumerate()
         .with_min_len(256)
-        .map(|&(off, len)| {
+        .map(|(i, &(off, len))| {
             let rec = log::check_frame(bytes, off, len, dims)?;
             let meta = match &rec {
-                RecordRef::Put { metadata, .. } => state::parse_metadata(metadata),
+                RecordRef::Put { metadata, .. } if i >= covered => state::parse_metadata(metadata),
                 _ => None,
             };
             Some((rec, meta))
@@ -88,6 +105,10 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
     };
     if let Some((i, reason)) = wrong_put_kind(&decoded[..limit], inline) {
         return Err(Error::Corrupt { file: file.to_string(), offset: frames[i].0 as u64, reason });
+    }
+    if limit < covered {
+        snapshot::ignored(file, gen, "the log's records it covers do not all verify");
+        return replay(bytes, file, st, vec_file, vouched_for, None);
     }
     let mut arena = Vectors::new(dims);
     let mut crcs = Vec::new();
@@ -123,9 +144,12 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
     // The rows are checked on the other cores while this thread applies the records.
     let (applied, bad) = rayon::join(
         || {
-            let r = apply(st, decoded, limit, &frames, file);
+            let r = match &snap {
+                Some(s) => restore_then_apply(st, s, decoded, limit, &frames, file),
+                None => apply(st, decoded, limit, &frames, file).map(|()| None),
+            };
             if trace {
-                eprintln!("replay: records applied at {:?}", t0.elapsed());
+                eprintln!("replay: records applied at {:?} ({} restored from the state snapshot)", t0.elapsed(), if snap.is_some() { covered } else { 0 });
             }
             r
         },
@@ -144,7 +168,13 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
             bad
         },
     );
-    applied?;
+    if let Some(why) = applied? {
+        snapshot::ignored(file, gen, &why);
+        let text_on = st.text_on;
+        *st = State::new(dims);
+        st.text_on = text_on;
+        return replay(bytes, file, st, vec_file, vouched_for, None);
+    }
     if let Some(&first) = bad.first() {
         // The frame of the first put whose row does not match.
         let offset = frames[put_frame(bytes, &frames[..limit], first)].0;
@@ -154,13 +184,13 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
             *st = State::new(dims);
             st.text_on = text_on;
             drop(arena);
-            let mut r = replay(&bytes[..offset], file, st, vec_file, vouched_for)?;
+            let mut r = replay(&bytes[..offset], file, st, vec_file, vouched_for, snap)?;
             r.scan.end = ScanEnd::Torn { offset: offset as u64, reason: format!("vector rows {first}.. not in the vectors file (a crash before it reached the disk)") };
             r.scan.valid_len = offset as u64;
             return Ok(r);
         }
         sc.end = ScanEnd::Corrupt { offset: offset as u64, reason: format!("vector row {first} of the vectors file does not match its checksum") };
-        return Ok(Replayed { scan: sc, crcs, vouched });
+        return Ok(Replayed { scan: sc, crcs, vouched, restored: 0 });
     }
     // Checking read every mapped row: give them back to the page cache.
     arena.release_mapped(arena.mapped_rows());
@@ -170,7 +200,7 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
     if trace {
         eprintln!("replay: sig index in {:?}", t0.elapsed());
     }
-    Ok(Replayed { scan: sc, crcs, vouched })
+    Ok(Replayed { scan: sc, crcs, vouched, restored: snap.map_or(0, |s| s.rows) })
 }
 
 /// The vectors of the puts among `decoded`, in order (every put adds exactly one row, in
@@ -217,8 +247,41 @@ fn all_valid_in_order(decoded: &[Decoded]) -> bool {
     true
 }
 
+/// Whether the snapshot describes the first records of the log image framed as `frames`:
+/// as many records, ending at the same offset, with the same offsets, lengths and checksums.
+fn snapshot_fits(s: &Snapshot, bytes: &[u8], frames: &[(usize, usize)]) -> std::result::Result<(), String> {
+    let Some(covered) = frames.get(..s.records) else {
+        return Err(format!("it covers {} records and the log holds {}", s.records, frames.len()));
+    };
+    let end = covered.last().map_or(log::HEADER_LEN, |&(off, len)| off + 8 + len);
+    if end as u64 != s.log_len || snapshot::records_digest(bytes, covered) != s.digest {
+        return Err("the log's first records are not the ones it was written for (the log was repaired, replaced or cut)".into());
+    }
+    Ok(())
+}
+
+/// Restore the state the snapshot describes from the puts among the records it covers,
+/// then apply the rest of the first `limit` records as [`apply`] does. `Ok(Some(why))`:
+/// the snapshot does not fit after all, and `st` is to be discarded.
+fn restore_then_apply(st: &mut State, snap: &Snapshot, mut decoded: Vec<Decoded>, limit: usize, frames: &[(usize, usize)], file: &str) -> Result<Option<String>> {
+    let tail = decoded.split_off(snap.records);
+    let puts: Vec<&RecordRef> = decoded.iter().filter_map(|d| d.as_ref().map(|(rec, _)| rec).filter(|rec| matches!(rec, RecordRef::Put { .. }))).collect();
+    let last_seq = decoded.last().and_then(|d| d.as_ref()).map_or(0, |(rec, _)| rec.seq());
+    if let Err(why) = snapshot::restore(st, snap, &puts, last_seq) {
+        return Ok(Some(why));
+    }
+    drop(puts);
+    let t = std::time::Instant::now();
+    drop(decoded);
+    if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
+        eprintln!("snapshot: decoded records dropped in {:?}", t.elapsed());
+    }
+    apply(st, tail, limit - snap.records, &frames[snap.records..], file)?;
+    Ok(None)
+}
+
 /// Apply the first `limit` records to `st` (their vectors are loaded apart, see [`replay`]).
-fn apply(st: &mut State, decoded: Vec<Decoded>, limit: usize, frames: &[(usize, usize)], file: &str) -> Result<()> {
+pub(super) fn apply(st: &mut State, decoded: Vec<Decoded>, limit: usize, frames: &[(usize, usize)], file: &str) -> Result<()> {
     for (i, d) in decoded.into_iter().take(limit).enumerate() {
         let Some((rec, meta)) = d else {
             return Err(Error::Corrupt { file: file.to_string(), offset: frames[i].0 as u64, reason: "record failed verification".into() });

@@ -75,6 +75,28 @@ impl Row {
         Row { seq, data: d.into_boxed_slice() }
     }
 
+    /// A row whose `n` associations are given as [`Row::new`] encodes them (from
+    /// [`Row::encoded_associations`]): the state snapshot restores rows this way
+    /// (`store/snapshot`), without decoding them.
+    pub fn with_encoded_associations(seq: u64, id: &str, text: &str, metadata: &str, packed: &[u8], n: usize, associations: &[u8]) -> Row {
+        let mut d = Vec::with_capacity(16 + id.len() + text.len() + metadata.len() + packed.len() + associations.len());
+        for len in [id.len(), text.len(), metadata.len(), packed.len(), n] {
+            put_varint(&mut d, len as u64);
+        }
+        d.extend_from_slice(id.as_bytes());
+        d.extend_from_slice(text.as_bytes());
+        d.extend_from_slice(metadata.as_bytes());
+        d.extend_from_slice(packed);
+        d.extend_from_slice(associations);
+        Row { seq, data: d.into_boxed_slice() }
+    }
+
+    /// How many associations the row has and their bytes as stored.
+    pub fn encoded_associations(&self) -> (usize, &[u8]) {
+        let l = self.layout();
+        (l.n_assoc, &self.data[l.assoc..])
+    }
+
     fn layout(&self) -> Layout {
         let d = &self.data;
         let mut at = 0;
@@ -162,6 +184,9 @@ mod tests {
         assert_eq!(r.association_count(), 3);
         let u = r.with_metadata("{}", &[]);
         assert_eq!((u.id(), u.text(), u.metadata_raw(), u.metadata().len(), u.association_count()), ("id-é", long.as_str(), "{}", 0, 3));
+        let (n, bytes) = r.encoded_associations();
+        let copy = Row::with_encoded_associations(7, r.id(), r.text(), r.metadata_raw(), r.metadata_packed(), n, bytes);
+        assert_eq!(copy.data, r.data, "a row rebuilt from its encoded associations is the same row");
         let empty = Row::new(1, "i", "t", "", &[], &[]);
         assert_eq!((empty.metadata_raw(), empty.metadata().is_empty(), empty.associations().count()), ("", true, 0));
     }

@@ -54,6 +54,8 @@ pub(super) struct Shared {
     pub last_compaction: Mutex<Option<CompactReport>>,
     /// The vectors file's rows checked against the log since open ([`super::scrub`]).
     pub scrub: super::scrub::ScrubProgress,
+    /// Rows the open restored from the state snapshot (`store/snapshot`).
+    pub snapshot_rows: usize,
 }
 
 /// Int8 codes of a prefix of the state's rows (`rows.len() <= state.len()`), for the exact

@@ -216,6 +216,9 @@ pub struct StoreStats {
     pub scrub_pending: usize,
     pub scrub_mismatches: usize,
     pub scrub_first_mismatch: Option<usize>,
+    /// Rows the open restored from the state snapshot of the last clean close instead of
+    /// applying their records (`state-<gen>.idx`, docs/storage.md); 0 when the log was replayed.
+    pub snapshot_rows: usize,
     /// Rows in the namespaces' ANN graphs, bytes the graphs hold, rows waiting to be indexed
     /// (after open the writer rebuilds the graphs while idle) and searches per plan so far.
     pub ann_rows: usize,

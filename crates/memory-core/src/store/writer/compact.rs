@@ -216,6 +216,8 @@ impl Writer {
         // terms); the new generation's is written at close.
         crate::text::persist::remove_other_generations(&dir, gen);
         crate::ann::persist::remove_other_generations(&dir, gen);
+        // So does its state snapshot (it holds deleted memories' metadata).
+        super::super::snapshot::remove_other_generations(&dir, gen);
         // Everything is in the new file, fsynced.
         self.dirty = false;
         let rows_after = new_state.len();

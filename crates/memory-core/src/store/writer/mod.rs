@@ -151,9 +151,10 @@ impl Writer {
     }
 
     /// Closing: a running compaction is abandoned, expiry watchers are told, the scrub
-    /// stopped, and the text index and the ANN graphs are written beside the log so the next
-    /// open loads them instead of rebuilding them (`text::persist`, `ann::persist`; if that
-    /// fails, the next open rebuilds), then the verified file once every row is synced.
+    /// stopped, and the text index, the ANN graphs and the state snapshot are written beside
+    /// the log so the next open loads them instead of rebuilding them (`text::persist`,
+    /// `ann::persist`, `store/snapshot`; if that fails, the next open rebuilds), then the
+    /// verified file once every row is synced.
     fn shutdown(&mut self) {
         let closed = Error::Unavailable("the store is closed".into());
         self.abort_compaction(Error::Unavailable("the store is closed".into()));
@@ -164,8 +165,15 @@ impl Writer {
         let crcs = self.vec_file.as_ref().map_or(&[][..], |v| &v.crcs[..]);
         let _ = crate::ann::persist::save(&self.shared.dir, self.log.gen, &st, &self.shared.ann.read(), crcs);
         drop(st);
-        // A cleanly closed log ends with its last record (see `LogWriter`).
-        let _ = self.log.trim();
+        // A cleanly closed log ends with its last record (see `LogWriter`)…
+        if self.log.trim().is_ok() {
+            // …which the state snapshot covers: the next open restores the state from it
+            // instead of applying every record (`store/snapshot`).
+            let st = self.shared.state.read();
+            if let Err(why) = super::snapshot::save(&self.shared.dir, self.log.gen, &self.log.path, &st) {
+                eprintln!("memory-server: the state snapshot was not written ({why}); the next open replays the log");
+            }
+        }
         // Every row synced: the next open need not check them before answering.
         if self.sync_now().is_ok() && self.shared.scrub.mismatches() == 0 {
             if let Some(v) = &self.vec_file {
