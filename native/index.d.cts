@@ -385,6 +385,11 @@ export interface SearchOptions {
   /** The exact pass even where the namespace's ANN graph could serve (default false). */
   exact?: boolean
   /**
+   * The graph's candidate list for this search instead of the planner's: an integer from 1
+   * to 16,384 (larger finds more of the true top k, slower); ignored by the exact plan.
+   */
+  ef?: number
+  /**
    * `top` and `searchBatched`: stop once the results' own bytes (id, namespace, text,
    * metadata, associations, 4 per embedding float) pass this; the memory that passes it and
    * one more are still returned, so a caller estimating a larger encoding sees the cut.

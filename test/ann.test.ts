@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryServer } from '../ts/server/memory.js';
 import { HASH_DIMS, MemoryStore } from '../ts/native.js';
 import { connect, silentLogger, until, type TestClient } from './helpers/ws-client.js';
+import { request } from './helpers/http-api.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'memsrv-ann-'));
 const ROWS = 600;
@@ -74,6 +75,43 @@ describe('retrieve planner (ANN graph)', () => {
       expect(bad).toMatchObject({ status: 'error', code: 'invalid_request' });
       expect(bad.message).toContain(`data.${field}`);
     }
+  });
+
+  it('ef sets the graph list of this query (explain shows it, at least count), the exact pass ignores it', async () => {
+    const query = 'note 123 about topic 3 and detail 11';
+    const planned = await c.request('retrieve', { query, count: 5, explain: true });
+    expect(planned.data.plan).toMatchObject({ plan: 'graph', ef: 96 });
+    const wide = await c.request('retrieve', { query, count: 5, explain: true, ef: 400 });
+    expect(wide.data.plan).toMatchObject({ plan: 'graph', reason: 'graph', ef: 400 });
+    // A longer list scores more nodes, and still finds the stored text first.
+    expect(wide.data.plan.scored).toBeGreaterThan(planned.data.plan.scored);
+    expect(wide.data.memories[0].id).toBe('m123');
+    const short = await c.request('retrieve', { query, count: 5, explain: true, ef: 1 });
+    expect(short.data.plan).toMatchObject({ plan: 'graph', ef: 5 });
+    expect(short.data.memories.length).toBe(5);
+    const exact = await c.request('retrieve', { query, count: 5, explain: true, exact: true, ef: 400 });
+    expect(exact.data.plan).toMatchObject({ plan: 'exact', reason: 'exact: true', ef: 0 });
+    expect(exact.data.memories.map((m: { id: string }) => m.id)).toEqual(wide.data.memories.map((m: { id: string }) => m.id));
+    // Without explain: the same answer, no plan.
+    const plain = await c.request('retrieve', { query, count: 5, ef: 400 });
+    expect(plain.data.plan).toBeUndefined();
+    expect(plain.data.memories.map((m: { id: string }) => m.id)).toEqual(wide.data.memories.map((m: { id: string }) => m.id));
+  });
+
+  it('an ef that is not an integer from 1 to 16384 is invalid_request naming data.ef, over the WebSocket and HTTP', async () => {
+    const port = server.port;
+    for (const ef of [0, -3, 16_385, 2.5, '96', null, true]) {
+      const ws = await c.request('retrieve', { query: 'topic 2', ef });
+      expect(ws, `ef ${String(ef)}`).toMatchObject({ status: 'error', code: 'invalid_request', data: { field: 'data.ef' } });
+      expect(ws.message).toContain('data.ef');
+      const http = await request(port, 'POST', '/v1/memories/search', { query: 'topic 2', ef });
+      expect(http.status, `ef ${String(ef)}`).toBe(400);
+      expect(http.body).toMatchObject({ status: 'error', code: 'invalid_request', data: { field: 'data.ef' } });
+    }
+    expect((await c.request('retrieve', { query: 'topic 2', ef: 16_384 })).status).toBe('success');
+    const ok = await request(port, 'POST', '/v1/memories/search', { query: 'topic 2', count: 3, ef: 200, explain: true });
+    expect(ok.status).toBe(200);
+    expect(ok.body.plan).toMatchObject({ plan: 'graph', ef: 200 });
   });
 });
 

@@ -28,6 +28,8 @@ export const MEMORY_LIMITS = {
   maxTtlS: 100 * 365 * 24 * 3600,
   /** Events kept for `since_seq` replay. */
   eventLogSize: 10_000,
+  /** Largest `ef` of `retrieve` (the graph's candidate list; the core's `plan::MAX_EF`). */
+  maxEf: 16_384,
 } as const;
 
 export const DEFAULT_NAMESPACE = 'default';
@@ -149,6 +151,13 @@ export const retrieveSchema = z.object({
   include_embeddings: z.boolean().optional(),
   /** Force the exact pass even where the namespace's ANN graph would serve (docs/search.md). */
   exact: z.boolean().optional(),
+  /** The ANN graph's candidate list for this query instead of the planner's (docs/search.md): larger finds more of the true top `count`, slower; ignored by the exact pass. */
+  ef: z
+    .number({ invalid_type_error: `must be an integer from 1 to ${MEMORY_LIMITS.maxEf}` })
+    .int({ message: `must be an integer from 1 to ${MEMORY_LIMITS.maxEf}` })
+    .min(1, { message: `must be an integer from 1 to ${MEMORY_LIMITS.maxEf}` })
+    .max(MEMORY_LIMITS.maxEf, { message: `must be an integer from 1 to ${MEMORY_LIMITS.maxEf}` })
+    .optional(),
   /** Add `plan` to the reply: which plan answered (`exact` | `graph`) and why. */
   explain: z.boolean().optional(),
   /** How `query` ranks (docs/search.md): by embedding (`vector`, the default), BM25 over the texts (`text`), or both fused (`hybrid`). */

@@ -478,6 +478,7 @@ export class MemoryServer extends ServerBase {
     if (since !== undefined) opts.sinceMs = since;
     if (until !== undefined) opts.untilMs = until;
     if (d.include_embeddings) opts.includeEmbeddings = true;
+    if (d.ef !== undefined) opts.ef = d.ef;
     const include = d.include_embeddings ?? false;
     if (d.mode !== undefined) {
       if (d.query !== undefined) checkTextSize(d.query, 'data.query');

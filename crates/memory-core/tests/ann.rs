@@ -189,3 +189,43 @@ fn a_filter_passing_under_a_sixteenth_of_the_namespace_is_scored_exactly() {
     assert_eq!((plan.kind, plan.reason, plan.filter_candidates), (PlanKind::Exact, "exact pass cheaper than a filtered traversal", Some(200)));
     assert!(m[0].len() == 10 && m[0].iter().all(|x| x.metadata.contains("\"t3\"")));
 }
+
+#[test]
+fn a_search_s_own_ef_sets_the_graph_list_and_a_longer_list_never_finds_less() {
+    // 120 clusters of 50 rows: a short list reaches the query's own cluster less often.
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_small(dir.path());
+    let centres: Vec<Vec<f32>> = (0..120).map(|i| rvec(&mut rng(5000 + i as u64), DIMS)).collect();
+    let mut r = rng(8);
+    let mut around = |i: usize| -> Vec<f32> { centres[(i * 7) % 120].iter().map(|x| x + 0.5 * r.gen_range(-1.0f32..1.0)).collect() };
+    let vs: Vec<Vec<f32>> = (0..6000).map(&mut around).collect();
+    let queries: Vec<Vec<f32>> = (0..60).map(&mut around).collect();
+    fill(&s, &vs);
+    indexed(&s);
+    let with_ef = |ef: Option<usize>, exact: bool| SearchRequest { ef, ..req(10, exact) };
+    let wants: Vec<Vec<String>> = queries.iter().map(|q| ids(&s, q, &with_ef(None, true)).0).collect();
+    let mut recalls = Vec::new();
+    for ef in [1, 12, 24, 48, 96, 384, 1536] {
+        let (mut hit, mut total) = (0, 0);
+        for (q, want) in queries.iter().zip(&wants) {
+            let (m, plan) = s.search_explained(q, 1, &with_ef(Some(ef), false)).unwrap();
+            // The list holds at least the k asked for.
+            assert_eq!((plan.kind, plan.ef), (PlanKind::Graph, ef.max(10)));
+            hit += m[0].iter().filter(|x| want.contains(&x.id)).count();
+            total += want.len();
+        }
+        recalls.push(hit as f64 / total as f64);
+    }
+    for w in recalls.windows(2) {
+        assert!(w[1] >= w[0], "a longer list found less: {recalls:?}");
+    }
+    assert!(recalls[0] < recalls[6] && recalls[6] >= 0.99, "{recalls:?}");
+    // Ignored by the exact pass; outside 1…16,384 refused before anything runs.
+    let (_, plan) = s.search_explained(&queries[0], 1, &with_ef(Some(500), true)).unwrap();
+    assert_eq!((plan.kind, plan.ef), (PlanKind::Exact, 0));
+    for bad in [0, 16_385] {
+        let err = s.search_explained(&queries[0], 1, &with_ef(Some(bad), false)).unwrap_err();
+        assert!(err.to_string().contains("ef must be an integer from 1 to 16384"), "{err}");
+    }
+    assert!(s.search_explained(&queries[0], 1, &with_ef(Some(16_384), false)).is_ok());
+}

@@ -1251,6 +1251,7 @@ impl Query<'_> {
             include_embeddings: false,
             f32_scan: false,
             exact: false,
+            ef: None,
         }
     }
 }

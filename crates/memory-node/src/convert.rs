@@ -54,6 +54,11 @@ pub fn store_options(o: OpenOptions) -> napi::Result<StoreOptions> {
 
 pub fn search_request(o: &SearchOptions) -> napi::Result<core_store::SearchRequest> {
     let filter = parse_filter(o.filter.as_deref())?;
+    let max_ef = core_store::plan::MAX_EF as f64;
+    let ef = match o.ef {
+        Some(e) if e.fract() != 0.0 || !(1.0..=max_ef).contains(&e) => return Err(invalid(format!("ef must be an integer from 1 to {max_ef}, got {e}"))),
+        e => e.map(|e| e as usize),
+    };
     Ok(core_store::SearchRequest {
         namespace: o.namespace.clone(),
         k: o.k as usize,
@@ -67,6 +72,7 @@ pub fn search_request(o: &SearchOptions) -> napi::Result<core_store::SearchReque
         include_embeddings: o.include_embeddings.unwrap_or(false),
         f32_scan: o.f32_scan.unwrap_or(false),
         exact: o.exact.unwrap_or(false),
+        ef,
     })
 }
 

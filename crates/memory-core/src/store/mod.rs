@@ -281,6 +281,9 @@ impl TensorStore {
         if let Err(m) = check_vector(&query, self.shared.dims) {
             return done(Err(Error::invalid(format!("embedding: {m}"))));
         }
+        if let Err(e) = plan::check_ef(req.ef) {
+            return done(Err(e));
+        }
         normalize(&mut query);
         let guard = self.search_tx.lock();
         match guard.as_ref() {

@@ -16,12 +16,18 @@
 //!   recall@10 ≥ 0.99 (docs/search.md, "The planner").
 //! - Unless that list is so long that the exact pass over the filter's candidates costs less
 //!   ([`EXACT_ROWS_PER_EF`]) → the exact pass.
+//! - Without a filter → the graph with a list of [`ANN_EF`] grown by the square root of the
+//!   namespace's rows past [`GRAPH_EF_REFERENCE_ROWS`] ([`graph_ef`]): at 5M rows of clustered
+//!   data 96 found 0.8865 of the top 10 and 215 finds 0.9465 (docs/search.md, "The planner").
+//! - A search's own `ef` (1…[`MAX_EF`], [`check_ef`]) replaces either list; the exact pass
+//!   ignores it.
 
 use roaring::RoaringBitmap;
 
 use super::scan::{Ctx, Hit, ScanParams};
 use super::state::State;
 use crate::ann::{search_ns, AnnSet, ANN_EF};
+use crate::error::{Error, Result};
 use crate::search::kernels;
 
 /// Most the candidate list of a filtered traversal is widened for the filter's selectivity.
@@ -33,6 +39,12 @@ const MAX_EF_WIDEN: usize = 16;
 /// grows with the square root of the rows past this.
 pub const EF_REFERENCE_CANDIDATES: usize = 30_000;
 
+/// Rows of a namespace up to which the unfiltered list [`ANN_EF`] keeps recall@10 ≥ 0.99
+/// (0.997 at 1M in `pnpm bench scale`); past it the list grows with the square root of the
+/// rows (docs/search.md, "The planner": at 5M, 96 → 215 took recall@10 0.8865 → 0.9465 at
+/// ~2× the nodes scored; past ~256 recall stalls near 0.97, so growing faster buys little).
+pub const GRAPH_EF_REFERENCE_ROWS: usize = 1_000_000;
+
 /// Rows the exact pass scores in the time a filtered traversal spends per slot of its list:
 /// a traversal scores ~23 nodes per slot (int8 codes, ~0.66 µs a node at 1M × 384, random
 /// reads), the exact pass a candidate row in ~0.095 µs (f32, sequential; both from
@@ -40,8 +52,17 @@ pub const EF_REFERENCE_CANDIDATES: usize = 30_000;
 /// fewer rows than this times the list is scored exactly: cheaper, and exact.
 pub const EXACT_ROWS_PER_EF: usize = 160;
 
-/// Most slots of a filtered traversal's list.
-const MAX_EF: usize = 16_384;
+/// Most slots of a traversal's list: the planner's longest, and the most a search's own `ef`
+/// may ask for (a list this long scores ~300k nodes, the cost of an exact pass over ~2M rows).
+pub const MAX_EF: usize = 16_384;
+
+/// Refuse a search's own `ef` outside 1…[`MAX_EF`].
+pub fn check_ef(ef: Option<usize>) -> Result<()> {
+    match ef {
+        Some(e) if !(1..=MAX_EF).contains(&e) => Err(Error::invalid(format!("ef must be an integer from 1 to {MAX_EF}, got {e}"))),
+        _ => Ok(()),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlanKind {
@@ -120,16 +141,27 @@ pub(super) fn choose(st: &State, ann: &AnnSet, p: &ScanParams, exact: bool) -> P
             return Plan { filter_candidates: cand, ..plan(PlanKind::Exact, "selective filter") };
         }
     }
+    // A search's own `ef` replaces the planner's list (never below k: the list holds the k).
+    let own_ef = p.ef.map(|e| e.max(p.k));
     if p.filter.is_none_or(|f| f.is_empty()) {
-        return Plan { kind: PlanKind::Graph, reason: "graph", filter_candidates: None, ef: ANN_EF.max(p.k), scored: 0 };
+        let ef = own_ef.unwrap_or_else(|| graph_ef(p.k, live));
+        return Plan { kind: PlanKind::Graph, reason: "graph", filter_candidates: None, ef, scored: 0 };
     }
-    let ef = filtered_ef(p.k, live, cand.map(|c| c as usize));
+    let ef = own_ef.unwrap_or_else(|| filtered_ef(p.k, live, cand.map(|c| c as usize)));
     if let Some(c) = cand {
         if exact_is_cheaper(c as usize, ef) {
             return Plan { filter_candidates: cand, ..plan(PlanKind::Exact, "exact pass cheaper than a filtered traversal") };
         }
     }
     Plan { kind: PlanKind::Graph, reason: "filtered graph traversal", filter_candidates: cand, ef, scored: 0 }
+}
+
+/// The candidate list of an unfiltered traversal of a namespace of `live` rows for the top
+/// `k`: `max(k, ANN_EF)`, grown by √(live ÷ [`GRAPH_EF_REFERENCE_ROWS`]) past that many rows,
+/// at most [`MAX_EF`].
+pub(super) fn graph_ef(k: usize, live: usize) -> usize {
+    let grow = (live as f64 / GRAPH_EF_REFERENCE_ROWS as f64).sqrt().max(1.0);
+    ((ANN_EF.max(k)) as f64 * grow).ceil().min(MAX_EF as f64) as usize
 }
 
 /// Whether the exact pass over a filter's `cand` candidate rows costs less than a filtered
@@ -198,6 +230,31 @@ mod tests {
         assert_eq!(filtered_ef(10, 120_000, None), 768);
         // Bounded.
         assert_eq!(filtered_ef(10, 1 << 31, Some(1 << 30)), MAX_EF);
+    }
+
+    #[test]
+    fn an_unfiltered_list_grows_with_the_square_root_of_the_rows_past_the_reference() {
+        // Up to the reference: ANN_EF (or k), as before.
+        assert_eq!(graph_ef(10, 100_000), ANN_EF);
+        assert_eq!(graph_ef(10, GRAPH_EF_REFERENCE_ROWS), ANN_EF);
+        assert_eq!(graph_ef(200, 500_000), 200);
+        // Past it: √(rows ÷ reference) more.
+        assert_eq!(graph_ef(10, 4 * GRAPH_EF_REFERENCE_ROWS), 2 * ANN_EF);
+        assert_eq!(graph_ef(10, 5_000_000), (ANN_EF as f64 * 5f64.sqrt()).ceil() as usize);
+        assert_eq!(graph_ef(100, 9 * GRAPH_EF_REFERENCE_ROWS), 300);
+        // Bounded.
+        assert_eq!(graph_ef(10, usize::MAX / 2), MAX_EF);
+    }
+
+    #[test]
+    fn a_search_s_own_ef_must_be_from_1_to_max_ef() {
+        assert!(check_ef(None).is_ok());
+        assert!(check_ef(Some(1)).is_ok());
+        assert!(check_ef(Some(MAX_EF)).is_ok());
+        for bad in [0, MAX_EF + 1, usize::MAX] {
+            let e = check_ef(Some(bad)).unwrap_err();
+            assert!(matches!(e, Error::InvalidRequest(_)) && e.to_string().contains("ef must be an integer from 1 to 16384"), "{e}");
+        }
     }
 
     #[test]

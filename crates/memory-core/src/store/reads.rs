@@ -29,6 +29,7 @@ pub(super) fn search_explained(sh: &Shared, queries: &[f32], nq: usize, req: &Se
     if queries.len() != nq * dims {
         return Err(Error::invalid(format!("queries hold {} floats, expected {nq} × {dims}", queries.len())));
     }
+    super::plan::check_ef(req.ef)?;
     let mut q = queries.to_vec();
     for (i, v) in q.chunks_mut(dims.max(1)).enumerate() {
         check_vector(v, dims).map_err(|m| Error::invalid(format!("query {i}: {m}")))?;

@@ -42,6 +42,10 @@ pub struct ScanParams<'a> {
     pub f32_scan: bool,
     /// Take the exact pass even where the namespace's graph could serve.
     pub exact: bool,
+    /// The graph's candidate list for this search instead of the planner's (`store/plan.rs`;
+    /// 1…[`crate::store::plan::MAX_EF`], checked by [`crate::store::plan::check_ef`]);
+    /// ignored by the exact plan.
+    pub ef: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -35,6 +35,7 @@ struct PassKey<'a> {
     include_embeddings: bool,
     f32_scan: bool,
     exact: bool,
+    ef: Option<usize>,
 }
 
 /// A request's filter, as far as sharing a pass goes.
@@ -65,6 +66,7 @@ impl SearchRequest {
             include_embeddings: self.include_embeddings,
             f32_scan: self.f32_scan,
             exact: self.exact,
+            ef: self.ef,
         }
     }
 }

@@ -275,6 +275,8 @@ pub struct SearchRequest {
     pub f32_scan: bool,
     /// The exact pass even where the namespace's ANN graph could serve (see `store/plan.rs`).
     pub exact: bool,
+    /// The graph's candidate list instead of the planner's (1…16,384; `store/plan.rs`).
+    pub ef: Option<usize>,
 }
 
 impl SearchRequest {
@@ -291,6 +293,7 @@ impl SearchRequest {
             now_ms,
             f32_scan: self.f32_scan,
             exact: self.exact,
+            ef: self.ef,
         }
     }
 }
