@@ -1,7 +1,7 @@
 //! The graph against brute force: recall on clustered data, filters and dead rows never
 //! returned, valid graphs from serial, parallel and presearched insertion.
 
-use super::hnsw::{Hnsw, HnswParams, RowSource};
+use super::hnsw::{Hnsw, HnswParams, RowSource, Scorer};
 use crate::search::kernels;
 
 struct Flat {
@@ -242,4 +242,44 @@ fn node_codes_estimate_the_f32_dot() {
             assert_eq!(a.to_bits(), pushed.approx(&qc, dot, node).to_bits(), "encode_all and push agree");
         }
     }
+}
+
+/// The top 10 of a search that starts level 0 only from the greedy descent's node (the search
+/// before seeding), f32-rescored like [`Hnsw::search`].
+fn search_unseeded(g: &Hnsw, src: &Flat, q: &[f32], ef: usize) -> Vec<u32> {
+    let sc = Scorer::new(g, q, src, kernels());
+    let mut ep = g.entry.unwrap();
+    let mut ep_sim = sc.approx(ep);
+    for l in (1..=g.top_level).rev() {
+        (ep, ep_sim) = g.greedy(&sc, ep, ep_sim, l);
+    }
+    let (found, _) = g.search_layer(&sc, &[(ep_sim, ep)], ef, 0, &|_| true);
+    sc.rescore(&found).into_iter().take(10).map(|(_, n)| g.rows[n as usize]).collect()
+}
+
+#[test]
+fn seeds_from_the_upper_levels_reach_a_query_s_cluster_where_the_descent_does_not() {
+    // Many tight clusters, each about orthogonal to the others: the upper levels give the
+    // greedy descent no gradient towards the query's cluster.
+    let (n, dims, centers) = (12_000, 32, 300);
+    let mut data = clustered(n + 300, dims, centers, 5);
+    let queries = data.split_off(n * dims);
+    let src = Flat { dims, data };
+    let mut g = Hnsw::new(HnswParams { m: 4, m0: 8, ef_construction: 32 });
+    for r in 0..n as u32 {
+        g.insert(r, &src, kernels());
+    }
+    let (mut seeded, mut unseeded, mut total) = (0, 0, 0);
+    for q in queries.chunks(dims) {
+        let want = exact(&src, n, q, 10, &|_| true);
+        let (got, t) = g.search(q, 10, 10, &src, kernels(), &|_| true);
+        seeded += got.iter().filter(|(_, r)| want.contains(r)).count();
+        unseeded += search_unseeded(&g, &src, q, 10).iter().filter(|r| want.contains(r)).count();
+        total += want.len();
+        // The sample's nodes are counted among the scored.
+        assert!(t.visited > 10);
+    }
+    let (seeded, unseeded) = (seeded as f64 / total as f64, unseeded as f64 / total as f64);
+    // Measured: seeded 0.89, unseeded 0.65.
+    assert!(seeded >= 0.85 && seeded >= unseeded + 0.15, "seeded {seeded}, unseeded {unseeded}");
 }

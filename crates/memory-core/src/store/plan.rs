@@ -39,12 +39,6 @@ const MAX_EF_WIDEN: usize = 16;
 /// grows with the square root of the rows past this.
 pub const EF_REFERENCE_CANDIDATES: usize = 30_000;
 
-/// Rows of a namespace up to which the unfiltered list [`ANN_EF`] keeps recall@10 ≥ 0.99
-/// (0.997 at 1M in `pnpm bench scale`); past it the list grows with the square root of the
-/// rows (docs/search.md, "The planner": at 5M, 96 → 215 took recall@10 0.8865 → 0.9465 at
-/// ~2× the nodes scored; past ~256 recall stalls near 0.97, so growing faster buys little).
-pub const GRAPH_EF_REFERENCE_ROWS: usize = 1_000_000;
-
 /// Rows the exact pass scores in the time a filtered traversal spends per slot of its list:
 /// a traversal scores ~23 nodes per slot (int8 codes, ~0.66 µs a node at 1M × 384, random
 /// reads), the exact pass a candidate row in ~0.095 µs (f32, sequential; both from
@@ -144,7 +138,7 @@ pub(super) fn choose(st: &State, ann: &AnnSet, p: &ScanParams, exact: bool) -> P
     // A search's own `ef` replaces the planner's list (never below k: the list holds the k).
     let own_ef = p.ef.map(|e| e.max(p.k));
     if p.filter.is_none_or(|f| f.is_empty()) {
-        let ef = own_ef.unwrap_or_else(|| graph_ef(p.k, live));
+        let ef = own_ef.unwrap_or(ANN_EF.max(p.k));
         return Plan { kind: PlanKind::Graph, reason: "graph", filter_candidates: None, ef, scored: 0 };
     }
     let ef = own_ef.unwrap_or_else(|| filtered_ef(p.k, live, cand.map(|c| c as usize)));
@@ -154,14 +148,6 @@ pub(super) fn choose(st: &State, ann: &AnnSet, p: &ScanParams, exact: bool) -> P
         }
     }
     Plan { kind: PlanKind::Graph, reason: "filtered graph traversal", filter_candidates: cand, ef, scored: 0 }
-}
-
-/// The candidate list of an unfiltered traversal of a namespace of `live` rows for the top
-/// `k`: `max(k, ANN_EF)`, grown by √(live ÷ [`GRAPH_EF_REFERENCE_ROWS`]) past that many rows,
-/// at most [`MAX_EF`].
-pub(super) fn graph_ef(k: usize, live: usize) -> usize {
-    let grow = (live as f64 / GRAPH_EF_REFERENCE_ROWS as f64).sqrt().max(1.0);
-    ((ANN_EF.max(k)) as f64 * grow).ceil().min(MAX_EF as f64) as usize
 }
 
 /// Whether the exact pass over a filter's `cand` candidate rows costs less than a filtered
@@ -230,20 +216,6 @@ mod tests {
         assert_eq!(filtered_ef(10, 120_000, None), 768);
         // Bounded.
         assert_eq!(filtered_ef(10, 1 << 31, Some(1 << 30)), MAX_EF);
-    }
-
-    #[test]
-    fn an_unfiltered_list_grows_with_the_square_root_of_the_rows_past_the_reference() {
-        // Up to the reference: ANN_EF (or k), as before.
-        assert_eq!(graph_ef(10, 100_000), ANN_EF);
-        assert_eq!(graph_ef(10, GRAPH_EF_REFERENCE_ROWS), ANN_EF);
-        assert_eq!(graph_ef(200, 500_000), 200);
-        // Past it: √(rows ÷ reference) more.
-        assert_eq!(graph_ef(10, 4 * GRAPH_EF_REFERENCE_ROWS), 2 * ANN_EF);
-        assert_eq!(graph_ef(10, 5_000_000), (ANN_EF as f64 * 5f64.sqrt()).ceil() as usize);
-        assert_eq!(graph_ef(100, 9 * GRAPH_EF_REFERENCE_ROWS), 300);
-        // Bounded.
-        assert_eq!(graph_ef(10, usize::MAX / 2), MAX_EF);
     }
 
     #[test]
