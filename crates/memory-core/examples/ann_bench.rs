@@ -63,7 +63,9 @@ fn main() {
     let nq = *args.get(2).unwrap_or(&200);
     let k = kernels();
     // Queries from the same clusters as the rows (not stored).
-    let mut data = clustered(n + nq, dims, (n / 500).max(10), 1);
+    // ANN_BENCH_CENTRES: how many clusters (default one per 500 rows, as bench/lib/clustered.js).
+    let centres = std::env::var("ANN_BENCH_CENTRES").ok().and_then(|c| c.parse().ok()).unwrap_or((n / 500).max(10));
+    let mut data = clustered(n + nq, dims, centres, 1);
     let queries = data.split_off(n * dims);
     let src = Flat { dims, data };
 
@@ -86,6 +88,20 @@ fn main() {
         g.bytes() as f64 / 1e6,
         (n * dims * 4) as f64 / 1e6
     );
+
+    // How the graph holds each cluster together (a row's cluster is its index mod `centres`):
+    // nodes no level-0 link leads to, and nodes none of whose level-0 links stays in its cluster
+    // (an insertion whose beam never reached its cluster links it to strangers only).
+    let mut in_deg = vec![0u32; n];
+    let mut stranded = 0usize;
+    for node in 0..n as u32 {
+        let links = g.level0_links(node);
+        links.iter().for_each(|&l| in_deg[l as usize] += 1);
+        let own = g.row_of(node) as usize % centres;
+        stranded += usize::from(!links.iter().any(|&l| g.row_of(l) as usize % centres == own));
+    }
+    let unreached = in_deg.iter().filter(|&&d| d == 0).count();
+    println!("level 0: {unreached} nodes without in-links, {stranded} with no link into their own cluster ({centres} clusters)");
 
     // Exact baseline: the f32 dot over every row (batches of 1,000, rayon).
     let mut exact_ms = Vec::new();

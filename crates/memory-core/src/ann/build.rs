@@ -123,6 +123,13 @@ impl Hnsw {
             (ep, ep_sim) = self.greedy(&sc, ep, ep_sim, l);
         }
         let mut eps = vec![(ep_sim, ep)];
+        // The first level searched starts from the seeds too when they lie on it (levels 0–2),
+        // for the reason a query does (hnsw.rs, `search`): a descent without gradient towards
+        // the new node's cluster would link it to strangers only, where no search of its
+        // cluster finds it.
+        if self.seeded_inserts && level.min(self.top_level) <= 2 {
+            self.add_seeds(&sc, &mut eps);
+        }
         for l in (0..=level.min(self.top_level)).rev() {
             let (found, _) = self.search_layer(&sc, &eps, self.params.ef_construction, l, &|_| true);
             out[l] = sc.rescore(&found);

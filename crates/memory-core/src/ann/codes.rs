@@ -99,6 +99,19 @@ impl NodeCodes {
         NodeCodes { dpad, codes, scale: metas.iter().map(|m| m.scale).collect(), corr: metas.iter().map(|m| 128 * m.sum).collect() }
     }
 
+    /// A copy of the codes of `nodes` (in that order: entry `i` is `nodes[i]`), laid out one
+    /// after another so a pass over all of them streams memory (the seed sample's).
+    pub fn subset(&self, nodes: &[u32]) -> NodeCodes {
+        let mut out = NodeCodes { dpad: self.dpad, codes: Vec::with_capacity(nodes.len() * self.dpad), scale: Vec::with_capacity(nodes.len()), corr: Vec::with_capacity(nodes.len()) };
+        for &n in nodes {
+            let n = n as usize;
+            out.codes.extend_from_slice(&self.codes[n * self.dpad..(n + 1) * self.dpad]);
+            out.scale.push(self.scale[n]);
+            out.corr.push(self.corr[n]);
+        }
+        out
+    }
+
     /// `q` coded for scoring against these nodes (`None` before the first node).
     pub fn query(&self, q: &[f32]) -> Option<QueryCodes> {
         if self.dpad == 0 || q8::padded(q.len()) != self.dpad {

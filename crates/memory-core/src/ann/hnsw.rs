@@ -99,6 +99,9 @@ pub struct Hnsw {
     /// The seed sample ([`Hnsw::seed_sample`]), made by the first search that needs it and
     /// again once the graph has grown by a quarter.
     seeds: Mutex<Arc<SeedSample>>,
+    /// Whether an insertion's beam starts from the seeds too (always, but for the tests that
+    /// compare the graph built without).
+    pub(super) seeded_inserts: bool,
 }
 
 /// How many of the best-scoring seed nodes a search starts level 0 from, beside the node its
@@ -107,10 +110,16 @@ pub const SEEDS: usize = 8;
 
 /// The graph's nodes on level 2 and above (a random sample of about one node in m², ~19,500
 /// of 5M) and the graph's size when they were listed.
+///
+/// With their int8 codes copied one after another (`codes[i]` is `nodes[i]`'s), where the graph
+/// traverses on codes: every search and every insertion scores the whole sample, and a pass
+/// over consecutive codes streams memory where the graph's own, one node here and one there,
+/// would miss the cache on every node.
 #[derive(Default)]
 struct SeedSample {
     graph_len: usize,
     nodes: Vec<u32>,
+    codes: Option<NodeCodes>,
 }
 
 /// Scores nodes against one query: `approx` for the beam (the int8 codes where the graph has
@@ -176,7 +185,7 @@ impl<'a, S: RowSource + ?Sized> Scorer<'a, S> {
 impl Hnsw {
     pub fn new(params: HnswParams) -> Self {
         assert!(params.m >= 2 && params.m0 >= params.m && params.m0 <= 255, "HNSW parameters");
-        Hnsw { params, rows: Vec::new(), l0: Vec::new(), l0_len: Vec::new(), upper_of: Vec::new(), upper: Vec::new(), entry: None, top_level: 0, rng: 0x9E37_79B9_7F4A_7C15, codes: codes::kernel().map(|_| NodeCodes::default()), seeds: Mutex::default() }
+        Hnsw { params, rows: Vec::new(), l0: Vec::new(), l0_len: Vec::new(), upper_of: Vec::new(), upper: Vec::new(), entry: None, top_level: 0, rng: 0x9E37_79B9_7F4A_7C15, codes: codes::kernel().map(|_| NodeCodes::default()), seeds: Mutex::default(), seeded_inserts: true }
     }
 
     pub fn len(&self) -> usize {
@@ -192,11 +201,17 @@ impl Hnsw {
         self.rows.is_empty()
     }
 
+    /// Node `node`'s level-0 links (for the benchmarks' diagnostics).
+    pub fn level0_links(&self, node: u32) -> &[u32] {
+        self.links(node, 0)
+    }
+
     /// Bytes the graph holds (links and the row map).
     pub fn bytes(&self) -> usize {
         let upper: usize = self.upper.iter().map(|l| l.iter().map(|x| x.capacity() * 4 + 24).sum::<usize>() + 24).sum();
         let codes = self.codes.as_ref().map_or(0, |c| c.bytes());
-        self.rows.capacity() * 4 + self.l0.capacity() * 4 + self.l0_len.capacity() + self.upper_of.capacity() * 4 + upper + codes
+        let seeds = { let s = self.seeds.lock(); s.nodes.capacity() * 4 + s.codes.as_ref().map_or(0, |c| c.bytes()) };
+        seeds + self.rows.capacity() * 4 + self.l0.capacity() * 4 + self.l0_len.capacity() + self.upper_of.capacity() * 4 + upper + codes
     }
 
     /// Whether traversals score on the int8 codes (the CPU has the kernel and every node has
@@ -336,11 +351,28 @@ impl Hnsw {
         // recall@10 stalled near 0.97 from ef 512 to 2,048, bench/results/ann-sweep-5m.json).
         // Scoring the seed sample, which holds a node of nearly every such cluster, costs
         // about n ÷ m² int8 dots.
-        let sample = self.seed_sample();
         let mut eps = vec![(ep_sim, ep)];
+        let seeded = self.add_seeds(&sc, &mut eps);
+        let (found, visited) = self.search_layer(&sc, &eps, ef.max(k_out), 0, pass);
+        let out = sc.rescore(&found).into_iter().take(k_out).map(|(s, n)| (s, self.rows[n as usize])).collect();
+        (out, Traversal { visited: visited + seeded + 1 })
+    }
+
+    /// Add the [`SEEDS`] best nodes of the seed sample to `eps` (start points of a level-0..2
+    /// beam, which the seeds all lie on), skipping any already there; returns how many
+    /// nodes were scored.
+    pub(super) fn add_seeds<S: RowSource + ?Sized>(&self, sc: &Scorer<S>, eps: &mut Vec<(f32, u32)>) -> usize {
+        let sample = self.seed_sample();
         let mut seeds: BinaryHeap<Reverse<(Sim, u32)>> = BinaryHeap::with_capacity(SEEDS + 1);
-        for &n in &sample.nodes {
-            let s = sc.approx(n);
+        let dense = match (&sc.q8, &sample.codes) {
+            (Some((qc, dot, _)), Some(c)) => Some((qc, *dot, c)),
+            _ => None,
+        };
+        for (i, &n) in sample.nodes.iter().enumerate() {
+            let s = match dense {
+                Some((qc, dot, c)) => c.approx(qc, dot, i as u32),
+                None => sc.approx(n),
+            };
             if seeds.len() < SEEDS || s > seeds.peek().unwrap().0 .0 .0 {
                 seeds.push(Reverse((Sim(s), n)));
                 if seeds.len() > SEEDS {
@@ -348,10 +380,12 @@ impl Hnsw {
                 }
             }
         }
-        eps.extend(seeds.into_iter().map(|Reverse((Sim(s), n))| (s, n)).filter(|&(_, n)| n != ep));
-        let (found, visited) = self.search_layer(&sc, &eps, ef.max(k_out), 0, pass);
-        let out = sc.rescore(&found).into_iter().take(k_out).map(|(s, n)| (s, self.rows[n as usize])).collect();
-        (out, Traversal { visited: visited + sample.nodes.len() + 1 })
+        for Reverse((Sim(s), n)) in seeds {
+            if !eps.iter().any(|e| e.1 == n) {
+                eps.push((s, n));
+            }
+        }
+        sample.nodes.len()
     }
 
     /// The nodes on level 2 and above, listed again once the graph has grown by a quarter since
@@ -359,9 +393,11 @@ impl Hnsw {
     /// most clusters, not every node).
     fn seed_sample(&self) -> Arc<SeedSample> {
         let mut slot = self.seeds.lock();
-        if slot.graph_len * 5 / 4 < self.rows.len() {
-            let nodes = (0..self.rows.len() as u32).filter(|&n| self.upper_of[n as usize] != u32::MAX && self.upper[self.upper_of[n as usize] as usize].len() >= 2).collect();
-            *slot = Arc::new(SeedSample { graph_len: self.rows.len(), nodes });
+        // Listed again too when the graph's codes came (encoded after open) or went.
+        if slot.graph_len * 5 / 4 < self.rows.len() || slot.codes.is_some() != self.int8_beam() {
+            let nodes: Vec<u32> = (0..self.rows.len() as u32).filter(|&n| self.upper_of[n as usize] != u32::MAX && self.upper[self.upper_of[n as usize] as usize].len() >= 2).collect();
+            let codes = self.codes.as_ref().filter(|_| self.int8_beam()).map(|c| c.subset(&nodes));
+            *slot = Arc::new(SeedSample { graph_len: self.rows.len(), nodes, codes });
         }
         slot.clone()
     }
