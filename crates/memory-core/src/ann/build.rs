@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::hnsw::{Hnsw, RowSource, Scorer};
+use super::hnsw::{push_seeds, Hnsw, RowSource, Scorer};
 use crate::search::Kernels;
 
 /// Rows of a batch searched in parallel before being linked.
@@ -49,7 +49,7 @@ impl Hnsw {
     /// Add store row `row` (its vector read from `src`).
     pub fn insert(&mut self, row: u32, src: &impl RowSource, k: &Kernels) {
         let level = self.random_level();
-        let cands = self.candidates(src.row(row), level, src, k);
+        let cands = self.candidates(src.row(row), level, None, src, k);
         self.link_new(row, level, cands, src, k);
     }
 
@@ -73,7 +73,9 @@ impl Hnsw {
         for chunk in rest.chunks(CHUNK) {
             let levels: Vec<usize> = chunk.iter().map(|_| self.random_level()).collect();
             let this = &*self;
-            let found: Vec<Candidates> = chunk.par_iter().zip(&levels).map(|(&r, &l)| this.candidates(src.row(r), l, src, k)).collect();
+            let qs: Vec<&[f32]> = chunk.iter().map(|&r| src.row(r)).collect();
+            let seeds = this.seeds_of_chunk(&qs);
+            let found: Vec<Candidates> = qs.par_iter().zip(&levels).zip(seeds).map(|((q, &l), s)| this.candidates(q, l, s, src, k)).collect();
             self.link_chunk(chunk, &levels, found, src, k);
         }
     }
@@ -83,7 +85,23 @@ impl Hnsw {
     /// from `key` (the memory's sequence number) since the graph cannot change here.
     pub fn presearch(&self, q: &[f32], key: u64, src: &impl RowSource, k: &Kernels) -> Candidates {
         let level = level_for(splitmix(key), self.params.m);
-        self.candidates(q, level, src, k)
+        self.candidates(q, level, None, src, k)
+    }
+
+    /// [`Hnsw::presearch`] of many vectors (with their keys), on every core; their seeds are
+    /// scored together ([`Hnsw::seeds_of_batch`]).
+    pub fn presearch_batch(&self, qs: &[&[f32]], keys: &[u64], src: &(impl RowSource + Sync), k: &Kernels) -> Vec<Candidates> {
+        let seeds = self.seeds_of_chunk(qs);
+        qs.par_iter().zip(keys).zip(seeds).map(|((q, &key), s)| self.candidates(q, level_for(splitmix(key), self.params.m), s, src, k)).collect()
+    }
+
+    /// The seeds of each of `qs` where they are scored as a batch, else `None` for each (each
+    /// search then scores the sample itself).
+    fn seeds_of_chunk(&self, qs: &[&[f32]]) -> Vec<Option<Vec<(f32, u32)>>> {
+        match self.seeded_inserts.then(|| self.seeds_of_batch(qs)).flatten() {
+            Some(v) => v.into_iter().map(Some).collect(),
+            None => vec![None; qs.len()],
+        }
     }
 
     /// Link `chunk`'s rows in order, each offered the chunk's earlier rows besides its
@@ -111,10 +129,11 @@ impl Hnsw {
     }
 
     /// The candidate neighbours of a new vector `q` on levels 0…`level`: greedy descent from
-    /// the entry point to `level + 1`, then a beam search of `ef_construction` per level (on
+    /// the entry point to `level + 1` (plus the best seeds, `seeds` where they were scored
+    /// with a batch's), then a beam search of `ef_construction` per level (on
     /// the int8 codes), each level's list scored again in f32 for the links and the
     /// significance pass. Levels above the graph's top get none.
-    fn candidates(&self, q: &[f32], level: usize, src: &impl RowSource, k: &Kernels) -> Candidates {
+    fn candidates(&self, q: &[f32], level: usize, seeds: Option<Vec<(f32, u32)>>, src: &impl RowSource, k: &Kernels) -> Candidates {
         let mut out = vec![Vec::new(); level + 1];
         let Some(mut ep) = self.entry else { return out };
         let sc = Scorer::new(self, q, src, k);
@@ -128,7 +147,10 @@ impl Hnsw {
         // the new node's cluster would link it to strangers only, where no search of its
         // cluster finds it.
         if self.seeded_inserts && level.min(self.top_level) <= 2 {
-            self.add_seeds(&sc, &mut eps);
+            match seeds {
+                Some(s) => push_seeds(&mut eps, s),
+                None => _ = self.add_seeds(&sc, &mut eps),
+            }
         }
         for l in (0..=level.min(self.top_level)).rev() {
             let (found, _) = self.search_layer(&sc, &eps, self.params.ef_construction, l, &|_| true);

@@ -22,9 +22,12 @@
 use parking_lot::RwLock;
 use rayon::prelude::*;
 
-use super::hnsw::Hnsw;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::hnsw::{Hnsw, Sim};
 use super::AnnSet;
-use crate::search::q8::{self, DotPairQ8};
+use crate::search::q8::{self, DotPairQ8, PANEL};
 use crate::store::state::State;
 
 /// `off` makes the graph traverse on the f32 rows (read once; for comparisons in benchmarks).
@@ -99,17 +102,19 @@ impl NodeCodes {
         NodeCodes { dpad, codes, scale: metas.iter().map(|m| m.scale).collect(), corr: metas.iter().map(|m| 128 * m.sum).collect() }
     }
 
-    /// A copy of the codes of `nodes` (in that order: entry `i` is `nodes[i]`), laid out one
-    /// after another so a pass over all of them streams memory (the seed sample's).
-    pub fn subset(&self, nodes: &[u32]) -> NodeCodes {
-        let mut out = NodeCodes { dpad: self.dpad, codes: Vec::with_capacity(nodes.len() * self.dpad), scale: Vec::with_capacity(nodes.len()), corr: Vec::with_capacity(nodes.len()) };
+    /// The codes of `nodes` in the panel layout of the multi-query kernels (entry `i` is
+    /// `nodes[i]`), for the seed sample.
+    pub fn panels_of(&self, nodes: &[u32]) -> SeedPanels {
+        let mut rows = Vec::with_capacity(nodes.len() * self.dpad);
         for &n in nodes {
-            let n = n as usize;
-            out.codes.extend_from_slice(&self.codes[n * self.dpad..(n + 1) * self.dpad]);
-            out.scale.push(self.scale[n]);
-            out.corr.push(self.corr[n]);
+            rows.extend_from_slice(&self.codes[n as usize * self.dpad..(n as usize + 1) * self.dpad]);
         }
-        out
+        SeedPanels {
+            dpad: self.dpad,
+            panels: q8::to_panels(&rows, nodes.len(), self.dpad),
+            scale: nodes.iter().map(|&n| self.scale[n as usize]).collect(),
+            corr: nodes.iter().map(|&n| self.corr[n as usize]).collect(),
+        }
     }
 
     /// `q` coded for scoring against these nodes (`None` before the first node).
@@ -137,6 +142,71 @@ impl NodeCodes {
         let n = node as usize;
         let raw = dot(&q.codes, &self.codes[n * self.dpad..(n + 1) * self.dpad]);
         q.scale * self.scale[n] * (raw - self.corr[n]) as f32
+    }
+}
+
+/// The seed sample's codes ([`NodeCodes::panels_of`]): every search and every insertion
+/// scores the whole sample, so it is kept as the exact int8 pass keeps rows — panels of 16
+/// codes that the AMX / VNNI block kernel scores against many queries at once (an insertion
+/// batch's rows), reading each panel once for all of them, where one query at a time would
+/// read every code again per query (one code here and one there in the graph's own).
+pub struct SeedPanels {
+    dpad: usize,
+    panels: Vec<i8>,
+    scale: Vec<f32>,
+    corr: Vec<i32>,
+}
+
+/// Panels scored per kernel call: a block of raw dots of at most 64 queries stays in L2.
+const SEED_BLOCK_PANELS: usize = 64;
+
+impl SeedPanels {
+    pub fn len(&self) -> usize {
+        self.scale.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scale.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.panels.capacity() + self.scale.capacity() * 4 + self.corr.capacity() * 4
+    }
+
+    /// For each query, its `k` best entries as (int8 estimate, entry), unordered; the same
+    /// estimates as [`NodeCodes::approx`] gives for the nodes they copy.
+    pub fn best(&self, queries: &[&QueryCodes], k: usize) -> Vec<Vec<(f32, u32)>> {
+        let nq = queries.len();
+        let mut heaps: Vec<BinaryHeap<Reverse<(Sim, u32)>>> = (0..nq).map(|_| BinaryHeap::with_capacity(k + 1)).collect();
+        let kern = q8::kernel().expect("seed panels exist only where the int8 kernel does");
+        if nq > 0 && k > 0 && !self.is_empty() {
+            let mut qbuf = Vec::with_capacity(nq * self.dpad);
+            queries.iter().for_each(|q| qbuf.extend_from_slice(&q.codes));
+            let np_all = self.len().div_ceil(PANEL);
+            let mut raw = vec![0i32; nq * SEED_BLOCK_PANELS * PANEL];
+            for p0 in (0..np_all).step_by(SEED_BLOCK_PANELS) {
+                let np = SEED_BLOCK_PANELS.min(np_all - p0);
+                let stride = np * PANEL;
+                (kern.dot_panels)(&qbuf, nq, &self.panels[p0 * PANEL * self.dpad..(p0 + np) * PANEL * self.dpad], np, self.dpad, &mut raw[..nq * stride]);
+                // The last panel's padding lanes are no entries.
+                let (first, end) = (p0 * PANEL, (p0 * PANEL + stride).min(self.len()));
+                for (qi, heap) in heaps.iter_mut().enumerate() {
+                    let qs = queries[qi].scale;
+                    let row = &raw[qi * stride..qi * stride + end - first];
+                    for (j, &r) in row.iter().enumerate() {
+                        let e = first + j;
+                        let s = qs * self.scale[e] * (r - self.corr[e]) as f32;
+                        if heap.len() < k || s > heap.peek().unwrap().0 .0 .0 {
+                            heap.push(Reverse((Sim(s), e as u32)));
+                            if heap.len() > k {
+                                heap.pop();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        heaps.into_iter().map(|h| h.into_iter().map(|Reverse((Sim(s), e))| (s, e)).collect()).collect()
     }
 }
 

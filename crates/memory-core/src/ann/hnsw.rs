@@ -19,8 +19,9 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use rayon::prelude::*;
 
-use super::codes::{self, NodeCodes, QueryCodes};
+use super::codes::{self, NodeCodes, QueryCodes, SeedPanels};
 use crate::search::q8::DotPairQ8;
 use crate::search::Kernels;
 
@@ -109,17 +110,13 @@ pub struct Hnsw {
 pub const SEEDS: usize = 8;
 
 /// The graph's nodes on level 2 and above (a random sample of about one node in m², ~19,500
-/// of 5M) and the graph's size when they were listed.
-///
-/// With their int8 codes copied one after another (`codes[i]` is `nodes[i]`'s), where the graph
-/// traverses on codes: every search and every insertion scores the whole sample, and a pass
-/// over consecutive codes streams memory where the graph's own, one node here and one there,
-/// would miss the cache on every node.
+/// of 5M) and the graph's size when they were listed; with their int8 codes in panels
+/// ([`SeedPanels`]) where the graph traverses on codes.
 #[derive(Default)]
 struct SeedSample {
     graph_len: usize,
     nodes: Vec<u32>,
-    codes: Option<NodeCodes>,
+    panels: Option<SeedPanels>,
 }
 
 /// Scores nodes against one query: `approx` for the beam (the int8 codes where the graph has
@@ -210,7 +207,7 @@ impl Hnsw {
     pub fn bytes(&self) -> usize {
         let upper: usize = self.upper.iter().map(|l| l.iter().map(|x| x.capacity() * 4 + 24).sum::<usize>() + 24).sum();
         let codes = self.codes.as_ref().map_or(0, |c| c.bytes());
-        let seeds = { let s = self.seeds.lock(); s.nodes.capacity() * 4 + s.codes.as_ref().map_or(0, |c| c.bytes()) };
+        let seeds = { let s = self.seeds.lock(); s.nodes.capacity() * 4 + s.panels.as_ref().map_or(0, |c| c.bytes()) };
         seeds + self.rows.capacity() * 4 + self.l0.capacity() * 4 + self.l0_len.capacity() + self.upper_of.capacity() * 4 + upper + codes
     }
 
@@ -363,29 +360,42 @@ impl Hnsw {
     /// nodes were scored.
     pub(super) fn add_seeds<S: RowSource + ?Sized>(&self, sc: &Scorer<S>, eps: &mut Vec<(f32, u32)>) -> usize {
         let sample = self.seed_sample();
-        let mut seeds: BinaryHeap<Reverse<(Sim, u32)>> = BinaryHeap::with_capacity(SEEDS + 1);
-        let dense = match (&sc.q8, &sample.codes) {
-            (Some((qc, dot, _)), Some(c)) => Some((qc, *dot, c)),
-            _ => None,
-        };
-        for (i, &n) in sample.nodes.iter().enumerate() {
-            let s = match dense {
-                Some((qc, dot, c)) => c.approx(qc, dot, i as u32),
-                None => sc.approx(n),
-            };
-            if seeds.len() < SEEDS || s > seeds.peek().unwrap().0 .0 .0 {
-                seeds.push(Reverse((Sim(s), n)));
-                if seeds.len() > SEEDS {
-                    seeds.pop();
+        let best = match (&sc.q8, &sample.panels) {
+            (Some((qc, _, _)), Some(p)) => p.best(&[qc], SEEDS).pop().unwrap_or_default().into_iter().map(|(s, e)| (s, sample.nodes[e as usize])).collect(),
+            _ => {
+                let mut seeds: BinaryHeap<Reverse<(Sim, u32)>> = BinaryHeap::with_capacity(SEEDS + 1);
+                for &n in &sample.nodes {
+                    let s = sc.approx(n);
+                    if seeds.len() < SEEDS || s > seeds.peek().unwrap().0 .0 .0 {
+                        seeds.push(Reverse((Sim(s), n)));
+                        if seeds.len() > SEEDS {
+                            seeds.pop();
+                        }
+                    }
                 }
+                seeds.into_iter().map(|Reverse((Sim(s), n))| (s, n)).collect()
             }
-        }
-        for Reverse((Sim(s), n)) in seeds {
-            if !eps.iter().any(|e| e.1 == n) {
-                eps.push((s, n));
-            }
-        }
+        };
+        push_seeds(eps, best);
         sample.nodes.len()
+    }
+
+    /// The [`SEEDS`] best seeds of each of many vectors (an insertion batch's), scored on every
+    /// core, each core's share of the vectors against every panel of the sample at once; `None`
+    /// where the graph does not traverse on codes (each insertion then scores the sample itself).
+    pub(super) fn seeds_of_batch(&self, qs: &[&[f32]]) -> Option<Vec<Vec<(f32, u32)>>> {
+        let sample = self.seed_sample();
+        let (Some(p), Some(codes)) = (&sample.panels, &self.codes) else { return None };
+        let qcs: Vec<QueryCodes> = qs.iter().map(|q| codes.query(q)).collect::<Option<_>>()?;
+        let share = qcs.len().div_ceil(rayon::current_num_threads()).max(1);
+        let out = qcs
+            .par_chunks(share)
+            .flat_map_iter(|part| {
+                let refs: Vec<&QueryCodes> = part.iter().collect();
+                p.best(&refs, SEEDS).into_iter().map(|b| b.into_iter().map(|(s, e)| (s, sample.nodes[e as usize])).collect::<Vec<_>>())
+            })
+            .collect();
+        Some(out)
     }
 
     /// The nodes on level 2 and above, listed again once the graph has grown by a quarter since
@@ -394,12 +404,21 @@ impl Hnsw {
     fn seed_sample(&self) -> Arc<SeedSample> {
         let mut slot = self.seeds.lock();
         // Listed again too when the graph's codes came (encoded after open) or went.
-        if slot.graph_len * 5 / 4 < self.rows.len() || slot.codes.is_some() != self.int8_beam() {
+        if slot.graph_len * 5 / 4 < self.rows.len() || slot.panels.is_some() != self.int8_beam() {
             let nodes: Vec<u32> = (0..self.rows.len() as u32).filter(|&n| self.upper_of[n as usize] != u32::MAX && self.upper[self.upper_of[n as usize] as usize].len() >= 2).collect();
-            let codes = self.codes.as_ref().filter(|_| self.int8_beam()).map(|c| c.subset(&nodes));
-            *slot = Arc::new(SeedSample { graph_len: self.rows.len(), nodes, codes });
+            let panels = self.codes.as_ref().filter(|_| self.int8_beam()).map(|c| c.panels_of(&nodes));
+            *slot = Arc::new(SeedSample { graph_len: self.rows.len(), nodes, panels });
         }
         slot.clone()
+    }
+}
+
+/// Add `seeds` to `eps`, skipping nodes already there.
+pub(super) fn push_seeds(eps: &mut Vec<(f32, u32)>, seeds: Vec<(f32, u32)>) {
+    for (s, n) in seeds {
+        if !eps.iter().any(|e| e.1 == n) {
+            eps.push((s, n));
+        }
     }
 }
 

@@ -308,3 +308,64 @@ fn insertions_seeded_from_the_sample_link_each_node_into_its_own_cluster() {
     // Measured: 16 stranded with seeded insertions, 179 without.
     assert!(with * 4 <= without && without > 100, "stranded nodes: {with} with seeded insertions, {without} without");
 }
+
+/// The seed sample's panels give each query the same best entries, with the same scores to the
+/// bit, as scoring the nodes one at a time on the graph's codes — for a batch of queries and
+/// a sample that is no whole number of panels.
+#[test]
+fn seed_panels_rank_like_the_node_codes() {
+    let Some(dot) = super::codes::kernel() else {
+        eprintln!("seed_panels_rank_like_the_node_codes: skipped: no int8 kernel on this CPU (or {}=off)", super::codes::ANN_Q8_ENV_VAR);
+        return;
+    };
+    let (n, dims) = (3_000, 384);
+    let mut data = clustered(n + 40, dims, 30, 8);
+    let queries = data.split_off(n * dims);
+    let src = Flat { dims, data };
+    let rows: Vec<u32> = (0..n as u32).collect();
+    let codes = super::codes::NodeCodes::encode_all(&rows, |r| src.row(r));
+    let nodes: Vec<u32> = (0..n as u32).filter(|r| r % 3 == 1).collect();
+    assert_ne!(nodes.len() % 16, 0);
+    let panels = codes.panels_of(&nodes);
+    let qcs: Vec<_> = queries.chunks(dims).map(|q| codes.query(q).unwrap()).collect();
+    let refs: Vec<_> = qcs.iter().collect();
+    let got = panels.best(&refs, 8);
+    for (qc, mut best) in qcs.iter().zip(got) {
+        let mut want: Vec<(f32, u32)> = nodes.iter().enumerate().map(|(e, &node)| (codes.approx(qc, dot, node), e as u32)).collect();
+        want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        best.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        // Compared by score (ties at the 8th place could pick either entry).
+        let bits = |v: &[(f32, u32)]| v.iter().map(|x| x.0.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&best), bits(&want[..8]));
+        for &(s, e) in &best {
+            assert_eq!(s.to_bits(), codes.approx(qc, dot, nodes[e as usize]).to_bits());
+        }
+    }
+}
+
+/// The seeds a batch insertion scores for its whole chunk at once (on the panels, every core)
+/// are those each row's own search would score (one query at a time), to the bit; and the
+/// graph built that way links its nodes into their own clusters.
+#[test]
+fn seeds_scored_for_a_batch_are_each_row_s_own() {
+    let (n, dims, centers) = (6_000, 32, 150);
+    let src = Flat { dims, data: clustered(n, dims, centers, 9) };
+    let mut g = Hnsw::new(HnswParams { m: 4, m0: 8, ef_construction: 32 });
+    let rows: Vec<u32> = (0..n as u32).collect();
+    g.insert_batch(&rows, Default::default(), &src, kernels());
+    let qs: Vec<&[f32]> = (0..200u32).map(|r| src.row(r * 7)).collect();
+    let Some(batch) = g.seeds_of_batch(&qs) else {
+        eprintln!("seeds_scored_for_a_batch_are_each_row_s_own: skipped: the graph traverses in f32 here");
+        return;
+    };
+    for (q, mut b) in qs.iter().zip(batch) {
+        let sc = Scorer::new(&g, q, &src, kernels());
+        let mut one = Vec::new();
+        g.add_seeds(&sc, &mut one);
+        b.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        one.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        assert_eq!(b.iter().map(|x| x.0.to_bits()).collect::<Vec<_>>(), one.iter().map(|x| x.0.to_bits()).collect::<Vec<_>>());
+        assert_eq!(b.len(), super::hnsw::SEEDS);
+    }
+    assert!(stranded(&g, centers) * 20 < n, "stranded {}", stranded(&g, centers));
+}

@@ -83,7 +83,9 @@ pub(crate) fn score_new(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, a
 fn graph_neighbours_presearched(st: &State, g: &NsGraph, news: &mut [NewMemory], idx: &[usize], now: i64) -> Vec<Vec<Hit>> {
     let kern = crate::search::kernels();
     let graph_len = g.graph.len();
-    let found: Vec<Candidates> = idx.par_iter().map(|&i| g.graph.presearch(&news[i].record.vector, news[i].record.seq, &st.vectors, kern)).collect();
+    let qs: Vec<&[f32]> = idx.iter().map(|&i| &news[i].record.vector[..]).collect();
+    let keys: Vec<u64> = idx.iter().map(|&i| news[i].record.seq).collect();
+    let found: Vec<Candidates> = g.graph.presearch_batch(&qs, &keys, &st.vectors, kern);
     let mut stored = Vec::with_capacity(idx.len());
     for (&i, cands) in idx.iter().zip(found) {
         let hits = cands[0]
