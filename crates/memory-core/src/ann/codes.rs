@@ -190,16 +190,22 @@ impl SeedPanels {
                 (kern.dot_panels)(&qbuf, nq, &self.panels[p0 * PANEL * self.dpad..(p0 + np) * PANEL * self.dpad], np, self.dpad, &mut raw[..nq * stride]);
                 // The last panel's padding lanes are no entries.
                 let (first, end) = (p0 * PANEL, (p0 * PANEL + stride).min(self.len()));
+                let (scale, corr) = (&self.scale[first..end], &self.corr[first..end]);
                 for (qi, heap) in heaps.iter_mut().enumerate() {
                     let qs = queries[qi].scale;
                     let row = &raw[qi * stride..qi * stride + end - first];
-                    for (j, &r) in row.iter().enumerate() {
-                        let e = first + j;
-                        let s = qs * self.scale[e] * (r - self.corr[e]) as f32;
-                        if heap.len() < k || s > heap.peek().unwrap().0 .0 .0 {
-                            heap.push(Reverse((Sim(s), e as u32)));
+                    // The heap's worst while full: most estimates fall below it and cost one
+                    // compare (the heap is touched only by those that enter).
+                    let mut worst = if heap.len() < k { f32::NEG_INFINITY } else { heap.peek().unwrap().0 .0 .0 };
+                    for (j, ((&r, &sc), &c)) in row.iter().zip(scale).zip(corr).enumerate() {
+                        let s = qs * sc * (r - c) as f32;
+                        if s > worst {
+                            heap.push(Reverse((Sim(s), (first + j) as u32)));
                             if heap.len() > k {
                                 heap.pop();
+                            }
+                            if heap.len() == k {
+                                worst = heap.peek().unwrap().0 .0 .0;
                             }
                         }
                     }
