@@ -1,13 +1,13 @@
 //! Building a state from a snapshot and the puts it covers, on every core: rows chunk by
-//! chunk, id maps from hashes computed in parallel; the columns, namespaces' row lists and
+//! chunk (the id maps are left to their first use); the columns, namespaces' row lists and
 //! counts are derived from the puts and the snapshot's live bits the way replay leaves them.
 
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
 use super::{Reader, Snapshot, CHUNK_ROWS};
-use crate::store::idmap::IdMap;
 use crate::store::log::{RecordRef, NO_EXPIRY};
 use crate::store::row::Row;
 use crate::store::state::{HashMap, Namespace, State};
@@ -111,7 +111,7 @@ pub(in crate::store) fn restore(st: &mut State, snap: &Snapshot, puts: &[&Record
         .zip(lists)
         .map(|(name, index)| Namespace {
             name: name.clone(),
-            ids: IdMap::default(),
+            ids: OnceLock::new(),
             rows: Vec::new(),
             live: 0,
             by_sig: BTreeSet::new(),
@@ -130,11 +130,11 @@ pub(in crate::store) fn restore(st: &mut State, snap: &Snapshot, puts: &[&Record
     for ns in &mut namespaces {
         // Replay keeps every row given a TTL, deleted or not, until the writer prunes them.
         ns.expiring = ns.rows.iter().copied().filter(|&r| exp_col[r as usize] != NO_EXPIRY).collect();
-        let members: Vec<u32> = ns.rows.iter().copied().filter(|&r| live[r as usize]).collect();
-        ns.live = members.len();
-        ns.ids = IdMap::build(&rows, &members);
+        ns.live = ns.rows.iter().filter(|&&r| live[r as usize]).count();
     }
-    trace("id maps");
+    // The id maps are built when first needed (`State::ids`): the writer's idle work after
+    // the open, or a read by id before it.
+    trace("row lists, counts");
     st.ns_by_name = namespaces.iter().enumerate().map(|(i, ns)| (ns.name.clone(), i as u32)).collect();
     st.namespaces = namespaces;
     st.rows = rows;

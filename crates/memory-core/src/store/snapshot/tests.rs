@@ -132,14 +132,15 @@ fn assert_same(a: &State, b: &State) {
     assert_eq!(a.text_len.len(), b.text_len.len());
     assert_eq!(a.ns_by_name, b.ns_by_name);
     assert_eq!(a.namespaces.len(), b.namespaces.len());
-    for (x, y) in a.namespaces.iter().zip(&b.namespaces) {
+    for (n, (x, y)) in a.namespaces.iter().zip(&b.namespaces).enumerate() {
         assert_eq!((&x.name, &x.rows, x.live, &x.expiring), (&y.name, &y.rows, y.live, &y.expiring));
         assert_eq!(x.by_sig, y.by_sig, "namespace {}", x.name);
         assert_eq!(x.index, y.index, "namespace {}'s posting lists", x.name);
-        assert_eq!(x.ids.len(), y.ids.len());
+        let (xi, yi) = (a.ids(n as u32), b.ids(n as u32));
+        assert_eq!(xi.len(), yi.len());
         for &r in &x.rows {
             let id = a.rows[r as usize].id();
-            assert_eq!(x.ids.get(&a.rows, id), y.ids.get(&b.rows, id), "id {id}");
+            assert_eq!(xi.get(&a.rows, id), yi.get(&b.rows, id), "id {id}");
         }
     }
 }

@@ -246,6 +246,21 @@ impl Writer {
             }
         }
         let st = self.shared.state.read();
+        if st.id_maps_pending() {
+            // Left by an open that restored the state snapshot (`State::ids`): built under
+            // the read lock, so searches go on meanwhile.
+            st.build_id_maps();
+            return Next::Again;
+        }
+        if st.defer_sig_index {
+            // An open leaves the ordered significance index to this first idle moment
+            // (`store/replay.rs`): sorted under the read lock, searches going on, then
+            // installed. Nothing changes the state in between: only this thread does.
+            let keys = st.sig_index_keys();
+            drop(st);
+            self.shared.state.write().install_sig_index(keys);
+            return Next::Again;
+        }
         if crate::ann::codes::encode_restored(&st, &self.shared.ann) {
             return Next::Again;
         }
