@@ -362,21 +362,46 @@ impl State {
 
     /// …and index every live row at once, analysing on every core (`TextIndex::build`).
     pub fn build_text_index(&mut self) {
-        self.defer_text = false;
         if !self.text_on {
+            self.defer_text = false;
             return;
         }
+        let built = self.text_index_built();
+        self.install_text_index(built);
+    }
+
+    /// Every namespace's text index over its live rows, and each indexed row with its
+    /// length in terms. Needs only `&self`, so the writer can build it under the read lock
+    /// after an open while searches go on (`text::persist::finish`).
+    pub fn text_index_built(&self) -> Vec<(TextIndex, Vec<(u32, u32)>)> {
+        (0..self.namespaces.len())
+            .map(|n| {
+                let docs: Vec<(u32, &str)> = self.namespaces[n].rows.iter().filter(|&&r| self.live_col[r as usize]).map(|&r| (r, self.rows[r as usize].text())).collect();
+                let (ix, lens) = TextIndex::build(&docs);
+                (ix, docs.iter().map(|d| d.0).zip(lens).collect())
+            })
+            .collect()
+    }
+
+    /// Take the indexes of [`State::text_index_built`] (built from this state as it is),
+    /// maintained row by row from now on.
+    pub fn install_text_index(&mut self, built: Vec<(TextIndex, Vec<(u32, u32)>)>) {
+        debug_assert_eq!(built.len(), self.namespaces.len());
+        self.defer_text = false;
+        self.text_len.clear();
         self.text_len.resize(self.rows.len(), 0);
-        for n in 0..self.namespaces.len() {
-            let docs: Vec<(u32, &str)> = self.namespaces[n].rows.iter().filter(|&&r| self.live_col[r as usize]).map(|&r| (r, self.rows[r as usize].text())).collect();
-            let (ix, lens) = TextIndex::build(&docs);
-            let rows: Vec<u32> = docs.iter().map(|d| d.0).collect();
-            drop(docs);
-            for (r, len) in rows.into_iter().zip(lens) {
+        for (n, (ix, lens)) in built.into_iter().enumerate() {
+            for (r, len) in lens {
                 self.text_len[r as usize] = len;
             }
             self.namespaces[n].text = ix;
         }
+    }
+
+    /// Whether the text index is still to be loaded or built (after an open, until the
+    /// writer's idle work has done it): text searches wait for it (`Shared::text_ready`).
+    pub fn text_index_pending(&self) -> bool {
+        self.text_on && self.defer_text
     }
 
     /// Mark a row dead and drop it from every index.
