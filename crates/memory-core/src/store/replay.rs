@@ -2,7 +2,8 @@
 //!
 //! Fast path: frame the records by their length prefixes, verify checksums and decode them
 //! on all cores without copying (metadata parsed there too), then apply them in order with
-//! the ordered significance index built once at the end. If anything does not verify, the
+//! the ordered significance index left deferred (the writer builds it once after the open,
+//! `store/writer`, `finish_open`). If anything does not verify, the
 //! sequential [`log::scan`] classifies the damage (torn tail or corruption) and only the
 //! valid prefix is applied.
 //!

@@ -1,6 +1,9 @@
 //! The writer thread: the only thread that appends to the log.
 //!
-//! Operations arrive through a channel, in the order callers issued them. Puts waiting
+//! Before its first operation the writer finishes what the open left to it so as to answer
+//! its first query sooner: the id maps, the text index and the significance order
+//! ([`Writer::finish_open`]). Operations arrive through a channel, in the order callers
+//! issued them. Puts waiting
 //! together form one group ([`put`]): one significance pass, one write of the rows to the
 //! vectors file and one of the records to the log, one fsync of each. Between operations the
 //! writer does its idle work: the int8 codes of rows not coded yet, interval fsyncs, and
