@@ -6,7 +6,8 @@
 //! with ROWS memories (default 200,000) through `bulk_load` if it holds no store and closes
 //! it; then opens it three times with the snapshot and once without (the snapshot moved
 //! aside for that open), printing each open → first query and the files' sizes.
-//! `MEMORY_SERVER_TRACE_OPEN=1` prints the phases. No graph unless `OPEN_BENCH_GRAPH=1`
+//! `MEMORY_SERVER_TRACE_OPEN=1` prints the phases; `OPEN_BENCH_OPENS=N` sets the opens with
+//! the snapshot, `OPEN_BENCH_SKIP_REPLAY=1` leaves out the open without it. No graph unless `OPEN_BENCH_GRAPH=1`
 //! (then one from 20,000 rows, built before the first close: long at 1M on 2 cores); without
 //! it the first query takes the exact pass.
 use std::path::Path;
@@ -89,8 +90,14 @@ fn main() {
     if !dir.join("store.json").exists() {
         build(&dir, n);
     }
-    for i in 0..3 {
+    // `OPEN_BENCH_OPENS=N`: N opens with the snapshot (default 3); `OPEN_BENCH_SKIP_REPLAY=1`:
+    // not the open without it (for A/B runs and profiles of the snapshot's open alone).
+    let opens: usize = std::env::var("OPEN_BENCH_OPENS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    for i in 0..opens {
         open_and_query(&dir, &format!("with the snapshot #{i}"));
+    }
+    if std::env::var_os("OPEN_BENCH_SKIP_REPLAY").is_some() {
+        return;
     }
     let snap = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("state-")));
     for e in std::fs::read_dir(&dir).unwrap().flatten() {

@@ -448,6 +448,15 @@ impl<'a> Cursor<'a> {
 
 /// Decode a record body (already checksum-verified) without copying. `None` means malformed.
 pub fn decode_body_ref(body: &[u8], dims: usize) -> Option<RecordRef<'_>> {
+    decode_body_with(body, dims, false)
+}
+
+/// [`decode_body_ref`], but a put comes without its metadata (`""`) and associations (none):
+/// their bytes are only stepped over (the record still has to be well formed, to its last
+/// byte). For the records a state snapshot covers, whose metadata and associations the
+/// snapshot gives (`store/snapshot`): an open then neither checks those strings' UTF-8 nor
+/// allocates a list per put.
+fn decode_body_with(body: &[u8], dims: usize, without_metadata: bool) -> Option<RecordRef<'_>> {
     let mut c = Cursor { b: body, p: 0 };
     let kind = c.u8()?;
     let seq = c.u64()?;
@@ -457,13 +466,24 @@ pub fn decode_body_ref(body: &[u8], dims: usize) -> Option<RecordRef<'_>> {
             let namespace = c.str16_ref()?;
             let id = c.str16_ref()?;
             let text = c.str32_ref()?;
-            let metadata = c.str32_ref()?;
+            let metadata = if without_metadata {
+                let n = c.u32()? as usize;
+                c.take(n)?;
+                ""
+            } else {
+                c.str32_ref()?
+            };
             let significance = c.f32()?;
             let expires_at = c.i64()?;
             let n = c.u8()? as usize;
-            let mut associations = Vec::with_capacity(n);
+            let mut associations = Vec::with_capacity(if without_metadata { 0 } else { n });
             for _ in 0..n {
-                associations.push(c.str16_ref()?);
+                if without_metadata {
+                    let len = c.u16()? as usize;
+                    c.take(len)?;
+                } else {
+                    associations.push(c.str16_ref()?);
+                }
             }
             let vector = if kind == KIND_PUT {
                 PutVector::Inline(c.take(dims * 4)?)
@@ -526,12 +546,22 @@ pub fn frames_from(bytes: &[u8], start: usize) -> (Vec<(usize, usize)>, bool) {
 
 /// Checksum and decode one frame found by [`frames`].
 pub fn check_frame(bytes: &[u8], off: usize, len: usize, dims: usize) -> Option<RecordRef<'_>> {
+    check_frame_with(bytes, off, len, dims, false)
+}
+
+/// [`check_frame`] for a record a state snapshot covers: a put comes without its metadata
+/// and associations (see [`decode_body_with`]); its checksum is verified all the same.
+pub fn check_covered_frame(bytes: &[u8], off: usize, len: usize, dims: usize) -> Option<RecordRef<'_>> {
+    check_frame_with(bytes, off, len, dims, true)
+}
+
+fn check_frame_with(bytes: &[u8], off: usize, len: usize, dims: usize, without_metadata: bool) -> Option<RecordRef<'_>> {
     let crc = u32::from_le_bytes(bytes[off + 4..off + 8].try_into().unwrap());
     let body = &bytes[off + 8..off + 8 + len];
     if crc32c::crc32c(body) != crc {
         return None;
     }
-    decode_body_ref(body, dims)
+    decode_body_with(body, dims, without_metadata)
 }
 
 /// What a scan of a log file found.

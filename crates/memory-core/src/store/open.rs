@@ -119,6 +119,7 @@ pub(super) fn open(dir: &Path, opts: StoreOptions) -> Result<TensorStore> {
         last_compaction: Mutex::new(None),
         scrub: ScrubProgress::new(checked_rows, vouched),
         snapshot_rows,
+        text_ready: Default::default(),
     });
     let to_scrub = vec_file.as_ref().map(|v| (v.path.clone(), v.crcs[..vouched].to_vec()));
     let mut store = start(shared, log, vec_file, lock)?;
@@ -227,8 +228,6 @@ fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) ->
     // A version-1 log holds its vectors; the vectors file beside it was a cache.
     // Not created here: a missing one is refused by replay when the log has puts.
     let vf = if inline || !dir.join(logfile::vectors_name(gen)).exists() { None } else { Some(VecFile::open(dir, gen, dims, false)?) };
-    // The persisted text index is read and checked on another core while the log replays.
-    let load_text = st.text_on && !inline;
     let t0 = std::time::Instant::now();
     let vouched_for = |crcs: &[u32]| verified::rows_vouched_for(dir, gen, crcs);
     // The state as the last clean close left it (`store/snapshot`); a version-1 log has none.
@@ -243,8 +242,7 @@ fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) ->
     if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
         eprintln!("open: state snapshot {} at {:?}", if snap.is_some() { "read" } else { "absent" }, t0.elapsed());
     }
-    let (replayed, text_file) = rayon::join(|| replay(&bytes, &file, st, vf.as_ref().map(|(v, rows)| (&v.file, *rows)), &vouched_for, snap), || load_text.then(|| text_persist::load(dir, gen)).flatten());
-    let replayed = replayed?;
+    let replayed = replay(&bytes, &file, st, vf.as_ref().map(|(v, rows)| (&v.file, *rows)), &vouched_for, snap)?;
     let sc = replayed.scan;
     if let ScanEnd::Corrupt { offset, reason } = sc.end {
         return Err(Error::Corrupt { file: format!("{file} (run `memory-server repair` to keep the records before it)"), offset, reason });
@@ -261,9 +259,12 @@ fn reopen_log(dir: &Path, gen: u64, path: &Path, dims: usize, st: &mut State) ->
         }
         return Ok((log, Some(vec_file), 0, 0));
     }
-    let how = text_persist::restore_or_build(text_file, st);
+    // The text index is left pending (`State::text_index_pending`): no vector search needs
+    // it, so the writer loads `text-<gen>.idx` (or rebuilds the index) when it is first idle,
+    // after the open, and text searches wait for it until then (`Shared::state_with_text`).
+    st.defer_text = st.text_on;
     if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
-        eprintln!("open: replay and text index ({how}) in {:?}", t0.elapsed());
+        eprintln!("open: replay in {:?} (text index {})", t0.elapsed(), if st.text_on { "pending" } else { "off" });
     }
     let (mut vec_file, _) = match vf {
         Some(v) => v,

@@ -41,7 +41,7 @@ pub(super) fn search_explained(sh: &Shared, queries: &[f32], nq: usize, req: &Se
 }
 
 pub(super) fn search_text(sh: &Shared, query: &str, req: &SearchRequest) -> Result<Vec<Memory>> {
-    let st = sh.state.read();
+    let st = sh.state_with_text()?;
     let hits = super::textsearch::search_text(&st, query, &req.params(now_ms()))?;
     Ok(hits.into_iter().map(|x| memory_of(&st, x.row, req.include_embeddings, Some(x.score))).collect())
 }

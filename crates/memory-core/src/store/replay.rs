@@ -2,7 +2,8 @@
 //!
 //! Fast path: frame the records by their length prefixes, verify checksums and decode them
 //! on all cores without copying (metadata parsed there too), then apply them in order with
-//! the ordered significance index built once at the end. If anything does not verify, the
+//! the ordered significance index left deferred (the writer builds it once after the open,
+//! `store/writer`, `finish_open`). If anything does not verify, the
 //! sequential [`log::scan`] classifies the damage (torn tail or corruption) and only the
 //! valid prefix is applied.
 //!
@@ -70,15 +71,16 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
             None
         }
     });
-    // The records the snapshot covers are checked and decoded, not applied: their metadata
-    // is not parsed.
+    // The records the snapshot covers are checked and decoded, not applied: their puts'
+    // metadata and associations, which the snapshot gives, are stepped over (not parsed,
+    // not collected).
     let covered = snap.as_ref().map_or(0, |s| s.records);
     let decoded: Vec<Decoded> = frames
         .par_iter()
         .enumerate()
         .with_min_len(256)
         .map(|(i, &(off, len))| {
-            let rec = log::check_frame(bytes, off, len, dims)?;
+            let rec = if i < covered { log::check_covered_frame(bytes, off, len, dims)? } else { log::check_frame(bytes, off, len, dims)? };
             let meta = match &rec {
                 RecordRef::Put { metadata, .. } if i >= covered => state::parse_metadata(metadata),
                 _ => None,
@@ -196,10 +198,9 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
     arena.release_mapped(arena.mapped_rows());
     debug_assert_eq!(arena.len(), st.len());
     st.vectors = arena;
-    st.rebuild_sig_index();
-    if trace {
-        eprintln!("replay: sig index in {:?}", t0.elapsed());
-    }
+    // The ordered significance index stays deferred: no search needs it (only reads by
+    // significance without a query, which take the columns meanwhile), so the writer builds it
+    // when it is first idle, after the open (`Writer::idle_step`).
     Ok(Replayed { scan: sc, crcs, vouched, restored: snap.map_or(0, |s| s.rows) })
 }
 

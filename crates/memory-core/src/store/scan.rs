@@ -296,6 +296,9 @@ pub fn top_by_significance(st: &State, p: &ScanParams, count: usize) -> Vec<u32>
         rows.truncate(count);
         return rows;
     }
+    if st.defer_sig_index {
+        return top_from_columns(st, p, ns, &ctx, cand.as_ref(), count);
+    }
     let mut out = Vec::with_capacity(count.min(1024));
     for &(_, _, std::cmp::Reverse(row)) in &nsd.by_sig {
         if out.len() >= count {
@@ -309,6 +312,31 @@ pub fn top_by_significance(st: &State, p: &ScanParams, count: usize) -> Vec<u32>
         }
     }
     out
+}
+
+/// [`top_by_significance`] while the ordered index is not built (after an open, until the
+/// writer's idle work builds it): the same rows from the columns, by selection instead of a
+/// walk. The walk stops at the first live row of the index whose significance is below
+/// `min_significance`, so only rows ordered before it count here too.
+fn top_from_columns(st: &State, p: &ScanParams, ns: u32, ctx: &Ctx, cand: Option<&Candidates>, count: usize) -> Vec<u32> {
+    if count == 0 {
+        return Vec::new();
+    }
+    let nsd = &st.namespaces[ns as usize];
+    let key = |r: u32| sig_key(st.sig_col[r as usize], st.ts_col[r as usize], r);
+    let stop = nsd.rows.par_iter().copied().filter(|&r| st.live_col[r as usize] && st.sig_col[r as usize] < p.min_significance).map(key).min();
+    let mut rows: Vec<u32> = nsd
+        .rows
+        .par_iter()
+        .copied()
+        .filter(|&r| stop.is_none_or(|s| key(r) < s) && cand.is_none_or(|c| c.rows.contains(r)) && ctx.pass(r as usize))
+        .collect();
+    if rows.len() > count {
+        rows.select_nth_unstable_by_key(count - 1, |&r| key(r));
+        rows.truncate(count);
+    }
+    rows.sort_unstable_by_key(|&r| key(r));
+    rows
 }
 
 /// Visible rows of a namespace matching the filters, in log order (for `list`, delete by

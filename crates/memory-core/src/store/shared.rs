@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard};
 
 use super::log::NO_EXPIRY;
 use super::prepass;
@@ -56,6 +56,9 @@ pub(super) struct Shared {
     pub scrub: super::scrub::ScrubProgress,
     /// Rows the open restored from the state snapshot (`store/snapshot`).
     pub snapshot_rows: usize,
+    /// Signalled by the writer once the text index an open left pending is in place
+    /// ([`Shared::state_with_text`]).
+    pub text_ready: (Mutex<()>, Condvar),
 }
 
 /// Int8 codes of a prefix of the state's rows (`rows.len() <= state.len()`), for the exact
@@ -86,6 +89,35 @@ impl Q8Shared {
 }
 
 impl Shared {
+    /// The state once its text index is in place, for a text search. After an open the
+    /// writer loads or rebuilds the index when it is first idle (`State::text_index_pending`):
+    /// a text search arriving before then waits for it (without holding the lock, which the
+    /// writer takes to install it). `Err` if the store closes meanwhile.
+    pub fn state_with_text(&self) -> crate::error::Result<RwLockReadGuard<'_, State>> {
+        loop {
+            let st = self.state.read();
+            if !st.text_index_pending() {
+                return Ok(st);
+            }
+            drop(st);
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(crate::error::Error::Unavailable("the store is closed".into()));
+            }
+            // The writer notifies under this mutex after installing: checking again under it
+            // cannot miss that. The timeout only bounds a wait on a writer that died.
+            let mut g = self.text_ready.0.lock();
+            if self.state.read().text_index_pending() {
+                self.text_ready.1.wait_for(&mut g, std::time::Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// The writer: the text index an open left pending is in place (or the store closes).
+    pub fn notify_text_ready(&self) {
+        let _g = self.text_ready.0.lock();
+        self.text_ready.1.notify_all();
+    }
+
     /// After close: give the memory of the rows, vectors and int8 codes back now rather than
     /// when the last handle goes (a JavaScript wrapper may live on until a garbage
     /// collection). Reads of a closed store see it empty.

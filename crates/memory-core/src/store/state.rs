@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
 
 use roaring::RoaringBitmap;
 use serde_json::{Map, Value};
@@ -28,8 +29,11 @@ pub fn sig_key(significance: f32, ts: i64, row: u32) -> SigKey {
 
 pub struct Namespace {
     pub name: String,
-    /// id → its row (the latest put of that id, live or not yet retired).
-    pub ids: IdMap,
+    /// id → its row (the latest put of that id, live or not yet retired). Built on first
+    /// use ([`State::ids`]) from the live rows: an open restoring the state snapshot leaves it
+    /// to the writer's first idle moment or the first read by id, whichever comes first, and
+    /// changes made meanwhile need not touch it (the map is a function of the live rows).
+    pub ids: OnceLock<IdMap>,
     /// Rows of this namespace in log order (dead rows included; check `live`).
     pub rows: Vec<u32>,
     pub live: usize,
@@ -44,7 +48,7 @@ pub struct Namespace {
 
 impl Namespace {
     fn new(name: String) -> Self {
-        Namespace { name, ids: IdMap::default(), rows: Vec::new(), live: 0, by_sig: BTreeSet::new(), index: HashMap::default(), expiring: Vec::new(), text: TextIndex::default() }
+        Namespace { name, ids: OnceLock::new(), rows: Vec::new(), live: 0, by_sig: BTreeSet::new(), index: HashMap::default(), expiring: Vec::new(), text: TextIndex::default() }
     }
 }
 
@@ -66,7 +70,9 @@ pub struct State {
     /// Bytes the live rows' put records take in the log ([`put_len`]): what a compaction
     /// would write. The rest of the log is garbage (deleted rows, superseded updates).
     pub live_bytes: u64,
-    /// Set during bulk replay; see [`State::rebuild_sig_index`].
+    /// Set during bulk replay, and after an open until the writer's idle work builds the
+    /// index (`by_sig` is then empty; readers take the columns instead, see
+    /// `scan::top_by_significance`); see [`State::rebuild_sig_index`].
     pub defer_sig_index: bool,
     /// Keep a full-text index (the store's `text_index` option).
     pub text_on: bool,
@@ -196,7 +202,30 @@ impl State {
 
     /// The row the id map of namespace `ns` holds for `id` (deleted or expired included).
     pub fn row_by_id(&self, ns: u32, id: &str) -> Option<u32> {
-        self.namespaces[ns as usize].ids.get(&self.rows, id)
+        self.ids(ns).get(&self.rows, id)
+    }
+
+    /// Namespace `ns`'s id map, built from its live rows (hashed on every core) if it is not
+    /// yet (see [`Namespace::ids`]). Under the read lock: readers asking at the same time
+    /// wait for the one building it.
+    pub fn ids(&self, ns: u32) -> &IdMap {
+        let nsd = &self.namespaces[ns as usize];
+        nsd.ids.get_or_init(|| {
+            let members: Vec<u32> = nsd.rows.iter().copied().filter(|&r| self.live_col[r as usize]).collect();
+            IdMap::build(&self.rows, &members)
+        })
+    }
+
+    /// Build every namespace's id map not built yet (the writer's idle work after an open).
+    pub fn build_id_maps(&self) {
+        for n in 0..self.namespaces.len() {
+            self.ids(n as u32);
+        }
+    }
+
+    /// Whether some namespace's id map is not built yet.
+    pub fn id_maps_pending(&self) -> bool {
+        self.namespaces.iter().any(|ns| ns.ids.get().is_none())
     }
 
     /// A row's associations as ids, in order.
@@ -237,7 +266,7 @@ impl State {
         }
         let row = self.rows.len() as u32;
         // An association naming a row of the namespace is kept as that row's number.
-        let ids = &self.namespaces[n as usize].ids;
+        let ids = self.ids(n);
         let assoc: Vec<Assoc<'_>> = r.associations.iter().map(|a| ids.get(&self.rows, a).map_or(Assoc::Id(a), Assoc::Row)).collect();
         self.rows.push(Row::new(r.seq, r.id, r.text, r.metadata_raw, packed, &assoc));
         let defer = self.defer_sig_index;
@@ -245,7 +274,8 @@ impl State {
         for (path, key) in index_entries_packed(Obj::new(packed)) {
             ns.index.entry(path).or_default().entry(key).or_default().insert(row);
         }
-        ns.ids.insert(&self.rows, row);
+        // Built above (`row_by_id`), before this row was pushed: it is not one of its members.
+        ns.ids.get_mut().expect("the id map is built").insert(&self.rows, row);
         ns.rows.push(row);
         let text_len = if self.text_on && !self.defer_text { ns.text.add(row, r.text) } else { 0 };
         self.text_len.push(text_len);
@@ -288,15 +318,39 @@ impl State {
 
     /// …and build it once at the end (a sort and a bulk build instead of n inserts).
     pub fn rebuild_sig_index(&mut self) {
+        let keys = self.sig_index_keys();
+        self.install_sig_index(keys);
+    }
+
+    /// Each namespace's live rows in the significance index's order, sorted on every core.
+    /// Needs only `&self`: after an open the writer computes them under the read lock while
+    /// searches go on, then installs them with [`State::install_sig_index`] under the write
+    /// lock (the writer is the only thread that changes the state, so nothing changes in
+    /// between).
+    pub fn sig_index_keys(&self) -> Vec<Vec<SigKey>> {
+        use rayon::prelude::*;
+        self.namespaces
+            .iter()
+            .map(|ns| {
+                let mut keys: Vec<SigKey> = ns
+                    .rows
+                    .iter()
+                    .filter(|&&r| self.live_col[r as usize])
+                    .map(|&r| sig_key(self.sig_col[r as usize], self.ts_col[r as usize], r))
+                    .collect();
+                keys.par_sort_unstable();
+                keys
+            })
+            .collect()
+    }
+
+    /// Take the keys of [`State::sig_index_keys`] (computed on this state as it is) as the
+    /// ordered significance index, maintained row by row from now on.
+    pub fn install_sig_index(&mut self, keys: Vec<Vec<SigKey>>) {
+        debug_assert_eq!(keys.len(), self.namespaces.len());
         self.defer_sig_index = false;
-        for ns in &mut self.namespaces {
-            let mut keys: Vec<SigKey> = ns
-                .rows
-                .iter()
-                .filter(|&&r| self.live_col[r as usize])
-                .map(|&r| sig_key(self.sig_col[r as usize], self.ts_col[r as usize], r))
-                .collect();
-            keys.sort_unstable();
+        for (ns, keys) in self.namespaces.iter_mut().zip(keys) {
+            // Sorted: the set is built in one pass, without comparisons against its nodes.
             ns.by_sig = keys.into_iter().collect();
         }
     }
@@ -308,21 +362,46 @@ impl State {
 
     /// …and index every live row at once, analysing on every core (`TextIndex::build`).
     pub fn build_text_index(&mut self) {
-        self.defer_text = false;
         if !self.text_on {
+            self.defer_text = false;
             return;
         }
+        let built = self.text_index_built();
+        self.install_text_index(built);
+    }
+
+    /// Every namespace's text index over its live rows, and each indexed row with its
+    /// length in terms. Needs only `&self`, so the writer can build it under the read lock
+    /// after an open while searches go on (`text::persist::finish`).
+    pub fn text_index_built(&self) -> Vec<(TextIndex, Vec<(u32, u32)>)> {
+        (0..self.namespaces.len())
+            .map(|n| {
+                let docs: Vec<(u32, &str)> = self.namespaces[n].rows.iter().filter(|&&r| self.live_col[r as usize]).map(|&r| (r, self.rows[r as usize].text())).collect();
+                let (ix, lens) = TextIndex::build(&docs);
+                (ix, docs.iter().map(|d| d.0).zip(lens).collect())
+            })
+            .collect()
+    }
+
+    /// Take the indexes of [`State::text_index_built`] (built from this state as it is),
+    /// maintained row by row from now on.
+    pub fn install_text_index(&mut self, built: Vec<(TextIndex, Vec<(u32, u32)>)>) {
+        debug_assert_eq!(built.len(), self.namespaces.len());
+        self.defer_text = false;
+        self.text_len.clear();
         self.text_len.resize(self.rows.len(), 0);
-        for n in 0..self.namespaces.len() {
-            let docs: Vec<(u32, &str)> = self.namespaces[n].rows.iter().filter(|&&r| self.live_col[r as usize]).map(|&r| (r, self.rows[r as usize].text())).collect();
-            let (ix, lens) = TextIndex::build(&docs);
-            let rows: Vec<u32> = docs.iter().map(|d| d.0).collect();
-            drop(docs);
-            for (r, len) in rows.into_iter().zip(lens) {
+        for (n, (ix, lens)) in built.into_iter().enumerate() {
+            for (r, len) in lens {
                 self.text_len[r as usize] = len;
             }
             self.namespaces[n].text = ix;
         }
+    }
+
+    /// Whether the text index is still to be loaded or built (after an open, until the
+    /// writer's idle work has done it): text searches wait for it (`Shared::text_ready`).
+    pub fn text_index_pending(&self) -> bool {
+        self.text_on && self.defer_text
     }
 
     /// Mark a row dead and drop it from every index.
@@ -339,7 +418,10 @@ impl State {
             ns.by_sig.remove(&key);
         }
         let x = &self.rows[r];
-        ns.ids.remove(x.id(), row);
+        // A map not built yet is built from the live rows, which no longer include this one.
+        if let Some(ids) = ns.ids.get_mut() {
+            ids.remove(x.id(), row);
+        }
         ns.live -= 1;
         for (path, key) in index_entries_packed(x.metadata()) {
             if let Some(vals) = ns.index.get_mut(&path) {

@@ -289,6 +289,12 @@ pub fn restore(p: Persisted, st: &mut State) -> bool {
     if !fits(&p, st) {
         return false;
     }
+    install(p, st);
+    true
+}
+
+/// [`restore`] once [`fits`] holds.
+fn install(p: Persisted, st: &mut State) {
     let Persisted { rows, live, lens, namespaces, .. } = p;
     // Namespaces are numbered in order of first appearance, so the file's are the first.
     for (ns, (_, ix)) in st.namespaces.iter_mut().zip(namespaces) {
@@ -318,7 +324,6 @@ pub fn restore(p: Persisted, st: &mut State) -> bool {
             st.text_len[r] = ns.text.add(r as u32, st.rows[r].text());
         }
     }
-    true
 }
 
 /// The file describes `st`'s first rows: the same rows in the same namespaces (numbered
@@ -331,6 +336,32 @@ fn fits(p: &Persisted, st: &State) -> bool {
         return false;
     }
     (0..p.rows).all(|r| if p.was_live(r) { (st.ns_col[r] as usize) < p.namespaces.len() } else { !st.live_col[r] })
+}
+
+/// After an open (the writer's idle work, `store/writer`): the persisted index `p` if it
+/// fits the state, else the rebuild, for a state whose text index is pending
+/// ([`State::text_index_pending`]). What takes long — checking that the file fits,
+/// rebuilding — is done under the read lock, so searches go on; only installing the result
+/// takes the write lock. Sound because the caller is the writer, the only thread that
+/// changes the state: it is the same state under both locks. Returns which it was.
+pub fn finish(p: Option<Persisted>, state: &parking_lot::RwLock<State>) -> &'static str {
+    let st = state.read();
+    if !st.text_index_pending() {
+        return "not pending";
+    }
+    match p.filter(|p| fits(p, &st)) {
+        Some(p) => {
+            drop(st);
+            install(p, &mut state.write());
+            "loaded"
+        }
+        None => {
+            let built = st.text_index_built();
+            drop(st);
+            state.write().install_text_index(built);
+            "rebuilt"
+        }
+    }
 }
 
 /// At open: the persisted index if it fits, else the rebuild. Returns which it was.

@@ -284,3 +284,34 @@ fn saving_removes_other_generations_files() {
     names.sort();
     assert_eq!(names, [file_name(2)]);
 }
+
+#[test]
+fn an_index_finished_after_the_open_equals_the_rebuilt_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = history(7, 0, 500);
+    saved(dir.path(), &a);
+    // Opened (index pending), then the writer applies more before it finishes the index:
+    // puts, deletes of rows old and new, updates, a sweep — none of them indexed meanwhile.
+    let more = history(8, 500, 200);
+    let mut st = replayed(&a);
+    apply(&mut st, &more, 10_000);
+    assert!(st.text_index_pending());
+    let state = parking_lot::RwLock::new(st);
+    assert_eq!(persist::finish(persist::load(dir.path(), 1), &state), "loaded");
+    let st = state.into_inner();
+    assert!(!st.text_index_pending());
+    let mut want = replayed(&a);
+    apply(&mut want, &more, 10_000);
+    want.build_text_index();
+    assert_same(&st, &want);
+    // A file that does not fit (other rows), or none: rebuilt from the rows.
+    let other = history(9, 0, 300);
+    for file in [persist::load(dir.path(), 1), None] {
+        let state = parking_lot::RwLock::new(replayed(&other));
+        assert_eq!(persist::finish(file, &state), "rebuilt");
+        assert_same(&state.into_inner(), &rebuilt(&other));
+    }
+    // Nothing pending: nothing done.
+    let state = parking_lot::RwLock::new(incremental(&a));
+    assert_eq!(persist::finish(persist::load(dir.path(), 1), &state), "not pending");
+}

@@ -1,13 +1,13 @@
 //! Building a state from a snapshot and the puts it covers, on every core: rows chunk by
-//! chunk, id maps from hashes computed in parallel; the columns, namespaces' row lists and
+//! chunk (the id maps are left to their first use); the columns, namespaces' row lists and
 //! counts are derived from the puts and the snapshot's live bits the way replay leaves them.
 
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
 use super::{Reader, Snapshot, CHUNK_ROWS};
-use crate::store::idmap::IdMap;
 use crate::store::log::{RecordRef, NO_EXPIRY};
 use crate::store::row::Row;
 use crate::store::state::{HashMap, Namespace, State};
@@ -21,9 +21,12 @@ fn fields<'a>(rec: &RecordRef<'a>) -> (u64, i64, &'a str, &'a str, &'a str, i64)
     }
 }
 
-/// The rows of one chunk, its live rows and their associations.
+/// The rows of one chunk with their timestamps and expiries (taken from the puts in the
+/// same pass, while they are in cache), its live rows and their associations.
 struct Chunk {
     rows: Vec<Row>,
+    ts: Vec<i64>,
+    exp: Vec<i64>,
     live: usize,
     associations: usize,
 }
@@ -32,14 +35,16 @@ fn restore_chunk(snap: &Snapshot, puts: &[&RecordRef], live: &[bool], c: usize) 
     let lo = c * CHUNK_ROWS;
     let hi = (lo + CHUNK_ROWS).min(snap.rows);
     let mut rd = Reader { b: snap.row_entries(c), at: 0 };
-    let mut out = Chunk { rows: Vec::with_capacity(hi - lo), live: 0, associations: 0 };
+    let mut out = Chunk { rows: Vec::with_capacity(hi - lo), ts: Vec::with_capacity(hi - lo), exp: Vec::with_capacity(hi - lo), live: 0, associations: 0 };
     for r in lo..hi {
         let (raw, packed) = snap.metadata(rd.v()?)?;
         let n = rd.count()?;
         let len = rd.count()?;
         let assoc = rd.bytes(len)?;
-        let (seq, _, _, id, text, _) = fields(puts[r]);
+        let (seq, ts, _, id, text, exp) = fields(puts[r]);
         out.rows.push(Row::with_encoded_associations(seq, id, text, raw, packed, n, assoc));
+        out.ts.push(ts);
+        out.exp.push(exp);
         if live[r] {
             out.live += 1;
             out.associations += n;
@@ -93,25 +98,24 @@ pub(in crate::store) fn restore(st: &mut State, snap: &Snapshot, puts: &[&Record
     let lists = snap.posting_lists().ok_or("malformed posting lists")?;
     trace("namespaces, live bits, posting lists");
     let chunks: Vec<Option<Chunk>> = (0..n.div_ceil(CHUNK_ROWS)).into_par_iter().map(|c| restore_chunk(snap, puts, &live, c)).collect();
-    let mut rows = Vec::with_capacity(n);
+    let (mut rows, mut ts_col, mut exp_col) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut live_count, mut associations) = (0, 0);
     for c in chunks {
         let c = c.ok_or("malformed row entries")?;
         rows.extend(c.rows);
+        ts_col.extend(c.ts);
+        exp_col.extend(c.exp);
         live_count += c.live;
         associations += c.associations;
     }
-    trace("rows");
-    let ts_col: Vec<i64> = puts.par_iter().map(|p| fields(p).1).collect();
-    let exp_col: Vec<i64> = puts.par_iter().map(|p| fields(p).5).collect();
-    trace("columns");
+    trace("rows and columns");
     let mut namespaces: Vec<Namespace> = snap
         .namespaces
         .iter()
         .zip(lists)
         .map(|(name, index)| Namespace {
             name: name.clone(),
-            ids: IdMap::default(),
+            ids: OnceLock::new(),
             rows: Vec::new(),
             live: 0,
             by_sig: BTreeSet::new(),
@@ -130,11 +134,11 @@ pub(in crate::store) fn restore(st: &mut State, snap: &Snapshot, puts: &[&Record
     for ns in &mut namespaces {
         // Replay keeps every row given a TTL, deleted or not, until the writer prunes them.
         ns.expiring = ns.rows.iter().copied().filter(|&r| exp_col[r as usize] != NO_EXPIRY).collect();
-        let members: Vec<u32> = ns.rows.iter().copied().filter(|&r| live[r as usize]).collect();
-        ns.live = members.len();
-        ns.ids = IdMap::build(&rows, &members);
+        ns.live = ns.rows.iter().filter(|&&r| live[r as usize]).count();
     }
-    trace("id maps");
+    // The id maps are built when first needed (`State::ids`): the writer's idle work after
+    // the open, or a read by id before it.
+    trace("row lists, counts");
     st.ns_by_name = namespaces.iter().enumerate().map(|(i, ns)| (ns.name.clone(), i as u32)).collect();
     st.namespaces = namespaces;
     st.rows = rows;

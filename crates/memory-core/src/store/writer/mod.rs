@@ -1,6 +1,9 @@
 //! The writer thread: the only thread that appends to the log.
 //!
-//! Operations arrive through a channel, in the order callers issued them. Puts waiting
+//! Before its first operation the writer finishes what the open left to it so as to answer
+//! its first query sooner: the id maps, the text index and the significance order
+//! ([`Writer::finish_open`]). Operations arrive through a channel, in the order callers
+//! issued them. Puts waiting
 //! together form one group ([`put`]): one significance pass, one write of the rows to the
 //! vectors file and one of the records to the log, one fsync of each. Between operations the
 //! writer does its idle work: the int8 codes of rows not coded yet, interval fsyncs, and
@@ -140,6 +143,7 @@ impl Writer {
 
     /// The thread's body: until close, or until every handle is gone.
     pub(super) fn run(mut self) {
+        self.finish_open();
         while let Some(op) = self.next_op() {
             self.quiet = false;
             if !self.handle(op) {
@@ -160,6 +164,9 @@ impl Writer {
         self.abort_compaction(Error::Unavailable("the store is closed".into()));
         self.close_expiry(&closed);
         self.shared.scrub.stop();
+        // Closed before the writer was idle after the open: the text index is still to be
+        // put in place, else the file written below would not hold it.
+        self.finish_text_index();
         let st = self.shared.state.read();
         let _ = crate::text::persist::save(&self.shared.dir, self.log.gen, &st);
         let crcs = self.vec_file.as_ref().map_or(&[][..], |v| &v.crcs[..]);
@@ -179,6 +186,51 @@ impl Writer {
             if let Some(v) = &self.vec_file {
                 v.save_verified(&self.shared.dir);
             }
+        }
+    }
+
+    /// What an open leaves to the writer so as to answer its first query sooner, done before
+    /// the writer takes its first operation (a put waits for it once; a stream of them cannot
+    /// put it off): the id maps (`State::ids`), the text index ([`Writer::finish_text_index`])
+    /// and the ordered significance index (`store/replay.rs`). Each is built under the read
+    /// lock, so searches go on meanwhile, and installed under the write lock where it must be
+    /// — sound because nothing changes the state in between: only this thread does.
+    fn finish_open(&mut self) {
+        let t = Instant::now();
+        let trace = std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some();
+        let st = self.shared.state.read();
+        if st.id_maps_pending() {
+            st.build_id_maps();
+            if trace {
+                eprintln!("writer: id maps at {:?}", t.elapsed());
+            }
+        }
+        drop(st);
+        self.finish_text_index();
+        let st = self.shared.state.read();
+        if st.defer_sig_index {
+            let keys = st.sig_index_keys();
+            drop(st);
+            self.shared.state.write().install_sig_index(keys);
+            if trace {
+                eprintln!("writer: significance index at {:?}", t.elapsed());
+            }
+        }
+    }
+
+    /// The text index an open left pending (`State::text_index_pending`): `text-<gen>.idx`
+    /// loaded and restored if it fits the state, else the index rebuilt (`text::persist::finish`).
+    /// Text searches waiting for it are woken. Nothing to do when it is not pending.
+    fn finish_text_index(&mut self) {
+        if !self.shared.state.read().text_index_pending() {
+            return;
+        }
+        let t = Instant::now();
+        let file = crate::text::persist::load(&self.shared.dir, self.log.gen);
+        let how = crate::text::persist::finish(file, &self.shared.state);
+        self.shared.notify_text_ready();
+        if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
+            eprintln!("writer: text index {how} in {:?}", t.elapsed());
         }
     }
 
