@@ -324,7 +324,38 @@ dpkg --configure -a
 apt-get update -q
 apt-get install -y -q -f
 apt-get install -y -q ${PKGS[*]}
-apt-get install -y -q -t $SUITE-backports ${BACKPORTS_PKGS[*]}
+# One rustc version for both architectures (libstd-rust-dev is Multi-Arch: same). The mirror's
+# backports index lists only each architecture's newest build, and one can lag (2026-12-06:
+# rustc 1.98.1 for amd64, libstd-rust-dev:arm64 still 1.97.1): then the older version is
+# installed, the other architecture's packages of it taken from the pool by URL (still there
+# for a while after the index moved on).
+bp_version() { apt-cache madison "\$1" | awk -F'|' '/$SUITE-backports/ { gsub(/ /, "", \$2); print \$2; exit }'; }
+v_amd=\$(bp_version rustc); v_arm=\$(bp_version libstd-rust-dev:arm64)
+[ -n "\$v_amd" ] && [ -n "\$v_arm" ] || { echo "no rustc / libstd-rust-dev:arm64 in $SUITE-backports" >&2; exit 1; }
+if [ "\$v_amd" = "\$v_arm" ]; then
+  apt-get install -y -q -t $SUITE-backports ${BACKPORTS_PKGS[*]}
+else
+  if dpkg --compare-versions "\$v_arm" lt "\$v_amd"; then v=\$v_arm; else v=\$v_amd; fi
+  mm=\$(echo "\$v" | sed 's/^\([0-9]*\.[0-9]*\).*/\1/')
+  echo "backports: rustc \$v_amd (amd64) and libstd-rust-dev \$v_arm (arm64) differ: installing \$v for both"
+  debs=/var/cache/memory-server-rustc-debs; rm -rf "\$debs"; mkdir -p "\$debs"
+  fetch() {  # package arch
+    /usr/lib/apt/apt-helper download-file "$mirror/pool/main/r/rustc/\$1_\${v}_\$2.deb" "\$debs/\$1_\${v}_\$2.deb"
+  }
+  want=""
+  if [ "\$v_amd" != "\$v" ]; then
+    for p in rustc cargo libstd-rust-dev libstd-rust-\$mm; do fetch \$p amd64; done
+  else
+    want="rustc=\$v cargo=\$v libstd-rust-dev=\$v"
+  fi
+  if [ "\$v_arm" != "\$v" ]; then
+    for p in libstd-rust-dev libstd-rust-\$mm; do fetch \$p arm64; done
+  else
+    want="\$want libstd-rust-dev:arm64=\$v"
+  fi
+  apt-get install -y -q "\$debs"/*.deb \$want
+  rm -rf "\$debs"
+fi
 apt-get clean
 rm -rf /var/lib/apt/lists/*_Contents-* 2>/dev/null || true
 EOF
