@@ -209,6 +209,8 @@ describe.skipIf(!NATS_SERVER)('cluster: three nats-servers (R3), three instances
     const live = [instances[1]!, instances[2]!];
     const top = await converged(live, 30_000);
     // The snapshot writer (lease holder) writes one once the stream moved: wait for one at the top.
+    // Up to 60 s: after the earlier tests killed an instance the lease has to move first, and
+    // under the whole suite's load this once took over 30 s (12 s alone).
     const nc = await natsConnect({ servers: nats.urls });
     try {
       const os = await new Objm(nc).open('memory_memory_snapshots');
@@ -216,7 +218,7 @@ describe.skipIf(!NATS_SERVER)('cluster: three nats-servers (R3), three instances
         const info = await os.info('latest');
         const seq = Number(info?.metadata?.seq ?? 0);
         return seq >= top ? seq : 0;
-      }, 30_000, 'a snapshot at the top of the stream', 200);
+      }, 60_000, 'a snapshot at the top of the stream', 200);
       // Without the snapshot, the first writes are gone: joining needs it.
       await (await jetstreamManager(nc)).streams.purge('MEMORY_memory', { seq: snapSeq + 1 });
     } finally {
