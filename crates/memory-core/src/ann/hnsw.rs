@@ -155,6 +155,15 @@ impl<'a, S: RowSource + ?Sized> Scorer<'a, S> {
         self.q8.is_none()
     }
 
+    /// Start loading what [`Scorer::approx`] of `node` will read (int8 codes only: an f32
+    /// row is read through the row source, which may be a mapped file).
+    #[inline]
+    pub(super) fn prefetch(&self, node: u32) {
+        if let Some((_, _, c)) = &self.q8 {
+            c.prefetch(node);
+        }
+    }
+
     #[inline]
     pub(super) fn approx(&self, node: u32) -> f32 {
         match &self.q8 {
@@ -305,21 +314,31 @@ impl Hnsw {
                 if best.len() >= ef && s < best.peek().unwrap().0 .0 .0 {
                     break;
                 }
-                for &nb in self.links(n, level) {
-                    if marks[nb as usize] == gen {
-                        continue;
+                // The unvisited neighbours first, each one's code asked for as it is found
+                // (see `NodeCodes::prefetch`), then scored. (Lists hold at most m0 ≤ 255
+                // links: the chunks only make sure that none can overrun `fresh`.)
+                for part in self.links(n, level).chunks(256) {
+                    let mut fresh = [0u32; 256];
+                    let mut nfresh = 0;
+                    for &nb in part {
+                        if marks[nb as usize] != gen {
+                            marks[nb as usize] = gen;
+                            sc.prefetch(nb);
+                            fresh[nfresh] = nb;
+                            nfresh += 1;
+                        }
                     }
-                    marks[nb as usize] = gen;
-                    let row = self.rows[nb as usize];
-                    let ns = sc.approx(nb);
-                    scored += 1;
-                    let worst = best.peek().map_or(f32::NEG_INFINITY, |b| b.0 .0 .0);
-                    if best.len() < ef || ns > worst {
-                        cands.push((Sim(ns), nb));
-                        if pass(row) {
-                            best.push(Reverse((Sim(ns), nb)));
-                            if best.len() > ef {
-                                best.pop();
+                    for &nb in &fresh[..nfresh] {
+                        let ns = sc.approx(nb);
+                        scored += 1;
+                        let worst = best.peek().map_or(f32::NEG_INFINITY, |b| b.0 .0 .0);
+                        if best.len() < ef || ns > worst {
+                            cands.push((Sim(ns), nb));
+                            if pass(self.rows[nb as usize]) {
+                                best.push(Reverse((Sim(ns), nb)));
+                                if best.len() > ef {
+                                    best.pop();
+                                }
                             }
                         }
                     }
