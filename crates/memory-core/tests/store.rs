@@ -493,6 +493,29 @@ fn batch_equals_one_by_one() {
     }
 }
 
+/// A batch large enough that its namespaces' new memories are scored on every core (64 or
+/// more new memories in one namespace: `PARALLEL_MIN_NEW` in `significance/pass.rs`) gives
+/// what storing the items one by one gives: the same significance bits and associations.
+#[test]
+fn large_batch_scored_in_parallel_equals_one_by_one() {
+    let dims = 32;
+    let n = 400;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (s1, s2) = (open(d1.path(), dims), open(d2.path(), dims));
+    let items = batch_items(23, n, dims);
+    let new_in_main = items.iter().filter(|it| it.namespace == "main").filter_map(|it| it.id.clone()).collect::<std::collections::HashSet<_>>().len();
+    assert!(new_in_main >= 2 * 64, "{new_in_main} new memories in one namespace");
+    let batched = s1.put_blocking(items.clone()).unwrap();
+    let single: Vec<_> = items.into_iter().map(|it| s2.put_blocking(vec![it]).unwrap().remove(0)).collect();
+    assert_same_outcomes(&batched, &single);
+    assert!(batched.iter().any(|o| !o.associations.is_empty()), "some memories have associations");
+    for ns in ["main", "other"] {
+        let (l1, l2) = (list_all(&s1, ns, 1000), list_all(&s2, ns, 1000));
+        let f = |l: &[Memory]| l.iter().map(|m| (m.id.clone(), m.seq, m.significance.to_bits(), m.associations.clone())).collect::<Vec<_>>();
+        assert_eq!(f(&l1), f(&l2));
+    }
+}
+
 /// Puts submitted without waiting (many group commits of varying size) give exactly what
 /// storing the items one by one gives, duplicates across groups included.
 #[test]

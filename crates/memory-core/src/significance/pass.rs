@@ -138,22 +138,65 @@ fn stored_neighbours(st: &State, q8: Option<(&Q8Rows, &'static Q8Kernels)>, news
     stored
 }
 
+/// Groups of at least this many new memories in one namespace are scored on every core
+/// ([`score_namespace`]): a memory's cosines to the group's earlier members grow with the
+/// group (a batch of 1,000 is ~500,000 f32 dots, a third of the writer thread's time in a
+/// batch ingest), while a small group (single stores arriving together) would spend more
+/// waking the pool than it saves.
+const PARALLEL_MIN_NEW: usize = 64;
+
 /// Significance and associations of the new memories `idx` of namespace `ns`, from their
 /// `stored` neighbours (`exact_scores`: their scores are already `dot`s, from the int8 pass),
-/// the recent window and the earlier members of the group.
+/// the recent window and the earlier members of the group. Each memory reads only the
+/// others' vectors, so they are scored independently (in parallel for large groups, see
+/// [`PARALLEL_MIN_NEW`]) with the same kernel and order as one at a time.
 fn score_namespace(st: &State, exact_scores: bool, news: &mut [NewMemory], ns: &str, idx: &[usize], stored: &[Vec<Hit>], now: i64) {
     let recent: Vec<u32> = st.ns_id(ns).map(|n| st.recent_rows(n, RECENT_WINDOW, now)).unwrap_or_default();
-    let k = crate::search::kernels();
-    // Reused per memory: candidates as (cosine, seq, who) and the recent window's cosines.
-    let mut cands: Vec<(f32, u64, Who)> = Vec::new();
-    let mut recent_cos: Vec<f32> = Vec::with_capacity(RECENT_WINDOW + idx.len());
-    for (qi, &i) in idx.iter().enumerate() {
+    let ctx = ScoreCtx { st, exact_scores, news, idx, stored, recent: &recent };
+    let scored: Vec<(f32, Vec<String>)> = if idx.len() >= PARALLEL_MIN_NEW {
+        // Later members have more earlier members to compare with: small pieces balance that.
+        (0..idx.len()).into_par_iter().with_min_len(8).map_init(Scratch::default, |s, qi| ctx.score(qi, s)).collect()
+    } else {
+        let mut s = Scratch::default();
+        (0..idx.len()).map(|qi| ctx.score(qi, &mut s)).collect()
+    };
+    for (&i, (significance, assoc)) in idx.iter().zip(scored) {
+        news[i].record.significance = significance;
+        news[i].record.associations = assoc;
+    }
+}
+
+/// Reused per memory: candidates as (cosine, seq, who) and the recent window's cosines.
+#[derive(Default)]
+struct Scratch {
+    cands: Vec<(f32, u64, Who)>,
+    recent_cos: Vec<f32>,
+}
+
+/// What scoring one new memory of a namespace reads.
+struct ScoreCtx<'a> {
+    st: &'a State,
+    exact_scores: bool,
+    news: &'a [NewMemory],
+    idx: &'a [usize],
+    stored: &'a [Vec<Hit>],
+    /// The namespace's last [`RECENT_WINDOW`] stored rows, oldest first.
+    recent: &'a [u32],
+}
+
+impl ScoreCtx<'_> {
+    /// The significance and associations of the `qi`-th new memory of the namespace.
+    fn score(&self, qi: usize, s: &mut Scratch) -> (f32, Vec<String>) {
+        let (st, news, idx) = (self.st, self.news, self.idx);
+        let k = crate::search::kernels();
+        let i = idx[qi];
         let v = &news[i].record.vector;
         // Candidates: stored hits + earlier group members of this namespace. The int8 pass
         // already scored its hits with `k.dot`; the f32 pass's scores come from the blocked
         // kernel, so they are recomputed with `k.dot` for ties to break the same way.
         // Only the best cosine matters below the association floor: candidates under it
         // are not kept (a group's earlier members can be many).
+        let Scratch { cands, recent_cos } = s;
         cands.clear();
         let mut max_cos: Option<f32> = None;
         let mut consider = |c: f32, seq: u64, who: Who, cands: &mut Vec<(f32, u64, Who)>| {
@@ -162,19 +205,20 @@ fn score_namespace(st: &State, exact_scores: bool, news: &mut [NewMemory], ns: &
                 cands.push((c, seq, who));
             }
         };
-        for h in &stored[qi] {
+        for h in &self.stored[qi] {
             let r = h.row as usize;
-            let c = if exact_scores { h.score } else { (k.dot)(v, st.vectors.row(r)) };
-            consider(c, st.rows[r].seq, Who::Row(h.row), &mut cands);
+            let c = if self.exact_scores { h.score } else { (k.dot)(v, st.vectors.row(r)) };
+            consider(c, st.rows[r].seq, Who::Row(h.row), cands);
         }
         // The window is the last RECENT_WINDOW memories before this one, oldest first:
         // the newest stored ones that the earlier group members leave room for, then those.
         recent_cos.clear();
+        let recent = self.recent;
         let room = RECENT_WINDOW.saturating_sub(qi).min(recent.len());
         recent_cos.extend(recent[recent.len() - room..].iter().map(|&r| (k.dot)(v, st.vectors.row(r as usize))));
         for &j in &idx[..qi] {
             let c = (k.dot)(v, &news[j].record.vector);
-            consider(c, news[j].record.seq, Who::New(j), &mut cands);
+            consider(c, news[j].record.seq, Who::New(j), cands);
             recent_cos.push(c);
         }
         if recent_cos.len() > RECENT_WINDOW {
@@ -190,8 +234,7 @@ fn score_namespace(st: &State, exact_scores: bool, news: &mut [NewMemory], ns: &
                 Who::New(j) => news[j].record.id.clone(),
             })
             .collect();
-        let n = &mut news[i];
-        n.record.significance = n.given_significance.unwrap_or_else(|| significance(max_cos, &recent_cos, n.importance));
-        n.record.associations = assoc;
+        let n = &news[i];
+        (n.given_significance.unwrap_or_else(|| significance(max_cos, recent_cos, n.importance)), assoc)
     }
 }
