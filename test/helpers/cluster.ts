@@ -4,7 +4,7 @@
  * stopped by PID when the test ends. Every wait is bounded.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,6 +31,20 @@ export function freePort(): Promise<number> {
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `f` every `everyMs` until it returns a truthy value or `timeoutMs` passes. */
+/** Whether every thread of process `pid` is stopped (state `T` or `t` in /proc/<pid>/task/<tid>/stat). */
+function allThreadsStopped(pid: number): boolean {
+  const dir = `/proc/${pid}/task`;
+  return readdirSync(dir).every((tid) => {
+    try {
+      // The state follows the command name, which is in parentheses and may hold spaces.
+      const stat = readFileSync(`${dir}/${tid}/stat`, 'utf8');
+      return /^[Tt]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+    } catch {
+      return true; // the thread exited
+    }
+  });
+}
+
 export async function until<T>(f: () => T | Promise<T>, timeoutMs: number, what: string, everyMs = 50): Promise<NonNullable<T>> {
   const end = Date.now() + timeoutMs;
   let last: unknown;
@@ -113,6 +127,9 @@ export async function startNats(n: number): Promise<NatsCluster> {
       const node = nodes[i]!;
       if (node.proc.pid && node.proc.exitCode === null) process.kill(node.proc.pid, signal);
       if (signal === 'SIGKILL' || signal === 'SIGTERM') await Promise.race([node.exited, sleep(10_000)]);
+      // A partition test must not write before the pause holds: wait until every thread of
+      // the server is stopped (state T in /proc), as the kernel reports it.
+      if (signal === 'SIGSTOP' && node.proc.pid) await until(() => allThreadsStopped(node.proc.pid!), 10_000, `nats-server ${node.name} to stop`, 10);
     },
     cleanup() {
       for (const x of nodes) if (x.proc.exitCode === null && x.proc.signalCode === null && x.proc.pid) process.kill(x.proc.pid, 'SIGKILL');
