@@ -22,12 +22,11 @@
 use parking_lot::RwLock;
 use rayon::prelude::*;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 
-use super::hnsw::{Hnsw, Sim};
+use super::hnsw::Hnsw;
 use super::AnnSet;
 use crate::search::q8::{self, DotPairQ8, PANEL};
+use crate::search::TopK;
 use crate::store::state::State;
 
 /// `off` makes the graph traverse on the f32 rows (read once; for comparisons in benchmarks).
@@ -200,11 +199,12 @@ impl SeedPanels {
         self.panels.capacity() + self.scale.capacity() * 4 + self.corr.capacity() * 4
     }
 
-    /// For each query, its `k` best entries as (int8 estimate, entry), unordered; the same
-    /// estimates as [`NodeCodes::approx`] gives for the nodes they copy.
+    /// For each query, its `k` best entries as (int8 estimate, entry), best first (ties →
+    /// the later entry, as [`TopK`] breaks them); the same estimates as [`NodeCodes::approx`]
+    /// gives for the nodes they copy.
     pub fn best(&self, queries: &[&QueryCodes], k: usize) -> Vec<Vec<(f32, u32)>> {
         let nq = queries.len();
-        let mut heaps: Vec<BinaryHeap<Reverse<(Sim, u32)>>> = (0..nq).map(|_| BinaryHeap::with_capacity(k + 1)).collect();
+        let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
         let kern = q8::kernel().expect("seed panels exist only where the int8 kernel does");
         if nq > 0 && k > 0 && !self.is_empty() {
             let mut qbuf = Vec::with_capacity(nq * self.dpad);
@@ -218,28 +218,20 @@ impl SeedPanels {
                 // The last panel's padding lanes are no entries.
                 let (first, end) = (p0 * PANEL, (p0 * PANEL + stride).min(self.len()));
                 let (scale, corr) = (&self.scale[first..end], &self.corr[first..end]);
-                for (qi, heap) in heaps.iter_mut().enumerate() {
+                for (qi, top) in tops.iter_mut().enumerate() {
                     let qs = queries[qi].scale;
                     let row = &raw[qi * stride..qi * stride + end - first];
-                    // The heap's worst while full: most estimates fall below it and cost one
-                    // compare (the heap is touched only by those that enter).
-                    let mut worst = if heap.len() < k { f32::NEG_INFINITY } else { heap.peek().unwrap().0 .0 .0 };
                     for (j, ((&r, &sc), &c)) in row.iter().zip(scale).zip(corr).enumerate() {
                         let s = qs * sc * (r - c) as f32;
-                        if s > worst {
-                            heap.push(Reverse((Sim(s), (first + j) as u32)));
-                            if heap.len() > k {
-                                heap.pop();
-                            }
-                            if heap.len() == k {
-                                worst = heap.peek().unwrap().0 .0 .0;
-                            }
+                        // Most estimates fall below the threshold: one compare each.
+                        if s >= top.threshold() {
+                            top.push(s, (first + j) as u32);
                         }
                     }
                 }
             }
         }
-        heaps.into_iter().map(|h| h.into_iter().map(|Reverse((Sim(s), e))| (s, e)).collect()).collect()
+        tops.into_iter().map(TopK::into_sorted_vec).collect()
     }
 }
 

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 
 use super::codes::{self, NodeCodes, QueryCodes, SeedPanels};
 use crate::search::q8::DotPairQ8;
-use crate::search::Kernels;
+use crate::search::{Kernels, TopK};
 
 /// Where the graph reads a row's vector.
 pub trait RowSource {
@@ -382,17 +382,14 @@ impl Hnsw {
         let best = match (&sc.q8, &sample.panels) {
             (Some((qc, _, _)), Some(p)) => p.best(&[qc], SEEDS).pop().unwrap_or_default().into_iter().map(|(s, e)| (s, sample.nodes[e as usize])).collect(),
             _ => {
-                let mut seeds: BinaryHeap<Reverse<(Sim, u32)>> = BinaryHeap::with_capacity(SEEDS + 1);
+                let mut seeds = TopK::new(SEEDS);
                 for &n in &sample.nodes {
                     let s = sc.approx(n);
-                    if seeds.len() < SEEDS || s > seeds.peek().unwrap().0 .0 .0 {
-                        seeds.push(Reverse((Sim(s), n)));
-                        if seeds.len() > SEEDS {
-                            seeds.pop();
-                        }
+                    if s >= seeds.threshold() {
+                        seeds.push(s, n);
                     }
                 }
-                seeds.into_iter().map(|Reverse((Sim(s), n))| (s, n)).collect()
+                seeds.into_sorted_vec()
             }
         };
         push_seeds(eps, best);
