@@ -36,7 +36,7 @@ pub(crate) mod derived_file;
 mod dirlock;
 mod idmap;
 pub mod log;
-mod logfile;
+pub(crate) mod logfile;
 mod open;
 pub mod plan;
 pub(crate) mod prepass;
