@@ -22,7 +22,6 @@
 use parking_lot::RwLock;
 use rayon::prelude::*;
 
-
 use super::hnsw::Hnsw;
 use super::AnnSet;
 use crate::search::q8::{self, DotPairQ8, PANEL};

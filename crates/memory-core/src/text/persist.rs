@@ -284,7 +284,10 @@ fn decode_body(rd: &mut Reader) -> Option<Persisted> {
 
 /// Take `p` as the text index of `st` (replayed, its text index deferred) if it describes
 /// the same first rows, then index the rows past them and drop the rows deleted since.
-/// Returns false, leaving `st` as it was, if it does not fit.
+/// Returns false, leaving `st` as it was, if it does not fit. (The store goes through
+/// [`finish`], which checks under the read lock and installs under the write lock; this is
+/// the same on a plain state, for the tests.)
+#[cfg(test)]
 pub fn restore(p: Persisted, st: &mut State) -> bool {
     if !fits(&p, st) {
         return false;
@@ -362,19 +365,4 @@ pub fn finish(p: Option<Persisted>, state: &parking_lot::RwLock<State>) -> &'sta
             "rebuilt"
         }
     }
-}
-
-/// At open: the persisted index if it fits, else the rebuild. Returns which it was.
-pub fn restore_or_build(p: Option<Persisted>, st: &mut State) -> &'static str {
-    if !st.text_on {
-        st.defer_text = false;
-        return "off";
-    }
-    if let Some(p) = p {
-        if restore(p, st) {
-            return "loaded";
-        }
-    }
-    st.build_text_index();
-    "rebuilt"
 }

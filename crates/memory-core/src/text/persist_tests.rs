@@ -8,7 +8,7 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::persist::{self, file_name, restore, restore_or_build};
+use super::persist::{self, file_name, restore, Persisted};
 use crate::store::log::{PutRecord, NO_EXPIRY};
 use crate::store::state::{parse_metadata, State};
 
@@ -93,6 +93,14 @@ fn replayed(ops: &[Op]) -> State {
     st.defer_text_index();
     apply(&mut st, ops, 0);
     st
+}
+
+/// What the writer does with a state an open left with its text index pending: `file` if it
+/// fits, else the rebuild (`persist::finish`); which it was, and the state.
+fn finished(file: Option<Persisted>, st: State) -> (&'static str, State) {
+    let state = parking_lot::RwLock::new(st);
+    let how = persist::finish(file, &state);
+    (how, state.into_inner())
 }
 
 fn rebuilt(ops: &[Op]) -> State {
@@ -220,8 +228,8 @@ fn damaged_files_are_not_loaded() {
     }
     // No file at all; then the rebuild.
     std::fs::remove_file(&path).unwrap();
-    let mut st = replayed(&a);
-    assert_eq!(restore_or_build(persist::load(dir.path(), 1), &mut st), "rebuilt");
+    let (how, st) = finished(persist::load(dir.path(), 1), replayed(&a));
+    assert_eq!(how, "rebuilt");
     assert_same(&st, &rebuilt(&a));
 }
 
@@ -265,12 +273,12 @@ fn a_file_for_other_rows_falls_back_to_the_rebuild() {
         let before = canonical(&st);
         assert!(!restore(persist::load(dir.path(), 1).unwrap(), &mut st));
         assert_eq!(canonical(&st), before, "a refused file changes nothing");
-        assert_eq!(restore_or_build(persist::load(dir.path(), 1), &mut st), "rebuilt");
+        let (how, st) = finished(persist::load(dir.path(), 1), st);
+        assert_eq!(how, "rebuilt");
         assert_same(&st, &rebuilt(&ops));
     }
     // Restored where it fits.
-    let mut st = replayed(&a);
-    assert_eq!(restore_or_build(persist::load(dir.path(), 1), &mut st), "loaded");
+    assert_eq!(finished(persist::load(dir.path(), 1), replayed(&a)).0, "loaded");
 }
 
 #[test]
@@ -296,9 +304,8 @@ fn an_index_finished_after_the_open_equals_the_rebuilt_one() {
     let mut st = replayed(&a);
     apply(&mut st, &more, 10_000);
     assert!(st.text_index_pending());
-    let state = parking_lot::RwLock::new(st);
-    assert_eq!(persist::finish(persist::load(dir.path(), 1), &state), "loaded");
-    let st = state.into_inner();
+    let (how, st) = finished(persist::load(dir.path(), 1), st);
+    assert_eq!(how, "loaded");
     assert!(!st.text_index_pending());
     let mut want = replayed(&a);
     apply(&mut want, &more, 10_000);
@@ -307,11 +314,10 @@ fn an_index_finished_after_the_open_equals_the_rebuilt_one() {
     // A file that does not fit (other rows), or none: rebuilt from the rows.
     let other = history(9, 0, 300);
     for file in [persist::load(dir.path(), 1), None] {
-        let state = parking_lot::RwLock::new(replayed(&other));
-        assert_eq!(persist::finish(file, &state), "rebuilt");
-        assert_same(&state.into_inner(), &rebuilt(&other));
+        let (how, st) = finished(file, replayed(&other));
+        assert_eq!(how, "rebuilt");
+        assert_same(&st, &rebuilt(&other));
     }
     // Nothing pending: nothing done.
-    let state = parking_lot::RwLock::new(incremental(&a));
-    assert_eq!(persist::finish(persist::load(dir.path(), 1), &state), "not pending");
+    assert_eq!(finished(persist::load(dir.path(), 1), incremental(&a)).0, "not pending");
 }
