@@ -85,11 +85,7 @@ fn decode(bytes: &[u8]) -> (Vec<(usize, usize)>, Vec<Decoded<'_>>) {
 
 /// The state replay builds from `bytes` (its vectors aside).
 fn replayed(bytes: &[u8]) -> State {
-    let (frames, decoded) = decode(bytes);
-    let mut st = State::new(DIMS);
-    st.defer_sig_index(frames.len());
-    st.defer_text_index();
-    apply(&mut st, decoded, frames.len(), &frames, "log").unwrap();
+    let mut st = replayed_sig_pending(bytes);
     st.rebuild_sig_index();
     st
 }
