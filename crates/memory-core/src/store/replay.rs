@@ -3,9 +3,10 @@
 //! Fast path: frame the records by their length prefixes, verify checksums and decode them
 //! on all cores without copying (metadata parsed there too), then apply them in order with
 //! the ordered significance index left deferred (the writer builds it once after the open,
-//! `store/writer`, `finish_open`). If anything does not verify, the
-//! sequential [`log::scan`] classifies the damage (torn tail or corruption) and only the
-//! valid prefix is applied.
+//! `store/writer`, `finish_open`). The records a state snapshot covers are not decoded
+//! ahead: the restore reads each put as it builds its row, on all cores
+//! ([`restore_covered`]). If anything does not verify, the sequential [`log::scan`]
+//! classifies the damage (torn tail or corruption) and only the valid prefix is applied.
 //!
 //! The vectors of a version-2 log are rows of the vectors file, mapped (whole chunks) or read
 //! (the last partial chunk) and checked against the crc32c each put records — all of them, or
@@ -21,7 +22,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::log::{self, Header, PutVector, RecordRef, ScanEnd};
-use super::snapshot::{self, Snapshot};
+use super::snapshot::{self, CoveredPut, Snapshot};
 use super::state::{self, ParsedMetadata, State};
 use super::vectors::Vectors;
 use crate::error::{Error, Result};
@@ -71,58 +72,92 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
             None
         }
     });
-    // The records the snapshot covers are checked and decoded, not applied: their puts'
-    // metadata and associations, which the snapshot gives, are stepped over (not parsed,
-    // not collected).
+    // The records the snapshot covers are not decoded here: the restore below checks and
+    // decodes each of its puts as it builds that put's row ([`restore_covered`]). A decoded
+    // copy of them all (~160 bytes a record: ~160 MB for a million, written, read again and
+    // freed) was most of an open's time. The records after them are checked and decoded on
+    // every core.
     let covered = snap.as_ref().map_or(0, |s| s.records);
-    let decoded: Vec<Decoded> = frames
+    let decoded: Vec<Decoded> = frames[covered..]
         .par_iter()
-        .enumerate()
         .with_min_len(256)
-        .map(|(i, &(off, len))| {
-            let rec = if i < covered { log::check_covered_frame(bytes, off, len, dims)? } else { log::check_frame(bytes, off, len, dims)? };
+        .map(|&(off, len)| {
+            let rec = log::check_frame(bytes, off, len, dims)?;
             let meta = match &rec {
-                RecordRef::Put { metadata, .. } if i >= covered => state::parse_metadata(metadata),
+                RecordRef::Put { metadata, .. } => state::parse_metadata(metadata),
                 _ => None,
             };
             Some((rec, meta))
         })
         .collect();
     if trace {
-        eprintln!("replay: framed+decoded {} records in {:?}", frames.len(), t0.elapsed());
+        eprintln!("replay: framed {} records, decoded the {} after the snapshot's, in {:?}", frames.len(), decoded.len(), t0.elapsed());
     }
     // The log's file runs ahead of its records in zeros (`LogWriter`), and a crash leaves them:
     // whole records followed by nothing but zeros end there, without the sequential scan that
     // tells a torn tail from damage (no valid record can follow in zeros).
     let records_end = frames.last().map_or(log::HEADER_LEN.min(bytes.len()), |&(o, l)| o + 8 + l);
     let zero_tail = !framed && bytes[records_end..].iter().all(|&b| b == 0);
-    let (mut sc, limit) = if (framed || zero_tail) && all_valid_in_order(&decoded) {
+    // The covered puts are rows 0.. (the restore checks that): the first put after them is the next row.
+    let first_row = snap.as_ref().map_or(0, |s| s.rows as u64);
+    let checked = check_decoded(&decoded, inline, first_row);
+    let (mut sc, limit) = if (framed || zero_tail) && checked.valid_in_order {
         let last_seq = decoded.last().and_then(|d| d.as_ref()).map(|d| d.0.seq()).unwrap_or(0).max(header.high_water);
         let end = if framed { ScanEnd::Clean } else { ScanEnd::Torn { offset: records_end as u64, reason: "zero-filled tail".into() } };
-        (log::Scan { header, valid_len: records_end as u64, end, last_seq }, decoded.len())
+        (log::Scan { header, valid_len: records_end as u64, end, last_seq }, frames.len())
     } else {
         let sc = log::scan(bytes, file, |_, _| {})?;
         let n = frames.iter().take_while(|&&(o, l)| (o + 8 + l) as u64 <= sc.valid_len).count();
         (sc, n)
     };
-    if let Some((i, reason)) = wrong_put_kind(&decoded[..limit], inline) {
-        return Err(Error::Corrupt { file: file.to_string(), offset: frames[i].0 as u64, reason });
-    }
     if limit < covered {
         snapshot::ignored(file, gen, "the log's records it covers do not all verify");
         return replay(bytes, file, st, vec_file, vouched_for, None);
     }
-    let mut arena = Vectors::new(dims);
+    // A log cut short of its last records (a torn tail, damage) is checked again up to the cut.
+    let tail = limit - covered;
+    let checked = if tail == decoded.len() { checked } else { check_decoded(&decoded[..tail], inline, first_row) };
+    if let Some((i, reason)) = checked.wrong_put {
+        return Err(Error::Corrupt { file: file.to_string(), offset: frames[covered + i].0 as u64, reason });
+    }
+    st.defer_sig_index(limit);
+    // The caller builds the text index, or loads it (`text::persist`).
+    st.defer_text_index();
+    debug_assert_eq!(st.len(), 0);
     let mut crcs = Vec::new();
+    if let Some(s) = &snap {
+        let first_after = decoded.first().and_then(|d| d.as_ref()).map(|d| d.0.seq());
+        let restored = restore_covered(st, s, bytes, &frames[..covered], dims).and_then(|(c, last_seq)| match first_after {
+            Some(next) if tail > 0 && next <= last_seq => Err(format!("the record after the ones it covers has sequence number {next}, not above {last_seq}")),
+            _ => Ok((c, last_seq)),
+        });
+        match restored {
+            Ok((c, last_seq)) => {
+                crcs = c;
+                sc.last_seq = sc.last_seq.max(last_seq);
+            }
+            Err(why) => {
+                snapshot::ignored(file, gen, &why);
+                let text_on = st.text_on;
+                *st = State::new(dims);
+                st.text_on = text_on;
+                return replay(bytes, file, st, vec_file, vouched_for, None);
+            }
+        }
+        if trace {
+            eprintln!("replay: {covered} records restored from the state snapshot at {:?}", t0.elapsed());
+        }
+    }
+    let mut arena = Vectors::new(dims);
     let mut vouched = 0;
     if inline {
         // Version 1: the vectors are in the log (this log is converted right after).
-        let vectors: Vec<(u32, &[u8])> = put_vectors(&decoded[..limit]).enumerate().map(|(k, v)| (k as u32, if let PutVector::Inline(b) = v { b } else { unreachable!() })).collect();
+        let vectors: Vec<(u32, &[u8])> = put_vectors(&decoded[..tail]).enumerate().map(|(k, v)| (k as u32, if let PutVector::Inline(b) = v { b } else { unreachable!() })).collect();
         arena.reserve_rows(vectors.len());
         arena.fill_le_bytes(&vectors);
         arena.set_len(vectors.len());
     } else {
-        crcs = put_vectors(&decoded[..limit]).map(|v| if let PutVector::Row { crc, .. } = v { crc } else { unreachable!() }).collect();
+        crcs.extend(checked.crcs);
         match vec_file {
             Some((f, file_rows)) => {
                 // Rows the file lacks (read as zeros) are checked whatever it vouches for.
@@ -139,19 +174,12 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
             }
         }
     }
-    st.defer_sig_index(limit);
-    // The caller builds the text index, or loads it (`text::persist`).
-    st.defer_text_index();
-    debug_assert_eq!(st.len(), 0);
     // The rows are checked on the other cores while this thread applies the records.
     let (applied, bad) = rayon::join(
         || {
-            let r = match &snap {
-                Some(s) => restore_then_apply(st, s, decoded, limit, &frames, file),
-                None => apply(st, decoded, limit, &frames, file).map(|()| None),
-            };
+            let r = apply(st, decoded, tail, &frames[covered..], file);
             if trace {
-                eprintln!("replay: records applied at {:?} ({} restored from the state snapshot)", t0.elapsed(), if snap.is_some() { covered } else { 0 });
+                eprintln!("replay: {tail} records applied at {:?}", t0.elapsed());
             }
             r
         },
@@ -170,13 +198,7 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
             bad
         },
     );
-    if let Some(why) = applied? {
-        snapshot::ignored(file, gen, &why);
-        let text_on = st.text_on;
-        *st = State::new(dims);
-        st.text_on = text_on;
-        return replay(bytes, file, st, vec_file, vouched_for, None);
-    }
+    applied?;
     if let Some(&first) = bad.first() {
         // The frame of the first put whose row does not match.
         let offset = frames[put_frame(bytes, &frames[..limit], first)].0;
@@ -218,34 +240,84 @@ fn put_frame(bytes: &[u8], frames: &[(usize, usize)], k: usize) -> usize {
     frames.iter().enumerate().filter(|(_, &(off, _))| matches!(bytes[off + 8], log::KIND_PUT | log::KIND_PUT_ROW)).nth(k).map(|(i, _)| i).unwrap_or(frames.len())
 }
 
-/// A put of the other version's kind, or a version-2 put not pointing at its own row (the
-/// k-th put is row k): the record index and what is wrong.
-fn wrong_put_kind(decoded: &[Decoded], inline: bool) -> Option<(usize, String)> {
-    let mut k = 0u64;
+/// Restore the state `snap` describes from the records it covers (`frames`, the log's first),
+/// each put checked (checksum, decoding, its row: the k-th put is row k) and read as the
+/// restore builds its row, on every core; the other records (updates and deletes, which the
+/// snapshot holds applied) only checked. Returns the puts' row checksums in row order and the
+/// records' last sequence number. `Err`: why the snapshot does not describe these records —
+/// `st` is then to be discarded, and the whole log replayed (which tells what is wrong).
+pub(super) fn restore_covered(st: &mut State, snap: &Snapshot, bytes: &[u8], frames: &[(usize, usize)], dims: usize) -> std::result::Result<(Vec<u32>, u64), String> {
+    const NOT_VERIFIED: &str = "the log's records it covers do not all verify";
+    // Each record's kind and sequence number are its body's first 9 bytes; read here for the
+    // order of the records and the frame of each put, checked with the whole record below.
+    let mut puts: Vec<u32> = Vec::with_capacity(frames.len());
+    let mut others = Vec::new();
+    let mut last_seq = 0u64;
+    for (i, &(off, len)) in frames.iter().enumerate() {
+        let head = bytes.get(off + 8..off + 8 + len.min(9)).filter(|h| h.len() == 9).ok_or(NOT_VERIFIED)?;
+        let seq = u64::from_le_bytes(head[1..9].try_into().unwrap());
+        if seq <= last_seq {
+            return Err(NOT_VERIFIED.into());
+        }
+        last_seq = seq;
+        match head[0] {
+            log::KIND_PUT | log::KIND_PUT_ROW => puts.push(i as u32),
+            _ => others.push(i),
+        }
+    }
+    if !others.par_iter().all(|&i| log::check_covered_frame(bytes, frames[i].0, frames[i].1, dims).is_some()) {
+        return Err(NOT_VERIFIED.into());
+    }
+    let put = |r: usize| -> Option<CoveredPut> {
+        let (off, len) = frames[puts[r] as usize];
+        match log::check_covered_frame(bytes, off, len, dims)? {
+            RecordRef::Put { seq, ts, namespace, id, text, expires_at, vector: PutVector::Row { row, crc }, .. } if row == r as u64 => Some(CoveredPut { seq, ts, namespace, id, text, expires_at, crc }),
+            _ => None,
+        }
+    };
+    let crcs = snapshot::restore(st, snap, &put, puts.len(), last_seq)?;
+    Ok((crcs, last_seq))
+}
+
+/// What one pass over the decoded records finds (they can be many: read once, not once per
+/// question). `first_row`: the row the first put among them makes.
+struct Checked {
+    /// Every record verified, with strictly increasing sequence numbers.
+    valid_in_order: bool,
+    /// A put of the other version's kind, or a version-2 put not pointing at its own row
+    /// (the k-th put is row k): the record index and what is wrong.
+    wrong_put: Option<(usize, String)>,
+    /// The checksums of the version-2 puts' rows, in row order (up to a wrong put).
+    crcs: Vec<u32>,
+}
+
+fn check_decoded(decoded: &[Decoded], inline: bool, first_row: u64) -> Checked {
+    let mut c = Checked { valid_in_order: true, wrong_put: None, crcs: Vec::new() };
+    if !inline {
+        c.crcs.reserve(decoded.len());
+    }
+    let mut last = 0u64;
+    let mut k = first_row;
     for (i, d) in decoded.iter().enumerate() {
-        let Some((RecordRef::Put { vector, .. }, _)) = d else { continue };
+        let Some((rec, _)) = d else {
+            c.valid_in_order = false;
+            continue;
+        };
+        c.valid_in_order &= rec.seq() > last;
+        last = rec.seq();
+        let RecordRef::Put { vector, .. } = rec else { continue };
+        if c.wrong_put.is_some() {
+            continue;
+        }
         match (vector, inline) {
             (PutVector::Inline(_), true) => {}
-            (PutVector::Row { row, .. }, false) if *row == k => {}
-            (PutVector::Row { row, .. }, false) => return Some((i, format!("put of row {row} where row {k} comes next"))),
-            _ => return Some((i, "a put of the other log version".into())),
+            (PutVector::Row { row, crc }, false) if *row == k => c.crcs.push(*crc),
+            (PutVector::Row { row, .. }, false) => c.wrong_put = Some((i, format!("put of row {row} where row {k} comes next"))),
+            _ => c.wrong_put = Some((i, "a put of the other log version".into())),
         }
         k += 1;
     }
-    None
-}
-
-/// Every record verified, with strictly increasing sequence numbers.
-fn all_valid_in_order(decoded: &[Decoded]) -> bool {
-    let mut last = 0u64;
-    for d in decoded {
-        let Some((rec, _)) = d else { return false };
-        if rec.seq() <= last {
-            return false;
-        }
-        last = rec.seq();
-    }
-    true
+    c
 }
 
 /// Whether the snapshot describes the first records of the log image framed as `frames`:
@@ -259,26 +331,6 @@ fn snapshot_fits(s: &Snapshot, bytes: &[u8], frames: &[(usize, usize)]) -> std::
         return Err("the log's first records are not the ones it was written for (the log was repaired, replaced or cut)".into());
     }
     Ok(())
-}
-
-/// Restore the state the snapshot describes from the puts among the records it covers,
-/// then apply the rest of the first `limit` records as [`apply`] does. `Ok(Some(why))`:
-/// the snapshot does not fit after all, and `st` is to be discarded.
-fn restore_then_apply(st: &mut State, snap: &Snapshot, mut decoded: Vec<Decoded>, limit: usize, frames: &[(usize, usize)], file: &str) -> Result<Option<String>> {
-    let tail = decoded.split_off(snap.records);
-    let puts: Vec<&RecordRef> = decoded.iter().filter_map(|d| d.as_ref().map(|(rec, _)| rec).filter(|rec| matches!(rec, RecordRef::Put { .. }))).collect();
-    let last_seq = decoded.last().and_then(|d| d.as_ref()).map_or(0, |(rec, _)| rec.seq());
-    if let Err(why) = snapshot::restore(st, snap, &puts, last_seq) {
-        return Ok(Some(why));
-    }
-    drop(puts);
-    let t = std::time::Instant::now();
-    drop(decoded);
-    if std::env::var_os("MEMORY_SERVER_TRACE_OPEN").is_some() {
-        eprintln!("snapshot: decoded records dropped in {:?}", t.elapsed());
-    }
-    apply(st, tail, limit - snap.records, &frames[snap.records..], file)?;
-    Ok(None)
 }
 
 /// Apply the first `limit` records to `st` (their vectors are loaded apart, see [`replay`]).

@@ -59,7 +59,7 @@ use super::logfile::LogImage;
 use super::state::{HashMap, State};
 use crate::filter::IndexKey;
 
-pub(super) use restore::restore;
+pub(super) use restore::{restore, CoveredPut};
 
 const MAGIC: &[u8; 8] = b"MSSTATE\0";
 /// Bumped when the layout changes: a file of another format is ignored (the log replayed).

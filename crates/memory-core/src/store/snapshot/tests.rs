@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::store::log::{self, DeleteRecord, Header, PutRecord, Record, RecordRef, UpdateRecord};
-use crate::store::replay::{apply, Decoded};
+use crate::store::replay::{apply, restore_covered, Decoded};
 use crate::store::state::{self, State};
 
 const DIMS: usize = 4;
@@ -103,12 +103,15 @@ fn restored(bytes: &[u8], snap: &Snapshot) -> State {
     let (frames, mut decoded) = decode(bytes);
     assert_eq!(records_digest(bytes, &frames[..snap.records]), snap.digest);
     let tail = decoded.split_off(snap.records);
-    let puts: Vec<&RecordRef> = decoded.iter().flatten().map(|(r, _)| r).filter(|r| matches!(r, RecordRef::Put { .. })).collect();
-    let last_seq = decoded.last().and_then(|d| d.as_ref()).map_or(0, |(r, _)| r.seq());
     let mut st = State::new(DIMS);
     st.defer_sig_index(frames.len());
     st.defer_text_index();
-    restore(&mut st, snap, &puts, last_seq).unwrap();
+    let (crcs, _) = restore_covered(&mut st, snap, bytes, &frames[..snap.records], DIMS).unwrap();
+    let puts = decoded.iter().flatten().filter_map(|(r, _)| match r {
+        RecordRef::Put { vector: log::PutVector::Row { crc, .. }, .. } => Some(*crc),
+        _ => None,
+    });
+    assert_eq!(crcs, puts.collect::<Vec<_>>(), "the covered puts' row checksums, in row order");
     let rest = tail.len();
     apply(&mut st, tail, rest, &frames[snap.records..], "log").unwrap();
     st.rebuild_sig_index();
