@@ -57,12 +57,20 @@ impl Hnsw {
     /// sequential links). `pre`: candidates already found for some of the rows against the
     /// graph as it is now ([`Hnsw::presearch`], by the significance pass); when every row
     /// has them, no row searches again.
-    pub fn insert_batch(&mut self, rows: &[u32], mut pre: HashMap<u32, Candidates>, src: &(impl RowSource + Sync), k: &Kernels) {
+    pub fn insert_batch(&mut self, rows: &[u32], pre: HashMap<u32, Candidates>, src: &(impl RowSource + Sync), k: &Kernels) {
+        self.insert_batch_with(rows, pre.into_iter().map(|(r, c)| (r, (c, Vec::new()))).collect(), src, k);
+    }
+
+    /// [`Hnsw::insert_batch`] where a presearched row may also come with its dots with the
+    /// rows before it in `rows`, in order (`k.dot(row, earlier row)`, as [`Hnsw::link_chunk`]
+    /// computes them: the same values): the significance pass's, taken instead of computing
+    /// them again. Dots that are not exactly one per earlier row are ignored.
+    pub fn insert_batch_with(&mut self, rows: &[u32], mut pre: HashMap<u32, (Candidates, Vec<f32>)>, src: &(impl RowSource + Sync), k: &Kernels) {
         let all_pre = self.entry.is_some() && rows.len() <= MAX_PRESEARCHED && rows.iter().all(|r| pre.contains_key(r));
         if all_pre {
-            let found: Vec<Candidates> = rows.iter().map(|r| pre.remove(r).unwrap_or_default()).collect();
+            let (found, earlier): (Vec<Candidates>, Vec<Vec<f32>>) = rows.iter().map(|r| pre.remove(r).unwrap_or_default()).unzip();
             let levels: Vec<usize> = found.iter().map(|c| c.len() - 1).collect();
-            return self.link_chunk(rows, &levels, found, src, k);
+            return self.link_chunk(rows, &levels, found, Some(&earlier), src, k);
         }
         let mut rest = rows;
         // The first row of an empty graph becomes its entry point: nothing to search yet.
@@ -76,7 +84,7 @@ impl Hnsw {
             let qs: Vec<&[f32]> = chunk.iter().map(|&r| src.row(r)).collect();
             let seeds = this.seeds_of_chunk(&qs);
             let found: Vec<Candidates> = qs.par_iter().zip(&levels).zip(seeds).map(|((q, &l), s)| this.candidates(q, l, s, src, k)).collect();
-            self.link_chunk(chunk, &levels, found, src, k);
+            self.link_chunk(chunk, &levels, found, None, src, k);
         }
     }
 
@@ -105,16 +113,19 @@ impl Hnsw {
     }
 
     /// Link `chunk`'s rows in order, each offered the chunk's earlier rows besides its
-    /// `found` candidates (those dots computed on every core first: they need only vectors).
-    fn link_chunk(&mut self, chunk: &[u32], levels: &[usize], mut found: Vec<Candidates>, src: &(impl RowSource + Sync), k: &Kernels) {
+    /// `found` candidates (those dots computed on every core first: they need only vectors;
+    /// or taken from `earlier`, row j's dots with rows 0..j, where it has exactly those).
+    fn link_chunk(&mut self, chunk: &[u32], levels: &[usize], mut found: Vec<Candidates>, earlier: Option<&[Vec<f32>]>, src: &(impl RowSource + Sync), k: &Kernels) {
         let first = self.rows.len() as u32;
         found.par_iter_mut().enumerate().for_each(|(j, cands)| {
             let q = src.row(chunk[j]);
+            let known = earlier.map(|e| &e[j][..]).filter(|d| d.len() == j);
             for (l, c) in cands.iter_mut().enumerate() {
                 let before = c.len();
                 for (e, &el) in levels[..j].iter().enumerate() {
                     if el >= l {
-                        c.push(((k.dot)(q, src.row(chunk[e])), first + e as u32));
+                        let s = known.map_or_else(|| (k.dot)(q, src.row(chunk[e])), |d| d[e]);
+                        c.push((s, first + e as u32));
                     }
                 }
                 if c.len() > before {

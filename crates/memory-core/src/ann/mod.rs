@@ -44,6 +44,9 @@ pub struct Presearched {
     /// The graph's node count when they were found: they are used only if it is unchanged.
     pub graph_len: usize,
     pub cands: Candidates,
+    /// Its dots with the new memories stored before it in the same group and namespace, in
+    /// order (the significance pass computed them; empty if it did not).
+    pub earlier: Vec<f32>,
 }
 
 /// A namespace's graph and how much of its row list it covers.
@@ -114,8 +117,8 @@ impl AnnSet {
                 }
             }
             let len = g.graph.len();
-            let found = batch.iter().filter_map(|r| pre.remove(r).filter(|p| p.graph_len == len).map(|p| (*r, p.cands))).collect();
-            g.graph.insert_batch(&batch, found, &st.vectors, k);
+            let found = batch.iter().filter_map(|r| pre.remove(r).filter(|p| p.graph_len == len).map(|p| (*r, (p.cands, p.earlier)))).collect();
+            g.graph.insert_batch_with(&batch, found, &st.vectors, k);
             done += batch.len();
         }
         done

@@ -172,6 +172,45 @@ fn rows_linked_with_presearched_candidates_are_found_like_the_others() {
     }
 }
 
+/// Every node's links on every level.
+fn all_links(g: &Hnsw) -> Vec<Vec<Vec<u32>>> {
+    let levels = |x: u32| if g.upper_of[x as usize] == u32::MAX { 0 } else { g.upper[g.upper_of[x as usize] as usize].len() };
+    (0..g.len() as u32).map(|node| (0..=levels(node)).map(|l| g.links(node, l).to_vec()).collect()).collect()
+}
+
+#[test]
+fn dots_handed_in_by_the_significance_pass_link_the_graph_the_dots_computed_would() {
+    // A batch linked with presearched candidates offers each row the batch's earlier rows;
+    // their dots, handed in (as the significance pass computed them), give the very graph
+    // computing them gives. Dots not one per earlier row are ignored; wrong ones change it.
+    let (n, dims, old) = (2400, 32, 1600);
+    let src = Flat { dims, data: clustered(n, dims, 20, 5) };
+    let k = kernels();
+    let new: Vec<u32> = (old as u32..n as u32).collect();
+    let dots = |r: u32| -> Vec<f32> { new.iter().take_while(|&&e| e < r).map(|&e| (k.dot)(src.row(r), src.row(e))).collect() };
+    let linked = |hand_in: &dyn Fn(u32) -> Vec<f32>| {
+        let mut g = Hnsw::new(HnswParams::default());
+        for r in 0..old as u32 {
+            g.insert(r, &src, k);
+        }
+        let pre = new.iter().map(|&r| (r, (g.presearch(src.row(r), r as u64, &src, k), hand_in(r)))).collect();
+        g.insert_batch_with(&new, pre, &src, k);
+        assert_valid(&g);
+        all_links(&g)
+    };
+    let computed = linked(&|_| Vec::new());
+    let one_short = |r: u32| {
+        let mut d = dots(r);
+        if r % 10 == 3 {
+            d.pop();
+        }
+        d
+    };
+    assert_eq!(linked(&dots), computed, "the dots handed in");
+    assert_eq!(linked(&one_short), computed, "some rows' dots one short (ignored)");
+    assert_ne!(linked(&|r| vec![1.0; dots(r).len()]), computed, "wrong dots are taken");
+}
+
 /// The beam runs on int8 codes, but every score the graph hands out — search results and
 /// the candidates an insertion or the significance pass gets — is the f32 dot of the row,
 /// bit for bit, best first; and recall on the int8 beam matches the f32 beam's.
