@@ -782,7 +782,8 @@ fn multi_query_search_through_int8_codes_across_compaction_and_reopen() {
                 let multi = s.search(&flat, qs.len(), &p.req(false)).unwrap();
                 for (qi, q) in qs.iter().enumerate() {
                     let all = oracle(&rows, q, p, memory_core::store::now_ms());
-                    assert_topk_tol(&multi[qi], &all, p.k, &format!("{stage}: ns {ns} params #{pi} query {qi}"), tol_for(p));
+                    // No recency weighting among these parameters: no drift to allow for.
+                    assert_topk_tol(&multi[qi], &all, p.k, &format!("{stage}: ns {ns} params #{pi} query {qi}"), tol_for(p, 0));
                 }
             }
         }
@@ -1307,14 +1308,20 @@ fn oracle(rows: &[ORow], q: &[f32], p: &Query, now: i64) -> Vec<(String, f64)> {
     out.into_iter().map(|(i, s)| (rows[i].id.clone(), s)).collect()
 }
 
-/// Recency-weighted scores depend on "now", which differs slightly between the store and
-/// the oracle: allow for a second of drift (2^(-1 s / 600 s) ≈ 1 − 1.2e-3).
-fn tol_for(p: &Query) -> f64 {
-    if p.half_life.is_some() {
-        2e-3
-    } else {
-        2e-5
+/// Recency-weighted scores depend on "now", which the store reads when it searches and the
+/// oracle when it scores: with `span_ms` between the two (measured around them by the caller:
+/// under qemu or a loaded machine it runs to seconds), a score moves by at most the decay of
+/// that span (|score| ≤ 1), taken twice over plus a second for the clocks' granularity.
+fn tol_for(p: &Query, span_ms: i64) -> f64 {
+    match p.half_life {
+        Some(h) => 2e-5 + 2.0 * (1.0 - 0.5f64.powf((span_ms.max(0) as f64 / 1000.0 + 1.0) / h)),
+        None => 2e-5,
     }
+}
+
+/// The milliseconds since `t0` (`now_ms` clock).
+fn since(t0: i64) -> i64 {
+    memory_core::store::now_ms() - t0
 }
 
 fn assert_topk_tol(got: &[Memory], all: &[(String, f64)], k: usize, what: &str, tol: f64) {
@@ -1426,17 +1433,21 @@ fn search_matches_brute_force_large_parallel() {
         for (pi, p) in queries(now, ns).iter().enumerate() {
             let req = p.req(true);
             let flat: Vec<f32> = qs.iter().flatten().copied().collect();
+            let t_multi = memory_core::store::now_ms();
             let multi = s.search(&flat, qs.len(), &req).unwrap();
             for (qi, q) in qs.iter().enumerate() {
                 let what = format!("ns {ns} params #{pi} query {qi}");
-                let all = oracle(&rows, q, p, memory_core::store::now_ms());
+                let t_oracle = memory_core::store::now_ms();
+                let all = oracle(&rows, q, p, t_oracle);
                 let one = s.search(q, 1, &req).unwrap().remove(0);
-                assert_topk_tol(&one, &all, p.k, &what, tol_for(p));
                 // The f32 scan (asked for explicitly) finds the same.
                 let f32_req = SearchRequest { f32_scan: true, ..req.clone() };
                 let one_f32 = s.search(q, 1, &f32_req).unwrap().remove(0);
-                assert_topk_tol(&one_f32, &all, p.k, &format!("{what} (f32 scan)"), tol_for(p));
-                assert_topk_tol(&multi[qi], &all, p.k, &format!("{what} (nq=5)"), tol_for(p));
+                let after = since(t_oracle);
+                assert_topk_tol(&one, &all, p.k, &what, tol_for(p, after));
+                assert_topk_tol(&one_f32, &all, p.k, &format!("{what} (f32 scan)"), tol_for(p, after));
+                // Searched before this query's oracle, from `t_multi` on.
+                assert_topk_tol(&multi[qi], &all, p.k, &format!("{what} (nq=5)"), tol_for(p, t_oracle - t_multi));
             }
         }
     }
@@ -1496,12 +1507,14 @@ fn search_ties_newest_first_and_batched_threads() {
                     let p = &qs[(t as usize * 5 + round as usize) % qs.len()];
                     let q = rvec(&mut r, dims);
                     let (tx, rx) = std::sync::mpsc::channel();
+                    let t0 = memory_core::store::now_ms();
                     s2.search_batched(q.clone(), p.req(t % 2 == 0), Box::new(move |res| drop(tx.send(res))));
                     let got = rx.recv().unwrap().unwrap();
                     let direct = s2.search(&q, 1, &p.req(true)).unwrap().remove(0);
                     let all = oracle(&rows, &q, p, memory_core::store::now_ms());
-                    assert_topk_tol(&got, &all, p.k, &format!("batched t{t} r{round}"), tol_for(p));
-                    assert_topk_tol(&direct, &all, p.k, &format!("direct t{t} r{round}"), tol_for(p));
+                    let span = since(t0);
+                    assert_topk_tol(&got, &all, p.k, &format!("batched t{t} r{round}"), tol_for(p, span));
+                    assert_topk_tol(&direct, &all, p.k, &format!("direct t{t} r{round}"), tol_for(p, span));
                 }
             })
         })
