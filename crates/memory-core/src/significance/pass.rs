@@ -226,12 +226,14 @@ impl ScoreCtx<'_> {
         let recent = self.recent;
         let room = RECENT_WINDOW.saturating_sub(qi).min(recent.len());
         recent_cos.extend(recent[recent.len() - room..].iter().map(|&r| (k.dot)(v, st.vectors.row(r as usize))));
-        let mut earlier = Vec::with_capacity(if news[i].presearched.is_some() { qi } else { 0 });
+        // Kept only for a memory the writer links with presearched candidates (see [`Scored`]).
+        let keep_dots = news[i].presearched.is_some();
+        let mut earlier = Vec::with_capacity(if keep_dots { qi } else { 0 });
         for &j in &idx[..qi] {
             let c = (k.dot)(v, &news[j].record.vector);
             consider(c, news[j].record.seq, Who::New(j), cands);
             recent_cos.push(c);
-            if news[i].presearched.is_some() {
+            if keep_dots {
                 earlier.push(c);
             }
         }

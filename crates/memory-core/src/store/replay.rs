@@ -138,9 +138,7 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
             }
             Err(why) => {
                 snapshot::ignored(file, gen, &why);
-                let text_on = st.text_on;
-                *st = State::new(dims);
-                st.text_on = text_on;
+                start_over(st, dims);
                 return replay(bytes, file, st, vec_file, vouched_for, None);
             }
         }
@@ -204,9 +202,7 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
         let offset = frames[put_frame(bytes, &frames[..limit], first)].0;
         if bad.len() == crcs.len() - first && bad.len() <= TORN_ROWS_MAX {
             // A torn tail (rare): replay again the log before that put.
-            let text_on = st.text_on;
-            *st = State::new(dims);
-            st.text_on = text_on;
+            start_over(st, dims);
             drop(arena);
             let mut r = replay(&bytes[..offset], file, st, vec_file, vouched_for, snap)?;
             r.scan.end = ScanEnd::Torn { offset: offset as u64, reason: format!("vector rows {first}.. not in the vectors file (a crash before it reached the disk)") };
@@ -224,6 +220,13 @@ pub(super) fn replay(bytes: &[u8], file: &str, st: &mut State, vec_file: Option<
     // significance without a query, which take the columns meanwhile), so the writer builds it
     // when it is first idle, after the open (`Writer::idle_step`).
     Ok(Replayed { scan: sc, crcs, vouched, restored: snap.map_or(0, |s| s.rows) })
+}
+
+/// Empty `st` for another replay of the log, keeping whether it indexes text.
+fn start_over(st: &mut State, dims: usize) {
+    let text_on = st.text_on;
+    *st = State::new(dims);
+    st.text_on = text_on;
 }
 
 /// The vectors of the puts among `decoded`, in order (every put adds exactly one row, in
