@@ -2,6 +2,8 @@
 // each with one `store` in flight (a 384-float embedding given, so no embedder runs), into a
 // namespace already holding BENCH_INSERT_ROWS (100,000) memories, fsync `always` — a store is
 // answered only once its bytes are fsynced (group commit lets concurrent stores share one).
+// The vectors: BENCH_INSERT_DATA=random (default; uniform unit vectors, the graph's hardest
+// case) or clustered (the scale benchmark's, like text embeddings; results in inserts-clustered.json).
 //
 // Two servers, one after the other, each the real MemoryServer on uWebSockets.js in its own
 // process (bench/lib/server-child.js, 127.0.0.1, port 0), preloaded through the bulk-load path:
@@ -25,6 +27,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { randomVectors, removeDir, saveResult, tempDir } from './common.js';
+import { clusteredData } from './lib/clustered.js';
 import { startServer } from './lib/harness.js';
 import { buildLoadClient, startLoadClient } from './lib/native-clients.js';
 import { call, sleep } from './lib/procs.js';
@@ -39,6 +42,9 @@ const GRAPH_WAIT_S = env('BENCH_INSERT_GRAPH_WAIT_S', 600);
 const TEMPLATES = 2048;
 const D = 384;
 const SERVERS = (process.env.BENCH_INSERT_SERVERS ?? 'exact,graph').split(',').filter(Boolean);
+// 'random' (uniform unit vectors: no structure, the graph's hardest case) or 'clustered' (the
+// scale benchmark's rows, bench/lib/clustered.js, like text embeddings); new memories from the same set.
+const DATA = process.env.BENCH_INSERT_DATA ?? 'random';
 const TICK_HZ = 100; // USER_HZ: /proc/<pid>/task/*/stat counts in 1/100 s.
 
 /** Per thread of `pid`: name, user and system seconds (stat) and time on CPU (schedstat, s). */
@@ -90,7 +96,7 @@ const work = tempDir('ms-bench-inserts-');
 const templatesFile = join(work, 'store.txt');
 {
   // Distinct new vectors (another seed than the preload), 7 significant digits.
-  const vecs = randomVectors(TEMPLATES, D, 777);
+  const vecs = DATA === 'clustered' ? clusteredData(ROWS, D)(ROWS, TEMPLATES, 777) : randomVectors(TEMPLATES, D, 777);
   const lines = [];
   for (let i = 0; i < TEMPLATES; i++) {
     const arr = Array.from(vecs.subarray(i * D, (i + 1) * D), (x) => Number(x.toPrecision(7)));
@@ -103,7 +109,7 @@ const load = () => loadavg().map((x) => Number(x.toFixed(2)));
 const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model;
 const results = {};
 for (const name of SERVERS) {
-  const cfg = { transport: 'uws', rows: ROWS, fsync: 'always', annMinRows: name === 'exact' ? 1_000_000_000 : 20_000 };
+  const cfg = { transport: 'uws', rows: ROWS, fsync: 'always', data: DATA, annMinRows: name === 'exact' ? 1_000_000_000 : 20_000 };
   console.log(`${name}: preloading ${ROWS} memories…`);
   const server = await startServer(cfg, { readyTimeoutMs: 600_000 });
   const pid = server.child.pid;
@@ -160,12 +166,13 @@ for (const name of SERVERS) {
 removeDir(work);
 
 const target = 8000;
-saveResult('inserts', {
+saveResult(DATA === 'random' ? 'inserts' : `inserts-${DATA}`, {
   note: 'the machine and its load decide these figures (2 cores shared by server and load generator); exact is the baseline of the same run',
   cpu: cpuModel,
   cores: cpus().length,
   load_average_at_end: load(),
   rows: ROWS,
+  data: DATA,
   dims: D,
   connections: CONNS,
   in_flight_per_connection: 1,

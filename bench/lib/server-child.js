@@ -1,7 +1,8 @@
 // A memory server in its own process for the multi-process benchmarks. Config (JSON) in
 // BENCH_SERVER: { transport: 'uws' | 'ws' | 'uws-floor' | 'ws-floor', store: 'native' | 'js', rows, fsync, dir,
 // maxConnectionsPerIp, groupCommit (native store; default true), annMinRows (native store: the
-// namespace size from which significance comes from the ANN graph) }. Reports { event: 'ready', port, rows } and then serves IPC commands:
+// namespace size from which significance comes from the ANN graph), data ('random': uniform
+// unit vectors, the default; 'clustered': bench/lib/clustered.js's rows of a `rows`-row set) }. Reports { event: 'ready', port, rows } and then serves IPC commands:
 // cpu (process.cpuUsage of this process), mem (RSS after GC), storeStats, broadcast, exit.
 import { MemoryServer } from '../../dist/server/memory.js';
 import { MemoryStore, HASH_DIMS } from '../../dist/native.js';
@@ -11,6 +12,7 @@ import { startWsMemoryServer } from '../baselines/ws-memory-server.js';
 import { startUwsFloorServer } from '../baselines/uws-floor-server.js';
 import { startWsFloorServer } from '../baselines/ws-floor-server.js';
 import { randomVectors } from '../common.js';
+import { clusteredData } from './clustered.js';
 import { serveParent } from './procs.js';
 
 const cfg = JSON.parse(process.env.BENCH_SERVER ?? '{}');
@@ -27,9 +29,10 @@ const t0 = performance.now();
 if (rows > 0) {
   const BATCH = 20_000;
   const ts = Date.now() - rows;
+  const clustered = cfg.data === 'clustered' ? clusteredData(rows, D) : null;
   for (let s = 0; s < rows; s += BATCH) {
     const n = Math.min(BATCH, rows - s);
-    const vecs = randomVectors(n, D, 1000 + s);
+    const vecs = clustered ? clustered(s, n, 7) : randomVectors(n, D, 1000 + s);
     const recs = [];
     for (let i = 0; i < n; i++) {
       const k = s + i;

@@ -49,6 +49,26 @@ fn clustered(n: usize, dims: usize, centers: usize, seed: u64) -> Vec<f32> {
     out
 }
 
+/// Uniform random unit vectors (no structure: every insert's neighbours are far).
+fn uniform(n: usize, dims: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n * dims);
+    for _ in 0..n {
+        let mut v: Vec<f32> = (0..dims)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
+            })
+            .collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        out.extend(v);
+    }
+    out
+}
+
 /// CPU time of the calling thread (so that other processes on a loaded machine count less).
 fn thread_cpu() -> Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -64,7 +84,10 @@ fn main() {
     let group = *args.get(2).unwrap_or(&16).max(&1);
     let (dims, nq) = (384, 200);
     let k = kernels();
-    let mut data = clustered(n + inserts + nq, dims, (n / 500).max(10), 1);
+    // `ANN_INSERT_BENCH_DATA=random`: uniform random unit vectors (bench-inserts.js's data;
+    // bench/usearch-insert.js measures usearch on both kinds).
+    let random = std::env::var("ANN_INSERT_BENCH_DATA").is_ok_and(|v| v == "random");
+    let mut data = if random { uniform(n + inserts + nq, dims, 1) } else { clustered(n + inserts + nq, dims, (n / 500).max(10), 1) };
     let queries = data.split_off((n + inserts) * dims);
     let src = Flat { dims, data };
 
