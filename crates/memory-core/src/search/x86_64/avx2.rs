@@ -30,6 +30,8 @@ fn tail_mask(rem: usize) -> __m256i {
     )
 }
 
+/// (Only the `bench` feature's summing pass and FMA peak use it.)
+#[cfg(feature = "bench")]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn hsum(v: __m256) -> f32 {
