@@ -218,7 +218,10 @@ describe.skipIf(!NATS_SERVER)('cluster: three nats-servers (R3), three instances
         const info = await os.info('latest');
         const seq = Number(info?.metadata?.seq ?? 0);
         return seq >= top ? seq : 0;
-      }, 60_000, 'a snapshot at the top of the stream', 200);
+      }, 60_000, 'a snapshot at the top of the stream', 200).catch((err: Error) => {
+        // What the instances logged (a failed snapshot, a lost lease) says why none came.
+        throw new Error(`${err.message}\n${live.map((i) => `--- ${i.nodeId}:\n${i.output().slice(-4000)}`).join('\n')}`);
+      });
       // Without the snapshot, the first writes are gone: joining needs it.
       await (await jetstreamManager(nc)).streams.purge('MEMORY_memory', { seq: snapSeq + 1 });
     } finally {
