@@ -1,0 +1,155 @@
+/**
+ * The snapshot writer's lease (ts/cluster/membership.ts) against a real nats-server: a holder
+ * keeps it through a renewal that got no answer, and through one that landed but whose
+ * answer was lost; a holder that cannot renew at all stops acting as the writer before its
+ * key can expire, and another instance takes the lease after that — never two writers at once.
+ * Failures are put between the membership and NATS by wrapping its bucket.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect as natsConnect, type NatsConnection } from '@nats-io/transport-node';
+import type { KV } from '@nats-io/kv';
+import { HEARTBEAT_MS, LEASE_HOLD_MS, MEMBER_TTL_MS, Membership, type MemberInfo } from '../ts/cluster/membership.js';
+import { NATS_SERVER, sleep, startNats, stopAll, until, type NatsCluster } from './helpers/cluster.js';
+import { silentLogger } from './helpers/ws-client.js';
+
+/** How the wrapped bucket answers `update` (the lease's renewal) and everything else. */
+interface Faults {
+  /** Renewals to fail with no answer (nothing written). */
+  unanswered: number;
+  /** Renewals written whose answer is then lost. */
+  answerLost: number;
+  /** Every operation fails with no answer (NATS unreachable). */
+  down: boolean;
+  /** Renewals that went through with their answer. */
+  renewed: number;
+  /** `create` calls (taking a lease not held). */
+  creates: number;
+}
+
+class FaultyMembership extends Membership {
+  constructor(
+    nc: NatsConnection,
+    bucket: string,
+    nodeId: string,
+    readonly faults: Faults = { unanswered: 0, answerLost: 0, down: false, renewed: 0, creates: 0 },
+  ) {
+    super(nc, bucket, 1, (): MemberInfo => ({ node_id: nodeId, url: null, at: new Date().toISOString(), applied_seq: 0, stream_seq: 0, lag: 0 }), silentLogger);
+  }
+
+  protected override async openBucket(): Promise<KV> {
+    const kv = await super.openBucket();
+    const f = this.faults;
+    const timeout = (): Promise<never> => Promise.reject(new Error('TIMEOUT'));
+    return new Proxy(kv, {
+      get(target, prop, receiver) {
+        const real = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof real !== 'function') return real;
+        return (...args: unknown[]) => {
+          if (f.down) return timeout();
+          if (prop === 'create') f.creates++;
+          if (prop === 'update') {
+            if (f.unanswered > 0) {
+              f.unanswered--;
+              return timeout();
+            }
+            if (f.answerLost > 0) {
+              f.answerLost--;
+              return (real as (...a: unknown[]) => Promise<number>).apply(target, args).then(timeout);
+            }
+            return (real as (...a: unknown[]) => Promise<number>).apply(target, args).then((rev) => {
+              f.renewed++;
+              return rev;
+            });
+          }
+          return (real as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+  }
+}
+
+describe.skipIf(!NATS_SERVER)('cluster: the snapshot writer lease', () => {
+  let nats: NatsCluster;
+  let nc: NatsConnection;
+  let bucketNo = 0;
+  const started: Membership[] = [];
+
+  beforeAll(async () => {
+    nats = await startNats(1);
+    nc = await natsConnect({ servers: nats.urls });
+  }, 60_000);
+  afterAll(async () => {
+    for (const m of started) await m.stop().catch(() => undefined);
+    await nc?.close();
+    stopAll();
+    nats?.cleanup();
+  });
+
+  /** Holder `a` (started first: it takes the lease) and `b`, on a bucket of their own. */
+  async function pair(): Promise<[FaultyMembership, FaultyMembership]> {
+    const bucket = `lease_test_${++bucketNo}`;
+    const a = new FaultyMembership(nc, bucket, 'a');
+    await a.start();
+    const b = new FaultyMembership(nc, bucket, 'b');
+    await b.start();
+    started.push(a, b);
+    expect(a.leader).toBe(true);
+    expect(b.leader).toBe(false);
+    return [a, b];
+  }
+
+  /** Samples both every 50 ms until `done` resolves: never two writers; how often `b` was one. */
+  async function watch(a: Membership, b: Membership, done: Promise<unknown>): Promise<{ bLeader: number }> {
+    let finished = false;
+    void done.finally(() => (finished = true));
+    const seen = { bLeader: 0 };
+    while (!finished) {
+      expect(a.leader && b.leader).toBe(false);
+      seen.bLeader += Number(b.leader);
+      await sleep(50);
+    }
+    await done;
+    return seen;
+  }
+
+  it('a renewal that got no answer does not give the lease up: the holder renews at the same revision next time', async () => {
+    const [a, b] = await pair();
+    const before = a.faults.renewed;
+    const creates = a.faults.creates;
+    a.faults.unanswered = 1;
+    // The failed renewal, then one that goes through (the same revision: JetStream accepts it)
+    // — the lease was never given up, so never taken again with `create`.
+    const seen = await watch(a, b, until(() => a.faults.unanswered === 0 && a.faults.renewed > before, 4 * HEARTBEAT_MS + 5000, 'a renewal after the unanswered one'));
+    expect(a.faults.creates).toBe(creates);
+    expect(seen.bLeader).toBe(0);
+    expect(a.leader).toBe(true);
+  }, 30_000);
+
+  it('a renewal that landed but whose answer was lost: the holder finds the key still its own and keeps the lease', async () => {
+    const [a, b] = await pair();
+    const before = a.faults.renewed;
+    const creates = a.faults.creates;
+    a.faults.answerLost = 1;
+    // Next renewal: refused (the revision moved), the key is still a's: a takes its revision and renews at it.
+    const seen = await watch(a, b, until(() => a.faults.answerLost === 0 && a.faults.renewed > before, 4 * HEARTBEAT_MS + 5000, 'a renewal after the lost answer'));
+    expect(a.faults.creates).toBe(creates);
+    expect(seen.bLeader).toBe(0);
+    expect(a.leader).toBe(true);
+  }, 30_000);
+
+  it('a holder that cannot renew stops being the writer before its key expires; another takes the lease after', async () => {
+    const [a, b] = await pair();
+    a.faults.down = true;
+    // a's last renewal was at most one heartbeat before the cut; its key expires 4 s after it steps down.
+    await watch(a, b, until(() => !a.leader, LEASE_HOLD_MS + HEARTBEAT_MS + 5000, 'a to stop acting as the writer'));
+    expect(b.leader).toBe(false);
+    await watch(a, b, until(() => b.leader, MEMBER_TTL_MS + 2 * HEARTBEAT_MS + 10_000, 'b to take the lease'));
+    expect(a.leader).toBe(false);
+    a.faults.down = false;
+    // Back: a finds the key b's and does not take it.
+    const renewedB = b.faults.renewed;
+    await watch(a, b, until(() => b.faults.renewed > renewedB + 1, 4 * HEARTBEAT_MS + 5000, 'b to renew twice'));
+    expect(a.leader).toBe(false);
+    expect(b.leader).toBe(true);
+  }, 60_000);
+});
