@@ -93,9 +93,26 @@ export interface NatsCluster {
   cleanup(): void;
 }
 
-/** `n` nats-servers with JetStream, clustered when n > 1, each with its own store directory. */
+/** A nats-server could not bind a port `freePort` had found free (another process took it in between). */
+class PortTaken extends Error {}
+
+/**
+ * `n` nats-servers with JetStream, clustered when n > 1, each with its own store directory.
+ * Started again on other ports (up to 4 times) when a port found free was taken before the
+ * server bound it — test files run in parallel, each choosing ports the same way.
+ */
 export async function startNats(n: number): Promise<NatsCluster> {
   if (!NATS_SERVER) throw new Error('nats-server is not installed');
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startNatsOnce(n);
+    } catch (err) {
+      if (!(err instanceof PortTaken) || attempt >= 4) throw err;
+    }
+  }
+}
+
+async function startNatsOnce(n: number): Promise<NatsCluster> {
   const base = mkdtempSync(path.join(os.tmpdir(), 'ms-nats-'));
   const specs: Array<{ name: string; port: number; clusterPort: number; dir: string }> = [];
   for (let i = 0; i < n; i++) specs.push({ name: `n${i}`, port: await freePort(), clusterPort: await freePort(), dir: path.join(base, `n${i}`) });
@@ -112,10 +129,22 @@ export async function startNats(n: number): Promise<NatsCluster> {
     proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
     const exited = track(proc);
     await until(() => log.includes('Server is ready') || proc.exitCode !== null, 15_000, `nats-server ${s.name} to start`);
-    if (proc.exitCode !== null) throw new Error(`nats-server ${s.name} exited: ${log}`);
+    // The cluster (route) port is bound after "Server is ready": a taken one ends it just after.
+    if (proc.exitCode === null && n > 1) await until(() => log.includes('Listening for route connections') || proc.exitCode !== null, 15_000, `nats-server ${s.name} to listen for routes`);
+    if (proc.exitCode !== null || log.includes('[FTL]')) {
+      if (proc.exitCode === null && proc.pid) process.kill(proc.pid, 'SIGKILL');
+      throw new (/address already in use/.test(log) ? PortTaken : Error)(`nats-server ${s.name} exited: ${log}`);
+    }
     return { ...s, url: `nats://127.0.0.1:${s.port}`, proc, log: () => log, exited };
   };
-  const nodes = await Promise.all(specs.map((_, i) => spawnNode(i)));
+  const spawned = await Promise.allSettled(specs.map((_, i) => spawnNode(i)));
+  const failed = spawned.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    for (const r of spawned) if (r.status === 'fulfilled' && r.value.proc.pid && r.value.proc.exitCode === null) process.kill(r.value.proc.pid, 'SIGKILL');
+    rmSync(base, { recursive: true, force: true });
+    throw failed.reason;
+  }
+  const nodes = spawned.map((r) => (r as PromiseFulfilledResult<NatsNode>).value);
   const cluster: NatsCluster = {
     nodes,
     urls: nodes.map((x) => x.url),
