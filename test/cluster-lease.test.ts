@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect as natsConnect, type NatsConnection } from '@nats-io/transport-node';
 import type { KV } from '@nats-io/kv';
-import { HEARTBEAT_MS, LEASE_HOLD_MS, MEMBER_TTL_MS, Membership, type MemberInfo } from '../ts/cluster/membership.js';
+import { HEARTBEAT_MS, LEASE_HOLD_MS, LIST_MS, MEMBER_TTL_MS, Membership, type MemberInfo } from '../ts/cluster/membership.js';
 import { NATS_SERVER, sleep, startNats, stopAll, until, type NatsCluster } from './helpers/cluster.js';
 import { silentLogger } from './helpers/ws-client.js';
 
@@ -24,6 +24,21 @@ interface Faults {
   renewed: number;
   /** `create` calls (taking a lease not held). */
   creates: number;
+  /** `keys` lists what it finds and then never reports its end (only `stop()` ends it). */
+  keysHang?: boolean;
+}
+
+/** An iterator of `keys` that, like a key listing whose end never comes, ends only when stopped. */
+function hangingKeys(keys: string[]): AsyncIterable<string> & { stop(): void } {
+  let stop!: () => void;
+  const stopped = new Promise<void>((r) => (stop = r));
+  return {
+    stop,
+    async *[Symbol.asyncIterator]() {
+      yield* keys;
+      await stopped;
+    },
+  };
 }
 
 class FaultyMembership extends Membership {
@@ -47,6 +62,13 @@ class FaultyMembership extends Membership {
         return (...args: unknown[]) => {
           if (f.down) return timeout();
           if (prop === 'create') f.creates++;
+          if (prop === 'keys' && f.keysHang) {
+            return (real as (...a: unknown[]) => Promise<AsyncIterable<string>>).apply(target, args).then(async (it) => {
+              const found: string[] = [];
+              for await (const k of it) found.push(k);
+              return hangingKeys(found);
+            });
+          }
           if (prop === 'update') {
             if (f.unanswered > 0) {
               f.unanswered--;
@@ -135,6 +157,16 @@ describe.skipIf(!NATS_SERVER)('cluster: the snapshot writer lease', () => {
     expect(a.faults.creates).toBe(creates);
     expect(seen.bLeader).toBe(0);
     expect(a.leader).toBe(true);
+  }, 30_000);
+
+  it('a listing of the members whose end never comes is cut: the members found so far, within LIST_MS', async () => {
+    const [a] = await pair();
+    a.faults.keysHang = true;
+    const t0 = performance.now();
+    const members = await a.members();
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(LIST_MS - 50);
+    expect(members.map((m) => m.node_id)).toEqual(['a', 'b']);
+    a.faults.keysHang = false;
   }, 30_000);
 
   it('a holder that cannot renew stops being the writer before its key expires; another takes the lease after', async () => {

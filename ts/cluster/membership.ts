@@ -28,6 +28,8 @@ export const MEMBER_TTL_MS = 10_000;
 /** A lease holder that has not renewed for this long stops acting as the snapshot writer (its key expires at MEMBER_TTL_MS). */
 export const LEASE_HOLD_MS = MEMBER_TTL_MS - 2 * HEARTBEAT_MS;
 const LEASE_KEY = 'snapshotter';
+/** Longest a listing of the members may wait for its end (`Membership.members`). */
+export const LIST_MS = HEARTBEAT_MS;
 
 /** Whether JetStream refused a write because the key's revision was not the one given. */
 const isWrongRevision = (err: unknown): boolean =>
@@ -113,8 +115,21 @@ export class Membership {
   async members(): Promise<MemberInfo[]> {
     const kv = this.kv;
     if (!kv) return [];
+    const keys = await kv.keys('member.>');
+    // The listing ends when its last key says nothing is pending, or at the consumer's idle
+    // heartbeat. Keys that expire between its count and their delivery (a member gone) leave
+    // it waiting for that heartbeat, and a consumer lost with a NATS server may not end it at
+    // all — and the snapshot writer's tick waits on this list. So it is cut at LIST_MS: the
+    // keys listed so far now, the rest at the next refresh.
+    const cut = setTimeout(() => keys.stop(), LIST_MS);
+    const names: string[] = [];
+    try {
+      for await (const key of keys) names.push(key);
+    } finally {
+      clearTimeout(cut);
+    }
     const out: MemberInfo[] = [];
-    for await (const key of await kv.keys('member.>')) {
+    for (const key of names) {
       const e = await kv.get(key);
       if (e && e.operation === 'PUT' && e.value.length > 0) out.push(e.json<MemberInfo>());
     }
