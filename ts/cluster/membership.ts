@@ -122,9 +122,11 @@ export class Membership {
     // all — and the snapshot writer's tick waits on this list. So it is cut at LIST_MS: the
     // keys listed so far now, the rest at the next refresh.
     const cut = setTimeout(() => keys.stop(), LIST_MS);
-    const names: string[] = [];
+    // A set: the listing's consumer also delivers puts made while it runs (a heartbeat), so a
+    // key can come twice (seen: a member counted twice in `memory_server_cluster_members`).
+    const names = new Set<string>();
     try {
-      for await (const key of keys) names.push(key);
+      for await (const key of keys) names.add(key);
     } finally {
       clearTimeout(cut);
     }

@@ -1,8 +1,10 @@
 /**
- * The snapshot writer's lease (ts/cluster/membership.ts) against a real nats-server: a holder
+ * Cluster membership (ts/cluster/membership.ts) against a real nats-server. The snapshot
+ * writer's lease: a holder
  * keeps it through a renewal that got no answer, and through one that landed but whose
  * answer was lost; a holder that cannot renew at all stops acting as the writer before its
  * key can expire, and another instance takes the lease after that — never two writers at once.
+ * The member list: cut when its listing never ends, each member once.
  * Failures are put between the membership and NATS by wrapping its bucket.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,6 +28,8 @@ interface Faults {
   creates: number;
   /** `keys` lists what it finds and then never reports its end (only `stop()` ends it). */
   keysHang?: boolean;
+  /** `keys` delivers every key twice (as when a key is written again while the listing runs). */
+  keysTwice?: boolean;
 }
 
 /** An iterator of `keys` that, like a key listing whose end never comes, ends only when stopped. */
@@ -62,10 +66,11 @@ class FaultyMembership extends Membership {
         return (...args: unknown[]) => {
           if (f.down) return timeout();
           if (prop === 'create') f.creates++;
-          if (prop === 'keys' && f.keysHang) {
+          if (prop === 'keys' && (f.keysHang || f.keysTwice)) {
             return (real as (...a: unknown[]) => Promise<AsyncIterable<string>>).apply(target, args).then(async (it) => {
               const found: string[] = [];
               for await (const k of it) found.push(k);
+              if (f.keysTwice) return found.flatMap((k) => [k, k]);
               return hangingKeys(found);
             });
           }
@@ -90,7 +95,7 @@ class FaultyMembership extends Membership {
   }
 }
 
-describe.skipIf(!NATS_SERVER)('cluster: the snapshot writer lease', () => {
+describe.skipIf(!NATS_SERVER)('cluster membership: the snapshot writer lease and the member list', () => {
   let nats: NatsCluster;
   let nc: NatsConnection;
   let bucketNo = 0;
@@ -167,6 +172,13 @@ describe.skipIf(!NATS_SERVER)('cluster: the snapshot writer lease', () => {
     expect(performance.now() - t0).toBeGreaterThanOrEqual(LIST_MS - 50);
     expect(members.map((m) => m.node_id)).toEqual(['a', 'b']);
     a.faults.keysHang = false;
+  }, 30_000);
+
+  it('a key the listing delivers twice is one member', async () => {
+    const [a] = await pair();
+    a.faults.keysTwice = true;
+    expect((await a.members()).map((m) => m.node_id)).toEqual(['a', 'b']);
+    a.faults.keysTwice = false;
   }, 30_000);
 
   it('a holder that cannot renew stops being the writer before its key expires; another takes the lease after', async () => {
