@@ -5,14 +5,16 @@
 // in the beam (usearch `quantization: 'i8'`), cosine on unit vectors.
 //
 // `node bench/usearch-insert.js [rows] [inserts]` (100000 4000), BENCH_USEARCH_DATA=random
-// (uniform unit vectors, bench-inserts.js's data) or clustered (ann_insert_bench's: unit
-// vectors around rows ÷ 500 centres). Builds the index with every core, then adds `inserts`
+// (uniform unit vectors, bench-inserts.js's data) or clustered (the scale benchmark's,
+// bench/lib/clustered.js: unit vectors around rows ÷ 500 centres, as ann_insert_bench's).
+// Builds the index with every core, then adds `inserts`
 // vectors one call each on this thread and reports the process CPU time per insert (usearch
 // adds a single vector on the calling thread), and recall@10 at expansion 96 against exact
 // search on 200 held-out queries. BENCH_USEARCH_QUANT: i8 (default) or f32. Writes
 // bench/results/usearch-insert-<data>-<quantization>.json.
 import usearch from 'usearch';
-import { rng, randomVectors, saveResult } from './common.js';
+import { randomVectors, saveResult } from './common.js';
+import { clusteredData } from './lib/clustered.js';
 
 const ROWS = Number(process.argv[2] ?? 100_000);
 const INSERTS = Number(process.argv[3] ?? 4000);
@@ -23,27 +25,8 @@ const QUANT = process.env.BENCH_USEARCH_QUANT ?? 'i8';
 const D = 384;
 const NQ = 200;
 
-/** Unit vectors around `centres` random centres (ann_insert_bench's `clustered`, same shape). */
-function clustered(n, dims, centres, seed) {
-  const r = rng(seed);
-  const cs = Float32Array.from({ length: centres * dims }, () => r() * 2 - 1);
-  const out = new Float32Array(n * dims);
-  for (let i = 0; i < n; i++) {
-    const c = (i % centres) * dims;
-    let s = 0;
-    for (let j = 0; j < dims; j++) {
-      const v = cs[c + j] + 0.6 * (r() * 2 - 1);
-      out[i * dims + j] = v;
-      s += v * v;
-    }
-    const inv = 1 / Math.sqrt(s);
-    for (let j = 0; j < dims; j++) out[i * dims + j] *= inv;
-  }
-  return out;
-}
-
 const total = ROWS + INSERTS + NQ;
-const all = DATA === 'clustered' ? clustered(total, D, Math.max(10, Math.floor(ROWS / 500)), 1) : randomVectors(total, D, 1);
+const all = DATA === 'clustered' ? clusteredData(ROWS, D)(0, total, 1) : randomVectors(total, D, 1);
 // Copies: usearch 2.26's binding reads a typed array from the start of its buffer, ignoring
 // a subarray's offset (a subarray query found row 0's neighbours).
 const row = (i) => all.slice(i * D, (i + 1) * D);

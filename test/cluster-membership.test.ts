@@ -139,30 +139,26 @@ describe.skipIf(!NATS_SERVER)('cluster membership: the snapshot writer lease and
     return seen;
   }
 
-  it('a renewal that got no answer does not give the lease up: the holder renews at the same revision next time', async () => {
+  /**
+   * `fault` once on a's next renewal; then until a renewal goes through: a never took the lease
+   * again with `create` (it never gave it up), b was never the writer, a is.
+   */
+  async function keepsLeaseThrough(fault: 'unanswered' | 'answerLost'): Promise<void> {
     const [a, b] = await pair();
     const before = a.faults.renewed;
     const creates = a.faults.creates;
-    a.faults.unanswered = 1;
-    // The failed renewal, then one that goes through (the same revision: JetStream accepts it)
-    // — the lease was never given up, so never taken again with `create`.
-    const seen = await watch(a, b, until(() => a.faults.unanswered === 0 && a.faults.renewed > before, 4 * HEARTBEAT_MS + 5000, 'a renewal after the unanswered one'));
+    a.faults[fault] = 1;
+    const seen = await watch(a, b, until(() => a.faults[fault] === 0 && a.faults.renewed > before, 4 * HEARTBEAT_MS + 5000, `a renewal after the ${fault} one`));
     expect(a.faults.creates).toBe(creates);
     expect(seen.bLeader).toBe(0);
     expect(a.leader).toBe(true);
-  }, 30_000);
+  }
 
-  it('a renewal that landed but whose answer was lost: the holder finds the key still its own and keeps the lease', async () => {
-    const [a, b] = await pair();
-    const before = a.faults.renewed;
-    const creates = a.faults.creates;
-    a.faults.answerLost = 1;
-    // Next renewal: refused (the revision moved), the key is still a's: a takes its revision and renews at it.
-    const seen = await watch(a, b, until(() => a.faults.answerLost === 0 && a.faults.renewed > before, 4 * HEARTBEAT_MS + 5000, 'a renewal after the lost answer'));
-    expect(a.faults.creates).toBe(creates);
-    expect(seen.bLeader).toBe(0);
-    expect(a.leader).toBe(true);
-  }, 30_000);
+  // The failed renewal, then one that goes through (the same revision: JetStream accepts it).
+  it('a renewal that got no answer does not give the lease up: the holder renews at the same revision next time', () => keepsLeaseThrough('unanswered'), 30_000);
+
+  // Next renewal: refused (the revision moved), the key is still a's: a takes its revision and renews at it.
+  it('a renewal that landed but whose answer was lost: the holder finds the key still its own and keeps the lease', () => keepsLeaseThrough('answerLost'), 30_000);
 
   it('a listing of the members whose end never comes is cut: the members found so far, within LIST_MS', async () => {
     const [a] = await pair();

@@ -28,43 +28,42 @@ impl RowSource for Flat {
     }
 }
 
-/// The same clustered data as `ann_bench` (unit vectors around n / 500 centres).
-fn clustered(n: usize, dims: usize, centers: usize, seed: u64) -> Vec<f32> {
+/// Uniform values in [−1, 1) from `seed` (xorshift64).
+fn rng(seed: u64) -> impl FnMut() -> f32 {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut rnd = move || {
+    move || {
         s ^= s << 13;
         s ^= s >> 7;
         s ^= s << 17;
         (s >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
-    };
+    }
+}
+
+/// Appends `v` scaled to unit length.
+fn push_unit(out: &mut Vec<f32>, mut v: Vec<f32>) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= norm);
+    out.extend(v);
+}
+
+/// The same clustered data as `ann_bench` (unit vectors around n / 500 centres).
+fn clustered(n: usize, dims: usize, centers: usize, seed: u64) -> Vec<f32> {
+    let mut rnd = rng(seed);
     let cs: Vec<f32> = (0..centers * dims).map(|_| rnd()).collect();
     let mut out = Vec::with_capacity(n * dims);
     for i in 0..n {
         let c = &cs[(i % centers) * dims..(i % centers + 1) * dims];
-        let mut v: Vec<f32> = c.iter().map(|x| x + 0.6 * rnd()).collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.iter_mut().for_each(|x| *x /= norm);
-        out.extend(v);
+        push_unit(&mut out, c.iter().map(|x| x + 0.6 * rnd()).collect());
     }
     out
 }
 
 /// Uniform random unit vectors (no structure: every insert's neighbours are far).
 fn uniform(n: usize, dims: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rnd = rng(seed);
     let mut out = Vec::with_capacity(n * dims);
     for _ in 0..n {
-        let mut v: Vec<f32> = (0..dims)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
-            })
-            .collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.iter_mut().for_each(|x| *x /= norm);
-        out.extend(v);
+        push_unit(&mut out, (0..dims).map(|_| rnd()).collect());
     }
     out
 }
